@@ -1,0 +1,139 @@
+// Command smoothcast runs the whole origin on one machine.
+//
+//	smoothcast run [flags]    the local stack: embedded S3, relay, manifest function, edge
+//
+// Run `smoothcast run -h` for the flags and the URL spaces.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/stack"
+)
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, "usage: smoothcast run [flags]\n\nrun   start the local stack (smoothcast run -h for flags)\n")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = run(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q (want: run)", os.Args[1])
+	}
+	if err != nil {
+		slog.Error("smoothcast", "err", err)
+		os.Exit(1)
+	}
+}
+
+const runUsage = `usage: smoothcast run [flags]
+
+Runs the origin on this machine: an embedded S3-compatible store, the ingest
+relay, the manifest function (driven by the same S3 event JSON AWS sends) and
+a local edge that behaves like the CloudFront distribution.
+
+Ingest (encoders push here, POST or PUT, chunked or not):
+  http://{ingest}/live/{channel}.isml/Streams({stream})
+
+Playback (the edge):
+  http://{edge}/live/{channel}.isml/Manifest       Smooth Streaming
+  http://{edge}/live/{channel}.isml/master.m3u8    HLS (fMP4)
+  http://{edge}/live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})
+
+Every flag can also be set as SMOOTHCAST_<FLAG> (upper case, '-' as '_').
+
+Flags:
+`
+
+func envDefault(name, def string) string {
+	if v, ok := os.LookupEnv("SMOOTHCAST_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+		return v
+	}
+	return def
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
+	ingest := fs.String("ingest-addr", envDefault("ingest-addr", "127.0.0.1:8080"), "relay listen address")
+	edgeAddr := fs.String("edge-addr", envDefault("edge-addr", "127.0.0.1:8081"), "edge (playback) listen address")
+	s3Addr := fs.String("s3-addr", envDefault("s3-addr", "127.0.0.1:0"), "embedded S3 listen address (port 0: any free port)")
+	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
+	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
+	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
+	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hcfg := handler.DefaultConfig()
+	hcfg.DVRWindow, hcfg.GapTimeout = *dvr, *gap
+	st, err := stack.Start(ctx, stack.Options{
+		IngestAddr: *ingest, EdgeAddr: *edgeAddr, S3Addr: *s3Addr, DataDir: *dataDir,
+		Handler: hcfg, Relay: relay.DefaultConfig(), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap)
+	fmt.Printf(`
+smoothcast is running.
+
+  Ingest:    %[1]s/live/{channel}.isml/Streams({stream})
+  Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8)
+  Store:     %[3]s (bucket smoothcast, data in %[4]q)
+
+Push a test pattern (two video bitrates + AAC) to channel "demo":
+
+  ffmpeg -re -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -map 0:v -map 0:v -map 1:a -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
+    -b:v:0 800k -b:v:1 300k -s:v:1 320x180 -c:a aac -b:a 96k \
+    -movflags +isml+frag_keyframe -f ismv "%[1]s/live/demo.isml/Streams(demo)"
+
+Then play:
+
+  ffplay %[2]s/live/demo.isml/master.m3u8
+  %[2]s/live/demo.isml/Manifest   (Smooth Streaming)
+
+Ctrl-C stops.
+`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir)
+	<-ctx.Done()
+	log.Info("stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return st.Close(sctx)
+}
+
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bad duration %q: %v\n", s, err)
+		os.Exit(2)
+	}
+	return d
+}

@@ -1,0 +1,199 @@
+// Package relay is the ingest relay: an HTTP server that accepts Smooth
+// Streaming pushes (POST or PUT to /live/{channel}.isml/Streams({stream}),
+// one long chunked request), splits each body per track into init segments
+// and fragments as it streams in, and writes them to the store. It holds
+// about one fragment per stream in memory and writes a fragment only when it
+// is complete.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// ObjectWriter is what the relay needs of the store.
+type ObjectWriter interface {
+	Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error)
+}
+
+// Config holds the relay's limits.
+type Config struct {
+	// MaxBox is the largest box (in practice, fragment mdat) accepted.
+	MaxBox int
+	// MaxTracks is the most tracks one stream may declare.
+	MaxTracks int
+	// ReadTimeout drops an encoder that sends nothing for this long; a slow
+	// but live one is kept (the deadline rolls with every read).
+	ReadTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of silence.
+func DefaultConfig() Config {
+	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second}
+}
+
+// Relay serves the ingest endpoints.
+type Relay struct {
+	Store ObjectWriter
+	Cfg   Config
+	Log   *slog.Logger
+
+	active    atomic.Int64
+	fragments atomic.Int64
+	dupes     atomic.Int64
+}
+
+// New returns a relay that writes to st.
+func New(st ObjectWriter, cfg Config, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{Store: st, Cfg: cfg, Log: log}
+}
+
+// Handler routes ingest requests: POST and PUT to a stream URL push; any
+// other method there is 405; anything else is 404.
+func (rl *Relay) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/live/", rl.serveStream)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not found: push to /live/{channel}.isml/Streams({stream})", http.StatusNotFound)
+	})
+	return mux
+}
+
+func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
+	ip, err := layout.ParseIngestPath(r.URL.Path)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST, PUT")
+		http.Error(w, "method not allowed: push with POST or PUT", http.StatusMethodNotAllowed)
+		return
+	}
+	log := rl.Log.With("channel", ip.Channel, "stream", ip.Stream, "remote", r.RemoteAddr)
+	rl.active.Add(1)
+	defer rl.active.Add(-1)
+	body := io.Reader(r.Body)
+	if rl.Cfg.ReadTimeout > 0 {
+		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout}
+	}
+	sink := &storeSink{rl: rl, channel: ip.Channel, log: log}
+	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks})
+	started := time.Now()
+	stats, err := sess.Run(r.Context(), body)
+	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", sink.written, "duplicates", sink.dupes, "seconds", time.Since(started).Seconds()}
+	var perr *ism.ProtocolError
+	switch {
+	case err == nil:
+		if stats.Bytes > 0 {
+			log.Info("push ended", append(attrs, "end_of_stream", stats.Ended)...)
+		}
+		w.WriteHeader(http.StatusOK)
+	case errors.As(err, &perr) && errors.Is(err, ism.ErrTruncated):
+		// The connection broke inside a box: a drop, not an end. Nothing of
+		// the incomplete fragment was written; the encoder may reconnect.
+		log.Warn("push dropped", append(attrs, "err", err)...)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.As(err, &perr):
+		log.Warn("push refused", append(attrs, "err", err)...)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, store.ErrPreconditionFailed), isStoreErr(err):
+		log.Error("push failed: store", append(attrs, "err", err)...)
+		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+	default:
+		// Read errors: timeouts, resets, client gone.
+		log.Warn("push dropped", append(attrs, "err", err)...)
+		http.Error(w, err.Error(), http.StatusRequestTimeout)
+	}
+}
+
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+func isStoreErr(err error) bool {
+	var se *storeError
+	return errors.As(err, &se)
+}
+
+// deadlineReader extends the connection's read deadline before every read.
+type deadlineReader struct {
+	r  io.Reader
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	_ = d.rc.SetReadDeadline(time.Now().Add(d.d))
+	return d.r.Read(p)
+}
+
+// storeSink writes what a session produces. Writes are conditional
+// (If-None-Match): an object that exists is never rewritten, so a fragment
+// an encoder re-sends after a reconnect costs one refused PUT and no event.
+type storeSink struct {
+	rl      *Relay
+	channel string
+	log     *slog.Logger
+	written int
+	dupes   int
+}
+
+func contentType(k timeline.Kind) string {
+	if k == timeline.Audio {
+		return "audio/mp4"
+	}
+	return "video/mp4"
+}
+
+func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
+	key := layout.InitKey(s.channel, h.ID)
+	_, err := s.rl.Store.Put(ctx, key, h.Init, store.PutOptions{
+		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
+	})
+	if errors.Is(err, store.ErrPreconditionFailed) {
+		s.log.Debug("init segment exists", "track", h.ID.String())
+		return nil
+	}
+	if err != nil {
+		return &storeError{fmt.Errorf("channel %s track %s: %w", s.channel, h.ID, err)}
+	}
+	return nil
+}
+
+func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
+	key := layout.FragmentKey(s.channel, f.ID, f.Start)
+	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true}
+	if f.HasPrev {
+		opts.Metadata = map[string]string{layout.MetaPrev: strconv.FormatUint(f.Prev, 10)}
+	}
+	_, err := s.rl.Store.Put(ctx, key, f.Data, opts)
+	switch {
+	case errors.Is(err, store.ErrPreconditionFailed):
+		s.dupes++
+		s.rl.dupes.Add(1)
+		s.log.Debug("fragment exists", "track", f.ID.String(), "start", f.Start)
+		return nil
+	case err != nil:
+		return &storeError{fmt.Errorf("channel %s track %s fragment %d: %w", s.channel, f.ID, f.Start, err)}
+	}
+	s.written++
+	s.rl.fragments.Add(1)
+	return nil
+}

@@ -1,0 +1,354 @@
+// Package handler is the manifest function: it keeps each channel's
+// timeline from S3 object-created events and renders the Smooth Streaming
+// manifest and the HLS playlists on request (Lambda Function URL, or the
+// local edge calling it the same way).
+//
+// Per fragment event it makes one ranged GET of the fragment, one GET of
+// the track's state and one conditional PUT of that state: the only
+// billable write besides the fragment itself. Manifests are not stored;
+// they are rendered from the state when the CDN asks for them.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// ObjectStore is what the handler needs of the store.
+type ObjectStore interface {
+	Get(ctx context.Context, key string) (store.Object, error)
+	GetRange(ctx context.Context, key string, first, last int64) (store.Object, error)
+	Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error)
+}
+
+// Config holds the function's settings.
+type Config struct {
+	// DVRWindow bounds what manifests list and what the state keeps.
+	DVRWindow time.Duration
+	// GapTimeout is how long a fragment that arrived early waits for the
+	// ones before it before the missing media is declared a gap.
+	GapTimeout time.Duration
+	// ManifestMaxAge is the Cache-Control max-age of rendered manifests.
+	ManifestMaxAge time.Duration
+	// MaxRetries bounds conditional-write retries per event.
+	MaxRetries int
+}
+
+// DefaultConfig returns the defaults: a 30 minute window, 10 s gap
+// timeout, 1 s manifest max-age.
+func DefaultConfig() Config {
+	return Config{DVRWindow: 30 * time.Minute, GapTimeout: 10 * time.Second, ManifestMaxAge: time.Second, MaxRetries: 20}
+}
+
+// Handler handles S3 events and manifest requests.
+type Handler struct {
+	Store ObjectStore
+	Cfg   Config
+	Log   *slog.Logger
+
+	mu       sync.Mutex
+	channels map[string]*timeline.Channel // warm cache of channel indexes
+}
+
+// New returns a handler.
+func New(st ObjectStore, cfg Config, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = DefaultConfig().MaxRetries
+	}
+	return &Handler{Store: st, Cfg: cfg, Log: log, channels: map[string]*timeline.Channel{}}
+}
+
+// Invoke is the Lambda entry point: it accepts an S3 event or a Function
+// URL request and dispatches on its shape.
+func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, error) {
+	var probe struct {
+		Records        []json.RawMessage `json:"Records"`
+		RequestContext *struct {
+			HTTP *json.RawMessage `json:"http"`
+		} `json:"requestContext"`
+	}
+	if err := json.Unmarshal(payload, &probe); err != nil {
+		return nil, fmt.Errorf("decode invocation: %w", err)
+	}
+	switch {
+	case probe.Records != nil:
+		var ev events.S3Event
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return nil, fmt.Errorf("decode S3 event: %w", err)
+		}
+		return nil, h.HandleS3(ctx, ev)
+	case probe.RequestContext != nil && probe.RequestContext.HTTP != nil:
+		var req events.LambdaFunctionURLRequest
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return nil, fmt.Errorf("decode Function URL request: %w", err)
+		}
+		return h.HandleURL(ctx, req)
+	}
+	return nil, errors.New("invocation is neither an S3 event nor a Function URL request")
+}
+
+// HandleS3 processes object-created records. Keys outside the layout and
+// objects that are not fragments are ignored. An error makes Lambda retry
+// the whole event, which is safe: processing is idempotent.
+func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
+	var errs []error
+	for _, rec := range ev.Records {
+		key, err := url.QueryUnescape(rec.S3.Object.Key)
+		if err != nil {
+			h.Log.Warn("ignoring event with undecodable key", "key", rec.S3.Object.Key)
+			continue
+		}
+		obj, err := layout.Parse(key)
+		if err != nil || obj.Kind != layout.KindFragment {
+			h.Log.Debug("ignoring event", "key", key)
+			continue
+		}
+		at := rec.EventTime
+		if at.IsZero() {
+			at = time.Now()
+		}
+		if err := h.fragment(ctx, obj, key, rec.S3.Object.Size, at); err != nil {
+			errs = append(errs, fmt.Errorf("channel %s track %s fragment %d: %w", obj.Channel, obj.Track, obj.Start, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// headBytes is how much of a fragment is read to find its moof: enough for
+// a few thousand samples' trun entries.
+const headBytes = 64 << 10
+
+func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time) error {
+	start := time.Now()
+	log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "start", obj.Start)
+	tr, ch, err := h.track(ctx, obj)
+	if err != nil {
+		return err
+	}
+	arr, err := h.readArrival(ctx, key, obj, size)
+	if err != nil {
+		return err
+	}
+	if ch.Epoch.IsZero() {
+		// The first track of the channel sets the wall-clock anchor: this
+		// fragment ended about when its object was created.
+		end := time.Duration(float64(arr.End()) / float64(tr.Timescale) * float64(time.Second))
+		if ch, err = h.setEpoch(ctx, obj.Channel, at.Add(-end).Truncate(time.Millisecond)); err != nil {
+			return err
+		}
+	}
+	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
+	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
+	for attempt := 0; ; attempt++ {
+		st, etag, err := h.loadTrackState(ctx, stateKey)
+		if err != nil {
+			return err
+		}
+		out, changed, err := st.Apply(arr, at, rules)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			log.Debug("fragment", "outcome", out, "write", false, "ms", time.Since(start).Milliseconds())
+			return nil
+		}
+		body, err := timeline.MarshalTrackState(st)
+		if err != nil {
+			return err
+		}
+		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone}
+		if etag == "" {
+			opts.IfNoneMatch = true
+		} else {
+			opts.IfMatch = etag
+		}
+		_, err = h.Store.Put(ctx, stateKey, body, opts)
+		if err == nil {
+			log.Info("fragment", "outcome", out, "published", st.Timeline.Len(), "pending", len(st.Pending), "attempts", attempt+1, "ms", time.Since(start).Milliseconds())
+			return nil
+		}
+		if !errors.Is(err, store.ErrPreconditionFailed) || attempt >= h.Cfg.MaxRetries {
+			return fmt.Errorf("write track state: %w", err)
+		}
+		backoff(ctx, attempt)
+	}
+}
+
+func backoff(ctx context.Context, attempt int) {
+	d := time.Duration(rand.Int64N(int64(5*time.Millisecond) << min(attempt, 5)))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// readArrival reads the head of the fragment object: its moof gives the
+// duration, and its metadata the previous fragment on the encoder's
+// connection.
+func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object, size int64) (timeline.Arrival, error) {
+	o, err := h.Store.GetRange(ctx, key, 0, headBytes-1)
+	if err != nil {
+		return timeline.Arrival{}, fmt.Errorf("read fragment: %w", err)
+	}
+	b := o.Body
+	if len(b) >= 8 {
+		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need > int64(len(b)) && need <= 16<<20 {
+			if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
+				return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
+			}
+			b = o.Body
+		}
+		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need <= int64(len(b)) {
+			b = b[:need]
+		}
+	}
+	moof, err := fmp4.DecodeMoof(b)
+	if err != nil {
+		return timeline.Arrival{}, fmt.Errorf("fragment object: %w", err)
+	}
+	startSigned, dur, ok := fmp4.Timing(moof, nil)
+	if !ok || startSigned < 0 || uint64(startSigned) != obj.Start {
+		return timeline.Arrival{}, fmt.Errorf("fragment object's time %d does not match its key", startSigned)
+	}
+	if o.Size > 0 {
+		size = o.Size
+	}
+	a := timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start, Duration: dur}, Size: size}
+	if p, ok := o.Metadata[layout.MetaPrev]; ok {
+		v, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return timeline.Arrival{}, fmt.Errorf("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
+		}
+		a.HasPrev, a.Prev = true, v
+	}
+	return a, nil
+}
+
+func (h *Handler) loadTrackState(ctx context.Context, key string) (*timeline.TrackState, string, error) {
+	o, err := h.Store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return &timeline.TrackState{}, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read track state: %w", err)
+	}
+	st, err := timeline.UnmarshalTrackState(o.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	return st, o.ETag, nil
+}
+
+func (h *Handler) loadChannel(ctx context.Context, name string) (*timeline.Channel, string, error) {
+	o, err := h.Store.Get(ctx, layout.ChannelStateKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return &timeline.Channel{Version: timeline.StateVersion, Name: name}, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read channel %s: %w", name, err)
+	}
+	ch, err := timeline.UnmarshalChannel(o.Body)
+	if err != nil {
+		return nil, "", fmt.Errorf("channel %s: %w", name, err)
+	}
+	return ch, o.ETag, nil
+}
+
+// track returns the description of the fragment's track, registering the
+// track in the channel index (from its init segment) the first time.
+func (h *Handler) track(ctx context.Context, obj layout.Object) (timeline.Track, *timeline.Channel, error) {
+	h.mu.Lock()
+	cached := h.channels[obj.Channel]
+	h.mu.Unlock()
+	if cached != nil && !cached.Epoch.IsZero() {
+		if t, ok := cached.Track(obj.Track); ok {
+			return t, cached, nil
+		}
+	}
+	var desc *timeline.Track
+	ch, err := h.updateChannel(ctx, obj.Channel, func(ch *timeline.Channel) (bool, error) {
+		if _, ok := ch.Track(obj.Track); ok {
+			return false, nil
+		}
+		if desc == nil {
+			init, err := h.Store.Get(ctx, layout.InitKey(obj.Channel, obj.Track))
+			if err != nil {
+				return false, fmt.Errorf("read init segment: %w", err)
+			}
+			t, err := fmp4.ParseInit(init.Body)
+			if err != nil {
+				return false, fmt.Errorf("init segment: %w", err)
+			}
+			t.ID = obj.Track
+			desc = &t
+		}
+		return ch.AddTrack(*desc), nil
+	})
+	if err != nil {
+		return timeline.Track{}, nil, err
+	}
+	t, _ := ch.Track(obj.Track)
+	return t, ch, nil
+}
+
+func (h *Handler) setEpoch(ctx context.Context, channel string, epoch time.Time) (*timeline.Channel, error) {
+	return h.updateChannel(ctx, channel, func(ch *timeline.Channel) (bool, error) {
+		if !ch.Epoch.IsZero() {
+			return false, nil
+		}
+		ch.Epoch = epoch.UTC()
+		return true, nil
+	})
+}
+
+// updateChannel applies change to the channel index with a conditional
+// write, retrying on conflict, and refreshes the warm cache.
+func (h *Handler) updateChannel(ctx context.Context, name string, change func(*timeline.Channel) (bool, error)) (*timeline.Channel, error) {
+	for attempt := 0; ; attempt++ {
+		ch, etag, err := h.loadChannel(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		changed, err := change(ch)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			ch.Version = timeline.StateVersion
+			body, err := timeline.MarshalChannel(ch)
+			if err != nil {
+				return nil, err
+			}
+			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
+			if _, err = h.Store.Put(ctx, layout.ChannelStateKey(name), body, opts); err != nil {
+				if errors.Is(err, store.ErrPreconditionFailed) && attempt < h.Cfg.MaxRetries {
+					backoff(ctx, attempt)
+					continue
+				}
+				return nil, fmt.Errorf("write channel %s: %w", name, err)
+			}
+		}
+		h.mu.Lock()
+		h.channels[name] = ch
+		h.mu.Unlock()
+		return ch, nil
+	}
+}

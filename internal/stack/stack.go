@@ -1,0 +1,156 @@
+// Package stack runs the whole origin on one machine: the embedded
+// S3-compatible server, the relay, the manifest handler fed by the same S3
+// event JSON AWS would send, and the local edge. It is what `smoothcast
+// run` (and `make run`) starts, and what the end-to-end tests drive.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/shared/edge"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/store"
+)
+
+// Options configure the stack.
+type Options struct {
+	IngestAddr string // default 127.0.0.1:8080
+	EdgeAddr   string // default 127.0.0.1:8081
+	S3Addr     string // default 127.0.0.1:0 (any free port)
+	// DataDir keeps the bucket in DataDir/s3.db; empty keeps it in memory.
+	DataDir string
+	Bucket  string // default "smoothcast"
+	// EventWorkers is how many events the manifest handler processes at once.
+	EventWorkers int
+	Handler      handler.Config
+	Relay        relay.Config
+	Log          *slog.Logger
+}
+
+// Stack is a running local origin.
+type Stack struct {
+	IngestURL string // http://host:port (push to IngestURL + /live/{ch}.isml/Streams({s}))
+	EdgeURL   string // http://host:port (play from EdgeURL + /live/{ch}.isml/Manifest)
+	S3        *s3local.Server
+	Store     *store.Store
+	Relay     *relay.Relay
+	Handler   *handler.Handler
+
+	cancel  context.CancelFunc
+	servers []*http.Server
+}
+
+// Start brings the stack up. Cancel ctx or call Close to stop it.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.IngestAddr == "" {
+		o.IngestAddr = "127.0.0.1:8080"
+	}
+	if o.EdgeAddr == "" {
+		o.EdgeAddr = "127.0.0.1:8081"
+	}
+	if o.S3Addr == "" {
+		o.S3Addr = "127.0.0.1:0"
+	}
+	if o.Bucket == "" {
+		o.Bucket = "smoothcast"
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Handler == (handler.Config{}) {
+		o.Handler = handler.DefaultConfig()
+	}
+	if o.Relay == (relay.Config{}) {
+		o.Relay = relay.DefaultConfig()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Stack{cancel: cancel}
+	fail := func(err error) (*Stack, error) {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	var h *handler.Handler
+	notify := func(ctx context.Context, ev events.S3Event) error { return h.HandleS3(ctx, ev) }
+	srv, err := s3local.Start(ctx, s3local.Options{
+		Addr: o.S3Addr, Bucket: o.Bucket, DataDir: o.DataDir, Prefix: layout.LivePrefix,
+		Notify: notify, Workers: o.EventWorkers, Log: o.Log.With("component", "s3"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	s.S3 = srv
+	st, err := store.New(ctx, store.Config{
+		Bucket: o.Bucket, Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	s.Store = st
+	h = handler.New(st, o.Handler, o.Log.With("component", "manifest"))
+	s.Handler = h
+	s.Relay = relay.New(st, o.Relay, o.Log.With("component", "relay"))
+	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge")}
+
+	ingest, err := s.serve(ctx, o.IngestAddr, s.Relay.Handler())
+	if err != nil {
+		return fail(fmt.Errorf("ingest: %w", err))
+	}
+	s.IngestURL = ingest
+	play, err := s.serve(ctx, o.EdgeAddr, ed.Handler())
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
+	s.EdgeURL = play
+	return s, nil
+}
+
+func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// Push requests run for hours; Shutdown would wait for them forever.
+		// Their contexts end with the stack's.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	s.servers = append(s.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("server stopped", "addr", addr, "err", err)
+		}
+	}()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops accepting, ends open pushes, waits for queued events and
+// stops the embedded store.
+func (s *Stack) Close(ctx context.Context) error {
+	s.cancel()
+	var errs []error
+	for _, srv := range s.servers {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		cancel()
+	}
+	if s.S3 != nil {
+		errs = append(errs, s.S3.Close(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,153 @@
+// Package edge is the local stand-in for the CloudFront distribution: it
+// serves the playback URL space with the same behaviours. Manifests and
+// playlists go to the manifest function exactly as CloudFront calls its
+// Function URL (a payload 2.0 request), with a short max-age; fragments and
+// init segments come from the bucket and are immutable; CORS headers go on
+// every playback answer; anything outside the layout, internal state
+// included, is 404.
+package edge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/store"
+)
+
+// ManifestFunc is the manifest function's Function URL handler.
+type ManifestFunc func(ctx context.Context, req events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error)
+
+// Edge serves playback.
+type Edge struct {
+	Store    *store.Store
+	Manifest ManifestFunc
+	Log      *slog.Logger
+}
+
+// Handler returns the edge's HTTP handler.
+func (e *Edge) Handler() http.Handler {
+	return http.HandlerFunc(e.serve)
+}
+
+func setCORS(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Date, Age")
+	h.Add("Vary", "Origin")
+}
+
+func notFound(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "max-age=1")
+	http.Error(w, "not found", http.StatusNotFound)
+}
+
+func (e *Edge) serve(w http.ResponseWriter, r *http.Request) {
+	setCORS(w.Header())
+	switch r.Method {
+	case http.MethodOptions:
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	obj, err := layout.Parse(r.URL.Path)
+	if err != nil {
+		notFound(w)
+		return
+	}
+	switch obj.Kind {
+	case layout.KindFragment, layout.KindInit:
+		e.serveObject(w, r, strings.TrimPrefix(r.URL.Path, "/"))
+	default:
+		e.serveManifest(w, r)
+	}
+}
+
+func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, key string) {
+	out, err := e.Store.Open(r.Context(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		notFound(w)
+		return
+	}
+	if err != nil {
+		e.Log.Error("edge: read object", "key", key, "err", err)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "origin error", http.StatusBadGateway)
+		return
+	}
+	defer out.Body.Close()
+	h := w.Header()
+	h.Set("Content-Type", aws.ToString(out.ContentType))
+	h.Set("Cache-Control", aws.ToString(out.CacheControl))
+	if out.ContentLength != nil {
+		h.Set("Content-Length", strconv.FormatInt(*out.ContentLength, 10))
+	}
+	if out.ETag != nil {
+		h.Set("ETag", *out.ETag)
+	}
+	if out.LastModified != nil {
+		h.Set("Last-Modified", out.LastModified.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = io.Copy(w, out.Body)
+	}
+}
+
+// serveManifest calls the manifest function the way CloudFront calls a
+// Function URL origin.
+func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	req := events.LambdaFunctionURLRequest{
+		Version:        "2.0",
+		RawPath:        r.URL.Path,
+		RawQueryString: r.URL.RawQuery,
+		Headers:        map[string]string{},
+		RequestContext: events.LambdaFunctionURLRequestContext{
+			HTTP: events.LambdaFunctionURLRequestContextHTTPDescription{
+				Method: r.Method, Path: r.URL.Path, Protocol: r.Proto, SourceIP: r.RemoteAddr, UserAgent: r.UserAgent(),
+			},
+			RequestID: strconv.FormatInt(now.UnixNano(), 36),
+			Time:      now.UTC().Format("02/Jan/2006:15:04:05 -0700"),
+			TimeEpoch: now.UnixMilli(),
+		},
+	}
+	for k := range r.Header {
+		req.Headers[strings.ToLower(k)] = r.Header.Get(k)
+	}
+	if q := r.URL.Query(); len(q) > 0 {
+		req.QueryStringParameters = map[string]string{}
+		for k := range q {
+			req.QueryStringParameters[k] = q.Get(k)
+		}
+	}
+	resp, err := e.Manifest(r.Context(), req)
+	if err != nil {
+		e.Log.Error("edge: manifest function", "path", r.URL.Path, "err", err)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "origin error", http.StatusBadGateway)
+		return
+	}
+	for k, v := range resp.Headers {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodGet {
+		_, _ = io.WriteString(w, resp.Body)
+	}
+}

@@ -1,0 +1,196 @@
+package fmp4
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+)
+
+// Errors a fragment can be refused with.
+var (
+	ErrMultiTrack    = errors.New("moof must carry exactly one traf")
+	ErrNoTiming      = errors.New("fragment has neither tfxd nor tfdt")
+	ErrNegativeStart = errors.New("fragment starts before time zero")
+	ErrBadDataOffset = errors.New("trun data lies outside the mdat")
+)
+
+// FragmentInfo is what a fragment says about itself.
+type FragmentInfo struct {
+	TrackID  uint32
+	Start    uint64 // in the track's timescale, after any trimming
+	Duration uint64 // sum of the sample durations
+	Samples  int
+	// Trimmed counts leading samples dropped because they started before
+	// time zero (AAC priming that an encoder timestamps negatively).
+	Trimmed int
+}
+
+// Input is one moof+mdat pair as it arrived.
+type Input struct {
+	Moof []byte // the whole moof box, header included
+	// MoofPos is the moof's offset in the stream, needed only when tfhd
+	// carries an absolute base-data-offset.
+	MoofPos uint64
+	// MdatHeader is the size of the mdat box header (8, or 16 with a 64-bit size).
+	MdatHeader int
+	Mdat       []byte // the mdat payload
+	// Trex holds the track's defaults from the moov (may be nil).
+	Trex *mp4.TrexBox
+	// FallbackStart is used when the fragment has neither tfxd nor tfdt:
+	// the running sum of the track's sample durations.
+	FallbackStart uint64
+}
+
+// DecodeMoof decodes a moof box from its bytes (header included).
+func DecodeMoof(b []byte) (*mp4.MoofBox, error) {
+	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("decode moof: %w", err)
+	}
+	moof, ok := box.(*mp4.MoofBox)
+	if !ok {
+		return nil, fmt.Errorf("decode moof: got %s box", box.Type())
+	}
+	if len(moof.Trafs) != 1 || moof.Traf.Tfhd == nil || len(moof.Traf.Truns) == 0 {
+		return nil, ErrMultiTrack
+	}
+	return moof, nil
+}
+
+func tfxdOf(traf *mp4.TrafBox) *mp4.UUIDBox {
+	for _, c := range traf.Children {
+		if u, ok := c.(*mp4.UUIDBox); ok && u.Tfxd != nil {
+			return u
+		}
+	}
+	return nil
+}
+
+// Timing reads the start time and duration of a decoded moof: the start
+// from tfxd, else tfdt; ok is false when it has neither. The start is signed:
+// encoders put negative times (as two's complement) in tfxd.
+func Timing(moof *mp4.MoofBox, trex *mp4.TrexBox) (start int64, dur uint64, ok bool) {
+	traf := moof.Traf
+	for _, trun := range traf.Truns {
+		dur += trun.AddSampleDefaultValues(traf.Tfhd, trex)
+	}
+	if x := tfxdOf(traf); x != nil {
+		return int64(x.Tfxd.FragmentAbsoluteTime), dur, true
+	}
+	if traf.Tfdt != nil {
+		return int64(traf.Tfdt.BaseMediaDecodeTime()), dur, true
+	}
+	return 0, dur, false
+}
+
+// Rewrite turns one moof+mdat into the stored fragment, appended to dst:
+// tfhd loses any absolute base-data-offset and gets default-base-is-moof,
+// a tfdt (version 1) and a tfxd carry the same start time, trun data
+// offsets are recomputed for the new moof size. Leading samples that start
+// before time zero are dropped if they are all sync samples (audio);
+// otherwise a fragment starting before zero is refused.
+func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
+	var info FragmentInfo
+	moof, err := DecodeMoof(in.Moof)
+	if err != nil {
+		return dst, info, err
+	}
+	traf := moof.Traf
+	tfhd := traf.Tfhd
+	info.TrackID = tfhd.TrackID
+	start, dur, ok := Timing(moof, in.Trex)
+	if !ok {
+		start = int64(in.FallbackStart)
+	}
+	oldMoofSize := uint64(len(in.Moof))
+	// Where each trun's data starts in the mdat payload.
+	base := int64(0) // offset of the moof in the data offset's frame of reference
+	if tfhd.HasBaseDataOffset() && !tfhd.DefaultBaseIfMoof() {
+		base = int64(tfhd.BaseDataOffset) - int64(in.MoofPos)
+	}
+	pos := make([]int64, len(traf.Truns))
+	next := int64(0)
+	for i, trun := range traf.Truns {
+		if trun.HasDataOffset() {
+			pos[i] = base + int64(trun.DataOffset) - int64(oldMoofSize) - int64(in.MdatHeader)
+		} else {
+			pos[i] = next
+		}
+		size := int64(trun.SizeOfData())
+		if pos[i] < 0 || pos[i]+size > int64(len(in.Mdat)) {
+			return dst, info, fmt.Errorf("%w: track %d trun %d at %d+%d, mdat payload %d bytes", ErrBadDataOffset, info.TrackID, i, pos[i], size, len(in.Mdat))
+		}
+		next = pos[i] + size
+	}
+	payload := in.Mdat
+	if start < 0 {
+		trun := traf.Truns[0]
+		if len(traf.Truns) != 1 {
+			return dst, info, fmt.Errorf("%w: track %d at %d (several truns)", ErrNegativeStart, info.TrackID, start)
+		}
+		k, skip := 0, int64(0)
+		for k < len(trun.Samples) && start < 0 {
+			s := trun.Samples[k]
+			if !s.IsSync() && !mp4.IsSyncSampleFlags(s.Flags) {
+				return dst, info, fmt.Errorf("%w: track %d at %d (non-sync sample)", ErrNegativeStart, info.TrackID, start)
+			}
+			start += int64(s.Dur)
+			dur -= uint64(s.Dur)
+			skip += int64(s.Size)
+			k++
+		}
+		if k == len(trun.Samples) {
+			return dst, info, fmt.Errorf("%w: track %d: every sample is before zero", ErrNegativeStart, info.TrackID)
+		}
+		trun.Samples = trun.Samples[k:]
+		if trun.HasFirstSampleFlags() {
+			trun.RemoveFirstSampleFlags()
+		}
+		payload = payload[pos[0]+skip : pos[0]+int64(trun.SizeOfData())+skip]
+		pos[0] = 0
+		info.Trimmed = k
+	}
+	info.Start, info.Duration = uint64(start), dur
+	for _, trun := range traf.Truns {
+		info.Samples += int(trun.SampleCount())
+	}
+
+	tfhd.Flags = tfhd.Flags&^mp4.TfhdBaseDataOffsetPresentFlag | mp4.TfhdDefaultBaseIsMoofFlag
+	tfhd.BaseDataOffset = 0
+	if traf.Tfdt == nil {
+		tfdt := mp4.CreateTfdt(info.Start)
+		idx := slices.IndexFunc(traf.Children, func(b mp4.Box) bool { return b == mp4.Box(tfhd) })
+		traf.Children = slices.Insert(traf.Children, idx+1, mp4.Box(tfdt))
+		traf.Tfdt = tfdt
+	}
+	traf.Tfdt.SetBaseMediaDecodeTime(info.Start)
+	traf.Tfdt.Version = 1 // 64-bit, as CMAF recommends
+	if x := tfxdOf(traf); x != nil {
+		x.Tfxd.Version = 1
+		x.Tfxd.FragmentAbsoluteTime, x.Tfxd.FragmentAbsoluteDuration = info.Start, info.Duration
+	} else {
+		traf.Children = append(traf.Children, mp4.NewTfxdBox(info.Start, info.Duration))
+	}
+	for _, trun := range traf.Truns {
+		trun.Flags |= mp4.TrunDataOffsetPresentFlag
+	}
+	newMoofSize := moof.Size()
+	for i, trun := range traf.Truns {
+		trun.DataOffset = int32(int64(newMoofSize) + 8 + pos[i])
+	}
+	total := int(newMoofSize) + 8 + len(payload)
+	dst = slices.Grow(dst[:0], total)[:total]
+	sw := bits.NewFixedSliceWriterFromSlice(dst[:newMoofSize])
+	if err := moof.EncodeSW(sw); err != nil {
+		return dst[:0], info, fmt.Errorf("encode moof of track %d: %w", info.TrackID, err)
+	}
+	n := int(newMoofSize)
+	mdatSize := uint32(8 + len(payload))
+	dst[n], dst[n+1], dst[n+2], dst[n+3] = byte(mdatSize>>24), byte(mdatSize>>16), byte(mdatSize>>8), byte(mdatSize)
+	copy(dst[n+4:], "mdat")
+	copy(dst[n+8:], payload)
+	return dst, info, nil
+}

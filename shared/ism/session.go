@@ -1,0 +1,329 @@
+package ism
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// ProtocolError is an error in what the encoder sent (as opposed to a
+// failure to store it): the relay answers it with 400.
+type ProtocolError struct{ Err error }
+
+func (e *ProtocolError) Error() string { return "ingest protocol: " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+func protocolErr(format string, args ...any) error {
+	return &ProtocolError{Err: fmt.Errorf(format, args...)}
+}
+
+// TrackHeader announces a track before its first fragment.
+type TrackHeader struct {
+	ID      layout.TrackID
+	TrackID uint32 // the track_ID inside the MP4 boxes
+	Kind    timeline.Kind
+	Init    []byte // ftyp+moov of this track alone
+}
+
+// Fragment is one complete fragment of one track, rewritten for storage.
+type Fragment struct {
+	ID       layout.TrackID
+	TrackID  uint32
+	Kind     timeline.Kind
+	Start    uint64
+	Duration uint64
+	// HasPrev and Prev give the start of the previous fragment of this track
+	// in this session, so that the manifest function can tell a fragment
+	// that continues the timeline from one that arrived early.
+	HasPrev bool
+	Prev    uint64
+	Data    []byte // moof+mdat; only valid during the Sink call
+}
+
+// Sink receives what a session produces. A sink error ends the session.
+type Sink interface {
+	Init(ctx context.Context, h TrackHeader) error
+	Fragment(ctx context.Context, f Fragment) error
+}
+
+// Options bound a session.
+type Options struct {
+	// MaxBox is the largest box accepted, in bytes (a fragment's mdat).
+	MaxBox int
+	// MaxTracks is the most tracks one moov may declare.
+	MaxTracks int
+}
+
+// Stats count what a session did.
+type Stats struct {
+	Bytes     uint64
+	Fragments int
+	Trimmed   int  // fragments whose leading samples started before zero
+	Skipped   int  // fragments refused (for example wholly before zero)
+	Ended     bool // the encoder signalled the end of the stream (mfra)
+}
+
+type track struct {
+	trak      *mp4.TrakBox
+	trex      *mp4.TrexBox
+	kind      timeline.Kind
+	name      string
+	bitrate   int // 0 until known
+	announced bool
+	nextStart uint64
+	hasPrev   bool
+	prev      uint64
+}
+
+// Session reads one push request body.
+type Session struct {
+	sink     Sink
+	log      *slog.Logger
+	opts     Options
+	smil     []SMILTrack
+	moov     *mp4.MoovBox
+	tracks   map[uint32]*track
+	out      []byte // reused fragment buffer
+	moof     []byte // the pending moof, copied out of the reader's buffer
+	haveMoof bool
+	moofAt   uint64
+	stats    Stats
+}
+
+// NewSession returns a session that writes to sink.
+func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
+	if opts.MaxBox <= 0 {
+		opts.MaxBox = 64 << 20
+	}
+	if opts.MaxTracks <= 0 {
+		opts.MaxTracks = 16
+	}
+	return &Session{sink: sink, log: log, opts: opts}
+}
+
+// Run reads body to its end. It returns nil when the body ended cleanly
+// between boxes, a *ProtocolError for malformed input, ErrTruncated (inside
+// a ProtocolError) when the body ended inside a box, and sink or read errors
+// as they are. Nothing of an incomplete fragment reaches the sink.
+func (s *Session) Run(ctx context.Context, body io.Reader) (stats Stats, err error) {
+	br := NewBoxReader(body, s.opts.MaxBox)
+	defer func() { stats.Bytes = br.Offset() }()
+	for {
+		if err := ctx.Err(); err != nil {
+			return s.stats, err
+		}
+		box, err := br.Next()
+		if err == io.EOF {
+			if s.haveMoof {
+				return s.stats, protocolErr("stream ends after a moof without its mdat")
+			}
+			return s.stats, nil
+		}
+		if err != nil {
+			if errors.Is(err, ErrBadBox) || errors.Is(err, ErrBoxTooLarge) || errors.Is(err, ErrTruncated) {
+				return s.stats, &ProtocolError{Err: err}
+			}
+			return s.stats, err
+		}
+		if s.haveMoof && box.Type != "mdat" {
+			return s.stats, protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
+		}
+		switch box.Type {
+		case "ftyp", "free", "skip", "styp", "sidx", "prft", "emsg", "mfro", "tfra":
+		case "uuid":
+			if err := s.uuid(box); err != nil {
+				return s.stats, err
+			}
+		case "moov":
+			if err := s.readMoov(box); err != nil {
+				return s.stats, err
+			}
+		case "moof":
+			if s.moov == nil {
+				return s.stats, protocolErr("moof at offset %d before any moov", box.Pos)
+			}
+			s.moof = append(s.moof[:0], box.Data...)
+			s.moofAt, s.haveMoof = box.Pos, true
+		case "mdat":
+			if !s.haveMoof {
+				return s.stats, protocolErr("mdat at offset %d without a moof", box.Pos)
+			}
+			if err := s.fragment(ctx, box); err != nil {
+				return s.stats, err
+			}
+			s.haveMoof = false
+		case "mfra":
+			s.stats.Ended = true
+		default:
+			s.log.Debug("skipping unknown box", "type", box.Type, "offset", box.Pos)
+		}
+	}
+}
+
+func (s *Session) uuid(box Box) error {
+	p := box.Payload()
+	if len(p) < 16 {
+		return protocolErr("uuid box at offset %d is too short", box.Pos)
+	}
+	var u mp4.UUID = p[:16]
+	if u.String() != ServerManifestUUID {
+		return nil
+	}
+	tracks, err := ParseSMIL(ServerManifestDoc(p[16:]))
+	if err != nil {
+		return &ProtocolError{Err: err}
+	}
+	s.smil = tracks
+	return nil
+}
+
+func (s *Session) readMoov(box Box) error {
+	// The decoded boxes keep slices of their input (SPS, PPS...): decode a
+	// copy, since the reader reuses its buffer.
+	b, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(slices.Clone(box.Data)))
+	if err != nil {
+		return protocolErr("decode moov: %w", err)
+	}
+	moov, ok := b.(*mp4.MoovBox)
+	if !ok || len(moov.Traks) == 0 {
+		return protocolErr("moov has no tracks")
+	}
+	if len(moov.Traks) > s.opts.MaxTracks {
+		return protocolErr("moov declares %d tracks, limit %d", len(moov.Traks), s.opts.MaxTracks)
+	}
+	tracks := make(map[uint32]*track, len(moov.Traks))
+	for _, trak := range moov.Traks {
+		if trak.Tkhd == nil || trak.Mdia == nil || trak.Mdia.Hdlr == nil {
+			return protocolErr("trak without tkhd or hdlr")
+		}
+		id := trak.Tkhd.TrackID
+		if _, dup := tracks[id]; dup {
+			return protocolErr("moov declares track %d twice", id)
+		}
+		t := &track{trak: trak}
+		switch trak.Mdia.Hdlr.HandlerType {
+		case "vide":
+			t.kind = timeline.Video
+		case "soun":
+			t.kind = timeline.Audio
+		default:
+			t.kind = timeline.Text
+		}
+		if moov.Mvex != nil {
+			for _, tx := range moov.Mvex.Trexs {
+				if tx.TrackID == id {
+					t.trex = tx
+				}
+			}
+		}
+		t.name = string(t.kind)
+		for _, st := range s.smil {
+			if st.TrackID == id {
+				t.name = layout.SanitizeName(st.TrackName, t.name)
+				t.bitrate = st.SystemBitrate
+			}
+		}
+		if t.bitrate == 0 {
+			t.bitrate = fmp4.DeclaredBitrate(trak)
+		}
+		if old, ok := s.tracks[id]; ok && old.name == t.name && old.kind == t.kind {
+			// A repeated header (the encoder re-sent it): keep the chain.
+			t.nextStart, t.hasPrev, t.prev = old.nextStart, old.hasPrev, old.prev
+			if t.bitrate == 0 {
+				t.bitrate = old.bitrate
+			}
+		}
+		tracks[id] = t
+	}
+	s.moov, s.tracks = moov, tracks
+	return nil
+}
+
+func (s *Session) fragment(ctx context.Context, mdat Box) error {
+	moof, err := fmp4.DecodeMoof(s.moof)
+	if err != nil {
+		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}
+	}
+	id := moof.Traf.Tfhd.TrackID
+	t, ok := s.tracks[id]
+	if !ok {
+		return protocolErr("moof at offset %d names track %d, which the moov does not declare", s.moofAt, id)
+	}
+	out, info, err := fmp4.Rewrite(s.out, fmp4.Input{
+		Moof: s.moof, MoofPos: s.moofAt, MdatHeader: mdat.HeaderSize, Mdat: mdat.Payload(),
+		Trex: t.trex, FallbackStart: t.nextStart,
+	})
+	s.out = out[:0]
+	if errors.Is(err, fmp4.ErrNegativeStart) {
+		s.stats.Skipped++
+		s.log.Warn("dropping fragment that starts before time zero", "track", t.name, "err", err)
+		return nil
+	}
+	if err != nil {
+		return &ProtocolError{Err: fmt.Errorf("track %d fragment at offset %d: %w", id, s.moofAt, err)}
+	}
+	if info.Duration == 0 {
+		return protocolErr("track %d fragment at offset %d has zero duration", id, s.moofAt)
+	}
+	if info.Trimmed > 0 {
+		s.stats.Trimmed++
+	}
+	if !t.announced {
+		if err := s.announce(ctx, t, id, len(out), info.Duration); err != nil {
+			return err
+		}
+	}
+	f := Fragment{
+		ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind,
+		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Data: out,
+	}
+	if err := s.sink.Fragment(ctx, f); err != nil {
+		return err
+	}
+	t.hasPrev, t.prev, t.nextStart = true, info.Start, info.Start+info.Duration
+	s.stats.Fragments++
+	return nil
+}
+
+// announce settles a track's bitrate (measured from its first fragment when
+// nothing declared one), makes its ID unique in the session, and hands its
+// init segment to the sink.
+func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, dur uint64) error {
+	if t.bitrate == 0 {
+		ts := uint64(t.trak.Mdia.Mdhd.Timescale)
+		bps := uint64(size) * 8 * ts / dur
+		t.bitrate = int(max((bps+500)/1000*1000, 1000))
+	}
+	for taken := true; taken; {
+		taken = false
+		for oid, o := range s.tracks {
+			if oid != id && o.announced && o.name == t.name && o.bitrate == t.bitrate {
+				t.bitrate++
+				taken = true
+			}
+		}
+	}
+	init, err := fmp4.InitSegment(s.moov, id)
+	if err != nil {
+		return &ProtocolError{Err: err}
+	}
+	h := TrackHeader{ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind, Init: init}
+	if err := s.sink.Init(ctx, h); err != nil {
+		return err
+	}
+	t.announced = true
+	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init))
+	return nil
+}

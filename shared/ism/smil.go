@@ -1,0 +1,90 @@
+package ism
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+)
+
+// ServerManifestUUID is the uuid of the live server manifest box that an
+// encoder may send between ftyp and moov.
+const ServerManifestUUID = "a5d40b30-e814-11dd-ba2f-0800200c9a66"
+
+// SMILTrack is one <video>, <audio> or <textstream> element of the live
+// server manifest.
+type SMILTrack struct {
+	Kind          string // video, audio or textstream
+	SystemBitrate int
+	TrackID       uint32
+	TrackName     string
+	Language      string
+	Params        map[string]string
+}
+
+type smilDoc struct {
+	Body struct {
+		Switch struct {
+			Items []smilItem `xml:",any"`
+		} `xml:"switch"`
+	} `xml:"body"`
+}
+
+type smilItem struct {
+	XMLName       xml.Name
+	SystemBitrate string `xml:"systemBitrate,attr"`
+	Params        []struct {
+		Name  string `xml:"name,attr"`
+		Value string `xml:"value,attr"`
+	} `xml:"param"`
+}
+
+// ParseSMIL parses a live server manifest document ("IIS Smooth Streaming
+// Live Server Manifest Format"): the tracks of its switch element.
+func ParseSMIL(doc []byte) ([]SMILTrack, error) {
+	var d smilDoc
+	dec := xml.NewDecoder(bytes.NewReader(doc))
+	dec.Strict = false
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("parse live server manifest: %w", err)
+	}
+	var out []SMILTrack
+	for _, it := range d.Body.Switch.Items {
+		t := SMILTrack{Kind: it.XMLName.Local, Params: map[string]string{}}
+		for _, p := range it.Params {
+			t.Params[p.Name] = p.Value
+		}
+		br := it.SystemBitrate
+		if br == "" {
+			br = t.Params["systemBitrate"]
+		}
+		if br != "" {
+			v, err := strconv.Atoi(br)
+			if err != nil || v < 0 {
+				return nil, fmt.Errorf("parse live server manifest: %s systemBitrate %q", t.Kind, br)
+			}
+			t.SystemBitrate = v
+		}
+		if id := t.Params["trackID"]; id != "" {
+			v, err := strconv.ParseUint(id, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("parse live server manifest: %s trackID %q", t.Kind, id)
+			}
+			t.TrackID = uint32(v)
+		}
+		t.TrackName = t.Params["trackName"]
+		t.Language = t.Params["systemLanguage"]
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ServerManifestDoc returns the SMIL document inside a live server manifest
+// uuid box payload (after the 16-byte uuid): an optional 4-byte
+// version/flags field, then the XML.
+func ServerManifestDoc(afterUUID []byte) []byte {
+	if i := bytes.IndexByte(afterUUID, '<'); i >= 0 {
+		return afterUUID[i:]
+	}
+	return nil
+}

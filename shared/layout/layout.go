@@ -1,0 +1,303 @@
+// Package layout is the one place that knows smoothcast's object keys and
+// URL paths. Keys in the bucket mirror the public URL space, so that the CDN
+// can serve an object under the same path a Smooth Streaming client asks for:
+//
+//	live/{channel}.isml/Manifest                                   Smooth client manifest (rendered)
+//	live/{channel}.isml/master.m3u8                                HLS multivariant playlist (rendered)
+//	live/{channel}.isml/QualityLevels({bitrate})/{track}.m3u8      HLS media playlist (rendered)
+//	live/{channel}.isml/QualityLevels({bitrate})/Init({track}).mp4 init segment (ftyp+moov of one track)
+//	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})  fragment (moof+mdat)
+//	state/{channel}/...                                            internal state, never served
+//
+// Ingest URLs have the form /live/{channel}.isml/Streams({stream}), with an
+// optional Events({event})/ segment before Streams as MS-SSTR allows.
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Prefixes of the two key spaces.
+const (
+	// LivePrefix holds everything a viewer may fetch (fragments, init segments).
+	LivePrefix = "live/"
+	// StatePrefix holds the manifest function's state; it is never served.
+	StatePrefix = "state/"
+)
+
+// MaxNameLen bounds channel, stream and track names.
+const MaxNameLen = 64
+
+// ErrInvalidName is returned for a channel, stream or track name outside the
+// allowed character set or length.
+var ErrInvalidName = errors.New("invalid name")
+
+// ValidName reports whether s is a usable channel, stream or track name:
+// 1 to MaxNameLen characters from [A-Za-z0-9_-], not starting with '-'.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !nameChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// SanitizeName maps an encoder-supplied name (for example a SMIL trackName)
+// onto the allowed character set: every other byte becomes '_', and the result
+// is cut to MaxNameLen. It returns fallback when nothing usable is left.
+func SanitizeName(s, fallback string) string {
+	b := []byte(s)
+	if len(b) > MaxNameLen {
+		b = b[:MaxNameLen]
+	}
+	for i, c := range b {
+		if !nameChar(c) {
+			b[i] = '_'
+		}
+	}
+	out := strings.Trim(string(b), "_")
+	if !ValidName(out) {
+		return fallback
+	}
+	return out
+}
+
+// TrackID names one track (rendition) of a channel: its name in the URL
+// (Smooth's trackName, for example "video") and its bitrate in bits per
+// second. Several tracks may share a name (the bitrates of one video).
+type TrackID struct {
+	Name    string
+	Bitrate int
+}
+
+// String returns "name@bitrate", for logs.
+func (t TrackID) String() string { return t.Name + "@" + strconv.Itoa(t.Bitrate) }
+
+func channelBase(channel string) string { return LivePrefix + channel + ".isml/" }
+
+func qualityBase(channel string, t TrackID) string {
+	return channelBase(channel) + "QualityLevels(" + strconv.Itoa(t.Bitrate) + ")/"
+}
+
+// FragmentKey is the key (and URL path, without the leading slash) of the
+// fragment of track t that starts at time start (in the track's timescale).
+func FragmentKey(channel string, t TrackID, start uint64) string {
+	return qualityBase(channel, t) + "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
+}
+
+// InitKey is the key of the init segment (ftyp+moov of that track alone).
+func InitKey(channel string, t TrackID) string {
+	return qualityBase(channel, t) + "Init(" + t.Name + ").mp4"
+}
+
+// SmoothManifestPath is the path of the Smooth Streaming client manifest.
+func SmoothManifestPath(channel string) string { return channelBase(channel) + "Manifest" }
+
+// MasterPlaylistPath is the path of the HLS multivariant playlist.
+func MasterPlaylistPath(channel string) string { return channelBase(channel) + "master.m3u8" }
+
+// MediaPlaylistPath is the path of the HLS media playlist of track t.
+func MediaPlaylistPath(channel string, t TrackID) string {
+	return qualityBase(channel, t) + t.Name + ".m3u8"
+}
+
+// Paths relative to a media playlist (which sits in the QualityLevels folder).
+
+// FragmentRef is the URI of a fragment relative to the track's media
+// playlist. The query string is a file-type hint only: the CDN ignores it
+// (it is not part of the cache key), but ffmpeg's HLS reader refuses segment
+// URLs that carry no known extension.
+func FragmentRef(t TrackID, start uint64) string {
+	return "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")?.m4s"
+}
+
+// InitRef is the URI of the init segment relative to the track's media playlist.
+func InitRef(t TrackID) string { return "Init(" + t.Name + ").mp4" }
+
+// MediaPlaylistRef is the URI of a media playlist relative to the master playlist.
+func MediaPlaylistRef(t TrackID) string {
+	return "QualityLevels(" + strconv.Itoa(t.Bitrate) + ")/" + t.Name + ".m3u8"
+}
+
+// SmoothURLTemplate is the StreamIndex Url attribute for tracks named name.
+func SmoothURLTemplate(name string) string {
+	return "QualityLevels({bitrate})/Fragments(" + name + "={start time})"
+}
+
+// MetaPrev is the object metadata key (x-amz-meta-prev) in which the relay
+// records, on each fragment, the start time of the previous fragment of the
+// same track on the same encoder connection.
+const MetaPrev = "prev"
+
+// State keys.
+
+// ChannelStateKey is the key of a channel's index: its tracks and their
+// codec parameters, and the wall-clock anchor of its media time.
+func ChannelStateKey(channel string) string { return StatePrefix + channel + "/channel.json" }
+
+// TrackStateKey is the key of one track's published timeline.
+func TrackStateKey(channel string, t TrackID) string {
+	return StatePrefix + channel + "/tracks/" + t.Name + "_" + strconv.Itoa(t.Bitrate) + ".json"
+}
+
+// ObjectKind tells what a key under LivePrefix names.
+type ObjectKind int
+
+// Kinds of objects and paths under the live prefix.
+const (
+	KindUnknown ObjectKind = iota
+	KindFragment
+	KindInit
+	KindSmoothManifest
+	KindMasterPlaylist
+	KindMediaPlaylist
+)
+
+// Object is a parsed key or URL path under the live prefix.
+type Object struct {
+	Kind    ObjectKind
+	Channel string
+	Track   TrackID // fragment, init and media playlist
+	Start   uint64  // fragment only
+}
+
+// ErrNotInLayout is returned by Parse for a key outside the layout.
+var ErrNotInLayout = errors.New("key is not in the smoothcast layout")
+
+// Parse classifies a key or URL path (with or without a leading '/').
+// It accepts exactly the forms the functions above produce.
+func Parse(key string) (Object, error) {
+	bad := func() (Object, error) { return Object{}, fmt.Errorf("%w: %q", ErrNotInLayout, key) }
+	key = strings.TrimPrefix(key, "/")
+	rest, ok := strings.CutPrefix(key, LivePrefix)
+	if !ok {
+		return bad()
+	}
+	channel, rest, ok := strings.Cut(rest, ".isml/")
+	if !ok || !ValidName(channel) {
+		return bad()
+	}
+	switch rest {
+	case "Manifest":
+		return Object{Kind: KindSmoothManifest, Channel: channel}, nil
+	case "master.m3u8":
+		return Object{Kind: KindMasterPlaylist, Channel: channel}, nil
+	}
+	ql, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return bad()
+	}
+	brs, ok := enclosed(ql, "QualityLevels(", ")")
+	if !ok {
+		return bad()
+	}
+	bitrate, err := parseDecimal(brs, 31)
+	if err != nil || bitrate == 0 {
+		return bad()
+	}
+	obj := Object{Channel: channel, Track: TrackID{Bitrate: int(bitrate)}}
+	switch {
+	case strings.HasPrefix(rest, "Fragments("):
+		inner, ok := enclosed(rest, "Fragments(", ")")
+		if !ok {
+			return bad()
+		}
+		name, ts, ok := strings.Cut(inner, "=")
+		if !ok || !ValidName(name) {
+			return bad()
+		}
+		start, err := parseDecimal(ts, 64)
+		if err != nil {
+			return bad()
+		}
+		obj.Kind, obj.Track.Name, obj.Start = KindFragment, name, start
+	case strings.HasPrefix(rest, "Init("):
+		name, ok := enclosed(rest, "Init(", ").mp4")
+		if !ok || !ValidName(name) {
+			return bad()
+		}
+		obj.Kind, obj.Track.Name = KindInit, name
+	case strings.HasSuffix(rest, ".m3u8"):
+		name := strings.TrimSuffix(rest, ".m3u8")
+		if !ValidName(name) {
+			return bad()
+		}
+		obj.Kind, obj.Track.Name = KindMediaPlaylist, name
+	default:
+		return bad()
+	}
+	return obj, nil
+}
+
+func enclosed(s, prefix, suffix string) (string, bool) {
+	if !strings.HasPrefix(s, prefix) || !strings.HasSuffix(s, suffix) || len(s) < len(prefix)+len(suffix) {
+		return "", false
+	}
+	return s[len(prefix) : len(s)-len(suffix)], true
+}
+
+// parseDecimal accepts canonical decimal numbers only (no sign, no leading
+// zeros), so that every number has exactly one key.
+func parseDecimal(s string, bits int) (uint64, error) {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return 0, fmt.Errorf("not a canonical decimal: %q", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("not a canonical decimal: %q", s)
+		}
+	}
+	return strconv.ParseUint(s, 10, bits)
+}
+
+// IngestPath is a parsed ingest URL path.
+type IngestPath struct {
+	Channel string
+	Event   string // optional Events({event}) segment
+	Stream  string
+}
+
+// ParseIngestPath parses /live/{channel}.isml[/Events({event})]/Streams({stream}).
+func ParseIngestPath(p string) (IngestPath, error) {
+	bad := func() (IngestPath, error) {
+		return IngestPath{}, fmt.Errorf("%w: ingest path %q, want /live/{channel}.isml/Streams({stream})", ErrNotInLayout, p)
+	}
+	rest, ok := strings.CutPrefix(p, "/"+LivePrefix)
+	if !ok {
+		return bad()
+	}
+	channel, rest, ok := strings.Cut(rest, ".isml/")
+	if !ok || !ValidName(channel) {
+		return bad()
+	}
+	var ip IngestPath
+	ip.Channel = channel
+	if strings.HasPrefix(rest, "Events(") {
+		ev, r2, ok := strings.Cut(rest, "/")
+		if !ok {
+			return bad()
+		}
+		name, ok := enclosed(ev, "Events(", ")")
+		if !ok || !ValidName(name) {
+			return bad()
+		}
+		ip.Event, rest = name, r2
+	}
+	stream, ok := enclosed(rest, "Streams(", ")")
+	if !ok || !ValidName(stream) {
+		return bad()
+	}
+	ip.Stream = stream
+	return ip, nil
+}

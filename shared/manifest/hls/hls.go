@@ -1,0 +1,147 @@
+// Package hls renders HLS playlists (RFC 8216, version 7, fMP4 segments) of
+// a live presentation: a multivariant playlist with audio as an
+// EXT-X-MEDIA group, and a media playlist per track. Pure functions from a
+// timeline.Presentation to bytes.
+package hls
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// Version is the EXT-X-VERSION the playlists declare (EXT-X-MAP with
+// fMP4 segments needs 6 or more; 7 is what Apple's authoring spec asks for).
+const Version = 7
+
+const audioGroup = "audio"
+
+// Master renders the multivariant playlist. Every video track with
+// published fragments is a variant; every audio track with published
+// fragments is a rendition of the one audio group. A channel without video
+// gets one variant per audio track.
+func Master(p *timeline.Presentation) []byte {
+	var video, audio []*timeline.TrackView
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		if tv.State.Timeline.Empty() {
+			continue
+		}
+		switch tv.Kind {
+		case timeline.Video:
+			video = append(video, tv)
+		case timeline.Audio:
+			audio = append(audio, tv)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	maxAudio, audioCodecs := 0, ""
+	names := map[string]int{}
+	for _, a := range audio {
+		names[a.ID.Name]++
+	}
+	for i, a := range audio {
+		maxAudio = max(maxAudio, a.ID.Bitrate)
+		if audioCodecs == "" {
+			audioCodecs = a.Codecs
+		}
+		name := a.ID.Name
+		if names[name] > 1 {
+			name += " " + strconv.Itoa(a.ID.Bitrate/1000) + "k"
+		}
+		def := "NO"
+		if i == 0 {
+			def = "YES"
+		}
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=%q,", audioGroup, name)
+		if a.Language != "" && a.Language != "und" {
+			fmt.Fprintf(&b, "LANGUAGE=%q,", a.Language)
+		}
+		fmt.Fprintf(&b, "DEFAULT=%s,AUTOSELECT=YES,", def)
+		if a.Channels > 0 {
+			fmt.Fprintf(&b, "CHANNELS=\"%d\",", a.Channels)
+		}
+		fmt.Fprintf(&b, "URI=%q\n", layout.MediaPlaylistRef(a.ID))
+	}
+	for _, v := range video {
+		codecs := v.Codecs
+		if audioCodecs != "" {
+			codecs += "," + audioCodecs
+		}
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q", v.ID.Bitrate+maxAudio, codecs)
+		if v.Width > 0 && v.Height > 0 {
+			fmt.Fprintf(&b, ",RESOLUTION=%dx%d", v.Width, v.Height)
+		}
+		if len(audio) > 0 {
+			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
+		}
+		b.WriteString("\n" + layout.MediaPlaylistRef(v.ID) + "\n")
+	}
+	if len(video) == 0 {
+		for _, a := range audio {
+			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q\n%s\n", a.ID.Bitrate, a.Codecs, layout.MediaPlaylistRef(a.ID))
+		}
+	}
+	return b.Bytes()
+}
+
+// TargetDuration is EXT-X-TARGETDURATION for fragments of at most maxDur
+// ticks: RFC 8216 4.3.3.1 requires every EXTINF, rounded to the nearest
+// integer, to be at most the target duration.
+func TargetDuration(maxDur, timescale uint64) uint64 {
+	if timescale == 0 {
+		return 0
+	}
+	td := (2*maxDur + timescale) / (2 * timescale) // round half up
+	return max(td, 1)
+}
+
+// Media renders the media playlist of track id, cut to the DVR window.
+// ok is false when the channel has no such track.
+func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
+	tv, ok := p.Track(id)
+	if !ok {
+		return nil, false
+	}
+	tl := p.Windowed(tv)
+	ts := tv.Timescale
+	var b bytes.Buffer
+	b.Grow(64 + 64*tl.Len())
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n")
+	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", TargetDuration(tv.State.MaxDuration, ts))
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", tl.FirstSeq)
+	if tl.FirstDisc > 0 {
+		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", tl.FirstDisc)
+	}
+	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
+	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
+	first := true
+	for e := range tl.All() {
+		if e.Gap {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if first || e.Gap {
+			b.WriteString("#EXT-X-PROGRAM-DATE-TIME:")
+			b.WriteString(p.Wallclock(e.Start, ts).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+			b.WriteByte('\n')
+		}
+		first = false
+		b.WriteString("#EXTINF:")
+		b.WriteString(seconds(e.Duration, ts))
+		b.WriteString(",\n")
+		b.WriteString(layout.FragmentRef(id, e.Start))
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), true
+}
+
+// seconds formats ticks/timescale with microsecond precision.
+func seconds(ticks, timescale uint64) string {
+	us := (ticks*uint64(time.Second/time.Microsecond) + timescale/2) / timescale
+	return strconv.FormatUint(us/1e6, 10) + "." + fmt.Sprintf("%06d", us%1e6)
+}

@@ -1,0 +1,173 @@
+// Package smooth renders the Smooth Streaming client manifest ([MS-SSTR]
+// 2.2.2) of a live presentation. It is a pure function from a
+// timeline.Presentation to bytes.
+package smooth
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// DefaultTimeScale is the Smooth Streaming default: 100 ns units.
+const DefaultTimeScale = 10_000_000
+
+type media struct {
+	XMLName         xml.Name      `xml:"SmoothStreamingMedia"`
+	MajorVersion    int           `xml:"MajorVersion,attr"`
+	MinorVersion    int           `xml:"MinorVersion,attr"`
+	TimeScale       uint64        `xml:"TimeScale,attr"`
+	Duration        uint64        `xml:"Duration,attr"`
+	IsLive          string        `xml:"IsLive,attr"`
+	LookaheadCount  int           `xml:"LookaheadCount,attr"`
+	DVRWindowLength uint64        `xml:"DVRWindowLength,attr"`
+	Streams         []streamIndex `xml:"StreamIndex"`
+}
+
+type streamIndex struct {
+	Type          string         `xml:"Type,attr"`
+	Name          string         `xml:"Name,attr"`
+	Language      string         `xml:"Language,attr,omitempty"`
+	TimeScale     uint64         `xml:"TimeScale,attr,omitempty"`
+	Chunks        int            `xml:"Chunks,attr"`
+	QualityLevels int            `xml:"QualityLevels,attr"`
+	URL           string         `xml:"Url,attr"`
+	MaxWidth      int            `xml:"MaxWidth,attr,omitempty"`
+	MaxHeight     int            `xml:"MaxHeight,attr,omitempty"`
+	DisplayWidth  int            `xml:"DisplayWidth,attr,omitempty"`
+	DisplayHeight int            `xml:"DisplayHeight,attr,omitempty"`
+	Levels        []qualityLevel `xml:"QualityLevel"`
+	Chunk         []chunk        `xml:"c"`
+}
+
+type qualityLevel struct {
+	Index            int    `xml:"Index,attr"`
+	Bitrate          int    `xml:"Bitrate,attr"`
+	FourCC           string `xml:"FourCC,attr"`
+	MaxWidth         int    `xml:"MaxWidth,attr,omitempty"`
+	MaxHeight        int    `xml:"MaxHeight,attr,omitempty"`
+	SamplingRate     int    `xml:"SamplingRate,attr,omitempty"`
+	Channels         int    `xml:"Channels,attr,omitempty"`
+	BitsPerSample    int    `xml:"BitsPerSample,attr,omitempty"`
+	PacketSize       int    `xml:"PacketSize,attr,omitempty"`
+	AudioTag         int    `xml:"AudioTag,attr,omitempty"`
+	CodecPrivateData string `xml:"CodecPrivateData,attr"`
+}
+
+// chunk is a "c" element. T is a pointer so that it is written only where
+// the start does not follow from the previous chunk; R counts fragments of
+// the same duration (MS-SSTR: the total, so r is omitted for a single one).
+type chunk struct {
+	T *uint64 `xml:"t,attr"`
+	D uint64  `xml:"d,attr"`
+	R uint64  `xml:"r,attr,omitempty"`
+}
+
+// Render returns the client manifest of a live presentation. Tracks are
+// grouped into one StreamIndex per kind and track name; a StreamIndex lists
+// only the fragments that all of its quality levels have, so that every
+// URL a client can build from it exists. Empty stream indexes are left out.
+func Render(p *timeline.Presentation) ([]byte, error) {
+	m := media{
+		MajorVersion: 2,
+		MinorVersion: 2,
+		TimeScale:    DefaultTimeScale,
+		IsLive:       "TRUE",
+		// No tfrf boxes are sent: clients refresh the manifest instead.
+		LookaheadCount:  0,
+		DVRWindowLength: timeline.Ticks(p.DVRWindow, DefaultTimeScale),
+	}
+	type group struct {
+		kind  timeline.Kind
+		name  string
+		views []*timeline.TrackView
+	}
+	var groups []*group
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		var g *group
+		for _, cand := range groups {
+			if cand.kind == tv.Kind && cand.name == tv.ID.Name {
+				g = cand
+			}
+		}
+		if g == nil {
+			g = &group{kind: tv.Kind, name: tv.ID.Name}
+			groups = append(groups, g)
+		}
+		g.views = append(g.views, tv)
+	}
+	for _, g := range groups {
+		si, err := renderStreamIndex(p, g.kind, g.name, g.views)
+		if err != nil {
+			return nil, err
+		}
+		if si.Chunks > 0 {
+			m.Streams = append(m.Streams, si)
+		}
+	}
+	var buf bytes.Buffer
+	buf.WriteString(xml.Header)
+	enc := xml.NewEncoder(&buf)
+	enc.Indent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("smooth manifest of channel %s: %w", p.Channel, err)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+func renderStreamIndex(p *timeline.Presentation, kind timeline.Kind, name string, views []*timeline.TrackView) (streamIndex, error) {
+	si := streamIndex{
+		Type:          string(kind),
+		Name:          name,
+		QualityLevels: len(views),
+		URL:           layout.SmoothURLTemplate(name),
+	}
+	timescale := views[0].Timescale
+	tls := make([]timeline.Timeline, 0, len(views))
+	for i, tv := range views {
+		if tv.Timescale != timescale {
+			return si, fmt.Errorf("channel %s: tracks named %q mix timescales %d and %d", p.Channel, name, timescale, tv.Timescale)
+		}
+		if tv.Language != "" && si.Language == "" {
+			si.Language = tv.Language
+		}
+		ql := qualityLevel{Index: i, Bitrate: tv.ID.Bitrate, FourCC: tv.FourCC, CodecPrivateData: tv.CodecPrivateData}
+		switch kind {
+		case timeline.Video:
+			ql.MaxWidth, ql.MaxHeight = tv.Width, tv.Height
+			si.MaxWidth, si.MaxHeight = max(si.MaxWidth, tv.Width), max(si.MaxHeight, tv.Height)
+		case timeline.Audio:
+			ql.SamplingRate, ql.Channels, ql.BitsPerSample = tv.SamplingRate, tv.Channels, tv.BitsPerSample
+			ql.PacketSize, ql.AudioTag = tv.PacketSize, tv.AudioTag
+		}
+		si.Levels = append(si.Levels, ql)
+		tls = append(tls, p.Windowed(tv))
+	}
+	if kind == timeline.Video {
+		si.DisplayWidth, si.DisplayHeight = si.MaxWidth, si.MaxHeight
+	}
+	if timescale != DefaultTimeScale {
+		si.TimeScale = timescale
+	}
+	common := timeline.Common(tls...)
+	prevEnd, first := uint64(0), true
+	for _, r := range common.Runs {
+		c := chunk{D: r.Duration}
+		if first || r.Start != prevEnd {
+			t := r.Start
+			c.T = &t
+		}
+		if r.Count > 1 {
+			c.R = r.Count
+		}
+		si.Chunk = append(si.Chunk, c)
+		si.Chunks += int(r.Count)
+		prevEnd, first = r.End(), false
+	}
+	return si, nil
+}

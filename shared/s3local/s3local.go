@@ -1,0 +1,294 @@
+// Package s3local runs an S3-compatible server in the process (gofakes3,
+// in memory or in a bbolt file) and turns every object it stores into the
+// S3 event notification JSON that AWS would send, delivered to a handler the
+// way Lambda delivers asynchronous invocations: concurrently, at least once,
+// retried on error.
+package s3local
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3bolt"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+// Credentials the embedded server accepts (it does not check them).
+const (
+	AccessKey = "smoothcast"
+	SecretKey = "smoothcast-local"
+)
+
+// Notify receives one S3 event (one record, as S3 sends them).
+type Notify func(ctx context.Context, ev events.S3Event) error
+
+// Options configure a Server.
+type Options struct {
+	// Addr to listen on; "127.0.0.1:0" picks a free port.
+	Addr string
+	// Bucket is created at start.
+	Bucket string
+	// DataDir, when set, keeps objects in DataDir/s3.db; empty keeps them in memory.
+	DataDir string
+	// Prefix filters notifications, like an S3 notification filter rule.
+	Prefix string
+	// Notify, when set, receives an event for every object created under Prefix.
+	Notify Notify
+	// Workers is how many events are handled at once (default 4): S3 and
+	// Lambda make no promise of order, and neither does this.
+	Workers int
+	// Retries is how often a failed event is retried (default 2, as Lambda
+	// does for asynchronous invocations).
+	Retries int
+	Log     *slog.Logger
+}
+
+// Server is a running embedded S3 server.
+type Server struct {
+	URL  string // http://host:port
+	opts Options
+	srv  *http.Server
+	ln   net.Listener
+	bolt *s3bolt.Backend
+
+	queue    chan events.S3Event
+	wg       sync.WaitGroup
+	inflight sync.WaitGroup
+	seq      atomic.Uint64
+	closed   atomic.Bool
+
+	// Requests counts requests by S3 operation ("PUT", "GET", "HEAD", ...),
+	// for tests that count what the stack costs.
+	mu       sync.Mutex
+	requests map[string]int
+}
+
+// Start starts the server and its event workers.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Retries < 0 {
+		opts.Retries = 0
+	} else if opts.Retries == 0 {
+		opts.Retries = 2
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	s := &Server{opts: opts, requests: map[string]int{}, queue: make(chan events.S3Event, 4096)}
+	var backend gofakes3.Backend
+	if opts.DataDir != "" {
+		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("s3local: data dir: %w", err)
+		}
+		b, err := s3bolt.NewFile(filepath.Join(opts.DataDir, "s3.db"))
+		if err != nil {
+			return nil, fmt.Errorf("s3local: open %s: %w", opts.DataDir, err)
+		}
+		s.bolt, backend = b, b
+	} else {
+		backend = s3mem.New()
+	}
+	if err := backend.CreateBucket(opts.Bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("s3local: create bucket %s: %w", opts.Bucket, err)
+	}
+	faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithTimeSkewLimit(0))
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("s3local: listen %s: %w", opts.Addr, err)
+	}
+	s.ln = ln
+	s.URL = "http://" + ln.Addr().String()
+	s.srv = &http.Server{Handler: s.middleware(faker.Server()), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			opts.Log.Error("embedded S3 server stopped", "err", err)
+		}
+	}()
+	for range opts.Workers {
+		s.wg.Add(1)
+		go s.worker(context.WithoutCancel(ctx))
+	}
+	return s, nil
+}
+
+// Requests returns a copy of the request counts by operation.
+func (s *Server) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.requests))
+	for k, v := range s.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// Drain waits until every event queued so far has been handled.
+func (s *Server) Drain() { s.inflight.Wait() }
+
+// Close stops the server and waits for queued events.
+func (s *Server) Close(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	s.inflight.Wait()
+	close(s.queue)
+	s.wg.Wait()
+	if s.bolt != nil {
+		// s3bolt has no Close; the file lock is released with the process.
+		_ = s.bolt
+	}
+	return err
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		// gofakes3 keeps only X-Amz-* and a few content headers; Cache-Control
+		// travels under a stand-in name (see middleware) and is restored here.
+		if cc := w.Header().Get(cacheControlStandIn); cc != "" {
+			w.Header().Set("Cache-Control", cc)
+			w.Header().Del(cacheControlStandIn)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// cacheControlStandIn carries an object's Cache-Control through gofakes3,
+// which would otherwise drop it; S3 stores and returns it.
+const cacheControlStandIn = "X-Amz-Smoothcast-Cache-Control"
+
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := r.Method
+		s.mu.Lock()
+		s.requests[op]++
+		s.mu.Unlock()
+		if cc := r.Header.Get("Cache-Control"); r.Method == http.MethodPut && cc != "" {
+			r.Header.Set(cacheControlStandIn, cc)
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK // nothing written: net/http answers 200
+		}
+		if r.Method != http.MethodPut || sw.status != http.StatusOK || r.URL.Query().Has("partNumber") {
+			return
+		}
+		bucket, key, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if !ok || key == "" || bucket != s.opts.Bucket || !strings.HasPrefix(key, s.opts.Prefix) || s.opts.Notify == nil {
+			return
+		}
+		name := "ObjectCreated:Put"
+		if r.Header.Get("X-Amz-Copy-Source") != "" {
+			name = "ObjectCreated:Copy"
+		}
+		size := r.ContentLength
+		if d := r.Header.Get("X-Amz-Decoded-Content-Length"); d != "" {
+			if v, err := strconv.ParseInt(d, 10, 64); err == nil {
+				size = v
+			}
+		}
+		s.enqueue(Event(bucket, key, name, size, strings.Trim(sw.Header().Get("ETag"), `"`), s.seq.Add(1), time.Now()))
+	})
+}
+
+func (s *Server) enqueue(ev events.S3Event) {
+	if s.closed.Load() {
+		return
+	}
+	s.inflight.Add(1)
+	s.queue <- ev
+}
+
+func (s *Server) worker(ctx context.Context) {
+	defer s.wg.Done()
+	for ev := range s.queue {
+		key := ev.Records[0].S3.Object.Key
+		for attempt := 0; ; attempt++ {
+			err := s.opts.Notify(ctx, ev)
+			if err == nil {
+				break
+			}
+			if attempt >= s.opts.Retries {
+				s.opts.Log.Error("event failed, giving up", "key", key, "attempts", attempt+1, "err", err)
+				break
+			}
+			s.opts.Log.Warn("event failed, retrying", "key", key, "attempt", attempt+1, "err", err)
+			time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
+		}
+		s.inflight.Done()
+	}
+}
+
+// Event builds the notification AWS sends for an object created in bucket
+// at key: one record, the key URL-encoded the way S3 encodes it.
+func Event(bucket, key, name string, size int64, etag string, seq uint64, at time.Time) events.S3Event {
+	return events.S3Event{Records: []events.S3EventRecord{{
+		EventVersion:      "2.1",
+		EventSource:       "aws:s3",
+		AWSRegion:         "us-east-1",
+		EventTime:         at.UTC(),
+		EventName:         name,
+		PrincipalID:       events.S3UserIdentity{PrincipalID: "smoothcast-local"},
+		RequestParameters: events.S3RequestParameters{SourceIPAddress: "127.0.0.1"},
+		ResponseElements: map[string]string{
+			"x-amz-request-id": fmt.Sprintf("%016X", seq),
+			"x-amz-id-2":       "smoothcast-local",
+		},
+		S3: events.S3Entity{
+			SchemaVersion:   "1.0",
+			ConfigurationID: "smoothcast-fragments",
+			Bucket: events.S3Bucket{
+				Name:          bucket,
+				OwnerIdentity: events.S3UserIdentity{PrincipalID: "smoothcast-local"},
+				Arn:           "arn:aws:s3:::" + bucket,
+			},
+			Object: events.S3Object{
+				Key:       EncodeKey(key),
+				Size:      size,
+				ETag:      etag,
+				Sequencer: strings.ToUpper(hex.EncodeToString([]byte{byte(seq >> 56), byte(seq >> 48), byte(seq >> 40), byte(seq >> 32), byte(seq >> 24), byte(seq >> 16), byte(seq >> 8), byte(seq)})),
+			},
+		},
+	}}}
+}
+
+// EncodeKey encodes an object key as S3 event notifications do: each path
+// segment form-encoded (space as '+'), slashes kept.
+func EncodeKey(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.QueryEscape(p)
+	}
+	return strings.Join(parts, "/")
+}

@@ -1,0 +1,217 @@
+// Package store is smoothcast's only way to S3: a small wrapper around the
+// aws-sdk-go-v2 S3 client with conditional writes, ranged reads and typed
+// errors, used the same way against AWS, any S3-compatible server and the
+// embedded server of the local stack.
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// Typed errors. Callers test them with errors.Is.
+var (
+	// ErrNotFound: no object at that key.
+	ErrNotFound = errors.New("object not found")
+	// ErrPreconditionFailed: a conditional write lost (the object exists,
+	// or its ETag changed).
+	ErrPreconditionFailed = errors.New("precondition failed")
+)
+
+// Cache-Control values for what the bucket holds.
+const (
+	// CacheImmutable is for fragments and init segments: their bytes never
+	// change under a key.
+	CacheImmutable = "public, max-age=31536000, immutable"
+	// CacheNone is for internal state.
+	CacheNone = "no-store"
+)
+
+// PutOptions are the optional parts of a write.
+type PutOptions struct {
+	ContentType  string
+	CacheControl string
+	// IfNoneMatch writes only if no object exists at the key.
+	IfNoneMatch bool
+	// IfMatch writes only if the object's ETag is this value.
+	IfMatch string
+	// Metadata becomes x-amz-meta-* headers.
+	Metadata map[string]string
+}
+
+// Object is what a read returns.
+type Object struct {
+	Body        []byte
+	ETag        string
+	ContentType string
+	Metadata    map[string]string
+	// Size is the object's whole size (for a ranged read, more than len(Body)).
+	Size int64
+}
+
+// Store reads and writes objects of one bucket.
+type Store struct {
+	Client *s3.Client
+	Bucket string
+}
+
+// Config says how to reach the bucket.
+type Config struct {
+	Bucket string
+	Region string
+	// Endpoint, when set, is an S3-compatible endpoint (path-style
+	// addressing). Empty means AWS.
+	Endpoint string
+	// AccessKey and SecretKey, when set, are static credentials (for a local
+	// or S3-compatible endpoint). Empty means the default AWS chain.
+	AccessKey, SecretKey string
+	// HTTPClient overrides the SDK's HTTP client.
+	HTTPClient *http.Client
+}
+
+// New builds a Store from cfg.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("store: bucket name is empty")
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+	}
+	if cfg.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("store: load AWS config: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+			o.UsePathStyle = true
+		}
+		// Checksums only when an operation requires them: fragments are
+		// written from memory and verified by Content-MD5-free ETags.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return &Store{Client: client, Bucket: cfg.Bucket}, nil
+}
+
+// Put writes body at key and returns the new ETag.
+func (s *Store) Put(ctx context.Context, key string, body []byte, o PutOptions) (string, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.Bucket),
+		Key:           aws.String(key),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+		Metadata:      o.Metadata,
+	}
+	if o.ContentType != "" {
+		in.ContentType = aws.String(o.ContentType)
+	}
+	if o.CacheControl != "" {
+		in.CacheControl = aws.String(o.CacheControl)
+	}
+	if o.IfNoneMatch {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if o.IfMatch != "" {
+		in.IfMatch = aws.String(o.IfMatch)
+	}
+	out, err := s.Client.PutObject(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("put %s: %w", key, classify(err))
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// Get reads the whole object at key.
+func (s *Store) Get(ctx context.Context, key string) (Object, error) {
+	return s.get(ctx, key, "")
+}
+
+// GetRange reads bytes [first, last] of the object at key (fewer if the
+// object is shorter).
+func (s *Store) GetRange(ctx context.Context, key string, first, last int64) (Object, error) {
+	return s.get(ctx, key, fmt.Sprintf("bytes=%d-%d", first, last))
+}
+
+func (s *Store) get(ctx context.Context, key, rng string) (Object, error) {
+	in := &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)}
+	if rng != "" {
+		in.Range = aws.String(rng)
+	}
+	out, err := s.Client.GetObject(ctx, in)
+	if err != nil {
+		return Object{}, fmt.Errorf("get %s: %w", key, classify(err))
+	}
+	defer out.Body.Close()
+	body, err := io.ReadAll(out.Body)
+	if err != nil {
+		return Object{}, fmt.Errorf("get %s: read body: %w", key, err)
+	}
+	obj := Object{
+		Body:        body,
+		ETag:        aws.ToString(out.ETag),
+		ContentType: aws.ToString(out.ContentType),
+		Metadata:    out.Metadata,
+		Size:        aws.ToInt64(out.ContentLength),
+	}
+	if cr := aws.ToString(out.ContentRange); cr != "" {
+		if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+			var total int64
+			if _, err := fmt.Sscan(cr[i+1:], &total); err == nil {
+				obj.Size = total
+			}
+		}
+	}
+	return obj, nil
+}
+
+// Open streams the object at key: the caller must close the body.
+func (s *Store) Open(ctx context.Context, key string) (*s3.GetObjectOutput, error) {
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, classify(err))
+	}
+	return out, nil
+}
+
+// classify maps S3 answers onto the package's typed errors, keeping the
+// original in the chain.
+func classify(err error) error {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			return fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
+		}
+	}
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusPreconditionFailed, http.StatusConflict:
+			return fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
+		}
+	}
+	return err
+}

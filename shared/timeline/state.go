@@ -1,0 +1,306 @@
+package timeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+// StateVersion is the version of the state documents this package writes.
+// A document with a newer version is refused rather than misread.
+const StateVersion = 1
+
+// Kind is the media type of a track.
+type Kind string
+
+// Track kinds.
+const (
+	Video Kind = "video"
+	Audio Kind = "audio"
+	Text  Kind = "text"
+)
+
+// Track describes one track of a channel as its init segment and the
+// encoder declared it: everything a manifest needs besides the timeline.
+type Track struct {
+	ID               layout.TrackID `json:"id"`
+	Kind             Kind           `json:"kind"`
+	Timescale        uint64         `json:"timescale"`
+	FourCC           string         `json:"fourcc"`             // Smooth FourCC: H264, AACL, ...
+	Codecs           string         `json:"codecs"`             // RFC 6381, e.g. avc1.64001e, mp4a.40.2
+	CodecPrivateData string         `json:"cpd"`                // hex, as the Smooth manifest wants it
+	Language         string         `json:"lang,omitempty"`     // ISO 639-2/T or BCP 47
+	Width            int            `json:"width,omitempty"`    // video
+	Height           int            `json:"height,omitempty"`   // video
+	SamplingRate     int            `json:"rate,omitempty"`     // audio, Hz
+	Channels         int            `json:"channels,omitempty"` // audio
+	BitsPerSample    int            `json:"bits,omitempty"`     // audio
+	PacketSize       int            `json:"packet,omitempty"`   // audio (block align)
+	AudioTag         int            `json:"tag,omitempty"`      // audio, 255 for AAC
+}
+
+// Channel is a channel's index: the wall-clock time of media time zero, and
+// its tracks. It changes only when a track appears.
+type Channel struct {
+	Version int    `json:"v"`
+	Name    string `json:"name"`
+	// Epoch is the wall-clock time at media time zero (UTC). Program date
+	// times are Epoch + t/timescale.
+	Epoch  time.Time `json:"epoch"`
+	Tracks []Track   `json:"tracks"`
+}
+
+// Track returns the track with the given ID.
+func (c *Channel) Track(id layout.TrackID) (Track, bool) {
+	for _, t := range c.Tracks {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return Track{}, false
+}
+
+// AddTrack adds t (replacing a track of the same ID) and keeps the tracks
+// in a stable order: by kind, then name, then bitrate from high to low.
+// It reports whether anything changed.
+func (c *Channel) AddTrack(t Track) bool {
+	for i, old := range c.Tracks {
+		if old.ID == t.ID {
+			if old == t {
+				return false
+			}
+			c.Tracks[i] = t
+			return true
+		}
+	}
+	c.Tracks = append(c.Tracks, t)
+	slices.SortStableFunc(c.Tracks, func(a, b Track) int {
+		if a.Kind != b.Kind {
+			return kindOrder(a.Kind) - kindOrder(b.Kind)
+		}
+		if a.ID.Name != b.ID.Name {
+			if a.ID.Name < b.ID.Name {
+				return -1
+			}
+			return 1
+		}
+		return b.ID.Bitrate - a.ID.Bitrate
+	})
+	return true
+}
+
+func kindOrder(k Kind) int {
+	switch k {
+	case Video:
+		return 0
+	case Audio:
+		return 1
+	case Text:
+		return 2
+	}
+	return 3
+}
+
+// Arrival is a fragment that has been stored, as one object-created event
+// reports it.
+type Arrival struct {
+	Fragment
+	// HasPrev tells whether Prev is set: the start time of the fragment that
+	// came before this one on the same encoder connection. A fragment without
+	// one starts a connection.
+	HasPrev bool
+	Prev    uint64
+	// Size is the object's size in bytes.
+	Size int64
+}
+
+// Pending is an arrival that waits for the fragments before it.
+type Pending struct {
+	Arrival
+	At time.Time `json:"at"`
+}
+
+// TrackState is the stored state of one track: what is published, and what
+// arrived early and waits.
+type TrackState struct {
+	Version  int       `json:"v"`
+	Timeline Timeline  `json:"timeline"`
+	Pending  []Pending `json:"pending,omitempty"`
+	// MaxDuration is the longest fragment ever published (timescale units):
+	// HLS's EXT-X-TARGETDURATION must not shrink.
+	MaxDuration uint64 `json:"maxd"`
+	// Bytes and Ticks total what was published, for the measured bitrate.
+	Bytes int64  `json:"bytes"`
+	Ticks uint64 `json:"ticks"`
+}
+
+// Rules are the parameters of Apply.
+type Rules struct {
+	// GapTimeout is how long a fragment waits for the ones before it before
+	// the missing media is declared a gap.
+	GapTimeout time.Duration
+	// Window is how much of the timeline the state keeps, in the track's
+	// timescale (0: everything).
+	Window uint64
+}
+
+// Outcome says what Apply did with an arrival.
+type Outcome int
+
+// Outcomes of Apply.
+const (
+	// Duplicate: the fragment was already published or pending.
+	Duplicate Outcome = iota
+	// Stale: the fragment lies before the published end; it is ignored.
+	Stale
+	// Published: the fragment (and maybe pending ones after it) was published.
+	Published
+	// Waiting: the fragment waits for earlier ones.
+	Waiting
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Duplicate:
+		return "duplicate"
+	case Stale:
+		return "stale"
+	case Published:
+		return "published"
+	case Waiting:
+		return "waiting"
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// ErrBadArrival is returned for an arrival that cannot be a fragment.
+var ErrBadArrival = errors.New("fragment has zero duration")
+
+// Apply adds an arrival to the state at time now (the event's time) and
+// publishes every fragment that has become publishable. Fragments are
+// published in time order only: a fragment is published when it continues
+// the timeline (it starts at the published end, or its encoder connection's
+// previous fragment is the last published one), when it starts a connection
+// on an empty timeline, or when it has waited GapTimeout (then the missing
+// media before it is a gap). Nothing already published changes except by
+// the window sliding past it. Applying the same arrival again is a no-op.
+//
+// changed reports whether the state must be written back.
+func (s *TrackState) Apply(a Arrival, now time.Time, rules Rules) (out Outcome, changed bool, err error) {
+	if a.Duration == 0 {
+		return Stale, false, ErrBadArrival
+	}
+	s.Version = StateVersion
+	switch {
+	case s.Timeline.Contains(a.Start):
+		out = Duplicate
+	case !s.Timeline.Empty() && a.Start < s.Timeline.End():
+		out = Stale
+	default:
+		i, found := slices.BinarySearchFunc(s.Pending, a.Start, func(p Pending, t uint64) int {
+			switch {
+			case p.Start < t:
+				return -1
+			case p.Start > t:
+				return 1
+			}
+			return 0
+		})
+		if found {
+			out = Duplicate
+		} else {
+			s.Pending = slices.Insert(s.Pending, i, Pending{Arrival: a, At: now})
+			out, changed = Waiting, true
+		}
+	}
+	before := s.Timeline.Len()
+	if s.drain(now, rules) {
+		changed = true
+	}
+	if out == Waiting && s.Timeline.Len() > before && s.Timeline.Contains(a.Start) {
+		out = Published
+	}
+	if rules.Window > 0 && s.Timeline.End() > rules.Window {
+		n := s.Timeline.FirstSeq
+		s.Timeline.TrimBefore(s.Timeline.End() - rules.Window)
+		if s.Timeline.FirstSeq != n {
+			changed = true
+		}
+	}
+	return out, changed, nil
+}
+
+// drain publishes pending fragments while the head of the queue may go.
+func (s *TrackState) drain(now time.Time, rules Rules) (changed bool) {
+	for len(s.Pending) > 0 {
+		p := s.Pending[0]
+		last, hasLast := s.Timeline.Last()
+		switch {
+		case hasLast && p.Start < s.Timeline.End():
+			// Overtaken by a gap declaration or an overlapping fragment.
+			s.Pending = s.Pending[1:]
+			changed = true
+			continue
+		case !hasLast && !p.HasPrev,
+			hasLast && p.Start == last.End(),
+			hasLast && p.HasPrev && p.Prev == last.Start:
+			s.publish(p.Arrival, false)
+		case now.Sub(p.At) >= rules.GapTimeout:
+			s.publish(p.Arrival, hasLast)
+		default:
+			return changed
+		}
+		s.Pending = s.Pending[1:]
+		changed = true
+	}
+	if len(s.Pending) == 0 {
+		s.Pending = nil
+	}
+	return changed
+}
+
+func (s *TrackState) publish(a Arrival, gap bool) {
+	s.Timeline.Append(a.Fragment, gap)
+	s.MaxDuration = max(s.MaxDuration, a.Duration)
+	s.Bytes += a.Size
+	s.Ticks += a.Duration
+}
+
+// MarshalTrackState encodes a track state document.
+func MarshalTrackState(s *TrackState) ([]byte, error) { return json.Marshal(s) }
+
+// UnmarshalTrackState decodes a track state document.
+func UnmarshalTrackState(b []byte) (*TrackState, error) {
+	var s TrackState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decode track state: %w", err)
+	}
+	if s.Version > StateVersion {
+		return nil, fmt.Errorf("track state version %d is newer than this code (%d)", s.Version, StateVersion)
+	}
+	for _, r := range s.Timeline.Runs {
+		if r.Duration == 0 || r.Count == 0 {
+			return nil, fmt.Errorf("decode track state: run at %d has zero duration or count", r.Start)
+		}
+	}
+	return &s, nil
+}
+
+// MarshalChannel encodes a channel index document.
+func MarshalChannel(c *Channel) ([]byte, error) { return json.Marshal(c) }
+
+// UnmarshalChannel decodes a channel index document.
+func UnmarshalChannel(b []byte) (*Channel, error) {
+	var c Channel
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode channel: %w", err)
+	}
+	if c.Version > StateVersion {
+		return nil, fmt.Errorf("channel version %d is newer than this code (%d)", c.Version, StateVersion)
+	}
+	return &c, nil
+}
