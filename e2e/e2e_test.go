@@ -1,0 +1,263 @@
+// Package e2e drives the whole local stack with real third-party software:
+// ffmpeg pushes Smooth Streaming to the relay, ffmpeg reads the HLS output
+// back through the edge, and every fragment the Smooth manifest lists is
+// fetched and checked.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+)
+
+const pushSeconds = 12
+
+func startStack(t *testing.T) *stack.Stack {
+	t.Helper()
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	st, err := stack.Start(context.Background(), stack.Options{
+		IngestAddr: "127.0.0.1:0", EdgeAddr: "127.0.0.1:0",
+		Handler: handler.DefaultConfig(), Relay: relay.DefaultConfig(), Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+// pushFFmpeg pushes a test pattern in two video bitrates and AAC with
+// ffmpeg -re -f ismv, as a broadcaster would.
+func pushFFmpeg(t *testing.T, ffmpeg, url string, isml bool) {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a",
+		"-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
+		"-b:v:0", "800k", "-b:v:1", "300k", "-s:v:1", "320x180", "-c:a", "aac", "-b:a", "96k",
+		"-t", strconv.Itoa(pushSeconds)}
+	if isml {
+		args = append(args, "-movflags", "+isml+frag_keyframe")
+	}
+	args = append(args, "-f", "ismv", url)
+	cmd := exec.Command(ffmpeg, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffmpeg push: %v\n%s", err, stderr.String())
+	}
+}
+
+type smoothManifest struct {
+	IsLive  string `xml:"IsLive,attr"`
+	Streams []struct {
+		Type   string `xml:"Type,attr"`
+		URL    string `xml:"Url,attr"`
+		Levels []struct {
+			Bitrate int `xml:"Bitrate,attr"`
+		} `xml:"QualityLevel"`
+		Chunks []struct {
+			T *uint64 `xml:"t,attr"`
+			D uint64  `xml:"d,attr"`
+			R uint64  `xml:"r,attr"`
+		} `xml:"c"`
+	} `xml:"StreamIndex"`
+}
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func TestFFmpegPushPlaysAsSmoothAndHLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	for _, tc := range []struct {
+		name string
+		isml bool
+	}{
+		{"with live server manifest (isml)", true},
+		{"without live server manifest", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := startStack(t)
+			channel := "e2e"
+			pushFFmpeg(t, ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", tc.isml)
+			st.S3.Drain()
+			base := st.EdgeURL + "/live/" + channel + ".isml/"
+
+			checkSmooth(t, base)
+			checkHLSWithFFmpeg(t, ffmpeg, base+"master.m3u8")
+			checkRequestCost(t, st)
+		})
+	}
+}
+
+// checkSmooth fetches every fragment URL the Smooth manifest lists and
+// checks that it is a moof whose tfxd time is the one in the URL.
+func checkSmooth(t *testing.T, base string) {
+	t.Helper()
+	resp, body := get(t, base+"Manifest")
+	if resp.StatusCode != 200 {
+		t.Fatalf("Manifest: %d %s", resp.StatusCode, body)
+	}
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=1") {
+		t.Errorf("Manifest Cache-Control %q, want a short max-age", cc)
+	}
+	var m smoothManifest
+	if err := xml.Unmarshal(body, &m); err != nil {
+		t.Fatalf("Manifest does not parse: %v\n%s", err, body)
+	}
+	if m.IsLive != "TRUE" || len(m.Streams) != 2 {
+		t.Fatalf("Manifest: IsLive=%s, %d stream indexes, want TRUE and 2:\n%s", m.IsLive, len(m.Streams), body)
+	}
+	checked := 0
+	for _, si := range m.Streams {
+		wantLevels := map[string]int{"video": 2, "audio": 1}[si.Type]
+		if len(si.Levels) != wantLevels {
+			t.Errorf("%s: %d quality levels, want %d", si.Type, len(si.Levels), wantLevels)
+		}
+		var times []uint64
+		next := uint64(0)
+		for _, c := range si.Chunks {
+			if c.T != nil {
+				next = *c.T
+			}
+			for range max(c.R, 1) {
+				times = append(times, next)
+				next += c.D
+			}
+		}
+		// ffmpeg -t 12 with 2 s GOPs: 6 fragments per track.
+		if got := float64(next-times[0]) / 1e7; len(times) < pushSeconds/2-1 || got < pushSeconds-2.5 {
+			t.Errorf("%s: %d fragments covering %.2f s, want about %d s", si.Type, len(times), got, pushSeconds)
+		}
+		for _, ql := range si.Levels {
+			for _, tm := range times {
+				u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
+				resp, frag := get(t, base+u)
+				if resp.StatusCode != 200 {
+					t.Errorf("%s: %d", u, resp.StatusCode)
+					continue
+				}
+				if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+					t.Errorf("%s: Cache-Control %q, want immutable", u, cc)
+				}
+				moofSize := int(frag[0])<<24 | int(frag[1])<<16 | int(frag[2])<<8 | int(frag[3])
+				moof, err := fmp4.DecodeMoof(frag[:moofSize])
+				if err != nil {
+					t.Errorf("%s: %v", u, err)
+					continue
+				}
+				start, _, ok := fmp4.Timing(moof, nil)
+				if !ok || uint64(start) != tm {
+					t.Errorf("%s: tfxd time %d, want %d", u, start, tm)
+				}
+				if moof.Traf.Tfdt == nil || moof.Traf.Tfdt.BaseMediaDecodeTime() != tm {
+					t.Errorf("%s: tfdt missing or not %d", u, tm)
+				}
+				checked++
+			}
+		}
+	}
+	t.Logf("Smooth: %d fragment URLs answered with the right moof", checked)
+}
+
+// checkHLSWithFFmpeg decodes the HLS output from the first segment to the
+// end: every video frame and all audio, no error.
+func checkHLSWithFFmpeg(t *testing.T, ffmpeg, url string) {
+	t.Helper()
+	cmd := exec.Command(ffmpeg, "-hide_banner", "-v", "error",
+		"-live_start_index", "0", "-m3u8_hold_counters", "2",
+		"-i", url, "-map", "0:v:0", "-map", "0:a:0", "-f", "framecrc", "-")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffmpeg read %s: %v\n%s", url, err, stderr.String())
+	}
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		t.Errorf("ffmpeg reported errors reading %s:\n%s", url, s)
+	}
+	frames := map[string]int{}
+	var audioEnd, audioStart int64 = 0, -1
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) < 4 {
+			continue
+		}
+		stream := strings.TrimSpace(f[0])
+		frames[stream]++
+		if stream == "1" {
+			pts, _ := strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64)
+			dur, _ := strconv.ParseInt(strings.TrimSpace(f[3]), 10, 64)
+			if audioStart < 0 {
+				audioStart = pts
+			}
+			audioEnd = pts + dur
+		}
+	}
+	// framecrc time base for audio is 1/48000.
+	audioSeconds := float64(audioEnd-audioStart) / 48000
+	t.Logf("HLS via ffmpeg: %d video frames, %d audio frames (%.3f s)", frames["0"], frames["1"], audioSeconds)
+	if want := pushSeconds * 25; frames["0"] != want {
+		t.Errorf("decoded %d video frames, want %d (%d s at 25 fps)", frames["0"], want, pushSeconds)
+	}
+	if audioSeconds < pushSeconds-0.1 || audioSeconds > pushSeconds+0.1 {
+		t.Errorf("decoded %.3f s of audio, want %d s", audioSeconds, pushSeconds)
+	}
+}
+
+// checkRequestCost counts the store's requests: per fragment one PUT of the
+// fragment and at most one of the track's state, plus a bounded number of
+// writes per track (its init segment and its registration).
+func checkRequestCost(t *testing.T, st *stack.Stack) {
+	t.Helper()
+	req := st.S3.Requests()
+	const tracks, fragmentsPerTrack = 3, pushSeconds / 2
+	fragments := tracks * fragmentsPerTrack
+	puts := req[http.MethodPut]
+	perTrack := 3 // init segment, channel index registration, epoch
+	limit := 2*fragments + perTrack*tracks
+	t.Logf("store requests for %d fragments: %v (PUT per fragment %.2f)", fragments, req, float64(puts)/float64(fragments))
+	if puts > limit {
+		t.Errorf("%d PUTs for %d fragments of %d tracks; want at most %d (fragment + state per fragment, %d per track)", puts, fragments, tracks, limit, perTrack)
+	}
+	if req["LIST"] > 0 {
+		t.Errorf("listed the bucket %d times", req["LIST"])
+	}
+
+}
