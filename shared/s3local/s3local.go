@@ -26,6 +26,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3bolt"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Credentials the embedded server accepts (it does not check them).
@@ -64,13 +65,14 @@ type Server struct {
 	opts Options
 	srv  *http.Server
 	ln   net.Listener
-	bolt *s3bolt.Backend
+	bolt *bolt.DB
 
 	queue    chan events.S3Event
 	wg       sync.WaitGroup
 	inflight sync.WaitGroup
 	seq      atomic.Uint64
-	closed   atomic.Bool
+	closeMu  sync.RWMutex
+	closed   bool
 
 	// Requests counts requests by S3 operation ("PUT", "GET", "HEAD", ...),
 	// for tests that count what the stack costs.
@@ -97,11 +99,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("s3local: data dir: %w", err)
 		}
-		b, err := s3bolt.NewFile(filepath.Join(opts.DataDir, "s3.db"))
+		file := filepath.Join(opts.DataDir, "s3.db")
+		db, err := bolt.Open(file, 0o600, &bolt.Options{Timeout: time.Second})
 		if err != nil {
-			return nil, fmt.Errorf("s3local: open %s: %w", opts.DataDir, err)
+			return nil, fmt.Errorf("s3local: open %s (is another smoothcast using it?): %w", file, err)
 		}
-		s.bolt, backend = b, b
+		s.bolt, backend = db, s3bolt.New(db)
 	} else {
 		backend = s3mem.New()
 	}
@@ -142,18 +145,29 @@ func (s *Server) Requests() map[string]int {
 // Drain waits until every event queued so far has been handled.
 func (s *Server) Drain() { s.inflight.Wait() }
 
-// Close stops the server and waits for queued events.
+// Close stops taking events, waits for the queued ones (their handlers
+// still reach the store), then stops the server.
 func (s *Server) Close(ctx context.Context) error {
-	if s.closed.Swap(true) {
+	s.closeMu.Lock()
+	was := s.closed
+	s.closed = true
+	s.closeMu.Unlock()
+	if was {
 		return nil
 	}
-	err := s.srv.Shutdown(ctx)
-	s.inflight.Wait()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 	close(s.queue)
 	s.wg.Wait()
+	// Close, not Shutdown: an SDK client may hold a connection that never
+	// carries a request, which Shutdown would wait out for 5 s.
+	err := s.srv.Close()
 	if s.bolt != nil {
-		// s3bolt has no Close; the file lock is released with the process.
-		_ = s.bolt
+		err = errors.Join(err, s.bolt.Close())
 	}
 	return err
 }
@@ -223,7 +237,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 }
 
 func (s *Server) enqueue(ev events.S3Event) {
-	if s.closed.Load() {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
 		return
 	}
 	s.inflight.Add(1)

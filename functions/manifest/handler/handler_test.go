@@ -1,0 +1,338 @@
+package handler_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+const fixture = "../../../shared/ism/testdata/ffmpeg-isml.ismv"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newStore starts an embedded S3 server without notifications: the tests
+// deliver the events themselves, in the order they choose.
+func newStore(t *testing.T) (*s3local.Server, *store.Store) {
+	t.Helper()
+	srv, err := s3local.Start(context.Background(), s3local.Options{Addr: "127.0.0.1:0", Bucket: "test-bucket", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	st, err := store.New(context.Background(), store.Config{Bucket: "test-bucket", Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, st
+}
+
+// fragmentEvent is one fragment object and the event S3 would send for it.
+type fragmentEvent struct {
+	key string
+	ev  events.S3Event
+}
+
+// pushFixture pushes a recorded ffmpeg push through the relay into st and
+// returns one event per stored fragment, in stream order. Each event's time
+// is base plus the fragment's end time, as if the encoder ran in real time.
+func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) []fragmentEvent {
+	t.Helper()
+	body, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quiet).Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/live/"+channel+".isml/Streams(enc1)", "video/mp4", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	out, err := st.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(st.Bucket), Prefix: aws.String("live/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []fragmentEvent
+	for i, o := range out.Contents {
+		key := aws.ToString(o.Key)
+		obj, err := layout.Parse(key)
+		if err != nil || obj.Kind != layout.KindFragment {
+			continue
+		}
+		// Read the fragment's end so that every fragment implies the same
+		// epoch, whichever event the handler sees first.
+		head, err := st.GetRange(context.Background(), key, 0, 4095)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := fragmentEnd(t, head.Body)
+		at := base.Add(time.Duration(end/10) * time.Microsecond)
+		evs = append(evs, fragmentEvent{key, s3local.Event(st.Bucket, key, "ObjectCreated:Put", aws.ToInt64(o.Size), "", uint64(i), at)})
+	}
+	if len(evs) < 6 {
+		t.Fatalf("fixture stored %d fragments", len(evs))
+	}
+	return evs
+}
+
+func fragmentEnd(t *testing.T, b []byte) uint64 {
+	t.Helper()
+	n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	moof, err := fmp4.DecodeMoof(b[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, dur, _ := fmp4.Timing(moof, nil)
+	return uint64(start) + dur
+}
+
+func render(t *testing.T, h *handler.Handler, channel string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	p, err := h.Presentation(context.Background(), channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{layout.SmoothManifestPath(channel), layout.MasterPlaylistPath(channel)}
+	for _, tr := range p.Tracks {
+		paths = append(paths, layout.MediaPlaylistPath(channel, tr.ID))
+	}
+	for _, path := range paths {
+		resp, err := h.HandleURL(context.Background(), urlRequest("GET", "/"+path))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %d %s", path, err, resp.StatusCode, resp.Body)
+		}
+		out[path] = resp.Body
+	}
+	return out
+}
+
+func urlRequest(method, path string) events.LambdaFunctionURLRequest {
+	return events.LambdaFunctionURLRequest{
+		Version: "2.0", RawPath: path,
+		RequestContext: events.LambdaFunctionURLRequestContext{HTTP: events.LambdaFunctionURLRequestContextHTTPDescription{Method: method, Path: path}},
+	}
+}
+
+func TestEventsInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testing.T) {
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	cfg := handler.DefaultConfig()
+
+	_, refStore := newStore(t)
+	refEvents := pushFixture(t, refStore, "ch", base)
+	ref := handler.New(refStore, cfg, quiet)
+	for _, fe := range refEvents {
+		if err := ref.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := render(t, ref, "ch")
+	if !strings.Contains(want[layout.SmoothManifestPath("ch")], `r="2"`) {
+		t.Fatalf("reference manifest lacks the fixture's fragments:\n%s", want[layout.SmoothManifestPath("ch")])
+	}
+
+	for seed := uint64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			srv, st := newStore(t)
+			evs := pushFixture(t, st, "ch", base)
+			// Every event twice or three times, shuffled, on 8 concurrent
+			// "invocations", each a separate handler (no shared warm cache).
+			rng := rand.New(rand.NewPCG(seed, 42))
+			var all []events.S3Event
+			for _, fe := range evs {
+				for range 2 + rng.IntN(2) {
+					all = append(all, fe.ev)
+				}
+			}
+			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+			putsBefore := srv.Requests()[http.MethodPut]
+			work := make(chan events.S3Event)
+			var wg sync.WaitGroup
+			errs := make(chan error, len(all))
+			for range 8 {
+				h := handler.New(st, cfg, quiet)
+				wg.Go(func() {
+					for ev := range work {
+						if err := h.HandleS3(context.Background(), ev); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			for _, ev := range all {
+				work <- ev
+			}
+			close(work)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			got := render(t, handler.New(st, cfg, quiet), "ch")
+			for path, w := range want {
+				if got[path] != w {
+					t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
+				}
+			}
+			t.Logf("%d events (%d distinct) → %d state writes", len(all), len(evs), srv.Requests()[http.MethodPut]-putsBefore)
+		})
+	}
+}
+
+func TestSampleEventsDispatch(t *testing.T) {
+	_, st := newStore(t)
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, tc := range []struct {
+		file    string
+		wantErr string
+		status  int
+	}{
+		{"fragment-created.json", "read init segment", 0},
+		{"manifest-request.json", "", 404},
+		{"playlist-request.json", "", 404},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile("../../../events/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := h.Invoke(context.Background(), json.RawMessage(b))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp := out.(events.LambdaFunctionURLResponse); resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+	if _, err := h.Invoke(context.Background(), json.RawMessage(`{"hello":1}`)); err == nil {
+		t.Error("an invocation of unknown shape was accepted")
+	}
+}
+
+func TestManifestRequests(t *testing.T) {
+	_, st := newStore(t)
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	evs := pushFixture(t, st, "ch", base)
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		ctype              string
+	}{
+		{"smooth manifest", "GET", "/live/ch.isml/Manifest", 200, handler.ContentTypeSmooth},
+		{"master playlist", "GET", "/live/ch.isml/master.m3u8", 200, handler.ContentTypeHLS},
+		{"media playlist", "GET", "/live/ch.isml/QualityLevels(60000)/video.m3u8", 200, handler.ContentTypeHLS},
+		{"head has no body", "HEAD", "/live/ch.isml/Manifest", 200, handler.ContentTypeSmooth},
+		{"unknown track", "GET", "/live/ch.isml/QualityLevels(1)/video.m3u8", 404, ""},
+		{"unknown channel", "GET", "/live/nope.isml/Manifest", 404, ""},
+		{"state is never served", "GET", "/state/ch/channel.json", 404, ""},
+		{"fragments are not the function's", "GET", "/live/ch.isml/QualityLevels(60000)/Fragments(video=0)", 404, ""},
+		{"wrong method", "POST", "/live/ch.isml/Manifest", 405, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := h.HandleURL(context.Background(), urlRequest(tc.method, tc.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tc.status, resp.Body)
+			}
+			if tc.ctype != "" && resp.Headers["Content-Type"] != tc.ctype {
+				t.Errorf("Content-Type %q, want %q", resp.Headers["Content-Type"], tc.ctype)
+			}
+			if cc := resp.Headers["Cache-Control"]; !strings.Contains(cc, "max-age=1") {
+				t.Errorf("Cache-Control %q: manifests and errors must expire within a second", cc)
+			}
+			if tc.method == "HEAD" && resp.Body != "" {
+				t.Error("HEAD answered with a body")
+			}
+		})
+	}
+}
+
+func TestEventKeyIsURLDecoded(t *testing.T) {
+	// S3 encodes keys in events: '(' ')' '=' arrive as %28 %29 %3D.
+	key := layout.FragmentKey("ch", layout.TrackID{Name: "video", Bitrate: 800000}, 20000000)
+	enc := s3local.EncodeKey(key)
+	if !strings.Contains(enc, "%28") || !strings.Contains(enc, "%3D") {
+		t.Fatalf("EncodeKey(%q) = %q, want S3's encoding", key, enc)
+	}
+	dec, err := url.QueryUnescape(enc)
+	if err != nil || dec != key {
+		t.Fatalf("decode %q = %q, %v", enc, dec, err)
+	}
+}
+
+func TestStateIsOneDocumentPerTrack(t *testing.T) {
+	_, st := newStore(t)
+	evs := pushFixture(t, st, "ch", time.Now())
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := st.Get(context.Background(), layout.ChannelStateKey("ch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := timeline.UnmarshalChannel(o.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Tracks) != 3 || ch.Epoch.IsZero() {
+		t.Fatalf("channel index: %d tracks, epoch %v", len(ch.Tracks), ch.Epoch)
+	}
+	for _, tr := range ch.Tracks {
+		o, err := st.Get(context.Background(), layout.TrackStateKey("ch", tr.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := timeline.UnmarshalTrackState(o.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ts.Timeline.Len() != 2 || len(ts.Pending) != 0 {
+			t.Errorf("track %s: %d published, %d pending; want 2 and 0", tr.ID, ts.Timeline.Len(), len(ts.Pending))
+		}
+	}
+}
