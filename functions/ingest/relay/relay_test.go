@@ -1,0 +1,212 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/store"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func setup(t *testing.T) (*httptest.Server, *store.Store, *s3local.Server) {
+	t.Helper()
+	srv, err := s3local.Start(context.Background(), s3local.Options{Addr: "127.0.0.1:0", Bucket: "relay-test", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	st, err := store.New(context.Background(), store.Config{Bucket: "relay-test", Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quiet).Handler())
+	t.Cleanup(hs.Close)
+	return hs, st, srv
+}
+
+func keys(t *testing.T, st *store.Store) []string {
+	t.Helper()
+	out, err := st.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(st.Bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks []string
+	for _, o := range out.Contents {
+		ks = append(ks, aws.ToString(o.Key))
+	}
+	return ks
+}
+
+func fixture(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../../shared/ism/testdata/ffmpeg-isml.ismv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func do(t *testing.T, method, url string, body []byte, chunked bool) (int, string) {
+	t.Helper()
+	var r io.Reader = bytes.NewReader(body)
+	if chunked {
+		r = io.MultiReader(r) // hides the length: the client sends chunked
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(msg)
+}
+
+func TestRoutes(t *testing.T) {
+	hs, _, _ := setup(t)
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+	}{
+		{"empty probe POST is accepted", "POST", "/live/ch1.isml/Streams(enc1)", 200},
+		{"empty PUT is accepted", "PUT", "/live/ch1.isml/Streams(enc1)", 200},
+		{"events segment is accepted", "POST", "/live/ch1.isml/Events(ev1)/Streams(enc1)", 200},
+		{"GET on a stream URL is 405", "GET", "/live/ch1.isml/Streams(enc1)", 405},
+		{"unknown path is 404", "POST", "/foo", 404},
+		{"path traversal is 404", "POST", "/live/..%2f..%2fstate.isml/Streams(x)", 404},
+		{"bad stream name is 404", "POST", "/live/ch1.isml/Streams(a b)", 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, msg := do(t, tc.method, hs.URL+tc.path, nil, false); got != tc.status {
+				t.Fatalf("%s %s: %d (%s), want %d", tc.method, tc.path, got, msg, tc.status)
+			}
+		})
+	}
+}
+
+func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
+	for _, chunked := range []bool{true, false} {
+		t.Run(map[bool]string{true: "chunked", false: "content-length"}[chunked], func(t *testing.T) {
+			hs, st, _ := setup(t)
+			if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), chunked); code != 200 {
+				t.Fatalf("push: %d %s", code, msg)
+			}
+			ks := keys(t, st)
+			var inits, frags int
+			for _, k := range ks {
+				obj, err := layout.Parse(k)
+				if err != nil {
+					t.Errorf("stored key outside the layout: %s", k)
+					continue
+				}
+				switch obj.Kind {
+				case layout.KindInit:
+					inits++
+				case layout.KindFragment:
+					frags++
+					o, err := st.GetRange(context.Background(), k, 0, 7)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if string(o.Body[4:8]) != "moof" {
+						t.Errorf("%s starts with %q, want a moof", k, o.Body[4:8])
+					}
+				}
+			}
+			// 3 tracks, 2 fragments of 2 s each (4 s fixture).
+			if inits != 3 || frags != 6 {
+				t.Fatalf("stored %d init segments and %d fragments, want 3 and 6: %v", inits, frags, ks)
+			}
+		})
+	}
+}
+
+func TestResentFragmentsAreNotWrittenAgain(t *testing.T) {
+	hs, st, srv := setup(t)
+	body := fixture(t)
+	do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true)
+	before := len(keys(t, st))
+	putsBefore := srv.Requests()["PUT"]
+	// The encoder reconnects and sends the same stream again.
+	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
+		t.Fatalf("second push: %d %s", code, msg)
+	}
+	if after := len(keys(t, st)); after != before {
+		t.Fatalf("%d objects after the re-send, %d before", after, before)
+	}
+	// Each re-sent object costs one refused conditional PUT, nothing more.
+	if puts := srv.Requests()["PUT"] - putsBefore; puts != before {
+		t.Errorf("%d PUTs for %d re-sent objects", puts, before)
+	}
+}
+
+func TestDroppedConnectionLeavesNoPartialFragment(t *testing.T) {
+	body := fixture(t)
+	for _, cut := range []int{100, 3000, len(body) / 2, len(body) - 100} {
+		hs, st, _ := setup(t)
+		code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true)
+		if code != 400 || !strings.Contains(msg, "inside a box") {
+			t.Errorf("cut at %d: %d %q, want 400 naming the truncation", cut, code, msg)
+		}
+		for _, k := range keys(t, st) {
+			obj, _ := layout.Parse(k)
+			if obj.Kind != layout.KindFragment {
+				continue
+			}
+			o, err := st.Get(context.Background(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			moof := int(o.Body[0])<<24 | int(o.Body[1])<<16 | int(o.Body[2])<<8 | int(o.Body[3])
+			mdat := int(o.Body[moof])<<24 | int(o.Body[moof+1])<<16 | int(o.Body[moof+2])<<8 | int(o.Body[moof+3])
+			if moof+mdat != len(o.Body) {
+				t.Errorf("cut at %d: %s is %d bytes, its boxes say %d", cut, k, len(o.Body), moof+mdat)
+			}
+		}
+	}
+}
+
+func TestMalformedBodiesAreRefusedWithAReason(t *testing.T) {
+	body := fixture(t)
+	moovAt := bytes.Index(body, []byte("moov")) - 4
+	moofAt := bytes.Index(body, []byte("moof")) - 4
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"not MP4", []byte("hello, this is not an mp4 stream at all"), "box"},
+		{"moof before moov", append(append([]byte{}, body[:moovAt]...), body[moofAt:]...), "before any moov"},
+		{"absurd box size", []byte{0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'}, "larger than the limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, st, _ := setup(t)
+			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
+			if code != 400 || !strings.Contains(msg, tc.want) {
+				t.Fatalf("%d %q, want 400 mentioning %q", code, msg, tc.want)
+			}
+			for _, k := range keys(t, st) {
+				if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
+					t.Errorf("a fragment was written from a refused body: %s", k)
+				}
+			}
+		})
+	}
+}
