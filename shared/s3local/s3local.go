@@ -131,7 +131,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Requests returns a copy of the request counts by operation.
+// Requests returns a copy of the request counts, by method ("PUT") and by
+// method and status ("PUT 200", "PUT 412").
 func (s *Server) Requests() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -203,10 +204,6 @@ const cacheControlStandIn = "X-Amz-Smoothcast-Cache-Control"
 
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := r.Method
-		s.mu.Lock()
-		s.requests[op]++
-		s.mu.Unlock()
 		if cc := r.Header.Get("Cache-Control"); r.Method == http.MethodPut && cc != "" {
 			r.Header.Set(cacheControlStandIn, cc)
 		}
@@ -215,6 +212,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK // nothing written: net/http answers 200
 		}
+		s.mu.Lock()
+		s.requests[r.Method]++
+		s.requests[r.Method+" "+strconv.Itoa(sw.status)]++
+		s.mu.Unlock()
 		if r.Method != http.MethodPut || sw.status != http.StatusOK || r.URL.Query().Has("partNumber") {
 			return
 		}

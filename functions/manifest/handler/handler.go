@@ -125,7 +125,14 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		if at.IsZero() {
 			at = time.Now()
 		}
-		if err := h.fragment(ctx, obj, key, rec.S3.Object.Size, at); err != nil {
+		err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at)
+		if errors.Is(err, store.ErrNotFound) {
+			// The object (or its init segment) is gone: nothing to publish,
+			// and a retry would not change that.
+			h.Log.Warn("ignoring event for a missing object", "key", key, "err", err)
+			continue
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("channel %s track %s fragment %d: %w", obj.Channel, obj.Track, obj.Start, err))
 		}
 	}
@@ -139,21 +146,13 @@ const headBytes = 64 << 10
 func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time) error {
 	start := time.Now()
 	log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "start", obj.Start)
-	tr, ch, err := h.track(ctx, obj)
-	if err != nil {
-		return err
-	}
 	arr, err := h.readArrival(ctx, key, obj, size)
 	if err != nil {
 		return err
 	}
-	if ch.Epoch.IsZero() {
-		// The first track of the channel sets the wall-clock anchor: this
-		// fragment ended about when its object was created.
-		end := time.Duration(float64(arr.End()) / float64(tr.Timescale) * float64(time.Second))
-		if ch, err = h.setEpoch(ctx, obj.Channel, at.Add(-end).Truncate(time.Millisecond)); err != nil {
-			return err
-		}
+	tr, err := h.track(ctx, obj, arr, at)
+	if err != nil {
+		return err
 	}
 	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
 	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
@@ -272,15 +271,18 @@ func (h *Handler) loadChannel(ctx context.Context, name string) (*timeline.Chann
 	return ch, o.ETag, nil
 }
 
-// track returns the description of the fragment's track, registering the
-// track in the channel index (from its init segment) the first time.
-func (h *Handler) track(ctx context.Context, obj layout.Object) (timeline.Track, *timeline.Channel, error) {
+// track returns the description of the fragment's track. The first time
+// it registers the track in the channel index from its init segment, and
+// the first track of a channel also fixes the channel's epoch (the
+// wall-clock time of media time zero): the fragment ended about when its
+// object was created. Both happen in one conditional write.
+func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time) (timeline.Track, error) {
 	h.mu.Lock()
 	cached := h.channels[obj.Channel]
 	h.mu.Unlock()
-	if cached != nil && !cached.Epoch.IsZero() {
+	if cached != nil {
 		if t, ok := cached.Track(obj.Track); ok {
-			return t, cached, nil
+			return t, nil
 		}
 	}
 	var desc *timeline.Track
@@ -300,23 +302,17 @@ func (h *Handler) track(ctx context.Context, obj layout.Object) (timeline.Track,
 			t.ID = obj.Track
 			desc = &t
 		}
+		if ch.Epoch.IsZero() {
+			end := time.Duration(float64(arr.End()) / float64(desc.Timescale) * float64(time.Second))
+			ch.Epoch = at.Add(-end).Truncate(time.Millisecond).UTC()
+		}
 		return ch.AddTrack(*desc), nil
 	})
 	if err != nil {
-		return timeline.Track{}, nil, err
+		return timeline.Track{}, err
 	}
 	t, _ := ch.Track(obj.Track)
-	return t, ch, nil
-}
-
-func (h *Handler) setEpoch(ctx context.Context, channel string, epoch time.Time) (*timeline.Channel, error) {
-	return h.updateChannel(ctx, channel, func(ch *timeline.Channel) (bool, error) {
-		if !ch.Epoch.IsZero() {
-			return false, nil
-		}
-		ch.Epoch = epoch.UTC()
-		return true, nil
-	})
+	return t, nil
 }
 
 // updateChannel applies change to the channel index with a conditional
