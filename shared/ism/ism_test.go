@@ -1,0 +1,283 @@
+package ism
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"testing/iotest"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// chunkReader returns at most n bytes per Read (n from a seeded source
+// when random).
+type chunkReader struct {
+	r   io.Reader
+	n   int
+	rng *rand.Rand
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n := c.n
+	if c.rng != nil {
+		n = 1 + c.rng.IntN(4096)
+	}
+	return c.r.Read(p[:min(len(p), n)])
+}
+
+func readers(b []byte) map[string]func() io.Reader {
+	return map[string]func() io.Reader{
+		"whole":   func() io.Reader { return bytes.NewReader(b) },
+		"1 byte":  func() io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+		"7 bytes": func() io.Reader { return &chunkReader{r: bytes.NewReader(b), n: 7} },
+		"random":  func() io.Reader { return &chunkReader{r: bytes.NewReader(b), rng: rand.New(rand.NewPCG(1, 2))} },
+	}
+}
+
+func TestBoxReaderGivesTheSameBoxesWhateverTheChunkSize(t *testing.T) {
+	for _, fx := range []string{"ffmpeg-isml.ismv", "ffmpeg-plain.ismv"} {
+		body := readFixture(t, fx)
+		for name, open := range readers(body) {
+			t.Run(fx+" "+name, func(t *testing.T) {
+				br := NewBoxReader(open(), 1<<20)
+				var all []byte
+				var types []string
+				for {
+					box, err := br.Next()
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if int(box.Pos) != len(all) {
+						t.Fatalf("box %s at %d, want %d", box.Type, box.Pos, len(all))
+					}
+					all = append(all, box.Data...)
+					types = append(types, box.Type)
+				}
+				if !bytes.Equal(all, body) {
+					t.Fatalf("boxes do not add up to the body (%d of %d bytes)", len(all), len(body))
+				}
+				if types[0] != "ftyp" || types[len(types)-1] != "mfra" {
+					t.Fatalf("box order %v", types)
+				}
+			})
+		}
+	}
+}
+
+func TestBoxReaderRefusesBadHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"clean end between boxes", nil, io.EOF},
+		{"truncated header", []byte{0, 0, 0}, ErrTruncated},
+		{"truncated payload", []byte{0, 0, 0, 16, 'f', 'r', 'e', 'e', 1, 2}, ErrTruncated},
+		{"size below 8", []byte{0, 0, 0, 4, 'f', 'r', 'e', 'e'}, ErrBadBox},
+		{"largesize below 16", []byte{0, 0, 0, 1, 'm', 'd', 'a', 't', 0, 0, 0, 0, 0, 0, 0, 8}, ErrBadBox},
+		{"absurd 32-bit size", []byte{0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'}, ErrBoxTooLarge},
+		{"absurd 64-bit size", []byte{0, 0, 0, 1, 'm', 'd', 'a', 't', 0x40, 0, 0, 0, 0, 0, 0, 0}, ErrBoxTooLarge},
+		{"binary type", []byte{0, 0, 0, 8, 0, 1, 2, 3}, ErrBadBox},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := NewBoxReader(bytes.NewReader(tc.in), 1<<20)
+			_, err := br.Next()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if cap(br.buf) > 64 {
+				t.Errorf("allocated %d bytes for a refused box", cap(br.buf))
+			}
+		})
+	}
+}
+
+func TestBoxReaderLargesizeAndToEndOfStream(t *testing.T) {
+	large := append([]byte{0, 0, 0, 1, 'f', 'r', 'e', 'e', 0, 0, 0, 0, 0, 0, 0, 20}, 1, 2, 3, 4)
+	toEnd := []byte{0, 0, 0, 0, 'm', 'd', 'a', 't', 9, 9, 9}
+	br := NewBoxReader(bytes.NewReader(append(large, toEnd...)), 1<<20)
+	b, err := br.Next()
+	if err != nil || b.HeaderSize != 16 || !bytes.Equal(b.Payload(), []byte{1, 2, 3, 4}) {
+		t.Fatalf("largesize box: %+v, %v", b, err)
+	}
+	b, err = br.Next()
+	if err != nil || b.Type != "mdat" || !bytes.Equal(b.Payload(), []byte{9, 9, 9}) {
+		t.Fatalf("size-0 box: %+v, %v", b, err)
+	}
+	if _, err := br.Next(); err != io.EOF {
+		t.Fatalf("after a size-0 box: %v, want EOF", err)
+	}
+}
+
+func TestParseSMILOfFFmpeg(t *testing.T) {
+	br := NewBoxReader(bytes.NewReader(readFixture(t, "ffmpeg-isml.ismv")), 1<<20)
+	var doc []byte
+	for doc == nil {
+		b, err := br.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Type == "uuid" {
+			doc = bytes.Clone(ServerManifestDoc(b.Payload()[16:]))
+		}
+	}
+	tracks, err := ParseSMIL(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []SMILTrack{
+		{Kind: "video", SystemBitrate: 60000, TrackID: 1, TrackName: "video", Language: "und"},
+		{Kind: "video", SystemBitrate: 30000, TrackID: 2, TrackName: "video", Language: "und"},
+		{Kind: "audio", SystemBitrate: 32000, TrackID: 3, TrackName: "audio", Language: "und"},
+	}
+	if len(tracks) != len(want) {
+		t.Fatalf("%d tracks, want %d", len(tracks), len(want))
+	}
+	for i, w := range want {
+		g := tracks[i]
+		if g.Kind != w.Kind || g.SystemBitrate != w.SystemBitrate || g.TrackID != w.TrackID || g.TrackName != w.TrackName || g.Language != w.Language {
+			t.Errorf("track %d: %+v, want %+v", i, g, w)
+		}
+	}
+	for _, bad := range []string{"<smil><body><switch><video systemBitrate=\"fast\"/></switch></body></smil>", "not xml <"} {
+		if _, err := ParseSMIL([]byte(bad)); err == nil {
+			t.Errorf("ParseSMIL(%q) accepted it", bad)
+		}
+	}
+}
+
+type recordingSink struct {
+	inits []TrackHeader
+	frags []Fragment
+}
+
+func (r *recordingSink) Init(_ context.Context, h TrackHeader) error {
+	h.Init = bytes.Clone(h.Init)
+	r.inits = append(r.inits, h)
+	return nil
+}
+
+func (r *recordingSink) Fragment(_ context.Context, f Fragment) error {
+	f.Data = bytes.Clone(f.Data)
+	r.frags = append(r.frags, f)
+	return nil
+}
+
+func TestSessionSplitsTracksWhateverTheChunkSize(t *testing.T) {
+	body := readFixture(t, "ffmpeg-isml.ismv")
+	var ref *recordingSink
+	for _, name := range []string{"whole", "1 byte", "7 bytes", "random"} {
+		t.Run(name, func(t *testing.T) {
+			sink := &recordingSink{}
+			stats, err := NewSession(sink, quiet, Options{}).Run(context.Background(), readers(body)[name]())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !stats.Ended || stats.Trimmed != 1 || stats.Fragments != 6 || int(stats.Bytes) != len(body) {
+				t.Fatalf("stats %+v", stats)
+			}
+			ids := map[layout.TrackID]bool{}
+			for _, h := range sink.inits {
+				ids[h.ID] = true
+			}
+			for _, id := range []layout.TrackID{{Name: "video", Bitrate: 60000}, {Name: "video", Bitrate: 30000}, {Name: "audio", Bitrate: 32000}} {
+				if !ids[id] {
+					t.Errorf("no init segment for %s (got %v)", id, ids)
+				}
+			}
+			next := map[layout.TrackID]uint64{}
+			for _, f := range sink.frags {
+				if n, seen := next[f.ID]; seen {
+					if !f.HasPrev || f.Start != n {
+						t.Errorf("%s: fragment at %d (prev %v), want contiguous at %d", f.ID, f.Start, f.HasPrev, n)
+					}
+				} else if f.HasPrev || f.Start != 0 {
+					t.Errorf("%s: first fragment at %d with prev %v, want 0 and none", f.ID, f.Start, f.HasPrev)
+				}
+				next[f.ID] = f.Start + f.Duration
+			}
+			if ref == nil {
+				ref = sink
+				return
+			}
+			for i := range ref.frags {
+				if !bytes.Equal(ref.frags[i].Data, sink.frags[i].Data) {
+					t.Fatalf("fragment %d differs from the whole read", i)
+				}
+			}
+		})
+	}
+}
+
+func TestSessionMeasuresBitrateWithoutServerManifest(t *testing.T) {
+	sink := &recordingSink{}
+	if _, err := NewSession(sink, quiet, Options{}).Run(context.Background(), bytes.NewReader(readFixture(t, "ffmpeg-plain.ismv"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range sink.inits {
+		switch {
+		case h.ID.Name == "audio" && h.ID.Bitrate != 32000:
+			t.Errorf("audio bitrate %d, want the esds's 32000", h.ID.Bitrate)
+		case h.ID.Name == "video" && (h.ID.Bitrate < 10000 || h.ID.Bitrate%1000 != 0):
+			t.Errorf("measured video bitrate %d", h.ID.Bitrate)
+		}
+	}
+}
+
+func TestSessionRefusesMalformedStreams(t *testing.T) {
+	body := readFixture(t, "ffmpeg-isml.ismv")
+	moov := bytes.Index(body, []byte("moov")) - 4
+	moof := bytes.Index(body, []byte("moof")) - 4
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"moof before moov", append(append([]byte{}, body[:moov]...), body[moof:]...)},
+		{"mdat without moof", append(append([]byte{}, body[:moof]...), 0, 0, 0, 8, 'm', 'd', 'a', 't')},
+		{"truncated inside a fragment", body[:moof+5000]},
+		{"garbage", bytes.Repeat([]byte{0xde, 0xad}, 100)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &recordingSink{}
+			_, err := NewSession(sink, quiet, Options{}).Run(context.Background(), bytes.NewReader(tc.in))
+			var perr *ProtocolError
+			if !errors.As(err, &perr) {
+				t.Fatalf("err = %v, want a ProtocolError", err)
+			}
+		})
+	}
+}
+
+func FuzzSession(f *testing.F) {
+	body := readFixture(f, "ffmpeg-plain.ismv")
+	f.Add(body[:4000])
+	f.Add(body)
+	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'f'})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		sink := &recordingSink{}
+		_, err := NewSession(sink, quiet, Options{MaxBox: 1 << 20}).Run(context.Background(), bytes.NewReader(in))
+		var perr *ProtocolError
+		if err != nil && !errors.As(err, &perr) {
+			t.Fatalf("error that is not a ProtocolError: %v", err)
+		}
+	})
+}

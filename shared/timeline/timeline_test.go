@@ -1,0 +1,203 @@
+package timeline
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+var rules = Rules{GapTimeout: 10 * time.Second}
+
+// stream returns n contiguous arrivals of duration d with the prev chain
+// an encoder connection gives them.
+func stream(n int, d uint64) []Arrival {
+	var out []Arrival
+	for i := range n {
+		a := Arrival{Fragment: Fragment{Start: uint64(i) * d, Duration: d}, Size: 1000}
+		if i > 0 {
+			a.HasPrev, a.Prev = true, uint64(i-1)*d
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func apply(t *testing.T, s *TrackState, a Arrival, at time.Time) Outcome {
+	t.Helper()
+	out, _, err := s.Apply(a, at, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestApplyRules(t *testing.T) {
+	fr := stream(4, 20)
+	for _, tc := range []struct {
+		name  string
+		order []int // indexes into fr, applied at t0+i s
+		want  []Outcome
+		runs  []Run
+	}{
+		{"in order publishes each", []int{0, 1, 2, 3}, []Outcome{Published, Published, Published, Published}, []Run{{0, 20, 4, false}}},
+		{"duplicate event is a no-op", []int{0, 0, 1, 1}, []Outcome{Published, Duplicate, Published, Duplicate}, []Run{{0, 20, 2, false}}},
+		{"fragment before a gap waits", []int{0, 2, 1}, []Outcome{Published, Waiting, Published}, []Run{{0, 20, 3, false}}},
+		{"first fragment of a connection waits for nothing", []int{1, 0}, []Outcome{Waiting, Published}, []Run{{0, 20, 2, false}}},
+		{"duplicate of a waiting fragment is a no-op", []int{0, 2, 2}, []Outcome{Published, Waiting, Duplicate}, []Run{{0, 20, 1, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s TrackState
+			for i, idx := range tc.order {
+				if got := apply(t, &s, fr[idx], t0.Add(time.Duration(i)*time.Second)); got != tc.want[i] {
+					t.Errorf("step %d (fragment %d): %v, want %v", i, idx, got, tc.want[i])
+				}
+			}
+			if !reflect.DeepEqual(s.Timeline.Runs, tc.runs) {
+				t.Errorf("runs %+v, want %+v", s.Timeline.Runs, tc.runs)
+			}
+		})
+	}
+}
+
+func TestGapTimeoutPublishesWithADiscontinuity(t *testing.T) {
+	fr := stream(4, 20)
+	var s TrackState
+	apply(t, &s, fr[0], t0)
+	if got := apply(t, &s, fr[2], t0); got != Waiting {
+		t.Fatalf("fragment after a hole: %v, want waiting", got)
+	}
+	// Any later event past the timeout releases it, marked as a gap.
+	apply(t, &s, fr[3], t0.Add(rules.GapTimeout))
+	want := []Run{{0, 20, 1, false}, {40, 20, 2, true}}
+	if !reflect.DeepEqual(s.Timeline.Runs, want) {
+		t.Fatalf("runs %+v, want %+v", s.Timeline.Runs, want)
+	}
+	// The late fragment can no longer be inserted: playlists are append-only.
+	if got := apply(t, &s, fr[1], t0.Add(20*time.Second)); got != Stale {
+		t.Errorf("late fragment: %v, want stale", got)
+	}
+	var gaps int
+	for e := range s.Timeline.All() {
+		if e.Gap {
+			gaps++
+			if e.Start != 40 || e.Disc != 1 {
+				t.Errorf("gap at %d disc %d", e.Start, e.Disc)
+			}
+		}
+	}
+	if gaps != 1 {
+		t.Errorf("%d gaps, want 1", gaps)
+	}
+}
+
+func TestAnyOrderWithDuplicatesGivesTheInOrderState(t *testing.T) {
+	fr := stream(40, 20)
+	var want TrackState
+	for i, a := range fr {
+		apply(t, &want, a, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		var evs []Arrival
+		for _, a := range fr {
+			for range 1 + rng.IntN(3) {
+				evs = append(evs, a)
+			}
+		}
+		rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		var s TrackState
+		for i, a := range evs {
+			apply(t, &s, a, t0.Add(time.Duration(i)*time.Millisecond))
+		}
+		if !reflect.DeepEqual(s.Timeline, want.Timeline) || len(s.Pending) != 0 || s.Bytes != want.Bytes {
+			t.Fatalf("seed %d: %+v (pending %d), want %+v", seed, s.Timeline, len(s.Pending), want.Timeline)
+		}
+	}
+}
+
+func TestWindowTrimAdvancesSequences(t *testing.T) {
+	var s TrackState
+	r := Rules{GapTimeout: time.Second, Window: 100}
+	fr := stream(10, 20)
+	for i, a := range fr {
+		if i == 5 {
+			continue // a hole: published later as a gap
+		}
+		if _, _, err := s.Apply(a, t0.Add(time.Duration(i)*time.Minute), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 9 fragments published (100 is a hole); the window keeps what ends
+	// after 200-100: 120..180, the fifth to eighth published (seq 5).
+	if s.Timeline.Start() != 120 || s.Timeline.Len() != 4 || s.Timeline.FirstSeq != 5 {
+		t.Fatalf("window: start %d len %d seq %d; want 120, 4, 5", s.Timeline.Start(), s.Timeline.Len(), s.Timeline.FirstSeq)
+	}
+	// The first listed fragment followed the gap: its discontinuity is now
+	// counted in the discontinuity sequence, not marked.
+	if s.Timeline.FirstDisc != 1 || s.Timeline.Runs[0].Gap {
+		t.Fatalf("trimming to the gap: disc %d, first run %+v", s.Timeline.FirstDisc, s.Timeline.Runs[0])
+	}
+	s.Timeline.TrimBefore(140)
+	if s.Timeline.FirstDisc != 1 || s.Timeline.FirstSeq != 6 || s.Timeline.Start() != 140 {
+		t.Fatalf("trimming further: %+v", s.Timeline)
+	}
+}
+
+func TestStateRoundTripsAndRefusesNewerVersions(t *testing.T) {
+	var s TrackState
+	for i, a := range stream(5, 20) {
+		apply(t, &s, a, t0.Add(time.Duration(i)*time.Second))
+	}
+	b, err := MarshalTrackState(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalTrackState(b)
+	if err != nil || !reflect.DeepEqual(*back, s) {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	m["v"] = StateVersion + 1
+	b, _ = json.Marshal(m)
+	if _, err := UnmarshalTrackState(b); err == nil {
+		t.Error("a newer state version was accepted")
+	}
+}
+
+func TestCommonListsWhatEveryTrackHas(t *testing.T) {
+	mk := func(n int, d uint64) Timeline {
+		var tl Timeline
+		for i := range n {
+			tl.Append(Fragment{Start: uint64(i) * d, Duration: d}, false)
+		}
+		return tl
+	}
+	if c := Common(mk(6, 20), mk(5, 20)); c.Len() != 5 || c.End() != 100 {
+		t.Errorf("lagging track: %+v", c)
+	}
+	if c := Common(mk(3, 20), mk(3, 30)); c.Len() != 1 {
+		// Only the fragment at 0 starts at the same time... but durations
+		// differ, so nothing is common.
+		if c.Len() != 0 {
+			t.Errorf("mismatched durations: %+v", c)
+		}
+	}
+	if c := Common(mk(4, 20)); c.Len() != 4 {
+		t.Errorf("single track: %+v", c)
+	}
+}
+
+func TestTicksAndWallclock(t *testing.T) {
+	if got := Ticks(1500*time.Millisecond, 10_000_000); got != 15_000_000 {
+		t.Errorf("Ticks = %d", got)
+	}
+	p := Presentation{Epoch: t0}
+	if got := p.Wallclock(25_000_000, 10_000_000); !got.Equal(t0.Add(2500 * time.Millisecond)) {
+		t.Errorf("Wallclock = %v", got)
+	}
+}
