@@ -21,7 +21,7 @@ test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffm
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 test-short: ## unit tests only (no ffmpeg, no end-to-end)
 	$(GO) test -short -count=1 $(PKGS)

@@ -117,4 +117,3 @@ func TestTwentyFourHoursHaveNoDrift(t *testing.T) {
 		t.Errorf("24 h of 2 s fragments should compact to %s:\n%s", want, b)
 	}
 }
-
