@@ -3,6 +3,8 @@ GO        ?= go
 BIN       := build
 PKGS      := ./...
 FUZZTIME  ?= 10s
+# Minimizing each new interesting input defaults to 60 s, which stalls short runs.
+FUZZMIN   ?= 2s
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-short bench build build-lambda build-relay fmt lint fuzz deps clean
@@ -30,7 +32,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; exit 1; }; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg; exit 1; }; \
 	  done; \
 	done
 

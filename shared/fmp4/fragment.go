@@ -160,6 +160,7 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 
 	tfhd.Flags = tfhd.Flags&^mp4.TfhdBaseDataOffsetPresentFlag | mp4.TfhdDefaultBaseIsMoofFlag
 	tfhd.BaseDataOffset = 0
+	selfContained(tfhd, in.Trex)
 	if traf.Tfdt == nil {
 		tfdt := mp4.CreateTfdt(info.Start)
 		idx := slices.IndexFunc(traf.Children, func(b mp4.Box) bool { return b == mp4.Box(tfhd) })
@@ -172,7 +173,9 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 		x.Tfxd.Version = 1
 		x.Tfxd.FragmentAbsoluteTime, x.Tfxd.FragmentAbsoluteDuration = info.Start, info.Duration
 	} else {
-		traf.Children = append(traf.Children, mp4.NewTfxdBox(info.Start, info.Duration))
+		x := mp4.NewTfxdBox(info.Start, info.Duration)
+		x.Tfxd.Version = 1 // 64-bit: 32 bits of 10 MHz ticks last only 7 minutes
+		traf.Children = append(traf.Children, x)
 	}
 	for _, trun := range traf.Truns {
 		trun.Flags |= mp4.TrunDataOffsetPresentFlag
@@ -193,4 +196,71 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 	copy(dst[n+4:], "mdat")
 	copy(dst[n+8:], payload)
 	return dst, info, nil
+}
+
+// selfContained copies the track's trex defaults into tfhd where tfhd has
+// none: Smooth clients never see the moov, so a stored fragment must not
+// depend on it for its sample durations, sizes or flags.
+func selfContained(tfhd *mp4.TfhdBox, trex *mp4.TrexBox) {
+	if trex == nil {
+		return
+	}
+	if !tfhd.HasDefaultSampleDuration() && trex.DefaultSampleDuration != 0 {
+		tfhd.Flags |= mp4.TfhdDefaultSampleDurationPresentFlag
+		tfhd.DefaultSampleDuration = trex.DefaultSampleDuration
+	}
+	if !tfhd.HasDefaultSampleSize() && trex.DefaultSampleSize != 0 {
+		tfhd.Flags |= mp4.TfhdDefaultSampleSizePresentFlag
+		tfhd.DefaultSampleSize = trex.DefaultSampleSize
+	}
+	if !tfhd.HasDefaultSampleFlags() && trex.DefaultSampleFlags != 0 {
+		tfhd.Flags |= mp4.TfhdDefaultSampleFlagsPresentFlag
+		tfhd.DefaultSampleFlags = trex.DefaultSampleFlags
+	}
+}
+
+// ErrNotStored is returned by Inspect for bytes that are not a fragment as
+// Rewrite stores it.
+var ErrNotStored = errors.New("not a stored fragment")
+
+// Inspect checks that b is a fragment as Rewrite stores it (one moof with
+// a tfdt, and a tfxd that agrees with it when present, followed by one
+// mdat that holds every sample the truns describe) and describes it.
+// Readers use it on what they fetch back from the store or the CDN.
+func Inspect(b []byte) (FragmentInfo, error) {
+	var info FragmentInfo
+	if len(b) < 16 || string(b[4:8]) != "moof" {
+		return info, fmt.Errorf("%w: does not start with a moof", ErrNotStored)
+	}
+	moofSize := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	if moofSize < 8 || moofSize+8 > uint64(len(b)) {
+		return info, fmt.Errorf("%w: moof of %d bytes in %d", ErrNotStored, moofSize, len(b))
+	}
+	m := b[moofSize:]
+	mdatSize := uint64(m[0])<<24 | uint64(m[1])<<16 | uint64(m[2])<<8 | uint64(m[3])
+	if string(m[4:8]) != "mdat" || mdatSize != uint64(len(m)) {
+		return info, fmt.Errorf("%w: the moof is not followed by one mdat that ends the fragment", ErrNotStored)
+	}
+	moof, err := DecodeMoof(b[:moofSize])
+	if err != nil {
+		return info, fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	traf := moof.Traf
+	if traf.Tfdt == nil || !traf.Tfhd.DefaultBaseIfMoof() || traf.Tfhd.HasBaseDataOffset() {
+		return info, fmt.Errorf("%w: track %d: no tfdt, or data not addressed from the moof", ErrNotStored, traf.Tfhd.TrackID)
+	}
+	info.TrackID = traf.Tfhd.TrackID
+	info.Start = traf.Tfdt.BaseMediaDecodeTime()
+	if x := tfxdOf(traf); x != nil && x.Tfxd.FragmentAbsoluteTime != info.Start {
+		return info, fmt.Errorf("%w: track %d: tfxd time %d, tfdt %d", ErrNotStored, info.TrackID, x.Tfxd.FragmentAbsoluteTime, info.Start)
+	}
+	for i, trun := range traf.Truns {
+		info.Duration += trun.AddSampleDefaultValues(traf.Tfhd, nil)
+		info.Samples += int(trun.SampleCount())
+		start := int64(trun.DataOffset)
+		if !trun.HasDataOffset() || start < int64(moofSize)+8 || start+int64(trun.SizeOfData()) > int64(len(b)) {
+			return info, fmt.Errorf("%w: track %d trun %d: data at %d+%d outside the mdat", ErrNotStored, info.TrackID, i, start, trun.SizeOfData())
+		}
+	}
+	return info, nil
 }

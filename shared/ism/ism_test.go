@@ -8,10 +8,16 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/synth"
+	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -267,10 +273,35 @@ func TestSessionRefusesMalformedStreams(t *testing.T) {
 	}
 }
 
+// synthSeed is a tiny synthetic push (two short fragments of a small
+// video and an audio track): small seeds keep the fuzzer fast.
+func synthSeed(f *testing.F, cfg synth.Config) []byte {
+	f.Helper()
+	if len(cfg.Tracks) == 0 {
+		cfg.Tracks = []synth.Track{
+			{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16},
+			{Kind: timeline.Audio, Bitrate: 8_000},
+		}
+	}
+	cfg.FragmentDuration, cfg.FrameRate = 200*time.Millisecond, 10
+	s, err := synth.New(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := s.WriteTo(context.Background(), &b, synth.Range{Count: 2, End: true}); err != nil {
+		f.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// FuzzSession feeds arbitrary bodies to a session: it may refuse them, but
+// only with a ProtocolError, and whatever it hands the sink must be a
+// well-formed fragment whose tfxd and tfdt agree with what it reports.
 func FuzzSession(f *testing.F) {
-	body := readFixture(f, "ffmpeg-plain.ismv")
-	f.Add(body[:4000])
-	f.Add(body)
+	f.Add(synthSeed(f, synth.Config{SMIL: true}))
+	f.Add(synthSeed(f, synth.Config{NoBitrateBoxes: true, AudioOffset: -20 * time.Millisecond}))
+	f.Add(readFixture(f, "ffmpeg-plain.ismv")[:4000])
 	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'f'})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		sink := &recordingSink{}
@@ -278,6 +309,89 @@ func FuzzSession(f *testing.F) {
 		var perr *ProtocolError
 		if err != nil && !errors.As(err, &perr) {
 			t.Fatalf("error that is not a ProtocolError: %v", err)
+		}
+		for _, fr := range sink.frags {
+			checkStoredFragment(t, fr)
+		}
+	})
+}
+
+// checkStoredFragment checks a fragment as the relay stores it.
+func checkStoredFragment(t *testing.T, fr Fragment) {
+	t.Helper()
+	info, err := fmp4.Inspect(fr.Data)
+	if err != nil {
+		t.Fatalf("stored fragment: %v", err)
+	}
+	if info.Start != fr.Start || info.TrackID != fr.TrackID {
+		t.Fatalf("stored fragment of track %d at %d, reported as track %d at %d", info.TrackID, info.Start, fr.TrackID, fr.Start)
+	}
+}
+
+// The relay describes each track from its moov exactly as ffmpeg describes
+// it in its live server manifest (CodecPrivateData, FourCC, sizes).
+func TestTracksDescribeAsTheEncoderDeclares(t *testing.T) {
+	body := readFixture(t, "ffmpeg-isml.ismv")
+	br := NewBoxReader(bytes.NewReader(body), 1<<20)
+	var smil []SMILTrack
+	for smil == nil {
+		box, err := br.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if box.Type == "uuid" {
+			if smil, err = ParseSMIL(ServerManifestDoc(box.Payload()[16:])); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sink := &recordingSink{}
+	if _, err := NewSession(sink, quiet, Options{}).Run(context.Background(), bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.inits) != 3 || len(smil) != 3 {
+		t.Fatalf("%d tracks, %d declared; want 3", len(sink.inits), len(smil))
+	}
+	for _, h := range sink.inits {
+		got, err := fmp4.ParseInit(h.Init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var decl SMILTrack
+		for _, st := range smil {
+			if st.TrackID == h.TrackID {
+				decl = st
+			}
+		}
+		want := decl.Params["CodecPrivateData"]
+		if !strings.EqualFold(got.CodecPrivateData, want) || got.FourCC != decl.Params["FourCC"] {
+			t.Errorf("track %d: CodecPrivateData %s FourCC %s; ffmpeg declares %s %s", h.TrackID, got.CodecPrivateData, got.FourCC, want, decl.Params["FourCC"])
+		}
+		if w := decl.Params["MaxWidth"]; w != "" && w != strconv.Itoa(got.Width) {
+			t.Errorf("track %d: width %d, ffmpeg declares %s", h.TrackID, got.Width, w)
+		}
+		if sr := decl.Params["SamplingRate"]; sr != "" && sr != strconv.Itoa(got.SamplingRate) {
+			t.Errorf("track %d: sampling rate %d, ffmpeg declares %s", h.TrackID, got.SamplingRate, sr)
+		}
+	}
+}
+
+// FuzzParseSMIL: any document parses or fails with an error; tracks have
+// no negative bitrate.
+func FuzzParseSMIL(f *testing.F) {
+	body := readFixture(f, "ffmpeg-isml.ismv")
+	i, j := bytes.Index(body, []byte("<?xml")), bytes.Index(body, []byte("</smil>"))
+	f.Add(body[i : j+len("</smil>")])
+	f.Add([]byte(`<smil><body><switch><video systemBitrate="1"><param name="trackID" value="2"/></video></switch></body></smil>`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		tracks, err := ParseSMIL(doc)
+		if err != nil {
+			return
+		}
+		for _, tr := range tracks {
+			if tr.SystemBitrate < 0 {
+				t.Fatalf("negative bitrate %d", tr.SystemBitrate)
+			}
 		}
 	})
 }

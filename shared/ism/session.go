@@ -212,6 +212,10 @@ func (s *Session) readMoov(box Box) error {
 		if _, dup := tracks[id]; dup {
 			return protocolErr("moov declares track %d twice", id)
 		}
+		// Refuse at once what no manifest could describe.
+		if _, err := fmp4.Describe(trak); err != nil {
+			return protocolErr("track %d: %w", id, err)
+		}
 		t := &track{trak: trak}
 		switch trak.Mdia.Hdlr.HandlerType {
 		case "vide":

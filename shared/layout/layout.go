@@ -54,8 +54,8 @@ func nameChar(c byte) bool {
 }
 
 // SanitizeName maps an encoder-supplied name (for example a SMIL trackName)
-// onto the allowed character set: every other byte becomes '_', and the result
-// is cut to MaxNameLen. It returns fallback when nothing usable is left.
+// onto the allowed character set: every other byte becomes '_', leading '-'
+// and '_' and trailing '_' go, and the result is cut to MaxNameLen. It returns fallback when nothing usable is left.
 func SanitizeName(s, fallback string) string {
 	b := []byte(s)
 	if len(b) > MaxNameLen {
@@ -66,7 +66,7 @@ func SanitizeName(s, fallback string) string {
 			b[i] = '_'
 		}
 	}
-	out := strings.Trim(string(b), "_")
+	out := strings.TrimLeft(strings.Trim(string(b), "_"), "-_")
 	if !ValidName(out) {
 		return fallback
 	}

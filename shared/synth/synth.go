@@ -1,0 +1,339 @@
+// Package synth is a synthetic Smooth Streaming encoder: it builds, with
+// mp4ff, the byte stream an encoder pushes (ftyp, an optional live server
+// manifest, a moov with every track, then a moof+mdat pair per track per
+// fragment carrying a tfxd box, and an mfra at the end) for any set of
+// tracks, bitrates and fragment durations, and pushes it over HTTP. Tests
+// and benchmarks use it where ffmpeg would be too slow or too rigid.
+//
+// The media is real: video is H.264 Constrained Baseline (flat gray
+// pictures, an IDR picture at the start of every fragment) and audio is
+// AAC-LC stereo silence, both padded with filler so that each track carries
+// the bitrate it declares. Any H.264 and AAC decoder plays it.
+package synth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/aac"
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// ServerManifestUUID is the uuid of the live server manifest box.
+const serverManifestUUID = "\xa5\xd4\x0b\x30\xe8\x14\x11\xdd\xba\x2f\x08\x00\x20\x0c\x9a\x66"
+
+// Track is one track of a synthetic stream.
+type Track struct {
+	Kind    timeline.Kind // timeline.Video or timeline.Audio
+	Bitrate int           // bits per second, declared and carried
+	// Name is the SMIL trackName; empty leaves it out (the relay then
+	// names the track after its kind).
+	Name string
+	// Width and Height of a video track; 640x360 when zero.
+	Width, Height int
+}
+
+// Config describes a synthetic stream.
+type Config struct {
+	Tracks []Track
+	// FragmentDuration is the duration of every fragment, 2 s when zero.
+	// Video fragments start with an IDR picture, so FragmentDuration times
+	// FrameRate must be a whole number of frames.
+	FragmentDuration time.Duration
+	FrameRate        int    // video frames per second, 25 when zero
+	SampleRate       int    // audio samples per second, 48000 when zero
+	Timescale        uint32 // ticks per second of every track, 10,000,000 when zero
+	// SMIL sends the live server manifest box (ffmpeg's -movflags isml).
+	SMIL bool
+	// NoBitrateBoxes leaves the bitrate out of the sample entries (btrt,
+	// esds), so that without SMIL the receiver has to measure it.
+	NoBitrateBoxes bool
+	// AudioOffset shifts the audio timestamps; ffmpeg's audio starts at
+	// minus one AAC frame (-21.333 ms at 48 kHz).
+	AudioOffset time.Duration
+}
+
+// Stream generates the bytes of one push. Its methods are not safe for
+// concurrent use.
+type Stream struct {
+	cfg       Config
+	fragTicks uint64
+	tracks    []*track
+	buf       bytes.Buffer
+}
+
+type track struct {
+	Track
+	id      uint32
+	trak    *mp4.TrakBox
+	avc     *avcGray
+	frames  int    // video frames per fragment
+	frameSz int    // bytes per video frame or AAC frame (target)
+	offset  int64  // audio offset in ticks
+	aacRaw  []byte // one padded silent AAC frame
+}
+
+// New validates cfg and returns a stream for it.
+func New(cfg Config) (*Stream, error) {
+	if cfg.FragmentDuration == 0 {
+		cfg.FragmentDuration = 2 * time.Second
+	}
+	if cfg.FrameRate == 0 {
+		cfg.FrameRate = 25
+	}
+	if cfg.SampleRate == 0 {
+		cfg.SampleRate = 48000
+	}
+	if cfg.Timescale == 0 {
+		cfg.Timescale = 10_000_000
+	}
+	if len(cfg.Tracks) == 0 {
+		return nil, errors.New("synth: no tracks")
+	}
+	if cfg.FragmentDuration < 100*time.Millisecond || cfg.FragmentDuration > time.Minute {
+		return nil, fmt.Errorf("synth: fragment duration %v out of range 100ms..1m", cfg.FragmentDuration)
+	}
+	if cfg.FrameRate < 1 || cfg.FrameRate > 120 {
+		return nil, fmt.Errorf("synth: frame rate %d out of range 1..120", cfg.FrameRate)
+	}
+	if _, ok := aacFrequencyIndex[cfg.SampleRate]; !ok {
+		return nil, fmt.Errorf("synth: AAC sample rate %d not supported", cfg.SampleRate)
+	}
+	frames := cfg.FragmentDuration * time.Duration(cfg.FrameRate)
+	if frames%time.Second != 0 {
+		return nil, fmt.Errorf("synth: %v at %d fps is not a whole number of frames", cfg.FragmentDuration, cfg.FrameRate)
+	}
+	s := &Stream{cfg: cfg, fragTicks: ticks(cfg.FragmentDuration, cfg.Timescale)}
+	for i, tr := range cfg.Tracks {
+		t := &track{Track: tr, id: uint32(i + 1)}
+		if tr.Bitrate <= 0 {
+			return nil, fmt.Errorf("synth: track %d: bitrate %d", i+1, tr.Bitrate)
+		}
+		switch tr.Kind {
+		case timeline.Video:
+			if t.Width == 0 && t.Height == 0 {
+				t.Width, t.Height = 640, 360
+			}
+			avc, err := newAVCGray(t.Width, t.Height, cfg.FrameRate)
+			if err != nil {
+				return nil, fmt.Errorf("synth: track %d: %w", i+1, err)
+			}
+			t.avc = avc
+			t.frames = int(frames / time.Second)
+			t.frameSz = int(int64(tr.Bitrate) * int64(cfg.FragmentDuration) / int64(8*time.Second) / int64(t.frames))
+		case timeline.Audio:
+			t.frameSz = max(6, int((int64(tr.Bitrate)*1024/int64(cfg.SampleRate)+4)/8))
+			t.aacRaw = aacSilentFrame(t.frameSz)
+			t.offset = int64(cfg.AudioOffset) * int64(cfg.Timescale) / int64(time.Second)
+		default:
+			return nil, fmt.Errorf("synth: track %d: kind %q not supported", i+1, tr.Kind)
+		}
+		s.tracks = append(s.tracks, t)
+	}
+	return s, nil
+}
+
+// Split returns one config per track, for encoders that push each track in
+// a POST of its own.
+func (c Config) Split() []Config {
+	out := make([]Config, len(c.Tracks))
+	for i, t := range c.Tracks {
+		out[i] = c
+		out[i].Tracks = []Track{t}
+	}
+	return out
+}
+
+func ticks(d time.Duration, timescale uint32) uint64 {
+	return uint64(d) * uint64(timescale) / uint64(time.Second)
+}
+
+// FragmentTicks is the nominal fragment duration in timescale ticks.
+func (s *Stream) FragmentTicks() uint64 { return s.fragTicks }
+
+// Timescale is the timescale of every track.
+func (s *Stream) Timescale() uint32 { return s.cfg.Timescale }
+
+// Config returns the stream's configuration with defaults filled in.
+func (s *Stream) Config() Config { return s.cfg }
+
+var aacFrequencyIndex = map[int]bool{
+	96000: true, 88200: true, 64000: true, 48000: true, 44100: true, 32000: true,
+	24000: true, 22050: true, 16000: true, 12000: true, 11025: true, 8000: true,
+}
+
+// Header returns ftyp, the live server manifest box when configured, and
+// the moov.
+func (s *Stream) Header() ([]byte, error) {
+	init := mp4.CreateEmptyInit()
+	moov := init.Moov
+	moov.Mvhd.Timescale = s.cfg.Timescale
+	for _, t := range s.tracks {
+		trak := init.AddEmptyTrack(s.cfg.Timescale, string(t.Kind), "und")
+		switch t.Kind {
+		case timeline.Video:
+			if err := trak.SetAVCDescriptor("avc1", [][]byte{t.avc.sps}, [][]byte{t.avc.pps}, true); err != nil {
+				return nil, fmt.Errorf("synth: video track %d: %w", t.id, err)
+			}
+			if !s.cfg.NoBitrateBoxes {
+				avc1 := trak.Mdia.Minf.Stbl.Stsd.AvcX
+				avc1.AddChild(&mp4.BtrtBox{AvgBitrate: uint32(t.Bitrate), MaxBitrate: uint32(t.Bitrate)})
+			}
+		case timeline.Audio:
+			if err := trak.SetAACDescriptor(aac.AAClc, s.cfg.SampleRate); err != nil {
+				return nil, fmt.Errorf("synth: audio track %d: %w", t.id, err)
+			}
+			if !s.cfg.NoBitrateBoxes {
+				dcd := trak.Mdia.Minf.Stbl.Stsd.Mp4a.Esds.DecConfigDescriptor
+				dcd.AvgBitrate, dcd.MaxBitrate = uint32(t.Bitrate), uint32(t.Bitrate)
+			}
+		}
+		t.trak = trak
+	}
+	var b bytes.Buffer
+	if err := mp4.NewFtyp("isml", 1, []string{"piff", "iso2"}).Encode(&b); err != nil {
+		return nil, err
+	}
+	if s.cfg.SMIL {
+		doc := s.serverManifest()
+		size := 8 + 16 + 4 + len(doc)
+		b.Write([]byte{byte(size >> 24), byte(size >> 16), byte(size >> 8), byte(size)})
+		b.WriteString("uuid" + serverManifestUUID + "\x00\x00\x00\x00")
+		b.WriteString(doc)
+	}
+	if err := moov.Encode(&b); err != nil {
+		return nil, fmt.Errorf("synth: encode moov: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// serverManifest is the SMIL document of the live server manifest box, as
+// ffmpeg writes it.
+func (s *Stream) serverManifest() string {
+	var b strings.Builder
+	b.WriteString("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\">\n<head>\n<meta name=\"creator\" content=\"smoothcast synth\" />\n</head>\n<body>\n<switch>\n")
+	param := func(name, value string) {
+		fmt.Fprintf(&b, "<param name=%q value=%q valuetype=\"data\"/>\n", name, value)
+	}
+	for _, t := range s.tracks {
+		fmt.Fprintf(&b, "<%s systemBitrate=\"%d\">\n", t.Kind, t.Bitrate)
+		param("systemBitrate", strconv.Itoa(t.Bitrate))
+		param("trackID", strconv.Itoa(int(t.id)))
+		if t.Name != "" {
+			param("trackName", t.Name)
+		}
+		fmt.Fprintf(&b, "</%s>\n", t.Kind)
+	}
+	b.WriteString("</switch>\n</body>\n</smil>\n")
+	return b.String()
+}
+
+// Start is the start time, in ticks, of fragment k of track i (its tfxd
+// time; negative for audio with a negative offset in fragment 0).
+func (s *Stream) Start(i, k int) int64 {
+	t := s.tracks[i]
+	if t.Kind == timeline.Video {
+		return int64(uint64(k) * s.fragTicks)
+	}
+	first, _ := s.audioFrames(k)
+	return s.aacTime(first) + t.offset
+}
+
+// audioFrames is the range of AAC frames of fragment k: those whose
+// unshifted start lies in the fragment's nominal interval.
+func (s *Stream) audioFrames(k int) (first, end int64) {
+	perSec := int64(s.cfg.SampleRate)
+	// frame j starts at j*1024/rate seconds; the first frame at or after t
+	// seconds is ceil(t*rate/1024).
+	at := func(k int64) int64 {
+		num := k * int64(s.cfg.FragmentDuration) * perSec
+		den := int64(time.Second) * 1024
+		return (num + den - 1) / den
+	}
+	return at(int64(k)), at(int64(k) + 1)
+}
+
+func (s *Stream) aacTime(j int64) int64 {
+	return j * 1024 * int64(s.cfg.Timescale) / int64(s.cfg.SampleRate)
+}
+
+// AppendFragment appends fragment k (from 0) of every track, a moof+mdat
+// pair per track in track order, to dst. Header must have been called.
+func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
+	if k < 0 {
+		return dst, fmt.Errorf("synth: fragment %d", k)
+	}
+	for _, t := range s.tracks {
+		if t.trak == nil {
+			return dst, errors.New("synth: AppendFragment before Header")
+		}
+		frag, err := mp4.CreateFragment(uint32(k+1), t.id)
+		if err != nil {
+			return dst, err
+		}
+		var start int64
+		var dur uint64
+		switch t.Kind {
+		case timeline.Video:
+			start = int64(uint64(k) * s.fragTicks)
+			base := uint64(k * t.frames)
+			var data []byte
+			for i := range t.frames {
+				data = t.avc.picture(data[:0], i, uint(k%2))
+				data = appendFiller(data, t.frameSz-len(data))
+				t0 := (base + uint64(i)) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
+				t1 := (base + uint64(i) + 1) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
+				flags := mp4.NonSyncSampleFlags
+				if i == 0 {
+					flags = mp4.SyncSampleFlags
+				}
+				frag.AddFullSample(mp4.FullSample{
+					Sample:     mp4.Sample{Flags: flags, Dur: uint32(t1 - t0), Size: uint32(len(data))},
+					DecodeTime: t0, Data: bytes.Clone(data),
+				})
+				dur += t1 - t0
+			}
+		case timeline.Audio:
+			first, end := s.audioFrames(k)
+			start = s.aacTime(first) + t.offset
+			for j := first; j < end; j++ {
+				d := uint64(s.aacTime(j+1) - s.aacTime(j))
+				frag.AddFullSample(mp4.FullSample{
+					Sample:     mp4.Sample{Flags: mp4.SyncSampleFlags, Dur: uint32(d), Size: uint32(len(t.aacRaw))},
+					DecodeTime: uint64(s.aacTime(j) + t.offset), Data: t.aacRaw,
+				})
+				dur += d
+			}
+		}
+		// Smooth ingest carries the time in tfxd, not tfdt.
+		traf := frag.Moof.Traf
+		for i, c := range traf.Children {
+			if c == mp4.Box(traf.Tfdt) {
+				traf.Children = append(traf.Children[:i], traf.Children[i+1:]...)
+				break
+			}
+		}
+		traf.Tfdt = nil
+		tfxd := mp4.NewTfxdBox(uint64(start), dur)
+		tfxd.Tfxd.Version = 1 // 64-bit times, as encoders send them
+		_ = traf.AddChild(tfxd)
+		s.buf.Reset()
+		if err := frag.Encode(&s.buf); err != nil {
+			return dst, fmt.Errorf("synth: encode fragment %d of track %d: %w", k, t.id, err)
+		}
+		dst = append(dst, s.buf.Bytes()...)
+	}
+	return dst, nil
+}
+
+// Trailer is the mfra box that ends a push (an encoder's end of stream).
+func (s *Stream) Trailer() []byte {
+	// mfra holding only an mfro whose size field is the mfra size.
+	return []byte{0, 0, 0, 24, 'm', 'f', 'r', 'a', 0, 0, 0, 16, 'm', 'f', 'r', 'o', 0, 0, 0, 0, 0, 0, 0, 24}
+}
