@@ -1,0 +1,125 @@
+package s3local_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/store"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type recorder struct {
+	mu     sync.Mutex
+	events []events.S3Event
+	fail   int // fail this many deliveries first
+}
+
+func (r *recorder) notify(_ context.Context, ev events.S3Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("injected failure")
+	}
+	r.events = append(r.events, ev)
+	return nil
+}
+
+func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	opts.Addr, opts.Bucket, opts.Log = "127.0.0.1:0", "smoothcast-test", quiet
+	srv, err := s3local.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(ctx, store.Config{Bucket: opts.Bucket, Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, st
+}
+
+// Every object written under the prefix becomes the event JSON S3 sends,
+// in the shape of the sample event AWS documents (events/); writes outside
+// the prefix and refused writes produce none.
+func TestWritesBecomeS3Events(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{fail: 1}
+	srv, st := start(t, s3local.Options{Prefix: "live/", Notify: rec.notify})
+	defer srv.Close(ctx)
+	key := "live/demo.isml/QualityLevels(800000)/Fragments(video=20000000)"
+	etag, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true}); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Fatalf("second write: %v", err)
+	}
+	if _, err := st.Put(ctx, "state/demo/channel.json", []byte("{}"), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Drain()
+	if len(rec.events) != 1 {
+		t.Fatalf("%d events, want 1 (delivered on the retry after one failure)", len(rec.events))
+	}
+	got := rec.events[0].Records[0]
+	sample, err := os.ReadFile("../../events/fragment-created.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want events.S3Event
+	if err := json.Unmarshal(sample, &want); err != nil {
+		t.Fatal(err)
+	}
+	w := want.Records[0]
+	if got.EventSource != w.EventSource || got.EventName != w.EventName || got.EventVersion != w.EventVersion ||
+		got.S3.Bucket.Name != "smoothcast-test" || got.S3.Object.Key != w.S3.Object.Key ||
+		got.S3.Object.Size != int64(len("fragment")) || `"`+got.S3.Object.ETag+`"` != etag || got.S3.Object.Sequencer == "" {
+		t.Fatalf("event record\n got %+v\nwant the shape of %+v", got, w)
+	}
+	req := srv.Requests()
+	if req["PUT"] != 3 || req["PUT 412"] != 1 {
+		t.Errorf("request counts %v, want 3 PUTs, 1 refused", req)
+	}
+}
+
+// With a data directory, objects outlive the server.
+func TestDataDirKeepsObjects(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, st := start(t, s3local.Options{DataDir: dir})
+	if _, err := st.Put(ctx, "live/x", []byte("kept"), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv, st = start(t, s3local.Options{DataDir: dir})
+	defer srv.Close(ctx)
+	obj, err := st.Get(ctx, "live/x")
+	if err != nil || string(obj.Body) != "kept" {
+		t.Fatalf("after restart: %q, %v", obj.Body, err)
+	}
+}
+
+func TestEncodeKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"live/a b/c":                  "live/a+b/c",
+		"live/ch.isml/Fragments(v=1)": "live/ch.isml/Fragments%28v%3D1%29",
+	} {
+		if got := s3local.EncodeKey(in); got != want {
+			t.Errorf("EncodeKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
