@@ -65,6 +65,10 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if r.URL.Path == layout.TimePath {
+		e.serveManifest(w, r) // the function tells the time (DASH UTCTiming)
+		return
+	}
 	obj, err := layout.Parse(r.URL.Path)
 	if err != nil {
 		notFound(w)

@@ -4,6 +4,7 @@
 //
 //	live/{channel}.isml/Manifest                                   Smooth client manifest (rendered)
 //	live/{channel}.isml/master.m3u8                                HLS multivariant playlist (rendered)
+//	live/{channel}.isml/manifest.mpd                               DASH MPD (rendered)
 //	live/{channel}.isml/QualityLevels({bitrate})/{track}.m3u8      HLS media playlist (rendered)
 //	live/{channel}.isml/QualityLevels({bitrate})/Init({track}).mp4 init segment (ftyp+moov of one track)
 //	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})  fragment (moof+mdat)
@@ -104,6 +105,9 @@ func InitKey(channel string, t TrackID) string {
 // SmoothManifestPath is the path of the Smooth Streaming client manifest.
 func SmoothManifestPath(channel string) string { return channelBase(channel) + "Manifest" }
 
+// DASHManifestPath is the path of the DASH MPD.
+func DASHManifestPath(channel string) string { return channelBase(channel) + "manifest.mpd" }
+
 // MasterPlaylistPath is the path of the HLS multivariant playlist.
 func MasterPlaylistPath(channel string) string { return channelBase(channel) + "master.m3u8" }
 
@@ -132,7 +136,20 @@ func MediaPlaylistRef(t TrackID) string {
 
 // SmoothURLTemplate is the StreamIndex Url attribute for tracks named name.
 func SmoothURLTemplate(name string) string {
-	return "QualityLevels({bitrate})/Fragments(" + name + "={start time})"
+	return FragmentPattern(name, "{bitrate}", "{start time}")
+}
+
+// FragmentPattern is the path, relative to the channel, of the fragments of
+// tracks named name, with the bitrate and start time replaced by the given
+// strings: placeholders of a manifest template, or values.
+func FragmentPattern(name, bitrate, start string) string {
+	return "QualityLevels(" + bitrate + ")/Fragments(" + name + "=" + start + ")"
+}
+
+// InitPattern is the path, relative to the channel, of the init segment of
+// tracks named name, with the bitrate replaced by the given string.
+func InitPattern(name, bitrate string) string {
+	return "QualityLevels(" + bitrate + ")/Init(" + name + ").mp4"
 }
 
 // MetaPrev is the object metadata key (x-amz-meta-prev) in which the relay
@@ -162,7 +179,12 @@ const (
 	KindSmoothManifest
 	KindMasterPlaylist
 	KindMediaPlaylist
+	KindDASHManifest
 )
+
+// TimePath is the path clients fetch the server's time from (DASH
+// UTCTiming, urn:mpeg:dash:utc:http-iso:2014).
+const TimePath = "/time"
 
 // Object is a parsed key or URL path under the live prefix.
 type Object struct {
@@ -193,6 +215,8 @@ func Parse(key string) (Object, error) {
 		return Object{Kind: KindSmoothManifest, Channel: channel}, nil
 	case "master.m3u8":
 		return Object{Kind: KindMasterPlaylist, Channel: channel}, nil
+	case "manifest.mpd":
+		return Object{Kind: KindDASHManifest, Channel: channel}, nil
 	}
 	ql, rest, ok := strings.Cut(rest, "/")
 	if !ok {

@@ -19,6 +19,8 @@ func key(o Object) string {
 		return MasterPlaylistPath(o.Channel)
 	case KindMediaPlaylist:
 		return MediaPlaylistPath(o.Channel, o.Track)
+	case KindDASHManifest:
+		return DASHManifestPath(o.Channel)
 	}
 	return ""
 }
@@ -36,6 +38,7 @@ func TestParse(t *testing.T) {
 		{"live/ch1.isml/QualityLevels(800000)/video.m3u8", Object{Kind: KindMediaPlaylist, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/Manifest", Object{Kind: KindSmoothManifest, Channel: "ch1"}},
 		{"live/ch1.isml/master.m3u8", Object{Kind: KindMasterPlaylist, Channel: "ch1"}},
+		{"live/ch1.isml/manifest.mpd", Object{Kind: KindDASHManifest, Channel: "ch1"}},
 		// Not in the layout.
 		{"state/ch1/channel.json", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/Fragments(video=18446744073709551616)", Object{}}, // overflows
@@ -117,7 +120,7 @@ func TestSanitizeName(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	v := TrackID{Name: "video", Bitrate: 800000}
 	for _, k := range []string{FragmentKey("ch", v, 123), InitKey("ch", v), MediaPlaylistPath("ch", v),
-		SmoothManifestPath("ch"), MasterPlaylistPath("ch"), TrackStateKey("ch", v), "/live/x.isml/QualityLevels(1)/Fragments(a=0)"} {
+		SmoothManifestPath("ch"), MasterPlaylistPath("ch"), DASHManifestPath("ch"), TrackStateKey("ch", v), "/live/x.isml/QualityLevels(1)/Fragments(a=0)"} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, k string) {
@@ -128,7 +131,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if !ValidName(o.Channel) || o.Kind != KindSmoothManifest && o.Kind != KindMasterPlaylist && (!ValidName(o.Track.Name) || o.Track.Bitrate <= 0) {
+		if !ValidName(o.Channel) || o.Kind != KindSmoothManifest && o.Kind != KindMasterPlaylist && o.Kind != KindDASHManifest && (!ValidName(o.Track.Name) || o.Track.Bitrate <= 0) {
 			t.Fatalf("Parse(%q) = %+v with an invalid name", k, o)
 		}
 		if rebuilt := key(o); rebuilt != strings.TrimPrefix(k, "/") {

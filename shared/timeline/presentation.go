@@ -19,6 +19,29 @@ type Presentation struct {
 	Epoch     time.Time
 	Tracks    []TrackView
 	DVRWindow time.Duration
+	// Range, when set, asks for a time-shifted manifest: the part of the
+	// stream between its bounds instead of the DVR window.
+	Range *Range
+}
+
+// Range is a time-shift request in wall-clock time. A zero From starts at
+// the oldest fragment kept; a zero To leaves the range open (live). Query
+// is how the request spelled it, for the URLs of playlists it leads to.
+type Range struct {
+	From, To time.Time
+	// VOD: the range is closed and past, so its manifests are final
+	// (static MPD, EXT-X-ENDLIST, IsLive FALSE).
+	VOD   bool
+	Query string
+}
+
+// VOD reports whether the presentation is a finished, closed range.
+func (p *Presentation) VOD() bool { return p.Range != nil && p.Range.VOD }
+
+// MediaTime is the media time, in ticks of timescale, of wall-clock time
+// w (0 before the epoch).
+func (p *Presentation) MediaTime(w time.Time, timescale uint64) uint64 {
+	return Ticks(w.Sub(p.Epoch), timescale)
 }
 
 // Track returns the view of track id.
@@ -31,9 +54,21 @@ func (p *Presentation) Track(id layout.TrackID) (*TrackView, bool) {
 	return nil, false
 }
 
-// Windowed returns the track's timeline cut to the presentation's DVR window.
+// Windowed returns the track's timeline cut to the presentation's DVR
+// window or, for a time-shift request, to its range: the fragments that
+// overlap it (so that a start-over begins with the fragment holding From).
 func (p *Presentation) Windowed(tv *TrackView) Timeline {
-	return tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
+	if p.Range == nil {
+		return tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
+	}
+	tl := tv.State.Timeline.Window(0)
+	if !p.Range.From.IsZero() {
+		tl.TrimBefore(p.MediaTime(p.Range.From, tv.Timescale))
+	}
+	if !p.Range.To.IsZero() {
+		tl.TrimAfter(p.MediaTime(p.Range.To, tv.Timescale))
+	}
+	return tl
 }
 
 // Ticks converts d to units of timescale (rounding down).
@@ -51,4 +86,40 @@ func (p *Presentation) Wallclock(t, timescale uint64) time.Time {
 	sec := t / timescale
 	frac := t % timescale
 	return p.Epoch.Add(time.Duration(sec)*time.Second + time.Duration(frac*uint64(time.Second)/timescale))
+}
+
+// Group is the tracks of one kind that share a name: the renditions of
+// one Smooth StreamIndex or one DASH AdaptationSet.
+type Group struct {
+	Kind  Kind
+	Name  string
+	Views []*TrackView
+}
+
+// Groups returns the presentation's tracks grouped by kind and name, in
+// the order each group's first track appears.
+func (p *Presentation) Groups() []Group {
+	var groups []Group
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		j := 0
+		for j < len(groups) && (groups[j].Kind != tv.Kind || groups[j].Name != tv.ID.Name) {
+			j++
+		}
+		if j == len(groups) {
+			groups = append(groups, Group{Kind: tv.Kind, Name: tv.ID.Name})
+		}
+		groups[j].Views = append(groups[j].Views, tv)
+	}
+	return groups
+}
+
+// Common returns the fragments, within the DVR window, that every track of
+// the group has: what a client that may switch between them can rely on.
+func (p *Presentation) Common(g Group) Timeline {
+	tls := make([]Timeline, len(g.Views))
+	for i, tv := range g.Views {
+		tls[i] = p.Windowed(tv)
+	}
+	return Common(tls...)
 }

@@ -143,6 +143,21 @@ func (tl *Timeline) TrimBefore(t uint64) {
 	}
 }
 
+// TrimAfter removes the fragments that start at or after t. Sequence
+// numbers of what remains do not change.
+func (tl *Timeline) TrimAfter(t uint64) {
+	for len(tl.Runs) > 0 {
+		r := &tl.Runs[len(tl.Runs)-1]
+		if r.Start >= t {
+			tl.Runs = tl.Runs[:len(tl.Runs)-1]
+			continue
+		}
+		// Fragments j with Start+j*Duration < t: ceil((t-Start)/Duration).
+		r.Count = min(r.Count, (t-r.Start+r.Duration-1)/r.Duration)
+		return
+	}
+}
+
 // Entry is one fragment as the renderers see it: its media sequence
 // number, its discontinuity sequence number, and whether a discontinuity
 // precedes it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -199,5 +200,48 @@ func TestTicksAndWallclock(t *testing.T) {
 	p := Presentation{Epoch: t0}
 	if got := p.Wallclock(25_000_000, 10_000_000); !got.Equal(t0.Add(2500 * time.Millisecond)) {
 		t.Errorf("Wallclock = %v", got)
+	}
+}
+
+func TestTrimAfterAndRanges(t *testing.T) {
+	mk := func() Timeline {
+		var tl Timeline
+		tl.FirstSeq = 10
+		for i := range uint64(5) {
+			tl.Append(Fragment{Start: i * 100, Duration: 100}, false)
+		}
+		tl.Append(Fragment{Start: 700, Duration: 50}, true)
+		return tl
+	}
+	for _, tc := range []struct {
+		name       string
+		from, to   uint64 // 0: open
+		wantStarts []uint64
+		wantSeq    uint64
+	}{
+		{"open", 0, 0, []uint64{0, 100, 200, 300, 400, 700}, 10},
+		{"to inside a fragment keeps it", 0, 250, []uint64{0, 100, 200}, 10},
+		{"to on a boundary", 0, 200, []uint64{0, 100}, 10},
+		{"from inside a fragment keeps it", 150, 0, []uint64{100, 200, 300, 400, 700}, 11},
+		{"from on a boundary", 200, 0, []uint64{200, 300, 400, 700}, 12},
+		{"both, across the gap", 350, 720, []uint64{300, 400, 700}, 13},
+		{"nothing", 500, 700, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := mk()
+			if tc.from > 0 {
+				tl.TrimBefore(tc.from)
+			}
+			if tc.to > 0 {
+				tl.TrimAfter(tc.to)
+			}
+			var starts []uint64
+			for e := range tl.All() {
+				starts = append(starts, e.Start)
+			}
+			if !slices.Equal(starts, tc.wantStarts) || len(starts) > 0 && tl.FirstSeq != tc.wantSeq {
+				t.Fatalf("starts %v seq %d, want %v seq %d", starts, tl.FirstSeq, tc.wantStarts, tc.wantSeq)
+			}
+		})
 	}
 }

@@ -269,12 +269,14 @@ func TestManifestRequests(t *testing.T) {
 		{"smooth manifest", "GET", "/live/ch.isml/Manifest", 200, handler.ContentTypeSmooth},
 		{"master playlist", "GET", "/live/ch.isml/master.m3u8", 200, handler.ContentTypeHLS},
 		{"media playlist", "GET", "/live/ch.isml/QualityLevels(60000)/video.m3u8", 200, handler.ContentTypeHLS},
+		{"DASH MPD", "GET", "/live/ch.isml/manifest.mpd", 200, handler.ContentTypeDASH},
 		{"head has no body", "HEAD", "/live/ch.isml/Manifest", 200, handler.ContentTypeSmooth},
 		{"unknown track", "GET", "/live/ch.isml/QualityLevels(1)/video.m3u8", 404, ""},
 		{"unknown channel", "GET", "/live/nope.isml/Manifest", 404, ""},
 		{"state is never served", "GET", "/state/ch/channel.json", 404, ""},
 		{"fragments are not the function's", "GET", "/live/ch.isml/QualityLevels(60000)/Fragments(video=0)", 404, ""},
 		{"wrong method", "POST", "/live/ch.isml/Manifest", 405, ""},
+		{"time for DASH clients", "GET", "/time", 200, "text/plain; charset=utf-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := h.HandleURL(context.Background(), urlRequest(tc.method, tc.path))
@@ -287,7 +289,7 @@ func TestManifestRequests(t *testing.T) {
 			if tc.ctype != "" && resp.Headers["Content-Type"] != tc.ctype {
 				t.Errorf("Content-Type %q, want %q", resp.Headers["Content-Type"], tc.ctype)
 			}
-			if cc := resp.Headers["Cache-Control"]; !strings.Contains(cc, "max-age=1") {
+			if cc := resp.Headers["Cache-Control"]; !strings.Contains(cc, "max-age=1") && !(tc.path == "/time" && cc == "no-store") {
 				t.Errorf("Cache-Control %q: manifests and errors must expire within a second", cc)
 			}
 			if tc.method == "HEAD" && resp.Body != "" {
@@ -342,5 +344,80 @@ func TestStateIsOneDocumentPerTrack(t *testing.T) {
 		if ts.Timeline.Len() != 2 || len(ts.Pending) != 0 {
 			t.Errorf("track %s: %d published, %d pending; want 2 and 0", tr.ID, ts.Timeline.Len(), len(ts.Pending))
 		}
+	}
+}
+
+func TestTimeShiftQueries(t *testing.T) {
+	_, st := newStore(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	evs := pushFixture(t, st, "ch", base)
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := h.Presentation(context.Background(), "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso := func(sec float64) string {
+		return p.Epoch.Add(time.Duration(sec * float64(time.Second))).Format(time.RFC3339Nano)
+	}
+	get := func(path string, q map[string]string) events.LambdaFunctionURLResponse {
+		req := urlRequest("GET", path)
+		req.QueryStringParameters = q
+		resp, err := h.HandleURL(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	const media = "/live/ch.isml/QualityLevels(60000)/video.m3u8"
+	for _, tc := range []struct {
+		name   string
+		path   string
+		q      map[string]string
+		status int
+		has    []string
+		hasNot []string
+	}{
+		{"closed past range: HLS VOD", media, map[string]string{"start": "0", "end": "4"}, 200,
+			[]string{"#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-ENDLIST", "Fragments(video=0)", "Fragments(video=20000000)"}, nil},
+		{"closed past range: master carries the query", "/live/ch.isml/master.m3u8", map[string]string{"start": "0", "end": "4"}, 200,
+			[]string{"video.m3u8?start=0&end=4"}, nil},
+		{"closed past range: static MPD", "/live/ch.isml/manifest.mpd", map[string]string{"start": "0", "end": "4"}, 200,
+			[]string{`type="static"`, `mediaPresentationDuration="PT`}, []string{"availabilityStartTime", "minimumUpdatePeriod"}},
+		{"closed past range: Smooth not live", "/live/ch.isml/Manifest", map[string]string{"end": "4"}, 200,
+			[]string{`IsLive="FALSE"`}, []string{`Duration="0"`}},
+		{"start-over in seconds", media, map[string]string{"start": "2"}, 200,
+			[]string{"Fragments(video=20000000)"}, []string{"Fragments(video=0)", "#EXT-X-ENDLIST"}},
+		{"start-over in ISO 8601", media, map[string]string{"start": iso(2)}, 200,
+			[]string{"Fragments(video=20000000)"}, []string{"Fragments(video=0)", "#EXT-X-ENDLIST"}},
+		{"a range ending in the first fragment", media, map[string]string{"end": "1.5"}, 200,
+			[]string{"Fragments(video=0)", "#EXT-X-ENDLIST"}, []string{"Fragments(video=20000000)"}},
+		{"unparsable start", media, map[string]string{"start": "yesterday"}, 400, []string{"ISO 8601"}, nil},
+		{"negative seconds", media, map[string]string{"start": "-5"}, 400, []string{"seconds since"}, nil},
+		{"end before start", media, map[string]string{"start": "3", "end": "1"}, 400, []string{"not after start"}, nil},
+		{"start after the live edge", media, map[string]string{"start": "3600"}, 400, []string{"newest fragment"}, nil},
+		{"end before what is kept", media, map[string]string{"end": iso(-3600)}, 400, []string{"oldest fragment"}, nil},
+		{"other parameters are ignored", media, map[string]string{"_": "123"}, 200, nil, []string{"#EXT-X-ENDLIST"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := get(tc.path, tc.q)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, resp.Body)
+			}
+			for _, s := range tc.has {
+				if !strings.Contains(resp.Body, s) {
+					t.Errorf("no %q in:\n%s", s, resp.Body)
+				}
+			}
+			for _, s := range tc.hasNot {
+				if strings.Contains(resp.Body, s) {
+					t.Errorf("%q in:\n%s", s, resp.Body)
+				}
+			}
+		})
 	}
 }

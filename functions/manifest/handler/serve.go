@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -21,10 +25,12 @@ import (
 const (
 	ContentTypeSmooth = "text/xml; charset=utf-8"
 	ContentTypeHLS    = "application/vnd.apple.mpegurl"
+	ContentTypeDASH   = "application/dash+xml"
 )
 
 // HandleURL answers a manifest request (Lambda Function URL payload 2.0):
-// GET or HEAD of a Smooth manifest, an HLS multivariant or media playlist.
+// GET or HEAD of a Smooth manifest, an HLS multivariant or media playlist,
+// a DASH MPD, or the time (TimePath).
 // Anything else is 404 (405 for other methods). Errors reading the state
 // are 503, so that the CDN retries rather than caches them.
 func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
@@ -36,12 +42,18 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	if method != http.MethodGet && method != http.MethodHead {
 		return textResponse(http.StatusMethodNotAllowed, "method not allowed\n"), nil
 	}
+	if path == layout.TimePath {
+		// DASH UTCTiming (http-iso): never cached, the clock is the point.
+		resp := textResponse(http.StatusOK, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+		resp.Headers["Cache-Control"] = "no-store"
+		return resp, nil
+	}
 	obj, err := layout.Parse(path)
 	if err != nil {
 		return textResponse(http.StatusNotFound, "not found\n"), nil
 	}
 	switch obj.Kind {
-	case layout.KindSmoothManifest, layout.KindMasterPlaylist, layout.KindMediaPlaylist:
+	case layout.KindSmoothManifest, layout.KindMasterPlaylist, layout.KindMediaPlaylist, layout.KindDASHManifest:
 	default:
 		return textResponse(http.StatusNotFound, "not found\n"), nil
 	}
@@ -53,6 +65,21 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		h.Log.Error("load presentation", "channel", obj.Channel, "err", err)
 		return textResponse(http.StatusServiceUnavailable, "state unavailable\n"), nil
 	}
+	maxAge := max(h.Cfg.ManifestMaxAge/time.Second, 1)
+	if len(req.QueryStringParameters) > 0 {
+		now := time.Now()
+		rng, err := ParseRange(req.QueryStringParameters, p.Epoch, now)
+		if err == nil && rng != nil {
+			err = available(p, rng)
+		}
+		if err != nil {
+			return textResponse(http.StatusBadRequest, err.Error()+"\n"), nil
+		}
+		p.Range = rng
+		if rng != nil && rng.VOD && now.Sub(rng.To) > time.Minute {
+			maxAge = 60 // a range long finished does not change
+		}
+	}
 	var body []byte
 	var ctype string
 	switch obj.Kind {
@@ -61,6 +88,9 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		ctype = ContentTypeSmooth
 	case layout.KindMasterPlaylist:
 		body, ctype = hls.Master(p), ContentTypeHLS
+	case layout.KindDASHManifest:
+		body, err = dash.Render(p, dash.Options{UTCTimingURL: layout.TimePath})
+		ctype = ContentTypeDASH
 	case layout.KindMediaPlaylist:
 		var ok bool
 		if body, ok = hls.Media(p, obj.Track); !ok {
@@ -76,7 +106,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		StatusCode: http.StatusOK,
 		Headers: map[string]string{
 			"Content-Type":  ctype,
-			"Cache-Control": "public, max-age=" + strconv.Itoa(int(max(h.Cfg.ManifestMaxAge/time.Second, 1))),
+			"Cache-Control": "public, max-age=" + strconv.Itoa(int(maxAge)),
 		},
 	}
 	if method == http.MethodGet {
@@ -125,4 +155,84 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 		return nil, err
 	}
 	return p, nil
+}
+
+// Time-shift query parameters. Each takes a wall-clock time in ISO 8601
+// (RFC 3339: 2026-11-25T12:00:00Z, fractions and offsets allowed) or a
+// number of seconds since the stream's start (media time zero: 90, 12.5).
+const (
+	QueryStart = "start"
+	QueryEnd   = "end"
+)
+
+// ParseRange reads a time-shift request from query parameters: nil when
+// there is none. A closed range that ended before now is VOD.
+func ParseRange(q map[string]string, epoch, now time.Time) (*timeline.Range, error) {
+	rawFrom, hasFrom := q[QueryStart]
+	rawTo, hasTo := q[QueryEnd]
+	if !hasFrom && !hasTo {
+		return nil, nil
+	}
+	var r timeline.Range
+	var err error
+	var parts []string
+	if hasFrom {
+		if r.From, err = parseInstant(QueryStart, rawFrom, epoch); err != nil {
+			return nil, err
+		}
+		parts = append(parts, QueryStart+"="+url.QueryEscape(rawFrom))
+	}
+	if hasTo {
+		if r.To, err = parseInstant(QueryEnd, rawTo, epoch); err != nil {
+			return nil, err
+		}
+		parts = append(parts, QueryEnd+"="+url.QueryEscape(rawTo))
+	}
+	if hasFrom && hasTo && !r.To.After(r.From) {
+		return nil, fmt.Errorf("bad range: end (%s) is not after start (%s)", rawTo, rawFrom)
+	}
+	r.VOD = hasTo && !r.To.After(now)
+	r.Query = strings.Join(parts, "&")
+	return &r, nil
+}
+
+func parseInstant(name, raw string, epoch time.Time) (time.Time, error) {
+	// An unescaped '+' of a UTC offset arrives as a space.
+	if t, err := time.Parse(time.RFC3339Nano, strings.Replace(raw, " ", "+", 1)); err == nil {
+		return t, nil
+	}
+	sec, err := strconv.ParseFloat(raw, 64)
+	if err != nil || math.IsNaN(sec) || math.IsInf(sec, 0) || sec < 0 || sec > 1e10 {
+		return time.Time{}, fmt.Errorf("bad %s %q: want an ISO 8601 time such as 2026-11-25T12:00:00Z, or seconds since the stream's start such as 90", name, raw)
+	}
+	return epoch.Add(time.Duration(sec * float64(time.Second))), nil
+}
+
+// available refuses a range that lies wholly outside what the state still
+// lists (older than the DVR window, or beyond the live edge).
+func available(p *timeline.Presentation, r *timeline.Range) error {
+	var oldest, newest time.Time
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		tl := &tv.State.Timeline
+		if tl.Empty() {
+			continue
+		}
+		if s := p.Wallclock(tl.Start(), tv.Timescale); oldest.IsZero() || s.Before(oldest) {
+			oldest = s
+		}
+		if e := p.Wallclock(tl.End(), tv.Timescale); e.After(newest) {
+			newest = e
+		}
+	}
+	const layoutTime = "2006-01-02T15:04:05.000Z07:00"
+	switch {
+	case oldest.IsZero():
+		return errors.New("bad range: the channel has no fragments yet")
+	case !r.From.IsZero() && !r.From.Before(newest):
+		return fmt.Errorf("bad range: start %s is at or after the newest fragment's end, %s", r.From.UTC().Format(layoutTime), newest.UTC().Format(layoutTime))
+	case !r.To.IsZero() && !r.To.After(oldest):
+		return fmt.Errorf("bad range: end %s is at or before the oldest fragment kept, %s (the DVR window is %s)", r.To.UTC().Format(layoutTime), oldest.UTC().Format(layoutTime), p.DVRWindow)
+	}
+	return nil
 }

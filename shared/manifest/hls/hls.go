@@ -66,7 +66,7 @@ func Master(p *timeline.Presentation) []byte {
 		if a.Channels > 0 {
 			fmt.Fprintf(&b, "CHANNELS=\"%d\",", a.Channels)
 		}
-		fmt.Fprintf(&b, "URI=%q\n", layout.MediaPlaylistRef(a.ID))
+		fmt.Fprintf(&b, "URI=%q\n", mediaRef(p, a.ID))
 	}
 	for _, v := range video {
 		codecs := v.Codecs
@@ -80,14 +80,22 @@ func Master(p *timeline.Presentation) []byte {
 		if len(audio) > 0 {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
 		}
-		b.WriteString("\n" + layout.MediaPlaylistRef(v.ID) + "\n")
+		b.WriteString("\n" + mediaRef(p, v.ID) + "\n")
 	}
 	if len(video) == 0 {
 		for _, a := range audio {
-			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q\n%s\n", a.ID.Bitrate, a.Codecs, layout.MediaPlaylistRef(a.ID))
+			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q\n%s\n", a.ID.Bitrate, a.Codecs, mediaRef(p, a.ID))
 		}
 	}
 	return b.Bytes()
+}
+
+// mediaRef is the URI of a media playlist, carrying a time-shift query on.
+func mediaRef(p *timeline.Presentation, id layout.TrackID) string {
+	if p.Range != nil && p.Range.Query != "" {
+		return layout.MediaPlaylistRef(id) + "?" + p.Range.Query
+	}
+	return layout.MediaPlaylistRef(id)
 }
 
 // TargetDuration is EXT-X-TARGETDURATION for fragments of at most maxDur
@@ -113,6 +121,9 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	var b bytes.Buffer
 	b.Grow(64 + 64*tl.Len())
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n")
+	if p.VOD() {
+		b.WriteString("#EXT-X-PLAYLIST-TYPE:VOD\n")
+	}
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", TargetDuration(tv.State.MaxDuration, ts))
 	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", tl.FirstSeq)
 	if tl.FirstDisc > 0 {
@@ -136,6 +147,9 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		b.WriteString(",\n")
 		b.WriteString(layout.FragmentRef(id, e.Start))
 		b.WriteByte('\n')
+	}
+	if p.VOD() {
+		b.WriteString("#EXT-X-ENDLIST\n")
 	}
 	return b.Bytes(), true
 }

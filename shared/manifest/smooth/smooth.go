@@ -57,6 +57,21 @@ type qualityLevel struct {
 	CodecPrivateData string `xml:"CodecPrivateData,attr"`
 }
 
+// span is the time the stream index's chunks cover, in its timescale.
+func (si streamIndex) span() (start, end uint64) {
+	t := uint64(0)
+	for i, c := range si.Chunk {
+		if c.T != nil {
+			t = *c.T
+		}
+		if i == 0 {
+			start = t
+		}
+		t += c.D * max(c.R, 1)
+	}
+	return start, t
+}
+
 // chunk is a "c" element. T is a pointer so that it is written only where
 // the start does not follow from the previous chunk; R counts fragments of
 // the same duration (MS-SSTR: the total, so r is omitted for a single one).
@@ -80,34 +95,30 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 		LookaheadCount:  0,
 		DVRWindowLength: timeline.Ticks(p.DVRWindow, DefaultTimeScale),
 	}
-	type group struct {
-		kind  timeline.Kind
-		name  string
-		views []*timeline.TrackView
-	}
-	var groups []*group
-	for i := range p.Tracks {
-		tv := &p.Tracks[i]
-		var g *group
-		for _, cand := range groups {
-			if cand.kind == tv.Kind && cand.name == tv.ID.Name {
-				g = cand
-			}
-		}
-		if g == nil {
-			g = &group{kind: tv.Kind, name: tv.ID.Name}
-			groups = append(groups, g)
-		}
-		g.views = append(g.views, tv)
-	}
-	for _, g := range groups {
-		si, err := renderStreamIndex(p, g.kind, g.name, g.views)
+	for _, g := range p.Groups() {
+		si, err := renderStreamIndex(p, g)
 		if err != nil {
 			return nil, err
 		}
 		if si.Chunks > 0 {
 			m.Streams = append(m.Streams, si)
 		}
+	}
+	if p.VOD() {
+		// A finished range: clients play it from its start to its end.
+		m.IsLive, m.DVRWindowLength = "FALSE", 0
+		var first, last uint64
+		for i, si := range m.Streams {
+			s, e := si.span()
+			if si.TimeScale != 0 { // the stream index's own timescale
+				s, e = s*DefaultTimeScale/si.TimeScale, e*DefaultTimeScale/si.TimeScale
+			}
+			if i == 0 || s < first {
+				first = s
+			}
+			last = max(last, e)
+		}
+		m.Duration = last - first
 	}
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
@@ -120,7 +131,8 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func renderStreamIndex(p *timeline.Presentation, kind timeline.Kind, name string, views []*timeline.TrackView) (streamIndex, error) {
+func renderStreamIndex(p *timeline.Presentation, g timeline.Group) (streamIndex, error) {
+	kind, name, views := g.Kind, g.Name, g.Views
 	si := streamIndex{
 		Type:          string(kind),
 		Name:          name,
@@ -128,7 +140,6 @@ func renderStreamIndex(p *timeline.Presentation, kind timeline.Kind, name string
 		URL:           layout.SmoothURLTemplate(name),
 	}
 	timescale := views[0].Timescale
-	tls := make([]timeline.Timeline, 0, len(views))
 	for i, tv := range views {
 		if tv.Timescale != timescale {
 			return si, fmt.Errorf("channel %s: tracks named %q mix timescales %d and %d", p.Channel, name, timescale, tv.Timescale)
@@ -146,7 +157,6 @@ func renderStreamIndex(p *timeline.Presentation, kind timeline.Kind, name string
 			ql.PacketSize, ql.AudioTag = tv.PacketSize, tv.AudioTag
 		}
 		si.Levels = append(si.Levels, ql)
-		tls = append(tls, p.Windowed(tv))
 	}
 	if kind == timeline.Video {
 		si.DisplayWidth, si.DisplayHeight = si.MaxWidth, si.MaxHeight
@@ -154,7 +164,7 @@ func renderStreamIndex(p *timeline.Presentation, kind timeline.Kind, name string
 	if timescale != DefaultTimeScale {
 		si.TimeScale = timescale
 	}
-	common := timeline.Common(tls...)
+	common := p.Common(g)
 	prevEnd, first := uint64(0), true
 	for _, r := range common.Runs {
 		c := chunk{D: r.Duration}

@@ -1,0 +1,278 @@
+// Package dash renders a dynamic MPEG-DASH MPD (ISO/IEC 23009-1, live
+// profile) of a live presentation over the same CMAF fragments and init
+// segments HLS uses: SegmentTemplate with SegmentTimeline addressed by
+// $RepresentationID$ and $Time$, so that every segment URL is the Smooth
+// fragment URL. A pure function from a timeline.Presentation to bytes.
+package dash
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// Options are the parts of the MPD that do not come from the presentation.
+type Options struct {
+	// UTCTimingURL is where clients fetch the time (urn:mpeg:dash:utc:http-iso:2014);
+	// empty leaves UTCTiming out.
+	UTCTimingURL string
+	// MinimumUpdatePeriod; zero uses the longest fragment duration.
+	MinimumUpdatePeriod time.Duration
+}
+
+type mpd struct {
+	XMLName                    xml.Name    `xml:"urn:mpeg:dash:schema:mpd:2011 MPD"`
+	Profiles                   string      `xml:"profiles,attr"`
+	Type                       string      `xml:"type,attr"`
+	AvailabilityStartTime      string      `xml:"availabilityStartTime,attr,omitempty"`
+	PublishTime                string      `xml:"publishTime,attr"`
+	MediaPresentationDuration  string      `xml:"mediaPresentationDuration,attr,omitempty"`
+	MinimumUpdatePeriod        string      `xml:"minimumUpdatePeriod,attr,omitempty"`
+	TimeShiftBufferDepth       string      `xml:"timeShiftBufferDepth,attr,omitempty"`
+	SuggestedPresentationDelay string      `xml:"suggestedPresentationDelay,attr,omitempty"`
+	MaxSegmentDuration         string      `xml:"maxSegmentDuration,attr"`
+	MinBufferTime              string      `xml:"minBufferTime,attr"`
+	Periods                    []period    `xml:"Period"`
+	UTCTiming                  []utcTiming `xml:"UTCTiming"`
+}
+
+type period struct {
+	ID     string          `xml:"id,attr"`
+	Start  string          `xml:"start,attr"`
+	Assets []adaptationSet `xml:"AdaptationSet"`
+}
+
+type adaptationSet struct {
+	ID               int              `xml:"id,attr"`
+	ContentType      string           `xml:"contentType,attr"`
+	MimeType         string           `xml:"mimeType,attr"`
+	Lang             string           `xml:"lang,attr,omitempty"`
+	SegmentAlignment bool             `xml:"segmentAlignment,attr"`
+	StartWithSAP     int              `xml:"startWithSAP,attr"`
+	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
+	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
+	Role             *descriptor      `xml:"Role"`
+	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
+	Representations  []representation `xml:"Representation"`
+}
+
+type descriptor struct {
+	SchemeIDURI string `xml:"schemeIdUri,attr"`
+	Value       string `xml:"value,attr"`
+}
+
+type segmentTemplate struct {
+	Timescale uint64 `xml:"timescale,attr"`
+	// PresentationTimeOffset maps the first fragment of a static range to
+	// the start of its Period.
+	PresentationTimeOffset uint64   `xml:"presentationTimeOffset,attr,omitempty"`
+	Initialization         string   `xml:"initialization,attr,omitempty"`
+	Media                  string   `xml:"media,attr,omitempty"`
+	Timeline               *segTime `xml:"SegmentTimeline"`
+}
+
+type segTime struct {
+	S []s `xml:"S"`
+}
+
+// s is an S element: t only where the start does not follow from the
+// previous element, r the number of repeats after the first (DASH counts
+// repeats, where Smooth counts fragments).
+type s struct {
+	T *uint64 `xml:"t,attr"`
+	D uint64  `xml:"d,attr"`
+	R uint64  `xml:"r,attr,omitempty"`
+}
+
+type representation struct {
+	ID                string           `xml:"id,attr"`
+	Bandwidth         int              `xml:"bandwidth,attr"`
+	Codecs            string           `xml:"codecs,attr"`
+	Width             int              `xml:"width,attr,omitempty"`
+	Height            int              `xml:"height,attr,omitempty"`
+	SAR               string           `xml:"sar,attr,omitempty"`
+	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
+	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
+	SegmentTemplate   *segmentTemplate `xml:"SegmentTemplate"`
+}
+
+type utcTiming struct {
+	SchemeIDURI string `xml:"schemeIdUri,attr"`
+	Value       string `xml:"value,attr"`
+}
+
+// Render returns the MPD of a live presentation. Each group of tracks of
+// one kind and name (the renditions of one Smooth StreamIndex) becomes an
+// AdaptationSet whose SegmentTimeline lists the fragments every rendition
+// has, so that every URL a client builds exists. publishTime is the wall-
+// clock end of the newest fragment, so that equal states give equal MPDs.
+func Render(p *timeline.Presentation, o Options) ([]byte, error) {
+	m := mpd{
+		Profiles:              "urn:mpeg:dash:profile:isoff-live:2011",
+		Type:                  "dynamic",
+		AvailabilityStartTime: p.Epoch.UTC().Format(time.RFC3339Nano),
+		TimeShiftBufferDepth:  duration(p.DVRWindow),
+	}
+	// Representation ids are the bitrates, which $RepresentationID$ puts in
+	// the URL; a bitrate two groups share gets a name-qualified id and a
+	// SegmentTemplate of its own.
+	seen := map[int]int{}
+	for _, tv := range p.Tracks {
+		seen[tv.ID.Bitrate]++
+	}
+	var maxDur time.Duration
+	var newest, oldest time.Time
+	groups := p.Groups()
+	commons := make([]timeline.Timeline, len(groups))
+	for i, g := range groups {
+		commons[i] = p.Common(g)
+		if commons[i].Empty() {
+			continue
+		}
+		ts := g.Views[0].Timescale
+		if s := p.Wallclock(commons[i].Start(), ts); oldest.IsZero() || s.Before(oldest) {
+			oldest = s
+		}
+		if e := p.Wallclock(commons[i].End(), ts); e.After(newest) {
+			newest = e
+		}
+	}
+	per := period{ID: "0", Start: "PT0S"}
+	for i, g := range groups {
+		common := commons[i]
+		if common.Empty() {
+			continue
+		}
+		tv0 := g.Views[0]
+		ts := tv0.Timescale
+		for _, tv := range g.Views {
+			if tv.Timescale != ts {
+				return nil, fmt.Errorf("dash: channel %s: tracks named %q mix timescales %d and %d", p.Channel, g.Name, ts, tv.Timescale)
+			}
+			maxDur = max(maxDur, ticksDuration(tv.State.MaxDuration, ts))
+		}
+		as := adaptationSet{
+			ID:               len(per.Assets),
+			SegmentAlignment: true,
+			StartWithSAP:     1,
+			Role:             &descriptor{SchemeIDURI: "urn:mpeg:dash:role:2011", Value: "main"},
+			SegmentTemplate: segmentTemplate{
+				Timescale:      ts,
+				Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
+				Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
+				Timeline:       segmentTimeline(common),
+			},
+		}
+		if p.VOD() {
+			as.SegmentTemplate.PresentationTimeOffset = p.MediaTime(oldest, ts)
+		}
+		switch g.Kind {
+		case timeline.Video:
+			as.ContentType, as.MimeType = "video", "video/mp4"
+		case timeline.Audio:
+			as.ContentType, as.MimeType = "audio", "audio/mp4"
+			if tv0.Language != "" && tv0.Language != "und" {
+				as.Lang = tv0.Language
+			}
+		default:
+			continue
+		}
+		for _, tv := range g.Views {
+			r := representation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
+			if seen[tv.ID.Bitrate] > 1 {
+				r.ID = tv.ID.Name + "_" + r.ID
+				b := strconv.Itoa(tv.ID.Bitrate)
+				r.SegmentTemplate = &segmentTemplate{
+					Timescale:      ts,
+					Initialization: layout.InitPattern(g.Name, b),
+					Media:          layout.FragmentPattern(g.Name, b, "$Time$"),
+				}
+			}
+			switch g.Kind {
+			case timeline.Video:
+				r.Width, r.Height, r.SAR = tv.Width, tv.Height, "1:1"
+				as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
+			case timeline.Audio:
+				r.AudioSamplingRate = tv.SamplingRate
+				if tv.Channels > 0 {
+					r.Channels = &descriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
+				}
+			}
+			as.Representations = append(as.Representations, r)
+		}
+		per.Assets = append(per.Assets, as)
+	}
+	m.Periods = []period{per}
+	if maxDur == 0 {
+		maxDur = 2 * time.Second
+	}
+	if newest.IsZero() {
+		newest = p.Epoch
+	}
+	m.PublishTime = newest.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
+	m.MaxSegmentDuration = duration(maxDur)
+	m.MinBufferTime = duration(maxDur)
+	if p.VOD() {
+		// A finished range: a static MPD whose Period starts at the range's
+		// first fragment.
+		m.Type, m.AvailabilityStartTime, m.TimeShiftBufferDepth = "static", "", ""
+		m.MediaPresentationDuration = duration(newest.Sub(oldest))
+	} else {
+		mup := o.MinimumUpdatePeriod
+		if mup == 0 {
+			mup = maxDur
+		}
+		m.MinimumUpdatePeriod = duration(mup)
+		// Three segments behind the live edge, as HLS clients hold back.
+		m.SuggestedPresentationDelay = duration(3 * maxDur)
+		if p.Range != nil && newest.Sub(oldest) > p.DVRWindow {
+			// A start-over reaching further back than the DVR window.
+			m.TimeShiftBufferDepth = duration(newest.Sub(oldest))
+		}
+	}
+	if o.UTCTimingURL != "" && !p.VOD() {
+		m.UTCTiming = []utcTiming{{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: o.UTCTimingURL}}
+	}
+	var buf bytes.Buffer
+	buf.WriteString(xml.Header)
+	enc := xml.NewEncoder(&buf)
+	enc.Indent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("dash: MPD of channel %s: %w", p.Channel, err)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+func segmentTimeline(tl timeline.Timeline) *segTime {
+	st := &segTime{}
+	prevEnd, first := uint64(0), true
+	for _, r := range tl.Runs {
+		e := s{D: r.Duration, R: r.Count - 1}
+		if first || r.Start != prevEnd {
+			t := r.Start
+			e.T = &t
+		}
+		st.S = append(st.S, e)
+		prevEnd, first = r.End(), false
+	}
+	return st
+}
+
+func ticksDuration(ticks, timescale uint64) time.Duration {
+	if timescale == 0 {
+		return 0
+	}
+	return time.Duration(ticks/timescale)*time.Second + time.Duration(ticks%timescale*uint64(time.Second)/timescale)
+}
+
+// duration formats d as an xs:duration in seconds (PT2S, PT1800S, PT2.4S).
+func duration(d time.Duration) string {
+	sec := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	return "PT" + sec + "S"
+}

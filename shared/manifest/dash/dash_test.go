@@ -1,0 +1,170 @@
+package dash
+
+import (
+	"encoding/xml"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// parsed is the part of an MPD a client uses to build segment URLs.
+type parsed struct {
+	Type    string `xml:"type,attr"`
+	AST     string `xml:"availabilityStartTime,attr"`
+	Publish string `xml:"publishTime,attr"`
+	Depth   string `xml:"timeShiftBufferDepth,attr"`
+	Periods []struct {
+		Sets []struct {
+			ContentType string `xml:"contentType,attr"`
+			Template    struct {
+				Media string `xml:"media,attr"`
+				Init  string `xml:"initialization,attr"`
+				S     []struct {
+					T *uint64 `xml:"t,attr"`
+					D uint64  `xml:"d,attr"`
+					R uint64  `xml:"r,attr"`
+				} `xml:"SegmentTimeline>S"`
+			} `xml:"SegmentTemplate"`
+			Reps []struct {
+				ID        string `xml:"id,attr"`
+				Bandwidth int    `xml:"bandwidth,attr"`
+				Template  *struct {
+					Media string `xml:"media,attr"`
+				} `xml:"SegmentTemplate"`
+			} `xml:"Representation"`
+		} `xml:"AdaptationSet"`
+	} `xml:"Period"`
+}
+
+// urls expands every segment URL of the MPD, as a client does.
+func urls(t *testing.T, b []byte) (map[string][]string, parsed) {
+	t.Helper()
+	var m parsed
+	if err := xml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("MPD does not parse: %v\n%s", err, b)
+	}
+	out := map[string][]string{}
+	for _, p := range m.Periods {
+		for _, as := range p.Sets {
+			var times []uint64
+			next := uint64(0)
+			for _, s := range as.Template.S {
+				if s.T != nil {
+					next = *s.T
+				}
+				for range s.R + 1 {
+					times = append(times, next)
+					next += s.D
+				}
+			}
+			for _, r := range as.Reps {
+				media := as.Template.Media
+				if r.Template != nil {
+					media = r.Template.Media
+				}
+				for _, tm := range times {
+					u := strings.NewReplacer("$RepresentationID$", r.ID, "$Time$", strconv.FormatUint(tm, 10)).Replace(media)
+					out[as.ContentType] = append(out[as.ContentType], u)
+				}
+			}
+		}
+	}
+	return out, m
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lag  bool
+	}{{"live.mpd", false}, {"video-lagging.mpd", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := manifesttest.Presentation(tc.lag)
+			b, err := Render(p, Options{UTCTimingURL: layout.TimePath})
+			if err != nil {
+				t.Fatal(err)
+			}
+			manifesttest.Golden(t, tc.name, b)
+			got, m := urls(t, b)
+			if m.Type != "dynamic" || m.AST != "2026-01-02T03:04:05Z" || m.Depth != "PT1800S" {
+				t.Errorf("MPD type %s, availabilityStartTime %s, timeShiftBufferDepth %s", m.Type, m.AST, m.Depth)
+			}
+			// Every URL is the key of a fragment that every rendition has.
+			for _, g := range p.Groups() {
+				common := p.Common(g)
+				want := map[string]bool{}
+				for _, tv := range g.Views {
+					for e := range common.All() {
+						want[strings.TrimPrefix(layout.FragmentKey("ch", tv.ID, e.Start), "live/ch.isml/")] = true
+					}
+				}
+				list := got[string(g.Kind)]
+				if len(list) != len(want) {
+					t.Errorf("%s: %d segment URLs, want %d", g.Kind, len(list), len(want))
+				}
+				for _, u := range list {
+					if !want[u] {
+						t.Errorf("%s: segment URL %s names no common fragment", g.Kind, u)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A bitrate two groups share cannot be the Representation id of both:
+// the second gets its own SegmentTemplate with the bitrate spelled out.
+func TestSharedBitrateKeepsIDsUnique(t *testing.T) {
+	p := manifesttest.Presentation(false)
+	dub := p.Tracks[2]
+	dub.ID = layout.TrackID{Name: "audio_fr", Bitrate: 96000}
+	dub.Language = "fra"
+	p.Tracks = append(p.Tracks, dub)
+	b, err := Render(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, m := urls(t, b)
+	ids := map[string]bool{}
+	for _, as := range m.Periods[0].Sets {
+		for _, r := range as.Reps {
+			if ids[r.ID] {
+				t.Errorf("Representation id %s twice", r.ID)
+			}
+			ids[r.ID] = true
+		}
+	}
+	var fr int
+	for _, u := range got["audio"] {
+		if strings.HasPrefix(u, "QualityLevels(96000)/Fragments(audio_fr=") {
+			fr++
+		}
+	}
+	if fr != 6 || !strings.Contains(string(b), `lang="fra"`) {
+		t.Errorf("%d URLs of the French track, want 6:\n%s", fr, b)
+	}
+}
+
+func TestTwentyFourHoursCompactWithoutDrift(t *testing.T) {
+	var st timeline.TrackState
+	for i := range uint64(43200) {
+		st.Timeline.Append(timeline.Fragment{Start: i * 20000000, Duration: 20000000}, false)
+	}
+	st.MaxDuration = 20000000
+	p := &timeline.Presentation{Channel: "ch", Epoch: manifesttest.Epoch, DVRWindow: 24 * time.Hour,
+		Tracks: []timeline.TrackView{{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 1}, Kind: timeline.Video, Timescale: 10000000}, State: st}}}
+	b, err := Render(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<S t="0" d="20000000" r="43199"></S>`; !strings.Contains(string(b), want) {
+		t.Errorf("24 h of 2 s fragments should compact to %s:\n%s", want, b)
+	}
+	if want := `publishTime="2026-01-03T03:04:05Z"`; !strings.Contains(string(b), want) {
+		t.Errorf("publishTime should be the end of the last fragment, %s:\n%.600s", want, b)
+	}
+}

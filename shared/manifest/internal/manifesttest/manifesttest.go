@@ -1,0 +1,79 @@
+// Package manifesttest holds what the renderers' tests share: golden files
+// and a small presentation with the irregularities real pushes have (AAC
+// fragment durations that wander, a gap, a lagging rendition).
+package manifesttest
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// Golden compares got with testdata/golden/name, or rewrites the file when
+// the test runs with -update.
+func Golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+// State is a track state of fragments of the given durations from start,
+// with a gap (missing media of the same duration) before fragment gapAt
+// (-1 for none).
+func State(durs []uint64, start uint64, gapAt int) timeline.TrackState {
+	var s timeline.TrackState
+	t := start
+	for i, d := range durs {
+		if i == gapAt {
+			t += d
+		}
+		s.Timeline.Append(timeline.Fragment{Start: t, Duration: d}, i == gapAt)
+		t += d
+		s.MaxDuration = max(s.MaxDuration, d)
+	}
+	return s
+}
+
+// Epoch is the wall-clock time of media time zero in Presentation.
+var Epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// Presentation is a channel of two video renditions (800k 640x360, 300k
+// 320x180) and AAC audio with a gap before its fourth fragment; with
+// videoLag the 300k rendition lacks the last fragment.
+func Presentation(videoLag bool) *timeline.Presentation {
+	v := []uint64{20000000, 20000000, 20000000, 20000000, 20000000, 20000000}
+	a := []uint64{19200000, 20053333, 20053334, 20053333, 19840000, 20800000}
+	lagging := v
+	if videoLag {
+		lagging = v[:5]
+	}
+	return &timeline.Presentation{
+		Channel: "ch", Epoch: Epoch, DVRWindow: 30 * time.Minute,
+		Tracks: []timeline.TrackView{
+			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 800000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64001e", CodecPrivateData: "00000001AA0000000168", Width: 640, Height: 360}, State: State(v, 0, -1)},
+			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 300000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64000d", CodecPrivateData: "00000001BB0000000168", Width: 320, Height: 180}, State: State(lagging, 0, -1)},
+			{Track: timeline.Track{ID: layout.TrackID{Name: "audio", Bitrate: 96000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AACL", Codecs: "mp4a.40.2", CodecPrivateData: "1190", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 4, AudioTag: 255, Language: "und"}, State: State(a, 0, 3)},
+		},
+	}
+}
