@@ -7,16 +7,20 @@ FUZZTIME  ?= 10s
 FUZZMIN   ?= 2s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short bench build build-lambda build-relay fmt lint fuzz deps clean
+.PHONY: help run test test-short bench build build-lambda build-relay fmt lint fuzz deps players clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## build and start the local stack (embedded S3, relay :8080, edge :8081)
+run: ## build and start the local stack (embedded S3, relay :8080, edge :8081, player page /player/)
+	@[ -d players/node_modules/dashjs ] || { command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory players; } || echo "npm not found: the player page will lack dash.js and hls.js (install npm, then make players)" >&2
 	$(GO) build -o $(BIN)/smoothcast ./cmd/smoothcast
 	./$(BIN)/smoothcast run $(ARGS)
 
-deps: ## check the tools the tests drive (ffmpeg); install with scripts/install-deps.sh
+players: ## install the browser players and their driver (npm ci in players/)
+	cd players && npm ci --no-audit --no-fund
+
+deps: ## check the tools the tests drive (ffmpeg, chromium, node, players/); install with scripts/install-deps.sh
 	@scripts/check-deps.sh
 
 test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffmpeg, short fuzz runs
@@ -55,5 +59,5 @@ lint: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
 
-clean: ## remove build output and the local data directory
-	rm -rf $(BIN) .smoothcast
+clean: ## remove build output, the local data directory and players/node_modules
+	rm -rf $(BIN) .smoothcast players/node_modules

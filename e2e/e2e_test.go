@@ -30,6 +30,13 @@ const pushSeconds = 12
 
 func startStack(t *testing.T) *stack.Stack {
 	t.Helper()
+	return startStackWith(t, "")
+}
+
+// startStackWith starts a local stack whose edge serves the player page
+// with the npm packages of players (empty: none).
+func startStackWith(t *testing.T, players string) *stack.Stack {
+	t.Helper()
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
@@ -37,7 +44,7 @@ func startStack(t *testing.T) *stack.Stack {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	st, err := stack.Start(context.Background(), stack.Options{
 		IngestAddr: "127.0.0.1:0", EdgeAddr: "127.0.0.1:0",
-		Handler: handler.DefaultConfig(), Relay: relay.DefaultConfig(), Log: log,
+		Handler: handler.DefaultConfig(), Relay: relay.DefaultConfig(), Players: players, Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,18 +57,7 @@ func startStack(t *testing.T) *stack.Stack {
 // ffmpeg -re -f ismv, as a broadcaster would.
 func pushFFmpeg(t *testing.T, ffmpeg, url string, isml bool) {
 	t.Helper()
-	args := []string{"-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-map", "0:v", "-map", "0:v", "-map", "1:a",
-		"-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
-		"-b:v:0", "800k", "-b:v:1", "300k", "-s:v:1", "320x180", "-c:a", "aac", "-b:a", "96k",
-		"-t", strconv.Itoa(pushSeconds)}
-	if isml {
-		args = append(args, "-movflags", "+isml+frag_keyframe")
-	}
-	args = append(args, "-f", "ismv", url)
-	cmd := exec.Command(ffmpeg, args...)
+	cmd := ffmpegPush(context.Background(), ffmpeg, url, pushSeconds, isml)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -225,7 +221,10 @@ func checkDecode(t *testing.T, ffmpeg, url string, runs [][]string, inputArgs ..
 		for _, m := range maps {
 			args = append(args, "-map", m)
 		}
-		cmd := exec.Command(ffmpeg, append(args, "-f", "framecrc", "-")...)
+		// A reader that loops on a bad manifest must fail, not hang the suite.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, ffmpeg, append(args, "-f", "framecrc", "-")...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the test suite drives, from Debian's packages. Run as root.
+# Installs what the test suite drives: ffmpeg and Chromium from Debian's
+# packages (and Node.js/npm when missing), then the players' npm packages
+# (dash.js, hls.js, playwright-core) from players/package-lock.json.
+# Run as root for the Debian packages.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
-if [ ${#need[@]} -eq 0 ]; then
-  echo "dependencies present"
-  exit 0
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}"
+if [ ! -d players/node_modules/playwright-core ]; then
+  (cd players && npm ci --no-audit --no-fund)
+fi
+echo "dependencies present"

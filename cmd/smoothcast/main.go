@@ -75,6 +75,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
 	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
+	players := fs.String("players", envDefault("players", "players"), "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,7 +96,7 @@ func run(args []string) error {
 	hcfg.DVRWindow, hcfg.GapTimeout = *dvr, *gap
 	st, err := stack.Start(ctx, stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, S3Addr: *s3Addr, DataDir: *dataDir,
-		Handler: hcfg, Relay: relay.DefaultConfig(), Log: log,
+		Handler: hcfg, Relay: relay.DefaultConfig(), Players: *players, Log: log,
 	})
 	if err != nil {
 		return err
@@ -105,7 +106,8 @@ func run(args []string) error {
 smoothcast is running.
 
   Ingest:    %[1]s/live/{channel}.isml/Streams({stream})
-  Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8)
+  Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8, manifest.mpd)
+  Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
 
 Push a test pattern (two video bitrates + AAC) to channel "demo":
@@ -117,8 +119,8 @@ Push a test pattern (two video bitrates + AAC) to channel "demo":
 
 Then play:
 
+  %[2]s/player/?channel=demo   (in a browser: HLS, DASH or Smooth)
   ffplay %[2]s/live/demo.isml/master.m3u8
-  %[2]s/live/demo.isml/Manifest   (Smooth Streaming)
 
 Ctrl-C stops.
 `, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir)

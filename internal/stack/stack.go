@@ -35,7 +35,10 @@ type Options struct {
 	EventWorkers int
 	Handler      handler.Config
 	Relay        relay.Config
-	Log          *slog.Logger
+	// Players is the source tree's players/ folder (npm packages of the
+	// player page); empty serves the page without its libraries.
+	Players string
+	Log     *slog.Logger
 }
 
 // Stack is a running local origin.
@@ -100,7 +103,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	h = handler.New(st, o.Handler, o.Log.With("component", "manifest"))
 	s.Handler = h
 	s.Relay = relay.New(st, o.Relay, o.Log.With("component", "relay"))
-	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge")}
+	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge"), Players: o.Players}
 
 	ingest, err := s.serve(ctx, o.IngestAddr, s.Relay.Handler())
 	if err != nil {

@@ -9,10 +9,13 @@ package edge
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +35,10 @@ type Edge struct {
 	Store    *store.Store
 	Manifest ManifestFunc
 	Log      *slog.Logger
+	// Players is the players/ folder of the source tree, whose npm packages
+	// (dash.js, hls.js) the player page at /player/ loads; empty serves the
+	// page without them.
+	Players string
 }
 
 // Handler returns the edge's HTTP handler.
@@ -63,6 +70,10 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Path == "/" || r.URL.Path == "/player" || strings.HasPrefix(r.URL.Path, "/player/") {
+		e.servePlayer(w, r)
 		return
 	}
 	if r.URL.Path == layout.TimePath {
@@ -153,5 +164,44 @@ func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodGet {
 		_, _ = io.WriteString(w, resp.Body)
+	}
+}
+
+//go:embed player/index.html
+var playerPage []byte
+
+// playerLibs maps the player page's script names to the files of the npm
+// packages in players/node_modules.
+var playerLibs = map[string]string{
+	"dash.all.min.js": "dashjs/dist/modern/umd/dash.all.min.js",
+	"dash.mss.min.js": "dashjs/dist/modern/umd/dash.mss.min.js",
+	"hls.min.js":      "hls.js/dist/hls.min.js",
+}
+
+// servePlayer serves the player page at /player/ and its libraries.
+func (e *Edge) servePlayer(w http.ResponseWriter, r *http.Request) {
+	switch p := r.URL.Path; {
+	case p == "/" || p == "/player":
+		http.Redirect(w, r, "/player/", http.StatusFound)
+	case p == "/player/":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(playerPage)
+	case strings.HasPrefix(p, "/player/lib/") && playerLibs[strings.TrimPrefix(p, "/player/lib/")] != "":
+		file := filepath.Join(e.Players, "node_modules", playerLibs[strings.TrimPrefix(p, "/player/lib/")])
+		if e.Players == "" {
+			notFound(w)
+			return
+		}
+		if _, err := os.Stat(file); err != nil {
+			e.Log.Warn("edge: player library missing; run make players (npm ci in players/)", "file", file)
+			notFound(w)
+			return
+		}
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		http.ServeFile(w, r, file)
+	default:
+		notFound(w)
 	}
 }

@@ -257,6 +257,15 @@ func TestRewrite(t *testing.T) {
 			if x == nil || x.Tfxd.Version != 1 || x.Tfxd.FragmentAbsoluteDuration != info.Duration || m.Traf.Tfdt.Version != 1 {
 				t.Errorf("tfxd %+v, tfdt version %d: want version 1 boxes with the duration", x, m.Traf.Tfdt.Version)
 			}
+			var tfrfs []*mp4.TfrfData
+			for _, c := range m.Traf.Children {
+				if u, ok := c.(*mp4.UUIDBox); ok && u.Tfrf != nil {
+					tfrfs = append(tfrfs, u.Tfrf)
+				}
+			}
+			if len(tfrfs) != 1 || tfrfs[0].FragmentCount != 1 || tfrfs[0].FragmentAbsoluteTimes[0] != info.Start+info.Duration {
+				t.Errorf("tfrf %+v: want one, announcing the next fragment at %d", tfrfs, info.Start+info.Duration)
+			}
 		})
 	}
 }

@@ -88,8 +88,9 @@ func Timing(moof *mp4.MoofBox, trex *mp4.TrexBox) (start int64, dur uint64, ok b
 
 // Rewrite turns one moof+mdat into the stored fragment, appended to dst:
 // tfhd loses any absolute base-data-offset and gets default-base-is-moof,
-// a tfdt (version 1) and a tfxd carry the same start time, trun data
-// offsets are recomputed for the new moof size. Leading samples that start
+// a tfdt (version 1) and a tfxd carry the same start time, a tfrf announces
+// the next fragment (starting at this one's end), trun data offsets are
+// recomputed for the new moof size. Leading samples that start
 // before time zero are dropped if they are all sync samples (audio);
 // otherwise a fragment starting before zero is refused.
 func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
@@ -177,6 +178,17 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 		x.Tfxd.Version = 1 // 64-bit: 32 bits of 10 MHz ticks last only 7 minutes
 		traf.Children = append(traf.Children, x)
 	}
+	// A tfrf announcing the next fragment: live Smooth clients that never
+	// refresh the manifest (dash.js) extend their timeline from it. The next
+	// fragment starts where this one ends; its duration is a guess (this
+	// one's) that such clients correct when the fragment after it arrives.
+	traf.Children = slices.DeleteFunc(traf.Children, func(b mp4.Box) bool {
+		u, ok := b.(*mp4.UUIDBox)
+		return ok && u.Tfrf != nil
+	})
+	announce := mp4.NewTfrfBox(1, []uint64{info.Start + info.Duration}, []uint64{info.Duration})
+	announce.Tfrf.Version = 1
+	traf.Children = append(traf.Children, announce)
 	for _, trun := range traf.Truns {
 		trun.Flags |= mp4.TrunDataOffsetPresentFlag
 	}

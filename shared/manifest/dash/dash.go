@@ -126,7 +126,11 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		seen[tv.ID.Bitrate]++
 	}
 	var maxDur time.Duration
-	var newest, oldest time.Time
+	// newest is the end of the adaptation set that reaches furthest (the
+	// publish time), shortest the end of the one that stops first (where a
+	// static range ends: no reader then looks for a segment past the end of
+	// an adaptation set that stops a few samples early).
+	var newest, oldest, shortest time.Time
 	groups := p.Groups()
 	commons := make([]timeline.Timeline, len(groups))
 	for i, g := range groups {
@@ -138,8 +142,12 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		if s := p.Wallclock(commons[i].Start(), ts); oldest.IsZero() || s.Before(oldest) {
 			oldest = s
 		}
-		if e := p.Wallclock(commons[i].End(), ts); e.After(newest) {
+		e := p.Wallclock(commons[i].End(), ts)
+		if e.After(newest) {
 			newest = e
+		}
+		if shortest.IsZero() || e.Before(shortest) {
+			shortest = e
 		}
 	}
 	per := period{ID: "0", Start: "PT0S"}
@@ -221,7 +229,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		// A finished range: a static MPD whose Period starts at the range's
 		// first fragment.
 		m.Type, m.AvailabilityStartTime, m.TimeShiftBufferDepth = "static", "", ""
-		m.MediaPresentationDuration = duration(newest.Sub(oldest))
+		m.MediaPresentationDuration = duration(shortest.Sub(oldest))
 	} else {
 		mup := o.MinimumUpdatePeriod
 		if mup == 0 {

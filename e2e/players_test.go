@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/internal/testtool"
+)
+
+// playerResult is what players/drive.mjs reports for one format.
+type playerResult struct {
+	Format   string   `json:"format"`
+	OK       bool     `json:"ok"`
+	Start    float64  `json:"start"`
+	End      float64  `json:"end"`
+	Levels   []int    `json:"levels"`
+	Rendered []int    `json:"rendered"`
+	Errors   []string `json:"errors"`
+	Failure  string   `json:"failure"`
+	Latency  *float64 `json:"latency"`
+	Console  []string `json:"console"`
+}
+
+// requirePlayers returns the players/ folder with its npm packages
+// installed, or ends the test (failing in CI).
+func requirePlayers(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../players")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("players/node_modules is missing in CI (.ci/run runs make players): %v", err)
+		}
+		t.Skip("players/node_modules missing: run make players (npm ci in players/)")
+	}
+	return dir
+}
+
+// Real browser players play a live ffmpeg push in Debian's Chromium:
+// hls.js plays master.m3u8, dash.js plays manifest.mpd, and dash.js's
+// Smooth Streaming support plays the Smooth Manifest. Each plays at least
+// 10 s of the live stream with currentTime advancing and no player error,
+// and renders the lowest and then the highest video rendition when forced
+// to.
+func TestBrowserPlayersPlayLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	node := testtool.Require(t, "node")
+	chromium := testtool.Require(t, "chromium")
+	players := requirePlayers(t)
+	st := startStackWith(t, players)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	push := ffmpegPush(ctx, ffmpeg, st.IngestURL+"/live/players.isml/Streams(enc1)", 60, true)
+	var pushErr bytes.Buffer
+	push.Stderr = &pushErr
+	if err := push.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = push.Wait() }()
+	waitForFragments(t, st.EdgeURL+"/live/players.isml/Manifest", 3, 30*time.Second)
+
+	dctx, dcancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer dcancel()
+	cmd := exec.CommandContext(dctx, node, filepath.Join(players, "drive.mjs"), st.EdgeURL, "players", "10", "hls", "dash", "smooth")
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	results := map[string]playerResult{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var r playerResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Errorf("driver output %q: %v", sc.Text(), err)
+			continue
+		}
+		results[r.Format] = r
+		t.Logf("%s: played %.1f s (from %.1f), renditions %v rendered in order %v, errors %v", r.Format, r.End-r.Start, r.Start, r.Levels, r.Rendered, r.Errors)
+	}
+	if runErr != nil && len(results) == 0 {
+		t.Fatalf("driver: %v\n%s\nffmpeg: %s", runErr, stderr.String(), pushErr.String())
+	}
+	for _, f := range []string{"hls", "dash", "smooth"} {
+		r, ok := results[f]
+		switch {
+		case !ok:
+			t.Errorf("%s: no result", f)
+		case !r.OK:
+			t.Errorf("%s: %s; errors %v; console %v", f, r.Failure, r.Errors, r.Console)
+		case r.End-r.Start < 10:
+			t.Errorf("%s: currentTime advanced %.1f s, want 10", f, r.End-r.Start)
+		default:
+			for _, l := range r.Levels {
+				if !slices.Contains(r.Rendered, l) {
+					t.Errorf("%s: rendition %d never rendered (rendered %v)", f, l, r.Rendered)
+				}
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("driver stderr:\n%s", stderr.String())
+	}
+}
+
+// ffmpegPush is the broadcaster's command: a test pattern in two video
+// bitrates and AAC, in real time, for the given seconds; isml sends the
+// live server manifest.
+func ffmpegPush(ctx context.Context, ffmpeg, url string, seconds int, isml bool) *exec.Cmd {
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a",
+		"-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
+		"-b:v:0", "800k", "-b:v:1", "300k", "-s:v:1", "320x180", "-c:a", "aac", "-b:a", "96k",
+		"-t", strconv.Itoa(seconds)}
+	if isml {
+		args = append(args, "-movflags", "+isml+frag_keyframe")
+	}
+	return exec.CommandContext(ctx, ffmpeg, append(args, "-f", "ismv", url)...)
+}
+
+// waitForFragments polls a Smooth manifest until its video lists n
+// fragments.
+func waitForFragments(t *testing.T, manifest string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, body := get(t, manifest)
+		if resp.StatusCode == 200 && strings.Count(string(body), "<c ") > 0 {
+			var m smoothManifest
+			if xml.Unmarshal(body, &m) == nil {
+				for _, si := range m.Streams {
+					count := 0
+					for _, c := range si.Chunks {
+						count += int(max(c.R, 1))
+					}
+					if si.Type == "video" && count >= n {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: fewer than %d video fragments after %v", manifest, n, timeout)
+}

@@ -1,0 +1,91 @@
+// drive.mjs plays a channel of the local stack in Debian's Chromium
+// (headless, through playwright-core), one page per format at once, and
+// prints one JSON line per format with what the player did:
+//
+//   node players/drive.mjs <edge URL> <channel> <seconds> hls dash smooth
+//
+// Each page plays live for at least <seconds> of media time. Meanwhile the
+// driver forces the lowest and then the highest video rendition and waits
+// until the player reports each one rendered. The exit status is 0 when
+// every format played without a player error and rendered both ends of
+// the ladder.
+import { chromium } from "playwright-core";
+
+const [edge, channel, secondsArg, ...formats] = process.argv.slice(2);
+const seconds = Number(secondsArg);
+if (!edge || !channel || !(seconds > 0) || formats.length === 0) {
+  console.error("usage: node drive.mjs <edge URL> <channel> <seconds> <hls|dash|smooth>...");
+  process.exit(2);
+}
+
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+async function waitFor(page, what, fn, arg, timeoutMs) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 200 });
+  } catch (e) {
+    throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+  }
+}
+
+async function play(browser, format) {
+  const page = await browser.newPage();
+  const console_ = [];
+  page.on("console", (m) => { if (m.type() === "error") console_.push(m.text()); });
+  page.on("pageerror", (e) => console_.push(String(e)));
+  const result = { format, ok: false };
+  try {
+    await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
+    await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
+    result.start = await page.evaluate(() => document.getElementById("video").currentTime);
+    const levels = await page.evaluate(() => window.smoothcast.levels);
+    result.levels = levels;
+    if (levels.length < 2) throw new Error(`the player offers ${levels.length} video renditions`);
+    const lo = levels.indexOf(Math.min(...levels));
+    const hi = levels.indexOf(Math.max(...levels));
+    for (const [name, i] of [["lowest", lo], ["highest", hi]]) {
+      await page.evaluate((i) => window.smoothcast.setLevel(i), i);
+      await waitFor(page, `${name} rendition rendered`,
+        (b) => window.smoothcast.rendered[window.smoothcast.rendered.length - 1] === b, levels[i], 30000);
+    }
+    await waitFor(page, `${seconds} s of playback`,
+      ([t0, s]) => document.getElementById("video").currentTime - t0 >= s, [result.start, seconds], (seconds + 30) * 1000);
+    Object.assign(result, await page.evaluate(() => ({
+      end: document.getElementById("video").currentTime,
+      rendered: window.smoothcast.rendered,
+      errors: window.smoothcast.errors,
+      latency: window.smoothcast.latency ? window.smoothcast.latency() : null,
+      paused: document.getElementById("video").paused,
+    })));
+    result.ok = result.errors.length === 0 && !result.paused;
+  } catch (e) {
+    result.failure = e.message;
+    try {
+      Object.assign(result, await page.evaluate(() => ({
+        at: document.getElementById("video").currentTime,
+        rendered: window.smoothcast.rendered,
+        errors: window.smoothcast.errors,
+      })));
+    } catch {}
+  }
+  if (console_.length) result.console = console_.slice(0, 10);
+  await page.close();
+  return result;
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio"],
+});
+let ok = true;
+try {
+  const results = await Promise.all(formats.map((f) => play(browser, f)));
+  for (const r of results) {
+    ok &&= r.ok;
+    console.log(JSON.stringify(r));
+  }
+} finally {
+  await browser.close();
+}
+process.exit(ok ? 0 : 1);
