@@ -116,6 +116,8 @@ type Arrival struct {
 	Prev    uint64
 	// Size is the object's size in bytes.
 	Size int64
+	// Samples is the number of samples (video frames) in the fragment.
+	Samples int `json:"samples,omitempty"`
 }
 
 // Pending is an arrival that waits for the fragments before it.
@@ -133,9 +135,36 @@ type TrackState struct {
 	// MaxDuration is the longest fragment ever published (timescale units):
 	// HLS's EXT-X-TARGETDURATION must not shrink.
 	MaxDuration uint64 `json:"maxd"`
-	// Bytes and Ticks total what was published, for the measured bitrate.
-	Bytes int64  `json:"bytes"`
-	Ticks uint64 `json:"ticks"`
+	// Bytes and Ticks total what was published, for the measured bitrate;
+	// Samples counts its samples, for the frame rate.
+	Bytes   int64  `json:"bytes"`
+	Ticks   uint64 `json:"ticks"`
+	Samples uint64 `json:"samples,omitempty"`
+	// PeakBytes and PeakTicks are the size and duration of the fragment
+	// with the highest bitrate published: HLS BANDWIDTH is a peak.
+	PeakBytes int64  `json:"peakb,omitempty"`
+	PeakTicks uint64 `json:"peakt,omitempty"`
+}
+
+// Bitrates returns the measured average and peak bitrates of what was
+// published, in bits per second; ok is false before anything was.
+func (s *TrackState) Bitrates(timescale uint64) (avg, peak int, ok bool) {
+	if s.Ticks == 0 || s.PeakTicks == 0 || timescale == 0 {
+		return 0, 0, false
+	}
+	rate := func(bytes int64, ticks uint64) int {
+		return int(float64(bytes) * 8 * float64(timescale) / float64(ticks))
+	}
+	return rate(s.Bytes, s.Ticks), rate(s.PeakBytes, s.PeakTicks), true
+}
+
+// FrameRate is the measured number of samples per second (video frames);
+// ok is false before anything with samples was published.
+func (s *TrackState) FrameRate(timescale uint64) (fps float64, ok bool) {
+	if s.Ticks == 0 || s.Samples == 0 || timescale == 0 {
+		return 0, false
+	}
+	return float64(s.Samples) * float64(timescale) / float64(s.Ticks), true
 }
 
 // Rules are the parameters of Apply.
@@ -268,6 +297,11 @@ func (s *TrackState) publish(a Arrival, gap bool) {
 	s.MaxDuration = max(s.MaxDuration, a.Duration)
 	s.Bytes += a.Size
 	s.Ticks += a.Duration
+	s.Samples += uint64(a.Samples)
+	// a's rate beats the peak's when Size/Duration > PeakBytes/PeakTicks.
+	if a.Duration > 0 && (s.PeakTicks == 0 || uint64(a.Size)*s.PeakTicks > uint64(s.PeakBytes)*a.Duration) {
+		s.PeakBytes, s.PeakTicks = a.Size, a.Duration
+	}
 }
 
 // MarshalTrackState encodes a track state document.

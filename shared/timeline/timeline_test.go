@@ -245,3 +245,24 @@ func TestTrimAfterAndRanges(t *testing.T) {
 		})
 	}
 }
+
+// The measured bitrates and frame rate come from what was published.
+func TestMeasuredBitratesAndFrameRate(t *testing.T) {
+	var s TrackState
+	const ts = 10_000_000
+	if _, _, ok := s.Bitrates(ts); ok {
+		t.Fatal("bitrates before anything was published")
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, size := range []int64{200_000, 260_000, 200_000} { // 2 s each: 800k, 1040k, 800k
+		a := Arrival{Fragment: Fragment{Start: uint64(i) * 2 * ts, Duration: 2 * ts}, Size: size, Samples: 50, HasPrev: i > 0, Prev: uint64(max(i-1, 0)) * 2 * ts}
+		s.Apply(a, now, Rules{GapTimeout: time.Second})
+	}
+	avg, peak, ok := s.Bitrates(ts)
+	if !ok || avg != 880_000 || peak != 1_040_000 {
+		t.Errorf("bitrates %d avg, %d peak (%v); want 880000 and 1040000", avg, peak, ok)
+	}
+	if fps, ok := s.FrameRate(ts); !ok || fps != 25 {
+		t.Errorf("frame rate %v (%v), want 25", fps, ok)
+	}
+}

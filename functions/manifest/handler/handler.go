@@ -231,6 +231,9 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 		size = o.Size
 	}
 	a := timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start, Duration: dur}, Size: size}
+	for _, trun := range moof.Traf.Truns {
+		a.Samples += int(trun.SampleCount())
+	}
 	if p, ok := o.Metadata[layout.MetaPrev]; ok {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -95,6 +96,7 @@ type representation struct {
 	Codecs            string           `xml:"codecs,attr"`
 	Width             int              `xml:"width,attr,omitempty"`
 	Height            int              `xml:"height,attr,omitempty"`
+	FrameRate         string           `xml:"frameRate,attr,omitempty"`
 	SAR               string           `xml:"sar,attr,omitempty"`
 	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
 	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
@@ -192,6 +194,9 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		}
 		for _, tv := range g.Views {
 			r := representation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
+			if _, peak, ok := tv.State.Bitrates(ts); ok {
+				r.Bandwidth = peak // measured from the fragments, as ABR needs it
+			}
 			if seen[tv.ID.Bitrate] > 1 {
 				r.ID = tv.ID.Name + "_" + r.ID
 				b := strconv.Itoa(tv.ID.Bitrate)
@@ -204,6 +209,9 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			switch g.Kind {
 			case timeline.Video:
 				r.Width, r.Height, r.SAR = tv.Width, tv.Height, "1:1"
+				if fps, ok := tv.State.FrameRate(ts); ok {
+					r.FrameRate = frameRate(fps)
+				}
 				as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
 			case timeline.Audio:
 				r.AudioSamplingRate = tv.SamplingRate
@@ -283,4 +291,16 @@ func ticksDuration(ticks, timescale uint64) time.Duration {
 func duration(d time.Duration) string {
 	sec := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 	return "PT" + sec + "S"
+}
+
+// frameRate writes a measured frame rate as a DASH FrameRateType: an
+// integer, or a fraction for the NTSC rates (30000/1001) and others.
+func frameRate(fps float64) string {
+	if n := math.Round(fps); math.Abs(fps-n) < 0.01 {
+		return strconv.Itoa(int(n))
+	}
+	if n := math.Round(fps * 1.001); math.Abs(fps*1.001-n) < 0.01 {
+		return strconv.Itoa(int(n)*1000) + "/1001"
+	}
+	return strconv.Itoa(int(math.Round(fps*1000))) + "/1000"
 }

@@ -168,3 +168,11 @@ func TestTwentyFourHoursCompactWithoutDrift(t *testing.T) {
 		t.Errorf("publishTime should be the end of the last fragment, %s:\n%.600s", want, b)
 	}
 }
+
+func TestFrameRate(t *testing.T) {
+	for fps, want := range map[float64]string{25: "25", 24.999: "25", 29.97: "30000/1001", 59.94: "60000/1001", 12.5: "12500/1000"} {
+		if got := frameRate(fps); got != want {
+			t.Errorf("frameRate(%v) = %s, want %s", fps, got, want)
+		}
+	}
+}

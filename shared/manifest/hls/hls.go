@@ -68,26 +68,48 @@ func Master(p *timeline.Presentation) []byte {
 		}
 		fmt.Fprintf(&b, "URI=%q\n", mediaRef(p, a.ID))
 	}
+	// A variant's bitrates add the highest of the audio renditions it may
+	// play with.
+	audioAvg, audioPeak := 0, 0
+	for _, a := range audio {
+		avg, peak := bitrates(a)
+		audioAvg, audioPeak = max(audioAvg, avg), max(audioPeak, peak)
+	}
 	for _, v := range video {
 		codecs := v.Codecs
 		if audioCodecs != "" {
 			codecs += "," + audioCodecs
 		}
-		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q", v.ID.Bitrate+maxAudio, codecs)
+		avg, peak := bitrates(v)
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak+audioPeak, avg+audioAvg, codecs)
 		if v.Width > 0 && v.Height > 0 {
 			fmt.Fprintf(&b, ",RESOLUTION=%dx%d", v.Width, v.Height)
+		}
+		if fps, ok := v.State.FrameRate(v.Timescale); ok {
+			fmt.Fprintf(&b, ",FRAME-RATE=%.3f", fps)
 		}
 		if len(audio) > 0 {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
 		}
 		b.WriteString("\n" + mediaRef(p, v.ID) + "\n")
 	}
-	if len(video) == 0 {
-		for _, a := range audio {
-			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q\n%s\n", a.ID.Bitrate, a.Codecs, mediaRef(p, a.ID))
-		}
+	// Audio-only variants (all of them when there is no video): what a
+	// client falls back to on a link too slow for any video.
+	for _, a := range audio {
+		avg, peak := bitrates(a)
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q\n%s\n", peak, avg, a.Codecs, mediaRef(p, a.ID))
 	}
 	return b.Bytes()
+}
+
+// bitrates are a track's average and peak bitrates as measured from the
+// sizes of its published fragments, or the declared bitrate for both until
+// something is published.
+func bitrates(tv *timeline.TrackView) (avg, peak int) {
+	if avg, peak, ok := tv.State.Bitrates(tv.Timescale); ok {
+		return avg, peak
+	}
+	return tv.ID.Bitrate, tv.ID.Bitrate
 }
 
 // mediaRef is the URI of a media playlist, carrying a time-shift query on.

@@ -38,10 +38,12 @@ func Golden(t *testing.T, name string, got []byte) {
 	}
 }
 
-// State is a track state of fragments of the given durations from start,
-// with a gap (missing media of the same duration) before fragment gapAt
-// (-1 for none).
-func State(durs []uint64, start uint64, gapAt int) timeline.TrackState {
+// State is a track state of fragments of the given durations (in 10 MHz
+// ticks) from start, with a gap (missing media of the same duration) before
+// fragment gapAt (-1 for none). Fragment sizes follow bitrate, every third
+// one 20 % larger, so that the measured peak and average differ; fps gives
+// the samples per second.
+func State(durs []uint64, start uint64, gapAt int, bitrate int, fps float64) timeline.TrackState {
 	var s timeline.TrackState
 	t := start
 	for i, d := range durs {
@@ -51,6 +53,16 @@ func State(durs []uint64, start uint64, gapAt int) timeline.TrackState {
 		s.Timeline.Append(timeline.Fragment{Start: t, Duration: d}, i == gapAt)
 		t += d
 		s.MaxDuration = max(s.MaxDuration, d)
+		size := int64(float64(bitrate) / 8 * float64(d) / 1e7)
+		if i%3 == 2 {
+			size = size * 6 / 5
+		}
+		s.Bytes += size
+		s.Ticks += d
+		s.Samples += uint64(fps * float64(d) / 1e7)
+		if s.PeakTicks == 0 || uint64(size)*s.PeakTicks > uint64(s.PeakBytes)*d {
+			s.PeakBytes, s.PeakTicks = size, d
+		}
 	}
 	return s
 }
@@ -71,9 +83,9 @@ func Presentation(videoLag bool) *timeline.Presentation {
 	return &timeline.Presentation{
 		Channel: "ch", Epoch: Epoch, DVRWindow: 30 * time.Minute,
 		Tracks: []timeline.TrackView{
-			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 800000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64001e", CodecPrivateData: "00000001AA0000000168", Width: 640, Height: 360}, State: State(v, 0, -1)},
-			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 300000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64000d", CodecPrivateData: "00000001BB0000000168", Width: 320, Height: 180}, State: State(lagging, 0, -1)},
-			{Track: timeline.Track{ID: layout.TrackID{Name: "audio", Bitrate: 96000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AACL", Codecs: "mp4a.40.2", CodecPrivateData: "1190", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 4, AudioTag: 255, Language: "und"}, State: State(a, 0, 3)},
+			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 800000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64001e", CodecPrivateData: "00000001AA0000000168", Width: 640, Height: 360}, State: State(v, 0, -1, 800000, 25)},
+			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 300000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64000d", CodecPrivateData: "00000001BB0000000168", Width: 320, Height: 180}, State: State(lagging, 0, -1, 300000, 25)},
+			{Track: timeline.Track{ID: layout.TrackID{Name: "audio", Bitrate: 96000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AACL", Codecs: "mp4a.40.2", CodecPrivateData: "1190", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 4, AudioTag: 255, Language: "und"}, State: State(a, 0, 3, 96000, 46.875)},
 		},
 	}
 }
