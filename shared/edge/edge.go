@@ -187,12 +187,8 @@ func (e *Edge) servePlayer(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(playerPage)
-	case strings.HasPrefix(p, "/player/lib/") && playerLibs[strings.TrimPrefix(p, "/player/lib/")] != "":
+	case strings.HasPrefix(p, "/player/lib/") && playerLibs[strings.TrimPrefix(p, "/player/lib/")] != "" && e.Players != "":
 		file := filepath.Join(e.Players, "node_modules", playerLibs[strings.TrimPrefix(p, "/player/lib/")])
-		if e.Players == "" {
-			notFound(w)
-			return
-		}
 		if _, err := os.Stat(file); err != nil {
 			e.Log.Warn("edge: player library missing; run make players (npm ci in players/)", "file", file)
 			notFound(w)

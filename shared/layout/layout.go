@@ -56,7 +56,8 @@ func nameChar(c byte) bool {
 
 // SanitizeName maps an encoder-supplied name (for example a SMIL trackName)
 // onto the allowed character set: every other byte becomes '_', leading '-'
-// and '_' and trailing '_' go, and the result is cut to MaxNameLen. It returns fallback when nothing usable is left.
+// and '_' and trailing '_' go, and the result is cut to MaxNameLen. It
+// returns fallback when nothing usable is left.
 func SanitizeName(s, fallback string) string {
 	b := []byte(s)
 	if len(b) > MaxNameLen {

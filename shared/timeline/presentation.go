@@ -114,12 +114,46 @@ func (p *Presentation) Groups() []Group {
 	return groups
 }
 
-// Common returns the fragments, within the DVR window, that every track of
-// the group has: what a client that may switch between them can rely on.
+// Common returns the fragments, within the DVR window or the time-shift
+// range (see Windowed), that every track of the group has: what a client
+// that may switch between them can rely on.
 func (p *Presentation) Common(g Group) Timeline {
 	tls := make([]Timeline, len(g.Views))
 	for i, tv := range g.Views {
 		tls[i] = p.Windowed(tv)
 	}
 	return Common(tls...)
+}
+
+// Extent is the wall-clock extent of some of a presentation's timelines.
+type Extent struct {
+	Start time.Time // the earliest start
+	End   time.Time // the latest end
+	// FirstEnd is the earliest end: up to there every timeline has media.
+	FirstEnd time.Time
+}
+
+// Empty reports whether nothing was added.
+func (e *Extent) Empty() bool { return e.Start.IsZero() }
+
+// Add widens e by tl, a timeline of p in ticks of timescale; an empty tl
+// changes nothing.
+func (e *Extent) Add(p *Presentation, tl *Timeline, timescale uint64) {
+	if tl.Empty() {
+		return
+	}
+	s, end := p.Wallclock(tl.Start(), timescale), p.Wallclock(tl.End(), timescale)
+	if e.Empty() {
+		e.Start, e.End, e.FirstEnd = s, end, end
+		return
+	}
+	if s.Before(e.Start) {
+		e.Start = s
+	}
+	if end.After(e.End) {
+		e.End = end
+	}
+	if end.Before(e.FirstEnd) {
+		e.FirstEnd = end
+	}
 }

@@ -266,3 +266,24 @@ func TestMeasuredBitratesAndFrameRate(t *testing.T) {
 		t.Errorf("frame rate %v (%v), want 25", fps, ok)
 	}
 }
+
+func TestExtent(t *testing.T) {
+	p := Presentation{Epoch: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	mk := func(start, end uint64) *Timeline {
+		var tl Timeline
+		tl.Append(Fragment{Start: start, Duration: end - start}, false)
+		return &tl
+	}
+	var e Extent
+	e.Add(&p, &Timeline{}, 1000)
+	if !e.Empty() {
+		t.Fatal("an empty timeline widened the extent")
+	}
+	e.Add(&p, mk(2000, 12000), 1000)    // 2 s to 12 s
+	e.Add(&p, mk(1000, 11500), 1000)    // 1 s to 11.5 s
+	e.Add(&p, mk(30000, 360000), 30000) // 1 s to 12 s at another timescale
+	sec := func(s float64) time.Time { return p.Epoch.Add(time.Duration(s * float64(time.Second))) }
+	if !e.Start.Equal(sec(1)) || !e.End.Equal(sec(12)) || !e.FirstEnd.Equal(sec(11.5)) {
+		t.Errorf("extent %v to %v, first end %v", e.Start, e.End, e.FirstEnd)
+	}
+}

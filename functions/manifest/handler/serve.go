@@ -211,28 +211,19 @@ func parseInstant(name, raw string, epoch time.Time) (time.Time, error) {
 // available refuses a range that lies wholly outside what the state still
 // lists (older than the DVR window, or beyond the live edge).
 func available(p *timeline.Presentation, r *timeline.Range) error {
-	var oldest, newest time.Time
+	var kept timeline.Extent
 	for i := range p.Tracks {
 		tv := &p.Tracks[i]
-		tl := &tv.State.Timeline
-		if tl.Empty() {
-			continue
-		}
-		if s := p.Wallclock(tl.Start(), tv.Timescale); oldest.IsZero() || s.Before(oldest) {
-			oldest = s
-		}
-		if e := p.Wallclock(tl.End(), tv.Timescale); e.After(newest) {
-			newest = e
-		}
+		kept.Add(p, &tv.State.Timeline, tv.Timescale)
 	}
 	const layoutTime = "2006-01-02T15:04:05.000Z07:00"
 	switch {
-	case oldest.IsZero():
+	case kept.Empty():
 		return errors.New("bad range: the channel has no fragments yet")
-	case !r.From.IsZero() && !r.From.Before(newest):
-		return fmt.Errorf("bad range: start %s is at or after the newest fragment's end, %s", r.From.UTC().Format(layoutTime), newest.UTC().Format(layoutTime))
-	case !r.To.IsZero() && !r.To.After(oldest):
-		return fmt.Errorf("bad range: end %s is at or before the oldest fragment kept, %s (the DVR window is %s)", r.To.UTC().Format(layoutTime), oldest.UTC().Format(layoutTime), p.DVRWindow)
+	case !r.From.IsZero() && !r.From.Before(kept.End):
+		return fmt.Errorf("bad range: start %s is at or after the newest fragment's end, %s", r.From.UTC().Format(layoutTime), kept.End.UTC().Format(layoutTime))
+	case !r.To.IsZero() && !r.To.After(kept.Start):
+		return fmt.Errorf("bad range: end %s is at or before the oldest fragment kept, %s (the DVR window is %s)", r.To.UTC().Format(layoutTime), kept.Start.UTC().Format(layoutTime), p.DVRWindow)
 	}
 	return nil
 }

@@ -128,36 +128,27 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		seen[tv.ID.Bitrate]++
 	}
 	var maxDur time.Duration
-	// newest is the end of the adaptation set that reaches furthest (the
-	// publish time), shortest the end of the one that stops first (where a
-	// static range ends: no reader then looks for a segment past the end of
-	// an adaptation set that stops a few samples early).
-	var newest, oldest, shortest time.Time
-	groups := p.Groups()
-	commons := make([]timeline.Timeline, len(groups))
-	for i, g := range groups {
-		commons[i] = p.Common(g)
-		if commons[i].Empty() {
+	// The extent of what the adaptation sets list: its end is the publish
+	// time; a static range ends at FirstEnd, so that no reader looks for a
+	// segment past the end of an adaptation set that stops a few samples
+	// early.
+	var extent timeline.Extent
+	var groups []timeline.Group
+	var commons []timeline.Timeline
+	for _, g := range p.Groups() {
+		if g.Kind != timeline.Video && g.Kind != timeline.Audio {
 			continue
 		}
-		ts := g.Views[0].Timescale
-		if s := p.Wallclock(commons[i].Start(), ts); oldest.IsZero() || s.Before(oldest) {
-			oldest = s
+		common := p.Common(g)
+		if common.Empty() {
+			continue
 		}
-		e := p.Wallclock(commons[i].End(), ts)
-		if e.After(newest) {
-			newest = e
-		}
-		if shortest.IsZero() || e.Before(shortest) {
-			shortest = e
-		}
+		extent.Add(p, &common, g.Views[0].Timescale)
+		groups, commons = append(groups, g), append(commons, common)
 	}
 	per := period{ID: "0", Start: "PT0S"}
 	for i, g := range groups {
 		common := commons[i]
-		if common.Empty() {
-			continue
-		}
 		tv0 := g.Views[0]
 		ts := tv0.Timescale
 		for _, tv := range g.Views {
@@ -179,7 +170,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			},
 		}
 		if p.VOD() {
-			as.SegmentTemplate.PresentationTimeOffset = p.MediaTime(oldest, ts)
+			as.SegmentTemplate.PresentationTimeOffset = p.MediaTime(extent.Start, ts)
 		}
 		switch g.Kind {
 		case timeline.Video:
@@ -189,8 +180,6 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			if tv0.Language != "" && tv0.Language != "und" {
 				as.Lang = tv0.Language
 			}
-		default:
-			continue
 		}
 		for _, tv := range g.Views {
 			r := representation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
@@ -227,7 +216,8 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 	if maxDur == 0 {
 		maxDur = 2 * time.Second
 	}
-	if newest.IsZero() {
+	newest := extent.End
+	if extent.Empty() {
 		newest = p.Epoch
 	}
 	m.PublishTime = newest.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
@@ -237,7 +227,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		// A finished range: a static MPD whose Period starts at the range's
 		// first fragment.
 		m.Type, m.AvailabilityStartTime, m.TimeShiftBufferDepth = "static", "", ""
-		m.MediaPresentationDuration = duration(shortest.Sub(oldest))
+		m.MediaPresentationDuration = duration(extent.FirstEnd.Sub(extent.Start))
 	} else {
 		mup := o.MinimumUpdatePeriod
 		if mup == 0 {
@@ -246,9 +236,9 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		m.MinimumUpdatePeriod = duration(mup)
 		// Three segments behind the live edge, as HLS clients hold back.
 		m.SuggestedPresentationDelay = duration(3 * maxDur)
-		if p.Range != nil && newest.Sub(oldest) > p.DVRWindow {
+		if depth := extent.End.Sub(extent.Start); p.Range != nil && depth > p.DVRWindow {
 			// A start-over reaching further back than the DVR window.
-			m.TimeShiftBufferDepth = duration(newest.Sub(oldest))
+			m.TimeShiftBufferDepth = duration(depth)
 		}
 	}
 	if o.UTCTimingURL != "" && !p.VOD() {

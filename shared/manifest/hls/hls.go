@@ -40,13 +40,12 @@ func Master(p *timeline.Presentation) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n#EXT-X-INDEPENDENT-SEGMENTS\n")
-	maxAudio, audioCodecs := 0, ""
+	audioCodecs := ""
 	names := map[string]int{}
 	for _, a := range audio {
 		names[a.ID.Name]++
 	}
 	for i, a := range audio {
-		maxAudio = max(maxAudio, a.ID.Bitrate)
 		if audioCodecs == "" {
 			audioCodecs = a.Codecs
 		}

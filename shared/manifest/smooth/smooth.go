@@ -57,21 +57,6 @@ type qualityLevel struct {
 	CodecPrivateData string `xml:"CodecPrivateData,attr"`
 }
 
-// span is the time the stream index's chunks cover, in its timescale.
-func (si streamIndex) span() (start, end uint64) {
-	t := uint64(0)
-	for i, c := range si.Chunk {
-		if c.T != nil {
-			t = *c.T
-		}
-		if i == 0 {
-			start = t
-		}
-		t += c.D * max(c.R, 1)
-	}
-	return start, t
-}
-
 // chunk is a "c" element. T is a pointer so that it is written only where
 // the start does not follow from the previous chunk; R counts fragments of
 // the same duration (MS-SSTR: the total, so r is omitted for a single one).
@@ -91,12 +76,15 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 		MinorVersion: 2,
 		TimeScale:    DefaultTimeScale,
 		IsLive:       "TRUE",
-		// No tfrf boxes are sent: clients refresh the manifest instead.
+		// Fragments carry a tfrf announcing the next one, but clients that
+		// honour this count refresh the manifest instead: after a gap, a
+		// tfrf points at a fragment that never comes.
 		LookaheadCount:  0,
 		DVRWindowLength: timeline.Ticks(p.DVRWindow, DefaultTimeScale),
 	}
+	var extent timeline.Extent
 	for _, g := range p.Groups() {
-		si, err := renderStreamIndex(p, g)
+		si, err := renderStreamIndex(p, g, &extent)
 		if err != nil {
 			return nil, err
 		}
@@ -107,18 +95,7 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 	if p.VOD() {
 		// A finished range: clients play it from its start to its end.
 		m.IsLive, m.DVRWindowLength = "FALSE", 0
-		var first, last uint64
-		for i, si := range m.Streams {
-			s, e := si.span()
-			if si.TimeScale != 0 { // the stream index's own timescale
-				s, e = s*DefaultTimeScale/si.TimeScale, e*DefaultTimeScale/si.TimeScale
-			}
-			if i == 0 || s < first {
-				first = s
-			}
-			last = max(last, e)
-		}
-		m.Duration = last - first
+		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
 	}
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
@@ -131,7 +108,8 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func renderStreamIndex(p *timeline.Presentation, g timeline.Group) (streamIndex, error) {
+// renderStreamIndex renders group g and adds what it lists to extent.
+func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timeline.Extent) (streamIndex, error) {
 	kind, name, views := g.Kind, g.Name, g.Views
 	si := streamIndex{
 		Type:          string(kind),
@@ -165,6 +143,7 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group) (streamIndex,
 		si.TimeScale = timescale
 	}
 	common := p.Common(g)
+	extent.Add(p, &common, timescale)
 	prevEnd, first := uint64(0), true
 	for _, r := range common.Runs {
 		c := chunk{D: r.Duration}
