@@ -20,7 +20,7 @@ run: ## build and start the local stack (embedded S3, relay :8080, edge :8081, p
 players: ## install the browser players and their driver (npm ci in players/)
 	cd players && npm ci --no-audit --no-fund
 
-deps: ## check the tools the tests drive (ffmpeg, chromium, node, players/); install with scripts/install-deps.sh
+deps: ## check the tools the tests drive (ffmpeg, chromium, node, players/, GStreamer); install with scripts/install-deps.sh
 	@scripts/check-deps.sh
 
 test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffmpeg, short fuzz runs

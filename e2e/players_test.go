@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 )
 
@@ -65,18 +66,9 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	players := requirePlayers(t)
 	st := startStackWith(t, players)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	push := ffmpegPush(ctx, ffmpeg, st.IngestURL+"/live/players.isml/Streams(enc1)", 60, true)
-	var pushErr bytes.Buffer
-	push.Stderr = &pushErr
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = push.Wait() }()
-	waitForFragments(t, st.EdgeURL+"/live/players.isml/Manifest", 3, 30*time.Second)
+	pushErr := startLivePush(t, ffmpeg, st, "players", 60)
 
-	dctx, dcancel := context.WithTimeout(ctx, 3*time.Minute)
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer dcancel()
 	cmd := exec.CommandContext(dctx, node, filepath.Join(players, "drive.mjs"), st.EdgeURL, "players", "10", "hls", "dash", "smooth")
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
@@ -134,6 +126,25 @@ func ffmpegPush(ctx context.Context, ffmpeg, url string, seconds int, isml bool)
 		args = append(args, "-movflags", "+isml+frag_keyframe")
 	}
 	return exec.CommandContext(ctx, ffmpeg, append(args, "-f", "ismv", url)...)
+}
+
+// startLivePush starts ffmpegPush (with +isml) of the given seconds to
+// channel, stops it when the test ends, and returns once the Smooth
+// manifest lists 3 video fragments. The returned buffer collects ffmpeg's
+// errors.
+func startLivePush(t *testing.T, ffmpeg string, st *stack.Stack, channel string, seconds int) *bytes.Buffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	push := ffmpegPush(ctx, ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", seconds, true)
+	var pushErr bytes.Buffer
+	push.Stderr = &pushErr
+	if err := push.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = push.Wait() })
+	waitForFragments(t, st.EdgeURL+"/live/"+channel+".isml/Manifest", 3, 30*time.Second)
+	return &pushErr
 }
 
 // waitForFragments polls a Smooth manifest until its video lists n

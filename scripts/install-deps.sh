@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite drives: ffmpeg and Chromium from Debian's
-# packages (and Node.js/npm when missing), then the players' npm packages
-# (dash.js, hls.js, playwright-core) from players/package-lock.json.
+# Installs what the test suite drives: ffmpeg, Chromium and GStreamer's
+# adaptive demuxers (mssdemux, hlsdemux, dashdemux) from Debian's packages
+# (and Node.js/npm when missing), then the players' npm packages (dash.js,
+# hls.js, playwright-core) from players/package-lock.json.
 # Run as root for the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+if ! command -v gst-inspect-1.0 >/dev/null 2>&1 ||
+  ! gst-inspect-1.0 --exists mssdemux || ! gst-inspect-1.0 --exists souphttpsrc ||
+  ! gst-inspect-1.0 --exists avdec_h264 || ! gst-inspect-1.0 --exists decodebin; then
+  need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

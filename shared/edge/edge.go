@@ -145,6 +145,13 @@ func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request) {
 	for k := range r.Header {
 		req.Headers[strings.ToLower(k)] = r.Header.Get(k)
 	}
+	// What CloudFront's viewer-request function and the Function URL front
+	// end add: the host and scheme the viewer used.
+	req.Headers[layout.ViewerHostHeader] = r.Host
+	req.Headers["x-forwarded-proto"] = "http"
+	if r.TLS != nil {
+		req.Headers["x-forwarded-proto"] = "https"
+	}
 	if q := r.URL.Query(); len(q) > 0 {
 		req.QueryStringParameters = map[string]string{}
 		for k := range q {

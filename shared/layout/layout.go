@@ -187,6 +187,13 @@ const (
 // UTCTiming, urn:mpeg:dash:utc:http-iso:2014).
 const TimePath = "/time"
 
+// ViewerHostHeader is the request header (lower case, as Function URLs
+// deliver headers) that carries the host name viewers asked for, so that
+// the manifest function can write absolute URLs. The local edge sets it;
+// in AWS a CloudFront viewer-request function copies Host into it, since
+// a Function URL origin sees its own host.
+const ViewerHostHeader = "x-forwarded-host"
+
 // Object is a parsed key or URL path under the live prefix.
 type Object struct {
 	Kind    ObjectKind

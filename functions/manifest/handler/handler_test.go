@@ -299,6 +299,39 @@ func TestManifestRequests(t *testing.T) {
 	}
 }
 
+func TestMPDTellsTheTimeOnTheViewersHost(t *testing.T) {
+	_, st := newStore(t)
+	evs := pushFixture(t, st, "ch", time.Now().Add(-time.Minute))
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		want    string
+	}{
+		{"no viewer host: relative", nil, `value="/time"`},
+		{"CloudFront: https by default", map[string]string{layout.ViewerHostHeader: "d111.cloudfront.net"}, `value="https://d111.cloudfront.net/time"`},
+		{"local edge over http", map[string]string{layout.ViewerHostHeader: "127.0.0.1:8081", "x-forwarded-proto": "http"}, `value="http://127.0.0.1:8081/time"`},
+		{"a host that is not one stays out", map[string]string{layout.ViewerHostHeader: "evil.example/x?"}, `value="/time"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := urlRequest("GET", "/live/ch.isml/manifest.mpd")
+			req.Headers = tc.headers
+			resp, err := h.HandleURL(context.Background(), req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, err %v: %s", resp.StatusCode, err, resp.Body)
+			}
+			if !strings.Contains(resp.Body, `<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" `+tc.want) {
+				t.Errorf("UTCTiming is not %s:\n%s", tc.want, resp.Body)
+			}
+		})
+	}
+}
+
 func TestEventKeyIsURLDecoded(t *testing.T) {
 	// S3 encodes keys in events: '(' ')' '=' arrive as %28 %29 %3D.
 	key := layout.FragmentKey("ch", layout.TrackID{Name: "video", Bitrate: 800000}, 20000000)

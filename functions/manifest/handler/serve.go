@@ -89,7 +89,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	case layout.KindMasterPlaylist:
 		body, ctype = hls.Master(p), ContentTypeHLS
 	case layout.KindDASHManifest:
-		body, err = dash.Render(p, dash.Options{UTCTimingURL: layout.TimePath})
+		body, err = dash.Render(p, dash.Options{UTCTimingURL: viewerURL(req.Headers, layout.TimePath)})
 		ctype = ContentTypeDASH
 	case layout.KindMediaPlaylist:
 		var ok bool
@@ -114,6 +114,26 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	resp.Headers["Content-Length"] = strconv.Itoa(len(body))
 	return resp, nil
+}
+
+// viewerURL makes path absolute on the host the viewer used, when the
+// request says which (layout.ViewerHostHeader, with x-forwarded-proto or https).
+// Clients resolve a relative UTCTiming URL inconsistently: dash.js against
+// the page, GStreamer not at all; an absolute one works for all of them.
+// Without the header the path stays relative.
+func viewerURL(headers map[string]string, path string) string {
+	host := headers[layout.ViewerHostHeader]
+	notHost := func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(".-:[]", r))
+	}
+	if host == "" || strings.ContainsFunc(host, notHost) {
+		return path // absent, or not a host[:port]
+	}
+	proto := headers["x-forwarded-proto"]
+	if proto != "http" {
+		proto = "https"
+	}
+	return proto + "://" + host + path
 }
 
 func textResponse(code int, msg string) events.LambdaFunctionURLResponse {

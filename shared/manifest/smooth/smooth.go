@@ -16,15 +16,18 @@ import (
 const DefaultTimeScale = 10_000_000
 
 type media struct {
-	XMLName         xml.Name      `xml:"SmoothStreamingMedia"`
-	MajorVersion    int           `xml:"MajorVersion,attr"`
-	MinorVersion    int           `xml:"MinorVersion,attr"`
-	TimeScale       uint64        `xml:"TimeScale,attr"`
-	Duration        uint64        `xml:"Duration,attr"`
-	IsLive          string        `xml:"IsLive,attr"`
-	LookaheadCount  int           `xml:"LookaheadCount,attr"`
-	DVRWindowLength uint64        `xml:"DVRWindowLength,attr"`
-	Streams         []streamIndex `xml:"StreamIndex"`
+	XMLName        xml.Name `xml:"SmoothStreamingMedia"`
+	MajorVersion   int      `xml:"MajorVersion,attr"`
+	MinorVersion   int      `xml:"MinorVersion,attr"`
+	TimeScale      uint64   `xml:"TimeScale,attr"`
+	Duration       uint64   `xml:"Duration,attr"`
+	IsLive         string   `xml:"IsLive,attr"`
+	LookaheadCount int      `xml:"LookaheadCount,attr"`
+	// LookAheadFragmentCount is the name IIS writes and GStreamer reads for
+	// what MS-SSTR calls LookaheadCount.
+	LookAheadFragmentCount int           `xml:"LookAheadFragmentCount,attr"`
+	DVRWindowLength        uint64        `xml:"DVRWindowLength,attr"`
+	Streams                []streamIndex `xml:"StreamIndex"`
 }
 
 type streamIndex struct {
@@ -76,11 +79,14 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 		MinorVersion: 2,
 		TimeScale:    DefaultTimeScale,
 		IsLive:       "TRUE",
-		// Fragments carry a tfrf announcing the next one, but clients that
-		// honour this count refresh the manifest instead: after a gap, a
-		// tfrf points at a fragment that never comes.
-		LookaheadCount:  0,
-		DVRWindowLength: timeline.Ticks(p.DVRWindow, DefaultTimeScale),
+		// Every stored fragment carries a tfrf announcing the next one
+		// (fmp4.Rewrite), so live clients can run ahead of manifest
+		// refreshes. GStreamer's mssdemux (1.22) needs the count above zero
+		// to parse fragments of a live stream at all: at zero it drops
+		// every byte it downloads.
+		LookaheadCount:         1,
+		LookAheadFragmentCount: 1,
+		DVRWindowLength:        timeline.Ticks(p.DVRWindow, DefaultTimeScale),
 	}
 	var extent timeline.Extent
 	for _, g := range p.Groups() {
