@@ -10,6 +10,7 @@ import (
 	"encoding/xml"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -66,19 +67,22 @@ func pushFFmpeg(t *testing.T, ffmpeg, url string, isml bool) {
 }
 
 type smoothManifest struct {
-	IsLive  string `xml:"IsLive,attr"`
-	Streams []struct {
-		Type   string `xml:"Type,attr"`
-		URL    string `xml:"Url,attr"`
-		Levels []struct {
-			Bitrate int `xml:"Bitrate,attr"`
-		} `xml:"QualityLevel"`
-		Chunks []struct {
-			T *uint64 `xml:"t,attr"`
-			D uint64  `xml:"d,attr"`
-			R uint64  `xml:"r,attr"`
-		} `xml:"c"`
-	} `xml:"StreamIndex"`
+	IsLive   string              `xml:"IsLive,attr"`
+	Duration uint64              `xml:"Duration,attr"`
+	Streams  []smoothStreamIndex `xml:"StreamIndex"`
+}
+
+type smoothStreamIndex struct {
+	Type   string `xml:"Type,attr"`
+	URL    string `xml:"Url,attr"`
+	Levels []struct {
+		Bitrate int `xml:"Bitrate,attr"`
+	} `xml:"QualityLevel"`
+	Chunks []struct {
+		T *uint64 `xml:"t,attr"`
+		D uint64  `xml:"d,attr"`
+		R uint64  `xml:"r,attr"`
+	} `xml:"c"`
 }
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
@@ -138,8 +142,8 @@ func checkSmooth(t *testing.T, base string) {
 	if err := xml.Unmarshal(body, &m); err != nil {
 		t.Fatalf("Manifest does not parse: %v\n%s", err, body)
 	}
-	if m.IsLive != "TRUE" || len(m.Streams) != 2 {
-		t.Fatalf("Manifest: IsLive=%s, %d stream indexes, want TRUE and 2:\n%s", m.IsLive, len(m.Streams), body)
+	if len(m.Streams) != 2 {
+		t.Fatalf("Manifest: %d stream indexes, want 2:\n%s", len(m.Streams), body)
 	}
 	checked := 0
 	for _, si := range m.Streams {
@@ -147,17 +151,9 @@ func checkSmooth(t *testing.T, base string) {
 		if len(si.Levels) != wantLevels {
 			t.Errorf("%s: %d quality levels, want %d", si.Type, len(si.Levels), wantLevels)
 		}
-		var times []uint64
-		next := uint64(0)
-		for _, c := range si.Chunks {
-			if c.T != nil {
-				next = *c.T
-			}
-			for range max(c.R, 1) {
-				times = append(times, next)
-				next += c.D
-			}
-		}
+		times := chunkTimes(si)
+		last := si.Chunks[len(si.Chunks)-1]
+		next := times[len(times)-1] + last.D
 		// ffmpeg -t 12 with 2 s GOPs: 6 fragments per track.
 		if got := float64(next-times[0]) / 1e7; len(times) < pushSeconds/2-1 || got < pushSeconds-2.5 {
 			t.Errorf("%s: %d fragments covering %.2f s, want about %d s", si.Type, len(times), got, pushSeconds)
@@ -213,8 +209,14 @@ func checkTimeShiftWithFFmpeg(t *testing.T, ffmpeg, base string) {
 // decoded.
 func checkDecode(t *testing.T, ffmpeg, url string, runs [][]string, inputArgs ...string) {
 	t.Helper()
+	checkDecodeSeconds(t, ffmpeg, url, pushSeconds, runs, inputArgs...)
+}
+
+// checkDecodeSeconds is checkDecode for a stream of the given length.
+func checkDecodeSeconds(t *testing.T, ffmpeg, url string, seconds int, runs [][]string, inputArgs ...string) {
+	t.Helper()
 	frames := map[string]int{}
-	var audioEnd, audioStart int64 = 0, -1
+	var audioTicks int64
 	for _, maps := range runs {
 		args := append([]string{"-hide_banner", "-v", "error"}, inputArgs...)
 		args = append(args, "-i", url)
@@ -244,30 +246,28 @@ func checkDecode(t *testing.T, ffmpeg, url string, runs [][]string, inputArgs ..
 			kind := maps[atoi(strings.TrimSpace(f[0]))][2:3] // "v" or "a"
 			frames[kind]++
 			if kind == "a" {
-				pts, _ := strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64)
 				dur, _ := strconv.ParseInt(strings.TrimSpace(f[3]), 10, 64)
-				if audioStart < 0 {
-					audioStart = pts
-				}
-				audioEnd = pts + dur
+				audioTicks += dur
 			}
 		}
 	}
-	// framecrc time base for audio is 1/48000.
-	audioSeconds := float64(audioEnd-audioStart) / 48000
+	// framecrc time base for audio is 1/48000. Durations, not the span of
+	// timestamps: a stream may have a gap between sessions.
+	audioSeconds := float64(audioTicks) / 48000
 	t.Logf("%s via ffmpeg: %d video frames, %d audio frames (%.3f s)", url, frames["v"], frames["a"], audioSeconds)
-	if want := pushSeconds * 25; frames["v"] != want {
-		t.Errorf("decoded %d video frames, want %d (%d s at 25 fps)", frames["v"], want, pushSeconds)
+	if want := seconds * 25; frames["v"] != want {
+		t.Errorf("decoded %d video frames, want %d (%d s at 25 fps)", frames["v"], want, seconds)
 	}
-	if audioSeconds < pushSeconds-0.1 || audioSeconds > pushSeconds+0.1 {
-		t.Errorf("decoded %.3f s of audio, want %d s", audioSeconds, pushSeconds)
+	if math.Abs(audioSeconds-float64(seconds)) > 0.1 {
+		t.Errorf("decoded %.3f s of audio, want %d s", audioSeconds, seconds)
 	}
 }
 
 // checkRequestCost counts the store's requests: per fragment one PUT of the
 // fragment and at most one successful PUT of the track's state, plus a
 // bounded number of writes per track (its init segment and its
-// registration). Refused conditional PUTs (412) are billed too: when the
+// registration, and per connection its end marker and the state write it
+// causes). Refused conditional PUTs (412) are billed too: when the
 // push is paced like a live encoder, only the tracks' first events race
 // (to register), at most tracks*(tracks-1)/2 lost races. A burst (a
 // synthetic push as fast as the relay takes it) makes events of one track
@@ -278,7 +278,7 @@ func checkRequestCost(t *testing.T, st *stack.Stack, paced bool) {
 	const tracks, fragmentsPerTrack = 3, pushSeconds / 2
 	fragments := tracks * fragmentsPerTrack
 	puts, refused := req[http.MethodPut], req["PUT 412"]
-	const perTrack = 2
+	const perTrack = 4
 	t.Logf("store requests for %d fragments: %v (PUT per fragment %.2f, %d refused)", fragments, req, float64(puts)/float64(fragments), refused)
 	if ok, limit := puts-refused, 2*fragments+perTrack*tracks; ok > limit {
 		t.Errorf("%d successful PUTs for %d fragments of %d tracks; want at most %d", ok, fragments, tracks, limit)

@@ -75,6 +75,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
 	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
+	drift := fs.Duration("max-drift", mustDuration(envDefault("max-drift", "10s")), "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
 	players := fs.String("players", envDefault("players", "players"), "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -94,14 +95,16 @@ func run(args []string) error {
 	defer stop()
 	hcfg := handler.DefaultConfig()
 	hcfg.DVRWindow, hcfg.GapTimeout = *dvr, *gap
+	rcfg := relay.DefaultConfig()
+	rcfg.MaxDrift = *drift
 	st, err := stack.Start(ctx, stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, S3Addr: *s3Addr, DataDir: *dataDir,
-		Handler: hcfg, Relay: relay.DefaultConfig(), Players: *players, Log: log,
+		Handler: hcfg, Relay: rcfg, Players: *players, Log: log,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap)
+	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift)
 	fmt.Printf(`
 smoothcast is running.
 

@@ -54,6 +54,7 @@ func run(log *slog.Logger) error {
 	endpoint := flag.String("endpoint", env("endpoint", ""), "S3-compatible endpoint (empty: AWS)")
 	flag.IntVar(&cfg.MaxBox, "max-box", cfg.MaxBox, "largest MP4 box accepted, in bytes")
 	flag.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "drop an encoder that sends nothing for this long")
+	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
 	flag.Parse()
 	if *bucket == "" {
 		return errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
@@ -70,7 +71,7 @@ func run(log *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	log.Info("ingest relay", "addr", *addr, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String())
+	log.Info("ingest relay", "addr", *addr, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "max_drift", cfg.MaxDrift.String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {

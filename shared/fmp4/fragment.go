@@ -42,6 +42,9 @@ type Input struct {
 	// FallbackStart is used when the fragment has neither tfxd nor tfdt:
 	// the running sum of the track's sample durations.
 	FallbackStart uint64
+	// Offset (in the track's timescale) is added to the fragment's start,
+	// after any trimming: the relay rebases an encoder whose clock jumped.
+	Offset int64
 }
 
 // DecodeMoof decodes a moof box from its bytes (header included).
@@ -154,7 +157,10 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 		pos[0] = 0
 		info.Trimmed = k
 	}
-	info.Start, info.Duration = uint64(start), dur
+	if start+in.Offset < 0 {
+		return dst, info, fmt.Errorf("%w: track %d at %d%+d", ErrNegativeStart, info.TrackID, start, in.Offset)
+	}
+	info.Start, info.Duration = uint64(start+in.Offset), dur
 	for _, trun := range traf.Truns {
 		info.Samples += int(trun.SampleCount())
 	}

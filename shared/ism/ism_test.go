@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -394,4 +395,76 @@ func FuzzParseSMIL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeClock answers the offsets it is given, one call after another (the
+// last one again when they run out), and records what it was asked.
+type fakeClock struct {
+	offsets []time.Duration
+	asked   []time.Duration
+}
+
+func (c *fakeClock) Offset(_ context.Context, end time.Duration) (time.Duration, error) {
+	c.asked = append(c.asked, end)
+	off := c.offsets[min(len(c.asked), len(c.offsets))-1]
+	return off, nil
+}
+
+// An encoder whose timestamps go back (it restarted inside one request)
+// is rebased by the clock: its fragments continue the channel's timeline,
+// the first of each track after the jump is marked Disc, and the chain of
+// previous fragments goes on.
+func TestSessionRebasesAJumpOntoTheClock(t *testing.T) {
+	cfg := synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 100_000}, {Kind: timeline.Audio, Bitrate: 64_000}}}
+	s, err := synth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := s.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []int{0, 1, 2, 0, 1} { // the encoder restarts after 3 fragments
+		if body, err = s.AppendFragment(body, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &recordingSink{}
+	clock := &fakeClock{offsets: []time.Duration{0, 100 * time.Second}}
+	sess := NewSession(sink, quiet, Options{Clock: clock})
+	if _, err := sess.Run(context.Background(), bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	// Asked at the first fragment, at the video's jump and at the audio's.
+	if len(clock.asked) != 3 || clock.asked[0] != 2*time.Second {
+		t.Errorf("clock asked %v, want 3 times, first with 2 s", clock.asked)
+	}
+	const second = 10_000_000
+	type got struct {
+		start uint64
+		disc  bool
+		prev  uint64
+	}
+	perTrack := map[string][]got{}
+	for _, f := range sink.frags {
+		perTrack[f.ID.Name] = append(perTrack[f.ID.Name], got{f.Start, f.Disc, f.Prev})
+	}
+	for i, name := range []string{"video", "audio"} {
+		at := func(k int, rebased bool) uint64 {
+			t := uint64(s.Start(i, k))
+			if rebased {
+				t += 100 * second
+			}
+			return t
+		}
+		want := []got{{at(0, false), false, 0}, {at(1, false), false, at(0, false)}, {at(2, false), false, at(1, false)},
+			{at(0, true), true, at(2, false)}, {at(1, true), false, at(0, true)}}
+		if !slices.Equal(perTrack[name], want) {
+			t.Errorf("%s: %+v, want %+v", name, perTrack[name], want)
+		}
+	}
+	ends := sess.Ends()
+	if len(ends) != 2 || ends[0].End != uint64(s.Start(0, 2))+100*second || ends[1].End != uint64(s.Start(1, 2))+100*second {
+		t.Errorf("ends %+v, want each track where its second rebased fragment ends", ends)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
@@ -49,7 +50,28 @@ type Fragment struct {
 	// that continues the timeline from one that arrived early.
 	HasPrev bool
 	Prev    uint64
-	Data    []byte // moof+mdat; only valid during the Sink call
+	// Disc marks a break in the encoder's timeline before this fragment: its
+	// timestamps jumped, or the session was rebased onto the channel's clock.
+	Disc bool
+	Data []byte // moof+mdat; only valid during the Sink call
+}
+
+// Clock keeps a session's timestamps on the channel's clock, so that an
+// encoder that restarts from zero (or whose clock jumps) continues the
+// channel's timeline instead of colliding with it.
+type Clock interface {
+	// Offset returns what to add to the encoder's timestamps, a whole
+	// number of seconds, given the end of a fragment in the encoder's own
+	// time. A session asks at its first fragment and whenever a track's
+	// timestamps jump.
+	Offset(ctx context.Context, encoderEnd time.Duration) (time.Duration, error)
+}
+
+// TrackEnd is where a session left one track: the end time of the last
+// fragment it stored.
+type TrackEnd struct {
+	ID  layout.TrackID
+	End uint64
 }
 
 // Sink receives what a session produces. A sink error ends the session.
@@ -64,6 +86,12 @@ type Options struct {
 	MaxBox int
 	// MaxTracks is the most tracks one moov may declare.
 	MaxTracks int
+	// Clock, when set, rebases the session's timestamps (see Clock).
+	Clock Clock
+	// MaxJump is how far a track's timestamps may skip forward before the
+	// skip counts as a discontinuity (default 10 s); any step backwards is
+	// one.
+	MaxJump time.Duration
 }
 
 // Stats count what a session did.
@@ -82,9 +110,13 @@ type track struct {
 	name      string
 	bitrate   int // 0 until known
 	announced bool
-	nextStart uint64
-	hasPrev   bool
-	prev      uint64
+	// nextRaw is where the next fragment should start in the encoder's own
+	// time; hasRaw tells whether a fragment came yet.
+	nextRaw int64
+	hasRaw  bool
+	hasPrev bool
+	prev    uint64 // stored start of the previous fragment
+	disc    bool   // the next fragment follows a discontinuity
 }
 
 // Session reads one push request body.
@@ -100,6 +132,9 @@ type Session struct {
 	haveMoof bool
 	moofAt   uint64
 	stats    Stats
+	clocked  bool          // the clock was asked
+	offset   time.Duration // added to every timestamp (whole seconds)
+	ends     []TrackEnd
 }
 
 // NewSession returns a session that writes to sink.
@@ -109,6 +144,9 @@ func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
 	}
 	if opts.MaxTracks <= 0 {
 		opts.MaxTracks = 16
+	}
+	if opts.MaxJump <= 0 {
+		opts.MaxJump = 10 * time.Second
 	}
 	return &Session{sink: sink, log: log, opts: opts}
 }
@@ -244,7 +282,7 @@ func (s *Session) readMoov(box Box) error {
 		}
 		if old, ok := s.tracks[id]; ok && old.name == t.name && old.kind == t.kind {
 			// A repeated header (the encoder re-sent it): keep the chain.
-			t.nextStart, t.hasPrev, t.prev = old.nextStart, old.hasPrev, old.prev
+			t.nextRaw, t.hasRaw, t.hasPrev, t.prev, t.disc = old.nextRaw, old.hasRaw, old.hasPrev, old.prev, old.disc
 			if t.bitrate == 0 {
 				t.bitrate = old.bitrate
 			}
@@ -265,9 +303,24 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 	if !ok {
 		return protocolErr("moof at offset %d names track %d, which the moov does not declare", s.moofAt, id)
 	}
+	ts := int64(t.trak.Mdia.Mdhd.Timescale)
+	raw, dur, timed := fmp4.Timing(moof, t.trex)
+	if !timed {
+		raw = t.nextRaw
+	}
+	jumped := t.hasRaw && (raw < t.nextRaw || raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)))
+	if jumped {
+		s.log.Warn("encoder timestamps jump", "track", t.name, "expected", t.nextRaw, "got", raw)
+		t.disc = true
+	}
+	if s.opts.Clock != nil && (!s.clocked || jumped) {
+		if err := s.rebase(ctx, raw+int64(dur), ts); err != nil {
+			return err
+		}
+	}
 	out, info, err := fmp4.Rewrite(s.out, fmp4.Input{
 		Moof: s.moof, MoofPos: s.moofAt, MdatHeader: mdat.HeaderSize, Mdat: mdat.Payload(),
-		Trex: t.trex, FallbackStart: t.nextStart,
+		Trex: t.trex, FallbackStart: uint64(max(t.nextRaw, 0)), Offset: int64(s.offset/time.Second) * ts,
 	})
 	s.out = out[:0]
 	if errors.Is(err, fmp4.ErrNegativeStart) {
@@ -291,15 +344,51 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 	}
 	f := Fragment{
 		ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind,
-		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Data: out,
+		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Disc: t.disc, Data: out,
 	}
 	if err := s.sink.Fragment(ctx, f); err != nil {
 		return err
 	}
-	t.hasPrev, t.prev, t.nextStart = true, info.Start, info.Start+info.Duration
+	t.hasPrev, t.prev, t.disc = true, info.Start, false
+	t.hasRaw, t.nextRaw = true, int64(info.Start)-int64(s.offset/time.Second)*ts+int64(info.Duration)
+	s.ended(f.ID, info.Start+info.Duration)
 	s.stats.Fragments++
 	return nil
 }
+
+// rebase asks the clock for the session's offset, given a fragment's end
+// in the encoder's time (ticks of ts). A new offset marks a discontinuity
+// on every track.
+func (s *Session) rebase(ctx context.Context, rawEnd, ts int64) error {
+	end := time.Duration(float64(max(rawEnd, 0)) / float64(ts) * float64(time.Second))
+	off, err := s.opts.Clock.Offset(ctx, end)
+	if err != nil {
+		return err
+	}
+	s.clocked = true
+	off = off.Truncate(time.Second)
+	if off != s.offset {
+		s.log.Warn("rebasing encoder timestamps onto the channel clock", "offset", off, "was", s.offset)
+		s.offset = off
+		for _, t := range s.tracks {
+			t.disc = true
+		}
+	}
+	return nil
+}
+
+func (s *Session) ended(id layout.TrackID, end uint64) {
+	for i := range s.ends {
+		if s.ends[i].ID == id {
+			s.ends[i].End = end
+			return
+		}
+	}
+	s.ends = append(s.ends, TrackEnd{ID: id, End: end})
+}
+
+// Ends returns where the session left each track it stored fragments of.
+func (s *Session) Ends() []TrackEnd { return s.ends }
 
 // announce settles a track's bitrate (measured from its first fragment when
 // nothing declared one), makes its ID unique in the session, and hands its

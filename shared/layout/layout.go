@@ -8,6 +8,7 @@
 //	live/{channel}.isml/QualityLevels({bitrate})/{track}.m3u8      HLS media playlist (rendered)
 //	live/{channel}.isml/QualityLevels({bitrate})/Init({track}).mp4 init segment (ftyp+moov of one track)
 //	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})  fragment (moof+mdat)
+//	live/{channel}.isml/QualityLevels({bitrate})/End({track}={time})       end of an encoder connection (marker, never served)
 //	state/{channel}/...                                            internal state, never served
 //
 // Ingest URLs have the form /live/{channel}.isml/Streams({stream}), with an
@@ -98,6 +99,14 @@ func FragmentKey(channel string, t TrackID, start uint64) string {
 	return qualityBase(channel, t) + "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
 }
 
+// EndKey is the key of the marker the relay writes when an encoder
+// connection that carried track t ends: end is the end time of the last
+// fragment it stored. The marker's object-created event tells the manifest
+// function; its body says how the connection ended (EndMarker).
+func EndKey(channel string, t TrackID, end uint64) string {
+	return qualityBase(channel, t) + "End(" + t.Name + "=" + strconv.FormatUint(end, 10) + ")"
+}
+
 // InitKey is the key of the init segment (ftyp+moov of that track alone).
 func InitKey(channel string, t TrackID) string {
 	return qualityBase(channel, t) + "Init(" + t.Name + ").mp4"
@@ -158,6 +167,16 @@ func InitPattern(name, bitrate string) string {
 // same track on the same encoder connection.
 const MetaPrev = "prev"
 
+// MetaDisc is the object metadata key (x-amz-meta-disc) that marks a
+// fragment before which the encoder's timeline is broken: the
+// first fragment after the relay rebased a jump in the encoder's clock.
+const MetaDisc = "disc"
+
+// ClockStateKey is the key of a channel's clock record: the offset the
+// relay adds to the timestamps of an encoder whose clock no longer agrees
+// with the channel's (a restarted encoder), shared by all its connections.
+func ClockStateKey(channel string) string { return StatePrefix + channel + "/clock.json" }
+
 // State keys.
 
 // ChannelStateKey is the key of a channel's index: its tracks and their
@@ -181,6 +200,7 @@ const (
 	KindMasterPlaylist
 	KindMediaPlaylist
 	KindDASHManifest
+	KindEnd
 )
 
 // TimePath is the path clients fetch the server's time from (DASH
@@ -199,7 +219,7 @@ type Object struct {
 	Kind    ObjectKind
 	Channel string
 	Track   TrackID // fragment, init and media playlist
-	Start   uint64  // fragment only
+	Start   uint64  // fragment: its start; end marker: the end time
 }
 
 // ErrNotInLayout is returned by Parse for a key outside the layout.
@@ -240,8 +260,13 @@ func Parse(key string) (Object, error) {
 	}
 	obj := Object{Channel: channel, Track: TrackID{Bitrate: int(bitrate)}}
 	switch {
-	case strings.HasPrefix(rest, "Fragments("):
-		inner, ok := enclosed(rest, "Fragments(", ")")
+	case strings.HasPrefix(rest, "Fragments("), strings.HasPrefix(rest, "End("):
+		obj.Kind = KindFragment
+		fn := "Fragments("
+		if strings.HasPrefix(rest, "End(") {
+			obj.Kind, fn = KindEnd, "End("
+		}
+		inner, ok := enclosed(rest, fn, ")")
 		if !ok {
 			return bad()
 		}
@@ -249,11 +274,11 @@ func Parse(key string) (Object, error) {
 		if !ok || !ValidName(name) {
 			return bad()
 		}
-		start, err := parseDecimal(ts, 64)
+		t, err := parseDecimal(ts, 64)
 		if err != nil {
 			return bad()
 		}
-		obj.Kind, obj.Track.Name, obj.Start = KindFragment, name, start
+		obj.Track.Name, obj.Start = name, t
 	case strings.HasPrefix(rest, "Init("):
 		name, ok := enclosed(rest, "Init(", ").mp4")
 		if !ok || !ValidName(name) {

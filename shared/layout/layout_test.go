@@ -11,6 +11,8 @@ func key(o Object) string {
 	switch o.Kind {
 	case KindFragment:
 		return FragmentKey(o.Channel, o.Track, o.Start)
+	case KindEnd:
+		return EndKey(o.Channel, o.Track, o.Start)
 	case KindInit:
 		return InitKey(o.Channel, o.Track)
 	case KindSmoothManifest:
@@ -35,6 +37,7 @@ func TestParse(t *testing.T) {
 		{"/live/ch1.isml/QualityLevels(800000)/Fragments(video=0)", Object{Kind: KindFragment, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/QualityLevels(800000)/Fragments(video=18446744073709551615)", Object{Kind: KindFragment, Channel: "ch1", Track: v, Start: 1<<64 - 1}},
 		{"live/ch1.isml/QualityLevels(800000)/Init(video).mp4", Object{Kind: KindInit, Channel: "ch1", Track: v}},
+		{"live/ch1.isml/QualityLevels(800000)/End(video=40000000)", Object{Kind: KindEnd, Channel: "ch1", Track: v, Start: 40000000}},
 		{"live/ch1.isml/QualityLevels(800000)/video.m3u8", Object{Kind: KindMediaPlaylist, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/Manifest", Object{Kind: KindSmoothManifest, Channel: "ch1"}},
 		{"live/ch1.isml/master.m3u8", Object{Kind: KindMasterPlaylist, Channel: "ch1"}},
@@ -52,6 +55,8 @@ func TestParse(t *testing.T) {
 		{"live/a/b.isml/Manifest", Object{}},
 		{"live/.isml/Manifest", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/Init(video)", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/End(video)", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/End(video=01)", Object{}},
 		{"live/ch1.isml/manifest", Object{}},
 		{"live/ch1.isml/", Object{}},
 		{"", Object{}},

@@ -22,6 +22,26 @@ type Presentation struct {
 	// Range, when set, asks for a time-shifted manifest: the part of the
 	// stream between its bounds instead of the DVR window.
 	Range *Range
+	// Ended: the encoder ended the stream (see Finished); manifests are
+	// final.
+	Ended bool
+}
+
+// Finished reports whether every track that has media has finished (see
+// TrackState.Finished) at time now, and at least one has.
+func (p *Presentation) Finished(now time.Time) bool {
+	some := false
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		if tv.State.Timeline.Empty() {
+			continue
+		}
+		if !tv.State.Finished(now, tv.Timescale) {
+			return false
+		}
+		some = true
+	}
+	return some
 }
 
 // Range is a time-shift request in wall-clock time. A zero From starts at
@@ -35,8 +55,9 @@ type Range struct {
 	Query string
 }
 
-// VOD reports whether the presentation is a finished, closed range.
-func (p *Presentation) VOD() bool { return p.Range != nil && p.Range.VOD }
+// VOD reports whether the manifests are final: the stream ended, or the
+// request is for a closed range in the past.
+func (p *Presentation) VOD() bool { return p.Ended || p.Range != nil && p.Range.VOD }
 
 // MediaTime is the media time, in ticks of timescale, of wall-clock time
 // w (0 before the epoch).

@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,6 +119,27 @@ type Arrival struct {
 	Size int64
 	// Samples is the number of samples (video frames) in the fragment.
 	Samples int `json:"samples,omitempty"`
+	// Disc marks a break in the encoder's timeline before this fragment
+	// (the relay rebased a jump in the encoder's clock): it is published
+	// after a discontinuity even if it starts where the timeline ends.
+	Disc bool `json:"disc,omitempty"`
+}
+
+// End is the end of an encoder connection, as the relay's marker reports
+// it.
+type End struct {
+	// Time is the end of the last fragment the connection stored.
+	Time uint64
+	// Stream tells that the encoder ended the stream (an mfra, or the
+	// request completed) rather than the connection dropping.
+	Stream bool
+}
+
+// Ending is a connection end that nothing published has followed yet.
+type Ending struct {
+	Time   uint64    `json:"t"`
+	Stream bool      `json:"eos,omitempty"`
+	At     time.Time `json:"at"` // when the marker's event came
 }
 
 // Pending is an arrival that waits for the fragments before it.
@@ -144,6 +166,51 @@ type TrackState struct {
 	// with the highest bitrate published: HLS BANDWIDTH is a peak.
 	PeakBytes int64  `json:"peakb,omitempty"`
 	PeakTicks uint64 `json:"peakt,omitempty"`
+	// Ends are the ends of encoder connections that no published fragment
+	// follows yet, in time order: at most a few (reconnects in flight).
+	Ends []Ending `json:"ends,omitempty"`
+}
+
+// Finished reports whether the track's stream has ended for good at time
+// now: an encoder ended it, everything before the end is published, and
+// for two fragment durations nothing has continued it (a redundant
+// encoder may still be pushing).
+func (s *TrackState) Finished(now time.Time, timescale uint64) bool {
+	if len(s.Ends) == 0 || len(s.Pending) > 0 || timescale == 0 {
+		return false
+	}
+	e := s.Ends[len(s.Ends)-1]
+	if !e.Stream || s.Timeline.End() < e.Time {
+		return false
+	}
+	grace := 2 * time.Duration(float64(s.MaxDuration)/float64(timescale)*float64(time.Second))
+	return now.Sub(e.At) >= grace
+}
+
+// ApplyEnd records the end of an encoder connection at time now (the
+// marker's event time) and publishes what that lets through: the first
+// fragment of a later connection need not wait for a gap timeout once
+// everything the ended one stored is published. An end that something
+// published already follows changes nothing; neither does a repeated one.
+func (s *TrackState) ApplyEnd(e End, now time.Time, rules Rules) (changed bool) {
+	s.Version = StateVersion
+	if s.Timeline.End() > e.Time {
+		return false // stale: a later connection went on
+	}
+	i, found := slices.BinarySearchFunc(s.Ends, e.Time, func(x Ending, t uint64) int { return cmp.Compare(x.Time, t) })
+	switch {
+	case !found:
+		s.Ends = slices.Insert(s.Ends, i, Ending{Time: e.Time, Stream: e.Stream, At: now})
+		changed = true
+	case e.Stream && !s.Ends[i].Stream:
+		// Redundant encoders ending at the same time: one ended the stream.
+		s.Ends[i].Stream = true
+		changed = true
+	}
+	if s.drain(now, rules) {
+		changed = true
+	}
+	return changed
 }
 
 // Bitrates returns the measured average and peak bitrates of what was
@@ -214,9 +281,13 @@ var ErrBadArrival = errors.New("fragment has zero duration")
 // published in time order only: a fragment is published when it continues
 // the timeline (it starts at the published end, or its encoder connection's
 // previous fragment is the last published one), when it starts a connection
-// on an empty timeline, or when it has waited GapTimeout (then the missing
-// media before it is a gap). Nothing already published changes except by
-// the window sliding past it. Applying the same arrival again is a no-op.
+// on an empty timeline, when it starts a connection after one that ended
+// (ApplyEnd) with everything it stored published, or when it has waited
+// GapTimeout. A fragment marked Disc, or one that does not start where the
+// timeline ends without continuing its connection, is published after a
+// discontinuity (a gap). Nothing already published changes except by the
+// window sliding past it. Applying the same arrival again is a no-op, and
+// any order of arrivals and ends gives the state of in-order delivery.
 //
 // changed reports whether the state must be written back.
 func (s *TrackState) Apply(a Arrival, now time.Time, rules Rules) (out Outcome, changed bool, err error) {
@@ -274,10 +345,14 @@ func (s *TrackState) drain(now time.Time, rules Rules) (changed bool) {
 			s.Pending = s.Pending[1:]
 			changed = true
 			continue
-		case !hasLast && !p.HasPrev,
+		case !hasLast && !p.HasPrev && !p.Disc, // a Disc fragment follows something
 			hasLast && p.Start == last.End(),
 			hasLast && p.HasPrev && p.Prev == last.Start:
-			s.publish(p.Arrival, false)
+			s.publish(p.Arrival, hasLast && p.Disc)
+		case hasLast && !p.HasPrev && s.endedBefore(p.Start, last.End()):
+			// A new connection after one that ended with everything it
+			// stored published: nothing earlier can still come.
+			s.publish(p.Arrival, true)
 		case now.Sub(p.At) >= rules.GapTimeout:
 			s.publish(p.Arrival, hasLast)
 		default:
@@ -292,8 +367,20 @@ func (s *TrackState) drain(now time.Time, rules Rules) (changed bool) {
 	return changed
 }
 
+// endedBefore reports whether the latest connection end at or before t is
+// at or before published, the end of the published timeline.
+func (s *TrackState) endedBefore(t, published uint64) bool {
+	i, _ := slices.BinarySearchFunc(s.Ends, t+1, func(x Ending, t uint64) int { return cmp.Compare(x.Time, t) })
+	return i > 0 && s.Ends[i-1].Time <= published
+}
+
 func (s *TrackState) publish(a Arrival, gap bool) {
 	s.Timeline.Append(a.Fragment, gap)
+	// Ends at or before a are followed now: the stream went on.
+	s.Ends = slices.DeleteFunc(s.Ends, func(e Ending) bool { return e.Time <= a.Start })
+	if len(s.Ends) == 0 {
+		s.Ends = nil
+	}
 	s.MaxDuration = max(s.MaxDuration, a.Duration)
 	s.Bytes += a.Size
 	s.Ticks += a.Duration

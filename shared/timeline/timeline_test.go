@@ -287,3 +287,115 @@ func TestExtent(t *testing.T) {
 		t.Errorf("extent %v to %v, first end %v", e.Start, e.End, e.FirstEnd)
 	}
 }
+
+// event is an arrival or a connection end, as the handler applies them.
+type event struct {
+	a   *Arrival
+	end *End
+}
+
+func applyEvent(t *testing.T, s *TrackState, ev event, at time.Time) {
+	t.Helper()
+	if ev.end != nil {
+		s.ApplyEnd(*ev.end, at, rules)
+		return
+	}
+	apply(t, s, *ev.a, at)
+}
+
+// sessions returns the events of two encoder connections: the first
+// pushes 10 fragments of 20 from 0 and ends (a drop or the end of the
+// stream); the second, rebased by the relay to 260, pushes 10 more (its
+// first marked Disc) and ends the stream.
+func sessions(firstEnds bool) []event {
+	var evs []event
+	for _, a := range stream(10, 20) {
+		evs = append(evs, event{a: &a})
+	}
+	evs = append(evs, event{end: &End{Time: 200, Stream: firstEnds}})
+	for i, a := range stream(10, 20) {
+		a.Start += 260
+		a.Prev += 260
+		a.Disc = i == 0
+		evs = append(evs, event{a: &a})
+	}
+	return append(evs, event{end: &End{Time: 460, Stream: true}})
+}
+
+func TestConnectionEndsInAnyOrderGiveTheInOrderState(t *testing.T) {
+	for _, firstEnds := range []bool{false, true} {
+		evs := sessions(firstEnds)
+		var want TrackState
+		for i, ev := range evs {
+			applyEvent(t, &want, ev, t0.Add(time.Duration(i)*time.Millisecond))
+		}
+		// The second connection's first fragment goes at once (the first
+		// connection ended there), after a discontinuity.
+		wantRuns := []Run{{0, 20, 10, false}, {260, 20, 10, true}}
+		if !reflect.DeepEqual(want.Timeline.Runs, wantRuns) || len(want.Pending) != 0 {
+			t.Fatalf("in order: runs %+v pending %d, want %+v", want.Timeline.Runs, len(want.Pending), wantRuns)
+		}
+		if len(want.Ends) != 1 || want.Ends[0].Time != 460 || !want.Ends[0].Stream {
+			t.Fatalf("in order: ends %+v, want the second connection's", want.Ends)
+		}
+		for seed := range uint64(300) {
+			rng := rand.New(rand.NewPCG(seed, 11))
+			var shuffled []event
+			for _, ev := range evs {
+				for range 1 + rng.IntN(2) {
+					shuffled = append(shuffled, ev)
+				}
+			}
+			rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			// Each event keeps its own time, as a redelivered S3 event does.
+			at := map[event]time.Time{}
+			for i, ev := range evs {
+				at[ev] = t0.Add(time.Duration(i) * time.Millisecond)
+			}
+			var s TrackState
+			for _, ev := range shuffled {
+				applyEvent(t, &s, ev, at[ev])
+			}
+			if !reflect.DeepEqual(s.Timeline, want.Timeline) || len(s.Pending) != 0 || !reflect.DeepEqual(s.Ends, want.Ends) {
+				t.Fatalf("ends %v, seed %d: runs %+v pending %d ends %+v; want %+v ends %+v",
+					firstEnds, seed, s.Timeline.Runs, len(s.Pending), s.Ends, want.Timeline.Runs, want.Ends)
+			}
+		}
+	}
+}
+
+func TestFinished(t *testing.T) {
+	const ts = 10 // ticks per second: fragments of 2 s
+	var s TrackState
+	for i, a := range stream(3, 20) {
+		apply(t, &s, a, t0.Add(time.Duration(i)*time.Second))
+	}
+	if s.Finished(t0.Add(time.Hour), ts) {
+		t.Fatal("finished without an end")
+	}
+	s.ApplyEnd(End{Time: 80, Stream: true}, t0, rules)
+	if s.Finished(t0.Add(time.Hour), ts) {
+		t.Fatal("finished before the last fragment (60..80) is published")
+	}
+	s = TrackState{}
+	for i, a := range stream(3, 20) {
+		apply(t, &s, a, t0.Add(time.Duration(i)*time.Second))
+	}
+	s.ApplyEnd(End{Time: 60, Stream: false}, t0, rules)
+	if s.Finished(t0.Add(time.Hour), ts) {
+		t.Fatal("a dropped connection finished the stream")
+	}
+	s.ApplyEnd(End{Time: 60, Stream: true}, t0, rules) // a redundant encoder ended it
+	if s.Finished(t0.Add(3*time.Second), ts) {
+		t.Fatal("finished within two fragment durations of the end: a redundant encoder may go on")
+	}
+	if !s.Finished(t0.Add(4*time.Second), ts) {
+		t.Fatal("not finished two fragment durations after the end")
+	}
+	// The redundant encoder goes on: live again.
+	a := stream(4, 20)[3]
+	apply(t, &s, a, t0.Add(5*time.Second))
+	if s.Finished(t0.Add(time.Hour), ts) || len(s.Ends) != 0 {
+		t.Fatalf("still finished after the stream went on: ends %+v", s.Ends)
+	}
+}

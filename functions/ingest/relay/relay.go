@@ -8,6 +8,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,9 +24,11 @@ import (
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
-// ObjectWriter is what the relay needs of the store.
-type ObjectWriter interface {
+// ObjectStore is what the relay needs of the store: it writes media and
+// markers, and reads the channel's clock.
+type ObjectStore interface {
 	Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error)
+	Get(ctx context.Context, key string) (store.Object, error)
 }
 
 // Config holds the relay's limits.
@@ -37,16 +40,21 @@ type Config struct {
 	// ReadTimeout drops an encoder that sends nothing for this long; a slow
 	// but live one is kept (the deadline rolls with every read).
 	ReadTimeout time.Duration
+	// MaxDrift is how far an encoder's timestamps may stray from the
+	// channel's clock before the relay rebases them (a restarted encoder);
+	// it is also the largest forward skip that is not a discontinuity.
+	MaxDrift time.Duration
 }
 
-// DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of silence.
+// DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
+// silence, 10 s of drift.
 func DefaultConfig() Config {
-	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second}
+	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second}
 }
 
 // Relay serves the ingest endpoints.
 type Relay struct {
-	Store ObjectWriter
+	Store ObjectStore
 	Cfg   Config
 	Log   *slog.Logger
 
@@ -56,7 +64,7 @@ type Relay struct {
 }
 
 // New returns a relay that writes to st.
-func New(st ObjectWriter, cfg Config, log *slog.Logger) *Relay {
+func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -93,9 +101,17 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout}
 	}
 	sink := &storeSink{rl: rl, channel: ip.Channel, log: log}
-	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks})
+	clock := &channelClock{st: rl.Store, channel: ip.Channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
+	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
 	started := time.Now()
 	stats, err := sess.Run(r.Context(), body)
+	// However the connection ended, say where it left each track, so that
+	// the manifest function need not wait for the next connection's
+	// fragments to time out (and, after a clean end, turns the manifests
+	// into VOD). The request's context may be gone: use a fresh one.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	sink.markEnds(mctx, sess.Ends(), err == nil)
+	cancel()
 	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", sink.written, "duplicates", sink.dupes, "seconds", time.Since(started).Seconds()}
 	var perr *ism.ProtocolError
 	switch {
@@ -180,8 +196,14 @@ func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
 func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	key := layout.FragmentKey(s.channel, f.ID, f.Start)
 	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true}
+	if f.HasPrev || f.Disc {
+		opts.Metadata = map[string]string{}
+	}
 	if f.HasPrev {
-		opts.Metadata = map[string]string{layout.MetaPrev: strconv.FormatUint(f.Prev, 10)}
+		opts.Metadata[layout.MetaPrev] = strconv.FormatUint(f.Prev, 10)
+	}
+	if f.Disc {
+		opts.Metadata[layout.MetaDisc] = "1"
 	}
 	_, err := s.rl.Store.Put(ctx, key, f.Data, opts)
 	switch {
@@ -196,4 +218,24 @@ func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	s.written++
 	s.rl.fragments.Add(1)
 	return nil
+}
+
+// EndMarker is the body of an end marker (layout.EndKey).
+type EndMarker struct {
+	// Stream: the encoder ended the stream (the request completed, after
+	// an mfra or not); false when the connection dropped or was refused.
+	Stream bool `json:"eos"`
+}
+
+// markEnds writes an end marker for each track the connection stored
+// fragments of. Failures are logged: without a marker the manifest
+// function falls back on its gap timeout.
+func (s *storeSink) markEnds(ctx context.Context, ends []ism.TrackEnd, stream bool) {
+	body, _ := json.Marshal(EndMarker{Stream: stream})
+	for _, e := range ends {
+		key := layout.EndKey(s.channel, e.ID, e.End)
+		if _, err := s.rl.Store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone}); err != nil {
+			s.log.Error("end marker not written", "track", e.ID.String(), "end", e.End, "err", err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -24,15 +25,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func setup(t *testing.T) (*httptest.Server, *store.Store, *s3local.Server) {
 	t.Helper()
-	srv, err := s3local.Start(context.Background(), s3local.Options{Addr: "127.0.0.1:0", Bucket: "relay-test", Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	st, err := store.New(context.Background(), store.Config{Bucket: "relay-test", Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := testtool.Store(t, "relay-test")
 	hs := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quiet).Handler())
 	t.Cleanup(hs.Close)
 	return hs, st, srv
@@ -109,7 +102,7 @@ func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
 				t.Fatalf("push: %d %s", code, msg)
 			}
 			ks := keys(t, st)
-			var inits, frags int
+			var inits, frags, ends int
 			for _, k := range ks {
 				obj, err := layout.Parse(k)
 				if err != nil {
@@ -119,6 +112,11 @@ func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
 				switch obj.Kind {
 				case layout.KindInit:
 					inits++
+				case layout.KindEnd:
+					ends++
+					if o, err := st.Get(context.Background(), k); err != nil || string(o.Body) != `{"eos":true}` {
+						t.Errorf("end marker %s: %q, %v; want the end of the stream", k, o.Body, err)
+					}
 				case layout.KindFragment:
 					frags++
 					o, err := st.GetRange(context.Background(), k, 0, 7)
@@ -131,8 +129,9 @@ func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
 				}
 			}
 			// 3 tracks, 2 fragments of 2 s each (4 s fixture).
-			if inits != 3 || frags != 6 {
-				t.Fatalf("stored %d init segments and %d fragments, want 3 and 6: %v", inits, frags, ks)
+			// and an end marker per track.
+			if inits != 3 || frags != 6 || ends != 3 {
+				t.Fatalf("stored %d init segments, %d fragments and %d end markers, want 3, 6 and 3: %v", inits, frags, ends, ks)
 			}
 		})
 	}
@@ -167,6 +166,12 @@ func TestDroppedConnectionLeavesNoPartialFragment(t *testing.T) {
 		}
 		for _, k := range keys(t, st) {
 			obj, _ := layout.Parse(k)
+			if obj.Kind == layout.KindEnd {
+				// A drop is not the end of the stream.
+				if o, err := st.Get(context.Background(), k); err != nil || string(o.Body) != `{"eos":false}` {
+					t.Errorf("cut at %d: end marker %s: %q, %v; want a drop", cut, k, o.Body, err)
+				}
+			}
 			if obj.Kind != layout.KindFragment {
 				continue
 			}

@@ -117,7 +117,7 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 			continue
 		}
 		obj, err := layout.Parse(key)
-		if err != nil || obj.Kind != layout.KindFragment {
+		if err != nil || obj.Kind != layout.KindFragment && obj.Kind != layout.KindEnd {
 			h.Log.Debug("ignoring event", "key", key)
 			continue
 		}
@@ -125,7 +125,11 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		if at.IsZero() {
 			at = time.Now()
 		}
-		err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at)
+		if obj.Kind == layout.KindEnd {
+			err = h.end(ctx, obj, key, at)
+		} else {
+			err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			// The object (or its init segment) is gone: nothing to publish,
 			// and a retry would not change that.
@@ -155,18 +159,63 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 		return err
 	}
 	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
+	var out timeline.Outcome
+	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
+		var changed bool
+		var err error
+		out, changed, err = st.Apply(arr, at, rules)
+		return out.String(), changed, err
+	})
+}
+
+// end applies an encoder connection's end marker to its track's state.
+func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at time.Time) error {
+	start := time.Now()
+	log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "end", obj.Start)
+	o, err := h.Store.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read end marker: %w", err)
+	}
+	var m struct {
+		Stream bool `json:"eos"`
+	}
+	if err := json.Unmarshal(o.Body, &m); err != nil {
+		h.Log.Warn("ignoring malformed end marker", "key", key, "err", err)
+		return nil
+	}
+	// The marker may come before any fragment event of its track: register
+	// the track as a fragment would (the marker's time anchors the epoch
+	// as well as the last fragment's would).
+	tr, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at)
+	if err != nil {
+		return err
+	}
+	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
+	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
+		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
+		if m.Stream {
+			return "end of stream", changed, nil
+		}
+		return "connection dropped", changed, nil
+	})
+}
+
+// updateTrack applies change to the track's state with a conditional
+// write, retrying on conflict; change reports what it did (for the log)
+// and whether the state must be written.
+func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.Logger, start time.Time, change func(*timeline.TrackState) (string, bool, error)) error {
 	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
 	for attempt := 0; ; attempt++ {
 		st, etag, err := h.loadTrackState(ctx, stateKey)
 		if err != nil {
 			return err
 		}
-		out, changed, err := st.Apply(arr, at, rules)
+		what, changed, err := change(st)
 		if err != nil {
 			return err
 		}
 		if !changed {
-			log.Debug("fragment", "outcome", out, "write", false, "ms", time.Since(start).Milliseconds())
+			log.Debug("event", "outcome", what, "write", false, "ms", time.Since(start).Milliseconds())
 			return nil
 		}
 		body, err := timeline.MarshalTrackState(st)
@@ -181,7 +230,7 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 		}
 		_, err = h.Store.Put(ctx, stateKey, body, opts)
 		if err == nil {
-			log.Info("fragment", "outcome", out, "published", st.Timeline.Len(), "pending", len(st.Pending), "attempts", attempt+1, "ms", time.Since(start).Milliseconds())
+			log.Info("event", "outcome", what, "published", st.Timeline.Len(), "pending", len(st.Pending), "attempts", attempt+1, "ms", time.Since(start).Milliseconds())
 			return nil
 		}
 		if !errors.Is(err, store.ErrPreconditionFailed) || attempt >= h.Cfg.MaxRetries {
@@ -241,6 +290,7 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 		}
 		a.HasPrev, a.Prev = true, v
 	}
+	a.Disc = o.Metadata[layout.MetaDisc] == "1"
 	return a, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/s3local"
@@ -38,15 +40,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // deliver the events themselves, in the order they choose.
 func newStore(t *testing.T) (*s3local.Server, *store.Store) {
 	t.Helper()
-	srv, err := s3local.Start(context.Background(), s3local.Options{Addr: "127.0.0.1:0", Bucket: "test-bucket", Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
-	st, err := store.New(context.Background(), store.Config{Bucket: "test-bucket", Endpoint: srv.URL, AccessKey: s3local.AccessKey, SecretKey: s3local.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, st := testtool.Store(t, "test-bucket")
 	return srv, st
 }
 
@@ -57,7 +51,8 @@ type fragmentEvent struct {
 }
 
 // pushFixture pushes a recorded ffmpeg push through the relay into st and
-// returns one event per stored fragment, in stream order. Each event's time
+// returns one event per stored fragment, in stream order, then one per end
+// marker (the push ends the stream). Each event's time
 // is base plus the fragment's end time, as if the encoder ran in real time.
 func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) []fragmentEvent {
 	t.Helper()
@@ -79,11 +74,18 @@ func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []fragmentEvent
+	var evs, ends []fragmentEvent
 	for i, o := range out.Contents {
 		key := aws.ToString(o.Key)
 		obj, err := layout.Parse(key)
-		if err != nil || obj.Kind != layout.KindFragment {
+		if err != nil || obj.Kind != layout.KindFragment && obj.Kind != layout.KindEnd {
+			continue
+		}
+		if obj.Kind == layout.KindEnd {
+			// Written as the push ended: at its end time (ismv's timescale
+			// is 10 MHz), which implies the same epoch as the fragments.
+			at := base.Add(time.Duration(obj.Start/10) * time.Microsecond)
+			ends = append(ends, fragmentEvent{key, s3local.Event(st.Bucket, key, "ObjectCreated:Put", aws.ToInt64(o.Size), "", uint64(i), at)})
 			continue
 		}
 		// Read the fragment's end so that every fragment implies the same
@@ -96,10 +98,18 @@ func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) 
 		at := base.Add(time.Duration(end/10) * time.Microsecond)
 		evs = append(evs, fragmentEvent{key, s3local.Event(st.Bucket, key, "ObjectCreated:Put", aws.ToInt64(o.Size), "", uint64(i), at)})
 	}
-	if len(evs) < 6 {
-		t.Fatalf("fixture stored %d fragments", len(evs))
+	if len(evs) < 6 || len(ends) != 3 {
+		t.Fatalf("fixture stored %d fragments and %d end markers", len(evs), len(ends))
 	}
-	return evs
+	return append(evs, ends...)
+}
+
+// liveOnly drops the end markers: the channel stays live.
+func liveOnly(evs []fragmentEvent) []fragmentEvent {
+	return slices.DeleteFunc(evs, func(fe fragmentEvent) bool {
+		obj, _ := layout.Parse(fe.key)
+		return obj.Kind == layout.KindEnd
+	})
 }
 
 func fragmentEnd(t *testing.T, b []byte) uint64 {
@@ -120,7 +130,7 @@ func render(t *testing.T, h *handler.Handler, channel string) map[string]string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths := []string{layout.SmoothManifestPath(channel), layout.MasterPlaylistPath(channel)}
+	paths := []string{layout.SmoothManifestPath(channel), layout.MasterPlaylistPath(channel), layout.DASHManifestPath(channel)}
 	for _, tr := range p.Tracks {
 		paths = append(paths, layout.MediaPlaylistPath(channel, tr.ID))
 	}
@@ -301,7 +311,7 @@ func TestManifestRequests(t *testing.T) {
 
 func TestMPDTellsTheTimeOnTheViewersHost(t *testing.T) {
 	_, st := newStore(t)
-	evs := pushFixture(t, st, "ch", time.Now().Add(-time.Minute))
+	evs := liveOnly(pushFixture(t, st, "ch", time.Now().Add(-time.Minute)))
 	h := handler.New(st, handler.DefaultConfig(), quiet)
 	for _, fe := range evs {
 		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
@@ -347,7 +357,7 @@ func TestEventKeyIsURLDecoded(t *testing.T) {
 
 func TestStateIsOneDocumentPerTrack(t *testing.T) {
 	_, st := newStore(t)
-	evs := pushFixture(t, st, "ch", time.Now())
+	evs := liveOnly(pushFixture(t, st, "ch", time.Now()))
 	h := handler.New(st, handler.DefaultConfig(), quiet)
 	for _, fe := range evs {
 		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
@@ -383,7 +393,7 @@ func TestStateIsOneDocumentPerTrack(t *testing.T) {
 func TestTimeShiftQueries(t *testing.T) {
 	_, st := newStore(t)
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
-	evs := pushFixture(t, st, "ch", base)
+	evs := liveOnly(pushFixture(t, st, "ch", base))
 	h := handler.New(st, handler.DefaultConfig(), quiet)
 	for _, fe := range evs {
 		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
@@ -452,5 +462,28 @@ func TestTimeShiftQueries(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A push that ended (its end markers processed, and two fragment durations
+// passed with nothing after them) has final manifests in every format.
+func TestEndedStreamHasFinalManifests(t *testing.T) {
+	_, st := newStore(t)
+	evs := pushFixture(t, st, "ch", time.Now().Add(-time.Minute))
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := render(t, h, "ch")
+	for path, want := range map[string]string{
+		layout.SmoothManifestPath("ch"): `IsLive="FALSE"`,
+		layout.DASHManifestPath("ch"):   `type="static"`,
+		layout.MediaPlaylistPath("ch", layout.TrackID{Name: "video", Bitrate: 60000}): "#EXT-X-ENDLIST",
+	} {
+		if !strings.Contains(got[path], want) {
+			t.Errorf("%s lacks %s:\n%s", path, want, got[path])
+		}
 	}
 }

@@ -174,6 +174,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	p.Ended = p.Finished(time.Now())
 	return p, nil
 }
 

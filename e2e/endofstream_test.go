@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/internal/testtool"
+)
+
+// An encoder that ends its push (ffmpeg writes an mfra and completes the
+// request) turns the channel's manifests into VOD: IsLive="FALSE",
+// EXT-X-ENDLIST, a static MPD, and the archive decodes from start to end.
+// The same encoder started again begins at timestamp zero: the relay
+// rebases it onto the channel's clock, the manifests go live again after a
+// discontinuity (the Smooth timeline keeps rising), and when it ends the
+// archive holds both sessions, every fragment still there.
+func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	st := startStack(t)
+	const channel, session = "eos", 8 // seconds per session
+	base := st.EdgeURL + "/live/" + channel + ".isml/"
+	push := func() {
+		t.Helper()
+		cmd := ffmpegPush(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", session, true)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("ffmpeg push: %v\n%s", err, stderr.String())
+		}
+	}
+
+	push()
+	m := waitForVOD(t, st, base)
+	if m.Duration == 0 {
+		t.Errorf("VOD Smooth manifest has no Duration")
+	}
+	checkVODManifests(t, base, 0)
+	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", session, [][]string{{"0:v:0", "0:a:0"}})
+
+	push()
+	m = waitForVOD(t, st, base)
+	checkVODManifests(t, base, 1)
+	for _, si := range m.Streams {
+		var last uint64
+		for i, start := range chunkTimes(si) {
+			if i > 0 && start <= last {
+				t.Errorf("%s: Smooth timeline goes back at chunk %d (%d after %d)", si.Type, i, start, last)
+			}
+			last = start
+		}
+	}
+	checkSmoothFragmentsExist(t, base, m)
+	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", 2*session, [][]string{{"0:v:0", "0:a:0"}})
+}
+
+// waitForVOD waits until the Smooth manifest is final and returns it.
+func waitForVOD(t *testing.T, st *stack.Stack, base string) smoothManifest {
+	t.Helper()
+	st.S3.Drain()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, body := get(t, base+"Manifest")
+		var m smoothManifest
+		if resp.StatusCode == 200 && xml.Unmarshal(body, &m) == nil && m.IsLive == "FALSE" {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Smooth manifest is still live 20 s after the push ended:\n%s", body)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// checkVODManifests checks that the HLS and DASH manifests are final, with
+// the given number of discontinuities.
+func checkVODManifests(t *testing.T, base string, discontinuities int) {
+	t.Helper()
+	_, master := get(t, base+"master.m3u8")
+	for line := range strings.Lines(string(master)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		_, pl := get(t, base+line)
+		text := string(pl)
+		if !strings.Contains(text, "#EXT-X-ENDLIST") || !strings.Contains(text, "#EXT-X-PLAYLIST-TYPE:VOD") {
+			t.Errorf("%s is not final:\n%s", line, text)
+		}
+		if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != discontinuities {
+			t.Errorf("%s: %d discontinuities, want %d:\n%s", line, n, discontinuities, text)
+		}
+	}
+	_, mpd := get(t, base+"manifest.mpd")
+	if !strings.Contains(string(mpd), `type="static"`) {
+		t.Errorf("the MPD is not static:\n%s", mpd)
+	}
+}
+
+// chunkTimes expands a StreamIndex's c elements into fragment start times.
+func chunkTimes(si smoothStreamIndex) []uint64 {
+	var times []uint64
+	next := uint64(0)
+	for _, c := range si.Chunks {
+		if c.T != nil {
+			next = *c.T
+		}
+		for range max(c.R, 1) {
+			times = append(times, next)
+			next += c.D
+		}
+	}
+	return times
+}
+
+// checkSmoothFragmentsExist fetches every fragment URL of every quality
+// level the manifest lists: none may be missing.
+func checkSmoothFragmentsExist(t *testing.T, base string, m smoothManifest) {
+	t.Helper()
+	n := 0
+	for _, si := range m.Streams {
+		for _, ql := range si.Levels {
+			for _, tm := range chunkTimes(si) {
+				u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
+				if resp, _ := get(t, base+u); resp.StatusCode != 200 {
+					t.Errorf("listed but missing: %s (%d)", u, resp.StatusCode)
+				}
+				n++
+			}
+		}
+	}
+	t.Logf("all %d listed fragments exist", n)
+}
