@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 FUZZMIN   ?= 2s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short bench build build-lambda build-relay fmt lint fuzz deps players clean
+.PHONY: help run test test-short chaos bench build build-lambda build-relay fmt lint fuzz deps players clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg; exit 1; }; \
 	  done; \
 	done
+
+CHAOS_FRAGMENTS ?= 600
+chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill
+	SMOOTHCAST_CHAOS_FRAGMENTS=$(CHAOS_FRAGMENTS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./e2e 2>&1 | grep -E 'chaos_test|^(---|ok|FAIL|panic)'
 
 bench: ## Go benchmarks of the hot paths (see BENCHMARKS.md)
 	mkdir -p $(BIN) && $(GO) test -run='^$$' -bench=. -benchmem -count=5 ./shared/... ./functions/... | tee $(BIN)/bench.txt

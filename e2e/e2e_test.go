@@ -36,17 +36,21 @@ func startStack(t *testing.T) *stack.Stack {
 
 // startStackWith starts a local stack whose edge serves the player page
 // with the npm packages of players (empty: none).
-func startStackWith(t *testing.T, players string) *stack.Stack {
+func startStackWith(t *testing.T, players string, adjust ...func(*stack.Options)) *stack.Stack {
 	t.Helper()
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	st, err := stack.Start(context.Background(), stack.Options{
+	o := stack.Options{
 		IngestAddr: "127.0.0.1:0", EdgeAddr: "127.0.0.1:0",
 		Handler: handler.DefaultConfig(), Relay: relay.DefaultConfig(), Players: players, Log: log,
-	})
+	}
+	for _, f := range adjust {
+		f(&o)
+	}
+	st, err := stack.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +164,7 @@ func checkSmooth(t *testing.T, base string) {
 		}
 		for _, ql := range si.Levels {
 			for _, tm := range times {
-				u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
+				u := fragmentURL(si, ql.Bitrate, tm)
 				resp, frag := get(t, base+u)
 				if resp.StatusCode != 200 {
 					t.Errorf("%s: %d", u, resp.StatusCode)

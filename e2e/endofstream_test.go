@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"iter"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,14 +19,17 @@ import (
 // EXT-X-ENDLIST, a static MPD, and the archive decodes from start to end.
 // The same encoder started again begins at timestamp zero: the relay
 // rebases it onto the channel's clock, the manifests go live again after a
-// discontinuity (the Smooth timeline keeps rising), and when it ends the
-// archive holds both sessions, every fragment still there.
+// discontinuity (the Smooth timeline keeps rising, DASH opens a Period),
+// and when it ends the archive holds both sessions, every fragment still
+// there.
 func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
 	ffmpeg := testtool.Require(t, "ffmpeg")
-	st := startStack(t)
+	// Sessions of 8 s: a restart is told from a reconnect when it starts
+	// further back than the drift limit from what the channel published.
+	st := startStackWith(t, "", func(o *stack.Options) { o.Relay.MaxDrift = 3 * time.Second })
 	const channel, session = "eos", 8 // seconds per session
 	base := st.EdgeURL + "/live/" + channel + ".isml/"
 	push := func() {
@@ -59,6 +63,10 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 		}
 	}
 	checkSmoothFragmentsExist(t, base, m)
+	// DASH: the restart opens a second Period.
+	if _, mpd := get(t, base+"manifest.mpd"); strings.Count(string(mpd), "<Period ") != 2 {
+		t.Errorf("the MPD of a restarted stream has %d Periods, want 2:\n%s", strings.Count(string(mpd), "<Period "), mpd)
+	}
 	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", 2*session, [][]string{{"0:v:0", "0:a:0"}})
 }
 
@@ -84,14 +92,7 @@ func waitForVOD(t *testing.T, st *stack.Stack, base string) smoothManifest {
 // the given number of discontinuities.
 func checkVODManifests(t *testing.T, base string, discontinuities int) {
 	t.Helper()
-	_, master := get(t, base+"master.m3u8")
-	for line := range strings.Lines(string(master)) {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		_, pl := get(t, base+line)
-		text := string(pl)
+	for line, text := range mediaPlaylists(t, base) {
 		if !strings.Contains(text, "#EXT-X-ENDLIST") || !strings.Contains(text, "#EXT-X-PLAYLIST-TYPE:VOD") {
 			t.Errorf("%s is not final:\n%s", line, text)
 		}
@@ -103,6 +104,30 @@ func checkVODManifests(t *testing.T, base string, discontinuities int) {
 	if !strings.Contains(string(mpd), `type="static"`) {
 		t.Errorf("the MPD is not static:\n%s", mpd)
 	}
+}
+
+// mediaPlaylists yields the URI and the text of every media playlist the
+// multivariant playlist lists as a variant.
+func mediaPlaylists(t *testing.T, base string) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		_, master := get(t, base+"master.m3u8")
+		for line := range strings.Lines(string(master)) {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			_, pl := get(t, base+line)
+			if !yield(line, string(pl)) {
+				return
+			}
+		}
+	}
+}
+
+// fragmentURL is the URL (relative to the channel) of the fragment of a
+// quality level of a StreamIndex that starts at tm.
+func fragmentURL(si smoothStreamIndex, bitrate int, tm uint64) string {
+	return strings.NewReplacer("{bitrate}", strconv.Itoa(bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
 }
 
 // chunkTimes expands a StreamIndex's c elements into fragment start times.
@@ -129,7 +154,7 @@ func checkSmoothFragmentsExist(t *testing.T, base string, m smoothManifest) {
 	for _, si := range m.Streams {
 		for _, ql := range si.Levels {
 			for _, tm := range chunkTimes(si) {
-				u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
+				u := fragmentURL(si, ql.Bitrate, tm)
 				if resp, _ := get(t, base+u); resp.StatusCode != 200 {
 					t.Errorf("listed but missing: %s (%d)", u, resp.StatusCode)
 				}

@@ -75,6 +75,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
 	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
+	keep := fs.Duration("retention", mustDuration(envDefault("retention", "24h")), "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
 	drift := fs.Duration("max-drift", mustDuration(envDefault("max-drift", "10s")), "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
 	players := fs.String("players", envDefault("players", "players"), "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
@@ -94,7 +95,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hcfg := handler.DefaultConfig()
-	hcfg.DVRWindow, hcfg.GapTimeout = *dvr, *gap
+	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention = *dvr, *gap, *keep
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxDrift = *drift
 	st, err := stack.Start(ctx, stack.Options{
@@ -104,7 +105,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift)
+	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift, "retention", *keep)
 	fmt.Printf(`
 smoothcast is running.
 

@@ -11,6 +11,7 @@
 //	SMOOTHCAST_ENDPOINT     S3-compatible endpoint (empty: AWS)
 //	SMOOTHCAST_DVR_WINDOW   DVR window, Go duration (default 30m)
 //	SMOOTHCAST_GAP_TIMEOUT  how long an early fragment waits (default 10s)
+//	SMOOTHCAST_RETENTION    how long fragments are kept (the bucket's lifecycle rule; default 24h)
 package main
 
 import (
@@ -39,7 +40,7 @@ func main() {
 
 func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 	cfg := handler.DefaultConfig()
-	for name, dst := range map[string]*time.Duration{"SMOOTHCAST_DVR_WINDOW": &cfg.DVRWindow, "SMOOTHCAST_GAP_TIMEOUT": &cfg.GapTimeout} {
+	for name, dst := range map[string]*time.Duration{"SMOOTHCAST_DVR_WINDOW": &cfg.DVRWindow, "SMOOTHCAST_GAP_TIMEOUT": &cfg.GapTimeout, "SMOOTHCAST_RETENTION": &cfg.Retention} {
 		if v := os.Getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -47,6 +48,9 @@ func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 			}
 			*dst = d
 		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	region := os.Getenv("SMOOTHCAST_REGION")
 	if region == "" {
@@ -56,6 +60,6 @@ func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("manifest function", "bucket", st.Bucket, "dvr_window", cfg.DVRWindow.String(), "gap_timeout", cfg.GapTimeout.String())
+	log.Info("manifest function", "bucket", st.Bucket, "dvr_window", cfg.DVRWindow.String(), "gap_timeout", cfg.GapTimeout.String(), "retention", cfg.Retention.String())
 	return handler.New(st, cfg, log), nil
 }

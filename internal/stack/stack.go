@@ -19,6 +19,7 @@ import (
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/shared/edge"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -38,7 +39,10 @@ type Options struct {
 	// Players is the source tree's players/ folder (npm packages of the
 	// player page); empty serves the page without its libraries.
 	Players string
-	Log     *slog.Logger
+	// SweepEvery is how often the retention janitor runs (default 1 min;
+	// it removes what is older than Handler.Retention).
+	SweepEvery time.Duration
+	Log        *slog.Logger
 }
 
 // Stack is a running local origin.
@@ -76,6 +80,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	if o.Relay == (relay.Config{}) {
 		o.Relay = relay.DefaultConfig()
+	}
+	if err := o.Handler.Validate(); err != nil {
+		return nil, err
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = time.Minute
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stack{cancel: cancel}
@@ -115,7 +125,32 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	s.EdgeURL = play
+	if o.Handler.Retention > 0 {
+		go s.janitor(ctx, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
+	}
 	return s, nil
+}
+
+// janitor removes media past retention, as the bucket's lifecycle rule
+// does on AWS.
+func (s *Stack) janitor(ctx context.Context, keep, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := retention.Sweep(ctx, s.Store, time.Now().Add(-keep))
+		if err != nil {
+			log.Warn("sweep failed", "err", err)
+			continue
+		}
+		if n > 0 {
+			log.Info("removed media past retention", "objects", n, "retention", keep)
+		}
+	}
 }
 
 func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,6 +79,64 @@ type Server struct {
 	// for tests that count what the stack costs.
 	mu       sync.Mutex
 	requests map[string]int
+	faults   Faults
+}
+
+// Faults are what the server does wrong on purpose, as S3 and its event
+// delivery do on a bad day. Rates are probabilities per request or event.
+type Faults struct {
+	// ErrorRate fails a request before it reaches the store: 503 SlowDown
+	// or 500 InternalError, half each. A failed PUT stores nothing.
+	ErrorRate float64
+	// StallRate holds a request for Stall before serving it (the client
+	// may time out while the write still happens, as with S3).
+	StallRate float64
+	Stall     time.Duration
+	// Latency delays every request.
+	Latency time.Duration
+	// DuplicateRate delivers an event twice; EventDelay holds each event
+	// for a random time up to itself, so that events overtake each other.
+	DuplicateRate float64
+	EventDelay    time.Duration
+}
+
+// SetFaults changes the injected faults (the zero Faults: none).
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+func (s *Server) currentFaults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// inject applies the request faults; it reports whether it answered the
+// request (with an error) itself.
+func (s *Server) inject(w http.ResponseWriter, r *http.Request) bool {
+	f := s.currentFaults()
+	if f.Latency > 0 {
+		time.Sleep(f.Latency)
+	}
+	if f.StallRate > 0 && rand.Float64() < f.StallRate {
+		select {
+		case <-time.After(f.Stall):
+		case <-r.Context().Done():
+		}
+	}
+	if f.ErrorRate > 0 && rand.Float64() < f.ErrorRate {
+		code, status := "SlowDown", http.StatusServiceUnavailable
+		if rand.IntN(2) == 0 {
+			code, status = "InternalError", http.StatusInternalServerError
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>injected fault</Message></Error>`, code)
+		return true
+	}
+	return false
 }
 
 // Start starts the server and its event workers.
@@ -208,7 +267,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			r.Header.Set(cacheControlStandIn, cc)
 		}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
+		if !s.inject(sw, r) {
+			next.ServeHTTP(sw, r)
+		}
 		if sw.status == 0 {
 			sw.status = http.StatusOK // nothing written: net/http answers 200
 		}
@@ -243,8 +304,28 @@ func (s *Server) enqueue(ev events.S3Event) {
 	if s.closed {
 		return
 	}
-	s.inflight.Add(1)
-	s.queue <- ev
+	f := s.currentFaults()
+	n := 1
+	if f.DuplicateRate > 0 && rand.Float64() < f.DuplicateRate {
+		n = 2
+	}
+	for range n {
+		s.inflight.Add(1)
+		if f.EventDelay <= 0 {
+			s.queue <- ev
+			continue
+		}
+		go func() {
+			time.Sleep(time.Duration(rand.Int64N(int64(f.EventDelay))))
+			s.closeMu.RLock()
+			defer s.closeMu.RUnlock()
+			if s.closed {
+				s.inflight.Done() // dropped at Close, as a late event would be
+				return
+			}
+			s.queue <- ev
+		}()
+	}
 }
 
 func (s *Server) worker(ctx context.Context) {
@@ -261,7 +342,7 @@ func (s *Server) worker(ctx context.Context) {
 				break
 			}
 			s.opts.Log.Warn("event failed, retrying", "key", key, "attempt", attempt+1, "err", err)
-			time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
+			time.Sleep(time.Duration(attempt+1) * time.Second) // Lambda waits minutes; the idea is the same
 		}
 		s.inflight.Done()
 	}

@@ -12,11 +12,15 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -48,6 +52,9 @@ type PutOptions struct {
 	IfMatch string
 	// Metadata becomes x-amz-meta-* headers.
 	Metadata map[string]string
+	// Tagging is the object's tag set, URL-encoded (key1=value1&key2=...):
+	// lifecycle rules select on tags.
+	Tagging string
 }
 
 // Object is what a read returns.
@@ -100,6 +107,16 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: load AWS config: %w", err)
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		// S3 answers 503 SlowDown under load: retry throttling and 5xx a
+		// few more times than the SDK's default, without the client-side
+		// retry quota, which a burst of throttling would drain and then
+		// fail every request at once. Callers bound the total with their
+		// context.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 5
+			so.MaxBackoff = 2 * time.Second // live media cannot wait 20 s
+			so.RateLimiter = ratelimit.None
+		})
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 			o.UsePathStyle = true
@@ -132,6 +149,9 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, o PutOptions) 
 	}
 	if o.IfMatch != "" {
 		in.IfMatch = aws.String(o.IfMatch)
+	}
+	if o.Tagging != "" {
+		in.Tagging = aws.String(o.Tagging)
 	}
 	out, err := s.Client.PutObject(ctx, in)
 	if err != nil {
@@ -214,4 +234,51 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+// Listed is one object of a listing.
+type Listed struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// List calls fn for every object under prefix, a page (up to 1000 keys)
+// at a time. Only the retention janitor lists: the serving path never does.
+func (s *Store) List(ctx context.Context, prefix string, fn func([]Listed) error) error {
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", prefix, classify(err))
+		}
+		objs := make([]Listed, 0, len(page.Contents))
+		for _, o := range page.Contents {
+			objs = append(objs, Listed{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
+		}
+		if err := fn(objs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes keys (at most 1000: one DeleteObjects request).
+func (s *Store) Delete(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ids := make([]types.ObjectIdentifier, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+	}
+	out, err := s.Client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(s.Bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+	if err != nil {
+		return fmt.Errorf("delete %d objects: %w", len(keys), classify(err))
+	}
+	if len(out.Errors) > 0 {
+		e := out.Errors[0]
+		return fmt.Errorf("delete %d objects: %d failed, first %s: %s", len(keys), len(out.Errors), aws.ToString(e.Key), aws.ToString(e.Message))
+	}
+	return nil
 }

@@ -25,6 +25,9 @@ type Presentation struct {
 	// Ended: the encoder ended the stream (see Finished); manifests are
 	// final.
 	Ended bool
+	// Oldest, when set, leaves out fragments that start before it: they
+	// are past retention, or soon will be.
+	Oldest time.Time
 }
 
 // Finished reports whether every track that has media has finished (see
@@ -79,10 +82,18 @@ func (p *Presentation) Track(id layout.TrackID) (*TrackView, bool) {
 // window or, for a time-shift request, to its range: the fragments that
 // overlap it (so that a start-over begins with the fragment holding From).
 func (p *Presentation) Windowed(tv *TrackView) Timeline {
+	var tl Timeline
 	if p.Range == nil {
-		return tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
+		tl = tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
+	} else {
+		tl = tv.State.Timeline.Window(0)
 	}
-	tl := tv.State.Timeline.Window(0)
+	if !p.Oldest.IsZero() {
+		tl.TrimBefore(p.MediaTime(p.Oldest, tv.Timescale))
+	}
+	if p.Range == nil {
+		return tl
+	}
 	if !p.Range.From.IsZero() {
 		tl.TrimBefore(p.MediaTime(p.Range.From, tv.Timescale))
 	}

@@ -334,6 +334,13 @@ func (s *TrackState) Apply(a Arrival, now time.Time, rules Rules) (out Outcome, 
 	return out, changed, nil
 }
 
+// Settle publishes, at time now, what has waited out the gap timeout
+// since the last event: a reader that renders the state applies it, so
+// that a fragment whose predecessor never came is listed even when no
+// event follows it (the end of a stream). It reports whether anything
+// changed.
+func (s *TrackState) Settle(now time.Time, rules Rules) bool { return s.drain(now, rules) }
+
 // drain publishes pending fragments while the head of the queue may go.
 func (s *TrackState) drain(now time.Time, rules Rules) (changed bool) {
 	for len(s.Pending) > 0 {
@@ -375,7 +382,11 @@ func (s *TrackState) endedBefore(t, published uint64) bool {
 }
 
 func (s *TrackState) publish(a Arrival, gap bool) {
-	s.Timeline.Append(a.Fragment, gap)
+	if a.Disc {
+		s.Timeline.AppendBreak(a.Fragment)
+	} else {
+		s.Timeline.Append(a.Fragment, gap)
+	}
 	// Ends at or before a are followed now: the stream went on.
 	s.Ends = slices.DeleteFunc(s.Ends, func(e Ending) bool { return e.Time <= a.Start })
 	if len(s.Ends) == 0 {

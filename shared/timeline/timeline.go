@@ -30,6 +30,9 @@ type Run struct {
 	Duration uint64 `json:"d"`
 	Count    uint64 `json:"n"`
 	Gap      bool   `json:"gap,omitempty"`
+	// Break marks a gap that is a break in the encoder's timeline (it
+	// restarted, its clock jumped): DASH starts a new Period there.
+	Break bool `json:"brk,omitempty"`
 }
 
 // End is the time just after the run's last fragment.
@@ -43,6 +46,10 @@ type Timeline struct {
 	Runs      []Run  `json:"runs"`
 	FirstSeq  uint64 `json:"seq"`
 	FirstDisc uint64 `json:"disc,omitempty"`
+	// BreakAt is the start of the last break trimmed away (HasBreakAt):
+	// the Period that the first fragments belong to begins there.
+	BreakAt    uint64 `json:"brkat,omitempty"`
+	HasBreakAt bool   `json:"hasbrk,omitempty"`
 }
 
 // Empty reports whether the timeline has no fragments.
@@ -116,6 +123,17 @@ func (tl *Timeline) Append(f Fragment, gap bool) {
 	tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Gap: gap})
 }
 
+// AppendBreak adds f after a break in the encoder's timeline (a gap that
+// starts a new DASH Period). The caller guarantees what Append needs.
+func (tl *Timeline) AppendBreak(f Fragment) {
+	if len(tl.Runs) == 0 {
+		tl.Append(f, false)
+		return
+	}
+	tl.Append(f, true)
+	tl.Runs[len(tl.Runs)-1].Break = true
+}
+
 // TrimBefore removes the fragments that end at or before t, keeping
 // FirstSeq and FirstDisc in step. The first remaining fragment never carries
 // a gap marker: the discontinuity before it is counted in FirstDisc.
@@ -123,6 +141,9 @@ func (tl *Timeline) TrimBefore(t uint64) {
 	i := 0
 	for i < len(tl.Runs) && tl.Runs[i].End() <= t {
 		tl.FirstSeq += tl.Runs[i].Count
+		if tl.Runs[i].Break {
+			tl.BreakAt, tl.HasBreakAt = tl.Runs[i].Start, true
+		}
 		i++
 		if i < len(tl.Runs) && tl.Runs[i].Gap {
 			tl.FirstDisc++
@@ -134,6 +155,9 @@ func (tl *Timeline) TrimBefore(t uint64) {
 		return
 	}
 	if r := &tl.Runs[0]; r.Start < t {
+		if r.Break {
+			tl.BreakAt, tl.HasBreakAt, r.Break = r.Start, true, false
+		}
 		// Fragment j of the run ends at Start+(j+1)*Duration; those ending
 		// at or before t number floor((t-Start)/Duration), fewer than Count.
 		k := (t - r.Start) / r.Duration
@@ -166,6 +190,8 @@ type Entry struct {
 	Seq  uint64
 	Disc uint64
 	Gap  bool
+	// Break: the encoder's timeline breaks before this fragment.
+	Break bool
 }
 
 // All yields every fragment in order.
@@ -178,7 +204,7 @@ func (tl *Timeline) All() iter.Seq[Entry] {
 				if gap {
 					disc++
 				}
-				e := Entry{Fragment: Fragment{Start: r.Start + i*r.Duration, Duration: r.Duration}, Seq: seq, Disc: disc, Gap: gap}
+				e := Entry{Fragment: Fragment{Start: r.Start + i*r.Duration, Duration: r.Duration}, Seq: seq, Disc: disc, Gap: gap, Break: i == 0 && r.Break}
 				if !yield(e) {
 					return
 				}
@@ -191,7 +217,8 @@ func (tl *Timeline) All() iter.Seq[Entry] {
 // Window returns a copy of tl that keeps only the fragments ending after
 // End()-window (window in the track's timescale; 0 keeps everything).
 func (tl *Timeline) Window(window uint64) Timeline {
-	out := Timeline{Runs: append([]Run(nil), tl.Runs...), FirstSeq: tl.FirstSeq, FirstDisc: tl.FirstDisc}
+	out := *tl
+	out.Runs = append([]Run(nil), tl.Runs...)
 	if window > 0 && tl.End() > window {
 		out.TrimBefore(tl.End() - window)
 	}
@@ -207,7 +234,7 @@ func Common(tls ...Timeline) Timeline {
 		return Timeline{}
 	}
 	if len(tls) == 1 {
-		return Timeline{Runs: append([]Run(nil), tls[0].Runs...), FirstSeq: tls[0].FirstSeq, FirstDisc: tls[0].FirstDisc}
+		return tls[0].Window(0)
 	}
 	nexts := make([]func() (Entry, bool), len(tls))
 	stops := make([]func(), len(tls))
@@ -223,7 +250,7 @@ func Common(tls ...Timeline) Timeline {
 		}
 		heads[i] = e
 	}
-	var out Timeline
+	out := Timeline{BreakAt: tls[0].BreakAt, HasBreakAt: tls[0].HasBreakAt}
 	first := true
 	prevEnd := uint64(0)
 	for {
@@ -249,7 +276,15 @@ func Common(tls ...Timeline) Timeline {
 			if first {
 				out.FirstSeq, out.FirstDisc = heads[0].Seq, heads[0].Disc
 			}
-			out.Append(heads[0].Fragment, !first && (heads[0].Start != prevEnd || heads[0].Gap))
+			brk := false
+			for _, h := range heads {
+				brk = brk || h.Break
+			}
+			if brk && !first {
+				out.AppendBreak(heads[0].Fragment)
+			} else {
+				out.Append(heads[0].Fragment, !first && (heads[0].Start != prevEnd || heads[0].Gap))
+			}
 			first = false
 			prevEnd = heads[0].End()
 			for i := range heads {

@@ -44,11 +44,11 @@ func TestApplyRules(t *testing.T) {
 		want  []Outcome
 		runs  []Run
 	}{
-		{"in order publishes each", []int{0, 1, 2, 3}, []Outcome{Published, Published, Published, Published}, []Run{{0, 20, 4, false}}},
-		{"duplicate event is a no-op", []int{0, 0, 1, 1}, []Outcome{Published, Duplicate, Published, Duplicate}, []Run{{0, 20, 2, false}}},
-		{"fragment before a gap waits", []int{0, 2, 1}, []Outcome{Published, Waiting, Published}, []Run{{0, 20, 3, false}}},
-		{"first fragment of a connection waits for nothing", []int{1, 0}, []Outcome{Waiting, Published}, []Run{{0, 20, 2, false}}},
-		{"duplicate of a waiting fragment is a no-op", []int{0, 2, 2}, []Outcome{Published, Waiting, Duplicate}, []Run{{0, 20, 1, false}}},
+		{"in order publishes each", []int{0, 1, 2, 3}, []Outcome{Published, Published, Published, Published}, []Run{{0, 20, 4, false, false}}},
+		{"duplicate event is a no-op", []int{0, 0, 1, 1}, []Outcome{Published, Duplicate, Published, Duplicate}, []Run{{0, 20, 2, false, false}}},
+		{"fragment before a gap waits", []int{0, 2, 1}, []Outcome{Published, Waiting, Published}, []Run{{0, 20, 3, false, false}}},
+		{"first fragment of a connection waits for nothing", []int{1, 0}, []Outcome{Waiting, Published}, []Run{{0, 20, 2, false, false}}},
+		{"duplicate of a waiting fragment is a no-op", []int{0, 2, 2}, []Outcome{Published, Waiting, Duplicate}, []Run{{0, 20, 1, false, false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s TrackState
@@ -73,7 +73,7 @@ func TestGapTimeoutPublishesWithADiscontinuity(t *testing.T) {
 	}
 	// Any later event past the timeout releases it, marked as a gap.
 	apply(t, &s, fr[3], t0.Add(rules.GapTimeout))
-	want := []Run{{0, 20, 1, false}, {40, 20, 2, true}}
+	want := []Run{{0, 20, 1, false, false}, {40, 20, 2, true, false}}
 	if !reflect.DeepEqual(s.Timeline.Runs, want) {
 		t.Fatalf("runs %+v, want %+v", s.Timeline.Runs, want)
 	}
@@ -331,7 +331,7 @@ func TestConnectionEndsInAnyOrderGiveTheInOrderState(t *testing.T) {
 		}
 		// The second connection's first fragment goes at once (the first
 		// connection ended there), after a discontinuity.
-		wantRuns := []Run{{0, 20, 10, false}, {260, 20, 10, true}}
+		wantRuns := []Run{{0, 20, 10, false, false}, {260, 20, 10, true, true}}
 		if !reflect.DeepEqual(want.Timeline.Runs, wantRuns) || len(want.Pending) != 0 {
 			t.Fatalf("in order: runs %+v pending %d, want %+v", want.Timeline.Runs, len(want.Pending), wantRuns)
 		}
@@ -397,5 +397,24 @@ func TestFinished(t *testing.T) {
 	apply(t, &s, a, t0.Add(5*time.Second))
 	if s.Finished(t0.Add(time.Hour), ts) || len(s.Ends) != 0 {
 		t.Fatalf("still finished after the stream went on: ends %+v", s.Ends)
+	}
+}
+
+// Fragments about to pass retention (before Oldest) are not listed, in
+// the DVR window or in a time-shift range.
+func TestOldestLeavesOutExpiringFragments(t *testing.T) {
+	var st TrackState
+	for _, a := range stream(10, 20) { // 10 ticks per second: 2 s each
+		apply(t, &st, a, t0)
+	}
+	p := &Presentation{Epoch: t0, DVRWindow: time.Hour, Oldest: t0.Add(7 * time.Second),
+		Tracks: []TrackView{{Track: Track{Timescale: 10}, State: st}}}
+	for _, rng := range []*Range{nil, {From: t0}} {
+		p.Range = rng
+		tl := p.Windowed(&p.Tracks[0])
+		// The fragment 6..8 s ends after Oldest: kept.
+		if tl.Start() != 60 || tl.Len() != 7 {
+			t.Errorf("range %v: starts at %d with %d fragments, want 60 and 7", rng, tl.Start(), tl.Len())
+		}
 	}
 }

@@ -24,10 +24,12 @@ type clockRecord struct {
 
 // channelClock is the relay's ism.Clock for one channel. The channel's
 // clock is its epoch (the manifest function's index): media time t plays
-// at epoch+t. An encoder whose fragment ends more than maxDrift away from
-// now on that clock (it restarted from zero, or its clock jumped) gets a
-// whole-second offset that puts the fragment's end at now; an encoder on
-// the clock (a reconnect, a redundant encoder) gets none.
+// at epoch+t. An encoder is on the channel's timeline when its fragment
+// ends no more than maxDrift before what the channel has published (a
+// reconnect resending its last fragments, however long the outage, or a
+// redundant encoder) and no more than maxDrift after now. One that is off
+// (it restarted from zero, or its clock jumped) gets a whole-second offset
+// that puts the fragment's end at now.
 type channelClock struct {
 	st       ObjectStore
 	channel  string
@@ -49,7 +51,14 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 		return 0, &storeError{fmt.Errorf("channel %s: read clock: %w", c.channel, errors.Join(err, errors.New("no epoch")))}
 	}
 	wall := c.now().Sub(ch.Epoch)
-	onClock := func(off time.Duration) bool { return (wall - encoderEnd - off).Abs() <= c.maxDrift }
+	published, err := c.publishedEnd(ctx, ch)
+	if err != nil {
+		return 0, err
+	}
+	onClock := func(off time.Duration) bool {
+		end := encoderEnd + off
+		return end >= published-c.maxDrift && end <= wall+c.maxDrift
+	}
 	if onClock(0) {
 		return 0, nil
 	}
@@ -82,7 +91,32 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 		if err != nil {
 			return 0, &storeError{fmt.Errorf("channel %s: write clock record: %w", c.channel, err)}
 		}
-		c.log.Warn("encoder is off the channel clock: rebasing", "encoder_end", encoderEnd, "channel_time", wall, "offset", off)
+		c.log.Warn("encoder is off the channel clock: rebasing", "encoder_end", encoderEnd, "channel_time", wall, "published", published, "offset", off)
 		return off, nil
 	}
+}
+
+// publishedEnd is the latest end, as a media time, of what any track of
+// the channel has published or holds pending.
+func (c *channelClock) publishedEnd(ctx context.Context, ch *timeline.Channel) (time.Duration, error) {
+	var end time.Duration
+	for _, tr := range ch.Tracks {
+		o, err := c.st.Get(ctx, layout.TrackStateKey(c.channel, tr.ID))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, &storeError{fmt.Errorf("channel %s track %s: read state: %w", c.channel, tr.ID, err)}
+		}
+		st, err := timeline.UnmarshalTrackState(o.Body)
+		if err != nil || tr.Timescale == 0 {
+			continue
+		}
+		ticks := st.Timeline.End()
+		for _, p := range st.Pending {
+			ticks = max(ticks, p.End())
+		}
+		end = max(end, time.Duration(float64(ticks)/float64(tr.Timescale)*float64(time.Second)))
+	}
+	return end, nil
 }

@@ -23,9 +23,17 @@ func TestChannelClock(t *testing.T) {
 	if off, err := clock.Offset(ctx, 2*time.Second); err != nil || off != 0 {
 		t.Fatalf("new channel: offset %v, %v; want 0 (its first fragments set the clock)", off, err)
 	}
-	// The channel has played for 60.5 s.
-	body, _ := timeline.MarshalChannel(&timeline.Channel{Version: timeline.StateVersion, Name: "ch", Epoch: now.Add(-60500 * time.Millisecond)})
+	// The channel started 60.5 s ago; its video has published 40 s (the
+	// relay was down for the last 20).
+	video := layout.TrackID{Name: "video", Bitrate: 100000}
+	body, _ := timeline.MarshalChannel(&timeline.Channel{Version: timeline.StateVersion, Name: "ch", Epoch: now.Add(-60500 * time.Millisecond),
+		Tracks: []timeline.Track{{ID: video, Kind: timeline.Video, Timescale: 10}}})
 	if _, err := st.Put(ctx, layout.ChannelStateKey("ch"), body, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	state := timeline.TrackState{Timeline: timeline.Timeline{Runs: []timeline.Run{{Start: 0, Duration: 20, Count: 20}}}}
+	body, _ = timeline.MarshalTrackState(&state)
+	if _, err := st.Put(ctx, layout.TrackStateKey("ch", video), body, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -33,8 +41,10 @@ func TestChannelClock(t *testing.T) {
 		encoderEnd time.Duration
 		want       time.Duration
 	}{
-		{"an encoder on the clock (a reconnect)", 58 * time.Second, 0},
-		{"a redundant encoder a little behind", 51 * time.Second, 0},
+		{"an encoder on the clock", 58 * time.Second, 0},
+		{"a reconnect after an outage resends where the channel stopped", 40 * time.Second, 0},
+		{"a redundant encoder a little behind what was published", 31 * time.Second, 0},
+		{"an encoder ahead of the clock", 80 * time.Second, -19 * time.Second},
 		{"a restarted encoder: its end moves to now, rounded up to a second", 2 * time.Second, 59 * time.Second},
 		{"the same encoder's other connection finds the same offset", 2200 * time.Millisecond, 59 * time.Second},
 		{"another restart far from that offset gets a new one", 300 * time.Second, -239 * time.Second},

@@ -44,12 +44,18 @@ type Config struct {
 	// channel's clock before the relay rebases them (a restarted encoder);
 	// it is also the largest forward skip that is not a discontinuity.
 	MaxDrift time.Duration
+	// StoreTimeout is how long a store request may keep failing (retried
+	// with backoff) before the relay fails the encoder's request.
+	StoreTimeout time.Duration
+	// AttemptTimeout bounds one store request (with the SDK's own retries).
+	AttemptTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
-// silence, 10 s of drift.
+// silence, 10 s of drift, 30 s of store failures, 10 s per store request.
 func DefaultConfig() Config {
-	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second}
+	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
+		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second}
 }
 
 // Relay serves the ingest endpoints.
@@ -61,6 +67,8 @@ type Relay struct {
 	active    atomic.Int64
 	fragments atomic.Int64
 	dupes     atomic.Int64
+	retries   atomic.Int64
+	store     *retrying
 }
 
 // New returns a relay that writes to st.
@@ -68,8 +76,20 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Relay{Store: st, Cfg: cfg, Log: log}
+	def := DefaultConfig()
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = def.StoreTimeout
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = def.AttemptTimeout
+	}
+	rl := &Relay{Store: st, Cfg: cfg, Log: log}
+	rl.store = &retrying{st: st, cfg: cfg, log: log, retries: &rl.retries}
+	return rl
 }
+
+// Retries counts store requests retried since the relay started.
+func (rl *Relay) Retries() int64 { return rl.retries.Load() }
 
 // Handler routes ingest requests: POST and PUT to a stream URL push; any
 // other method there is 405; anything else is 404.
@@ -101,7 +121,7 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout}
 	}
 	sink := &storeSink{rl: rl, channel: ip.Channel, log: log}
-	clock := &channelClock{st: rl.Store, channel: ip.Channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
+	clock := &channelClock{st: rl.store, channel: ip.Channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
 	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
 	started := time.Now()
 	stats, err := sess.Run(r.Context(), body)
@@ -180,7 +200,7 @@ func contentType(k timeline.Kind) string {
 
 func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
 	key := layout.InitKey(s.channel, h.ID)
-	_, err := s.rl.Store.Put(ctx, key, h.Init, store.PutOptions{
+	_, err := s.rl.store.Put(ctx, key, h.Init, store.PutOptions{
 		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
 	})
 	if errors.Is(err, store.ErrPreconditionFailed) {
@@ -195,7 +215,7 @@ func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
 
 func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	key := layout.FragmentKey(s.channel, f.ID, f.Start)
-	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true}
+	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag}
 	if f.HasPrev || f.Disc {
 		opts.Metadata = map[string]string{}
 	}
@@ -205,7 +225,7 @@ func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	if f.Disc {
 		opts.Metadata[layout.MetaDisc] = "1"
 	}
-	_, err := s.rl.Store.Put(ctx, key, f.Data, opts)
+	_, err := s.rl.store.Put(ctx, key, f.Data, opts)
 	switch {
 	case errors.Is(err, store.ErrPreconditionFailed):
 		s.dupes++
@@ -234,7 +254,7 @@ func (s *storeSink) markEnds(ctx context.Context, ends []ism.TrackEnd, stream bo
 	body, _ := json.Marshal(EndMarker{Stream: stream})
 	for _, e := range ends {
 		key := layout.EndKey(s.channel, e.ID, e.End)
-		if _, err := s.rl.Store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone}); err != nil {
+		if _, err := s.rl.store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.ExpireTag}); err != nil {
 			s.log.Error("end marker not written", "track", e.ID.String(), "end", e.End, "err", err)
 		}
 	}

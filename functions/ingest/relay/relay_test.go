@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -213,5 +214,55 @@ func TestMalformedBodiesAreRefusedWithAReason(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With S3 failing a third of all requests (503 SlowDown, 500), slowing
+// some down and stalling a few past the client's patience, a push still
+// stores everything it carries: the SDK and the relay retry, and a write
+// that did happen behind a timeout is recognised when retried.
+func TestPushSurvivesAFlakyStore(t *testing.T) {
+	srv, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	cfg.AttemptTimeout = 300 * time.Millisecond
+	rl := relay.New(st, cfg, quiet)
+	hs := httptest.NewServer(rl.Handler())
+	t.Cleanup(hs.Close)
+	srv.SetFaults(s3local.Faults{ErrorRate: 0.33, StallRate: 0.05, Stall: 400 * time.Millisecond, Latency: time.Millisecond})
+	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true); code != 200 {
+		t.Fatalf("push: %d %s", code, msg)
+	}
+	srv.SetFaults(s3local.Faults{})
+	kinds := map[layout.ObjectKind]int{}
+	for _, k := range keys(t, st) {
+		obj, _ := layout.Parse(k)
+		kinds[obj.Kind]++
+	}
+	if kinds[layout.KindFragment] != 6 || kinds[layout.KindInit] != 3 || kinds[layout.KindEnd] != 3 {
+		t.Fatalf("stored %v, want 6 fragments, 3 init segments, 3 end markers", kinds)
+	}
+	req := srv.Requests()
+	t.Logf("requests %v; relay retries %d", req, rl.Retries())
+	if req["PUT 503"]+req["PUT 500"] == 0 {
+		t.Fatal("no fault was injected")
+	}
+}
+
+// A store that stays down fails the encoder's request once StoreTimeout
+// has passed, with the reason, instead of holding the stream forever.
+func TestPushFailsWhenTheStoreStaysDown(t *testing.T) {
+	srv, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	cfg.StoreTimeout, cfg.AttemptTimeout = time.Second, 500*time.Millisecond
+	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	t.Cleanup(hs.Close)
+	srv.SetFaults(s3local.Faults{ErrorRate: 1})
+	start := time.Now()
+	code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true)
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "store") {
+		t.Fatalf("push: %d %q, want 503 naming the store", code, msg)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("gave up after %v, want about StoreTimeout (1 s)", took)
 	}
 }

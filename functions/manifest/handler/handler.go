@@ -25,6 +25,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -47,12 +48,24 @@ type Config struct {
 	ManifestMaxAge time.Duration
 	// MaxRetries bounds conditional-write retries per event.
 	MaxRetries int
+	// Retention is how long fragments are kept (the bucket's lifecycle
+	// rule, the local janitor): manifests leave out what is older than
+	// Retention minus retention.Margin. Zero keeps everything listed.
+	Retention time.Duration
 }
 
 // DefaultConfig returns the defaults: a 30 minute window, 10 s gap
-// timeout, 1 s manifest max-age.
+// timeout, 1 s manifest max-age, 24 h retention.
 func DefaultConfig() Config {
-	return Config{DVRWindow: 30 * time.Minute, GapTimeout: 10 * time.Second, ManifestMaxAge: time.Second, MaxRetries: 20}
+	return Config{DVRWindow: 30 * time.Minute, GapTimeout: 10 * time.Second, ManifestMaxAge: time.Second, MaxRetries: 20, Retention: 24 * time.Hour}
+}
+
+// Validate reports a configuration that would list what is gone.
+func (c Config) Validate() error {
+	if c.Retention > 0 && c.Retention < c.DVRWindow+retention.Margin {
+		return fmt.Errorf("retention %v must be at least the DVR window (%v) plus %v, or manifests would list deleted fragments", c.Retention, c.DVRWindow, retention.Margin)
+	}
+	return nil
 }
 
 // Handler handles S3 events and manifest requests.

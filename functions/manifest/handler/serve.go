@@ -18,6 +18,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
+	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -156,7 +157,11 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 	if etag == "" {
 		return nil, errNoChannel
 	}
+	now := time.Now()
 	p := &timeline.Presentation{Channel: channel, Epoch: ch.Epoch, DVRWindow: h.Cfg.DVRWindow, Tracks: make([]timeline.TrackView, len(ch.Tracks))}
+	if h.Cfg.Retention > 0 {
+		p.Oldest = now.Add(-(h.Cfg.Retention - retention.Margin))
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ch.Tracks))
 	for i, t := range ch.Tracks {
@@ -167,6 +172,9 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 				errs[i] = fmt.Errorf("track %s: %w", t.ID, err)
 				return
 			}
+			// What waited out the gap timeout since the last event is
+			// listed now, not at the next event (there may be none).
+			st.Settle(now, timeline.Rules{GapTimeout: h.Cfg.GapTimeout})
 			p.Tracks[i].State = *st
 		})
 	}
@@ -174,7 +182,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	p.Ended = p.Finished(time.Now())
+	p.Ended = p.Finished(now)
 	return p, nil
 }
 

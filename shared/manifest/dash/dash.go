@@ -10,6 +10,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -146,9 +148,8 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		extent.Add(p, &common, g.Views[0].Timescale)
 		groups, commons = append(groups, g), append(commons, common)
 	}
-	per := period{ID: "0", Start: "PT0S"}
-	for i, g := range groups {
-		common := commons[i]
+	var assets []adaptationSet
+	for _, g := range groups {
 		tv0 := g.Views[0]
 		ts := tv0.Timescale
 		for _, tv := range g.Views {
@@ -158,7 +159,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			maxDur = max(maxDur, ticksDuration(tv.State.MaxDuration, ts))
 		}
 		as := adaptationSet{
-			ID:               len(per.Assets),
+			ID:               len(assets),
 			SegmentAlignment: true,
 			StartWithSAP:     1,
 			Role:             &descriptor{SchemeIDURI: "urn:mpeg:dash:role:2011", Value: "main"},
@@ -166,11 +167,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 				Timescale:      ts,
 				Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
 				Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
-				Timeline:       segmentTimeline(common),
 			},
-		}
-		if p.VOD() {
-			as.SegmentTemplate.PresentationTimeOffset = p.MediaTime(extent.Start, ts)
 		}
 		switch g.Kind {
 		case timeline.Video:
@@ -210,12 +207,19 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			}
 			as.Representations = append(as.Representations, r)
 		}
-		per.Assets = append(per.Assets, as)
+		assets = append(assets, as)
 	}
-	m.Periods = []period{per}
 	if maxDur == 0 {
 		maxDur = 2 * time.Second
 	}
+	// Periods: a new one wherever the encoder's timeline breaks (it
+	// restarted, or its clock jumped), timed from the availability start
+	// (the channel's epoch), or from the first fragment of a static MPD.
+	origin := p.Epoch
+	if p.VOD() {
+		origin = extent.Start
+	}
+	m.Periods = periods(p, origin, groups, commons, assets, maxDur)
 	newest := extent.End
 	if extent.Empty() {
 		newest = p.Epoch
@@ -253,6 +257,84 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
+}
+
+// periods splits the adaptation sets' timelines at the breaks any of them
+// has (breaks less than a fragment apart are one: audio and video of one
+// encoder break together, a few samples apart). A fragment belongs to the
+// last Period that begins no later than half a fragment after it starts.
+// Period ids are stable as the window slides: "0" for the first, then
+// "b" and the break's time in milliseconds since the epoch.
+func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group, commons []timeline.Timeline, assets []adaptationSet, maxDur time.Duration) []period {
+	var breaks []time.Time
+	for i, c := range commons {
+		ts := groups[i].Views[0].Timescale
+		if c.HasBreakAt {
+			breaks = append(breaks, p.Wallclock(c.BreakAt, ts))
+		}
+		for e := range c.All() {
+			if e.Break {
+				breaks = append(breaks, p.Wallclock(e.Start, ts))
+			}
+		}
+	}
+	slices.SortFunc(breaks, time.Time.Compare)
+	var begins []time.Time // begins[k] starts Period k+1
+	for _, b := range breaks {
+		if n := len(begins); n > 0 && b.Sub(begins[n-1]) < maxDur {
+			continue
+		}
+		begins = append(begins, b)
+	}
+	parts := make([][]timeline.Timeline, len(begins)+1) // [period][group]
+	for k := range parts {
+		parts[k] = make([]timeline.Timeline, len(groups))
+	}
+	for i, c := range commons {
+		ts := groups[i].Views[0].Timescale
+		prevEnd, started := uint64(0), make([]bool, len(parts))
+		for e := range c.All() {
+			w := p.Wallclock(e.Start, ts).Add(maxDur / 2)
+			k := sort.Search(len(begins), func(j int) bool { return begins[j].After(w) })
+			tl := &parts[k][i]
+			if !started[k] {
+				tl.FirstSeq, started[k] = e.Seq, true
+			}
+			tl.Append(e.Fragment, !tl.Empty() && (e.Gap || e.Start != prevEnd))
+			prevEnd = e.End()
+		}
+	}
+	var out []period
+	for k, part := range parts {
+		begin, id := origin, "0"
+		if k > 0 {
+			begin, id = begins[k-1], "b"+strconv.FormatInt(begins[k-1].Sub(p.Epoch).Milliseconds(), 10)
+		}
+		per := period{ID: id, Start: duration(max(begin.Sub(origin), 0))}
+		for i, tl := range part {
+			if tl.Empty() {
+				continue
+			}
+			as := assets[i]
+			as.Representations = slices.Clone(as.Representations)
+			ts := groups[i].Views[0].Timescale
+			pto := p.MediaTime(begin, ts)
+			as.SegmentTemplate.Timeline = segmentTimeline(tl)
+			as.SegmentTemplate.PresentationTimeOffset = pto
+			for j, r := range as.Representations {
+				if r.SegmentTemplate != nil {
+					st := *r.SegmentTemplate
+					st.PresentationTimeOffset = pto
+					as.Representations[j].SegmentTemplate = &st
+				}
+			}
+			per.Assets = append(per.Assets, as)
+		}
+		if len(per.Assets) > 0 {
+			out = append(out, per)
+		}
+	}
+	return out
 }
 
 func segmentTimeline(tl timeline.Timeline) *segTime {

@@ -176,3 +176,84 @@ func TestFrameRate(t *testing.T) {
 		}
 	}
 }
+
+// restarted is a channel whose encoder restarted: three fragments, then
+// (rebased by the relay to 60 s) three more after a break, video and audio
+// a few samples apart.
+func restarted() *timeline.Presentation {
+	p := manifesttest.Presentation(false)
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		var st timeline.TrackState
+		d := uint64(20000000)
+		for k := range uint64(3) {
+			st.Timeline.Append(timeline.Fragment{Start: k * d, Duration: d}, false)
+		}
+		skew := uint64(0)
+		if tv.Kind == timeline.Audio {
+			skew = 213333 // an AAC frame
+		}
+		for k := range uint64(3) {
+			f := timeline.Fragment{Start: 600000000 + skew + k*d, Duration: d}
+			if k == 0 {
+				st.Timeline.AppendBreak(f)
+			} else {
+				st.Timeline.Append(f, false)
+			}
+		}
+		st.MaxDuration = d
+		tv.State = st
+	}
+	return p
+}
+
+// A break in the encoder's timeline starts a new Period, in live and VOD
+// MPDs alike, with every fragment in exactly one Period and segment times
+// that map onto the Period's start.
+func TestBreakStartsANewPeriod(t *testing.T) {
+	for _, tc := range []struct {
+		name, golden string
+		vod          bool
+	}{{"live", "restart.mpd", false}, {"vod", "restart-vod.mpd", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := restarted()
+			p.Ended = tc.vod
+			b, err := Render(p, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			manifesttest.Golden(t, tc.golden, b)
+			var m struct {
+				Periods []struct {
+					ID    string `xml:"id,attr"`
+					Start string `xml:"start,attr"`
+					Sets  []struct {
+						Template struct {
+							PTO uint64 `xml:"presentationTimeOffset,attr"`
+							S   []struct {
+								T *uint64 `xml:"t,attr"`
+							} `xml:"SegmentTimeline>S"`
+						} `xml:"SegmentTemplate"`
+					} `xml:"AdaptationSet"`
+				} `xml:"Period"`
+			}
+			if err := xml.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			wantStart := map[bool][2]string{false: {"PT0S", "PT60S"}, true: {"PT0S", "PT60S"}}[tc.vod]
+			if len(m.Periods) != 2 || m.Periods[0].ID != "0" || m.Periods[1].ID != "b60000" ||
+				m.Periods[0].Start != wantStart[0] || m.Periods[1].Start != wantStart[1] {
+				t.Fatalf("periods %+v, want 0 at %s and b60000 at %s", m.Periods, wantStart[0], wantStart[1])
+			}
+			for _, as := range m.Periods[1].Sets {
+				if as.Template.PTO != 600000000 || len(as.Template.S) == 0 || *as.Template.S[0].T < as.Template.PTO {
+					t.Errorf("second period: presentationTimeOffset %d, first t %v", as.Template.PTO, as.Template.S)
+				}
+			}
+			urlsByKind, _ := urls(t, b)
+			if n := len(urlsByKind["video"]); n != 12 {
+				t.Errorf("%d video segment URLs over both periods, want 12 (6 per rendition)", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,413 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/synth"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// chaosFragments is the length of the chaos run in fragments of 1 s;
+// SMOOTHCAST_CHAOS_FRAGMENTS overrides it (make chaos runs a long one).
+func chaosFragments(t *testing.T) int {
+	if v := os.Getenv("SMOOTHCAST_CHAOS_FRAGMENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 12 {
+			t.Fatalf("SMOOTHCAST_CHAOS_FRAGMENTS=%q: want a number of at least 12", v)
+		}
+		return n
+	}
+	return 16
+}
+
+// The chaos suite: live synthetic encoders push four channels through a
+// relay process (the production binary) into the local stack while S3
+// fails 5 % of requests (503 SlowDown, 500), stalls 1 % of them for 1.5 s,
+// and delivers events late, out of order and 30 % of them twice.
+//
+//   - steady: one encoder, start to end.
+//   - redundant: two encoders with identical timestamps; one ends the
+//     stream halfway, the other goes on.
+//   - reconnect: the connection drops inside a fragment a third of the way
+//     in; the encoder reconnects and resends that fragment.
+//   - restart: the encoder ends the stream halfway and starts again from
+//     timestamp zero (the relay rebases it).
+//
+// Meanwhile the relay is killed with SIGKILL and started again; every
+// encoder reconnects and resends the fragment it was sending. When all
+// have ended, every channel must be VOD, and nothing may be lost, listed
+// but missing, or listed twice.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	n := chaosFragments(t)
+	st := startStack(t)
+	relayBin := buildRelay(t)
+	rp := startRelay(t, relayBin, st)
+	st.S3.SetFaults(s3local.Faults{ErrorRate: 0.05, StallRate: 0.01, Stall: 1500 * time.Millisecond,
+		DuplicateRate: 0.3, EventDelay: 300 * time.Millisecond})
+
+	cfg := synth.Config{
+		FragmentDuration: time.Second, SMIL: true,
+		Tracks: []synth.Track{
+			{Kind: timeline.Video, Bitrate: 300_000, Name: "video"},
+			{Kind: timeline.Video, Bitrate: 100_000, Name: "video", Width: 320, Height: 180},
+			{Kind: timeline.Audio, Bitrate: 64_000, Name: "audio"},
+		},
+	}
+	t0 := time.Now().Add(500 * time.Millisecond)
+	var reconnects atomic.Int64
+	enc := func(channel, stream string) *chaosEncoder {
+		s, err := synth.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects}
+	}
+	type plan struct {
+		channel string
+		pushed  int // distinct fragments per track the encoders produce
+		discs   int // discontinuities the timeline must have
+		run     func()
+	}
+	plans := []plan{
+		{"steady", n, 0, func() { enc("steady", "enc1").push(0, n, t0, true, -1) }},
+		{"redundant", n, 0, func() {
+			var wg sync.WaitGroup
+			wg.Go(func() { enc("redundant", "enc1").push(0, n, t0, true, -1) })
+			wg.Go(func() { enc("redundant", "enc2").push(0, n/2, t0, true, -1) })
+			wg.Wait()
+		}},
+		{"reconnect", n, 0, func() {
+			e := enc("reconnect", "enc1")
+			e.push(0, n, t0, true, n/3)
+		}},
+		{"restart", n/2 + n/2, 1, func() {
+			e := enc("restart", "enc1")
+			e.push(0, n/2, t0, true, -1)
+			time.Sleep(2 * time.Second)
+			e.push(0, n/2, time.Now(), true, -1) // timestamps from zero again
+		}},
+	}
+	var wg sync.WaitGroup
+	for _, p := range plans {
+		wg.Go(p.run)
+	}
+	// Kill the relay with SIGKILL 60 % of the way in, and start it again.
+	killAt := t0.Add(time.Duration(n*6/10) * time.Second)
+	wg.Go(func() {
+		time.Sleep(time.Until(killAt))
+		rp.kill9()
+		time.Sleep(time.Second)
+		rp.restart()
+	})
+	wg.Wait()
+	st.S3.SetFaults(s3local.Faults{})
+
+	totals := map[string]int{}
+	for _, p := range plans {
+		f := chaosFigures(t, st, p.channel, p.pushed)
+		t.Logf("%-9s pushed %d, stored %d, listed %d, lost %d, listed but missing %d, duplicates %d, discontinuities %d (per track × %d tracks)",
+			p.channel, f.pushed, f.stored, f.listed, f.lost, f.missing, f.duplicates, f.discs, len(cfg.Tracks))
+		if f.discs != p.discs*len(cfg.Tracks) {
+			t.Errorf("%s: %d discontinuities over %d media playlists, want %d each", p.channel, f.discs, len(cfg.Tracks), p.discs)
+		}
+		for k, v := range map[string]int{"pushed": f.pushed, "stored": f.stored, "listed": f.listed, "lost": f.lost, "missing": f.missing, "duplicates": f.duplicates} {
+			totals[k] += v
+		}
+		if f.lost != 0 || f.missing != 0 || f.duplicates != 0 {
+			t.Errorf("%s: lost %d, listed but missing %d, duplicates %d; want none", p.channel, f.lost, f.missing, f.duplicates)
+		}
+	}
+	req := st.S3.Requests()
+	t.Logf("TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d duplicates; relay peak RSS %.1f MiB; S3 %d requests, %d failed by injection; relay killed once; %d reconnections",
+		totals["pushed"], totals["stored"], totals["listed"], totals["lost"], totals["missing"], totals["duplicates"],
+		float64(rp.peakRSS())/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load())
+	// One planned drop, and one per encoder connected when the relay died.
+	if reconnects.Load() < 4 {
+		t.Errorf("%d reconnections: the relay's death did not reach the encoders", reconnects.Load())
+	}
+}
+
+// chaosEncoder is a live encoder that reconnects when the relay goes away.
+type chaosEncoder struct {
+	t          *testing.T
+	url        string
+	s          *synth.Stream
+	relay      *relayProcess
+	reconnects *atomic.Int64
+}
+
+// push sends fragments [from, to), fragment k when it is due (due0 plus
+// k-from+1 fragment durations), then the mfra when end is set. cut, when
+// in range, breaks the connection inside fragment cut (once). On any
+// failure it reconnects and resends from the fragment it was sending.
+func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
+	next := from
+	for attempt := 0; next < to || attempt == 0; attempt++ {
+		if attempt > 60 {
+			e.t.Errorf("%s: gave up after %d connections", e.url, attempt)
+			return
+		}
+		sent, dropped, err := e.connection(next, to, due0.Add(time.Duration(next-from)*e.s.Config().FragmentDuration), end, cut)
+		if err == nil {
+			return
+		}
+		if dropped {
+			cut = -1 // once, as planned
+		}
+		e.reconnects.Add(1)
+		// Resend what may still have been in the socket buffers when the
+		// connection broke, as an encoder keeps its last fragments.
+		next = max(next, sent-2)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// connection is one POST; it returns the index of the first fragment not
+// wholly written, whether it dropped on purpose, and the error that ended
+// it (nil: the server took all).
+func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut int) (int, bool, error) {
+	pr, pw := io.Pipe()
+	sent, dropped := from, false
+	var mu sync.Mutex
+	go func() {
+		hdr, err := e.s.Header()
+		if err == nil {
+			_, err = pw.Write(hdr)
+		}
+		var frag []byte
+		for k := from; k < to && err == nil; k++ {
+			time.Sleep(time.Until(due0.Add(time.Duration(k-from+1) * e.s.Config().FragmentDuration)))
+			if frag, err = e.s.AppendFragment(frag[:0], k); err != nil {
+				break
+			}
+			if k == cut {
+				_, _ = pw.Write(frag[:len(frag)/2])
+				mu.Lock()
+				dropped = true
+				mu.Unlock()
+				err = errors.New("connection dropped on purpose")
+				break
+			}
+			if _, err = pw.Write(frag); err == nil {
+				mu.Lock()
+				sent = k + 1
+				mu.Unlock()
+			}
+		}
+		if err == nil && end {
+			_, err = pw.Write(e.s.Trailer())
+		}
+		pw.CloseWithError(err)
+	}()
+	req, _ := http.NewRequest(http.MethodPost, e.url, pr)
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+	}
+	pr.CloseWithError(errors.New("request over"))
+	mu.Lock()
+	defer mu.Unlock()
+	return sent, dropped, err
+}
+
+// figures are one channel's outcome, in fragments per track.
+type figures struct {
+	pushed, stored, listed, lost, missing, duplicates int
+	discs                                             int // EXT-X-DISCONTINUITY tags, all media playlists
+}
+
+func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) figures {
+	t.Helper()
+	base := st.EdgeURL + "/live/" + channel + ".isml/"
+	m := waitForVOD(t, st, base)
+	f := figures{pushed: pushed}
+	tracks := 0
+	for _, si := range m.Streams {
+		times := chunkTimes(si)
+		for i := 1; i < len(times); i++ {
+			if times[i] <= times[i-1] {
+				f.duplicates++
+			}
+		}
+		for _, ql := range si.Levels {
+			tracks++
+			f.listed += len(times)
+			for _, tm := range times {
+				if resp, _ := get(t, base+fragmentURL(si, ql.Bitrate, tm)); resp.StatusCode != 200 {
+					f.missing++
+				}
+			}
+		}
+	}
+	// HLS: no media playlist lists a segment twice.
+	for _, pl := range mediaPlaylists(t, base) {
+		f.discs += strings.Count(pl, "#EXT-X-DISCONTINUITY\n")
+		seen := map[string]bool{}
+		for l := range strings.Lines(pl) {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				if seen[l] {
+					f.duplicates++
+				}
+				seen[l] = true
+			}
+		}
+	}
+	err := st.Store.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
+		for _, o := range page {
+			if obj, err := layout.Parse(o.Key); err == nil && obj.Kind == layout.KindFragment {
+				f.stored++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tracks > 0 {
+		f.listed /= tracks
+		f.stored /= tracks
+	}
+	f.lost = f.pushed - f.listed
+	return f
+}
+
+// buildRelay builds the relay binary (functions/ingest) for this machine.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "smoothcast-ingest")
+	cmd := exec.Command("go", "build", "-o", bin, "./functions/ingest")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the relay: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// relayProcess runs the relay binary against the stack's store.
+type relayProcess struct {
+	t    *testing.T
+	bin  string
+	addr string
+	st   *stack.Stack
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd is killed
+	peak int64         // highest VmHWM of any run, bytes
+}
+
+func startRelay(t *testing.T, bin string, st *stack.Stack) *relayProcess {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	rp := &relayProcess{t: t, bin: bin, addr: addr, st: st}
+	rp.restart()
+	t.Cleanup(func() { rp.kill9() })
+	return rp
+}
+
+func (rp *relayProcess) url(channel, stream string) string {
+	return "http://" + rp.addr + "/live/" + channel + ".isml/Streams(" + stream + ")"
+}
+
+// restart starts the relay and waits until it answers.
+func (rp *relayProcess) restart() {
+	cmd := exec.Command(rp.bin, "-addr", rp.addr, "-bucket", rp.st.Store.Bucket, "-endpoint", rp.st.S3.URL, "-max-drift", "3s")
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey, "AWS_REGION=us-east-1")
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		rp.t.Fatalf("start the relay: %v", err)
+	}
+	done := make(chan struct{})
+	rp.mu.Lock()
+	rp.cmd, rp.done = cmd, done
+	rp.mu.Unlock()
+	go func() {
+		for {
+			rp.sampleMemory(cmd.Process.Pid)
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	for range 100 {
+		if c, err := net.Dial("tcp", rp.addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rp.t.Fatalf("the relay does not listen on %s", rp.addr)
+}
+
+// kill9 kills the relay as the kernel's OOM killer or a pulled plug would.
+func (rp *relayProcess) kill9() {
+	rp.mu.Lock()
+	cmd, done := rp.cmd, rp.done
+	rp.cmd = nil
+	rp.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	rp.sampleMemory(cmd.Process.Pid)
+	close(done)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+}
+
+// sampleMemory reads the process's peak resident set (VmHWM).
+func (rp *relayProcess) sampleMemory(pid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			rp.mu.Lock()
+			rp.peak = max(rp.peak, kb<<10)
+			rp.mu.Unlock()
+		}
+	}
+}
+
+func (rp *relayProcess) peakRSS() int64 {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return rp.peak
+}

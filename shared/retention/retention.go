@@ -1,0 +1,57 @@
+// Package retention removes media past a channel's retention period: the
+// local stack's stand-in for the bucket's lifecycle rule. Manifests never
+// list what it may remove: they leave out fragments older than the
+// retention period minus Margin (timeline.Presentation.Oldest), and the
+// janitor removes only what is older than the whole period.
+package retention
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/store"
+)
+
+// Margin is how much sooner manifests stop listing a fragment than the
+// janitor may remove it: room for clock skew between writer and janitor,
+// and for an encoder whose timestamps run ahead of the channel's clock
+// (up to the relay's drift limit).
+const Margin = 10 * time.Minute
+
+// Lister is what the janitor needs of the store.
+type Lister interface {
+	List(ctx context.Context, prefix string, fn func([]store.Listed) error) error
+	Delete(ctx context.Context, keys []string) error
+}
+
+// Sweep deletes the fragments and end markers under the live prefix that
+// were written before cutoff. Init segments stay (a live track still needs
+// its own, however old), and so does the state. It returns how many
+// objects it deleted.
+func Sweep(ctx context.Context, st Lister, cutoff time.Time) (int, error) {
+	deleted := 0
+	err := st.List(ctx, layout.LivePrefix, func(page []store.Listed) error {
+		var keys []string
+		for _, o := range page {
+			if !o.Modified.Before(cutoff) {
+				continue
+			}
+			obj, err := layout.Parse(o.Key)
+			if err != nil || obj.Kind != layout.KindFragment && obj.Kind != layout.KindEnd {
+				continue
+			}
+			keys = append(keys, o.Key)
+		}
+		if err := st.Delete(ctx, keys); err != nil {
+			return err
+		}
+		deleted += len(keys)
+		return nil
+	})
+	if err != nil {
+		return deleted, fmt.Errorf("retention sweep: %w", err)
+	}
+	return deleted, nil
+}
