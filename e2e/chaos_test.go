@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -45,8 +46,9 @@ func chaosFragments(t *testing.T) int {
 // and delivers events late, out of order and 30 % of them twice.
 //
 //   - steady: one encoder, start to end.
-//   - redundant: two encoders with identical timestamps; one ends the
-//     stream halfway, the other goes on.
+//   - redundant: two encoders with identical timestamps, each through its
+//     own relay (the two share the bucket); one ends the stream halfway,
+//     the other goes on.
 //   - reconnect: the connection drops inside a fragment a third of the way
 //     in; the encoder reconnects and resends that fragment.
 //   - restart: the encoder ends the stream halfway and starts again from
@@ -64,6 +66,7 @@ func TestChaos(t *testing.T) {
 	st := startStack(t)
 	relayBin := buildRelay(t)
 	rp := startRelay(t, relayBin, st)
+	rp2 := startRelay(t, relayBin, st) // the redundant encoder's, sharing the bucket
 	st.S3.SetFaults(s3local.Faults{ErrorRate: 0.05, StallRate: 0.01, Stall: 1500 * time.Millisecond,
 		DuplicateRate: 0.3, EventDelay: 300 * time.Millisecond})
 
@@ -77,13 +80,14 @@ func TestChaos(t *testing.T) {
 	}
 	t0 := time.Now().Add(500 * time.Millisecond)
 	var reconnects atomic.Int64
-	enc := func(channel, stream string) *chaosEncoder {
+	encOn := func(rp *relayProcess, channel, stream string) *chaosEncoder {
 		s, err := synth.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects}
 	}
+	enc := func(channel, stream string) *chaosEncoder { return encOn(rp, channel, stream) }
 	type plan struct {
 		channel string
 		pushed  int // distinct fragments per track the encoders produce
@@ -95,7 +99,7 @@ func TestChaos(t *testing.T) {
 		{"redundant", n, 0, func() {
 			var wg sync.WaitGroup
 			wg.Go(func() { enc("redundant", "enc1").push(0, n, t0, true, -1) })
-			wg.Go(func() { enc("redundant", "enc2").push(0, n/2, t0, true, -1) })
+			wg.Go(func() { encOn(rp2, "redundant", "enc2").push(0, n/2, t0, true, -1) })
 			wg.Wait()
 		}},
 		{"reconnect", n, 0, func() {
@@ -127,21 +131,21 @@ func TestChaos(t *testing.T) {
 	totals := map[string]int{}
 	for _, p := range plans {
 		f := chaosFigures(t, st, p.channel, p.pushed)
-		t.Logf("%-9s pushed %d, stored %d, listed %d, lost %d, listed but missing %d, duplicates %d, discontinuities %d (per track × %d tracks)",
-			p.channel, f.pushed, f.stored, f.listed, f.lost, f.missing, f.duplicates, f.discs, len(cfg.Tracks))
+		t.Logf("%-9s pushed %d, stored %d, listed %d, lost %d, listed but missing %d, corrupt %d, duplicates %d, discontinuities %d (per track × %d tracks)",
+			p.channel, f.pushed, f.stored, f.listed, f.lost, f.missing, f.corrupt, f.duplicates, f.discs, len(cfg.Tracks))
 		if f.discs != p.discs*len(cfg.Tracks) {
 			t.Errorf("%s: %d discontinuities over %d media playlists, want %d each", p.channel, f.discs, len(cfg.Tracks), p.discs)
 		}
-		for k, v := range map[string]int{"pushed": f.pushed, "stored": f.stored, "listed": f.listed, "lost": f.lost, "missing": f.missing, "duplicates": f.duplicates} {
+		for k, v := range map[string]int{"pushed": f.pushed, "stored": f.stored, "listed": f.listed, "lost": f.lost, "missing": f.missing, "corrupt": f.corrupt, "duplicates": f.duplicates} {
 			totals[k] += v
 		}
-		if f.lost != 0 || f.missing != 0 || f.duplicates != 0 {
-			t.Errorf("%s: lost %d, listed but missing %d, duplicates %d; want none", p.channel, f.lost, f.missing, f.duplicates)
+		if f.lost != 0 || f.missing != 0 || f.corrupt != 0 || f.duplicates != 0 {
+			t.Errorf("%s: lost %d, listed but missing %d, corrupt %d, duplicates %d; want none", p.channel, f.lost, f.missing, f.corrupt, f.duplicates)
 		}
 	}
 	req := st.S3.Requests()
-	t.Logf("TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d duplicates; relay peak RSS %.1f MiB; S3 %d requests, %d failed by injection; relay killed once; %d reconnections",
-		totals["pushed"], totals["stored"], totals["listed"], totals["lost"], totals["missing"], totals["duplicates"],
+	t.Logf("TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d corrupt, %d duplicates; relay peak RSS %.1f MiB; S3 %d requests, %d failed by injection; relay killed once; %d reconnections",
+		totals["pushed"], totals["stored"], totals["listed"], totals["lost"], totals["missing"], totals["corrupt"], totals["duplicates"],
 		float64(rp.peakRSS())/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load())
 	// One planned drop, and one per encoder connected when the relay died.
 	if reconnects.Load() < 4 {
@@ -240,6 +244,7 @@ func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut in
 // figures are one channel's outcome, in fragments per track.
 type figures struct {
 	pushed, stored, listed, lost, missing, duplicates int
+	corrupt                                           int // listed fragments that are not whole, or not at their time
 	discs                                             int // EXT-X-DISCONTINUITY tags, all media playlists
 }
 
@@ -260,8 +265,13 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 			tracks++
 			f.listed += len(times)
 			for _, tm := range times {
-				if resp, _ := get(t, base+fragmentURL(si, ql.Bitrate, tm)); resp.StatusCode != 200 {
+				resp, body := get(t, base+fragmentURL(si, ql.Bitrate, tm))
+				if resp.StatusCode != 200 {
 					f.missing++
+					continue
+				}
+				if info, err := fmp4.Inspect(body); err != nil || info.Start != tm {
+					f.corrupt++
 				}
 			}
 		}

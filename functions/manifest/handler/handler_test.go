@@ -487,3 +487,26 @@ func TestEndedStreamHasFinalManifests(t *testing.T) {
 		}
 	}
 }
+
+// When the store fails, the handler returns the error, so that Lambda
+// retries the event; once the store is back, the retried event publishes.
+func TestStoreFailuresAreReturnedForRetry(t *testing.T) {
+	srv, st := newStore(t)
+	evs := liveOnly(pushFixture(t, st, "ch", time.Now().Add(-time.Minute)))
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	srv.SetFaults(s3local.Faults{ErrorRate: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.HandleS3(ctx, evs[0].ev); err == nil {
+		t.Fatal("HandleS3 succeeded with the store down")
+	}
+	srv.SetFaults(s3local.Faults{})
+	for _, fe := range evs {
+		if err := h.HandleS3(ctx, fe.ev); err != nil {
+			t.Fatalf("retry with the store back: %v", err)
+		}
+	}
+	if p, err := h.Presentation(ctx, "ch"); err != nil || p.Tracks[0].State.Timeline.Len() == 0 {
+		t.Fatalf("nothing published after the retries: %v", err)
+	}
+}
