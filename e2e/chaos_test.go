@@ -195,14 +195,23 @@ func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut in
 	pr, pw := io.Pipe()
 	sent, dropped := from, false
 	var mu sync.Mutex
+	// The writer uses the stream, which is not safe for concurrent use:
+	// the next connection starts only after this one's writer has stopped.
+	over, writerDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(writerDone)
 		hdr, err := e.s.Header()
 		if err == nil {
 			_, err = pw.Write(hdr)
 		}
 		var frag []byte
 		for k := from; k < to && err == nil; k++ {
-			time.Sleep(time.Until(due0.Add(time.Duration(k-from+1) * e.s.Config().FragmentDuration)))
+			select {
+			case <-time.After(time.Until(due0.Add(time.Duration(k-from+1) * e.s.Config().FragmentDuration))):
+			case <-over:
+				err = errors.New("request over")
+				continue
+			}
 			if frag, err = e.s.AppendFragment(frag[:0], k); err != nil {
 				break
 			}
@@ -235,7 +244,9 @@ func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut in
 			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 		}
 	}
+	close(over)
 	pr.CloseWithError(errors.New("request over"))
+	<-writerDone
 	mu.Lock()
 	defer mu.Unlock()
 	return sent, dropped, err
