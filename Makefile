@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 FUZZMIN   ?= 2s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short chaos bench build build-lambda build-relay fmt lint fuzz deps players clean
+.PHONY: help run test test-short chaos synth deploy destroy bench build build-lambda build-relay fmt lint fuzz deps players clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,22 @@ build-lambda: ## the manifest function: build/manifest/bootstrap (provided.al202
 build-relay: ## the ingest relay: build/ingest/smoothcast-ingest (linux/arm64)
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ingest/smoothcast-ingest ./functions/ingest
 
+# The CDK CLI from infra/package-lock.json, quiet: no notices, no version
+# check, no telemetry.
+CDK := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true infra/_cdk/node_modules/.bin/cdk --no-notices
+
+infra/_cdk/node_modules/.bin/cdk: infra/_cdk/package-lock.json
+	cd infra/_cdk && npm ci --no-audit --no-fund
+
+synth: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## synthesize the AWS stack into cdk.out/ (offline; the AwsSolutions checks run too)
+	$(CDK) synth --quiet
+
+deploy: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## deploy to the account and region of your AWS credentials (pass context with CDK_ARGS="-c ingestCidrs=203.0.113.0/24")
+	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
+
+destroy: infra/_cdk/node_modules/.bin/cdk ## tear the stack down (the media and log buckets are kept: empty and delete them yourself)
+	$(CDK) destroy $(CDK_ARGS)
+
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
@@ -63,5 +79,5 @@ lint: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
 
-clean: ## remove build output, the local data directory and players/node_modules
-	rm -rf $(BIN) .smoothcast players/node_modules
+clean: ## remove build output, cdk.out, the local data directory and the npm packages
+	rm -rf $(BIN) cdk.out .smoothcast players/node_modules infra/_cdk/node_modules

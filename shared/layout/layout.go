@@ -217,7 +217,7 @@ const TimePath = "/time"
 // the manifest function can write absolute URLs. The local edge sets it;
 // in AWS a CloudFront viewer-request function copies Host into it, since
 // a Function URL origin sees its own host.
-const ViewerHostHeader = "x-forwarded-host"
+const ViewerHostHeader = "x-smoothcast-viewer-host"
 
 // Object is a parsed key or URL path under the live prefix.
 type Object struct {

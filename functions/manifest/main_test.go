@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/s3local"
+)
+
+// runtimeAPI is a small Lambda Runtime API server (2018-06-01): it hands
+// the bootstrap one invocation at a time and records what comes back.
+type runtimeAPI struct {
+	events chan []byte
+	mu     sync.Mutex
+	ids    int
+	result map[string]invocation
+	done   chan string
+}
+
+type invocation struct {
+	ok   bool
+	body string
+}
+
+func (a *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	const base = "/2018-06-01/runtime/"
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == base+"invocation/next":
+		var ev []byte
+		select {
+		case ev = <-a.events:
+		case <-r.Context().Done():
+			return
+		}
+		a.mu.Lock()
+		a.ids++
+		id := "req-" + strconv.Itoa(a.ids)
+		a.mu.Unlock()
+		w.Header().Set("Lambda-Runtime-Aws-Request-Id", id)
+		w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(30*time.Second).UnixMilli(), 10))
+		w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:smoothcast-manifest")
+		w.Header().Set("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+		_, _ = w.Write(ev)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, base+"invocation/"):
+		rest := strings.TrimPrefix(r.URL.Path, base+"invocation/")
+		id, kind, _ := strings.Cut(rest, "/")
+		body, _ := io.ReadAll(r.Body)
+		a.mu.Lock()
+		a.result[id] = invocation{ok: kind == "response", body: string(body)}
+		a.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		a.done <- id
+	case r.Method == http.MethodPost && r.URL.Path == base+"init/error":
+		body, _ := io.ReadAll(r.Body)
+		a.done <- "init error: " + string(body)
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// The bootstrap that make build-lambda ships, built for this machine with
+// the same tags, answers each sample event in events/ through the Lambda
+// Runtime API: the S3 event is handled (its object is missing: ignored,
+// not an error), and the Function URL requests get HTTP responses.
+func TestBootstrapAnswersTheSampleEventsThroughTheRuntimeAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the bootstrap: skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	build := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the bootstrap: %v\n%s", err, out)
+	}
+	srv, _ := testtool.Store(t, "bootstrap-test")
+
+	api := &runtimeAPI{events: make(chan []byte), result: map[string]invocation{}, done: make(chan string, 16)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: api}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
+		"AWS_LAMBDA_FUNCTION_NAME=smoothcast-manifest", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		"_HANDLER=bootstrap", "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey,
+		"SMOOTHCAST_BUCKET=bootstrap-test", "SMOOTHCAST_ENDPOINT="+srv.URL)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	for _, tc := range []struct {
+		file   string
+		status int // 0: an S3 event, whose response is null
+	}{
+		{"fragment-created.json", 0},
+		{"manifest-request.json", http.StatusNotFound}, // no such channel yet
+		{"playlist-request.json", http.StatusNotFound},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			ev, err := os.ReadFile(filepath.Join("..", "..", "events", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case api.events <- ev:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the bootstrap never asked for an invocation\n%s", stderr.String())
+			}
+			var id string
+			select {
+			case id = <-api.done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no answer to %s\n%s", tc.file, stderr.String())
+			}
+			api.mu.Lock()
+			res := api.result[id]
+			api.mu.Unlock()
+			if !res.ok {
+				t.Fatalf("%s: error %s", tc.file, res.body)
+			}
+			if tc.status == 0 {
+				if res.body != "null" {
+					t.Errorf("S3 event answered %s, want null", res.body)
+				}
+				return
+			}
+			var resp struct {
+				StatusCode int               `json:"statusCode"`
+				Headers    map[string]string `json:"headers"`
+			}
+			if err := json.Unmarshal([]byte(res.body), &resp); err != nil || resp.StatusCode != tc.status {
+				t.Errorf("%s: %s (%v), want status %d", tc.file, res.body, err, tc.status)
+			}
+			if cc := resp.Headers["Cache-Control"]; !strings.Contains(cc, "max-age=1") {
+				t.Errorf("%s: Cache-Control %q", tc.file, cc)
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+// Config is what a deployment chooses, read from CDK context (`cdk deploy
+// -c key=value`, or cdk.json); every field has a default.
+type Config struct {
+	// Channels get playback URLs in the stack outputs (any channel name
+	// works; these are the ones the outputs spell out).
+	Channels []string
+	// DVRWindow is how much of a live stream manifests list.
+	DVRWindow time.Duration
+	// Retention is how long fragments are kept (the bucket's lifecycle
+	// rule, in whole days, at least one).
+	Retention time.Duration
+	// IngestCIDRs may reach the relay's ingest port. The default is a
+	// documentation range that nobody is in: set yours.
+	IngestCIDRs []netip.Prefix
+	// IngestPort is the relay's listening port.
+	IngestPort int
+	// InstanceType runs the relay (arm64: Graviton).
+	InstanceType string
+	// IngestSecretParameter names the SSM parameter (SecureString) that
+	// holds the ingest secret; the relay reads it at start. It is never in
+	// the template.
+	IngestSecretParameter string
+	// OriginShieldRegion, when set, puts Origin Shield in front of the
+	// manifest origin.
+	OriginShieldRegion string
+	// Assets are the built binaries: Assets/manifest/bootstrap (the
+	// Lambda) and Assets/ingest/smoothcast-ingest (the relay), both
+	// linux/arm64 (make build).
+	Assets string
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Channels:              []string{"demo"},
+		DVRWindow:             30 * time.Minute,
+		Retention:             24 * time.Hour,
+		IngestCIDRs:           []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		IngestPort:            8080,
+		InstanceType:          "t4g.small",
+		IngestSecretParameter: "/smoothcast/ingest-secret",
+		Assets:                "build",
+	}
+}
+
+// FromContext reads the configuration from context values (strings, as
+// -c gives them); lookup returns "" for an unset key.
+func FromContext(lookup func(key string) string) (Config, error) {
+	c := DefaultConfig()
+	var errs []string
+	bad := func(key, v, want string) { errs = append(errs, fmt.Sprintf("context %s=%q: %s", key, v, want)) }
+	if v := lookup("channels"); v != "" {
+		c.Channels = strings.Split(v, ",")
+	}
+	for key, dst := range map[string]*time.Duration{"dvrWindow": &c.DVRWindow, "retention": &c.Retention} {
+		if v := lookup(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				bad(key, v, "want a positive Go duration such as 30m or 72h")
+				continue
+			}
+			*dst = d
+		}
+	}
+	if v := lookup("ingestCidrs"); v != "" {
+		c.IngestCIDRs = nil
+		for _, s := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				bad("ingestCidrs", v, "want comma-separated CIDRs such as 203.0.113.0/24")
+				break
+			}
+			c.IngestCIDRs = append(c.IngestCIDRs, p.Masked())
+		}
+	}
+	if v := lookup("ingestPort"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.IngestPort); err != nil || c.IngestPort < 1 || c.IngestPort > 65535 {
+			bad("ingestPort", v, "want a TCP port")
+		}
+	}
+	for key, dst := range map[string]*string{"instanceType": &c.InstanceType, "ingestSecretParameter": &c.IngestSecretParameter,
+		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets} {
+		if v := lookup(key); v != "" {
+			*dst = v
+		}
+	}
+	for _, ch := range c.Channels {
+		if !layout.ValidName(ch) {
+			bad("channels", ch, "want names of 1-64 characters from [A-Za-z0-9_-]")
+		}
+	}
+	if c.Retention < c.DVRWindow+10*time.Minute {
+		errs = append(errs, fmt.Sprintf("retention %v must be at least the DVR window (%v) plus 10m", c.Retention, c.DVRWindow))
+	}
+	if !strings.HasPrefix(c.IngestSecretParameter, "/") {
+		bad("ingestSecretParameter", c.IngestSecretParameter, "want an SSM parameter name starting with /")
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("smoothcast configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return c, nil
+}
+
+// RetentionDays is the lifecycle rule's expiration: the retention rounded
+// up to whole days.
+func (c Config) RetentionDays() int {
+	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
+}
