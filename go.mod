@@ -54,4 +54,7 @@ require (
 	gopkg.in/mgo.v2 v2.0.0-20180705113604-9856a29383ce // indirect
 )
 
+// cdk-nag-go v2.38.2 asks for constructs v10.5.1, whose jsii proxies clash
+// with aws-cdk-go v2.220.0 ("ambiguous selector With"); v10.4.2 builds and
+// synthesizes both.
 replace github.com/aws/constructs-go/constructs/v10 => github.com/aws/constructs-go/constructs/v10 v10.4.2

@@ -262,6 +262,15 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		LogBucket:      logs,
 		LogFilePrefix:  jsii.String("cloudfront/"),
 	})
+	// Function URLs now also need lambda:InvokeFunction, limited to calls
+	// made through the URL, for the distribution's signed requests.
+	awslambda.NewCfnPermission(stack, jsii.String("CdnInvokesManifest"), &awslambda.CfnPermissionProps{
+		Action:                jsii.String("lambda:InvokeFunction"),
+		FunctionName:          fn.FunctionArn(),
+		Principal:             jsii.String("cloudfront.amazonaws.com"),
+		SourceArn:             dist.DistributionArn(),
+		InvokedViaFunctionUrl: jsii.Bool(true),
+	})
 	nag(dist, "AwsSolutions-CFR1", "A live origin serves every country; restrict with a geo rule if the rights demand it.")
 	nag(dist, "AwsSolutions-CFR2", "WAF is optional: fragments are public media behind immutable caching; add a web ACL if the audience needs one.")
 	nag(dist, "AwsSolutions-CFR4", "The distribution uses the default cloudfront.net certificate, whose TLS policy CloudFront sets; a custom domain brings its own.")

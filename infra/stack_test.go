@@ -186,6 +186,12 @@ func TestManifestFunction(t *testing.T) {
 			t.Errorf("notification lacks %s: %s", want, n)
 		}
 	}
+	perms := js(s.of("AWS::Lambda::Permission"))
+	for _, want := range []string{`"Action":"lambda:InvokeFunctionUrl"`, `"Action":"lambda:InvokeFunction"`, `"InvokedViaFunctionUrl":true`, `"Principal":"cloudfront.amazonaws.com"`, `"Principal":"s3.amazonaws.com"`} {
+		if !strings.Contains(perms, want) {
+			t.Errorf("function permissions lack %s: %s", want, perms)
+		}
+	}
 	if u := js(s.of("AWS::Lambda::Url")); !strings.Contains(u, `"AuthType":"AWS_IAM"`) {
 		t.Errorf("function URL: %s", u)
 	}
