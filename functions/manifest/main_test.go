@@ -156,4 +156,12 @@ func TestBootstrapAnswersTheSampleEventsThroughTheRuntimeAPI(t *testing.T) {
 			}
 		})
 	}
+	// What the function's memory setting is measured against.
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "VmHWM:") {
+				t.Logf("bootstrap peak resident memory: %s", strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")))
+			}
+		}
+	}
 }
