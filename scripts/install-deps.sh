@@ -11,6 +11,7 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user) # runs the linux/arm64 Lambda bootstrap in its test
 if ! command -v gst-inspect-1.0 >/dev/null 2>&1 ||
   ! gst-inspect-1.0 --exists mssdemux || ! gst-inspect-1.0 --exists souphttpsrc ||
   ! gst-inspect-1.0 --exists avdec_h264 || ! gst-inspect-1.0 --exists decodebin; then
