@@ -120,7 +120,7 @@ func TestFFmpegPushPlaysAsSmoothAndHLS(t *testing.T) {
 			st := startStack(t)
 			channel := "e2e"
 			pushFFmpeg(t, ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", tc.isml)
-			st.S3.Drain()
+			st.Settle(context.Background())
 			base := st.EdgeURL + "/live/" + channel + ".isml/"
 
 			checkSmooth(t, base)

@@ -73,7 +73,7 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 // waitForVOD waits until the Smooth manifest is final and returns it.
 func waitForVOD(t *testing.T, st *stack.Stack, base string) smoothManifest {
 	t.Helper()
-	st.S3.Drain()
+	st.Settle(context.Background())
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, body := get(t, base+"Manifest")

@@ -56,7 +56,7 @@ func TestSynthPushPlaysAsSmoothAndHLS(t *testing.T) {
 			if err := errors.Join(errs...); err != nil {
 				t.Fatal(err)
 			}
-			st.S3.Drain()
+			st.Settle(context.Background())
 			base := st.EdgeURL + "/live/synth.isml/"
 			checkSmooth(t, base)
 			checkHLSWithFFmpeg(t, ffmpeg, base+"master.m3u8")

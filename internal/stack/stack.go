@@ -175,6 +175,19 @@ func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string,
 	return "http://" + ln.Addr().String(), nil
 }
 
+// Settle waits until the relay has finished every push (an encoder may
+// hang up before the relay has written its last fragments) and every event
+// those writes caused has been handled, or ctx ends.
+func (s *Stack) Settle(ctx context.Context) {
+	for s.Relay.Active() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	s.S3.Drain()
+}
+
 // Close stops accepting, ends open pushes, waits for queued events and
 // stops the embedded store.
 func (s *Stack) Close(ctx context.Context) error {

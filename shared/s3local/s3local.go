@@ -70,7 +70,9 @@ type Server struct {
 
 	queue    chan events.S3Event
 	wg       sync.WaitGroup
-	inflight sync.WaitGroup
+	// inflight counts events queued and not yet handled. It is a counter,
+	// not a WaitGroup: objects keep arriving while a test drains.
+	inflight atomic.Int64
 	seq      atomic.Uint64
 	closeMu  sync.RWMutex
 	closed   bool
@@ -203,7 +205,18 @@ func (s *Server) Requests() map[string]int {
 }
 
 // Drain waits until every event queued so far has been handled.
-func (s *Server) Drain() { s.inflight.Wait() }
+func (s *Server) Drain() { s.drain(context.Background()) }
+
+// drain waits until no event is in flight, or ctx ends.
+func (s *Server) drain(ctx context.Context) {
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
 
 // Close stops taking events, waits for the queued ones (their handlers
 // still reach the store), then stops the server.
@@ -216,7 +229,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
+	go func() { s.drain(ctx); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -320,7 +333,7 @@ func (s *Server) enqueue(ev events.S3Event) {
 			s.closeMu.RLock()
 			defer s.closeMu.RUnlock()
 			if s.closed {
-				s.inflight.Done() // dropped at Close, as a late event would be
+				s.inflight.Add(-1) // dropped at Close, as a late event would be
 				return
 			}
 			s.queue <- ev
@@ -344,7 +357,7 @@ func (s *Server) worker(ctx context.Context) {
 			s.opts.Log.Warn("event failed, retrying", "key", key, "attempt", attempt+1, "err", err)
 			time.Sleep(time.Duration(attempt+1) * time.Second) // Lambda waits minutes; the idea is the same
 		}
-		s.inflight.Done()
+		s.inflight.Add(-1)
 	}
 }
 

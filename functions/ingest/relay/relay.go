@@ -88,6 +88,10 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	return rl
 }
 
+// Active counts the pushes in progress: requests being read, or finishing
+// their writes after the encoder has hung up.
+func (rl *Relay) Active() int64 { return rl.active.Load() }
+
 // Retries counts store requests retried since the relay started.
 func (rl *Relay) Retries() int64 { return rl.retries.Load() }
 
