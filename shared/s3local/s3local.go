@@ -68,8 +68,8 @@ type Server struct {
 	ln   net.Listener
 	bolt *bolt.DB
 
-	queue    chan events.S3Event
-	wg       sync.WaitGroup
+	queue chan events.S3Event
+	wg    sync.WaitGroup
 	// inflight counts events queued and not yet handled. It is a counter,
 	// not a WaitGroup: objects keep arriving while a test drains.
 	inflight atomic.Int64
