@@ -21,6 +21,7 @@ import (
 // failure to store it): the relay answers it with 400.
 type ProtocolError struct{ Err error }
 
+// Error says what was wrong with the push.
 func (e *ProtocolError) Error() string { return "ingest protocol: " + e.Err.Error() }
 
 // Unwrap returns the underlying error.

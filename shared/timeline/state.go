@@ -259,6 +259,7 @@ const (
 	Waiting
 )
 
+// String names the outcome, for logs.
 func (o Outcome) String() string {
 	switch o {
 	case Duplicate:
