@@ -274,7 +274,7 @@ func TestRelay(t *testing.T) {
 			t.Errorf("launch template lacks %s", want)
 		}
 	}
-	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION="} {
+	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret"} {
 		if !strings.Contains(lt, want) {
 			t.Errorf("user data lacks %q", want)
 		}

@@ -76,6 +76,7 @@ func run(args []string) error {
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
 	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
 	keep := fs.Duration("retention", mustDuration(envDefault("retention", "24h")), "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
+	secretFile := fs.String("ingest-secret-file", envDefault("ingest-secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default); SMOOTHCAST_INGEST_SECRET may hold them instead; none: no authentication")
 	drift := fs.Duration("max-drift", mustDuration(envDefault("max-drift", "10s")), "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
 	players := fs.String("players", envDefault("players", "players"), "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
@@ -98,6 +99,22 @@ func run(args []string) error {
 	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention = *dvr, *gap, *keep
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxDrift = *drift
+	secrets := os.Getenv("SMOOTHCAST_INGEST_SECRET")
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return fmt.Errorf("ingest secret: %w", err)
+		}
+		secrets = string(b)
+	}
+	if secrets != "" {
+		var err error
+		if rcfg.Secrets, err = relay.ParseSecrets(secrets); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("ingest authentication is off (fine on this machine; set -ingest-secret-file or SMOOTHCAST_INGEST_SECRET to try it)")
+	}
 	st, err := stack.Start(ctx, stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, S3Addr: *s3Addr, DataDir: *dataDir,
 		Handler: hcfg, Relay: rcfg, Players: *players, Log: log,

@@ -10,6 +10,12 @@
 //	-endpoint   S3-compatible endpoint (empty: AWS)
 //	-max-box    largest box accepted, bytes (default 64 MiB)
 //	-read-timeout  drop an encoder silent this long (default 30s)
+//	-max-drift  rebase an encoder this far off the channel clock (default 10s)
+//	-secret-file       file with the ingest secret(s) (see relay.ParseSecrets)
+//	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
+//
+// SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
+// any, encoders are not authenticated, and the relay says so loudly.
 package main
 
 import (
@@ -25,6 +31,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -55,6 +65,8 @@ func run(log *slog.Logger) error {
 	flag.IntVar(&cfg.MaxBox, "max-box", cfg.MaxBox, "largest MP4 box accepted, in bytes")
 	flag.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "drop an encoder that sends nothing for this long")
 	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
+	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
+	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
 	flag.Parse()
 	if *bucket == "" {
 		return errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
@@ -64,6 +76,16 @@ func run(log *slog.Logger) error {
 	st, err := store.New(ctx, store.Config{Bucket: *bucket, Region: *region, Endpoint: *endpoint})
 	if err != nil {
 		return err
+	}
+	secrets, from, err := loadSecrets(ctx, *secretFile, *secretParam, *region)
+	if err != nil {
+		return err
+	}
+	cfg.Secrets = secrets
+	if secrets.On() {
+		log.Info("ingest authentication on", "secrets_from", from, "channels_with_own_secret", len(secrets.PerChannel))
+	} else {
+		log.Warn("INGEST AUTHENTICATION IS OFF: anyone who reaches this port can push to any channel; set -secret-parameter, -secret-file or SMOOTHCAST_INGEST_SECRET")
 	}
 	rl := relay.New(st, cfg, log)
 	srv := &http.Server{
@@ -82,4 +104,33 @@ func run(log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// loadSecrets reads the ingest secrets from the SSM parameter, the file or
+// SMOOTHCAST_INGEST_SECRET, the first that is set, and says which.
+func loadSecrets(ctx context.Context, file, parameter, region string) (relay.Secrets, string, error) {
+	switch {
+	case parameter != "":
+		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
+		if err != nil {
+			return relay.Secrets{}, "", fmt.Errorf("ingest secret: AWS config: %w", err)
+		}
+		out, err := ssm.NewFromConfig(awsCfg).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(parameter), WithDecryption: aws.Bool(true)})
+		if err != nil {
+			return relay.Secrets{}, "", fmt.Errorf("ingest secret: SSM parameter %s: %w", parameter, err)
+		}
+		s, err := relay.ParseSecrets(aws.ToString(out.Parameter.Value))
+		return s, "ssm:" + parameter, err
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return relay.Secrets{}, "", fmt.Errorf("ingest secret: %w", err)
+		}
+		s, err := relay.ParseSecrets(string(b))
+		return s, file, err
+	case os.Getenv("SMOOTHCAST_INGEST_SECRET") != "":
+		s, err := relay.ParseSecrets(os.Getenv("SMOOTHCAST_INGEST_SECRET"))
+		return s, "SMOOTHCAST_INGEST_SECRET", err
+	}
+	return relay.Secrets{}, "", nil
 }

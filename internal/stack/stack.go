@@ -78,7 +78,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Handler == (handler.Config{}) {
 		o.Handler = handler.DefaultConfig()
 	}
-	if o.Relay == (relay.Config{}) {
+	if o.Relay.MaxBox == 0 { // unset: the defaults
 		o.Relay = relay.DefaultConfig()
 	}
 	if err := o.Handler.Validate(); err != nil {

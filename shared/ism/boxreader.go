@@ -94,14 +94,45 @@ func (br *BoxReader) Next() (Box, error) {
 	if size > uint64(br.max) {
 		return Box{}, fmt.Errorf("%w: %s box of %d bytes at offset %d, limit %d", ErrBoxTooLarge, typ, size, start, br.max)
 	}
-	buf := br.grow(int(size))
-	copy(buf, br.hdr[:hsize])
-	n, err = io.ReadFull(br.r, buf[hsize:])
-	br.pos += uint64(n)
+	buf, err := br.readBody(int(size), hsize)
 	if err != nil {
 		return Box{}, br.truncated(start, typ, err)
 	}
 	return Box{Type: typ, Pos: start, HeaderSize: hsize, Data: buf}, nil
+}
+
+// growStep is the most a box's buffer grows ahead of the bytes that have
+// arrived: a header that declares a huge box costs memory only as its
+// bytes come, so that slow or lying clients cannot reserve MaxBox each.
+const growStep = 256 << 10
+
+// readBody reads a box of size bytes whose header (hsize bytes) is in
+// br.hdr, growing the buffer as the body arrives.
+func (br *BoxReader) readBody(size, hsize int) ([]byte, error) {
+	if cap(br.buf) >= size {
+		buf := br.buf[:size]
+		copy(buf, br.hdr[:hsize])
+		n, err := io.ReadFull(br.r, buf[hsize:])
+		br.pos += uint64(n)
+		return buf, err
+	}
+	buf := br.buf[:0]
+	buf = append(buf, br.hdr[:hsize]...)
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			nb := make([]byte, len(buf), min(size, max(2*cap(buf), len(buf)+growStep)))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := io.ReadFull(br.r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		br.pos += uint64(n)
+		if err != nil {
+			return nil, err
+		}
+	}
+	br.buf = buf
+	return buf, nil
 }
 
 // readToEnd reads a box of size 0, which runs to the end of the stream.
@@ -150,10 +181,12 @@ func (br *BoxReader) truncated(start uint64, what string, err error) error {
 // Offset is the number of bytes read so far.
 func (br *BoxReader) Offset() uint64 { return br.pos }
 
+// printable reports whether b can be the type of a top-level box of a
+// push: letters, digits and spaces (as in "url "); ©xyz style types are
+// not top-level boxes, and punctuation means the stream is not MP4.
 func printable(b []byte) bool {
 	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			// ©xyz style types are not top-level boxes of a push.
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ') {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -466,5 +467,24 @@ func TestSessionRebasesAJumpOntoTheClock(t *testing.T) {
 	ends := sess.Ends()
 	if len(ends) != 2 || ends[0].End != uint64(s.Start(0, 2))+100*second || ends[1].End != uint64(s.Start(1, 2))+100*second {
 		t.Errorf("ends %+v, want each track where its second rebased fragment ends", ends)
+	}
+}
+
+// A header that declares a box of 60 MiB followed by 1 KiB (a lying or
+// slow client) costs about what arrived, not what it declared: 200 such
+// connections must not reserve 12 GiB.
+func TestDeclaredHugeBoxCostsOnlyWhatArrives(t *testing.T) {
+	hdr := []byte{0x03, 0xC0, 0x00, 0x00, 'm', 'd', 'a', 't'} // 60 MiB
+	body := append(hdr, make([]byte, 1024)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := NewBoxReader(bytes.NewReader(body), 64<<20).Next()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("err %v, want truncation", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("allocated %d bytes for 1 KiB of a declared 60 MiB box", grew)
 	}
 }

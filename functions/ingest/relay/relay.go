@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,13 +50,18 @@ type Config struct {
 	StoreTimeout time.Duration
 	// AttemptTimeout bounds one store request (with the SDK's own retries).
 	AttemptTimeout time.Duration
+	// Secrets authenticate encoders (zero: no authentication).
+	Secrets Secrets
+	// MaxStreams bounds the pushes in progress, in all and per channel;
+	// one more is refused with 429.
+	MaxStreams, MaxStreamsPerChannel int
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
 // silence, 10 s of drift, 30 s of store failures, 10 s per store request.
 func DefaultConfig() Config {
 	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
-		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second}
+		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16}
 }
 
 // Relay serves the ingest endpoints.
@@ -69,6 +75,9 @@ type Relay struct {
 	dupes     atomic.Int64
 	retries   atomic.Int64
 	store     *retrying
+
+	mu        sync.Mutex
+	perStream map[string]int // pushes in progress per channel
 }
 
 // New returns a relay that writes to st.
@@ -88,6 +97,33 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	return rl
 }
 
+// admit counts a push in, or says which limit it would break.
+func (rl *Relay) admit(channel string) string {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if m := rl.Cfg.MaxStreams; m > 0 && rl.active.Load() >= int64(m) {
+		return fmt.Sprintf("too many pushes in progress (limit %d)", m)
+	}
+	if m := rl.Cfg.MaxStreamsPerChannel; m > 0 && rl.perStream[channel] >= m {
+		return fmt.Sprintf("too many pushes to channel %s in progress (limit %d)", channel, m)
+	}
+	if rl.perStream == nil {
+		rl.perStream = map[string]int{}
+	}
+	rl.perStream[channel]++
+	rl.active.Add(1)
+	return ""
+}
+
+func (rl *Relay) leave(channel string) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.perStream[channel]--; rl.perStream[channel] <= 0 {
+		delete(rl.perStream, channel)
+	}
+	rl.active.Add(-1)
+}
+
 // Active counts the pushes in progress: requests being read, or finishing
 // their writes after the encoder has hung up.
 func (rl *Relay) Active() int64 { return rl.active.Load() }
@@ -100,6 +136,7 @@ func (rl *Relay) Retries() int64 { return rl.retries.Load() }
 func (rl *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/live/", rl.serveStream)
+	mux.HandleFunc(tokenPrefix, rl.serveStream)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found: push to /live/{channel}.isml/Streams({stream})", http.StatusNotFound)
 	})
@@ -107,7 +144,8 @@ func (rl *Relay) Handler() http.Handler {
 }
 
 func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
-	ip, err := layout.ParseIngestPath(r.URL.Path)
+	token, path := splitToken(r.URL.Path)
+	ip, err := layout.ParseIngestPath(path)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
@@ -118,8 +156,21 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := rl.Log.With("channel", ip.Channel, "stream", ip.Stream, "remote", r.RemoteAddr)
-	rl.active.Add(1)
-	defer rl.active.Add(-1)
+	if code, reason := rl.authorize(r, ip.Channel, token); code != 0 {
+		log.Warn("push refused: authentication", "status", code)
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="smoothcast ingest"`)
+		}
+		http.Error(w, reason, code)
+		return
+	}
+	if reason := rl.admit(ip.Channel); reason != "" {
+		log.Warn("push refused: limit", "reason", reason)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, reason, http.StatusTooManyRequests)
+		return
+	}
+	defer rl.leave(ip.Channel)
 	body := io.Reader(r.Body)
 	if rl.Cfg.ReadTimeout > 0 {
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout}
@@ -149,6 +200,9 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		// the incomplete fragment was written; the encoder may reconnect.
 		log.Warn("push dropped", append(attrs, "err", err)...)
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.As(err, &perr) && errors.Is(err, ism.ErrBoxTooLarge):
+		log.Warn("push refused: box too large", append(attrs, "err", err)...)
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 	case errors.As(err, &perr):
 		log.Warn("push refused", append(attrs, "err", err)...)
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -194,19 +194,20 @@ func TestMalformedBodiesAreRefusedWithAReason(t *testing.T) {
 	moovAt := bytes.Index(body, []byte("moov")) - 4
 	moofAt := bytes.Index(body, []byte("moof")) - 4
 	for _, tc := range []struct {
-		name string
-		body []byte
-		want string
+		name   string
+		body   []byte
+		status int
+		want   string
 	}{
-		{"not MP4", []byte("hello, this is not an mp4 stream at all"), "box"},
-		{"moof before moov", append(append([]byte{}, body[:moovAt]...), body[moofAt:]...), "before any moov"},
-		{"absurd box size", []byte{0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'}, "larger than the limit"},
+		{"not MP4", []byte("hello, this is not an mp4 stream at all"), 400, "box"},
+		{"moof before moov", append(append([]byte{}, body[:moovAt]...), body[moofAt:]...), 400, "before any moov"},
+		{"absurd box size", []byte{0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'}, 413, "larger than the limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs, st, _ := setup(t)
 			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
-			if code != 400 || !strings.Contains(msg, tc.want) {
-				t.Fatalf("%d %q, want 400 mentioning %q", code, msg, tc.want)
+			if code != tc.status || !strings.Contains(msg, tc.want) {
+				t.Fatalf("%d %q, want %d mentioning %q", code, msg, tc.status, tc.want)
 			}
 			for _, k := range keys(t, st) {
 				if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
@@ -264,5 +265,112 @@ func TestPushFailsWhenTheStoreStaysDown(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("gave up after %v, want about StoreTimeout (1 s)", took)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	_, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	var err error
+	cfg.Secrets, err = relay.ParseSecrets("# ingest secrets\n*=default-secret-0123456789\nnews=news-secret-0123456789\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	t.Cleanup(hs.Close)
+	body := fixture(t)
+	for _, tc := range []struct {
+		name, path string
+		header     map[string]string
+		basic      [2]string
+		status     int
+	}{
+		{"no credentials", "/live/refused.isml/Streams(e)", nil, [2]string{}, 401},
+		{"wrong Basic password", "/live/refused.isml/Streams(e)", nil, [2]string{"enc", "not-the-secret-0123456789"}, 403},
+		{"Basic, any user name", "/live/ch1.isml/Streams(e)", nil, [2]string{"enc", "default-secret-0123456789"}, 200},
+		{"Bearer", "/live/ch2.isml/Streams(e)", map[string]string{"Authorization": "Bearer default-secret-0123456789"}, [2]string{}, 200},
+		{"token in the path", "/token/default-secret-0123456789/live/ch3.isml/Streams(e)", nil, [2]string{}, 200},
+		{"wrong token in the path", "/token/nope-nope-nope-nope/live/refused.isml/Streams(e)", nil, [2]string{}, 403},
+		{"a channel's own secret", "/live/news.isml/Streams(e)", map[string]string{"Authorization": "Bearer news-secret-0123456789"}, [2]string{}, 200},
+		{"the default is not a channel's own secret", "/live/news.isml/Streams(e)", map[string]string{"Authorization": "Bearer default-secret-0123456789"}, [2]string{}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", hs.URL+tc.path, bytes.NewReader(body))
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			if tc.basic[0] != "" {
+				req.SetBasicAuth(tc.basic[0], tc.basic[1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%d %s, want %d", resp.StatusCode, msg, tc.status)
+			}
+			if tc.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+		})
+	}
+	// Refused pushes wrote nothing.
+	for _, k := range keys(t, st) {
+		if strings.HasPrefix(k, "live/refused.isml/") {
+			t.Errorf("a refused push stored %s", k)
+		}
+	}
+}
+
+func TestParseSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		ok   bool
+	}{
+		{"just-one-secret-0123456789\n", true},
+		{"*=default-secret-0123456789\nnews=news-secret-0123456789", true},
+		{"short", false},
+		{"has a space 0123456789", false},
+		{"bad/name=secret-0123456789012", false},
+		{"news=with/slash-0123456789", false},
+	} {
+		if _, err := relay.ParseSecrets(tc.text); (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.text, err)
+		}
+	}
+}
+
+// A channel's concurrent pushes are bounded (429 with the reason); other
+// channels are not affected.
+func TestStreamLimits(t *testing.T) {
+	_, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	cfg.MaxStreamsPerChannel, cfg.MaxStreams = 1, 2
+	rl := relay.New(st, cfg, quiet)
+	hs := httptest.NewServer(rl.Handler())
+	t.Cleanup(hs.Close)
+	// Hold one push open on ch1.
+	pr, pw := io.Pipe()
+	go func() {
+		req, _ := http.NewRequest("POST", hs.URL+"/live/ch1.isml/Streams(a)", pr)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	if _, err := pw.Write(fixture(t)[:100]); err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	for rl.Active() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(b)", fixture(t), true)
+	if code != http.StatusTooManyRequests || !strings.Contains(msg, "ch1") {
+		t.Fatalf("second push to ch1: %d %q, want 429 naming the channel", code, msg)
+	}
+	if code, msg := do(t, "POST", hs.URL+"/live/ch2.isml/Streams(a)", fixture(t), true); code != 200 {
+		t.Fatalf("push to ch2: %d %s", code, msg)
 	}
 }

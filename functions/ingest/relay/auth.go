@@ -1,0 +1,122 @@
+package relay
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+// Secrets are the ingest secrets: one for the whole deployment and, where
+// set, one per channel. The zero value turns authentication off.
+type Secrets struct {
+	Default    string
+	PerChannel map[string]string
+}
+
+// On reports whether any secret is set.
+func (s Secrets) On() bool { return s.Default != "" || len(s.PerChannel) > 0 }
+
+// For returns the secret of channel: its own, else the default; ok is
+// false when the channel needs none.
+func (s Secrets) For(channel string) (secret string, ok bool) {
+	if v, found := s.PerChannel[channel]; found {
+		return v, true
+	}
+	return s.Default, s.Default != ""
+}
+
+// ParseSecrets reads secrets in the form an operator writes them (a file,
+// or an SSM parameter's value): either the secret alone on one line, or
+// lines of channel=secret, where the channel * is the default. Blank
+// lines and lines starting with # are skipped.
+func ParseSecrets(text string) (Secrets, error) {
+	var s Secrets
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 1 && !strings.Contains(lines[0], "=") {
+		s.Default = lines[0]
+		return s, validSecret(s.Default)
+	}
+	for _, l := range lines {
+		ch, secret, ok := strings.Cut(l, "=")
+		ch, secret = strings.TrimSpace(ch), strings.TrimSpace(secret)
+		if !ok || (ch != "*" && !layout.ValidName(ch)) {
+			return Secrets{}, fmt.Errorf("ingest secrets: %q is neither a secret alone nor channel=secret", l)
+		}
+		if err := validSecret(secret); err != nil {
+			return Secrets{}, fmt.Errorf("ingest secrets: channel %s: %w", ch, err)
+		}
+		if ch == "*" {
+			s.Default = secret
+			continue
+		}
+		if s.PerChannel == nil {
+			s.PerChannel = map[string]string{}
+		}
+		s.PerChannel[ch] = secret
+	}
+	return s, nil
+}
+
+func validSecret(s string) error {
+	if len(s) < 16 {
+		return errors.New("a secret must have at least 16 characters")
+	}
+	if strings.ContainsAny(s, "/?#@: ") {
+		return errors.New("a secret must not contain / ? # @ : or spaces (it goes in URLs)")
+	}
+	return nil
+}
+
+// tokenPrefix starts an ingest path that carries the secret itself, for
+// encoders that can send neither Basic nor Bearer credentials:
+// /token/{secret}/live/{channel}.isml/Streams({stream}).
+const tokenPrefix = "/token/"
+
+// splitToken takes a token prefix off an ingest path.
+func splitToken(path string) (token, rest string) {
+	after, ok := strings.CutPrefix(path, tokenPrefix)
+	if !ok {
+		return "", path
+	}
+	token, rest, _ = strings.Cut(after, "/")
+	return token, "/" + rest
+}
+
+// authorize checks the push's credentials against the channel's secret
+// before anything of the body is read: 0 when it may go on, else the
+// status (401 without credentials, 403 with wrong ones) and the reason.
+func (rl *Relay) authorize(r *http.Request, channel, token string) (int, string) {
+	want, on := rl.Cfg.Secrets.For(channel)
+	if !on {
+		return 0, ""
+	}
+	got := token
+	if got == "" {
+		if _, pass, ok := r.BasicAuth(); ok {
+			got = pass
+		} else if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = strings.TrimSpace(b)
+		}
+	}
+	if got == "" {
+		return http.StatusUnauthorized, "credentials required: HTTP Basic (any user name, the secret as password), a Bearer token, or /token/{secret}/live/..."
+	}
+	// Compare digests: constant time, and no length to learn.
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	if subtle.ConstantTimeCompare(g[:], w[:]) != 1 {
+		return http.StatusForbidden, "wrong ingest secret for channel " + channel
+	}
+	return 0, ""
+}
