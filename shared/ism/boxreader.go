@@ -104,7 +104,7 @@ func (br *BoxReader) Next() (Box, error) {
 // growStep is the most a box's buffer grows ahead of the bytes that have
 // arrived: a header that declares a huge box costs memory only as its
 // bytes come, so that slow or lying clients cannot reserve MaxBox each.
-const growStep = 256 << 10
+const growStep = 64 << 10
 
 // readBody reads a box of size bytes whose header (hsize bytes) is in
 // br.hdr, growing the buffer as the body arrives.

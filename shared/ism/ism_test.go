@@ -488,3 +488,32 @@ func TestDeclaredHugeBoxCostsOnlyWhatArrives(t *testing.T) {
 		t.Errorf("allocated %d bytes for 1 KiB of a declared 60 MiB box", grew)
 	}
 }
+
+// A moov that changes a track's codec parameters mid-stream is refused:
+// the track's init segment and fragments are already out.
+func TestCodecChangeMidStreamIsRefused(t *testing.T) {
+	var body []byte
+	for _, w := range []int{640, 1280} {
+		s, err := synth.New(synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 100_000, Width: w, Height: 360}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := s.Header()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = append(body, hdr...)
+		if body, err = s.AppendFragment(body, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &recordingSink{}
+	_, err := NewSession(sink, quiet, Options{}).Run(context.Background(), bytes.NewReader(body))
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(err.Error(), "changes codec") {
+		t.Fatalf("err %v, want a protocol error about the codec change", err)
+	}
+	if len(sink.frags) != 1 {
+		t.Errorf("%d fragments reached the sink, want only the first stream's", len(sink.frags))
+	}
+}

@@ -118,6 +118,7 @@ type track struct {
 	hasPrev bool
 	prev    uint64 // stored start of the previous fragment
 	disc    bool   // the next fragment follows a discontinuity
+	desc    timeline.Track
 }
 
 // Session reads one push request body.
@@ -252,7 +253,8 @@ func (s *Session) readMoov(box Box) error {
 			return protocolErr("moov declares track %d twice", id)
 		}
 		// Refuse at once what no manifest could describe.
-		if _, err := fmp4.Describe(trak); err != nil {
+		desc, err := fmp4.Describe(trak)
+		if err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}
 		t := &track{trak: trak}
@@ -281,6 +283,13 @@ func (s *Session) readMoov(box Box) error {
 		if t.bitrate == 0 {
 			t.bitrate = fmp4.DeclaredBitrate(trak)
 		}
+		if old, ok := s.tracks[id]; ok && old.announced && (old.desc.Codecs != desc.Codecs || old.desc.CodecPrivateData != desc.CodecPrivateData || old.desc.Timescale != desc.Timescale) {
+			// Its init segment and fragments are already out under this
+			// track's name: another codec would not decode against them.
+			return protocolErr("track %d changes codec mid-stream (%s %s to %s %s): start a new stream name for it",
+				id, old.desc.Codecs, old.desc.CodecPrivateData, desc.Codecs, desc.CodecPrivateData)
+		}
+		t.desc = desc
 		if old, ok := s.tracks[id]; ok && old.name == t.name && old.kind == t.kind {
 			// A repeated header (the encoder re-sent it): keep the chain.
 			t.nextRaw, t.hasRaw, t.hasPrev, t.prev, t.disc = old.nextRaw, old.hasRaw, old.hasPrev, old.prev, old.disc

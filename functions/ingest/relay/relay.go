@@ -55,13 +55,20 @@ type Config struct {
 	// MaxStreams bounds the pushes in progress, in all and per channel;
 	// one more is refused with 429.
 	MaxStreams, MaxStreamsPerChannel int
+	// MinRate (bytes per second, averaged over RateWindow) drops an encoder
+	// that trickles: a real one sends its bitrate; a slow client holding a
+	// connection open does not.
+	MinRate    float64
+	RateWindow time.Duration
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
-// silence, 10 s of drift, 30 s of store failures, 10 s per store request.
+// silence, 10 s of drift, 30 s of store failures, 10 s per store request,
+// 16 pushes per channel and 256 in all, at least 1000 bytes/s a minute.
 func DefaultConfig() Config {
 	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
-		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16}
+		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16,
+		MinRate: 1000, RateWindow: time.Minute}
 }
 
 // Relay serves the ingest endpoints.
@@ -172,8 +179,9 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rl.leave(ip.Channel)
 	body := io.Reader(r.Body)
-	if rl.Cfg.ReadTimeout > 0 {
-		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout}
+	if rl.Cfg.ReadTimeout > 0 || rl.Cfg.MinRate > 0 {
+		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
+			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
 	sink := &storeSink{rl: rl, channel: ip.Channel, log: log}
 	clock := &channelClock{st: rl.store, channel: ip.Channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
@@ -189,6 +197,10 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", sink.written, "duplicates", sink.dupes, "seconds", time.Since(started).Seconds()}
 	var perr *ism.ProtocolError
+	if err != nil {
+		// Do not drain what is left of a body that failed: close.
+		w.Header().Set("Connection", "close")
+	}
 	switch {
 	case err == nil:
 		if stats.Bytes > 0 {
@@ -226,16 +238,33 @@ func isStoreErr(err error) bool {
 	return errors.As(err, &se)
 }
 
-// deadlineReader extends the connection's read deadline before every read.
+// deadlineReader extends the connection's read deadline before every read,
+// and ends a body that arrives slower than minRate over a window.
 type deadlineReader struct {
-	r  io.Reader
-	rc *http.ResponseController
-	d  time.Duration
+	r       io.Reader
+	rc      *http.ResponseController
+	d       time.Duration
+	minRate float64
+	window  time.Duration
+	since   time.Time // start of the current window
+	got     int64     // bytes in it
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	_ = d.rc.SetReadDeadline(time.Now().Add(d.d))
-	return d.r.Read(p)
+	if d.d > 0 {
+		_ = d.rc.SetReadDeadline(time.Now().Add(d.d))
+	}
+	n, err := d.r.Read(p)
+	d.got += int64(n)
+	if d.minRate > 0 && d.window > 0 {
+		if el := time.Since(d.since); el >= d.window {
+			if rate := float64(d.got) / el.Seconds(); rate < d.minRate {
+				return n, fmt.Errorf("encoder too slow: %.0f bytes/s over %v, floor %.0f", rate, el.Round(time.Second), d.minRate)
+			}
+			d.since, d.got = time.Now(), 0
+		}
+	}
+	return n, err
 }
 
 // storeSink writes what a session produces. Writes are conditional

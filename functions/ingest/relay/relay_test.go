@@ -374,3 +374,35 @@ func TestStreamLimits(t *testing.T) {
 		t.Fatalf("push to ch2: %d %s", code, msg)
 	}
 }
+
+// A client that trickles its body below the rate floor is dropped with
+// 408 and the reason.
+func TestTricklingClientIsDropped(t *testing.T) {
+	_, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	cfg.MinRate, cfg.RateWindow = 1000, 300*time.Millisecond
+	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	t.Cleanup(hs.Close)
+	pr, pw := io.Pipe()
+	go func() {
+		body := fixture(t)
+		for i := 0; i < len(body); i += 10 {
+			if _, err := pw.Write(body[i:min(i+10, len(body))]); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // 200 bytes/s
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", hs.URL+"/live/ch1.isml/Streams(slow)", pr)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pr.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(msg), "too slow") {
+		t.Fatalf("%d %q, want 408 saying too slow", resp.StatusCode, msg)
+	}
+}
