@@ -510,3 +510,30 @@ func TestStoreFailuresAreReturnedForRetry(t *testing.T) {
 		t.Fatalf("nothing published after the retries: %v", err)
 	}
 }
+
+// Events for keys outside the layout, or for objects that are not
+// fragments, are ignored: no error (Lambda would retry them forever) and
+// nothing written.
+func TestEventsOutsideTheLayoutAreIgnored(t *testing.T) {
+	srv, st := newStore(t)
+	h := handler.New(st, handler.DefaultConfig(), quiet)
+	before := srv.Requests()["PUT"]
+	for _, key := range []string{
+		"state/ch/channel.json",
+		"live/../state/ch/channel.json",
+		"live/ch.isml/QualityLevels(800000)/Init(video).mp4",
+		"live/ch.isml/QualityLevels(800000)/Fragments(video=007)",
+		"live/ch.isml/Manifest",
+		"elsewhere/x",
+		"%ZZ",
+	} {
+		ev := s3local.Event(st.Bucket, key, "ObjectCreated:Put", 10, "", 1, time.Now())
+		ev.Records[0].S3.Object.Key = key // as given, even undecodable
+		if err := h.HandleS3(context.Background(), ev); err != nil {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	if puts := srv.Requests()["PUT"] - before; puts != 0 {
+		t.Errorf("%d writes for events outside the layout", puts)
+	}
+}
