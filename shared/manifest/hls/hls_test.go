@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/manifest/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/internal/manifesttest"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 

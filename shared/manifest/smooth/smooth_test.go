@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/manifest/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/internal/manifesttest"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 

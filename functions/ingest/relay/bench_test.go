@@ -1,0 +1,108 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/synth"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// nullStore takes every write and keeps nothing: the relay's own work,
+// without S3.
+type nullStore struct{}
+
+func (nullStore) Put(context.Context, string, []byte, store.PutOptions) (string, error) {
+	return `"etag"`, nil
+}
+func (nullStore) Get(context.Context, string) (store.Object, error) {
+	return store.Object{}, store.ErrNotFound
+}
+
+// pushBody is a realistic push held in memory: five H.264 renditions and
+// AAC in 2 s fragments, 60 s of them.
+func pushBody(b *testing.B) []byte {
+	b.Helper()
+	s, err := synth.New(synth.Config{SMIL: true, Tracks: []synth.Track{
+		{Kind: timeline.Video, Bitrate: 6_000_000, Width: 1920, Height: 1080},
+		{Kind: timeline.Video, Bitrate: 3_500_000, Width: 1280, Height: 720},
+		{Kind: timeline.Video, Bitrate: 2_000_000, Width: 960, Height: 540},
+		{Kind: timeline.Video, Bitrate: 1_000_000, Width: 640, Height: 360},
+		{Kind: timeline.Video, Bitrate: 500_000, Width: 480, Height: 270},
+		{Kind: timeline.Audio, Bitrate: 128_000},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := s.WriteTo(context.Background(), &buf, synth.Range{Count: 30, End: true}); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIngest pushes N concurrent streams over loopback, as fast as
+// they are taken, into the relay (with a store that keeps nothing) and,
+// as the baseline, into a sink that only copies the body to io.Discard.
+// MB/s is what the server side took; cpu-s/GB counts the whole process
+// (clients included, the same for both).
+func BenchmarkIngest(b *testing.B) {
+	body := pushBody(b)
+	quiet := quiet
+	for _, target := range []struct {
+		name    string
+		handler func() http.Handler
+	}{
+		{"discard-sink", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) })
+		}},
+		{"relay", func() http.Handler { return relay.New(nullStore{}, relay.DefaultConfig(), quiet).Handler() }},
+	} {
+		for _, streams := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/streams=%d", target.name, streams), func(b *testing.B) {
+				hs := httptest.NewServer(target.handler())
+				defer hs.Close()
+				b.SetBytes(int64(len(body) * streams))
+				cpu0 := cpuTime()
+				for i := 0; b.Loop(); i++ {
+					var wg sync.WaitGroup
+					for s := range streams {
+						wg.Go(func() {
+							url := fmt.Sprintf("%s/live/b%d.isml/Streams(s%d)", hs.URL, s, i)
+							req, _ := http.NewRequest("POST", url, io.MultiReader(bytes.NewReader(body)))
+							resp, err := http.DefaultClient.Do(req)
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							if resp.StatusCode != 200 {
+								b.Errorf("status %d", resp.StatusCode)
+							}
+						})
+					}
+					wg.Wait()
+				}
+				gb := float64(len(body)*streams*b.N) / 1e9
+				b.ReportMetric((cpuTime() - cpu0).Seconds()/gb, "cpu-s/GB")
+			})
+		}
+	}
+}
