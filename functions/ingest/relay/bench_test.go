@@ -101,7 +101,7 @@ func BenchmarkIngest(b *testing.B) {
 					wg.Wait()
 				}
 				gb := float64(len(body)*streams*b.N) / 1e9
-				b.ReportMetric((cpuTime() - cpu0).Seconds()/gb, "cpu-s/GB")
+				b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "cpu-s/GB")
 			})
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
