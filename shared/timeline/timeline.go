@@ -10,6 +10,7 @@ package timeline
 
 import (
 	"iter"
+	"slices"
 )
 
 // Fragment is one fragment of a track: its start time and duration in the
@@ -233,7 +234,8 @@ func Common(tls ...Timeline) Timeline {
 	if len(tls) == 0 {
 		return Timeline{}
 	}
-	if len(tls) == 1 {
+	if len(tls) == 1 || allSame(tls) {
+		// The common case: renditions of one encoder share every fragment.
 		return tls[0].Window(0)
 	}
 	nexts := make([]func() (Entry, bool), len(tls))
@@ -308,4 +310,16 @@ func Common(tls ...Timeline) Timeline {
 			}
 		}
 	}
+}
+
+// allSame reports whether every timeline lists the same fragments with the
+// same gaps and breaks (sequence numbers may differ: the first one's are
+// kept).
+func allSame(tls []Timeline) bool {
+	for _, tl := range tls[1:] {
+		if !slices.Equal(tl.Runs, tls[0].Runs) {
+			return false
+		}
+	}
+	return true
 }
