@@ -72,7 +72,7 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 			// which a live track needs however old, and the state do not.
 			Id:         jsii.String("expire-media"),
 			Expiration: awscdk.Duration_Days(jsii.Number(cfg.RetentionDays())),
-			TagFilters: &map[string]interface{}{expireTagKey(): expireTagValue()},
+			TagFilters: &map[string]interface{}{layout.ExpireTagKey: layout.ExpireTagValue},
 		}, {
 			Id:                                  jsii.String("abort-uploads"),
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
@@ -86,8 +86,6 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 	ingest := relay(stack, cfg, media)
 
 	for _, ch := range cfg.Channels {
-		base := "https://" + *s.Distribution.DistributionDomainName() + "/live/" + ch + ".isml/"
-		_ = base
 		for _, o := range []struct{ name, path string }{{"Smooth", "Manifest"}, {"HLS", "master.m3u8"}, {"DASH", "manifest.mpd"}} {
 			awscdk.NewCfnOutput(stack, jsii.String(outputID(ch, o.name)), &awscdk.CfnOutputProps{
 				Description: jsii.String(o.name + " playback URL of channel " + ch),
@@ -110,9 +108,6 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 func outputID(channel, format string) string {
 	return "Play" + format + strings.NewReplacer("-", "", "_", "").Replace(channel)
 }
-
-func expireTagKey() string   { k, _, _ := strings.Cut(layout.ExpireTag, "="); return k }
-func expireTagValue() string { _, v, _ := strings.Cut(layout.ExpireTag, "="); return v }
 
 // manifestFunction is the Lambda that handles the bucket's fragment events
 // and serves manifests through its Function URL.
