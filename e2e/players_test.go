@@ -31,6 +31,7 @@ type playerResult struct {
 	Failure  string   `json:"failure"`
 	Latency  *float64 `json:"latency"`
 	Console  []string `json:"console"`
+	Failed   []string `json:"failed"`
 }
 
 // requirePlayers returns the players/ folder with its npm packages
@@ -95,7 +96,7 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 		case !ok:
 			t.Errorf("%s: no result", f)
 		case !r.OK:
-			t.Errorf("%s: %s; errors %v; console %v", f, r.Failure, r.Errors, r.Console)
+			t.Errorf("%s: %s; errors %v; console %v; failed requests %v", f, r.Failure, r.Errors, r.Console, r.Failed)
 		case r.End-r.Start < 10:
 			t.Errorf("%s: currentTime advanced %.1f s, want 10", f, r.End-r.Start)
 		default:

@@ -182,7 +182,8 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		Effect:     awsiam.Effect_DENY,
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudfront.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("s3:GetObject"),
-		Resources:  jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*"))),
+		// The state, and the relay's end-of-connection markers.
+		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*")), *media.ArnForObjects(jsii.String(layout.LivePrefix + "*/End(*"))),
 	}))
 	var shield *string
 	if cfg.OriginShieldRegion != "" {
@@ -234,23 +235,39 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 	for _, code := range []float64{400, 403, 404, 405, 500, 502, 503, 504} {
 		errorResponses = append(errorResponses, &awscloudfront.ErrorResponse{HttpStatus: jsii.Number(code), Ttl: awscdk.Duration_Seconds(jsii.Number(1))})
 	}
+	// Fragments and init segments: immutable, cached as the origin says
+	// (a year).
+	mediaBehavior := &awscloudfront.BehaviorOptions{
+		Origin:                s3Origin,
+		ViewerProtocolPolicy:  awscloudfront.ViewerProtocolPolicy_REDIRECT_TO_HTTPS,
+		AllowedMethods:        awscloudfront.AllowedMethods_ALLOW_GET_HEAD_OPTIONS(),
+		CachePolicy:           awscloudfront.CachePolicy_CACHING_OPTIMIZED(),
+		ResponseHeadersPolicy: cors,
+		Compress:              jsii.Bool(false), // media does not compress
+	}
+	// A Smooth FragmentInfo request (dash.js sends them after a pause or a
+	// seek in a live stream) is answered with the fragment itself: the
+	// function rewrites the path before the cache key is made, so both
+	// names share one cached object.
+	fragmentInfo := awscloudfront.NewFunction(stack, jsii.String("FragmentInfo"), &awscloudfront.FunctionProps{
+		Comment: jsii.String("Serve Smooth FragmentInfo requests with the fragment"),
+		Runtime: awscloudfront.FunctionRuntime_JS_2_0(),
+		Code: awscloudfront.FunctionCode_FromInline(jsii.String(
+			`function handler(event) { var r = event.request; r.uri = r.uri.replace("/FragmentInfo(", "/Fragments("); return r; }`)),
+	})
+	fragmentInfoBehavior := *mediaBehavior
+	fragmentInfoBehavior.FunctionAssociations = &[]*awscloudfront.FunctionAssociation{{
+		EventType: awscloudfront.FunctionEventType_VIEWER_REQUEST, Function: fragmentInfo,
+	}}
 	dist := awscloudfront.NewDistribution(stack, jsii.String("Cdn"), &awscloudfront.DistributionProps{
-		Comment: jsii.String("smoothcast: live Smooth Streaming, HLS and DASH"),
-		DefaultBehavior: &awscloudfront.BehaviorOptions{
-			// Fragments and init segments: immutable, cached as the origin
-			// says (a year).
-			Origin:                s3Origin,
-			ViewerProtocolPolicy:  awscloudfront.ViewerProtocolPolicy_REDIRECT_TO_HTTPS,
-			AllowedMethods:        awscloudfront.AllowedMethods_ALLOW_GET_HEAD_OPTIONS(),
-			CachePolicy:           awscloudfront.CachePolicy_CACHING_OPTIMIZED(),
-			ResponseHeadersPolicy: cors,
-			Compress:              jsii.Bool(false), // media does not compress
-		},
+		Comment:         jsii.String("smoothcast: live Smooth Streaming, HLS and DASH"),
+		DefaultBehavior: mediaBehavior,
 		AdditionalBehaviors: &map[string]*awscloudfront.BehaviorOptions{
-			"live/*/Manifest": manifestBehavior,
-			"live/*.m3u8":     manifestBehavior,
-			"live/*.mpd":      manifestBehavior,
-			"time":            manifestBehavior,
+			"live/*/FragmentInfo(*": &fragmentInfoBehavior,
+			"live/*/Manifest":       manifestBehavior,
+			"live/*.m3u8":           manifestBehavior,
+			"live/*.mpd":            manifestBehavior,
+			"time":                  manifestBehavior,
 		},
 		ErrorResponses: &errorResponses,
 		PriceClass:     awscloudfront.PriceClass_PRICE_CLASS_100,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -153,7 +154,7 @@ func TestMediaBucket(t *testing.T) {
 		t.Fatal("the relay's tag and the lifecycle rule's differ")
 	}
 	policies := js(s.of("AWS::S3::BucketPolicy"))
-	for _, want := range []string{`"aws:SecureTransport":"false"`, `/state/*`, `"Effect":"Deny"`} {
+	for _, want := range []string{`"aws:SecureTransport":"false"`, `/state/*`, `/live/*/End(*`, `"Effect":"Deny"`} {
 		if !strings.Contains(policies, want) {
 			t.Errorf("bucket policies lack %s", want)
 		}
@@ -212,13 +213,20 @@ func TestDistribution(t *testing.T) {
 	for _, b := range d["CacheBehaviors"].([]any) {
 		b := b.(map[string]any)
 		patterns = append(patterns, b["PathPattern"].(string))
+		if b["PathPattern"] == "live/*/FragmentInfo(*" {
+			// Media, as the default behaviour, with the path rewritten.
+			if b["CachePolicyId"] != def["CachePolicyId"] || b["Compress"] != false || !strings.Contains(js(b["FunctionAssociations"]), "viewer-request") {
+				t.Errorf("FragmentInfo behaviour: %s", js(b))
+			}
+			continue
+		}
 		if b["ViewerProtocolPolicy"] != "redirect-to-https" || b["ResponseHeadersPolicyId"] == nil || b["Compress"] != true ||
 			!strings.Contains(js(b["FunctionAssociations"]), "viewer-request") {
 			t.Errorf("manifest behaviour %v: %s", b["PathPattern"], js(b))
 		}
 	}
 	slices.Sort(patterns)
-	if want := []string{"live/*.m3u8", "live/*.mpd", "live/*/Manifest", "time"}; !slices.Equal(patterns, want) {
+	if want := []string{"live/*.m3u8", "live/*.mpd", "live/*/FragmentInfo(*", "live/*/Manifest", "time"}; !slices.Equal(patterns, want) {
 		t.Errorf("behaviours %v, want %v", patterns, want)
 	}
 	for _, e := range d["CustomErrorResponses"].([]any) {
@@ -384,6 +392,52 @@ func TestConfigFromContext(t *testing.T) {
 			}
 			if err != nil || !tc.want(c) {
 				t.Fatalf("config %+v, %v", c, err)
+			}
+		})
+	}
+}
+
+// The CloudFront functions' code, run in Node.js on the events CloudFront
+// would give them: FragmentInfo paths become the fragment's key, and the
+// manifest function learns the viewer's host.
+func TestCloudFrontFunctions(t *testing.T) {
+	s := synth(t)
+	node := testtool.Require(t, "node")
+	v := layout.TrackID{Name: "video", Bitrate: 800000}
+	for _, tc := range []struct {
+		id       string
+		uri      string
+		wantURI  string
+		wantHost string // the viewer-host header the function adds
+	}{
+		{"FragmentInfo", "/" + layout.FragmentInfoPath("demo", v, 20000000), "/" + layout.FragmentKey("demo", v, 20000000), ""},
+		{"FragmentInfo", "/" + layout.FragmentKey("demo", v, 7), "/" + layout.FragmentKey("demo", v, 7), ""},
+		{"ViewerHost", "/" + layout.SmoothManifestPath("demo"), "/" + layout.SmoothManifestPath("demo"), "d111.cloudfront.net"},
+	} {
+		t.Run(tc.id+tc.uri, func(t *testing.T) {
+			code, _ := s.one(t, "AWS::CloudFront::Function", tc.id).Properties["FunctionCode"].(string)
+			if code == "" {
+				t.Fatalf("function %s has no inline code", tc.id)
+			}
+			event := map[string]any{"request": map[string]any{
+				"method": "GET", "uri": tc.uri, "querystring": map[string]any{},
+				"headers": map[string]any{"host": map[string]any{"value": "d111.cloudfront.net"}},
+			}}
+			ev, _ := json.Marshal(event)
+			script := code + "\nconsole.log(JSON.stringify(handler(" + string(ev) + ")));"
+			out, err := exec.Command(node, "-e", script).Output()
+			if err != nil {
+				t.Fatalf("node: %v", err)
+			}
+			var got struct {
+				URI     string                       `json:"uri"`
+				Headers map[string]map[string]string `json:"headers"`
+			}
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatalf("function output %q: %v", out, err)
+			}
+			if got.URI != tc.wantURI || got.Headers[layout.ViewerHostHeader]["value"] != tc.wantHost {
+				t.Errorf("uri %q, viewer host %q; want %q, %q", got.URI, got.Headers[layout.ViewerHostHeader]["value"], tc.wantURI, tc.wantHost)
 			}
 		})
 	}

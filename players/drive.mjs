@@ -33,6 +33,9 @@ async function play(browser, format) {
   const console_ = [];
   page.on("console", (m) => { if (m.type() === "error") console_.push(m.text()); });
   page.on("pageerror", (e) => console_.push(String(e)));
+  // Failed requests, with their URLs (the console says only "404").
+  const failed = [];
+  page.on("response", (r) => { if (r.status() >= 400) failed.push(`${new Date().toISOString().slice(11, 23)} ${r.status()} ${r.url().replace(edge, "")}`); });
   const result = { format, ok: false };
   try {
     await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
@@ -69,6 +72,7 @@ async function play(browser, format) {
     } catch {}
   }
   if (console_.length) result.console = console_.slice(0, 10);
+  if (failed.length) result.failed = failed.slice(-20);
   await page.close();
   return result;
 }

@@ -88,6 +88,11 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) {
 	switch obj.Kind {
 	case layout.KindFragment, layout.KindInit:
 		e.serveObject(w, r, strings.TrimPrefix(r.URL.Path, "/"))
+	case layout.KindFragmentInfo:
+		// As CloudFront's FragmentInfo behaviour: the fragment itself.
+		e.serveObject(w, r, layout.FragmentKey(obj.Channel, obj.Track, obj.Start))
+	case layout.KindEnd:
+		notFound(w) // markers are for the manifest function only
 	default:
 		e.serveManifest(w, r)
 	}

@@ -8,6 +8,7 @@
 //	live/{channel}.isml/QualityLevels({bitrate})/{track}.m3u8      HLS media playlist (rendered)
 //	live/{channel}.isml/QualityLevels({bitrate})/Init({track}).mp4 init segment (ftyp+moov of one track)
 //	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})  fragment (moof+mdat)
+//	live/{channel}.isml/QualityLevels({bitrate})/FragmentInfo({track}={time})  the same fragment (URL only, no key of its own)
 //	live/{channel}.isml/QualityLevels({bitrate})/End({track}={time})       end of an encoder connection (marker, never served)
 //	state/{channel}/...                                            internal state, never served
 //
@@ -97,6 +98,15 @@ func qualityBase(channel string, t TrackID) string {
 // fragment of track t that starts at time start (in the track's timescale).
 func FragmentKey(channel string, t TrackID, start uint64) string {
 	return qualityBase(channel, t) + "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
+}
+
+// FragmentInfoPath is the URL path (without the leading slash) a Smooth
+// client asks for when it wants only a fragment's timing boxes (IIS's
+// FragmentInfo request; dash.js sends it after a pause or a seek in a live
+// stream, to read tfrf). It has no object of its own: the edge serves the
+// fragment at FragmentKey, whose moof carries the same tfxd and tfrf.
+func FragmentInfoPath(channel string, t TrackID, start uint64) string {
+	return qualityBase(channel, t) + "FragmentInfo(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
 }
 
 // EndKey is the key of the marker the relay writes when an encoder
@@ -212,6 +222,9 @@ const (
 	KindMediaPlaylist
 	KindDASHManifest
 	KindEnd
+	// KindFragmentInfo is a Smooth FragmentInfo request: a URL path only,
+	// answered with the fragment at FragmentKey (see FragmentInfoPath).
+	KindFragmentInfo
 )
 
 // TimePath is the path clients fetch the server's time from (DASH
@@ -271,11 +284,14 @@ func Parse(key string) (Object, error) {
 	}
 	obj := Object{Channel: channel, Track: TrackID{Bitrate: int(bitrate)}}
 	switch {
-	case strings.HasPrefix(rest, "Fragments("), strings.HasPrefix(rest, "End("):
+	case strings.HasPrefix(rest, "Fragments("), strings.HasPrefix(rest, "FragmentInfo("), strings.HasPrefix(rest, "End("):
 		obj.Kind = KindFragment
 		fn := "Fragments("
-		if strings.HasPrefix(rest, "End(") {
+		switch {
+		case strings.HasPrefix(rest, "End("):
 			obj.Kind, fn = KindEnd, "End("
+		case strings.HasPrefix(rest, "FragmentInfo("):
+			obj.Kind, fn = KindFragmentInfo, "FragmentInfo("
 		}
 		inner, ok := enclosed(rest, fn, ")")
 		if !ok {

@@ -13,6 +13,8 @@ func key(o Object) string {
 		return FragmentKey(o.Channel, o.Track, o.Start)
 	case KindEnd:
 		return EndKey(o.Channel, o.Track, o.Start)
+	case KindFragmentInfo:
+		return FragmentInfoPath(o.Channel, o.Track, o.Start)
 	case KindInit:
 		return InitKey(o.Channel, o.Track)
 	case KindSmoothManifest:
@@ -38,6 +40,7 @@ func TestParse(t *testing.T) {
 		{"live/ch1.isml/QualityLevels(800000)/Fragments(video=18446744073709551615)", Object{Kind: KindFragment, Channel: "ch1", Track: v, Start: 1<<64 - 1}},
 		{"live/ch1.isml/QualityLevels(800000)/Init(video).mp4", Object{Kind: KindInit, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video=40000000)", Object{Kind: KindEnd, Channel: "ch1", Track: v, Start: 40000000}},
+		{"/live/ch1.isml/QualityLevels(800000)/FragmentInfo(video=20000000)", Object{Kind: KindFragmentInfo, Channel: "ch1", Track: v, Start: 20000000}},
 		{"live/ch1.isml/QualityLevels(800000)/video.m3u8", Object{Kind: KindMediaPlaylist, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/Manifest", Object{Kind: KindSmoothManifest, Channel: "ch1"}},
 		{"live/ch1.isml/master.m3u8", Object{Kind: KindMasterPlaylist, Channel: "ch1"}},
@@ -57,6 +60,8 @@ func TestParse(t *testing.T) {
 		{"live/ch1.isml/QualityLevels(800000)/Init(video)", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video)", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video=01)", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/FragmentInfo(video)", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/FragmentInfos(video=1)", Object{}},
 		{"live/ch1.isml/manifest", Object{}},
 		{"live/ch1.isml/", Object{}},
 		{"", Object{}},
@@ -125,7 +130,7 @@ func TestSanitizeName(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	v := TrackID{Name: "video", Bitrate: 800000}
 	for _, k := range []string{FragmentKey("ch", v, 123), InitKey("ch", v), MediaPlaylistPath("ch", v),
-		SmoothManifestPath("ch"), MasterPlaylistPath("ch"), DASHManifestPath("ch"), TrackStateKey("ch", v), "/live/x.isml/QualityLevels(1)/Fragments(a=0)"} {
+		FragmentInfoPath("ch", v, 123), SmoothManifestPath("ch"), MasterPlaylistPath("ch"), DASHManifestPath("ch"), TrackStateKey("ch", v), "/live/x.isml/QualityLevels(1)/Fragments(a=0)"} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, k string) {

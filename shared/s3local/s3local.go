@@ -250,15 +250,18 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader passes the first status on; gofakes3 sometimes writes a
+// second one (an error after a header), which net/http would only log.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-		// gofakes3 keeps only X-Amz-* and a few content headers; Cache-Control
-		// travels under a stand-in name (see middleware) and is restored here.
-		if cc := w.Header().Get(cacheControlStandIn); cc != "" {
-			w.Header().Set("Cache-Control", cc)
-			w.Header().Del(cacheControlStandIn)
-		}
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	// gofakes3 keeps only X-Amz-* and a few content headers; Cache-Control
+	// travels under a stand-in name (see middleware) and is restored here.
+	if cc := w.Header().Get(cacheControlStandIn); cc != "" {
+		w.Header().Set("Cache-Control", cc)
+		w.Header().Del(cacheControlStandIn)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
