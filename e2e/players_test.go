@@ -32,6 +32,12 @@ type playerResult struct {
 	Latency  *float64 `json:"latency"`
 	Console  []string `json:"console"`
 	Failed   []string `json:"failed"`
+	// What the driver saw when a format failed.
+	At         float64     `json:"at"`
+	Paused     bool        `json:"paused"`
+	ReadyState int         `json:"readyState"`
+	Buffered   [][]float64 `json:"buffered"`
+	Requests   []string    `json:"requests"`
 }
 
 // requirePlayers returns the players/ folder with its npm packages
@@ -96,7 +102,8 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 		case !ok:
 			t.Errorf("%s: no result", f)
 		case !r.OK:
-			t.Errorf("%s: %s; errors %v; console %v; failed requests %v", f, r.Failure, r.Errors, r.Console, r.Failed)
+			t.Errorf("%s: %s; errors %v; console %v; failed requests %v\nat %.2f s (paused %v, readyState %d), buffered %v, last requests:\n%s",
+				f, r.Failure, r.Errors, r.Console, r.Failed, r.At, r.Paused, r.ReadyState, r.Buffered, strings.Join(r.Requests, "\n"))
 		case r.End-r.Start < 10:
 			t.Errorf("%s: currentTime advanced %.1f s, want 10", f, r.End-r.Start)
 		default:

@@ -34,8 +34,13 @@ async function play(browser, format) {
   page.on("console", (m) => { if (m.type() === "error") console_.push(m.text()); });
   page.on("pageerror", (e) => console_.push(String(e)));
   // Failed requests, with their URLs (the console says only "404").
-  const failed = [];
-  page.on("response", (r) => { if (r.status() >= 400) failed.push(`${new Date().toISOString().slice(11, 23)} ${r.status()} ${r.url().replace(edge, "")}`); });
+  // Every media and manifest response, for the report of a failure.
+  const failed = [], requests = [];
+  page.on("response", (r) => {
+    const line = `${new Date().toISOString().slice(11, 23)} ${r.status()} ${r.url().replace(edge, "")}`;
+    if (r.status() >= 400) failed.push(line);
+    if (r.url().includes("/live/")) requests.push(line);
+  });
   const result = { format, ok: false };
   try {
     await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
@@ -64,12 +69,18 @@ async function play(browser, format) {
   } catch (e) {
     result.failure = e.message;
     try {
-      Object.assign(result, await page.evaluate(() => ({
-        at: document.getElementById("video").currentTime,
-        rendered: window.smoothcast.rendered,
-        errors: window.smoothcast.errors,
-      })));
+      Object.assign(result, await page.evaluate(() => {
+        const v = document.getElementById("video");
+        const ranges = [];
+        for (let i = 0; i < v.buffered.length; i++) ranges.push([v.buffered.start(i), v.buffered.end(i)]);
+        return {
+          at: v.currentTime, paused: v.paused, readyState: v.readyState, buffered: ranges,
+          rendered: window.smoothcast.rendered,
+          errors: window.smoothcast.errors,
+        };
+      }));
     } catch {}
+    result.requests = requests.slice(-40);
   }
   if (console_.length) result.console = console_.slice(0, 10);
   if (failed.length) result.failed = failed.slice(-20);

@@ -1,6 +1,8 @@
 package manifesttest
 
 import (
+	"math"
+	"math/big"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -9,20 +11,16 @@ import (
 
 // Long is a channel of five video renditions and one AAC audio track with
 // 2 s fragments covering window, as ffmpeg pushes them: video fragments of
-// exactly 2 s, audio fragments whose durations follow the AAC frame
-// pattern (1024 samples at 48 kHz in a 10 MHz timescale), which defeats
-// run-length encoding. It is the benchmarks' channel.
+// exactly 2 s, audio fragments cut at AAC frame boundaries (48 kHz,
+// AACDurations), whose durations vary from fragment to fragment. It is the
+// benchmarks' channel.
 func Long(window time.Duration) *timeline.Presentation {
 	n := int(window / (2 * time.Second))
 	video := make([]uint64, n)
 	for i := range video {
 		video[i] = 20000000
 	}
-	pattern := []uint64{19840000, 20053333, 20053334, 20053333, 20053333}
-	audio := make([]uint64, n)
-	for i := range audio {
-		audio[i] = pattern[i%len(pattern)]
-	}
+	audio := AACDurations(48000, n)
 	p := &timeline.Presentation{Channel: "ch", Epoch: Epoch, DVRWindow: window}
 	for i, br := range []int{6000000, 3500000, 2000000, 1000000, 500000} {
 		w, h := 1920>>(i/2), 1080>>(i/2)
@@ -45,3 +43,20 @@ var Windows = []struct {
 	Name string
 	D    time.Duration
 }{{"10min", 10 * time.Minute}, {"2h", 2 * time.Hour}, {"24h", 24 * time.Hour}}
+
+// AACDurations are the durations, in a 10 MHz timescale, of n audio
+// fragments cut at the first AAC frame (1024 samples at rate Hz) at or
+// after each 2 s video fragment boundary, as ffmpeg cuts them: at 48 kHz
+// 20053333, 20053334, 20053333, 19840000, and again.
+func AACDurations(rate int64, n int) []uint64 {
+	out := make([]uint64, n)
+	var prev int64
+	for k := int64(1); k <= int64(n); k++ {
+		frames := (2*k*rate + 1023) / 1024 // ceil(2k s / frame)
+		f, _ := new(big.Rat).SetFrac64(frames*1024*10_000_000, rate).Float64()
+		t := int64(math.Round(f))
+		out[k-1] = uint64(t - prev)
+		prev = t
+	}
+	return out
+}

@@ -325,13 +325,6 @@ func (s *TrackState) Apply(a Arrival, now time.Time, rules Rules) (out Outcome, 
 	if out == Waiting && s.Timeline.Len() > before && s.Timeline.Contains(a.Start) {
 		out = Published
 	}
-	if rules.Window > 0 && s.Timeline.End() > rules.Window {
-		n := s.Timeline.FirstSeq
-		s.Timeline.TrimBefore(s.Timeline.End() - rules.Window)
-		if s.Timeline.FirstSeq != n {
-			changed = true
-		}
-	}
 	return out, changed, nil
 }
 
@@ -356,13 +349,13 @@ func (s *TrackState) drain(now time.Time, rules Rules) (changed bool) {
 		case !hasLast && !p.HasPrev && !p.Disc, // a Disc fragment follows something
 			hasLast && p.Start == last.End(),
 			hasLast && p.HasPrev && p.Prev == last.Start:
-			s.publish(p.Arrival, hasLast && p.Disc)
+			s.publish(p.Arrival, hasLast && p.Disc, rules)
 		case hasLast && !p.HasPrev && s.endedBefore(p.Start, last.End()):
 			// A new connection after one that ended with everything it
 			// stored published: nothing earlier can still come.
-			s.publish(p.Arrival, true)
+			s.publish(p.Arrival, true, rules)
 		case now.Sub(p.At) >= rules.GapTimeout:
-			s.publish(p.Arrival, hasLast)
+			s.publish(p.Arrival, hasLast, rules)
 		default:
 			return changed
 		}
@@ -382,11 +375,17 @@ func (s *TrackState) endedBefore(t, published uint64) bool {
 	return i > 0 && s.Ends[i-1].Time <= published
 }
 
-func (s *TrackState) publish(a Arrival, gap bool) {
+// publish appends a to the timeline and slides the window: after every
+// fragment, so that the state depends only on what was published, not on
+// how many fragments one event let through.
+func (s *TrackState) publish(a Arrival, gap bool, rules Rules) {
 	if a.Disc {
 		s.Timeline.AppendBreak(a.Fragment)
 	} else {
 		s.Timeline.Append(a.Fragment, gap)
+	}
+	if rules.Window > 0 && s.Timeline.End() > rules.Window {
+		s.Timeline.TrimBefore(s.Timeline.End() - rules.Window)
 	}
 	// Ends at or before a are followed now: the stream went on.
 	s.Ends = slices.DeleteFunc(s.Ends, func(e Ending) bool { return e.Time <= a.Start })
@@ -416,8 +415,8 @@ func UnmarshalTrackState(b []byte) (*TrackState, error) {
 		return nil, fmt.Errorf("track state version %d is newer than this code (%d)", s.Version, StateVersion)
 	}
 	for _, r := range s.Timeline.Runs {
-		if r.Duration == 0 || r.Count == 0 {
-			return nil, fmt.Errorf("decode track state: run at %d has zero duration or count", r.Start)
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("decode track state: %w", err)
 		}
 	}
 	return &s, nil

@@ -9,6 +9,7 @@
 package timeline
 
 import (
+	"fmt"
 	"iter"
 	"slices"
 )
@@ -23,21 +24,100 @@ type Fragment struct {
 // End is the time just after the fragment.
 func (f Fragment) End() uint64 { return f.Start + f.Duration }
 
-// Run is Count contiguous fragments of equal Duration starting at Start:
-// Start, Start+Duration, ... Gap marks a discontinuity (missing media)
-// before the run's first fragment.
+// Run is Count contiguous fragments starting at Start. In a constant run
+// every fragment lasts Duration. In a cyclic run the durations repeat
+// Cycle (two to MaxCycle of them): fragment i lasts Cycle[i%len(Cycle)].
+// Cycles keep an AAC track as flat as a video track: its fragments cannot
+// all last the same, since 2 s is not a whole number of 1024-sample
+// frames, but their durations repeat (every 4 fragments at 48 kHz, 128 at
+// 44.1 kHz). Gap marks a discontinuity (missing media) before the run's
+// first fragment.
 type Run struct {
 	Start    uint64 `json:"t"`
-	Duration uint64 `json:"d"`
+	Duration uint64 `json:"d,omitempty"`
 	Count    uint64 `json:"n"`
 	Gap      bool   `json:"gap,omitempty"`
 	// Break marks a gap that is a break in the encoder's timeline (it
 	// restarted, its clock jumped): DASH starts a new Period there.
-	Break bool `json:"brk,omitempty"`
+	Break bool     `json:"brk,omitempty"`
+	Cycle []uint64 `json:"c,omitempty"`
+}
+
+// MaxCycle is the longest cycle of durations a run keeps.
+const MaxCycle = 128
+
+// period is the number of durations in the run's cycle.
+func (r *Run) period() uint64 {
+	if len(r.Cycle) > 0 {
+		return uint64(len(r.Cycle))
+	}
+	return 1
+}
+
+// span is the duration of one cycle.
+func (r *Run) span() uint64 {
+	if len(r.Cycle) == 0 {
+		return r.Duration
+	}
+	var t uint64
+	for _, d := range r.Cycle {
+		t += d
+	}
+	return t
+}
+
+// DurationAt is the duration of fragment i of the run.
+func (r *Run) DurationAt(i uint64) uint64 {
+	if len(r.Cycle) == 0 {
+		return r.Duration
+	}
+	return r.Cycle[i%uint64(len(r.Cycle))]
+}
+
+// offset is the start of fragment i (0 <= i <= Count) relative to Start.
+func (r *Run) offset(i uint64) uint64 {
+	if len(r.Cycle) == 0 {
+		return i * r.Duration
+	}
+	p := uint64(len(r.Cycle))
+	t := i / p * r.span()
+	for _, d := range r.Cycle[:i%p] {
+		t += d
+	}
+	return t
+}
+
+// boundaries counts the fragment boundaries j (0 <= j <= Count, boundary
+// j being the start of fragment j and the end of fragment j-1) at or
+// before Start+off.
+func (r *Run) boundaries(off uint64) uint64 {
+	var n uint64
+	if len(r.Cycle) == 0 {
+		n = off/r.Duration + 1
+	} else {
+		span := r.span()
+		n = off / span * uint64(len(r.Cycle))
+		rem := off % span
+		for _, d := range r.Cycle {
+			n++ // the boundary at the start of this duration
+			if rem < d {
+				break
+			}
+			rem -= d
+		}
+	}
+	return min(n, r.Count+1)
 }
 
 // End is the time just after the run's last fragment.
-func (r Run) End() uint64 { return r.Start + r.Duration*r.Count }
+func (r Run) End() uint64 { return r.Start + r.offset(r.Count) }
+
+// equal reports whether two runs list the same fragments with the same
+// markers.
+func (r *Run) equal(o *Run) bool {
+	return r.Start == o.Start && r.Duration == o.Duration && r.Count == o.Count &&
+		r.Gap == o.Gap && r.Break == o.Break && slices.Equal(r.Cycle, o.Cycle)
+}
 
 // Timeline is a track's published fragments in time order. FirstSeq is the
 // media sequence number (HLS EXT-X-MEDIA-SEQUENCE) of its first fragment and
@@ -86,8 +166,8 @@ func (tl *Timeline) Last() (f Fragment, ok bool) {
 	if tl.Empty() {
 		return Fragment{}, false
 	}
-	r := tl.Runs[len(tl.Runs)-1]
-	return Fragment{Start: r.Start + r.Duration*(r.Count-1), Duration: r.Duration}, true
+	r := &tl.Runs[len(tl.Runs)-1]
+	return Fragment{Start: r.Start + r.offset(r.Count-1), Duration: r.DurationAt(r.Count - 1)}, true
 }
 
 // Contains reports whether a published fragment starts at exactly start.
@@ -95,9 +175,10 @@ func (tl *Timeline) Contains(start uint64) bool {
 	// Runs are few (one per duration change); a linear scan from the end
 	// finds recent fragments first, which is what duplicates ask about.
 	for i := len(tl.Runs) - 1; i >= 0; i-- {
-		r := tl.Runs[i]
+		r := &tl.Runs[i]
 		if start >= r.Start && start < r.End() {
-			return (start-r.Start)%r.Duration == 0
+			off := start - r.Start
+			return off == 0 || r.boundaries(off) > r.boundaries(off-1)
 		}
 		if start >= r.End() {
 			return false
@@ -108,7 +189,9 @@ func (tl *Timeline) Contains(start uint64) bool {
 
 // Append adds f after the last fragment. gap marks missing media before f
 // (ignored for the first fragment). The caller guarantees f.Start >= End()
-// and f.Duration > 0.
+// and f.Duration > 0. A fragment that continues the last run's durations
+// extends it; otherwise it starts a run, and the end of the timeline is
+// folded into a cyclic run if its durations have begun to repeat.
 func (tl *Timeline) Append(f Fragment, gap bool) {
 	n := len(tl.Runs)
 	if n == 0 {
@@ -116,12 +199,81 @@ func (tl *Timeline) Append(f Fragment, gap bool) {
 	}
 	if n > 0 && !gap {
 		last := &tl.Runs[n-1]
-		if last.Duration == f.Duration && last.End() == f.Start {
-			last.Count++
+		if last.End() == f.Start {
+			if last.DurationAt(last.Count) == f.Duration {
+				last.Count++
+				return
+			}
+			tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1})
+			tl.fold()
 			return
 		}
 	}
 	tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Gap: gap})
+}
+
+// fold replaces the end of the timeline with one cyclic run when the
+// durations of its last fragments repeat with a period p <= MaxCycle at
+// least twice over. It looks back at most 2*MaxCycle fragments, and never
+// past a gap or a break, so its cost is bounded whatever the window.
+func (tl *Timeline) fold() {
+	// The durations of the last fragments, newest first.
+	var back [2 * MaxCycle]uint64
+	m, ri := 0, len(tl.Runs)-1
+	for ; ri >= 0 && m < len(back); ri-- {
+		r := &tl.Runs[ri]
+		k := min(r.Count, uint64(len(back)-m))
+		for i := uint64(0); i < k; i++ {
+			back[m] = r.DurationAt(r.Count - 1 - i)
+			m++
+		}
+		if r.Gap || r.Break || k < r.Count {
+			break
+		}
+	}
+	// The smallest period whose last two cycles agree.
+	p := 0
+	for q := 1; 2*q <= m; q++ {
+		if slices.Equal(back[:q], back[q:2*q]) {
+			p = q
+			break
+		}
+	}
+	if p == 0 {
+		return
+	}
+	// How far back the period holds.
+	l := 2 * p
+	for l < m && back[l] == back[l-p] {
+		l++
+	}
+	// The fragments to fold: the last l. Find the run and the index in it
+	// where they begin.
+	rest := uint64(l)
+	j := len(tl.Runs) - 1
+	for ; rest > tl.Runs[j].Count; j-- {
+		rest -= tl.Runs[j].Count
+	}
+	first := &tl.Runs[j]
+	k := first.Count - rest // fragments of run j that stay before the fold
+	folded := Run{Start: first.Start + first.offset(k), Count: uint64(l)}
+	if k == 0 {
+		folded.Gap, folded.Break = first.Gap, first.Break
+	}
+	if p == 1 {
+		folded.Duration = back[0]
+	} else {
+		// back is newest first: the cycle starts l-1 fragments back.
+		folded.Cycle = make([]uint64, p)
+		for i := range p {
+			folded.Cycle[i] = back[l-1-i]
+		}
+	}
+	if k > 0 {
+		first.Count = k
+		j++
+	}
+	tl.Runs = append(tl.Runs[:j], folded)
 }
 
 // AppendBreak adds f after a break in the encoder's timeline (a gap that
@@ -159,11 +311,17 @@ func (tl *Timeline) TrimBefore(t uint64) {
 		if r.Break {
 			tl.BreakAt, tl.HasBreakAt, r.Break = r.Start, true, false
 		}
-		// Fragment j of the run ends at Start+(j+1)*Duration; those ending
-		// at or before t number floor((t-Start)/Duration), fewer than Count.
-		k := (t - r.Start) / r.Duration
+		// Fragments ending at or before t: boundaries 1..k lie at or
+		// before t, fewer than Count of them.
+		k := r.boundaries(t-r.Start) - 1
 		tl.FirstSeq += k
-		r.Start += k * r.Duration
+		off := r.offset(k)
+		if len(r.Cycle) > 0 && k%r.period() != 0 {
+			// A new slice: copies of the timeline may share the old one.
+			c := k % r.period()
+			r.Cycle = append(append([]uint64(nil), r.Cycle[c:]...), r.Cycle[:c]...)
+		}
+		r.Start += off
 		r.Count -= k
 	}
 }
@@ -177,8 +335,9 @@ func (tl *Timeline) TrimAfter(t uint64) {
 			tl.Runs = tl.Runs[:len(tl.Runs)-1]
 			continue
 		}
-		// Fragments j with Start+j*Duration < t: ceil((t-Start)/Duration).
-		r.Count = min(r.Count, (t-r.Start+r.Duration-1)/r.Duration)
+		// Fragments starting before t: the boundaries before t, that is at
+		// or before t-1, Count at most.
+		r.Count = min(r.Count, r.boundaries(t-1-r.Start))
 		return
 	}
 }
@@ -199,17 +358,21 @@ type Entry struct {
 func (tl *Timeline) All() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
 		seq, disc := tl.FirstSeq, tl.FirstDisc
-		for ri, r := range tl.Runs {
+		for ri := range tl.Runs {
+			r := &tl.Runs[ri]
+			t := r.Start
 			for i := uint64(0); i < r.Count; i++ {
 				gap := i == 0 && r.Gap && ri > 0
 				if gap {
 					disc++
 				}
-				e := Entry{Fragment: Fragment{Start: r.Start + i*r.Duration, Duration: r.Duration}, Seq: seq, Disc: disc, Gap: gap, Break: i == 0 && r.Break}
+				d := r.DurationAt(i)
+				e := Entry{Fragment: Fragment{Start: t, Duration: d}, Seq: seq, Disc: disc, Gap: gap, Break: i == 0 && r.Break}
 				if !yield(e) {
 					return
 				}
 				seq++
+				t += d
 			}
 		}
 	}
@@ -317,9 +480,77 @@ func Common(tls ...Timeline) Timeline {
 // kept).
 func allSame(tls []Timeline) bool {
 	for _, tl := range tls[1:] {
-		if !slices.Equal(tl.Runs, tls[0].Runs) {
+		if !slices.EqualFunc(tl.Runs, tls[0].Runs, func(a, b Run) bool { return a.equal(&b) }) {
 			return false
 		}
 	}
 	return true
+}
+
+// Span is Count contiguous fragments of equal Duration: what one Smooth
+// <c> or DASH <S> element with a repeat count lists.
+type Span struct {
+	Start    uint64
+	Duration uint64
+	Count    uint64
+	// Gap and Break mark the span's first fragment as Run's do.
+	Gap, Break bool
+}
+
+// End is the time just after the span's last fragment.
+func (s Span) End() uint64 { return s.Start + s.Duration*s.Count }
+
+// Spans yields the fragments as maximal spans of equal durations, whatever
+// runs hold them: two timelines with the same fragments give the same
+// spans.
+func (tl *Timeline) Spans() iter.Seq[Span] {
+	return func(yield func(Span) bool) {
+		var cur Span
+		for ri := range tl.Runs {
+			r := &tl.Runs[ri]
+			if len(r.Cycle) == 0 && cur.Count > 0 && !r.Gap && !r.Break && r.Duration == cur.Duration && r.Start == cur.End() {
+				cur.Count += r.Count
+				continue
+			}
+			t := r.Start
+			for i := uint64(0); i < r.Count; i++ {
+				d := r.DurationAt(i)
+				flagged := i == 0 && (r.Gap || r.Break)
+				if cur.Count > 0 && !flagged && d == cur.Duration && t == cur.End() {
+					if len(r.Cycle) == 0 {
+						cur.Count += r.Count - i
+						break
+					}
+					cur.Count++
+				} else {
+					if cur.Count > 0 && !yield(cur) {
+						return
+					}
+					cur = Span{Start: t, Duration: d, Count: 1, Gap: flagged && r.Gap && ri > 0, Break: flagged && r.Break}
+					if len(r.Cycle) == 0 {
+						cur.Count = r.Count - i
+						break
+					}
+				}
+				t += d
+			}
+		}
+		if cur.Count > 0 {
+			yield(cur)
+		}
+	}
+}
+
+// validate checks a decoded run: a count, and either one duration or a
+// cycle of 2 to MaxCycle, none of them zero.
+func (r *Run) validate() error {
+	switch {
+	case r.Count == 0:
+		return fmt.Errorf("run at %d has no fragments", r.Start)
+	case len(r.Cycle) == 0 && r.Duration == 0:
+		return fmt.Errorf("run at %d has zero duration", r.Start)
+	case len(r.Cycle) > 0 && (r.Duration != 0 || len(r.Cycle) < 2 || len(r.Cycle) > MaxCycle || slices.Contains(r.Cycle, 0)):
+		return fmt.Errorf("run at %d has a bad cycle (%d durations, duration %d)", r.Start, len(r.Cycle), r.Duration)
+	}
+	return nil
 }

@@ -340,7 +340,7 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 func segmentTimeline(tl timeline.Timeline) *segTime {
 	st := &segTime{}
 	prevEnd, first := uint64(0), true
-	for _, r := range tl.Runs {
+	for r := range tl.Spans() {
 		e := s{D: r.Duration, R: r.Count - 1}
 		if first || r.Start != prevEnd {
 			t := r.Start

@@ -151,7 +151,7 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 	common := p.Common(g)
 	extent.Add(p, &common, timescale)
 	prevEnd, first := uint64(0), true
-	for _, r := range common.Runs {
+	for r := range common.Spans() {
 		c := chunk{D: r.Duration}
 		if first || r.Start != prevEnd {
 			t := r.Start
