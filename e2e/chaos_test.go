@@ -413,18 +413,27 @@ func (rp *relayProcess) kill9() {
 
 // sampleMemory reads the process's peak resident set (VmHWM).
 func (rp *relayProcess) sampleMemory(pid int) {
+	if hwm := procStatusBytes(pid, "VmHWM"); hwm > 0 {
+		rp.mu.Lock()
+		rp.peak = max(rp.peak, hwm)
+		rp.mu.Unlock()
+	}
+}
+
+// procStatusBytes reads a kB field of /proc/{pid}/status, in bytes (0 if
+// unknown).
+func procStatusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return
+		return 0
 	}
 	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			rp.mu.Lock()
-			rp.peak = max(rp.peak, kb<<10)
-			rp.mu.Unlock()
+			return kb << 10
 		}
 	}
+	return 0
 }
 
 func (rp *relayProcess) peakRSS() int64 {

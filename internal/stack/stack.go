@@ -42,7 +42,11 @@ type Options struct {
 	// SweepEvery is how often the retention janitor runs (default 1 min;
 	// it removes what is older than Handler.Retention).
 	SweepEvery time.Duration
-	Log        *slog.Logger
+	// EventTap, when set, sees every object-created event before the
+	// manifest handler does (measurements: the event's time is when the
+	// object was stored).
+	EventTap func(events.S3Event)
+	Log      *slog.Logger
 }
 
 // Stack is a running local origin.
@@ -94,7 +98,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	var h *handler.Handler
-	notify := func(ctx context.Context, ev events.S3Event) error { return h.HandleS3(ctx, ev) }
+	notify := func(ctx context.Context, ev events.S3Event) error {
+		if o.EventTap != nil {
+			o.EventTap(ev)
+		}
+		return h.HandleS3(ctx, ev)
+	}
 	srv, err := s3local.Start(ctx, s3local.Options{
 		Addr: o.S3Addr, Bucket: o.Bucket, DataDir: o.DataDir, Prefix: layout.LivePrefix,
 		Notify: notify, Workers: o.EventWorkers, Log: o.Log.With("component", "s3"),

@@ -89,7 +89,7 @@ func Timing(moof *mp4.MoofBox, trex *mp4.TrexBox) (start int64, dur uint64, ok b
 	return 0, dur, false
 }
 
-// Rewrite turns one moof+mdat into the stored fragment, appended to dst:
+// Rewrite turns one moof+mdat into the stored fragment, written over dst:
 // tfhd loses any absolute base-data-offset and gets default-base-is-moof,
 // a tfdt (version 1) and a tfxd carry the same start time, a tfrf announces
 // the next fragment (starting at this one's end), trun data offsets are
@@ -97,10 +97,22 @@ func Timing(moof *mp4.MoofBox, trex *mp4.TrexBox) (start int64, dur uint64, ok b
 // before time zero are dropped if they are all sync samples (audio);
 // otherwise a fragment starting before zero is refused.
 func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
-	var info FragmentInfo
+	head, payload, info, err := RewriteHead(dst, in)
+	if err != nil {
+		return head, info, err
+	}
+	return append(head, payload...), info, nil
+}
+
+// RewriteHead is Rewrite without copying the media: it writes the new moof
+// and the mdat header over dst and returns them as head, and the mdat
+// payload as a slice of in.Mdat. The stored fragment is head followed by
+// payload; the relay sends the two parts as they are, so that it holds
+// each fragment's media once.
+func RewriteHead(dst []byte, in Input) (head, payload []byte, info FragmentInfo, err error) {
 	moof, err := DecodeMoof(in.Moof)
 	if err != nil {
-		return dst, info, err
+		return dst, nil, info, err
 	}
 	traf := moof.Traf
 	tfhd := traf.Tfhd
@@ -125,21 +137,21 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 		}
 		size := int64(trun.SizeOfData())
 		if pos[i] < 0 || pos[i]+size > int64(len(in.Mdat)) {
-			return dst, info, fmt.Errorf("%w: track %d trun %d at %d+%d, mdat payload %d bytes", ErrBadDataOffset, info.TrackID, i, pos[i], size, len(in.Mdat))
+			return dst, nil, info, fmt.Errorf("%w: track %d trun %d at %d+%d, mdat payload %d bytes", ErrBadDataOffset, info.TrackID, i, pos[i], size, len(in.Mdat))
 		}
 		next = pos[i] + size
 	}
-	payload := in.Mdat
+	payload = in.Mdat
 	if start < 0 {
 		trun := traf.Truns[0]
 		if len(traf.Truns) != 1 {
-			return dst, info, fmt.Errorf("%w: track %d at %d (several truns)", ErrNegativeStart, info.TrackID, start)
+			return dst, nil, info, fmt.Errorf("%w: track %d at %d (several truns)", ErrNegativeStart, info.TrackID, start)
 		}
 		k, skip := 0, int64(0)
 		for k < len(trun.Samples) && start < 0 {
 			s := trun.Samples[k]
 			if !s.IsSync() && !mp4.IsSyncSampleFlags(s.Flags) {
-				return dst, info, fmt.Errorf("%w: track %d at %d (non-sync sample)", ErrNegativeStart, info.TrackID, start)
+				return dst, nil, info, fmt.Errorf("%w: track %d at %d (non-sync sample)", ErrNegativeStart, info.TrackID, start)
 			}
 			start += int64(s.Dur)
 			dur -= uint64(s.Dur)
@@ -147,7 +159,7 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 			k++
 		}
 		if k == len(trun.Samples) {
-			return dst, info, fmt.Errorf("%w: track %d: every sample is before zero", ErrNegativeStart, info.TrackID)
+			return dst, nil, info, fmt.Errorf("%w: track %d: every sample is before zero", ErrNegativeStart, info.TrackID)
 		}
 		trun.Samples = trun.Samples[k:]
 		if trun.HasFirstSampleFlags() {
@@ -158,7 +170,7 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 		info.Trimmed = k
 	}
 	if start+in.Offset < 0 {
-		return dst, info, fmt.Errorf("%w: track %d at %d%+d", ErrNegativeStart, info.TrackID, start, in.Offset)
+		return dst, nil, info, fmt.Errorf("%w: track %d at %d%+d", ErrNegativeStart, info.TrackID, start, in.Offset)
 	}
 	info.Start, info.Duration = uint64(start+in.Offset), dur
 	for _, trun := range traf.Truns {
@@ -202,18 +214,17 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 	for i, trun := range traf.Truns {
 		trun.DataOffset = int32(int64(newMoofSize) + 8 + pos[i])
 	}
-	total := int(newMoofSize) + 8 + len(payload)
+	total := int(newMoofSize) + 8
 	dst = slices.Grow(dst[:0], total)[:total]
 	sw := bits.NewFixedSliceWriterFromSlice(dst[:newMoofSize])
 	if err := moof.EncodeSW(sw); err != nil {
-		return dst[:0], info, fmt.Errorf("encode moof of track %d: %w", info.TrackID, err)
+		return dst[:0], nil, info, fmt.Errorf("encode moof of track %d: %w", info.TrackID, err)
 	}
 	n := int(newMoofSize)
 	mdatSize := uint32(8 + len(payload))
 	dst[n], dst[n+1], dst[n+2], dst[n+3] = byte(mdatSize>>24), byte(mdatSize>>16), byte(mdatSize>>8), byte(mdatSize)
 	copy(dst[n+4:], "mdat")
-	copy(dst[n+8:], payload)
-	return dst, info, nil
+	return dst, payload, info, nil
 }
 
 // selfContained copies the track's trex defaults into tfhd where tfhd has

@@ -54,7 +54,18 @@ type Fragment struct {
 	// Disc marks a break in the encoder's timeline before this fragment: its
 	// timestamps jumped, or the session was rebased onto the channel's clock.
 	Disc bool
-	Data []byte // moof+mdat; only valid during the Sink call
+	// The stored fragment is Head (moof and mdat header) followed by
+	// Payload (the media, as it arrived). Both are only valid during the
+	// Sink call.
+	Head, Payload []byte
+}
+
+// Size is the stored fragment's size in bytes.
+func (f *Fragment) Size() int { return len(f.Head) + len(f.Payload) }
+
+// Bytes returns the stored fragment as one new slice.
+func (f *Fragment) Bytes() []byte {
+	return append(append(make([]byte, 0, f.Size()), f.Head...), f.Payload...)
 }
 
 // Clock keeps a session's timestamps on the channel's clock, so that an
@@ -328,7 +339,7 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 			return err
 		}
 	}
-	out, info, err := fmp4.Rewrite(s.out, fmp4.Input{
+	out, payload, info, err := fmp4.RewriteHead(s.out, fmp4.Input{
 		Moof: s.moof, MoofPos: s.moofAt, MdatHeader: mdat.HeaderSize, Mdat: mdat.Payload(),
 		Trex: t.trex, FallbackStart: uint64(max(t.nextRaw, 0)), Offset: int64(s.offset/time.Second) * ts,
 	})
@@ -348,13 +359,13 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 		s.stats.Trimmed++
 	}
 	if !t.announced {
-		if err := s.announce(ctx, t, id, len(out), info.Duration); err != nil {
+		if err := s.announce(ctx, t, id, len(out)+len(payload), info.Duration); err != nil {
 			return err
 		}
 	}
 	f := Fragment{
 		ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind,
-		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Disc: t.disc, Data: out,
+		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Disc: t.disc, Head: out, Payload: payload,
 	}
 	if err := s.sink.Fragment(ctx, f); err != nil {
 		return err

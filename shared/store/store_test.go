@@ -60,6 +60,24 @@ func TestPutAndGet(t *testing.T) {
 	}
 }
 
+// PutParts stores the concatenation of its parts, with the options Put
+// takes; a refused conditional write leaves the object as it was.
+func TestPutParts(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	parts := [][]byte{[]byte("moof+"), []byte("mdat"), []byte(" payload")}
+	if _, err := st.PutParts(ctx, "live/f", parts, store.PutOptions{ContentType: "video/mp4", IfNoneMatch: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutParts(ctx, "live/f", [][]byte{[]byte("other")}, store.PutOptions{IfNoneMatch: true}); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Fatalf("second conditional PutParts: %v, want ErrPreconditionFailed", err)
+	}
+	obj, err := st.Get(ctx, "live/f")
+	if err != nil || string(obj.Body) != "moof+mdat payload" || obj.ContentType != "video/mp4" {
+		t.Fatalf("Get: %q %q, %v", obj.Body, obj.ContentType, err)
+	}
+}
+
 // Conditional writes behave as S3's: If-None-Match: * refuses to replace
 // an object, If-Match refuses a stale ETag, both with ErrPreconditionFailed
 // and without touching the object.

@@ -40,6 +40,20 @@ type Track struct {
 	Width, Height int
 }
 
+// Ladder is a broadcaster's usual ladder: five H.264 renditions from
+// 1080p at 6 Mbit/s down to 270p at 0.5 Mbit/s, and AAC at 128 kbit/s (the
+// benchmarks' encoder).
+func Ladder() []Track {
+	return []Track{
+		{Kind: timeline.Video, Bitrate: 6_000_000, Width: 1920, Height: 1080},
+		{Kind: timeline.Video, Bitrate: 3_500_000, Width: 1280, Height: 720},
+		{Kind: timeline.Video, Bitrate: 2_000_000, Width: 960, Height: 540},
+		{Kind: timeline.Video, Bitrate: 1_000_000, Width: 640, Height: 360},
+		{Kind: timeline.Video, Bitrate: 500_000, Width: 480, Height: 270},
+		{Kind: timeline.Audio, Bitrate: 128_000},
+	}
+}
+
 // Config describes a synthetic stream.
 type Config struct {
 	Tracks []Track

@@ -29,7 +29,7 @@ func (c *collect) Init(_ context.Context, h ism.TrackHeader) error {
 }
 
 func (c *collect) Fragment(_ context.Context, f ism.Fragment) error {
-	f.Data = nil
+	f.Head, f.Payload = nil, nil
 	c.frags = append(c.frags, f)
 	return nil
 }

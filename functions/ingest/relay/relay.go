@@ -29,6 +29,9 @@ import (
 // markers, and reads the channel's clock.
 type ObjectStore interface {
 	Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error)
+	// PutParts writes the concatenation of parts: a fragment goes out as
+	// its new head and the media as it arrived, never copied into one.
+	PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error)
 	Get(ctx context.Context, key string) (store.Object, error)
 }
 
@@ -312,7 +315,7 @@ func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	if f.Disc {
 		opts.Metadata[layout.MetaDisc] = "1"
 	}
-	_, err := s.rl.store.Put(ctx, key, f.Data, opts)
+	_, err := s.rl.store.PutParts(ctx, key, [][]byte{f.Head, f.Payload}, opts)
 	switch {
 	case errors.Is(err, store.ErrPreconditionFailed):
 		s.dupes++

@@ -37,6 +37,15 @@ func (r *retrying) Put(ctx context.Context, key string, body []byte, o store.Put
 	return etag, err
 }
 
+func (r *retrying) PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error) {
+	var etag string
+	err := r.do(ctx, "put", key, func(ctx context.Context) (err error) {
+		etag, err = r.st.PutParts(ctx, key, parts, o)
+		return err
+	})
+	return etag, err
+}
+
 func (r *retrying) Get(ctx context.Context, key string) (store.Object, error) {
 	var obj store.Object
 	err := r.do(ctx, "get", key, func(ctx context.Context) (err error) {

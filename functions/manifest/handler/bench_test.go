@@ -46,20 +46,65 @@ func (c *countingStore) Put(ctx context.Context, key string, body []byte, o stor
 	return c.ObjectStore.Put(ctx, key, body, o)
 }
 
+// memStore keeps objects in a map: the handler's own CPU, without a
+// store's round trips. It honours the conditional writes the handler
+// makes.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string]store.Object
+	etag    int
+}
+
+func (m *memStore) Get(_ context.Context, key string) (store.Object, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return store.Object{}, store.ErrNotFound
+	}
+	return o, nil
+}
+
+func (m *memStore) GetRange(ctx context.Context, key string, first, last int64) (store.Object, error) {
+	o, err := m.Get(ctx, key)
+	if err != nil {
+		return o, err
+	}
+	o.Size = int64(len(o.Body))
+	o.Body = o.Body[min(first, o.Size):min(last+1, o.Size)]
+	return o, nil
+}
+
+func (m *memStore) Put(_ context.Context, key string, body []byte, o store.PutOptions) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, exists := m.objects[key]
+	if o.IfNoneMatch && exists || o.IfMatch != "" && (!exists || old.ETag != o.IfMatch) {
+		return "", store.ErrPreconditionFailed
+	}
+	m.etag++
+	etag := strconv.Itoa(m.etag)
+	m.objects[key] = store.Object{Body: bytes.Clone(body), ETag: etag, ContentType: o.ContentType, Metadata: o.Metadata, Size: int64(len(body))}
+	return etag, nil
+}
+
 // liveChannel is the benchmarks' channel in the embedded store: the
 // channel index and the six track states of manifesttest.Long(window), and
 // a way to store each track's next fragment as the relay would.
 type liveChannel struct {
-	st     *store.Store
+	st     handler.ObjectStore
 	p      *timeline.Presentation
 	next   []timeline.Fragment // each track's next fragment
 	aac    []uint64            // the audio track's durations, by fragment index
 	counts []int               // fragments published per track
 }
 
-func newLiveChannel(b *testing.B, window time.Duration) *liveChannel {
+func newLiveChannel(b *testing.B, window time.Duration, inMemory bool) *liveChannel {
 	b.Helper()
-	_, st := testtool.Store(b, "bench-bucket")
+	var st handler.ObjectStore = &memStore{objects: map[string]store.Object{}}
+	if !inMemory {
+		_, st = testtool.Store(b, "bench-bucket")
+	}
 	ctx := context.Background()
 	p := manifesttest.Long(window)
 	// Media time zero a window ago: the live edge is now, and nothing is
@@ -125,44 +170,53 @@ func (lc *liveChannel) storeNext(b *testing.B, i int) (string, int64) {
 }
 
 // eventFor is the notification for a fragment the benchmark stored.
-func eventFor(bucket, key string, size int64, at time.Time) events.S3Event {
-	return s3local.Event(bucket, key, "ObjectCreated:Put", size, "", 0, at)
+func eventFor(key string, size int64, at time.Time) events.S3Event {
+	return s3local.Event("bench-bucket", key, "ObjectCreated:Put", size, "", 0, at)
 }
 
 // BenchmarkFragmentEvent is the manifest function's whole work for one
-// fragment event against the embedded S3 store over loopback: a ranged GET
-// of the fragment's head, a GET of the track's state, the timeline update,
-// and the conditional PUT of the state. Events go round the six tracks of
+// fragment event: a ranged GET of the fragment's head, a GET of the
+// track's state, the timeline update, and the conditional PUT of the
+// state, against the embedded S3 store over loopback and, for the
+// handler's own CPU, against a map. Events go round the six tracks of
 // the benchmarks' channel (five video renditions, AAC audio) at three DVR
 // windows. Besides ns/op it reports the store requests and the bytes the
 // handler writes per event.
 func BenchmarkFragmentEvent(b *testing.B) {
 	for _, w := range manifesttest.Windows {
-		b.Run(w.Name, func(b *testing.B) {
-			lc := newLiveChannel(b, w.D)
-			cs := &countingStore{ObjectStore: lc.st}
-			cfg := handler.DefaultConfig()
-			cfg.DVRWindow, cfg.Retention = w.D, w.D+time.Hour
-			h := handler.New(cs, cfg, quiet)
-			ctx := context.Background()
-			at := time.Now()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				key, size := lc.storeNext(b, i%len(lc.p.Tracks))
-				ev := eventFor(lc.st.Bucket, key, size, at)
-				b.StartTimer()
-				if err := h.HandleS3(ctx, ev); err != nil {
-					b.Fatal(err)
-				}
+		for _, inMemory := range []bool{false, true} {
+			name := w.Name + "/embedded-s3"
+			if inMemory {
+				name = w.Name + "/in-memory" // the handler's own work
 			}
-			b.StopTimer()
-			b.ReportMetric(float64(cs.gets.Load())/float64(b.N), "gets/op")
-			b.ReportMetric(float64(cs.puts.Load())/float64(b.N), "puts/op")
-			b.ReportMetric(float64(cs.written.Load())/float64(b.N), "written-B/op")
-		})
+			b.Run(name, func(b *testing.B) { benchmarkFragmentEvent(b, w.D, inMemory) })
+		}
 	}
+}
+
+func benchmarkFragmentEvent(b *testing.B, window time.Duration, inMemory bool) {
+	lc := newLiveChannel(b, window, inMemory)
+	cs := &countingStore{ObjectStore: lc.st}
+	cfg := handler.DefaultConfig()
+	cfg.DVRWindow, cfg.Retention = window, window+time.Hour
+	h := handler.New(cs, cfg, quiet)
+	ctx := context.Background()
+	at := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		key, size := lc.storeNext(b, i%len(lc.p.Tracks))
+		ev := eventFor(key, size, at)
+		b.StartTimer()
+		if err := h.HandleS3(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cs.gets.Load())/float64(b.N), "gets/op")
+	b.ReportMetric(float64(cs.puts.Load())/float64(b.N), "puts/op")
+	b.ReportMetric(float64(cs.written.Load())/float64(b.N), "written-B/op")
 }
 
 // BenchmarkWarmContainerPeakHeap is one warm function container serving
@@ -174,7 +228,7 @@ func BenchmarkFragmentEvent(b *testing.B) {
 // the work (the embedded store runs in the same process, so it is an
 // upper bound).
 func BenchmarkWarmContainerPeakHeap(b *testing.B) {
-	lc := newLiveChannel(b, 24*time.Hour)
+	lc := newLiveChannel(b, 24*time.Hour, false)
 	cfg := handler.DefaultConfig()
 	cfg.DVRWindow, cfg.Retention = 24*time.Hour, 25*time.Hour
 	h := handler.New(lc.st, cfg, quiet)
@@ -211,7 +265,7 @@ func BenchmarkWarmContainerPeakHeap(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for k := range lc.p.Tracks {
 			key, size := lc.storeNext(b, k)
-			if err := h.HandleS3(ctx, eventFor(lc.st.Bucket, key, size, time.Now())); err != nil {
+			if err := h.HandleS3(ctx, eventFor(key, size, time.Now())); err != nil {
 				b.Fatal(err)
 			}
 		}
