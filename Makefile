@@ -44,8 +44,14 @@ CHAOS_FRAGMENTS ?= 600
 chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill
 	SMOOTHCAST_CHAOS_FRAGMENTS=$(CHAOS_FRAGMENTS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./e2e 2>&1 | grep -E 'chaos_test|^(---|ok|FAIL|panic)'
 
-bench: ## Go benchmarks of the hot paths (see BENCHMARKS.md)
+LATENCY_MINUTES ?= 10
+
+bench: ## every measurement of BENCHMARKS.md: Go benchmarks (build/bench.txt), then latency, CPU against ffmpeg, memory (build/measure.txt; LATENCY_MINUTES=10)
 	mkdir -p $(BIN) && $(GO) test -run='^$$' -bench=. -benchmem -count=5 ./shared/... ./functions/... | tee $(BIN)/bench.txt
+	rm -f $(BIN)/measure.txt
+	SMOOTHCAST_MEASURE=1 SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/measure.txt LATENCY_MINUTES=$(LATENCY_MINUTES) \
+		$(GO) test -count=1 -timeout 90m -run='^TestMeasure' ./e2e/
+	cat $(BIN)/measure.txt
 
 build: build-lambda build-relay ## build the Lambda bootstrap and the relay for linux/arm64
 	$(GO) build -o $(BIN)/smoothcast ./cmd/smoothcast

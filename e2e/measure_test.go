@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -189,7 +192,9 @@ func cpuSeconds(t *testing.T) float64 {
 
 // The packager a user would otherwise pick: the same Smooth push (the
 // ladder, 3 minutes) remuxed by ffmpeg into HLS fMP4, one playlist per
-// rendition, against the relay binary taking the push into the local
+// rendition, to local files and PUT to an HTTP origin (as the relay PUTs
+// to S3; the origin drains the bodies in this process), against the relay
+// binary taking the push into the local
 // stack (embedded S3 with notifications, manifest function) until the
 // manifests are settled. CPU seconds per media hour, median of three runs
 // each. The relay's figure is its own process; the rest (the embedded S3
@@ -214,21 +219,71 @@ func TestMeasureRemuxCPUAgainstFFmpeg(t *testing.T) {
 	mediaHours := float64(fragments*2) / 3600
 	bin := buildRelay(t)
 
-	var ffmpegCPU, relayCPU, restCPU []float64
-	for run := range 3 {
-		out := t.TempDir()
-		cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-i", file, "-map", "0", "-c", "copy",
+	// ffmpeg's HLS muxer can PUT its output to an origin, as the relay
+	// PUTs to S3: a server in this process takes the PUTs and drains them.
+	var puts sync.Map
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		puts.Store(r.URL.Path, n)
+	}))
+	defer origin.Close()
+	// remux runs ffmpeg on the push: from the file, or (listen) as the
+	// ingest point, an HTTP server that takes the push as the relay does.
+	remux := func(out string, listen bool, extra ...string) float64 {
+		input := file
+		if listen {
+			input = "http://" + freeAddr(t) + "/live/remux.isml/Streams(enc)"
+		}
+		args := []string{"-hide_banner", "-loglevel", "warning"}
+		if listen {
+			args = append(args, "-listen", "1")
+		}
+		args = append(args, "-i", input, "-map", "0", "-c", "copy",
 			"-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_list_size", "0",
 			"-var_stream_map", "v:0 v:1 v:2 v:3 v:4 a:0", "-master_pl_name", "master.m3u8",
-			"-hls_fmp4_init_filename", "init_%v.mp4", "-hls_segment_filename", filepath.Join(out, "%v_%d.m4s"),
-			filepath.Join(out, "%v.m3u8"))
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("ffmpeg: %v\n%s", err, b)
+			"-hls_fmp4_init_filename", "init_%v.mp4")
+		args = append(append(args, extra...), "-hls_segment_filename", out+"/%v_%d.m4s", out+"/%v.m3u8")
+		cmd := exec.Command(ffmpeg, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		ffmpegCPU = append(ffmpegCPU, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds())
+		if listen {
+			if err := postWhenListening(input, file); err != nil {
+				_ = cmd.Process.Kill()
+				t.Fatalf("push to ffmpeg: %v", err)
+			}
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, stderr.String())
+		}
+		if stderr.Len() > 0 {
+			t.Logf("ffmpeg: %s", stderr.String())
+		}
+		return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	}
+
+	var ffmpegCPU, ffmpegPutCPU, relayCPU, restCPU []float64
+	for run := range 3 {
+		out := t.TempDir()
+		ffmpegCPU = append(ffmpegCPU, remux(out, false))
 		segments, _ := filepath.Glob(filepath.Join(out, "*.m4s"))
 		if len(segments) < 5*fragments {
 			t.Fatalf("ffmpeg wrote %d segments", len(segments))
+		}
+		ffmpegPutCPU = append(ffmpegPutCPU, remux(origin.URL+"/run"+strconv.Itoa(run), true, "-method", "PUT", "-http_persistent", "1"))
+		stored := 0
+		puts.Range(func(k, _ any) bool {
+			if strings.HasPrefix(k.(string), "/run"+strconv.Itoa(run)+"/") && strings.HasSuffix(k.(string), ".m4s") {
+				stored++
+			}
+			return true
+		})
+		if stored < 5*fragments {
+			var keys []string
+			puts.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
+			t.Fatalf("ffmpeg PUT %d segments: %v", stored, keys)
 		}
 
 		st := startStack(t)
@@ -255,9 +310,9 @@ func TestMeasureRemuxCPUAgainstFFmpeg(t *testing.T) {
 		_ = st.Close(context.Background())
 	}
 	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
-	fc, rc, oc := med(ffmpegCPU), med(relayCPU), med(restCPU)
-	report(t, "push of %.0f MB, %d s of media: ffmpeg -c copy to HLS fMP4 %.2f cpu-s (%.1f per media hour); relay process %.2f cpu-s (%.1f per media hour, %.0f %% of ffmpeg); embedded S3 + manifest function + sender %.2f cpu-s",
-		float64(info.Size())/1e6, fragments*2, fc, fc/mediaHours, rc, rc/mediaHours, 100*rc/fc, oc)
+	fc, fp, rc, oc := med(ffmpegCPU), med(ffmpegPutCPU), med(relayCPU), med(restCPU)
+	report(t, "push of %.0f MB, %d s of media, cpu-s (per media hour): ffmpeg -c copy from the file to HLS fMP4 files %.2f (%.1f); ffmpeg as the ingest point (-listen 1, the push POSTed to it) to HLS fMP4 PUT over HTTP %.2f (%.1f); relay process, the push POSTed to it, PUT to S3 over HTTP %.2f (%.1f) = %.0f %% of ffmpeg file to files, %.0f %% of ffmpeg as the ingest point; embedded S3 + manifest function + sender %.2f",
+		float64(info.Size())/1e6, fragments*2, fc, fc/mediaHours, fp, fp/mediaHours, rc, rc/mediaHours, 100*rc/fc, 100*rc/fp, oc)
 }
 
 // Relay memory with 1, 10 and 100 live pushes at once: the relay binary
@@ -351,4 +406,51 @@ func (rp *relayProcess) cpuSeconds() float64 {
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
 	return (utime + stime) / 100
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// postWhenListening POSTs the file to target once something listens
+// there. It does not probe first (ffmpeg -listen 1 takes one connection),
+// and it writes the request itself: ffmpeg answers before it has read the
+// body, and net/http's client would stop sending then.
+func postWhenListening(target, file string) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	var conn net.Conn
+	for range 100 {
+		if conn, err = net.Dial("tcp", u.Host); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	body, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	info, err := body.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n", u.RequestURI(), u.Host, info.Size()); err != nil {
+		return err
+	}
+	_, err = io.Copy(conn, body)
+	return err
 }

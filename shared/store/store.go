@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -71,6 +72,8 @@ type Object struct {
 type Store struct {
 	Client *s3.Client
 	Bucket string
+	// putOptions apply to every PutObject.
+	putOptions []func(*s3.Options)
 }
 
 // Config says how to reach the bucket.
@@ -131,7 +134,16 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// costs a fraction of the SHA-256 that signing the payload would
 		// (BENCHMARKS.md, relay ingest).
 	})
-	return &Store{Client: client, Bucket: cfg.Bucket}, nil
+	st := &Store{Client: client, Bucket: cfg.Bucket}
+	if strings.HasPrefix(cfg.Endpoint, "http://") {
+		// Over plain HTTP SigV4 would hash every body (SHA-256, a third of
+		// the relay's CPU). The endpoint is local or on a private network;
+		// send UNSIGNED-PAYLOAD, as the SDK does over TLS.
+		st.putOptions = append(st.putOptions, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		})
+	}
+	return st, nil
 }
 
 // Put writes body at key and returns the new ETag.
@@ -172,7 +184,7 @@ func (s *Store) put(ctx context.Context, key string, body io.ReadSeeker, size in
 	if o.Tagging != "" {
 		in.Tagging = aws.String(o.Tagging)
 	}
-	out, err := s.Client.PutObject(ctx, in)
+	out, err := s.Client.PutObject(ctx, in, s.putOptions...)
 	if err != nil {
 		return "", fmt.Errorf("put %s: %w", key, classify(err))
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
 )
@@ -86,10 +87,13 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkIngest pushes N concurrent streams over loopback, as fast as
-// they are taken, into the relay (with a store that keeps nothing) and,
-// as the baseline, into a sink that only copies the body to io.Discard.
-// MB/s is what the server side took; cpu-s/GB counts the whole process
-// (clients included, the same for both).
+// they are taken, into the relay and, as the baseline, into a sink that
+// only copies the body to io.Discard. The relay stores into: a store that
+// keeps nothing (the relay's own work), the S3 client against a draining
+// endpoint over HTTP and over TLS (the upload's client side), and the
+// embedded S3 server (everything, the server's work included). MB/s is
+// what the server side took; cpu-s/GB counts the whole process (clients
+// included, the same for all).
 func BenchmarkIngest(b *testing.B) {
 	body := pushBody(b)
 	quiet := quiet
@@ -103,6 +107,10 @@ func BenchmarkIngest(b *testing.B) {
 		{"relay", func() http.Handler { return relay.New(nullStore{}, relay.DefaultConfig(), quiet).Handler() }},
 		{"relay+s3-client", func() http.Handler { return relay.New(discardS3(b, false), relay.DefaultConfig(), quiet).Handler() }},
 		{"relay+s3-client-tls", func() http.Handler { return relay.New(discardS3(b, true), relay.DefaultConfig(), quiet).Handler() }},
+		{"relay+embedded-s3", func() http.Handler {
+			_, st := testtool.Store(b, "bench-ingest")
+			return relay.New(st, relay.DefaultConfig(), quiet).Handler()
+		}},
 	} {
 		for _, streams := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/streams=%d", target.name, streams), func(b *testing.B) {
