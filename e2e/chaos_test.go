@@ -181,9 +181,12 @@ func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 			cut = -1 // once, as planned
 		}
 		e.reconnects.Add(1)
-		// Resend what may still have been in the socket buffers when the
-		// connection broke, as an encoder keeps its last fragments.
-		next = max(next, sent-2)
+		// Resend what may still have been in the socket buffers or the
+		// relay's hands when the connection broke, as an encoder keeps its
+		// last fragments: four, since a relay slowed by store faults (and
+		// a loaded machine: the race detector, other tests) may be that
+		// far behind when it is killed.
+		next = max(next, sent-4)
 		time.Sleep(200 * time.Millisecond)
 	}
 }

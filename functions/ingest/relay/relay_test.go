@@ -3,11 +3,14 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +189,77 @@ func TestDroppedConnectionLeavesNoPartialFragment(t *testing.T) {
 				t.Errorf("cut at %d: %s is %d bytes, its boxes say %d", cut, k, len(o.Body), moof+mdat)
 			}
 		}
+	}
+}
+
+// slowStore takes its time over every fragment, as S3 does on a bad day.
+type slowStore struct {
+	*store.Store
+	delay time.Duration
+}
+
+func (s slowStore) PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return s.Store.PutParts(ctx, key, parts, o)
+}
+
+// An encoder that goes away does not take with it the fragments it had
+// already sent: the relay, slower than the encoder, still stores every
+// complete fragment that reached it, and only the broken one is lost.
+func TestFragmentsSentBeforeADropAreStored(t *testing.T) {
+	body := fixture(t)
+	cut := len(body) - 100
+	fragmentKeys := func(st *store.Store) []string {
+		var out []string
+		for _, k := range keys(t, st) {
+			if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	// What a relay that keeps up stores of the cut push.
+	hs, ref, _ := setup(t)
+	if code, _ := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true); code != 400 {
+		t.Fatalf("reference push: %d", code)
+	}
+	want := fragmentKeys(ref)
+
+	_, st := testtool.Store(t, "relay-slow")
+	slow := httptest.NewServer(relay.New(slowStore{Store: st, delay: 50 * time.Millisecond}, relay.DefaultConfig(), quiet).Handler())
+	t.Cleanup(slow.Close)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(slow.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /live/ch1.isml/Streams(enc1) HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n", cut)
+	if _, err := conn.Write(body[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close() // gone, long before the relay has stored what it sent
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := fragmentKeys(st)
+		ends := 0
+		for _, k := range keys(t, st) {
+			if obj, _ := layout.Parse(k); obj.Kind == layout.KindEnd {
+				ends++
+			}
+		}
+		if ends > 0 { // the session is over: its end markers are written last
+			if !slices.Equal(got, want) {
+				t.Fatalf("stored %d fragments after the drop, want the %d complete ones:\n%v\nwant\n%v", len(got), len(want), got, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session did not end: %d fragments stored", len(got))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
