@@ -183,10 +183,13 @@ func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 		e.reconnects.Add(1)
 		// Resend what may still have been in the socket buffers or the
 		// relay's hands when the connection broke, as an encoder keeps its
-		// last fragments: four, since a relay slowed by store faults (and
-		// a loaded machine: the race detector, other tests) may be that
-		// far behind when it is killed.
-		next = max(next, sent-4)
+		// last fragments: three, since a relay slowed by store faults (and
+		// a loaded machine: the race detector, other tests) may be more
+		// than two behind when it is killed. Not more: a fragment that
+		// ends more than the relay's -max-drift (3 s here) behind what the
+		// channel published looks like a restarted encoder, and is
+		// rebased.
+		next = max(next, sent-3)
 		time.Sleep(200 * time.Millisecond)
 	}
 }
