@@ -84,7 +84,7 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 		rec = clockRecord{Offset: int64(off / time.Second), At: c.now().UTC()}
 		body, _ := json.Marshal(rec)
 		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
-		_, err = c.st.Put(ctx, key, body, opts)
+		_, err = c.st.PutParts(ctx, key, [][]byte{body}, opts)
 		if errors.Is(err, store.ErrPreconditionFailed) && attempt < 5 {
 			continue // another connection of the encoder decided first: use its offset if it fits
 		}

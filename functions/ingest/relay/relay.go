@@ -28,7 +28,6 @@ import (
 // ObjectStore is what the relay needs of the store: it writes media and
 // markers, and reads the channel's clock.
 type ObjectStore interface {
-	Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error)
 	// PutParts writes the concatenation of parts: a fragment goes out as
 	// its new head and the media as it arrived, never copied into one.
 	PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error)

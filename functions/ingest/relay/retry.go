@@ -28,13 +28,9 @@ type retrying struct {
 	retries *atomic.Int64
 }
 
+// Put writes one body (init segments, markers, the clock record).
 func (r *retrying) Put(ctx context.Context, key string, body []byte, o store.PutOptions) (string, error) {
-	var etag string
-	err := r.do(ctx, "put", key, func(ctx context.Context) (err error) {
-		etag, err = r.st.Put(ctx, key, body, o)
-		return err
-	})
-	return etag, err
+	return r.PutParts(ctx, key, [][]byte{body}, o)
 }
 
 func (r *retrying) PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error) {

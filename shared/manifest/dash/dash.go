@@ -286,23 +286,11 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 		}
 		begins = append(begins, b)
 	}
-	parts := make([][]timeline.Timeline, len(begins)+1) // [period][group]
-	for k := range parts {
-		parts[k] = make([]timeline.Timeline, len(groups))
-	}
-	for i, c := range commons {
-		ts := groups[i].Views[0].Timescale
-		prevEnd, started := uint64(0), make([]bool, len(parts))
-		for e := range c.All() {
-			w := p.Wallclock(e.Start, ts).Add(maxDur / 2)
-			k := sort.Search(len(begins), func(j int) bool { return begins[j].After(w) })
-			tl := &parts[k][i]
-			if !started[k] {
-				tl.FirstSeq, started[k] = e.Seq, true
-			}
-			tl.Append(e.Fragment, !tl.Empty() && (e.Gap || e.Start != prevEnd))
-			prevEnd = e.End()
-		}
+	// [period][group]: with no break, one Period of the timelines as they
+	// are.
+	parts := [][]timeline.Timeline{commons}
+	if len(begins) > 0 {
+		parts = splitAt(p, begins, groups, commons, maxDur)
 	}
 	var out []period
 	for k, part := range parts {
@@ -335,6 +323,30 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 		}
 	}
 	return out
+}
+
+// splitAt cuts each group's timeline into the Periods that begins start:
+// parts[k][i] is group i's part of Period k.
+func splitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Group, commons []timeline.Timeline, maxDur time.Duration) [][]timeline.Timeline {
+	parts := make([][]timeline.Timeline, len(begins)+1)
+	for k := range parts {
+		parts[k] = make([]timeline.Timeline, len(groups))
+	}
+	for i, c := range commons {
+		ts := groups[i].Views[0].Timescale
+		prevEnd, started := uint64(0), make([]bool, len(parts))
+		for e := range c.All() {
+			w := p.Wallclock(e.Start, ts).Add(maxDur / 2)
+			k := sort.Search(len(begins), func(j int) bool { return begins[j].After(w) })
+			tl := &parts[k][i]
+			if !started[k] {
+				tl.FirstSeq, started[k] = e.Seq, true
+			}
+			tl.Append(e.Fragment, !tl.Empty() && (e.Gap || e.Start != prevEnd))
+			prevEnd = e.End()
+		}
+	}
+	return parts
 }
 
 func segmentTimeline(tl timeline.Timeline) *segTime {

@@ -149,14 +149,13 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 		si.TimeScale = timescale
 	}
 	common := p.Common(g)
-	if n := common.Len(); !p.VOD() && n > 0 {
+	if last, ok := common.Last(); ok && !p.VOD() {
 		// Each fragment's tfrf announces the next one. A live manifest
 		// lists a fragment only once the fragment it announces is
 		// stored, as MS-SSTR's look-ahead has a server hold each fragment
 		// back: the newest waits for its successor. Clients that follow
 		// tfrf (dash.js) then never start at a fragment whose successor
 		// is still missing; one that did could stall on its 404s.
-		last, _ := common.Last()
 		common.TrimAfter(last.Start)
 	}
 	extent.Add(p, &common, timescale)
