@@ -73,6 +73,10 @@ type Handler struct {
 	Store ObjectStore
 	Cfg   Config
 	Log   *slog.Logger
+	// Now is the clock that gap timeouts, the DVR window, retention, the
+	// end of a stream and time-shift ranges are judged by: time.Now unless
+	// a test sets another before the first call.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	channels map[string]*timeline.Channel // warm cache of channel indexes
@@ -86,7 +90,7 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Handler {
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = DefaultConfig().MaxRetries
 	}
-	return &Handler{Store: st, Cfg: cfg, Log: log, channels: map[string]*timeline.Channel{}}
+	return &Handler{Store: st, Cfg: cfg, Log: log, Now: time.Now, channels: map[string]*timeline.Channel{}}
 }
 
 // Invoke is the Lambda entry point: it accepts an S3 event or a Function
@@ -136,7 +140,7 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		}
 		at := rec.EventTime
 		if at.IsZero() {
-			at = time.Now()
+			at = h.Now()
 		}
 		if obj.Kind == layout.KindEnd {
 			err = h.end(ctx, obj, key, at)

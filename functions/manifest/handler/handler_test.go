@@ -112,6 +112,23 @@ func liveOnly(evs []fragmentEvent) []fragmentEvent {
 	})
 }
 
+// handlerAt returns a handler whose clock stands still at the newest of
+// evs' event times: the moment the last object of a fixture pushed at a
+// fixed base time landed, whatever today's date.
+func handlerAt(st handler.ObjectStore, cfg handler.Config, evs []fragmentEvent) *handler.Handler {
+	var now time.Time
+	for _, fe := range evs {
+		for _, rec := range fe.ev.Records {
+			if rec.EventTime.After(now) {
+				now = rec.EventTime
+			}
+		}
+	}
+	h := handler.New(st, cfg, quiet)
+	h.Now = func() time.Time { return now }
+	return h
+}
+
 func fragmentEnd(t *testing.T, b []byte) uint64 {
 	t.Helper()
 	n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
@@ -157,7 +174,7 @@ func TestEventsInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testi
 
 	_, refStore := newStore(t)
 	refEvents := pushFixture(t, refStore, "ch", base)
-	ref := handler.New(refStore, cfg, quiet)
+	ref := handlerAt(refStore, cfg, refEvents)
 	for _, fe := range refEvents {
 		if err := ref.HandleS3(context.Background(), fe.ev); err != nil {
 			t.Fatal(err)
@@ -189,7 +206,7 @@ func TestEventsInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testi
 			var wg sync.WaitGroup
 			errs := make(chan error, len(all))
 			for range 8 {
-				h := handler.New(st, cfg, quiet)
+				h := handlerAt(st, cfg, evs)
 				wg.Go(func() {
 					for ev := range work {
 						if err := h.HandleS3(context.Background(), ev); err != nil {
@@ -207,7 +224,7 @@ func TestEventsInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testi
 			for err := range errs {
 				t.Error(err)
 			}
-			got := render(t, handler.New(st, cfg, quiet), "ch")
+			got := render(t, handlerAt(st, cfg, evs), "ch")
 			for path, w := range want {
 				if got[path] != w {
 					t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
@@ -267,7 +284,7 @@ func TestManifestRequests(t *testing.T) {
 	_, st := newStore(t)
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	evs := pushFixture(t, st, "ch", base)
-	h := handler.New(st, handler.DefaultConfig(), quiet)
+	h := handlerAt(st, handler.DefaultConfig(), evs)
 	for _, fe := range evs {
 		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
 			t.Fatal(err)

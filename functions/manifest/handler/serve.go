@@ -45,7 +45,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	if path == layout.TimePath {
 		// DASH UTCTiming (http-iso): never cached, the clock is the point.
-		resp := textResponse(http.StatusOK, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+		resp := textResponse(http.StatusOK, h.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
 		resp.Headers["Cache-Control"] = "no-store"
 		return resp, nil
 	}
@@ -68,7 +68,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	maxAge := max(h.Cfg.ManifestMaxAge/time.Second, 1)
 	if len(req.QueryStringParameters) > 0 {
-		now := time.Now()
+		now := h.Now()
 		rng, err := ParseRange(req.QueryStringParameters, p.Epoch, now)
 		if err == nil && rng != nil {
 			err = available(p, rng)
@@ -157,7 +157,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 	if etag == "" {
 		return nil, errNoChannel
 	}
-	now := time.Now()
+	now := h.Now()
 	p := &timeline.Presentation{Channel: channel, Epoch: ch.Epoch, DVRWindow: h.Cfg.DVRWindow, Tracks: make([]timeline.TrackView, len(ch.Tracks))}
 	if h.Cfg.Retention > 0 {
 		p.Oldest = now.Add(-(h.Cfg.Retention - retention.Margin))
