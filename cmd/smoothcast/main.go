@@ -75,6 +75,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
 	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
+	archive := fs.Duration("archive", mustDuration(envDefault("archive", "0s")), "how far back time-shift requests reach (start=0 on a finished event is its whole archive); 0: the retention less 10 min")
 	keep := fs.Duration("retention", mustDuration(envDefault("retention", "24h")), "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
 	secretFile := fs.String("ingest-secret-file", envDefault("ingest-secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default); SMOOTHCAST_INGEST_SECRET may hold them instead; none: no authentication")
 	drift := fs.Duration("max-drift", mustDuration(envDefault("max-drift", "10s")), "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
@@ -96,7 +97,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hcfg := handler.DefaultConfig()
-	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention = *dvr, *gap, *keep
+	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention, hcfg.Archive = *dvr, *gap, *keep, *archive
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxDrift = *drift
 	secrets := os.Getenv("SMOOTHCAST_INGEST_SECRET")
@@ -122,7 +123,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift, "retention", *keep)
+	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift, "retention", *keep, "archive", hcfg.ArchiveSpan())
 	fmt.Printf(`
 smoothcast is running.
 

@@ -40,7 +40,7 @@ func main() {
 
 func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 	cfg := handler.DefaultConfig()
-	for name, dst := range map[string]*time.Duration{"SMOOTHCAST_DVR_WINDOW": &cfg.DVRWindow, "SMOOTHCAST_GAP_TIMEOUT": &cfg.GapTimeout, "SMOOTHCAST_RETENTION": &cfg.Retention} {
+	for name, dst := range map[string]*time.Duration{"SMOOTHCAST_DVR_WINDOW": &cfg.DVRWindow, "SMOOTHCAST_GAP_TIMEOUT": &cfg.GapTimeout, "SMOOTHCAST_RETENTION": &cfg.Retention, "SMOOTHCAST_ARCHIVE": &cfg.Archive} {
 		if v := os.Getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -60,6 +60,6 @@ func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("manifest function", "bucket", st.Bucket, "dvr_window", cfg.DVRWindow.String(), "gap_timeout", cfg.GapTimeout.String(), "retention", cfg.Retention.String())
+	log.Info("manifest function", "bucket", st.Bucket, "dvr_window", cfg.DVRWindow.String(), "gap_timeout", cfg.GapTimeout.String(), "retention", cfg.Retention.String(), "archive", cfg.ArchiveSpan().String())
 	return handler.New(st, cfg, log), nil
 }

@@ -19,6 +19,9 @@ type Presentation struct {
 	Epoch     time.Time
 	Tracks    []TrackView
 	DVRWindow time.Duration
+	// Archive is how much of the timeline the states keep (at least the
+	// DVR window): what a time-shift request can reach.
+	Archive time.Duration
 	// Range, when set, asks for a time-shifted manifest: the part of the
 	// stream between its bounds instead of the DVR window.
 	Range *Range
@@ -79,8 +82,11 @@ func (p *Presentation) Track(id layout.TrackID) (*TrackView, bool) {
 }
 
 // Windowed returns the track's timeline cut to the presentation's DVR
-// window or, for a time-shift request, to its range: the fragments that
-// overlap it (so that a start-over begins with the fragment holding From).
+// window or, for a time-shift request, to its range within the archive:
+// the fragments that overlap it (so that a start-over begins with the
+// fragment holding From). A finished stream keeps its DVR window, so that
+// its playlists only gain an end; its whole archive is a range away
+// (start=0).
 func (p *Presentation) Windowed(tv *TrackView) Timeline {
 	var tl Timeline
 	if p.Range == nil {

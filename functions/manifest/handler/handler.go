@@ -39,8 +39,16 @@ type ObjectStore interface {
 
 // Config holds the function's settings.
 type Config struct {
-	// DVRWindow bounds what manifests list and what the state keeps.
+	// DVRWindow bounds what live manifests list (and what a finished
+	// stream's manifests keep listing, so that a playlist a player holds
+	// only ever grows at its end).
 	DVRWindow time.Duration
+	// Archive is how much of each track's timeline the state keeps: what
+	// time-shift and start-over requests can reach, a finished event's
+	// whole archive among them. Zero means Retention minus
+	// retention.Margin (everything still stored), or the DVR window when
+	// nothing is ever deleted.
+	Archive time.Duration
 	// GapTimeout is how long a fragment that arrived early waits for the
 	// ones before it before the missing media is declared a gap.
 	GapTimeout time.Duration
@@ -65,7 +73,27 @@ func (c Config) Validate() error {
 	if c.Retention > 0 && c.Retention < c.DVRWindow+retention.Margin {
 		return fmt.Errorf("retention %v must be at least the DVR window (%v) plus %v, or manifests would list deleted fragments", c.Retention, c.DVRWindow, retention.Margin)
 	}
+	if c.Retention > 0 && c.Archive > c.Retention-retention.Margin {
+		return fmt.Errorf("archive %v must be at most the retention (%v) less %v, or time-shift manifests would list deleted fragments", c.Archive, c.Retention, retention.Margin)
+	}
 	return nil
+}
+
+// ArchiveSpan is the span of a track's timeline that the state keeps (see
+// Archive): never less than the DVR window.
+func (c Config) ArchiveSpan() time.Duration {
+	switch {
+	case c.Archive > 0:
+		return max(c.Archive, c.DVRWindow)
+	case c.Retention > 0:
+		return max(c.Retention-retention.Margin, c.DVRWindow)
+	}
+	return c.DVRWindow
+}
+
+// rules are the publication rules for a track of the given timescale.
+func (c Config) rules(timescale uint64) timeline.Rules {
+	return timeline.Rules{GapTimeout: c.GapTimeout, Window: timeline.Ticks(c.ArchiveSpan(), timescale)}
 }
 
 // Handler handles S3 events and manifest requests.
@@ -175,7 +203,7 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 	if err != nil {
 		return err
 	}
-	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
+	rules := h.Cfg.rules(tr.Timescale)
 	var out timeline.Outcome
 	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
@@ -207,7 +235,7 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 	if err != nil {
 		return err
 	}
-	rules := timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Window: timeline.Ticks(h.Cfg.DVRWindow, tr.Timescale)}
+	rules := h.Cfg.rules(tr.Timescale)
 	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
 		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
 		if m.Stream {

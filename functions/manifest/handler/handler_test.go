@@ -556,3 +556,77 @@ func TestEventsOutsideTheLayoutAreIgnored(t *testing.T) {
 		t.Errorf("%d writes for events outside the layout", puts)
 	}
 }
+
+// The DVR window bounds what live and finished manifests list; the archive
+// (by default everything still stored) is what time-shift requests reach:
+// a finished event plays from its start with start=0.
+func TestArchiveReachesBeyondTheDVRWindow(t *testing.T) {
+	const media = "/live/ch.isml/QualityLevels(60000)/video.m3u8"
+	for _, tc := range []struct {
+		name    string
+		archive time.Duration
+		ended   bool
+		q       map[string]string
+		has     []string
+		hasNot  []string
+	}{
+		{"live: the window only", 0, false, nil,
+			[]string{"Fragments(video=20000000)"}, []string{"Fragments(video=0)", "#EXT-X-ENDLIST"}},
+		{"live start-over: the archive", 0, false, map[string]string{"start": "0"},
+			[]string{"Fragments(video=0)", "Fragments(video=20000000)"}, []string{"#EXT-X-ENDLIST"}},
+		{"finished: the window, with an end", 0, true, nil,
+			[]string{"Fragments(video=20000000)", "#EXT-X-ENDLIST"}, []string{"Fragments(video=0)"}},
+		{"finished from the start: the whole event", 0, true, map[string]string{"start": "0"},
+			[]string{"#EXT-X-PLAYLIST-TYPE:VOD", "Fragments(video=0)", "Fragments(video=20000000)", "#EXT-X-ENDLIST"}, nil},
+		{"an archive no longer than the window", 2 * time.Second, true, map[string]string{"start": "0"},
+			[]string{"Fragments(video=20000000)", "#EXT-X-ENDLIST"}, []string{"Fragments(video=0)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, st := newStore(t)
+			evs := pushFixture(t, st, "ch", time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+			if !tc.ended {
+				evs = liveOnly(evs)
+			}
+			cfg := handler.DefaultConfig()
+			cfg.DVRWindow, cfg.Archive = 2*time.Second, tc.archive
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			h := handlerAt(st, cfg, evs)
+			for _, fe := range evs {
+				if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.ended {
+				// Two fragment durations after the end, nothing came.
+				now := h.Now().Add(5 * time.Second)
+				h.Now = func() time.Time { return now }
+			}
+			req := urlRequest("GET", media)
+			req.QueryStringParameters = tc.q
+			resp, err := h.HandleURL(context.Background(), req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%v %d %s", err, resp.StatusCode, resp.Body)
+			}
+			for _, s := range tc.has {
+				if !strings.Contains(resp.Body, s) {
+					t.Errorf("no %q in:\n%s", s, resp.Body)
+				}
+			}
+			for _, s := range tc.hasNot {
+				if strings.Contains(resp.Body, s) {
+					t.Errorf("%q in:\n%s", s, resp.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestArchiveMustFitTheRetention(t *testing.T) {
+	cfg := handler.DefaultConfig()
+	cfg.Archive = cfg.Retention
+	if err := cfg.Validate(); err == nil {
+		t.Error("an archive as long as the retention was accepted: its oldest fragments may be deleted while listed")
+	}
+}

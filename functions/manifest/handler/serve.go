@@ -158,7 +158,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 		return nil, errNoChannel
 	}
 	now := h.Now()
-	p := &timeline.Presentation{Channel: channel, Epoch: ch.Epoch, DVRWindow: h.Cfg.DVRWindow, Tracks: make([]timeline.TrackView, len(ch.Tracks))}
+	p := &timeline.Presentation{Channel: channel, Epoch: ch.Epoch, DVRWindow: h.Cfg.DVRWindow, Archive: h.Cfg.ArchiveSpan(), Tracks: make([]timeline.TrackView, len(ch.Tracks))}
 	if h.Cfg.Retention > 0 {
 		p.Oldest = now.Add(-(h.Cfg.Retention - retention.Margin))
 	}
@@ -238,7 +238,7 @@ func parseInstant(name, raw string, epoch time.Time) (time.Time, error) {
 }
 
 // available refuses a range that lies wholly outside what the state still
-// lists (older than the DVR window, or beyond the live edge).
+// lists (older than the archive, or beyond the live edge).
 func available(p *timeline.Presentation, r *timeline.Range) error {
 	var kept timeline.Extent
 	for i := range p.Tracks {
@@ -252,7 +252,7 @@ func available(p *timeline.Presentation, r *timeline.Range) error {
 	case !r.From.IsZero() && !r.From.Before(kept.End):
 		return fmt.Errorf("bad range: start %s is at or after the newest fragment's end, %s", r.From.UTC().Format(layoutTime), kept.End.UTC().Format(layoutTime))
 	case !r.To.IsZero() && !r.To.After(kept.Start):
-		return fmt.Errorf("bad range: end %s is at or before the oldest fragment kept, %s (the DVR window is %s)", r.To.UTC().Format(layoutTime), kept.Start.UTC().Format(layoutTime), p.DVRWindow)
+		return fmt.Errorf("bad range: end %s is at or before the oldest fragment kept, %s (the archive keeps %s)", r.To.UTC().Format(layoutTime), kept.Start.UTC().Format(layoutTime), p.Archive)
 	}
 	return nil
 }
