@@ -1,8 +1,6 @@
 package manifesttest
 
 import (
-	"math"
-	"math/big"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -49,14 +47,5 @@ var Windows = []struct {
 // after each 2 s video fragment boundary, as ffmpeg cuts them: at 48 kHz
 // 20053333, 20053334, 20053333, 19840000, and again.
 func AACDurations(rate int64, n int) []uint64 {
-	out := make([]uint64, n)
-	var prev int64
-	for k := int64(1); k <= int64(n); k++ {
-		frames := (2*k*rate + 1023) / 1024 // ceil(2k s / frame)
-		f, _ := new(big.Rat).SetFrac64(frames*1024*10_000_000, rate).Float64()
-		t := int64(math.Round(f))
-		out[k-1] = uint64(t - prev)
-		prev = t
-	}
-	return out
+	return CutDurations(1024, rate, 10_000_000, n)
 }

@@ -121,12 +121,17 @@ func mediaRef(p *timeline.Presentation, id layout.TrackID) string {
 
 // TargetDuration is EXT-X-TARGETDURATION for fragments of at most maxDur
 // ticks: RFC 8216 4.3.3.1 requires every EXTINF, rounded to the nearest
-// integer, to be at most the target duration.
+// integer, to be at most the target duration. An EXTINF (extinf) may
+// print up to a microsecond more than its fragment lasts, so the rounding
+// allows for that microsecond.
 func TargetDuration(maxDur, timescale uint64) uint64 {
 	if timescale == 0 {
 		return 0
 	}
-	td := (2*maxDur + timescale) / (2 * timescale) // round half up
+	const perSec = uint64(time.Second / time.Microsecond)
+	// round half up of maxDur/timescale + 1 µs, in microseconds
+	us := maxDur/timescale*perSec + (maxDur%timescale*perSec+timescale-1)/timescale + 1
+	td := (us + perSec/2) / perSec
 	return max(td, 1)
 }
 
@@ -164,7 +169,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		}
 		first = false
 		b.WriteString("#EXTINF:")
-		b.WriteString(seconds(e.Duration, ts))
+		b.WriteString(extinf(e.Start, e.End(), ts))
 		b.WriteString(",\n")
 		b.WriteString(layout.FragmentRef(id, e.Start))
 		b.WriteByte('\n')
@@ -175,8 +180,22 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	return b.Bytes(), true
 }
 
-// seconds formats ticks/timescale with microsecond precision.
-func seconds(ticks, timescale uint64) string {
-	us := (ticks*uint64(time.Second/time.Microsecond) + timescale/2) / timescale
+// extinf is the EXTINF of the fragment from start to end (ticks of
+// timescale): the difference of the two times, each rounded to the
+// microsecond. A client that adds up EXTINFs to place segments (hls.js
+// does, from the PROGRAM-DATE-TIME) is then never more than a microsecond
+// off the media time, however many segments it adds: rounding each
+// duration instead let 48 kHz AAC (2.0053333 s, printed 2.005333) drift
+// 10 ms a day. A fragment's EXTINF depends only on its own times, so it
+// does not change as the window slides.
+func extinf(start, end, timescale uint64) string {
+	us := micros(end, timescale) - micros(start, timescale)
 	return strconv.FormatUint(us/1e6, 10) + "." + fmt.Sprintf("%06d", us%1e6)
+}
+
+// micros is media time t (ticks of timescale) in microseconds, rounded
+// half up; exact for any uint64 t and 32-bit timescale.
+func micros(t, timescale uint64) uint64 {
+	const perSec = uint64(time.Second / time.Microsecond)
+	return t/timescale*perSec + (t%timescale*perSec+timescale/2)/timescale
 }

@@ -1,0 +1,121 @@
+package smooth
+
+import (
+	"encoding/xml"
+	"math/big"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/smoothcast/smoothcast/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+// A day of fragments whose durations vary as real encoders' do (AAC cut at
+// 1024-sample frames, 29.97 fps video; 10 MHz and 90 kHz): expanding the
+// c elements as a client does gives every fragment's start exactly, in
+// ticks, and the URL a client builds from the template names the stored
+// fragment. A live manifest holds the newest fragment back; a finished one
+// lists it, ending where the input ends.
+func TestTwentyFourHoursOfVaryingDurationsAreExact(t *testing.T) {
+	for _, tc := range manifesttest.DriftCases() {
+		for _, ended := range []bool{false, true} {
+			name := tc.Name + map[bool]string{false: "/live", true: "/ended"}[ended]
+			t.Run(name, func(t *testing.T) {
+				p := tc.Presentation()
+				p.Ended = ended
+				b, err := Render(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m struct {
+					TimeScale uint64 `xml:"TimeScale,attr"`
+					Duration  uint64 `xml:"Duration,attr"`
+					Streams   []struct {
+						Type      string `xml:"Type,attr"`
+						Name      string `xml:"Name,attr"`
+						TimeScale uint64 `xml:"TimeScale,attr"`
+						Chunks    int    `xml:"Chunks,attr"`
+						URL       string `xml:"Url,attr"`
+						Levels    []struct {
+							Bitrate int `xml:"Bitrate,attr"`
+						} `xml:"QualityLevel"`
+						C []struct {
+							T *uint64 `xml:"t,attr"`
+							D uint64  `xml:"d,attr"`
+							R uint64  `xml:"r,attr"`
+						} `xml:"c"`
+					} `xml:"StreamIndex"`
+				}
+				if err := xml.Unmarshal(b, &m); err != nil {
+					t.Fatal(err)
+				}
+				if len(m.Streams) != 1 {
+					t.Fatalf("%d stream indexes, want 1", len(m.Streams))
+				}
+				si := m.Streams[0]
+				ts := si.TimeScale
+				if ts == 0 {
+					ts = m.TimeScale
+				}
+				if ts != tc.Timescale {
+					t.Fatalf("stream index timescale %d, want %d", ts, tc.Timescale)
+				}
+				// Expand: t where given, else the previous end; r fragments
+				// of d (MS-SSTR counts them all, so no r is one).
+				var starts []uint64
+				next := uint64(0)
+				for i, c := range si.C {
+					if c.T != nil {
+						next = *c.T
+					} else if i == 0 {
+						t.Fatal("first c element without t")
+					}
+					for range max(c.R, 1) {
+						starts = append(starts, next)
+						next += c.D
+					}
+				}
+				want := tc.Starts() // every start, then the end
+				n := len(tc.Durations)
+				if !ended {
+					n-- // held back until its successor is stored
+				}
+				if len(starts) != n || si.Chunks != n {
+					t.Fatalf("%d fragments listed (Chunks=%d), want %d", len(starts), si.Chunks, n)
+				}
+				for i, s := range starts {
+					if s != want[i] {
+						t.Fatalf("fragment %d starts at %d, want %d (off by %d ticks)", i, s, want[i], int64(s)-int64(want[i]))
+					}
+				}
+				if next != want[n] {
+					t.Errorf("the last listed fragment ends at %d, want %d", next, want[n])
+				}
+				if ended && next != want[len(want)-1] {
+					t.Errorf("a finished manifest ends at %d, want the input's end %d", next, want[len(want)-1])
+				}
+				if ended {
+					// Duration is in the manifest's timescale: exact for a
+					// 10 MHz track, less than a tick off for another.
+					exact := new(big.Rat).SetFrac(new(big.Int).SetUint64(next-want[0]), new(big.Int).SetUint64(ts))
+					exact.Mul(exact, new(big.Rat).SetUint64(m.TimeScale))
+					off, _ := new(big.Rat).Sub(new(big.Rat).SetUint64(m.Duration), exact).Float64()
+					if ts == m.TimeScale && off != 0 || off <= -1 || off >= 1 {
+						t.Errorf("Duration %d is %g ticks off the media's %s", m.Duration, off, exact.FloatString(3))
+					}
+				}
+				// URLs from the template are the keys of stored fragments.
+				for _, ql := range si.Levels {
+					id := layout.TrackID{Name: si.Name, Bitrate: ql.Bitrate}
+					for i := range n {
+						u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(starts[i], 10)).Replace(si.URL)
+						if key := layout.FragmentKey("ch", id, want[i]); "live/ch.isml/"+u != key {
+							t.Errorf("fragment %d: URL %s, want the key %s", i, u, key)
+						}
+					}
+				}
+			})
+		}
+	}
+}
