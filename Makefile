@@ -26,7 +26,9 @@ deps: ## check the tools the tests drive (ffmpeg, chromium, node, players/, GStr
 test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffmpeg, short fuzz runs
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@mkdir -p $(BIN) && rm -f $(BIN)/figures.txt
+	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test -race -count=1 -timeout 15m $(PKGS); rc=$$?; \
+	  [ ! -s $(BIN)/figures.txt ] || { echo "figures (the chaos suite's, among others):"; cat $(BIN)/figures.txt; }; exit $$rc
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 test-short: ## unit tests only (no ffmpeg, no end-to-end)

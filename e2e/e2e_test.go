@@ -219,6 +219,13 @@ func checkDecode(t *testing.T, ffmpeg, url string, runs [][]string, inputArgs ..
 // checkDecodeSeconds is checkDecode for a stream of the given length.
 func checkDecodeSeconds(t *testing.T, ffmpeg, url string, seconds int, runs [][]string, inputArgs ...string) {
 	t.Helper()
+	checkDecodeSpan(t, ffmpeg, url, time.Duration(seconds)*time.Second, time.Duration(seconds)*time.Second, runs, inputArgs...)
+}
+
+// checkDecodeSpan is checkDecode for a stream of the given lengths of
+// video (25 fps) and audio.
+func checkDecodeSpan(t *testing.T, ffmpeg, url string, video, audio time.Duration, runs [][]string, inputArgs ...string) {
+	t.Helper()
 	frames := map[string]int{}
 	var audioTicks int64
 	for _, maps := range runs {
@@ -259,11 +266,11 @@ func checkDecodeSeconds(t *testing.T, ffmpeg, url string, seconds int, runs [][]
 	// timestamps: a stream may have a gap between sessions.
 	audioSeconds := float64(audioTicks) / 48000
 	t.Logf("%s via ffmpeg: %d video frames, %d audio frames (%.3f s)", url, frames["v"], frames["a"], audioSeconds)
-	if want := seconds * 25; frames["v"] != want {
-		t.Errorf("decoded %d video frames, want %d (%d s at 25 fps)", frames["v"], want, seconds)
+	if want := int(math.Round(video.Seconds() * 25)); frames["v"] != want {
+		t.Errorf("decoded %d video frames, want %d (%v at 25 fps)", frames["v"], want, video)
 	}
-	if math.Abs(audioSeconds-float64(seconds)) > 0.1 {
-		t.Errorf("decoded %.3f s of audio, want %d s", audioSeconds, seconds)
+	if math.Abs(audioSeconds-audio.Seconds()) > 0.1 {
+		t.Errorf("decoded %.3f s of audio, want %v", audioSeconds, audio)
 	}
 }
 

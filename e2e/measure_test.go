@@ -40,7 +40,8 @@ func measuring(t *testing.T) {
 	}
 }
 
-// report logs a figure and appends it to SMOOTHCAST_MEASURE_OUT.
+// report logs a figure and appends it to SMOOTHCAST_MEASURE_OUT (make
+// bench, and make test, which prints what the suite reported).
 func report(t *testing.T, format string, args ...any) {
 	t.Helper()
 	line := fmt.Sprintf("%s: %s", t.Name(), fmt.Sprintf(format, args...))
