@@ -23,7 +23,8 @@ const gstRun = 18 * time.Second
 // plugins-bad, hlsdemux) pull a live ffmpeg push through the edge and
 // decode at least 10 s of video in real time (sync=true), with no error
 // from GStreamer. The pipelines are the ones a user would type; the test
-// reads the video sink's per-buffer messages (gst-launch -v).
+// reads the video sink's per-buffer messages (gst-launch -v). Meanwhile
+// every fragment any manifest lists is fetched the moment it is listed.
 func TestGStreamerDemuxersPlayLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -39,6 +40,7 @@ func TestGStreamerDemuxersPlayLive(t *testing.T) {
 	// The three play at once (not as parallel subtests, which -parallel
 	// would queue on a 2-core machine).
 	base := st.EdgeURL + "/live/gst.isml/"
+	refs := watchReferences(base)
 	cases := []struct{ demux, manifest string }{
 		{"mssdemux", "Manifest"},
 		{"hlsdemux", "master.m3u8"},
@@ -50,6 +52,7 @@ func TestGStreamerDemuxersPlayLive(t *testing.T) {
 		wg.Go(func() { results[i] = gstPlay(ctx, launch, base+tc.manifest, tc.demux) })
 	}
 	wg.Wait()
+	refs.stop(t)
 	for i, tc := range cases {
 		got := results[i]
 		t.Logf("%s: %d video buffers, pts %v to %v", tc.demux, got.buffers, got.first, got.last)
