@@ -39,7 +39,14 @@ type OriginStack struct {
 	Media        awss3.Bucket
 	Function     awslambda.Function
 	Distribution awscloudfront.Distribution
+	// Relay is the ingest relay's group, RelayBinary the relay's asset.
+	Relay       awsautoscaling.AutoScalingGroup
+	RelayBinary awss3assets.Asset
 }
+
+// RelayTagKey tags the relay's instance with the stack's name; the relay
+// role may associate the ingest address only with an instance so tagged.
+const RelayTagKey = "smoothcast:relay"
 
 // manifestTTL is how long CloudFront keeps a manifest: half a 2 s fragment.
 const manifestTTL = 1
@@ -83,7 +90,8 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 
 	s.Function = manifestFunction(stack, cfg, media)
 	s.Distribution = distribution(stack, cfg, media, s.Function, logs)
-	ingest := relay(stack, cfg, media)
+	ingest, group, binary := relay(stack, cfg, media)
+	s.Relay, s.RelayBinary = group, binary
 
 	for _, ch := range cfg.Channels {
 		for _, o := range []struct{ name, path string }{{"Smooth", "Manifest"}, {"HLS", "master.m3u8"}, {"DASH", "manifest.mpd"}} {
@@ -292,9 +300,10 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 }
 
 // relay is the ingest relay: one Graviton instance in an Auto Scaling
-// group of one (replaced if it fails), with a fixed address, running the
-// relay binary under systemd.
-func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) awsec2.CfnEIP {
+// group of one (replaced if it fails, or when its launch template
+// changes), with a fixed address, running the relay binary under
+// systemd.
+func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, awsautoscaling.AutoScalingGroup, awss3assets.Asset) {
 	vpc := awsec2.NewVpc(stack, jsii.String("Vpc"), &awsec2.VpcProps{
 		MaxAzs:      jsii.Number(2),
 		NatGateways: jsii.Number(0),
@@ -351,10 +360,32 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) awsec2.CfnEIP {
 			Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(strings.TrimPrefix(cfg.IngestSecretParameter, "/")),
 		})),
 	}))
+	// A replacement instance takes the ingest address over: this address
+	// only, and only onto an instance of this stack's relay group. The
+	// instance's ID is not known until the group launches it, so the
+	// instance ARN is a wildcard held to the tag the launch template puts
+	// on the instance at launch (the role cannot tag anything).
+	stackName := *awscdk.Stack_Of(stack).StackName()
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		// A replacement instance takes the ingest address over.
-		Actions:   jsii.Strings("ec2:AssociateAddress"),
-		Resources: jsii.Strings("*"),
+		Actions: jsii.Strings("ec2:AssociateAddress"),
+		Resources: jsii.Strings(*awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ec2"), Resource: jsii.String("elastic-ip"), ResourceName: eip.AttrAllocationId(),
+		})),
+	}))
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions: jsii.Strings("ec2:AssociateAddress"),
+		Resources: jsii.Strings(*awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ec2"), Resource: jsii.String("instance"), ResourceName: jsii.String("*"),
+		})),
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{"aws:ResourceTag/" + RelayTagKey: stackName},
+		},
+	}))
+	// The instance tells CloudFormation when the relay answers (the
+	// group's creation and update policies wait for it).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("cloudformation:SignalResource"),
+		Resources: jsii.Strings(*awscdk.Aws_STACK_ID()),
 	}))
 	binary := awss3assets.NewAsset(stack, jsii.String("RelayBinary"), &awss3assets.AssetProps{
 		Path: jsii.String(filepath.Join(cfg.Assets, "ingest", "smoothcast-ingest")),
@@ -362,36 +393,6 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) awsec2.CfnEIP {
 	binary.GrantRead(role)
 
 	ud := awsec2.UserData_ForLinux(nil)
-	for _, c := range []string{
-		"set -eu",
-		"export AWS_DEFAULT_REGION=" + *awscdk.Stack_Of(stack).Region(),
-		"TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
-		"IID=$(curl -sH \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/instance-id)",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("aws ec2 associate-address --allow-reassociation --instance-id $IID --allocation-id "), eip.AttrAllocationId()}),
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("aws s3 cp "), binary.S3ObjectUrl(), jsii.String(" /usr/local/bin/smoothcast-ingest")}),
-		"chmod 755 /usr/local/bin/smoothcast-ingest",
-		"cat > /etc/systemd/system/smoothcast-ingest.service <<'UNIT'",
-		"[Unit]",
-		"Description=smoothcast ingest relay",
-		"After=network-online.target",
-		"Wants=network-online.target",
-		"[Service]",
-		"DynamicUser=yes",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("Environment=SMOOTHCAST_BUCKET="), media.BucketName()}),
-		"Environment=AWS_REGION=" + *awscdk.Stack_Of(stack).Region(),
-		"Environment=SMOOTHCAST_INGEST_SECRET_PARAMETER=" + cfg.IngestSecretParameter,
-		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + strconv.Itoa(cfg.IngestPort),
-		"Restart=on-failure",
-		"RestartSec=1",
-		"LimitNOFILE=65536",
-		"[Install]",
-		"WantedBy=multi-user.target",
-		"UNIT",
-		"systemctl daemon-reload",
-		"systemctl enable --now smoothcast-ingest",
-	} {
-		ud.AddCommands(jsii.String(c))
-	}
 	lt := awsec2.NewLaunchTemplate(stack, jsii.String("RelayTemplate"), &awsec2.LaunchTemplateProps{
 		MachineImage:  awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_ARM_64}),
 		InstanceType:  awsec2.NewInstanceType(jsii.String(cfg.InstanceType)),
@@ -405,6 +406,9 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) awsec2.CfnEIP {
 		}},
 		AssociatePublicIpAddress: jsii.Bool(true),
 	})
+	// On the instance from its launch (the launch template's tag
+	// specifications), which the AssociateAddress condition needs.
+	awscdk.Tags_Of(lt).Add(jsii.String(RelayTagKey), jsii.String(stackName), nil)
 	asg := awsautoscaling.NewAutoScalingGroup(stack, jsii.String("Relay"), &awsautoscaling.AutoScalingGroupProps{
 		Vpc:            vpc,
 		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
@@ -412,12 +416,77 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) awsec2.CfnEIP {
 		MinCapacity:    jsii.Number(1),
 		MaxCapacity:    jsii.Number(1),
 		HealthChecks:   awsautoscaling.HealthChecks_Ec2(&awsautoscaling.Ec2HealthChecksOptions{GracePeriod: awscdk.Duration_Minutes(jsii.Number(2))}),
+		// A new launch template version (new user data: a new relay
+		// asset, or a new AMI) replaces the instance: the old one stops,
+		// the new one takes the address and must signal that its relay
+		// answers, or the update rolls back (to an instance of the old
+		// version, which takes the address in turn). A group of one
+		// cannot keep an instance in service (MinInstancesInService must
+		// be below MaxSize), so ingest pauses for one boot; a replacing
+		// update would shorten that pause but, rolled back after the new
+		// instance took the address, would leave the old instance
+		// without it.
+		UpdatePolicy: awsautoscaling.UpdatePolicy_RollingUpdate(&awsautoscaling.RollingUpdateOptions{
+			MaxBatchSize:          jsii.Number(1),
+			MinInstancesInService: jsii.Number(0),
+			WaitOnResourceSignals: jsii.Bool(true),
+			PauseTime:             awscdk.Duration_Minutes(jsii.Number(10)),
+		}),
+		Signals: awsautoscaling.Signals_WaitForAll(&awsautoscaling.SignalsOptions{Timeout: awscdk.Duration_Minutes(jsii.Number(10))}),
 	})
+	// And on the group, which propagates it to what it launches.
+	awscdk.Tags_Of(asg).Add(jsii.String(RelayTagKey), jsii.String(stackName), &awscdk.TagProps{ApplyToLaunchedInstances: jsii.Bool(true)})
+	asgID := awscdk.Stack_Of(stack).GetLogicalId(asg.Node().DefaultChild().(awscdk.CfnElement))
+	port := strconv.Itoa(cfg.IngestPort)
+	for _, c := range []string{
+		"set -eu",
+		// The relay asset's hash: a new binary is a new launch template
+		// version, so the update policy replaces the instance.
+		"# smoothcast-ingest asset " + *binary.AssetHash(),
+		"export AWS_DEFAULT_REGION=" + *awscdk.Stack_Of(stack).Region(),
+		"TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
+		"IID=$(curl -sH \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/instance-id)",
+		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("signal() { aws cloudformation signal-resource --stack-name " + stackName + " --logical-resource-id "), asgID,
+			jsii.String(" --unique-id \"$IID\" --status \"$1\" || true; }")}),
+		"trap 'signal FAILURE' ERR",
+		"retry() { n=$1; shift; for i in $(seq \"$n\"); do \"$@\" && return 0; sleep 2; done; return 1; }",
+		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("aws s3 cp "), binary.S3ObjectUrl(), jsii.String(" /usr/local/bin/smoothcast-ingest")}),
+		"chmod 755 /usr/local/bin/smoothcast-ingest",
+		"cat > /etc/systemd/system/smoothcast-ingest.service <<'UNIT'",
+		"[Unit]",
+		"Description=smoothcast ingest relay",
+		"After=network-online.target",
+		"Wants=network-online.target",
+		// Restart for ever (the default gives up after 5 starts in 10 s,
+		// for instance while the secret parameter is missing).
+		"StartLimitIntervalSec=0",
+		"[Service]",
+		"DynamicUser=yes",
+		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("Environment=SMOOTHCAST_BUCKET="), media.BucketName()}),
+		"Environment=AWS_REGION=" + *awscdk.Stack_Of(stack).Region(),
+		"Environment=SMOOTHCAST_INGEST_SECRET_PARAMETER=" + cfg.IngestSecretParameter,
+		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port,
+		"Restart=on-failure",
+		"RestartSec=5",
+		"LimitNOFILE=65536",
+		"[Install]",
+		"WantedBy=multi-user.target",
+		"UNIT",
+		"systemctl daemon-reload",
+		"systemctl enable --now smoothcast-ingest",
+		// The relay listens once it has read its secret: then it takes
+		// the address over and tells CloudFormation it is up.
+		"retry 60 curl -so /dev/null http://127.0.0.1:" + port + "/",
+		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("retry 30 aws ec2 associate-address --allow-reassociation --instance-id \"$IID\" --allocation-id "), eip.AttrAllocationId()}),
+		"signal SUCCESS",
+	} {
+		ud.AddCommands(jsii.String(c))
+	}
 	nag(role, "AwsSolutions-IAM4", "AmazonSSMManagedInstanceCore gives operators Session Manager instead of SSH.")
-	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; the asset read comes from the CDK grant; ec2:AssociateAddress cannot name the instance an Auto Scaling group has yet to launch.")
+	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; the asset read comes from the CDK grant; ec2:AssociateAddress names the stack's Elastic IP, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+" (the group's instance, whose ID is not known before launch; the role cannot tag).")
 	nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's CloudWatch metrics and the alarms of the operations issue cover it.")
 	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs).")
-	return eip
+	return eip, asg, binary
 }
 
 // nag suppresses a cdk-nag rule on a construct and its children, with

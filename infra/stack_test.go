@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
@@ -27,6 +30,10 @@ type synthesized struct {
 	resources map[string]resource
 	outputs   map[string]any
 	nagErrors []string
+	// tpl is the template for assertions' matchers; stack is what
+	// synthesized it (for logical IDs).
+	tpl   assertions.Template
+	stack *OriginStack
 }
 
 type resource struct {
@@ -35,57 +42,164 @@ type resource struct {
 }
 
 var (
-	synthOnce sync.Once
-	synthOut  synthesized
-	synthErr  error
+	tempDirs               []string // removed by TestMain
+	synthOnce, variantOnce sync.Once
+	synthOut, variantOut   synthesized
+	synthErr, variantErr   error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range tempDirs {
+		_ = os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
+// synth is the stack as the tests configure it, checked by cdk-nag.
 func synth(t *testing.T) synthesized {
 	t.Helper()
 	testtool.Require(t, "node") // the CDK's jsii runtime runs on Node.js
 	synthOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "smoothcast-assets")
-		if err != nil {
-			synthErr = err
-			return
-		}
-		for _, f := range []string{"manifest/bootstrap", "ingest/smoothcast-ingest"} {
-			p := filepath.Join(dir, f)
-			_ = os.MkdirAll(filepath.Dir(p), 0o755)
-			if err := os.WriteFile(p, []byte("binary"), 0o755); err != nil {
-				synthErr = err
-				return
-			}
-		}
 		cfg := DefaultConfig()
-		cfg.Assets = dir
 		cfg.IngestCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32")}
 		cfg.Channels = []string{"demo", "news-1"}
-		app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(filepath.Join(dir, "cdk.out"))})
-		s := NewOriginStack(app, "Test", &OriginStackProps{Config: cfg})
-		awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(nil), nil)
-		tpl := assertions.Template_FromStack(s.Stack, nil).ToJSON()
-		b, _ := json.Marshal(tpl)
-		var doc struct {
-			Resources map[string]resource `json:"Resources"`
-			Outputs   map[string]any      `json:"Outputs"`
-		}
-		if synthErr = json.Unmarshal(b, &doc); synthErr != nil {
-			return
-		}
-		synthOut.resources, synthOut.outputs = doc.Resources, doc.Outputs
-		ann := assertions.Annotations_FromStack(s.Stack)
-		for _, m := range *ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
-			synthOut.nagErrors = append(synthOut.nagErrors, *m.Id+": "+toString(m.Entry.Data))
-		}
-		for _, m := range *ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
-			synthOut.nagErrors = append(synthOut.nagErrors, *m.Id+" (warning): "+toString(m.Entry.Data))
-		}
+		synthOut, synthErr = synthStack(cfg, "binary", true)
 	})
 	if synthErr != nil {
 		t.Fatal(synthErr)
 	}
 	return synthOut
+}
+
+// variant is the stack with Origin Shield on and another relay binary
+// (without cdk-nag: one synthesis less).
+func variant(t *testing.T) synthesized {
+	t.Helper()
+	testtool.Require(t, "node")
+	variantOnce.Do(func() {
+		cfg := DefaultConfig()
+		cfg.OriginShieldRegion = "eu-west-1"
+		variantOut, variantErr = synthStack(cfg, "another binary", false)
+	})
+	if variantErr != nil {
+		t.Fatal(variantErr)
+	}
+	return variantOut
+}
+
+// synthStack synthesizes the stack "Test" with cfg, its assets holding
+// binary, and with the AWS Solutions checks if checked.
+func synthStack(cfg Config, binary string, checked bool) (synthesized, error) {
+	var out synthesized
+	dir, err := os.MkdirTemp("", "smoothcast-assets")
+	if err != nil {
+		return out, err
+	}
+	tempDirs = append(tempDirs, dir)
+	for _, f := range []string{"manifest/bootstrap", "ingest/smoothcast-ingest"} {
+		p := filepath.Join(dir, f)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(binary), 0o755); err != nil {
+			return out, err
+		}
+	}
+	cfg.Assets = dir
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(filepath.Join(dir, "cdk.out"))})
+	s := NewOriginStack(app, "Test", &OriginStackProps{Config: cfg})
+	out.stack = s
+	if checked {
+		out.tpl, out.nagErrors = nagChecked(app, s.Stack)
+	} else {
+		out.tpl = assertions.Template_FromStack(s.Stack, nil)
+	}
+	b, _ := json.Marshal(out.tpl.ToJSON())
+	var doc struct {
+		Resources map[string]resource `json:"Resources"`
+		Outputs   map[string]any      `json:"Outputs"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return out, err
+	}
+	out.resources, out.outputs = doc.Resources, doc.Outputs
+	return out, nil
+}
+
+// nagChecked applies cdk-nag's AwsSolutions pack to app, synthesizes
+// stack, and returns its template and the unsuppressed findings (errors
+// and warnings), each as "path: rule: text".
+func nagChecked(app awscdk.App, stack awscdk.Stack) (assertions.Template, []string) {
+	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(nil), nil)
+	tpl := assertions.Template_FromStack(stack, nil)
+	var findings []string
+	ann := assertions.Annotations_FromStack(stack)
+	for _, m := range *ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
+		findings = append(findings, *m.Id+": "+toString(m.Entry.Data))
+	}
+	for _, m := range *ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
+		findings = append(findings, *m.Id+" (warning): "+toString(m.Entry.Data))
+	}
+	return tpl, findings
+}
+
+// match runs an assertions check and reports a mismatch as a test error.
+func match(t *testing.T, what string, check func()) {
+	t.Helper()
+	if err := try(check); err != nil {
+		// The message shows the closest candidates; the first few are
+		// enough.
+		msg := err.Error()
+		if len(msg) > 6000 {
+			msg = msg[:6000] + "\n..."
+		}
+		t.Errorf("%s: %s", what, msg)
+	}
+}
+
+// try runs f and returns what it panics with: assertions' checks throw
+// on a mismatch, which jsii turns into a panic.
+func try(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	f()
+	return nil
+}
+
+// logicalID is the template's logical ID of a construct's resource.
+func logicalID(stack awscdk.Stack, c constructs.IConstruct) string {
+	if el, ok := c.Node().DefaultChild().(awscdk.CfnElement); ok {
+		return *stack.GetLogicalId(el)
+	}
+	return *stack.GetLogicalId(c.(awscdk.CfnElement))
+}
+
+// Shorthands for assertions' matchers.
+type obj = map[string]any
+
+func like(m obj) assertions.Matcher    { return assertions.Match_ObjectLike(&m) }
+func with(v ...any) assertions.Matcher { return assertions.Match_ArrayWith(&v) }
+func re(p string) assertions.Matcher   { return assertions.Match_StringLikeRegexp(jsii.String(p)) }
+func not(v any) assertions.Matcher     { return assertions.Match_Not(v) }
+func getAtt(id, attr string) obj       { return obj{"Fn::GetAtt": []any{id, attr}} }
+func ref(id string) obj                { return obj{"Ref": id} }
+func join(parts ...any) obj            { return obj{"Fn::Join": []any{"", parts}} }
+func absent() assertions.Matcher       { return assertions.Match_Absent() }
+
+// hasProps checks that some resource of type typ has properties like m.
+func hasProps(s synthesized, typ string, m obj) func() {
+	return func() { s.tpl.HasResourceProperties(jsii.String(typ), like(m)) }
+}
+
+// userDataHas checks that a part of the relay's user data (an
+// Fn::Join of literal text and references) matches each of parts, in
+// order.
+func userDataHas(s synthesized, parts ...any) func() {
+	return hasProps(s, "AWS::EC2::LaunchTemplate", obj{"LaunchTemplateData": like(obj{
+		"UserData": obj{"Fn::Base64": obj{"Fn::Join": []any{"", with(parts...)}}},
+	})})
 }
 
 func toString(v any) string {
@@ -136,6 +250,37 @@ func TestNoUnsuppressedNagFindings(t *testing.T) {
 	}
 }
 
+// The nag checker finds what it should: a bucket without access logs or
+// TLS enforcement, run through the same helper, is reported, and the
+// stack's suppression helper silences exactly the rule it names.
+func TestNagPositiveControl(t *testing.T) {
+	testtool.Require(t, "node")
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
+	stack := awscdk.NewStack(app, jsii.String("Control"), nil)
+	awss3.NewBucket(stack, jsii.String("Bare"), nil)
+	nag(awss3.NewBucket(stack, jsii.String("Excused"), nil), "AwsSolutions-S1", "the positive control's suppression")
+	_, findings := nagChecked(app, stack)
+	found := func(path, rule string) bool {
+		for _, f := range findings {
+			if strings.HasPrefix(f, "/Control/"+path+"/") && strings.Contains(f, rule+":") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range []struct {
+		path, rule string
+		found      bool
+	}{
+		{"Bare", "AwsSolutions-S1", true}, {"Bare", "AwsSolutions-S10", true},
+		{"Excused", "AwsSolutions-S1", false}, {"Excused", "AwsSolutions-S10", true},
+	} {
+		if found(want.path, want.rule) != want.found {
+			t.Errorf("%s %s: found %v, want %v; findings:\n%s", want.path, want.rule, !want.found, want.found, strings.Join(findings, "\n"))
+		}
+	}
+}
+
 func TestMediaBucket(t *testing.T) {
 	s := synth(t)
 	b := s.one(t, "AWS::S3::Bucket", "Media")
@@ -154,17 +299,34 @@ func TestMediaBucket(t *testing.T) {
 		t.Fatal("the relay's tag and the lifecycle rule's differ")
 	}
 	policies := js(s.of("AWS::S3::BucketPolicy"))
-	for _, want := range []string{`"aws:SecureTransport":"false"`, `/state/*`, `/live/*/End(*`, `"Effect":"Deny"`} {
+	for _, want := range []string{`/state/*`, `/live/*/End(*`, `"Effect":"Deny"`} {
 		if !strings.Contains(policies, want) {
 			t.Errorf("bucket policies lack %s", want)
 		}
 	}
+	// TLS only, in the media bucket's own policy (the log bucket has one
+	// too, which must not stand in for it).
+	media := logicalID(s.stack.Stack, s.stack.Media)
+	match(t, "the media bucket's policy denies requests without TLS", hasProps(s, "AWS::S3::BucketPolicy", obj{
+		"Bucket": ref(media),
+		"PolicyDocument": like(obj{"Statement": with(like(obj{
+			"Effect":    "Deny",
+			"Principal": obj{"AWS": "*"},
+			"Action":    "s3:*",
+			"Condition": obj{"Bool": obj{"aws:SecureTransport": "false"}},
+			"Resource":  []any{getAtt(media, "Arn"), join(getAtt(media, "Arn"), "/*")},
+		}))}),
+	}))
 }
 
 func TestManifestFunction(t *testing.T) {
 	s := synth(t)
 	fn := s.one(t, "AWS::Lambda::Function", "Manifest")
 	p := fn.Properties
+	match(t, "the manifest function's size", hasProps(s, "AWS::Lambda::Function", obj{
+		"Handler": "bootstrap", "Runtime": "provided.al2023", "Architectures": []any{"arm64"},
+		"MemorySize": 256, "Timeout": 30,
+	}))
 	if p["Runtime"] != "provided.al2023" || p["Handler"] != "bootstrap" || js(p["Architectures"]) != `["arm64"]` {
 		t.Errorf("function: runtime %v handler %v architectures %v", p["Runtime"], p["Handler"], p["Architectures"])
 	}
@@ -237,6 +399,28 @@ func TestDistribution(t *testing.T) {
 	if len(d["CustomErrorResponses"].([]any)) < 6 || d["Logging"] == nil {
 		t.Errorf("error responses %s, logging %v", js(d["CustomErrorResponses"]), d["Logging"])
 	}
+	// Every behaviour answers with the CORS headers of the managed
+	// SimpleCORS policy; media is cached with the managed
+	// CachingOptimized policy, manifests with their own.
+	const (
+		simpleCORS       = "60669652-455b-4ae9-85a4-c4c02393f86c"
+		cachingOptimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+	)
+	manifestCache := ref(logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("ManifestCache"))))
+	match(t, "default behaviour", hasProps(s, "AWS::CloudFront::Distribution", obj{"DistributionConfig": like(obj{
+		"DefaultCacheBehavior": like(obj{"ResponseHeadersPolicyId": simpleCORS, "CachePolicyId": cachingOptimized}),
+	})}))
+	for pattern, cache := range map[string]any{
+		"live/*/FragmentInfo(*": cachingOptimized,
+		"live/*/Manifest":       manifestCache,
+		"live/*.m3u8":           manifestCache,
+		"live/*.mpd":            manifestCache,
+		"time":                  manifestCache,
+	} {
+		match(t, "behaviour "+pattern, hasProps(s, "AWS::CloudFront::Distribution", obj{"DistributionConfig": like(obj{
+			"CacheBehaviors": with(like(obj{"PathPattern": pattern, "ResponseHeadersPolicyId": simpleCORS, "CachePolicyId": cache})),
+		})}))
+	}
 	cp := js(s.of("AWS::CloudFront::CachePolicy"))
 	for _, want := range []string{`"DefaultTTL":1`, `"MaxTTL":2`, `"MinTTL":0`, `"QueryStringBehavior":"whitelist"`, `"QueryStrings":["start","end"]`, `"EnableAcceptEncodingGzip":true`} {
 		if !strings.Contains(cp, want) {
@@ -290,6 +474,107 @@ func TestRelay(t *testing.T) {
 	if len(s.of("AWS::EC2::EIP")) != 1 {
 		t.Error("no fixed ingest address")
 	}
+
+	// Amazon Linux 2023 for arm64, the latest at each deploy.
+	images := s.tpl.FindParameters(jsii.String("*"), obj{
+		"Type":    "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+		"Default": re(`^/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-[0-9.]+-arm64$`),
+	})
+	if len(*images) != 1 {
+		t.Fatalf("%d Amazon Linux 2023 arm64 image parameters, want 1", len(*images))
+	}
+	for image := range *images {
+		match(t, "the relay's image", hasProps(s, "AWS::EC2::LaunchTemplate", obj{"LaunchTemplateData": like(obj{"ImageId": ref(image)})}))
+	}
+
+	// A new launch template version (the user data names the relay
+	// asset) replaces the instance, which must signal that it is up.
+	group := logicalID(s.stack.Stack, s.stack.Relay)
+	template := logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("RelayTemplate")))
+	match(t, "the relay group's update policy", func() {
+		s.tpl.HasResource(jsii.String("AWS::AutoScaling::AutoScalingGroup"), like(obj{
+			"Properties": like(obj{"LaunchTemplate": obj{
+				"LaunchTemplateId": ref(template), "Version": getAtt(template, "LatestVersionNumber"),
+			}}),
+			"UpdatePolicy": like(obj{"AutoScalingRollingUpdate": obj{
+				"MaxBatchSize": 1, "MinInstancesInService": 0, "WaitOnResourceSignals": true, "PauseTime": "PT10M",
+			}}),
+			"CreationPolicy": obj{"ResourceSignal": obj{"Count": 1, "Timeout": "PT10M"}},
+		}))
+	})
+	hash := *s.stack.RelayBinary.AssetHash()
+	match(t, "user data: the asset's hash", userDataHas(s, re(`^# smoothcast-ingest asset `+hash+`$`)))
+	match(t, "user data: the relay binary copied from the asset", userDataHas(s,
+		re(`^aws s3 cp $`),
+		obj{"Fn::Sub": re(`^s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/` + hash + `[.a-z0-9]*$`)},
+		re(`^ /usr/local/bin/smoothcast-ingest\nchmod 755 /usr/local/bin/smoothcast-ingest$`),
+	))
+	// systemd restarts the relay for ever, every 5 s: the start limit is
+	// off in [Unit] (where systemd reads it).
+	match(t, "user data: no start limit", userDataHas(s, re(`\[Unit\]\n(?:[^\[\n][^\n]*\n)*StartLimitIntervalSec=0\n(?:[^\[\n][^\n]*\n)*\[Service\]\n`)))
+	match(t, "user data: restart on failure", userDataHas(s, re(`^Restart=on-failure\nRestartSec=5$`)))
+	match(t, "user data: signals", userDataHas(s,
+		re(`^signal\(\) \{ aws cloudformation signal-resource --stack-name Test --logical-resource-id `+group+
+			` --unique-id "\$IID" --status "\$1" \|\| true; \}\ntrap 'signal FAILURE' ERR$`),
+		re(`^retry 60 curl -so /dev/null http://127.0.0.1:8080/\nretry 30 aws ec2 associate-address --allow-reassociation --instance-id "\$IID" --allocation-id $`),
+		getAtt("IngestAddress", "AllocationId"),
+		re(`^\nsignal SUCCESS$`),
+	))
+	// The instance carries the tag that lets it take the address.
+	tag := obj{"Key": RelayTagKey, "Value": "Test"}
+	match(t, "the launch template tags the instance", hasProps(s, "AWS::EC2::LaunchTemplate", obj{"LaunchTemplateData": like(obj{
+		"TagSpecifications": with(obj{"ResourceType": "instance", "Tags": with(tag)}),
+	})}))
+	match(t, "the group propagates the tag", hasProps(s, "AWS::AutoScaling::AutoScalingGroup", obj{
+		"Tags": with(obj{"Key": RelayTagKey, "Value": "Test", "PropagateAtLaunch": true}),
+	}))
+}
+
+// A new relay binary is a new launch template version: the user data
+// names the asset.
+func TestRelayUserDataFollowsTheAsset(t *testing.T) {
+	a, b := synth(t), variant(t)
+	ha, hb := *a.stack.RelayBinary.AssetHash(), *b.stack.RelayBinary.AssetHash()
+	if ha == hb {
+		t.Fatal("two binaries, one asset hash")
+	}
+	userData := func(s synthesized) string {
+		return js(s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties["LaunchTemplateData"].(map[string]any)["UserData"])
+	}
+	if userData(a) == userData(b) {
+		t.Error("the user data does not change with the relay binary")
+	}
+	match(t, "user data: the other asset's hash", userDataHas(b, re(`^# smoothcast-ingest asset `+hb+`$`)))
+}
+
+// Origin Shield is on the manifest origin when originShieldRegion is
+// set, and off without it; never on the bucket's origin.
+func TestOriginShield(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		s      synthesized
+		shield obj
+	}{
+		{"default", synth(t), obj{"Enabled": false, "OriginShieldRegion": absent()}},
+		{"originShieldRegion=eu-west-1", variant(t), obj{"Enabled": true, "OriginShieldRegion": "eu-west-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			oacs := tc.s.tpl.FindResources(jsii.String("AWS::CloudFront::OriginAccessControl"), like(obj{
+				"Properties": like(obj{"OriginAccessControlConfig": like(obj{"OriginAccessControlOriginType": "lambda"})}),
+			}))
+			if len(*oacs) != 1 {
+				t.Fatalf("%d origin access controls for Lambda, want 1", len(*oacs))
+			}
+			for oac := range *oacs {
+				match(t, "the manifest origin", hasProps(tc.s, "AWS::CloudFront::Distribution", obj{"DistributionConfig": like(obj{
+					"Origins": with(like(obj{"OriginAccessControlId": getAtt(oac, "Id"), "OriginShield": tc.shield})),
+				})}))
+			}
+			match(t, "the bucket origin", hasProps(tc.s, "AWS::CloudFront::Distribution", obj{"DistributionConfig": like(obj{
+				"Origins": with(like(obj{"S3OriginConfig": assertions.Match_AnyValue(), "OriginShield": absent()})),
+			})}))
+		})
+	}
 }
 
 // No policy grants s3:* or all actions, and no S3 permission is on "*"
@@ -321,6 +606,39 @@ func TestLeastPrivilege(t *testing.T) {
 	if !strings.Contains(relay, `/live/*`) || !strings.Contains(relay, `/state/*/clock.json`) || strings.Contains(relay, "s3:DeleteObject") {
 		t.Errorf("relay policy: %s", relay)
 	}
+
+	// The relay may move the stack's address only, onto an instance
+	// tagged as this stack's relay only.
+	role := ref(logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("RelayRole"))))
+	arn := func(resource string, name ...any) obj { // arn:${Partition}:ec2:${Region}:${Account}:resource...
+		return join(append([]any{"arn:", ref("AWS::Partition"), ":ec2:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":" + resource}, name...)...)
+	}
+	relayPolicy := func(statements assertions.Matcher) func() {
+		return hasProps(s, "AWS::IAM::Policy", obj{"Roles": []any{role}, "PolicyDocument": like(obj{"Statement": statements})})
+	}
+	match(t, "AssociateAddress on the stack's Elastic IP", relayPolicy(with(obj{
+		"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": arn("elastic-ip/", getAtt("IngestAddress", "AllocationId")),
+	})))
+	match(t, "AssociateAddress on the tagged relay instance", relayPolicy(with(obj{
+		"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": arn("instance/*"),
+		"Condition": obj{"StringEquals": obj{"aws:ResourceTag/" + RelayTagKey: "Test"}},
+	})))
+	for _, all := range []any{"*", with("*")} {
+		match(t, "no AssociateAddress on every resource", relayPolicy(not(with(like(obj{
+			"Action": "ec2:AssociateAddress", "Resource": all,
+		})))))
+	}
+	match(t, "SignalResource on this stack", relayPolicy(with(obj{
+		"Effect": "Allow", "Action": "cloudformation:SignalResource", "Resource": ref("AWS::StackId"),
+	})))
+	match(t, "the wildcard's reason", func() {
+		s.tpl.HasResource(jsii.String("AWS::IAM::Policy"), like(obj{
+			"Properties": like(obj{"Roles": []any{role}}),
+			"Metadata": obj{"cdk_nag": obj{"rules_to_suppress": with(like(obj{
+				"id": "AwsSolutions-IAM5", "reason": re(`Elastic IP.*instance/\*.*` + RelayTagKey + `=Test`),
+			}))}},
+		}))
+	})
 }
 
 func asList(v any) []string {
