@@ -77,7 +77,7 @@ synth: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## synthesize t
 deploy: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## deploy to the account and region of your AWS credentials (pass context with CDK_ARGS="-c ingestCidrs=203.0.113.0/24")
 	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
 
-destroy: infra/_cdk/node_modules/.bin/cdk ## tear the stack down (the media and log buckets are kept: empty and delete them yourself)
+destroy: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## tear the stack down (the media and log buckets are kept: empty and delete them yourself)
 	$(CDK) destroy $(CDK_ARGS)
 
 fmt: ## gofmt the tree

@@ -72,7 +72,9 @@ func (a *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // The bootstrap answers each sample event in events/ through the Lambda
 // Runtime API: the S3 event is handled (its object is missing: ignored,
-// not an error), and the Function URL requests get HTTP responses. It runs
+// not an error), and the Function URL requests get HTTP responses. With
+// the store failing, the S3 event ends in an invocation error, which is
+// what makes Lambda retry it. It runs
 // twice: built for this machine, and built exactly as make build-lambda
 // ships it (linux/arm64, static, stripped) and run under qemu-aarch64.
 func TestBootstrapAnswersTheSampleEventsThroughTheRuntimeAPI(t *testing.T) {
@@ -133,13 +135,19 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 
 	for _, tc := range []struct {
 		file   string
-		status int // 0: an S3 event, whose response is null
+		status int  // 0: an S3 event, whose response is null
+		down   bool // the store fails every request: the invocation must fail, so that Lambda retries the event
 	}{
-		{"fragment-created.json", 0},
-		{"manifest-request.json", http.StatusNotFound}, // no such channel yet
-		{"playlist-request.json", http.StatusNotFound},
+		{"fragment-created.json", 0, false},
+		{"manifest-request.json", http.StatusNotFound, false}, // no such channel yet
+		{"playlist-request.json", http.StatusNotFound, false},
+		{"fragment-created.json", 0, true},
 	} {
 		func() {
+			if tc.down {
+				srv.SetFaults(s3local.Faults{ErrorRate: 1})
+				defer srv.SetFaults(s3local.Faults{})
+			}
 			ev, err := os.ReadFile(filepath.Join("..", "..", "events", tc.file))
 			if err != nil {
 				t.Fatal(err)
@@ -158,6 +166,12 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 			api.mu.Lock()
 			res := api.result[id]
 			api.mu.Unlock()
+			if tc.down {
+				if res.ok || !strings.Contains(res.body, "503") && !strings.Contains(res.body, "500") && !strings.Contains(res.body, "unavailable") {
+					t.Errorf("%s with the store down: answered ok=%v %s, want an invocation error naming the store's failure", tc.file, res.ok, res.body)
+				}
+				return
+			}
 			if !res.ok {
 				t.Fatalf("%s: error %s", tc.file, res.body)
 			}
