@@ -91,7 +91,7 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 			continue
 		}
 		results[r.Format] = r
-		t.Logf("%s: played %.1f s (from %.1f), renditions %v rendered in order %v, errors %v", r.Format, r.End-r.Start, r.Start, r.Levels, r.Rendered, r.Errors)
+		t.Logf("%s: played %.1f s (from %.1f), renditions %v rendered in order %v, errors %v, failed requests %v", r.Format, r.End-r.Start, r.Start, r.Levels, r.Rendered, r.Errors, r.Failed)
 	}
 	if runErr != nil && len(results) == 0 {
 		t.Fatalf("driver: %v\n%s\nffmpeg: %s", runErr, stderr.String(), pushErr.String())
