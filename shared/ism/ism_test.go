@@ -3,11 +3,17 @@ package ism
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -379,8 +385,33 @@ func TestTracksDescribeAsTheEncoderDeclares(t *testing.T) {
 	}
 }
 
-// FuzzParseSMIL: any document parses or fails with an error; tracks have
-// no negative bitrate.
+// renderSMIL writes tracks back as a live server manifest.
+func renderSMIL(tracks []SMILTrack) []byte {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="utf-8"?><smil xmlns="http://www.w3.org/2001/SMIL20/Language"><body><switch>`)
+	for _, t := range tracks {
+		fmt.Fprintf(&b, `<%s systemBitrate="%d">`, t.Kind, t.SystemBitrate)
+		for _, n := range slices.Sorted(maps.Keys(t.Params)) {
+			b.WriteString(`<param name="`)
+			_ = xml.EscapeText(&b, []byte(n))
+			b.WriteString(`" value="`)
+			_ = xml.EscapeText(&b, []byte(t.Params[n]))
+			b.WriteString(`"/>`)
+		}
+		fmt.Fprintf(&b, `</%s>`, t.Kind)
+	}
+	b.WriteString(`</switch></body></smil>`)
+	return b.Bytes()
+}
+
+// xmlName matches the element names renderSMIL can write back as they are.
+var xmlName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]*$`)
+
+// FuzzParseSMIL: any document parses or fails with an error. What parses
+// has non-negative bitrates, gives track names the session can only turn
+// into safe ones, and round-trips: written back as SMIL (each bitrate as
+// the systemBitrate attribute) and parsed again, it gives the same tracks,
+// so bitrates, track IDs, names and parameters are what the document said.
 func FuzzParseSMIL(f *testing.F) {
 	body := readFixture(f, "ffmpeg-isml.ismv")
 	i, j := bytes.Index(body, []byte("<?xml")), bytes.Index(body, []byte("</smil>"))
@@ -391,12 +422,69 @@ func FuzzParseSMIL(f *testing.F) {
 		if err != nil {
 			return
 		}
+		renderable := true
 		for _, tr := range tracks {
 			if tr.SystemBitrate < 0 {
 				t.Fatalf("negative bitrate %d", tr.SystemBitrate)
 			}
+			for _, fallback := range []string{"video", "audio"} {
+				if name := layout.SanitizeName(tr.TrackName, fallback); !layout.ValidName(name) {
+					t.Fatalf("track name %q gives the unsafe name %q", tr.TrackName, name)
+				}
+			}
+			if tr.TrackName != tr.Params["trackName"] || tr.Language != tr.Params["systemLanguage"] {
+				t.Fatalf("track %+v: name or language is not its parameter", tr)
+			}
+			renderable = renderable && xmlName.MatchString(tr.Kind)
+		}
+		if !renderable {
+			return
+		}
+		again, err := ParseSMIL(renderSMIL(tracks))
+		if err != nil {
+			t.Fatalf("the parsed tracks, written back, do not parse: %v\n%s", err, renderSMIL(tracks))
+		}
+		if !reflect.DeepEqual(again, tracks) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", again, tracks)
 		}
 	})
+}
+
+// The live server manifest's tracks round-trip through renderSMIL, and
+// refused documents are refused with a reason.
+func TestParseSMILRoundTrip(t *testing.T) {
+	body := readFixture(t, "ffmpeg-isml.ismv")
+	i, j := bytes.Index(body, []byte("<?xml")), bytes.Index(body, []byte("</smil>"))
+	for _, tc := range []struct {
+		name, doc string
+		ok        bool
+	}{
+		{"ffmpeg's", string(body[i : j+len("</smil>")]), true},
+		{"bitrate as a parameter", `<smil><body><switch><audio><param name="systemBitrate" value="0064000"/><param name="trackID" value="3"/></audio></switch></body></smil>`, true},
+		{"escaped names", `<smil><body><switch><video systemBitrate="5"><param name="trackName" value="a&amp;b&#xA;c/../d"/></video></switch></body></smil>`, true},
+		{"negative bitrate", `<smil><body><switch><video systemBitrate="-1"/></switch></body></smil>`, false},
+		{"bitrate not a number", `<smil><body><switch><video systemBitrate="fast"/></switch></body></smil>`, false},
+		{"track ID past 32 bits", `<smil><body><switch><video><param name="trackID" value="4294967296"/></video></switch></body></smil>`, false},
+		{"not XML", "not xml <", false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tracks, err := ParseSMIL([]byte(tc.doc))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok=%v", err, tc.ok)
+			}
+			if !tc.ok {
+				if !strings.Contains(err.Error(), "live server manifest") {
+					t.Errorf("error %q does not say what was refused", err)
+				}
+				return
+			}
+			again, err := ParseSMIL(renderSMIL(tracks))
+			if err != nil || !reflect.DeepEqual(again, tracks) {
+				t.Fatalf("round trip: %+v, %v; want %+v", again, err, tracks)
+			}
+		})
+	}
 }
 
 // fakeClock answers the offsets it is given, one call after another (the
@@ -516,5 +604,150 @@ func TestCodecChangeMidStreamIsRefused(t *testing.T) {
 	}
 	if len(sink.frags) != 1 {
 		t.Errorf("%d fragments reached the sink, want only the first stream's", len(sink.frags))
+	}
+}
+
+// topBox returns the offset and size of the n-th top-level box of type
+// typ in b (32-bit sizes).
+func topBox(t *testing.T, b []byte, typ string, n int) (int, int) {
+	t.Helper()
+	for at := 0; at+8 <= len(b); {
+		size := int(binary.BigEndian.Uint32(b[at:]))
+		if size < 8 {
+			t.Fatalf("box at %d has size %d", at, size)
+		}
+		if string(b[at+4:at+8]) == typ {
+			if n == 0 {
+				return at, size
+			}
+			n--
+		}
+		at += size
+	}
+	t.Fatalf("no %s box %d", typ, n)
+	return 0, 0
+}
+
+// with64BitSize returns b with the n-th typ box rewritten with a 64-bit
+// size (size field 1).
+func with64BitSize(t *testing.T, b []byte, typ string, n int) []byte {
+	at, size := topBox(t, b, typ, n)
+	out := append([]byte{}, b[:at]...)
+	out = binary.BigEndian.AppendUint32(out, 1)
+	out = append(out, typ...)
+	out = binary.BigEndian.AppendUint64(out, uint64(size+8))
+	out = append(out, b[at+8:at+size]...)
+	return append(out, b[at+size:]...)
+}
+
+// Boxes with size fields 0 (to the end of the stream) and 1 (64-bit size)
+// are read as the boxes they are: the session produces what it produces
+// of the plain stream. (The MP4 decoder takes no 64-bit moov: the session
+// hands it a 32-bit header.)
+func TestSessionReadsBoxesOfSizeZeroAndOne(t *testing.T) {
+	body := readFixture(t, "ffmpeg-isml.ismv")
+	ref := &recordingSink{}
+	if _, err := NewSession(ref, quiet, Options{}).Run(context.Background(), bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	mfra, _ := topBox(t, body, "mfra", 0)
+	lastMdat, _ := topBox(t, body, "mdat", 5)
+	toEnd := bytes.Clone(body[:mfra])
+	copy(toEnd[lastMdat:], []byte{0, 0, 0, 0})
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"64-bit moov", with64BitSize(t, body, "moov", 0)},
+		{"64-bit ftyp", with64BitSize(t, body, "ftyp", 0)},
+		{"64-bit uuid (the live server manifest)", with64BitSize(t, body, "uuid", 0)},
+		{"the last mdat to the end of the stream", toEnd},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &recordingSink{}
+			if _, err := NewSession(sink, quiet, Options{}).Run(context.Background(), bytes.NewReader(tc.in)); err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.inits) != len(ref.inits) || len(sink.frags) != len(ref.frags) {
+				t.Fatalf("%d init segments and %d fragments, want %d and %d", len(sink.inits), len(sink.frags), len(ref.inits), len(ref.frags))
+			}
+			for i := range ref.frags {
+				if !bytes.Equal(sink.frags[i].Bytes(), ref.frags[i].Bytes()) || sink.frags[i].ID != ref.frags[i].ID {
+					t.Errorf("fragment %d differs from the plain stream's", i)
+				}
+			}
+			for i := range ref.inits {
+				if !bytes.Equal(sink.inits[i].Init, ref.inits[i].Init) {
+					t.Errorf("init segment %d differs from the plain stream's", i)
+				}
+			}
+		})
+	}
+}
+
+// logRecorder keeps the messages and attributes a session logs.
+type logRecorder struct{ lines []string }
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Level.String() + " " + rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	r.lines = append(r.lines, line)
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// Audio ahead of zero: a fragment that starts before zero loses its
+// leading samples; one wholly before zero is dropped with a log line, and
+// the stream goes on.
+func TestFragmentsBeforeZero(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		offset           time.Duration
+		trimmed, skipped int
+		audioFragments   int
+	}{
+		{"ffmpeg's one AAC frame early", -21333 * time.Microsecond, 1, 0, 3},
+		{"more than a fragment early", -300 * time.Millisecond, 1, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := synth.New(synth.Config{FragmentDuration: 200 * time.Millisecond, FrameRate: 10, AudioOffset: tc.offset,
+				Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}, {Kind: timeline.Audio, Bitrate: 8_000}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body bytes.Buffer
+			if _, err := s.WriteTo(context.Background(), &body, synth.Range{Count: 3, End: true}); err != nil {
+				t.Fatal(err)
+			}
+			sink, rec := &recordingSink{}, &logRecorder{}
+			stats, err := NewSession(sink, slog.New(rec), Options{}).Run(context.Background(), &body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.Trimmed != tc.trimmed || stats.Skipped != tc.skipped {
+				t.Errorf("trimmed %d, skipped %d; want %d and %d", stats.Trimmed, stats.Skipped, tc.trimmed, tc.skipped)
+			}
+			audio := 0
+			for _, f := range sink.frags {
+				checkStoredFragment(t, f)
+				if f.Kind == timeline.Audio {
+					audio++
+				}
+			}
+			if audio != tc.audioFragments {
+				t.Errorf("%d audio fragments, want %d", audio, tc.audioFragments)
+			}
+			logged := slices.ContainsFunc(rec.lines, func(l string) bool {
+				return strings.HasPrefix(l, "WARN dropping fragment that starts before time zero")
+			})
+			if logged != (tc.skipped > 0) {
+				t.Errorf("drop logged %v, want %v: %q", logged, tc.skipped > 0, rec.lines)
+			}
+		})
 	}
 }

@@ -2,10 +2,12 @@ package ism
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -242,8 +244,16 @@ func (s *Session) uuid(box Box) error {
 
 func (s *Session) readMoov(box Box) error {
 	// The decoded boxes keep slices of their input (SPS, PPS...): decode a
-	// copy, since the reader reuses its buffer.
-	b, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(slices.Clone(box.Data)))
+	// copy, since the reader reuses its buffer. The decoder takes no 64-bit
+	// size on a moov: give the copy a 32-bit header (a moov is far below
+	// 4 GiB; MaxBox bounds it).
+	data := slices.Clone(box.Data)
+	if box.HeaderSize == 16 && uint64(len(data)) <= math.MaxUint32 {
+		data = data[8:]
+		binary.BigEndian.PutUint32(data, uint32(len(data)))
+		copy(data[4:8], "moov")
+	}
+	b, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(data))
 	if err != nil {
 		return protocolErr("decode moov: %w", err)
 	}
