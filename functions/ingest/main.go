@@ -10,6 +10,7 @@
 //	-endpoint   S3-compatible endpoint (empty: AWS)
 //	-max-box    largest box accepted, bytes (default 64 MiB)
 //	-read-timeout  drop an encoder silent this long (default 30s)
+//	-read-header-timeout  close a connection whose request headers take longer (default 10s)
 //	-max-drift  rebase an encoder this far off the channel clock (default 10s)
 //	-secret-file       file with the ingest secret(s) (see relay.ParseSecrets)
 //	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
@@ -64,6 +65,7 @@ func run(log *slog.Logger) error {
 	endpoint := flag.String("endpoint", env("endpoint", ""), "S3-compatible endpoint (empty: AWS)")
 	flag.IntVar(&cfg.MaxBox, "max-box", cfg.MaxBox, "largest MP4 box accepted, in bytes")
 	flag.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "drop an encoder that sends nothing for this long")
+	headerTimeout := flag.Duration("read-header-timeout", 10*time.Second, "close a connection that has not sent its request headers within this long")
 	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
 	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
 	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
@@ -82,18 +84,10 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	cfg.Secrets = secrets
-	if secrets.On() {
-		log.Info("ingest authentication on", "secrets_from", from, "channels_with_own_secret", len(secrets.PerChannel))
-	} else {
-		log.Warn("INGEST AUTHENTICATION IS OFF: anyone who reaches this port can push to any channel; set -secret-parameter, -secret-file or SMOOTHCAST_INGEST_SECRET")
-	}
+	logAuth(log, secrets, from)
 	rl := relay.New(st, cfg, log)
-	srv := &http.Server{
-		Addr: *addr, Handler: rl.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-	log.Info("ingest relay", "addr", *addr, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "max_drift", cfg.MaxDrift.String())
+	srv := newServer(ctx, *addr, rl.Handler(), *headerTimeout)
+	log.Info("ingest relay", "addr", *addr, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "read_header_timeout", headerTimeout.String(), "max_drift", cfg.MaxDrift.String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {
@@ -104,6 +98,27 @@ func run(log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// newServer is the relay's HTTP server: a client that has not sent its
+// request headers within headerTimeout is disconnected (the relay's own
+// read timeout and rate floor take over once the body starts).
+func newServer(ctx context.Context, addr string, h http.Handler, headerTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h,
+		ReadHeaderTimeout: headerTimeout, IdleTimeout: 120 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+}
+
+// logAuth says at start which authentication is in force, and warns
+// loudly when there is none.
+func logAuth(log *slog.Logger, secrets relay.Secrets, from string) {
+	if !secrets.On() {
+		log.Warn("INGEST AUTHENTICATION IS OFF: anyone who reaches this port can push to any channel; set -secret-parameter, -secret-file or SMOOTHCAST_INGEST_SECRET", "mode", secrets.Mode())
+		return
+	}
+	log.Info("ingest authentication on", "mode", secrets.Mode(), "secrets_from", from, "channels_with_own_secret", len(secrets.PerChannel), "default_secret", secrets.Default != "")
 }
 
 // loadSecrets reads the ingest secrets from the SSM parameter, the file or

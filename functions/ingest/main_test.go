@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +89,131 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	}
 	if kinds[layout.KindInit] != 3 || kinds[layout.KindFragment] != 6 || kinds[layout.KindEnd] != 3 {
 		t.Fatalf("stored %v, want 3 init segments, 6 fragments, 3 end markers\n%s", kinds, stderr.String())
+	}
+}
+
+// recorder is a slog handler that keeps every record.
+type recorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec.Clone())
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+// A secrets file is either usable or a startup error: one with nothing
+// but comments or blank lines would otherwise turn authentication off.
+// At start the relay logs which mode is in force.
+func TestSecretsAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		err        bool
+		level      slog.Level
+		msg, mode  string
+	}{
+		{"no secret configured", "", false, slog.LevelWarn, "INGEST AUTHENTICATION IS OFF", "off"},
+		{"one secret", "only-secret-0123456789\n", false, slog.LevelInfo, "ingest authentication on", "one secret for every channel"},
+		{"per channel with a default", "*=default-secret-0123456789\nnews=news-secret-0123456789\n", false, slog.LevelInfo, "ingest authentication on", "the default secret for the others"},
+		{"per channel only", "news=news-secret-0123456789\n", false, slog.LevelInfo, "ingest authentication on", "every other channel is refused"},
+		{"an empty file", "\n", true, 0, "", ""},
+		{"a file of comments", "# news=news-secret-0123456789\n\n# todo\n", true, 0, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SMOOTHCAST_INGEST_SECRET", "")
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(t.TempDir(), "secrets")
+				if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			secrets, from, err := loadSecrets(context.Background(), path, "", "us-east-1")
+			if (err != nil) != tc.err {
+				t.Fatalf("err %v, want an error: %v", err, tc.err)
+			}
+			if tc.err {
+				return
+			}
+			rec := &recorder{}
+			logAuth(slog.New(rec), secrets, from)
+			if len(rec.recs) != 1 {
+				t.Fatalf("%d log lines, want 1", len(rec.recs))
+			}
+			r := rec.recs[0]
+			var mode string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "mode" {
+					mode = a.Value.String()
+				}
+				return true
+			})
+			if r.Level != tc.level || !strings.HasPrefix(r.Message, tc.msg) || !strings.Contains(mode, tc.mode) {
+				t.Errorf("logged %s %q mode %q; want %s %q mode %q", r.Level, r.Message, mode, tc.level, tc.msg, tc.mode)
+			}
+		})
+	}
+}
+
+// A client that does not finish its request headers within
+// ReadHeaderTimeout is disconnected; one that does is served.
+func TestSlowHeadersAreDisconnected(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	srv := newServer(context.Background(), "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}), timeout)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	for _, tc := range []struct {
+		name   string
+		sent   string
+		served bool
+	}{
+		{"nothing sent", "", false},
+		{"half a request line", "POST /live/ch1.isml/Str", false},
+		{"headers without the blank line", "POST /live/ch1.isml/Streams(a) HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n", false},
+		{"complete headers", "POST /live/ch1.isml/Streams(a) HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			if _, err := conn.Write([]byte(tc.sent)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(start.Add(timeout + time.Second))
+			if tc.served {
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil || resp.StatusCode != http.StatusNoContent {
+					t.Fatalf("complete headers: %v, %v; want 204", resp, err)
+				}
+				return
+			}
+			got, err := io.ReadAll(conn)
+			took := time.Since(start)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("still connected %v after connecting, header timeout %v", took.Round(time.Millisecond), timeout)
+			}
+			if len(got) > 0 && !bytes.HasPrefix(got, []byte("HTTP/1.1 4")) {
+				t.Errorf("answered %q", got)
+			}
+			if took < timeout-50*time.Millisecond {
+				t.Errorf("disconnected after %v, before the header timeout %v", took, timeout)
+			}
+			t.Logf("disconnected after %v", took.Round(time.Millisecond))
+		})
 	}
 }

@@ -13,17 +13,20 @@ import (
 )
 
 // Secrets are the ingest secrets: one for the whole deployment and, where
-// set, one per channel. The zero value turns authentication off.
+// set, one per channel. The zero value turns authentication off. With any
+// secret set, a channel that has neither its own secret nor a default is
+// refused.
 type Secrets struct {
 	Default    string
 	PerChannel map[string]string
 }
 
-// On reports whether any secret is set.
+// On reports whether any secret is set: then every push must authenticate.
 func (s Secrets) On() bool { return s.Default != "" || len(s.PerChannel) > 0 }
 
-// For returns the secret of channel: its own, else the default; ok is
-// false when the channel needs none.
+// For returns the secret a push to channel must present: its own, else the
+// default. ok is false when there is neither: with authentication on, such
+// a channel is refused whatever the credentials.
 func (s Secrets) For(channel string) (secret string, ok bool) {
 	if v, found := s.PerChannel[channel]; found {
 		return v, true
@@ -31,10 +34,27 @@ func (s Secrets) For(channel string) (secret string, ok bool) {
 	return s.Default, s.Default != ""
 }
 
+// Mode says in words which authentication is in force, for the relay's
+// log at start.
+func (s Secrets) Mode() string {
+	switch {
+	case !s.On():
+		return "off: any channel is open"
+	case len(s.PerChannel) == 0:
+		return "one secret for every channel"
+	case s.Default != "":
+		return fmt.Sprintf("%d channel(s) with their own secret, the default secret for the others", len(s.PerChannel))
+	default:
+		return fmt.Sprintf("%d channel(s) with their own secret; every other channel is refused (no * default)", len(s.PerChannel))
+	}
+}
+
 // ParseSecrets reads secrets in the form an operator writes them (a file,
 // or an SSM parameter's value): either the secret alone on one line, or
 // lines of channel=secret, where the channel * is the default. Blank
-// lines and lines starting with # are skipped.
+// lines and lines starting with # are skipped. A text without any secret
+// (empty, or only comments) is an error, not authentication turned off:
+// to turn it off, configure no secret at all.
 func ParseSecrets(text string) (Secrets, error) {
 	var s Secrets
 	var lines []string
@@ -44,16 +64,29 @@ func ParseSecrets(text string) (Secrets, error) {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) == 1 && !strings.Contains(lines[0], "=") {
-		s.Default = lines[0]
-		return s, validSecret(s.Default)
+	if err := sc.Err(); err != nil {
+		return Secrets{}, fmt.Errorf("ingest secrets: %w", err)
 	}
+	if len(lines) == 0 {
+		return Secrets{}, errors.New("ingest secrets: no secret given (the text is empty or only comments); to run without authentication, configure no secret at all")
+	}
+	if len(lines) == 1 && !strings.Contains(lines[0], "=") {
+		if err := validSecret(lines[0]); err != nil {
+			return Secrets{}, fmt.Errorf("ingest secrets: %w", err)
+		}
+		return Secrets{Default: lines[0]}, nil
+	}
+	seen := map[string]bool{}
 	for _, l := range lines {
 		ch, secret, ok := strings.Cut(l, "=")
 		ch, secret = strings.TrimSpace(ch), strings.TrimSpace(secret)
 		if !ok || (ch != "*" && !layout.ValidName(ch)) {
 			return Secrets{}, fmt.Errorf("ingest secrets: %q is neither a secret alone nor channel=secret", l)
 		}
+		if seen[ch] {
+			return Secrets{}, fmt.Errorf("ingest secrets: channel %s is given twice", ch)
+		}
+		seen[ch] = true
 		if err := validSecret(secret); err != nil {
 			return Secrets{}, fmt.Errorf("ingest secrets: channel %s: %w", ch, err)
 		}
@@ -96,11 +129,17 @@ func splitToken(path string) (token, rest string) {
 
 // authorize checks the push's credentials against the channel's secret
 // before anything of the body is read: 0 when it may go on, else the
-// status (401 without credentials, 403 with wrong ones) and the reason.
+// status (401 without credentials, 403 with wrong ones or for a channel
+// that has no secret) and the reason.
 func (rl *Relay) authorize(r *http.Request, channel, token string) (int, string) {
-	want, on := rl.Cfg.Secrets.For(channel)
-	if !on {
+	if !rl.Cfg.Secrets.On() {
 		return 0, ""
+	}
+	want, ok := rl.Cfg.Secrets.For(channel)
+	if !ok {
+		// Secrets are configured, but none for this channel and no
+		// default: closed, not open.
+		return http.StatusForbidden, "channel " + channel + " may not be pushed to: it has no ingest secret and there is no default (*=secret)"
 	}
 	got := token
 	if got == "" {

@@ -147,36 +147,44 @@ func (rl *Relay) Handler() http.Handler {
 	mux.HandleFunc("/live/", rl.serveStream)
 	mux.HandleFunc(tokenPrefix, rl.serveStream)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "not found: push to /live/{channel}.isml/Streams({stream})", http.StatusNotFound)
+		refuse(w, "not found: push to /live/{channel}.isml/Streams({stream})", http.StatusNotFound)
 	})
 	return mux
+}
+
+// refuse answers a request whose body is not read, and closes the
+// connection: otherwise net/http would first try to drain the body, and a
+// client whose body never ends would wait for its answer forever.
+func refuse(w http.ResponseWriter, reason string, code int) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, reason, code)
 }
 
 func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	token, path := splitToken(r.URL.Path)
 	ip, err := layout.ParseIngestPath(path)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+		refuse(w, err.Error(), http.StatusNotFound)
 		return
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		w.Header().Set("Allow", "POST, PUT")
-		http.Error(w, "method not allowed: push with POST or PUT", http.StatusMethodNotAllowed)
+		refuse(w, "method not allowed: push with POST or PUT", http.StatusMethodNotAllowed)
 		return
 	}
 	log := rl.Log.With("channel", ip.Channel, "stream", ip.Stream, "remote", r.RemoteAddr)
 	if code, reason := rl.authorize(r, ip.Channel, token); code != 0 {
-		log.Warn("push refused: authentication", "status", code)
+		log.Warn("push refused: authentication", "status", code, "reason", reason)
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="smoothcast ingest"`)
 		}
-		http.Error(w, reason, code)
+		refuse(w, reason, code)
 		return
 	}
 	if reason := rl.admit(ip.Channel); reason != "" {
 		log.Warn("push refused: limit", "reason", reason)
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, reason, http.StatusTooManyRequests)
+		refuse(w, reason, http.StatusTooManyRequests)
 		return
 	}
 	defer rl.leave(ip.Channel)

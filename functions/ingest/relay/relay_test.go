@@ -263,35 +263,6 @@ func TestFragmentsSentBeforeADropAreStored(t *testing.T) {
 	}
 }
 
-func TestMalformedBodiesAreRefusedWithAReason(t *testing.T) {
-	body := fixture(t)
-	moovAt := bytes.Index(body, []byte("moov")) - 4
-	moofAt := bytes.Index(body, []byte("moof")) - 4
-	for _, tc := range []struct {
-		name   string
-		body   []byte
-		status int
-		want   string
-	}{
-		{"not MP4", []byte("hello, this is not an mp4 stream at all"), 400, "box"},
-		{"moof before moov", append(append([]byte{}, body[:moovAt]...), body[moofAt:]...), 400, "before any moov"},
-		{"absurd box size", []byte{0xff, 0xff, 0xff, 0xff, 'm', 'd', 'a', 't'}, 413, "larger than the limit"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			hs, st, _ := setup(t)
-			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
-			if code != tc.status || !strings.Contains(msg, tc.want) {
-				t.Fatalf("%d %q, want %d mentioning %q", code, msg, tc.status, tc.want)
-			}
-			for _, k := range keys(t, st) {
-				if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
-					t.Errorf("a fragment was written from a refused body: %s", k)
-				}
-			}
-		})
-	}
-}
-
 // With S3 failing a third of all requests (503 SlowDown, 500), slowing
 // some down and stalling a few past the client's patience, a push still
 // stores everything it carries: the SDK and the relay retry, and a write
@@ -400,52 +371,43 @@ func TestAuthentication(t *testing.T) {
 
 func TestParseSecrets(t *testing.T) {
 	for _, tc := range []struct {
-		text string
-		ok   bool
+		name, text string
+		ok         bool
+		mode       string // with ok: what Mode says
 	}{
-		{"just-one-secret-0123456789\n", true},
-		{"*=default-secret-0123456789\nnews=news-secret-0123456789", true},
-		{"short", false},
-		{"has a space 0123456789", false},
-		{"bad/name=secret-0123456789012", false},
-		{"news=with/slash-0123456789", false},
+		{"one secret alone", "just-one-secret-0123456789\n", true, "one secret for every channel"},
+		{"a default and a channel", "*=default-secret-0123456789\nnews=news-secret-0123456789", true, "the default secret for the others"},
+		{"channels only: the others are refused", "news=news-secret-0123456789\n# sport soon\n", true, "every other channel is refused"},
+		{"comments and blank lines around one secret", "# the secret\n\n  just-one-secret-0123456789  \n\n", true, "one secret for every channel"},
+		{"empty", "", false, ""},
+		{"blank lines only", "\n \n\t\n", false, ""},
+		{"comments only", "# news=news-secret-0123456789\n# *=default-secret-0123456789\n", false, ""},
+		{"a channel twice", "news=news-secret-0123456789\nnews=other-secret-0123456789", false, ""},
+		{"the default twice", "*=default-secret-0123456789\n*=other-secret-0123456789", false, ""},
+		{"too short", "short", false, ""},
+		{"a space", "has a space 0123456789", false, ""},
+		{"a bad channel name", "bad/name=secret-0123456789012", false, ""},
+		{"a slash in the secret", "news=with/slash-0123456789", false, ""},
+		{"an empty secret", "news=", false, ""},
 	} {
-		if _, err := relay.ParseSecrets(tc.text); (err == nil) != tc.ok {
-			t.Errorf("%q: %v", tc.text, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := relay.ParseSecrets(tc.text)
+			if (err == nil) != tc.ok {
+				t.Fatalf("%q: err %v, want ok=%v", tc.text, err, tc.ok)
+			}
+			if !tc.ok {
+				if s.On() {
+					t.Errorf("a refused text left secrets set: %+v", s)
+				}
+				return
+			}
+			if !s.On() || !strings.Contains(s.Mode(), tc.mode) {
+				t.Errorf("On %v, mode %q; want on, %q", s.On(), s.Mode(), tc.mode)
+			}
+		})
 	}
-}
-
-// A channel's concurrent pushes are bounded (429 with the reason); other
-// channels are not affected.
-func TestStreamLimits(t *testing.T) {
-	_, st := testtool.Store(t, "relay-test")
-	cfg := relay.DefaultConfig()
-	cfg.MaxStreamsPerChannel, cfg.MaxStreams = 1, 2
-	rl := relay.New(st, cfg, quiet)
-	hs := httptest.NewServer(rl.Handler())
-	t.Cleanup(hs.Close)
-	// Hold one push open on ch1.
-	pr, pw := io.Pipe()
-	go func() {
-		req, _ := http.NewRequest("POST", hs.URL+"/live/ch1.isml/Streams(a)", pr)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	if _, err := pw.Write(fixture(t)[:100]); err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	for rl.Active() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(b)", fixture(t), true)
-	if code != http.StatusTooManyRequests || !strings.Contains(msg, "ch1") {
-		t.Fatalf("second push to ch1: %d %q, want 429 naming the channel", code, msg)
-	}
-	if code, msg := do(t, "POST", hs.URL+"/live/ch2.isml/Streams(a)", fixture(t), true); code != 200 {
-		t.Fatalf("push to ch2: %d %s", code, msg)
+	if m := (relay.Secrets{}).Mode(); !strings.HasPrefix(m, "off") {
+		t.Errorf("no secrets: mode %q, want off", m)
 	}
 }
 
