@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -258,7 +259,9 @@ func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut in
 	return sent, dropped, err
 }
 
-// figures are one channel's outcome, in fragments per track.
+// figures are one channel's outcome, in fragments per track. Duplicates
+// count a Smooth time that does not rise and a segment listed twice by an
+// HLS media playlist or a DASH Representation.
 type figures struct {
 	pushed, stored, listed, lost, missing, duplicates int
 	unlisted                                          int // stored fragments no manifest lists
@@ -296,6 +299,19 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 				}
 			}
 		}
+	}
+	// DASH: no Representation lists a segment twice.
+	_, body := get(t, base+"manifest.mpd")
+	var mpd dashMPD
+	if err := xml.Unmarshal(body, &mpd); err != nil {
+		t.Fatalf("%s MPD: %v", channel, err)
+	}
+	seenDASH := map[string]bool{}
+	for _, ref := range mpd.references() {
+		if seenDASH[ref] {
+			f.duplicates++
+		}
+		seenDASH[ref] = true
 	}
 	// HLS: no media playlist lists a segment twice.
 	for _, pl := range mediaPlaylists(t, base) {

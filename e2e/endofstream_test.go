@@ -49,6 +49,9 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 	}
 	checkVODManifests(t, base, 0)
 	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", session, [][]string{{"0:v:0", "0:a:0"}})
+	// The final, static MPD too (each adaptation set on its own, as in
+	// checkTimeShiftWithFFmpeg).
+	checkDecodeSeconds(t, ffmpeg, base+"manifest.mpd", session, [][]string{{"0:v:0"}, {"0:a:0"}})
 
 	push()
 	m = waitForVOD(t, st, base)

@@ -48,6 +48,23 @@ func env(name, def string) string {
 	return def
 }
 
+// flagsFromEnv sets every flag not given on the command line from its
+// SMOOTHCAST_<FLAG> variable, if there is one.
+func flagsFromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SMOOTHCAST_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	slog.SetDefault(log)
@@ -70,6 +87,9 @@ func run(log *slog.Logger) error {
 	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
 	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
 	flag.Parse()
+	if err := flagsFromEnv(flag.CommandLine); err != nil {
+		return err
+	}
 	if *bucket == "" {
 		return errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -214,6 +215,44 @@ func TestSlowHeadersAreDisconnected(t *testing.T) {
 				t.Errorf("disconnected after %v, before the header timeout %v", took, timeout)
 			}
 			t.Logf("disconnected after %v", took.Round(time.Millisecond))
+		})
+	}
+}
+
+// Every flag can be set from its SMOOTHCAST_ variable; the command line
+// wins, and a bad value names the variable.
+func TestFlagsFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"default", nil, nil, 30 * time.Second, ""},
+		{"from the environment", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, nil, 5 * time.Second, ""},
+		{"the command line wins", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, []string{"-read-timeout", "7s"}, 7 * time.Second, ""},
+		{"a bad value names the variable", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "soon"}, nil, 0, "SMOOTHCAST_READ_TIMEOUT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+			d := fs.Duration("read-timeout", 30*time.Second, "")
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			err := flagsFromEnv(fs)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || *d != tc.want {
+				t.Fatalf("read-timeout %v, %v; want %v", *d, err, tc.want)
+			}
 		})
 	}
 }

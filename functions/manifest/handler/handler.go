@@ -135,9 +135,17 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 	}
 	switch {
 	case probe.Records != nil:
+		// Record by record: one that cannot be decoded (a key with a bad
+		// escape is none of the layout's) is dropped with a warning rather
+		// than failing the invocation, which Lambda would retry for ever.
 		var ev events.S3Event
-		if err := json.Unmarshal(payload, &ev); err != nil {
-			return nil, fmt.Errorf("decode S3 event: %w", err)
+		for i, raw := range probe.Records {
+			var rec events.S3EventRecord
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				h.Log.Warn("ignoring an undecodable S3 event record", "record", i, "err", err)
+				continue
+			}
+			ev.Records = append(ev.Records, rec)
 		}
 		return nil, h.HandleS3(ctx, ev)
 	case probe.RequestContext != nil && probe.RequestContext.HTTP != nil:

@@ -551,6 +551,15 @@ func TestEventsOutsideTheLayoutAreIgnored(t *testing.T) {
 		if err := h.HandleS3(context.Background(), ev); err != nil {
 			t.Errorf("%s: %v", key, err)
 		}
+		// The same through the Lambda entry point, as JSON: an undecodable
+		// key must not fail the invocation (Lambda would retry it).
+		payload, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Invoke(context.Background(), payload); err != nil {
+			t.Errorf("%s through Invoke: %v", key, err)
+		}
 	}
 	if puts := srv.Requests()["PUT"] - before; puts != 0 {
 		t.Errorf("%d writes for events outside the layout", puts)
