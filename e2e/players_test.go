@@ -62,7 +62,8 @@ func requirePlayers(t *testing.T) string {
 // Smooth Streaming support plays the Smooth Manifest. Each plays at least
 // 10 s of the live stream with currentTime advancing and no player error,
 // and renders the lowest and then the highest video rendition when forced
-// to.
+// to. The push is Smooth (ffmpeg -f ismv, one POST for all tracks) and,
+// in a second run, CMAF (DASH-IF interface 1: one POST per track).
 func TestBrowserPlayersPlayLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -71,13 +72,30 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	node := testtool.Require(t, "node")
 	chromium := testtool.Require(t, "chromium")
 	players := requirePlayers(t)
-	st := startStackWith(t, players)
+	for _, push := range []string{"smooth", "cmaf"} {
+		t.Run(push+" push", func(t *testing.T) {
+			st := startStackWith(t, players)
+			channel := "players"
+			var pushErr *bytes.Buffer
+			if push == "cmaf" {
+				ctx, cancel := context.WithCancel(context.Background())
+				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, st.IngestURL+"/live/"+channel+".isml", 60), cancel, st, channel)
+			} else {
+				pushErr = startLivePush(t, ffmpeg, st, channel, 60)
+			}
+			playInBrowsers(t, node, chromium, players, st, channel, pushErr)
+		})
+	}
+}
 
-	pushErr := startLivePush(t, ffmpeg, st, "players", 60)
+// playInBrowsers runs players/drive.mjs on the live channel and checks
+// what each player did.
+func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, pushErr *bytes.Buffer) {
+	t.Helper()
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer dcancel()
-	cmd := exec.CommandContext(dctx, node, filepath.Join(players, "drive.mjs"), st.EdgeURL, "players", "10", "hls", "dash", "smooth")
+	cmd := exec.CommandContext(dctx, node, filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10", "hls", "dash", "smooth")
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -143,7 +161,14 @@ func ffmpegPush(ctx context.Context, ffmpeg, url string, seconds int, isml bool)
 func startLivePush(t *testing.T, ffmpeg string, st *stack.Stack, channel string, seconds int) *bytes.Buffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	push := ffmpegPush(ctx, ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", seconds, true)
+	return startLive(t, ffmpegPush(ctx, ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams(enc1)", seconds, true), cancel, st, channel)
+}
+
+// startLive starts the push command (cancel stops it), stops it when the
+// test ends, and returns once the channel's Smooth manifest lists 3 video
+// fragments. The returned buffer collects the push's errors.
+func startLive(t *testing.T, push *exec.Cmd, cancel context.CancelFunc, st *stack.Stack, channel string) *bytes.Buffer {
+	t.Helper()
 	var pushErr bytes.Buffer
 	push.Stderr = &pushErr
 	if err := push.Start(); err != nil {
