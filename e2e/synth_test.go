@@ -17,8 +17,9 @@ import (
 // The synthetic encoder pushes the same ladder as the ffmpeg test (two
 // video bitrates and AAC, 2 s fragments) as fast as the relay takes it:
 // once multiplexed in one POST, as ffmpeg does, and once with a POST per
-// track, as Expression Encoder and hardware encoders do. The result must
-// play the same way.
+// track, as Expression Encoder and hardware encoders do, and once as CMAF
+// tracks (DASH-IF Live Media Ingest interface 1). The result must play the
+// same way.
 func TestSynthPushPlaysAsSmoothAndHLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -36,6 +37,7 @@ func TestSynthPushPlaysAsSmoothAndHLS(t *testing.T) {
 	}{
 		{"one POST for all tracks", []synth.Config{cfg}},
 		{"one POST per track", cfg.Split()},
+		{"CMAF, one POST per track (DASH-IF interface 1)", cmafTracks(cfg)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -63,4 +65,11 @@ func TestSynthPushPlaysAsSmoothAndHLS(t *testing.T) {
 			checkRequestCost(t, st, false)
 		})
 	}
+}
+
+// cmafTracks is cfg as CMAF, a stream per track (audio from zero: a tfdt
+// cannot be negative).
+func cmafTracks(cfg synth.Config) []synth.Config {
+	cfg.CMAF, cfg.SMIL, cfg.AudioOffset = true, false, 0
+	return cfg.Split()
 }

@@ -37,6 +37,10 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		return t, errors.New("mdhd timescale is 0")
 	}
 	t.Language = trak.Mdia.Mdhd.GetLanguage()
+	if e := trak.Mdia.Elng; e != nil && e.Language != "" {
+		// CMAF: the extended language (BCP 47) overrides mdhd's ISO 639-2.
+		t.Language = e.Language
+	}
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	switch trak.Mdia.Hdlr.HandlerType {
 	case "vide":

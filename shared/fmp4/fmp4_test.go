@@ -344,3 +344,28 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+// A track's language is mdhd's ISO 639-2 code unless a CMAF elng box gives
+// a BCP 47 tag.
+func TestDescribeLanguage(t *testing.T) {
+	for _, tc := range []struct {
+		name, mdhd, elng, want string
+	}{
+		{"mdhd only", "swe", "", "swe"},
+		{"elng wins", "eng", "en-GB", "en-GB"},
+		{"undetermined", "und", "", "und"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, moov := decodedMoov(t, synth.Config{Tracks: ladder[2:]})
+			trak := moov.Traks[0]
+			trak.Mdia.Mdhd.SetLanguage(tc.mdhd)
+			if tc.elng != "" {
+				trak.Mdia.AddChild(&mp4.ElngBox{Language: tc.elng})
+			}
+			got, err := Describe(trak)
+			if err != nil || got.Language != tc.want {
+				t.Fatalf("language %q, %v; want %q", got.Language, err, tc.want)
+			}
+		})
+	}
+}

@@ -72,6 +72,12 @@ type Config struct {
 	// AudioOffset shifts the audio timestamps; ffmpeg's audio starts at
 	// minus one AAC frame (-21.333 ms at 48 kHz).
 	AudioOffset time.Duration
+	// CMAF makes the push a CMAF track as DASH-IF Live Media Ingest
+	// interface 1 sends it: a cmfc ftyp and the moov of its one track
+	// (the server manifest is never sent), then per fragment an styp, a
+	// moof timed by tfdt (no tfxd) and the mdat. It ends with no mfra: the
+	// POST just completes. Use Split for one stream per track.
+	CMAF bool
 }
 
 // Stream generates the bytes of one push. Its methods are not safe for
@@ -110,6 +116,12 @@ func New(cfg Config) (*Stream, error) {
 	}
 	if len(cfg.Tracks) == 0 {
 		return nil, errors.New("synth: no tracks")
+	}
+	if cfg.CMAF && len(cfg.Tracks) != 1 {
+		return nil, fmt.Errorf("synth: a CMAF stream carries one track, not %d (Config.Split)", len(cfg.Tracks))
+	}
+	if cfg.CMAF && cfg.AudioOffset < 0 {
+		return nil, fmt.Errorf("synth: a CMAF track cannot start before zero (audio offset %v): tfdt is unsigned", cfg.AudioOffset)
 	}
 	if cfg.FragmentDuration < 100*time.Millisecond || cfg.FragmentDuration > time.Minute {
 		return nil, fmt.Errorf("synth: fragment duration %v out of range 100ms..1m", cfg.FragmentDuration)
@@ -212,10 +224,14 @@ func (s *Stream) Header() ([]byte, error) {
 		t.trak = trak
 	}
 	var b bytes.Buffer
-	if err := mp4.NewFtyp("isml", 1, []string{"piff", "iso2"}).Encode(&b); err != nil {
+	ftyp := mp4.NewFtyp("isml", 1, []string{"piff", "iso2"})
+	if s.cfg.CMAF {
+		ftyp = mp4.NewFtyp("cmfc", 0, []string{"iso6", "cmfc"})
+	}
+	if err := ftyp.Encode(&b); err != nil {
 		return nil, err
 	}
-	if s.cfg.SMIL {
+	if s.cfg.SMIL && !s.cfg.CMAF {
 		doc := s.serverManifest()
 		size := 8 + 16 + 4 + len(doc)
 		b.Write([]byte{byte(size >> 24), byte(size >> 16), byte(size >> 8), byte(size)})
@@ -326,19 +342,28 @@ func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 				dur += d
 			}
 		}
-		// Smooth ingest carries the time in tfxd, not tfdt.
 		traf := frag.Moof.Traf
-		for i, c := range traf.Children {
-			if c == mp4.Box(traf.Tfdt) {
-				traf.Children = append(traf.Children[:i], traf.Children[i+1:]...)
-				break
-			}
-		}
-		traf.Tfdt = nil
-		tfxd := mp4.NewTfxdBox(uint64(start), dur)
-		tfxd.Tfxd.Version = 1 // 64-bit times, as encoders send them
-		_ = traf.AddChild(tfxd)
 		s.buf.Reset()
+		if s.cfg.CMAF {
+			// CMAF: the time is the tfdt's (start, from the first sample);
+			// each fragment is a segment of its own.
+			traf.Tfdt.Version = 1
+			if err := mp4.NewStyp("msdh", 0, []string{"msdh", "msix", "cmfs"}).Encode(&s.buf); err != nil {
+				return dst, err
+			}
+		} else {
+			// Smooth ingest carries the time in tfxd, not tfdt.
+			for i, c := range traf.Children {
+				if c == mp4.Box(traf.Tfdt) {
+					traf.Children = append(traf.Children[:i], traf.Children[i+1:]...)
+					break
+				}
+			}
+			traf.Tfdt = nil
+			tfxd := mp4.NewTfxdBox(uint64(start), dur)
+			tfxd.Tfxd.Version = 1 // 64-bit times, as encoders send them
+			_ = traf.AddChild(tfxd)
+		}
 		if err := frag.Encode(&s.buf); err != nil {
 			return dst, fmt.Errorf("synth: encode fragment %d of track %d: %w", k, t.id, err)
 		}
@@ -347,8 +372,12 @@ func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 	return dst, nil
 }
 
-// Trailer is the mfra box that ends a push (an encoder's end of stream).
+// Trailer is the mfra box that ends a push (an encoder's end of stream);
+// nothing for CMAF, whose push ends with its POST.
 func (s *Stream) Trailer() []byte {
+	if s.cfg.CMAF {
+		return nil
+	}
 	// mfra holding only an mfro whose size field is the mfra size.
 	return []byte{0, 0, 0, 24, 'm', 'f', 'r', 'a', 0, 0, 0, 16, 'm', 'f', 'r', 'o', 0, 0, 0, 0, 0, 0, 0, 24}
 }

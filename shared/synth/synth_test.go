@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,51 @@ func TestFFmpegDecodesTheStream(t *testing.T) {
 		if frames < m.want-1 || frames > m.want+1 {
 			t.Errorf("%s: %d frames decoded, want %d", m.stream, frames, m.want)
 		}
+	}
+}
+
+// A CMAF push (interface 1) is one track: a cmfc ftyp, its moov, then per
+// fragment styp, a moof timed by tfdt alone and the mdat, and no mfra.
+// The relay's demuxer reads it as it reads Smooth; ffmpeg decodes it.
+func TestCMAFTrackPush(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const n = 4
+	for _, cfg := range (Config{Tracks: ladder, CMAF: true}).Split() {
+		t.Run(string(cfg.Tracks[0].Kind)+strconv.Itoa(cfg.Tracks[0].Bitrate), func(t *testing.T) {
+			s, body := encode(t, cfg, Range{Count: n, End: true})
+			if string(body[4:12]) != "ftypcmfc" {
+				t.Errorf("starts with %q, want a cmfc ftyp", body[4:12])
+			}
+			for _, want := range []string{"styp", "tfdt"} {
+				if c := bytes.Count(body, []byte(want)); c != n {
+					t.Errorf("%d %s boxes, want %d", c, want, n)
+				}
+			}
+			if bytes.Contains(body, []byte("mfra")) || bytes.Contains(body, []byte(serverManifestUUID)) || bytes.Contains(body, []byte("\x6d\x1d\x9b\x05\x42\xd5\x44\xe6")) {
+				t.Error("a CMAF push carries an mfra, a server manifest or a tfxd")
+			}
+			var c collect
+			stats, err := ism.NewSession(&c, quiet, ism.Options{}).Run(context.Background(), bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.Fragments != n || len(c.inits) != 1 || stats.Ended {
+				t.Fatalf("stats %+v, %d init segments; want %d fragments, 1 init, no mfra", stats, len(c.inits), n)
+			}
+			if h := c.inits[0]; h.ID.Bitrate != cfg.Tracks[0].Bitrate || h.Kind != cfg.Tracks[0].Kind {
+				t.Errorf("track %s %d, want %s %d", h.Kind, h.ID.Bitrate, cfg.Tracks[0].Kind, cfg.Tracks[0].Bitrate)
+			}
+			for k, f := range c.frags {
+				if int64(f.Start) != s.Start(0, k) {
+					t.Errorf("fragment %d starts at %d, want %d", k, f.Start, s.Start(0, k))
+				}
+			}
+		})
+	}
+	if _, err := New(Config{Tracks: ladder, CMAF: true}); err == nil {
+		t.Error("a CMAF stream of three tracks was accepted")
+	}
+	if _, err := New(Config{Tracks: ladder[2:], CMAF: true, AudioOffset: -time.Millisecond}); err == nil {
+		t.Error("a CMAF track starting before zero was accepted")
 	}
 }
