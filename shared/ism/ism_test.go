@@ -491,11 +491,13 @@ func TestParseSMILRoundTrip(t *testing.T) {
 // last one again when they run out), and records what it was asked.
 type fakeClock struct {
 	offsets []time.Duration
-	asked   []time.Duration
+	asked   []time.Duration // the fragments' ends
+	queries []ClockQuery
 }
 
-func (c *fakeClock) Offset(_ context.Context, end time.Duration) (time.Duration, error) {
-	c.asked = append(c.asked, end)
+func (c *fakeClock) Offset(_ context.Context, q ClockQuery) (time.Duration, error) {
+	c.asked = append(c.asked, q.End)
+	c.queries = append(c.queries, q)
 	off := c.offsets[min(len(c.asked), len(c.offsets))-1]
 	return off, nil
 }

@@ -75,10 +75,21 @@ func (f *Fragment) Bytes() []byte {
 // channel's timeline instead of colliding with it.
 type Clock interface {
 	// Offset returns what to add to the encoder's timestamps, a whole
-	// number of seconds, given the end of a fragment in the encoder's own
-	// time. A session asks at its first fragment and whenever a track's
-	// timestamps jump.
-	Offset(ctx context.Context, encoderEnd time.Duration) (time.Duration, error)
+	// number of seconds, for the fragment q describes. A session asks at
+	// its first fragment and whenever a track's timestamps jump.
+	Offset(ctx context.Context, q ClockQuery) (time.Duration, error)
+}
+
+// ClockQuery is the fragment a session asks its Clock about.
+type ClockQuery struct {
+	// Start and End are the fragment's times in the encoder's own time
+	// (rounded down and up to the nanosecond, never negative).
+	Start, End time.Duration
+	// After, when the session already stored fragments of the track, is
+	// where the last of them ends on the channel's timeline (rounded up):
+	// a new offset must not move the fragment before it, where it would
+	// collide with, or be dropped behind, what the session stored.
+	After time.Duration
 }
 
 // TrackEnd is where a session left one track: the end time of the last
@@ -130,6 +141,7 @@ type track struct {
 	hasRaw  bool
 	hasPrev bool
 	prev    uint64 // stored start of the previous fragment
+	end     uint64 // stored end of the previous fragment
 	disc    bool   // the next fragment follows a discontinuity
 	desc    timeline.Track
 }
@@ -313,7 +325,7 @@ func (s *Session) readMoov(box Box) error {
 		t.desc = desc
 		if old, ok := s.tracks[id]; ok && old.name == t.name && old.kind == t.kind {
 			// A repeated header (the encoder re-sent it): keep the chain.
-			t.nextRaw, t.hasRaw, t.hasPrev, t.prev, t.disc = old.nextRaw, old.hasRaw, old.hasPrev, old.prev, old.disc
+			t.nextRaw, t.hasRaw, t.hasPrev, t.prev, t.end, t.disc = old.nextRaw, old.hasRaw, old.hasPrev, old.prev, old.end, old.disc
 			if t.bitrate == 0 {
 				t.bitrate = old.bitrate
 			}
@@ -345,7 +357,11 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 		t.disc = true
 	}
 	if s.opts.Clock != nil && (!s.clocked || jumped) {
-		if err := s.rebase(ctx, raw+int64(dur), ts); err != nil {
+		q := ClockQuery{Start: ticksDuration(raw, ts, false), End: ticksDuration(raw+int64(dur), ts, true)}
+		if t.hasPrev {
+			q.After = ticksDuration(int64(t.end), ts, true)
+		}
+		if err := s.rebase(ctx, q); err != nil {
 			return err
 		}
 	}
@@ -380,19 +396,31 @@ func (s *Session) fragment(ctx context.Context, mdat Box) error {
 	if err := s.sink.Fragment(ctx, f); err != nil {
 		return err
 	}
-	t.hasPrev, t.prev, t.disc = true, info.Start, false
+	t.hasPrev, t.prev, t.end, t.disc = true, info.Start, info.Start+info.Duration, false
 	t.hasRaw, t.nextRaw = true, int64(info.Start)-int64(s.offset/time.Second)*ts+int64(info.Duration)
 	s.ended(f.ID, info.Start+info.Duration)
 	s.stats.Fragments++
 	return nil
 }
 
-// rebase asks the clock for the session's offset, given a fragment's end
-// in the encoder's time (ticks of ts). A new offset marks a discontinuity
-// on every track.
-func (s *Session) rebase(ctx context.Context, rawEnd, ts int64) error {
-	end := time.Duration(float64(max(rawEnd, 0)) / float64(ts) * float64(time.Second))
-	off, err := s.opts.Clock.Offset(ctx, end)
+// ticksDuration is t ticks of timescale ts as a duration (0 when
+// negative), rounded up or down to the nanosecond, without overflow.
+func ticksDuration(t, ts int64, up bool) time.Duration {
+	if t <= 0 || ts <= 0 {
+		return 0
+	}
+	frac := t % ts * int64(time.Second)
+	d := time.Duration(t/ts)*time.Second + time.Duration(frac/ts)
+	if up && frac%ts != 0 {
+		d++
+	}
+	return d
+}
+
+// rebase asks the clock for the session's offset for the fragment q. A
+// new offset marks a discontinuity on every track.
+func (s *Session) rebase(ctx context.Context, q ClockQuery) error {
+	off, err := s.opts.Clock.Offset(ctx, q)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -29,7 +30,10 @@ type clockRecord struct {
 // reconnect resending its last fragments, however long the outage, or a
 // redundant encoder) and no more than maxDrift after now. One that is off
 // (it restarted from zero, or its clock jumped) gets a whole-second offset
-// that puts the fragment's end at now.
+// that puts the fragment's end at now, or later when it would otherwise
+// start before what the channel has published (an encoder running ahead
+// of the clock) or before the end of what its own session stored of the
+// track (q.After: events, and with them the published state, may lag).
 type channelClock struct {
 	st       ObjectStore
 	channel  string
@@ -38,7 +42,8 @@ type channelClock struct {
 	log      *slog.Logger
 }
 
-func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (time.Duration, error) {
+func (c *channelClock) Offset(ctx context.Context, q ism.ClockQuery) (time.Duration, error) {
+	encoderStart, encoderEnd := q.Start, q.End
 	o, err := c.st.Get(ctx, layout.ChannelStateKey(c.channel))
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil // a new channel: its first fragments set the clock
@@ -62,6 +67,8 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 	if onClock(0) {
 		return 0, nil
 	}
+	// Where a new offset may put the fragment's start at the earliest.
+	floor := max(published, q.After)
 	key := layout.ClockStateKey(c.channel)
 	for attempt := 0; ; attempt++ {
 		var rec clockRecord
@@ -75,12 +82,12 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 		case !errors.Is(err, store.ErrNotFound):
 			return 0, &storeError{fmt.Errorf("channel %s: read clock record: %w", c.channel, err)}
 		}
-		if etag != "" && onClock(time.Duration(rec.Offset)*time.Second) {
-			return time.Duration(rec.Offset) * time.Second, nil
+		if recOff := time.Duration(rec.Offset) * time.Second; etag != "" && onClock(recOff) && encoderStart+recOff >= q.After {
+			return recOff, nil
 		}
-		// Round up: the fragment ends at or just after now, never before
-		// what the channel already played.
-		off := time.Duration(math.Ceil((wall - encoderEnd).Seconds())) * time.Second
+		// Round up: the fragment ends at or just after now, and starts no
+		// earlier than what the channel already played.
+		off := time.Duration(math.Ceil(max(wall-encoderEnd, floor-encoderStart).Seconds())) * time.Second
 		rec = clockRecord{Offset: int64(off / time.Second), At: c.now().UTC()}
 		body, _ := json.Marshal(rec)
 		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
@@ -91,7 +98,7 @@ func (c *channelClock) Offset(ctx context.Context, encoderEnd time.Duration) (ti
 		if err != nil {
 			return 0, &storeError{fmt.Errorf("channel %s: write clock record: %w", c.channel, err)}
 		}
-		c.log.Warn("encoder is off the channel clock: rebasing", "encoder_end", encoderEnd, "channel_time", wall, "published", published, "offset", off)
+		c.log.Warn("encoder is off the channel clock: rebasing", "encoder_start", encoderStart, "encoder_end", encoderEnd, "channel_time", wall, "published", floor, "offset", off)
 		return off, nil
 	}
 }
