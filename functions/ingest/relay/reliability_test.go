@@ -47,7 +47,7 @@ type notifier struct {
 
 	mu      sync.Mutex
 	now     time.Time
-	puts    map[string]int // successful PUTs by key
+	puts    map[string]int // successful PUTs by key (counted once the event is handled)
 	refused map[string]int // PUTs refused because the object exists
 }
 
@@ -74,17 +74,21 @@ func (n *notifier) handler(cfg handler.Config) *handler.Handler {
 
 func (n *notifier) PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error) {
 	etag, err := n.Store.PutParts(ctx, key, parts, o)
-	n.mu.Lock()
-	switch {
-	case err == nil:
-		n.puts[key]++
-	case errors.Is(err, store.ErrPreconditionFailed):
-		n.refused[key]++
-	}
-	n.mu.Unlock()
 	if err != nil {
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			n.mu.Lock()
+			n.refused[key]++
+			n.mu.Unlock()
+		}
 		return etag, err
 	}
+	// Counted once the event is handled: a test that sees the count sees
+	// the state the event left.
+	defer func() {
+		n.mu.Lock()
+		n.puts[key]++
+		n.mu.Unlock()
+	}()
 	obj, perr := layout.Parse(key)
 	if perr != nil || obj.Kind != layout.KindFragment && obj.Kind != layout.KindEnd {
 		return etag, nil
