@@ -62,8 +62,9 @@ func requirePlayers(t *testing.T) string {
 // Smooth Streaming support plays the Smooth Manifest. Each plays at least
 // 10 s of the live stream with currentTime advancing and no player error,
 // and renders the lowest and then the highest video rendition when forced
-// to. The push is Smooth (ffmpeg -f ismv, one POST for all tracks) and,
-// in a second run, CMAF (DASH-IF interface 1: one POST per track).
+// to. The live stream comes from ffmpeg four ways: a Smooth push (-f ismv,
+// one POST for all tracks), a CMAF push (DASH-IF interface 1: one POST per
+// track), and uploads of its own DASH and HLS packaging (interface 2).
 func TestBrowserPlayersPlayLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -72,15 +73,22 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	node := testtool.Require(t, "node")
 	chromium := testtool.Require(t, "chromium")
 	players := requirePlayers(t)
-	for _, push := range []string{"smooth", "cmaf"} {
-		t.Run(push+" push", func(t *testing.T) {
+	for _, push := range []string{"smooth push", "cmaf push", "dash upload", "hls upload"} {
+		t.Run(push, func(t *testing.T) {
 			st := startStackWith(t, players)
 			channel := "players"
+			channelURL := st.IngestURL + "/live/" + channel + ".isml"
+			ctx, cancel := context.WithCancel(context.Background())
 			var pushErr *bytes.Buffer
-			if push == "cmaf" {
-				ctx, cancel := context.WithCancel(context.Background())
-				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, st.IngestURL+"/live/"+channel+".isml", 60), cancel, st, channel)
-			} else {
+			switch push {
+			case "cmaf push":
+				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, channelURL, 60), cancel, st, channel)
+			case "dash upload":
+				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "dash", 60), cancel, st, channel)
+			case "hls upload":
+				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "hls", 60), cancel, st, channel)
+			default:
+				cancel()
 				pushErr = startLivePush(t, ffmpeg, st, channel, 60)
 			}
 			playInBrowsers(t, node, chromium, players, st, channel, pushErr)

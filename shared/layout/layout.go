@@ -385,3 +385,44 @@ func ParseIngestPath(p string) (IngestPath, error) {
 	ip.Stream = stream
 	return ip, nil
 }
+
+// MaxUploadNameLen bounds the name of a file an encoder uploads.
+const MaxUploadNameLen = 128
+
+// UploadPath is a parsed upload URL path: a file (segment, init segment or
+// manifest) that an encoder PUTs under a channel, as DASH-IF Live Media
+// Ingest interface 2 (ffmpeg -f dash or -f hls with -method PUT) does.
+type UploadPath struct {
+	Channel string
+	File    string
+}
+
+// ParseUploadPath parses /live/{channel}.isml/{file}: one path segment of
+// letters, digits, '_', '-' and '.', not starting with '.', that is not a
+// stream (Streams(...)) or an event segment.
+func ParseUploadPath(p string) (UploadPath, error) {
+	bad := func() (UploadPath, error) {
+		return UploadPath{}, fmt.Errorf("%w: upload path %q, want /live/{channel}.isml/{file}", ErrNotInLayout, p)
+	}
+	rest, ok := strings.CutPrefix(p, "/"+LivePrefix)
+	if !ok {
+		return bad()
+	}
+	channel, file, ok := strings.Cut(rest, ".isml/")
+	if !ok || !ValidName(channel) || !validUploadName(file) {
+		return bad()
+	}
+	return UploadPath{Channel: channel, File: file}, nil
+}
+
+func validUploadName(s string) bool {
+	if len(s) == 0 || len(s) > MaxUploadNameLen || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !nameChar(s[i]) && s[i] != '.' {
+			return false
+		}
+	}
+	return true
+}

@@ -172,3 +172,50 @@ func FuzzParseIngestPath(f *testing.F) {
 		}
 	})
 }
+
+func TestParseUploadPath(t *testing.T) {
+	for _, tc := range []struct {
+		path, channel, file string
+	}{
+		{"/live/ch.isml/init-stream0.m4s", "ch", "init-stream0.m4s"},
+		{"/live/ch.isml/chunk-stream0-00001.m4s", "ch", "chunk-stream0-00001.m4s"},
+		{"/live/ch.isml/stream_0.m3u8", "ch", "stream_0.m3u8"},
+		{"/live/ch.isml/manifest.mpd", "ch", "manifest.mpd"},
+		{"/live/ch.isml/../state/x", "", ""},
+		{"/live/ch.isml/a/b.m4s", "", ""},
+		{"/live/ch.isml/.hidden", "", ""},
+		{"/live/ch.isml/Streams(enc1)", "", ""},
+		{"/live/ch.isml/", "", ""},
+		{"/live/../x.isml/y", "", ""},
+		{"/state/ch.isml/y.m4s", "", ""},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			up, err := ParseUploadPath(tc.path)
+			if tc.channel == "" {
+				if err == nil {
+					t.Fatalf("accepted: %+v", up)
+				}
+				return
+			}
+			if err != nil || up.Channel != tc.channel || up.File != tc.file {
+				t.Fatalf("%+v, %v; want %s %s", up, err, tc.channel, tc.file)
+			}
+		})
+	}
+}
+
+// FuzzParseUploadPath: accepted paths have safe names and rebuild exactly.
+func FuzzParseUploadPath(f *testing.F) {
+	f.Add("/live/ch1.isml/init-stream0.m4s")
+	f.Add("/live/ch1.isml/stream_10.m4s")
+	f.Fuzz(func(t *testing.T, p string) {
+		up, err := ParseUploadPath(p)
+		if err != nil {
+			return
+		}
+		if !ValidName(up.Channel) || strings.ContainsAny(up.File, "/()\\") || strings.HasPrefix(up.File, ".") ||
+			"/live/"+up.Channel+".isml/"+up.File != p {
+			t.Fatalf("ParseUploadPath(%q) = %+v", p, up)
+		}
+	})
+}

@@ -86,7 +86,8 @@ type Relay struct {
 	store     *retrying
 
 	mu        sync.Mutex
-	perStream map[string]int // pushes in progress per channel
+	perStream map[string]int            // pushes in progress per channel
+	uploads   map[string]*uploadChannel // interface 2 uploads, per channel
 }
 
 // New returns a relay that writes to st.
@@ -140,7 +141,8 @@ func (rl *Relay) Active() int64 { return rl.active.Load() }
 // Retries counts store requests retried since the relay started.
 func (rl *Relay) Retries() int64 { return rl.retries.Load() }
 
-// Handler routes ingest requests: POST and PUT to a stream URL push; any
+// Handler routes ingest requests: POST and PUT to a stream URL push; PUT,
+// POST and DELETE of a file under a channel upload (see serveUpload); any
 // other method there is 405; anything else is 404.
 func (rl *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -164,7 +166,11 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	token, path := splitToken(r.URL.Path)
 	ip, err := layout.ParseIngestPath(path)
 	if err != nil {
-		refuse(w, err.Error(), http.StatusNotFound)
+		if up, uerr := layout.ParseUploadPath(path); uerr == nil {
+			rl.serveUpload(w, r, up, token)
+			return
+		}
+		refuse(w, err.Error()+" (or upload files to /live/{channel}.isml/{file})", http.StatusNotFound)
 		return
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
@@ -193,49 +199,68 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
-	sink := &storeSink{rl: rl, channel: ip.Channel, log: log}
-	clock := &channelClock{st: rl.store, channel: ip.Channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
-	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
-	started := time.Now()
-	stats, err := sess.Run(r.Context(), body)
-	// However the connection ended, say where it left each track, so that
-	// the manifest function need not wait for the next connection's
-	// fragments to time out (and, after a clean end, turns the manifests
-	// into VOD). The request's context may be gone: use a fresh one.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
-	sink.markEnds(mctx, sess.Ends(), err == nil)
-	cancel()
-	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", sink.written, "duplicates", sink.dupes, "seconds", time.Since(started).Seconds()}
-	var perr *ism.ProtocolError
+	stats, written, dupes, started, err := rl.runSession(r.Context(), ip.Channel, body, log)
+	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
 	if err != nil {
 		// Do not drain what is left of a body that failed: close.
 		w.Header().Set("Connection", "close")
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		if stats.Bytes > 0 {
 			log.Info("push ended", append(attrs, "end_of_stream", stats.Ended)...)
 		}
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	code, what := errorStatus(err)
+	if code == http.StatusServiceUnavailable {
+		log.Error(what, append(attrs, "err", err)...)
+		http.Error(w, "store unavailable: "+err.Error(), code)
+		return
+	}
+	log.Warn(what, append(attrs, "err", err)...)
+	http.Error(w, err.Error(), code)
+}
+
+// runSession splits body into init segments and fragments and stores
+// them for channel, then writes the end markers of the tracks it stored
+// (a clean end of body is the end of the stream). It returns what the
+// session did, the fragments written and refused as existing, when it
+// started, and the error that ended it.
+func (rl *Relay) runSession(ctx context.Context, channel string, body io.Reader, log *slog.Logger) (ism.Stats, int, int, time.Time, error) {
+	sink := &storeSink{rl: rl, channel: channel, log: log}
+	clock := &channelClock{st: rl.store, channel: channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
+	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
+	started := time.Now()
+	stats, err := sess.Run(ctx, body)
+	// However the connection ended, say where it left each track, so that
+	// the manifest function need not wait for the next connection's
+	// fragments to time out (and, after a clean end, turns the manifests
+	// into VOD). The request's context may be gone: use a fresh one.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	sink.markEnds(mctx, sess.Ends(), err == nil)
+	cancel()
+	return stats, sink.written, sink.dupes, started, err
+}
+
+// errorStatus maps what ended a session to the HTTP status the encoder
+// gets, and to what the log says.
+func errorStatus(err error) (int, string) {
+	var perr *ism.ProtocolError
+	switch {
 	case errors.As(err, &perr) && errors.Is(err, ism.ErrTruncated):
 		// The connection broke inside a box: a drop, not an end. Nothing of
 		// the incomplete fragment was written; the encoder may reconnect.
-		log.Warn("push dropped", append(attrs, "err", err)...)
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		return http.StatusBadRequest, "push dropped"
 	case errors.As(err, &perr) && errors.Is(err, ism.ErrBoxTooLarge):
-		log.Warn("push refused: box too large", append(attrs, "err", err)...)
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return http.StatusRequestEntityTooLarge, "push refused: box too large"
 	case errors.As(err, &perr):
-		log.Warn("push refused", append(attrs, "err", err)...)
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		return http.StatusBadRequest, "push refused"
 	case errors.Is(err, store.ErrPreconditionFailed), isStoreErr(err):
-		log.Error("push failed: store", append(attrs, "err", err)...)
-		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
-	default:
-		// Read errors: timeouts, resets, client gone.
-		log.Warn("push dropped", append(attrs, "err", err)...)
-		http.Error(w, err.Error(), http.StatusRequestTimeout)
+		return http.StatusServiceUnavailable, "push failed: store"
 	}
+	// Read errors: timeouts, resets, client gone.
+	return http.StatusRequestTimeout, "push dropped"
 }
 
 type storeError struct{ err error }

@@ -1,0 +1,667 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/layout"
+)
+
+// Uploads: DASH-IF Live Media Ingest interface 2, as ffmpeg's dash and hls
+// muxers send it with -method PUT. The encoder PUTs files under the
+// channel, /live/{channel}.isml/{file}: an init segment per rendition,
+// then its media segments (CMAF: styp, moof with tfdt, mdat), and its own
+// MPD or HLS playlists, rewritten as it goes. The relay tells the files
+// apart by their content, not their names.
+//
+// Each rendition (one init segment) is fed, segment by segment, to a
+// session of its own, the same one that reads a Smooth or CMAF push: so
+// an upload is stored, rewritten, deduplicated, rebased and ended exactly
+// as a push is. A segment is answered once it is stored. The encoder's
+// manifests are hints: they say which init segment a media segment
+// belongs to (an HLS media playlist's EXT-X-MAP and its segment URIs, an
+// MPD's SegmentTemplate) and when the stream ends (EXT-X-ENDLIST, a static
+// MPD); the channel's own Smooth, HLS and DASH manifests are built from
+// the segments, as for any push. Before any manifest says so, a segment
+// goes to the rendition whose init segment's name matches its own (ffmpeg's
+// dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s) or to the only
+// rendition there is; a segment no rule places waits, a few at most, for
+// the manifest or the init segment that places it. DELETEs are answered
+// and ignored: retention decides what goes.
+
+// freeBox is an empty free box. Written to a rendition's session after a
+// segment, it is read only once the session has stored the segment's
+// fragments (sessions read box by box, nothing ahead): its write returning
+// is the acknowledgement.
+var freeBox = []byte{0, 0, 0, 8, 'f', 'r', 'e', 'e'}
+
+// Bounds on what a channel's uploads hold.
+const (
+	maxPending        = 16  // segments waiting for their init segment or manifest
+	maxUploadRules    = 64  // MPD representations remembered
+	maxExactSegments  = 256 // segment names remembered from HLS playlists
+	maxManifestUpload = 1 << 20
+)
+
+// uploadChannel is what the relay knows of one channel's uploads. Only
+// the renditions' sessions hold media, as a push's does.
+type uploadChannel struct {
+	mu         sync.Mutex
+	renditions map[string]*rendition // by the init segment's file name
+	exact      map[string]string     // segment file: init file (HLS media playlists)
+	stems      map[string]string     // HLS media playlist name less .m3u8: init file
+	rules      []segmentRule         // from the MPD
+	pending    []*pendingSegment
+}
+
+// segmentRule places media segments by an MPD's SegmentTemplate.
+type segmentRule struct {
+	media, init *regexp.Regexp
+}
+
+type pendingSegment struct {
+	file string
+	body []byte
+}
+
+// rendition is one init segment's session.
+type rendition struct {
+	init     string
+	initBody []byte
+	pw       *io.PipeWriter
+	done     chan struct{} // closed when the session has ended
+	err      error         // what ended it, once done is closed
+	mu       sync.Mutex    // one segment at a time, in order
+	idle     *time.Timer // drops a rendition whose encoder went silent
+	idleFor  time.Duration
+	ending   bool // the encoder's manifest said the stream ended
+	log      *slog.Logger
+}
+
+// endLinger is how long a rendition whose end the encoder's manifest
+// announced still takes segments: ffmpeg's dash muxer uploads its last
+// segments and its final, static MPD at the same time.
+const endLinger = 2 * time.Second
+
+func (rl *Relay) uploadChannel(name string) *uploadChannel {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.uploads == nil {
+		rl.uploads = map[string]*uploadChannel{}
+	}
+	uc := rl.uploads[name]
+	if uc == nil {
+		uc = &uploadChannel{renditions: map[string]*rendition{}, exact: map[string]string{}, stems: map[string]string{}}
+		rl.uploads[name] = uc
+	}
+	return uc
+}
+
+// uploadKind is what an uploaded file is, from its first bytes.
+type uploadKind int
+
+const (
+	uploadUnknown uploadKind = iota
+	uploadInit
+	uploadMedia
+	uploadHLS
+	uploadMPD
+)
+
+func classify(b []byte) uploadKind {
+	text := bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
+	switch {
+	case bytes.HasPrefix(text, []byte("#EXTM3U")):
+		return uploadHLS
+	case bytes.HasPrefix(text, []byte("<")) && bytes.Contains(text, []byte("<MPD")):
+		return uploadMPD
+	}
+	// Top-level boxes: a moov makes an init segment, a moof a media one.
+	for len(b) >= 8 {
+		size := uint64(binary.BigEndian.Uint32(b))
+		typ := string(b[4:8])
+		if size == 1 && len(b) >= 16 {
+			size = binary.BigEndian.Uint64(b[8:])
+		}
+		switch typ {
+		case "moov":
+			return uploadInit
+		case "moof":
+			return uploadMedia
+		}
+		if size < 8 || size > uint64(len(b)) {
+			break
+		}
+		b = b[size:]
+	}
+	return uploadUnknown
+}
+
+// serveUpload handles a file an encoder PUTs (or POSTs, or DELETEs) under a
+// channel.
+func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.UploadPath, token string) {
+	log := rl.Log.With("channel", up.Channel, "file", up.File, "remote", r.RemoteAddr)
+	switch r.Method {
+	case http.MethodPut, http.MethodPost, http.MethodDelete:
+	default:
+		w.Header().Set("Allow", "PUT, POST, DELETE")
+		refuse(w, "method not allowed: upload with PUT or POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if code, reason := rl.authorize(r, up.Channel, token); code != 0 {
+		log.Warn("upload refused: authentication", "status", code, "reason", reason)
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="smoothcast ingest"`)
+		}
+		refuse(w, reason, code)
+		return
+	}
+	if r.Method == http.MethodDelete {
+		// The encoder's own window sliding: what it deletes stays until the
+		// retention, so that nothing inside the DVR window goes missing.
+		log.Debug("upload delete ignored")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	var body io.Reader = r.Body
+	if rl.Cfg.ReadTimeout > 0 || rl.Cfg.MinRate > 0 {
+		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
+			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
+	}
+	b, err := io.ReadAll(io.LimitReader(body, int64(rl.Cfg.MaxBox)+1))
+	if err != nil {
+		log.Warn("upload dropped", "err", err)
+		refuse(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(b) > rl.Cfg.MaxBox {
+		log.Warn("upload refused: too large", "limit", rl.Cfg.MaxBox)
+		refuse(w, fmt.Sprintf("upload larger than %d bytes", rl.Cfg.MaxBox), http.StatusRequestEntityTooLarge)
+		return
+	}
+	if len(b) == 0 {
+		w.WriteHeader(http.StatusOK) // an encoder's probe
+		return
+	}
+	uc := rl.uploadChannel(up.Channel)
+	kind := classify(b)
+	if kind == uploadInit || kind == uploadMedia {
+		if err := wholeBoxes(b); err != nil {
+			log.Warn("upload refused", "err", err)
+			refuse(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	switch kind {
+	case uploadInit:
+		err = rl.uploadInit(up.Channel, uc, up.File, b, log)
+	case uploadMedia:
+		var held bool
+		held, err = rl.uploadMedia(uc, up.File, b, log)
+		if err == nil && held {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+	case uploadHLS, uploadMPD:
+		if len(b) > maxManifestUpload {
+			refuse(w, "manifest too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if kind == uploadHLS {
+			err = rl.uploadPlaylist(uc, up.File, b, log)
+		} else {
+			err = rl.uploadMPD(uc, b, log)
+		}
+	default:
+		log.Warn("upload refused: not media", "bytes", len(b))
+		refuse(w, "not an init segment, a media segment, an HLS playlist or an MPD", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		code, what := errorStatus(err)
+		var ue *uploadError
+		if errors.As(err, &ue) {
+			code, what = ue.code, "upload refused"
+		}
+		log.Warn(what, "err", err)
+		refuse(w, err.Error(), code)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// uploadError is a refusal with its status.
+type uploadError struct {
+	code int
+	msg  string
+}
+
+func (e *uploadError) Error() string { return e.msg }
+
+// uploadInit starts the rendition of an init segment (a repeat of the same
+// bytes is nothing new; a different one ends the old session first), then
+// feeds it the segments that were waiting for it.
+func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []byte, log *slog.Logger) error {
+	uc.mu.Lock()
+	old := uc.renditions[file]
+	uc.mu.Unlock()
+	if old != nil && bytes.Equal(old.initBody, b) && !old.ended() {
+		return nil
+	}
+	if old != nil {
+		old.end(errors.New("a new init segment replaced it"))
+	}
+	if reason := rl.admit(channel); reason != "" {
+		return &uploadError{http.StatusTooManyRequests, reason}
+	}
+	pr, pw := io.Pipe()
+	rend := &rendition{init: file, initBody: b, pw: pw, done: make(chan struct{}), log: log.With("stream", "upload:"+file)}
+	go func() {
+		defer rl.leave(channel)
+		stats, written, dupes, started, err := rl.runSession(context.Background(), channel, pr, rend.log)
+		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
+		rend.err = err
+		close(rend.done)
+		attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
+		if err != nil {
+			rend.log.Warn("upload session ended", append(attrs, "err", err)...)
+		} else {
+			rend.log.Info("upload session ended", append(attrs, "end_of_stream", true)...)
+		}
+	}()
+	if rl.Cfg.ReadTimeout > 0 {
+		rend.idleFor = rl.Cfg.ReadTimeout
+		rend.idle = time.AfterFunc(rl.Cfg.ReadTimeout, rend.expire)
+	}
+	uc.mu.Lock()
+	uc.renditions[file] = rend
+	uc.mu.Unlock()
+	if err := rend.feed(b); err != nil {
+		return err
+	}
+	rl.drainPending(uc)
+	return nil
+}
+
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// uploadMedia stores a media segment through its rendition, or holds it
+// (held) until the init segment or the manifest that places it comes.
+func (rl *Relay) uploadMedia(uc *uploadChannel, file string, b []byte, log *slog.Logger) (held bool, err error) {
+	uc.mu.Lock()
+	rend := uc.renditions[uc.place(file)]
+	if rend == nil {
+		if len(uc.pending) >= maxPending {
+			uc.mu.Unlock()
+			return false, &uploadError{http.StatusServiceUnavailable,
+				fmt.Sprintf("segment %s belongs to no init segment the relay has (after a relay restart, send the init segments again); %d segments already wait", file, maxPending)}
+		}
+		uc.pending = append(uc.pending, &pendingSegment{file: file, body: b})
+		uc.mu.Unlock()
+		log.Debug("segment waits for its init segment or manifest")
+		return true, nil
+	}
+	uc.mu.Unlock()
+	return false, rl.feedInOrder(uc, rend, file, b)
+}
+
+// feedInOrder feeds rend the segments of it that wait, then b.
+func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b []byte) error {
+	rend.mu.Lock()
+	defer rend.mu.Unlock()
+	for _, p := range uc.takePending(rend.init) {
+		if err := rend.feedLocked(p.body); err != nil {
+			rend.log.Warn("waiting segment not stored", "file", p.file, "err", err)
+		}
+	}
+	if b == nil {
+		return nil
+	}
+	return rend.feedLocked(b)
+}
+
+// drainPending feeds every waiting segment that can now be placed.
+func (rl *Relay) drainPending(uc *uploadChannel) {
+	uc.mu.Lock()
+	var ready []*rendition
+	seen := map[*rendition]bool{}
+	for _, p := range uc.pending {
+		if r := uc.renditions[uc.place(p.file)]; r != nil && !seen[r] {
+			seen[r] = true
+			ready = append(ready, r)
+		}
+	}
+	uc.mu.Unlock()
+	for _, r := range ready {
+		_ = rl.feedInOrder(uc, r, "", nil)
+	}
+}
+
+// takePending removes and returns, in arrival order, the waiting segments
+// that now belong to init.
+func (uc *uploadChannel) takePending(init string) []*pendingSegment {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	var mine []*pendingSegment
+	kept := uc.pending[:0]
+	for _, p := range uc.pending {
+		if uc.place(p.file) == init {
+			mine = append(mine, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	uc.pending = kept
+	return mine
+}
+
+// place names the init segment a media segment belongs to ("" if none
+// can be told yet). The caller holds uc.mu.
+func (uc *uploadChannel) place(file string) string {
+	if init, ok := uc.exact[file]; ok {
+		return init
+	}
+	for _, r := range uc.rules {
+		if !r.media.MatchString(file) {
+			continue
+		}
+		for name := range uc.renditions {
+			if r.init.MatchString(name) {
+				return name
+			}
+		}
+	}
+	// An HLS media playlist's stem and a segment number (ffmpeg: stem%d).
+	best := ""
+	for stem := range uc.stems {
+		if rest, ok := strings.CutPrefix(file, stem); ok && segmentNumber.MatchString(rest) && len(stem) > len(best) {
+			best = stem
+		}
+	}
+	if best != "" {
+		return uc.stems[best]
+	}
+	// The same name once the words init/chunk and the number are gone
+	// (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s).
+	key, match := fileKey(file, true), ""
+	for name := range uc.renditions {
+		if fileKey(name, false) == key {
+			if match != "" {
+				match = "" // ambiguous
+				break
+			}
+			match = name
+		}
+	}
+	if match != "" {
+		return match
+	}
+	if len(uc.renditions) == 1 && len(uc.stems) == 0 && len(uc.rules) == 0 {
+		for name := range uc.renditions {
+			return name
+		}
+	}
+	return ""
+}
+
+var segmentNumber = regexp.MustCompile(`^[0-9]+\.[A-Za-z0-9]+$`)
+
+// fileKey is a file name without its extension, the words that say init
+// or media, and (for a media segment) its trailing number.
+func fileKey(name string, media bool) string {
+	name = strings.TrimSuffix(name, path.Ext(name))
+	words := strings.FieldsFunc(name, func(r rune) bool { return r == '-' || r == '_' || r == '.' })
+	if media && len(words) > 0 && strings.Trim(words[len(words)-1], "0123456789") == "" {
+		words = words[:len(words)-1]
+	}
+	var kept []string
+	for _, w := range words {
+		switch strings.ToLower(w) {
+		case "init", "chunk", "seg", "segment", "media", "fragment", "frag":
+			continue
+		}
+		kept = append(kept, w)
+	}
+	return strings.Join(kept, "_")
+}
+
+// uploadPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
+// names the init segment of its segments, listed or to come (named after
+// the playlist, as ffmpeg names them); EXT-X-ENDLIST ends that rendition.
+// A multivariant playlist says nothing the relay needs.
+func (rl *Relay) uploadPlaylist(uc *uploadChannel, file string, b []byte, log *slog.Logger) error {
+	var init string
+	var segments []string
+	ended := false
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MAP:"):
+			if m := mapURI.FindStringSubmatch(line); m != nil {
+				init = path.Base(m[1])
+			}
+		case line == "#EXT-X-ENDLIST":
+			ended = true
+		case line != "" && !strings.HasPrefix(line, "#"):
+			segments = append(segments, path.Base(strings.SplitN(line, "?", 2)[0]))
+		}
+	}
+	if init == "" {
+		return nil // a multivariant playlist, or one without fMP4
+	}
+	uc.mu.Lock()
+	uc.stems[strings.TrimSuffix(file, path.Ext(file))] = init
+	for _, s := range segments {
+		if len(uc.exact) >= maxExactSegments {
+			clear(uc.exact) // the newest playlist lists what matters
+		}
+		uc.exact[s] = init
+	}
+	rend := uc.renditions[init]
+	uc.mu.Unlock()
+	rl.drainPending(uc)
+	if ended && rend != nil {
+		log.Info("playlist ended: the rendition ends", "init", init)
+		rend.endSoon()
+	}
+	return nil
+}
+
+var mapURI = regexp.MustCompile(`URI="([^"]+)"`)
+
+// mpdDoc is what the relay reads of an encoder's MPD.
+type mpdDoc struct {
+	Type    string `xml:"type,attr"`
+	Periods []struct {
+		Sets []struct {
+			Template *mpdTemplate `xml:"SegmentTemplate"`
+			Reps     []struct {
+				ID       string       `xml:"id,attr"`
+				Template *mpdTemplate `xml:"SegmentTemplate"`
+			} `xml:"Representation"`
+		} `xml:"AdaptationSet"`
+	} `xml:"Period"`
+}
+
+type mpdTemplate struct {
+	Init  string `xml:"initialization,attr"`
+	Media string `xml:"media,attr"`
+}
+
+// uploadMPD learns from an MPD which init segment each media segment
+// belongs to (SegmentTemplate, per Representation); a static MPD ends the
+// channel's renditions.
+func (rl *Relay) uploadMPD(uc *uploadChannel, b []byte, log *slog.Logger) error {
+	var doc mpdDoc
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return &uploadError{http.StatusBadRequest, "MPD does not parse: " + err.Error()}
+	}
+	var rules []segmentRule
+	for _, p := range doc.Periods {
+		for _, as := range p.Sets {
+			for _, rep := range as.Reps {
+				tpl := rep.Template
+				if tpl == nil {
+					tpl = as.Template
+				}
+				if tpl == nil || tpl.Init == "" || tpl.Media == "" || len(rules) >= maxUploadRules {
+					continue
+				}
+				rules = append(rules, segmentRule{media: templateRegexp(tpl.Media, rep.ID), init: templateRegexp(tpl.Init, rep.ID)})
+			}
+		}
+	}
+	uc.mu.Lock()
+	uc.rules = rules
+	var all []*rendition
+	for _, r := range uc.renditions {
+		all = append(all, r)
+	}
+	uc.mu.Unlock()
+	rl.drainPending(uc)
+	if doc.Type == "static" {
+		log.Info("MPD is static: the channel's renditions end")
+		for _, r := range all {
+			r.endSoon()
+		}
+	}
+	return nil
+}
+
+var templateVar = regexp.MustCompile(`\\\$(RepresentationID|Number|Time|Bandwidth|ext|SubNumber)(%0[0-9]+d)?\\\$`)
+
+// templateRegexp matches the file names a SegmentTemplate attribute makes
+// for Representation id.
+func templateRegexp(tpl, id string) *regexp.Regexp {
+	quoted := regexp.QuoteMeta(path.Base(tpl))
+	expr := templateVar.ReplaceAllStringFunc(quoted, func(v string) string {
+		switch {
+		case strings.HasPrefix(v, `\$RepresentationID`):
+			return regexp.QuoteMeta(id)
+		case strings.HasPrefix(v, `\$ext`):
+			return `[A-Za-z0-9]+`
+		}
+		return `[0-9]+`
+	})
+	return regexp.MustCompile("^" + strings.ReplaceAll(expr, `\$\$`, `\$`) + "$")
+}
+
+// feed hands the session a segment and returns once it is stored.
+func (r *rendition) feed(b []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.feedLocked(b)
+}
+
+func (r *rendition) feedLocked(b []byte) error {
+	if r.ended() {
+		return &uploadError{http.StatusConflict, fmt.Sprintf("the rendition of %s has ended (%v): send its init segment again", r.init, r.err)}
+	}
+	if r.idle != nil {
+		r.idle.Reset(r.idleFor)
+	}
+	_, err := r.pw.Write(b)
+	if err == nil {
+		_, err = r.pw.Write(freeBox)
+	}
+	if err != nil {
+		<-r.done
+		if r.err != nil {
+			return r.err
+		}
+		return &uploadError{http.StatusConflict, "the rendition of " + r.init + " has ended: send its init segment again"}
+	}
+	return nil
+}
+
+// wholeBoxes checks that b is a sequence of whole boxes: a file cut short
+// must never reach a session, which would read the next file as its rest.
+func wholeBoxes(b []byte) error {
+	for off := 0; off < len(b); {
+		if len(b)-off < 8 {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
+		}
+		size := uint64(binary.BigEndian.Uint32(b[off:]))
+		switch size {
+		case 0:
+			size = uint64(len(b) - off) // to the end
+		case 1:
+			if len(b)-off < 16 {
+				return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
+			}
+			size = binary.BigEndian.Uint64(b[off+8:])
+		}
+		if size < 8 || size > uint64(len(b)-off) {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the %q box at offset %d (%d bytes) is not whole: the upload has %d bytes", b[off+4:off+8], off, size, len(b))}
+		}
+		off += int(size)
+	}
+	return nil
+}
+
+// endSoon ends the rendition's stream cleanly once endLinger passes with
+// no segment.
+func (r *rendition) endSoon() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ending, r.idleFor = true, endLinger
+	if r.idle == nil {
+		r.idle = time.AfterFunc(endLinger, r.expire)
+		return
+	}
+	r.idle.Reset(endLinger)
+}
+
+// expire ends a rendition with no segment for its idle time: cleanly if
+// its end was announced, as a drop if not.
+func (r *rendition) expire() {
+	r.mu.Lock()
+	ending, idle := r.ending, r.idleFor
+	r.mu.Unlock()
+	if ending {
+		r.finish()
+		return
+	}
+	r.end(fmt.Errorf("no segment for %v", idle))
+}
+
+// finish ends the rendition's stream cleanly (the encoder's manifest says
+// it ended) and waits for its session.
+func (r *rendition) finish() {
+	r.mu.Lock()
+	_ = r.pw.Close()
+	r.mu.Unlock()
+	<-r.done
+}
+
+// end drops the rendition (no end of stream) and waits for its session.
+func (r *rendition) end(why error) {
+	_ = r.pw.CloseWithError(why)
+	<-r.done
+}
+
+func (r *rendition) ended() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
