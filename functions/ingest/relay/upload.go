@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
 
@@ -79,7 +80,6 @@ type pendingSegment struct {
 // rendition is one init segment's session.
 type rendition struct {
 	init     string
-	initBody []byte
 	pw       *io.PipeWriter
 	done     chan struct{} // closed when the session has ended
 	err      error         // what ended it, once done is closed
@@ -87,7 +87,9 @@ type rendition struct {
 	idle     *time.Timer // drops a rendition whose encoder went silent
 	idleFor  time.Duration
 	ending   bool // the encoder's manifest said the stream ended
-	log      *slog.Logger
+	// fed: the tfdt of the first moof of every segment stored, newest last.
+	fed []uint64
+	log *slog.Logger
 }
 
 // endLinger is how long a rendition whose end the encoder's manifest
@@ -257,17 +259,17 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 	uc.mu.Lock()
 	old := uc.renditions[file]
 	uc.mu.Unlock()
-	if old != nil && bytes.Equal(old.initBody, b) && !old.ended() {
-		return nil
-	}
 	if old != nil {
-		old.end(errors.New("a new init segment replaced it"))
+		// An init segment again is a new encoder session, as a new
+		// connection is for a push: the old one ends as a drop (the channel
+		// stays live), and the new one is rebased if it starts over.
+		old.end(errors.New("its init segment was uploaded again"))
 	}
 	if reason := rl.admit(channel); reason != "" {
 		return &uploadError{http.StatusTooManyRequests, reason}
 	}
 	pr, pw := io.Pipe()
-	rend := &rendition{init: file, initBody: b, pw: pw, done: make(chan struct{}), log: log.With("stream", "upload:"+file)}
+	rend := &rendition{init: file, pw: pw, done: make(chan struct{}), log: log.With("stream", "upload:"+file)}
 	go func() {
 		defer rl.leave(channel)
 		stats, written, dupes, started, err := rl.runSession(context.Background(), channel, pr, rend.log)
@@ -335,6 +337,47 @@ func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b 
 		return nil
 	}
 	return rend.feedLocked(b)
+}
+
+// maxFed bounds the segment times a rendition remembers to tell a resend
+// from a segment out of order.
+const maxFed = 8
+
+// order says whether a segment starting at start (its first tfdt) is new,
+// a resend of one stored (nothing to do), or out of order (before the
+// newest stored, and not one of them). The caller holds r.mu.
+func (r *rendition) order(start uint64) (resend bool, err error) {
+	if len(r.fed) == 0 {
+		return false, nil
+	}
+	for _, f := range r.fed {
+		if f == start {
+			return true, nil
+		}
+	}
+	if newest := r.fed[len(r.fed)-1]; start < newest {
+		return false, &uploadError{http.StatusConflict, fmt.Sprintf("segment out of order: it starts at %d, before the newest segment of %s (%d); upload each rendition's segments in order", start, r.init, newest)}
+	}
+	return false, nil
+}
+
+// firstTfdt is the tfdt of the first moof of a media segment.
+func firstTfdt(b []byte) (uint64, bool) {
+	for off := 0; off+8 <= len(b); {
+		size := int(binary.BigEndian.Uint32(b[off:]))
+		if size < 8 || off+size > len(b) {
+			return 0, false
+		}
+		if string(b[off+4:off+8]) == "moof" {
+			moof, err := fmp4.DecodeMoof(b[off : off+size])
+			if err != nil || moof.Traf == nil || moof.Traf.Tfdt == nil {
+				return 0, false
+			}
+			return moof.Traf.Tfdt.BaseMediaDecodeTime(), true
+		}
+		off += size
+	}
+	return 0, false
 }
 
 // drainPending feeds every waiting segment that can now be placed.
@@ -574,12 +617,28 @@ func (r *rendition) feedLocked(b []byte) error {
 	if r.ended() {
 		return &uploadError{http.StatusConflict, fmt.Sprintf("the rendition of %s has ended (%v): send its init segment again", r.init, r.err)}
 	}
+	start, timed := firstTfdt(b)
+	if timed {
+		resend, err := r.order(start)
+		if err != nil {
+			return err
+		}
+		if resend {
+			r.log.Debug("segment resent: stored already", "start", start)
+			return nil
+		}
+	}
 	if r.idle != nil {
 		r.idle.Reset(r.idleFor)
 	}
 	_, err := r.pw.Write(b)
 	if err == nil {
 		_, err = r.pw.Write(freeBox)
+	}
+	if err == nil && timed {
+		if r.fed = append(r.fed, start); len(r.fed) > maxFed {
+			r.fed = r.fed[1:]
+		}
 	}
 	if err != nil {
 		<-r.done

@@ -300,3 +300,54 @@ func TestSilentUploadEndsAsADrop(t *testing.T) {
 		t.Errorf("a segment after the drop: %d, want 409", code)
 	}
 }
+
+// Segments of a rendition come in order: a resend of a stored segment is
+// answered and stored nothing new; one older than the newest stored is
+// refused with the reason. An init segment uploaded again starts a new
+// session, as a new connection does for a push.
+func TestUploadOrder(t *testing.T) {
+	inits, segs := cmafRenditions(t, 4)
+	hs, st, srv := setup(t)
+	put := func(file string, body []byte) (int, string) {
+		return do(t, http.MethodPut, hs.URL+"/live/o.isml/"+file, body, true)
+	}
+	steps := []struct {
+		file   string
+		body   []byte
+		status int
+		reason string
+	}{
+		{"init-stream0.m4s", inits[0], 200, ""},
+		{"chunk-stream0-00001.m4s", segs[0][0], 200, ""},
+		{"chunk-stream0-00003.m4s", segs[0][2], 200, ""}, // a gap: fine
+		{"chunk-stream0-00002.m4s", segs[0][1], 409, "out of order"},
+		{"chunk-stream0-00003.m4s", segs[0][2], 200, ""}, // a resend
+		{"chunk-stream0-00004.m4s", segs[0][3], 200, ""},
+	}
+	for _, s := range steps {
+		before := srv.Requests()["PUT"]
+		code, msg := put(s.file, s.body)
+		if code != s.status || !strings.Contains(msg, s.reason) {
+			t.Fatalf("%s: %d %q, want %d with %q", s.file, code, msg, s.status, s.reason)
+		}
+		if s.status == 409 && srv.Requests()["PUT"] != before {
+			t.Errorf("%s: refused, yet written", s.file)
+		}
+	}
+	frags, _ := stored(t, st, "o")
+	if frags["video@800000"] != 3 {
+		t.Errorf("fragments %v, want 3 (0, 2 and 3)", frags)
+	}
+	// The init segment again: a new session, which takes the segments
+	// (a reconnecting encoder's resend is refused by the store as
+	// existing, as for a push).
+	if code, msg := put("init-stream0.m4s", inits[0]); code != 200 {
+		t.Fatalf("init again: %d %s", code, msg)
+	}
+	if code, msg := put("chunk-stream0-00004.m4s", segs[0][3]); code != 200 {
+		t.Fatalf("a segment of the new session: %d %s", code, msg)
+	}
+	if frags, _ := stored(t, st, "o"); frags["video@800000"] != 3 {
+		t.Errorf("fragments %v after the resend, want still 3", frags)
+	}
+}
