@@ -79,14 +79,14 @@ type pendingSegment struct {
 
 // rendition is one init segment's session.
 type rendition struct {
-	init     string
-	pw       *io.PipeWriter
-	done     chan struct{} // closed when the session has ended
-	err      error         // what ended it, once done is closed
-	mu       sync.Mutex    // one segment at a time, in order
-	idle     *time.Timer // drops a rendition whose encoder went silent
-	idleFor  time.Duration
-	ending   bool // the encoder's manifest said the stream ended
+	init    string
+	pw      *io.PipeWriter
+	done    chan struct{} // closed when the session has ended
+	err     error         // what ended it, once done is closed
+	mu      sync.Mutex    // one segment at a time, in order
+	idle    *time.Timer   // drops a rendition whose encoder went silent
+	idleFor time.Duration
+	ending  bool // the encoder's manifest said the stream ended
 	// fed: the tfdt of the first moof of every segment stored, newest last.
 	fed []uint64
 	log *slog.Logger
