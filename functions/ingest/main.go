@@ -117,7 +117,9 @@ func run(log *slog.Logger) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	err = srv.Shutdown(sctx)
+	rl.CloseUploads()
+	return err
 }
 
 // newServer is the relay's HTTP server: a client that has not sent its

@@ -209,6 +209,9 @@ func (s *Stack) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if s.Relay != nil {
+		s.Relay.CloseUploads()
+	}
 	if s.S3 != nil {
 		errs = append(errs, s.S3.Close(ctx))
 	}

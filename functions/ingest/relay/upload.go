@@ -200,7 +200,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 	uc := rl.uploadChannel(up.Channel)
 	kind := classify(b)
 	if kind == uploadInit || kind == uploadMedia {
-		if err := wholeBoxes(b); err != nil {
+		if err := wholeBoxes(b, kind); err != nil {
 			log.Warn("upload refused", "err", err)
 			refuse(w, err.Error(), http.StatusBadRequest)
 			return
@@ -271,17 +271,17 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 	pr, pw := io.Pipe()
 	rend := &rendition{init: file, pw: pw, done: make(chan struct{}), log: log.With("stream", "upload:"+file)}
 	go func() {
-		defer rl.leave(channel)
 		stats, written, dupes, started, err := rl.runSession(context.Background(), channel, pr, rend.log)
 		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
-		rend.err = err
-		close(rend.done)
 		attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
 		if err != nil {
 			rend.log.Warn("upload session ended", append(attrs, "err", err)...)
 		} else {
 			rend.log.Info("upload session ended", append(attrs, "end_of_stream", true)...)
 		}
+		rend.err = err
+		rl.leave(channel)
+		close(rend.done)
 	}()
 	if rl.Cfg.ReadTimeout > 0 {
 		rend.idleFor = rl.Cfg.ReadTimeout
@@ -650,9 +650,12 @@ func (r *rendition) feedLocked(b []byte) error {
 	return nil
 }
 
-// wholeBoxes checks that b is a sequence of whole boxes: a file cut short
-// must never reach a session, which would read the next file as its rest.
-func wholeBoxes(b []byte) error {
+// wholeBoxes checks that b is a sequence of whole boxes in which every moof
+// has its mdat right after it, and that a media segment has media: a file
+// cut short must never reach a session, which would read the next file as
+// its rest, nor a moof without its media, which it would wait on.
+func wholeBoxes(b []byte, kind uploadKind) error {
+	moofs, prev, prevAt := 0, "", 0
 	for off := 0; off < len(b); {
 		if len(b)-off < 8 {
 			return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
@@ -670,7 +673,24 @@ func wholeBoxes(b []byte) error {
 		if size < 8 || size > uint64(len(b)-off) {
 			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the %q box at offset %d (%d bytes) is not whole: the upload has %d bytes", b[off+4:off+8], off, size, len(b))}
 		}
+		typ := string(b[off+4 : off+8])
+		switch {
+		case typ == "moof":
+			moofs++
+		case typ == "mdat" && prev != "moof":
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("mdat at offset %d without a moof right before it", off)}
+		}
+		if prev == "moof" && typ != "mdat" {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("moof at offset %d not followed by its mdat", prevAt)}
+		}
+		prev, prevAt = typ, off
 		off += int(size)
+	}
+	if prev == "moof" {
+		return &uploadError{http.StatusBadRequest, fmt.Sprintf("moof at offset %d not followed by its mdat", prevAt)}
+	}
+	if kind == uploadMedia && moofs == 0 {
+		return &uploadError{http.StatusBadRequest, "media segment without a moof"}
 	}
 	return nil
 }
@@ -722,5 +742,24 @@ func (r *rendition) ended() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// CloseUploads ends every upload session (as drops: the encoders may come
+// back) and waits for their last writes. Call it when the relay stops,
+// after its server has stopped taking requests.
+func (rl *Relay) CloseUploads() {
+	rl.mu.Lock()
+	var all []*rendition
+	for _, uc := range rl.uploads {
+		uc.mu.Lock()
+		for _, r := range uc.renditions {
+			all = append(all, r)
+		}
+		uc.mu.Unlock()
+	}
+	rl.mu.Unlock()
+	for _, r := range all {
+		r.end(errors.New("the relay is stopping"))
 	}
 }

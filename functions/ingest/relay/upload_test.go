@@ -21,7 +21,7 @@ import (
 // cmafRenditions are the ladder as CMAF tracks, each an init segment and
 // its media segments (styp, moof with tfdt, mdat), as an encoder uploads
 // them.
-func cmafRenditions(t *testing.T, n int) (inits [][]byte, segments [][][]byte) {
+func cmafRenditions(t testing.TB, n int) (inits [][]byte, segments [][][]byte) {
 	t.Helper()
 	cfg := synth.Config{CMAF: true, Tracks: []synth.Track{
 		{Kind: timeline.Video, Bitrate: 800_000},
