@@ -47,11 +47,13 @@ relay, the manifest function (driven by the same S3 event JSON AWS sends) and
 a local edge that behaves like the CloudFront distribution.
 
 Ingest (encoders push here, POST or PUT, chunked or not):
-  http://{ingest}/live/{channel}.isml/Streams({stream})
+  http://{ingest}/live/{channel}.isml/Streams({stream})   Smooth (ffmpeg -f ismv) or CMAF, a track per stream
+  http://{ingest}/live/{channel}.isml/{file}              uploads: ffmpeg -f dash or -f hls -method PUT
 
 Playback (the edge):
   http://{edge}/live/{channel}.isml/Manifest       Smooth Streaming
   http://{edge}/live/{channel}.isml/master.m3u8    HLS (fMP4)
+  http://{edge}/live/{channel}.isml/manifest.mpd   DASH
   http://{edge}/live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})
 
 Every flag can also be set as SMOOTHCAST_<FLAG> (upper case, '-' as '_').
@@ -127,7 +129,8 @@ func run(args []string) error {
 	fmt.Printf(`
 smoothcast is running.
 
-  Ingest:    %[1]s/live/{channel}.isml/Streams({stream})
+  Ingest:    %[1]s/live/{channel}.isml/Streams({stream})   (Smooth or CMAF push)
+             %[1]s/live/{channel}.isml/{file}              (DASH or HLS upload)
   Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8, manifest.mpd)
   Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
