@@ -351,3 +351,46 @@ func TestUploadOrder(t *testing.T) {
 		t.Errorf("fragments %v after the resend, want still 3", frags)
 	}
 }
+
+// Uploads are authenticated as pushes are: 401 without credentials, 403
+// with the wrong ones, before the body is read; nothing is stored.
+func TestUploadsNeedCredentials(t *testing.T) {
+	inits, segs := cmafRenditions(t, 1)
+	_, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	var err error
+	if cfg.Secrets, err = relay.ParseSecrets("*=default-secret-0123456789\n"); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	defer hs.Close()
+	for _, tc := range []struct {
+		name, url string
+		want      int
+	}{
+		{"no credentials", hs.URL + "/live/a.isml/init-stream0.m4s", http.StatusUnauthorized},
+		{"wrong token", hs.URL + "/token/wrong-secret-0123456789/live/a.isml/init-stream0.m4s", http.StatusForbidden},
+		{"right token", hs.URL + "/token/default-secret-0123456789/live/a.isml/init-stream0.m4s", http.StatusOK},
+		{"delete without credentials", hs.URL + "/live/a.isml/chunk-stream0-00001.m4s", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := http.MethodPut
+			if strings.HasPrefix(tc.name, "delete") {
+				method = http.MethodDelete
+			}
+			if code, msg := do(t, method, tc.url, inits[0], false); code != tc.want {
+				t.Fatalf("%d %s, want %d", code, msg, tc.want)
+			}
+		})
+	}
+	if got := keys(t, st); len(got) != 0 {
+		t.Fatalf("stored before any segment: %v", got)
+	}
+	// The authenticated rendition's first segment: its init and fragment.
+	for _, url := range []string{hs.URL + "/live/a.isml/chunk-stream0-00001.m4s", hs.URL + "/token/default-secret-0123456789/live/a.isml/chunk-stream0-00001.m4s"} {
+		do(t, http.MethodPut, url, segs[0][0], false)
+	}
+	if got := keys(t, st); len(got) != 2 {
+		t.Errorf("stored %v, want the authenticated init segment and fragment only", got)
+	}
+}
