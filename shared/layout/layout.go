@@ -143,7 +143,17 @@ func MediaPlaylistPath(channel string, t TrackID) string {
 // (it is not part of the cache key), but ffmpeg's HLS reader refuses segment
 // URLs that carry no known extension.
 func FragmentRef(t TrackID, start uint64) string {
-	return "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")?.m4s"
+	return string(AppendFragmentRef(nil, t, start))
+}
+
+// AppendFragmentRef appends FragmentRef(t, start) to dst (a playlist
+// renderer's loop, without a string per segment).
+func AppendFragmentRef(dst []byte, t TrackID, start uint64) []byte {
+	dst = append(dst, "Fragments("...)
+	dst = append(dst, t.Name...)
+	dst = append(dst, '=')
+	dst = strconv.AppendUint(dst, start, 10)
+	return append(dst, ")?.m4s"...)
 }
 
 // InitRef is the URI of the init segment relative to the track's media playlist.

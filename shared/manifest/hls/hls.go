@@ -158,6 +158,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
 	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
 	first := true
+	var scratch []byte // one line's numbers, reused
 	for e := range tl.All() {
 		if e.Gap {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
@@ -169,10 +170,11 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		}
 		first = false
 		b.WriteString("#EXTINF:")
-		b.WriteString(extinf(e.Start, e.End(), ts))
-		b.WriteString(",\n")
-		b.WriteString(layout.FragmentRef(id, e.Start))
-		b.WriteByte('\n')
+		scratch = appendExtinf(scratch[:0], e.Start, e.End(), ts)
+		scratch = append(scratch, ",\n"...)
+		scratch = layout.AppendFragmentRef(scratch, id, e.Start)
+		scratch = append(scratch, '\n')
+		b.Write(scratch)
 	}
 	if p.VOD() {
 		b.WriteString("#EXT-X-ENDLIST\n")
@@ -189,8 +191,19 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 // 10 ms a day. A fragment's EXTINF depends only on its own times, so it
 // does not change as the window slides.
 func extinf(start, end, timescale uint64) string {
+	return string(appendExtinf(nil, start, end, timescale))
+}
+
+// appendExtinf appends extinf's text to dst, allocating nothing.
+func appendExtinf(dst []byte, start, end, timescale uint64) []byte {
 	us := micros(end, timescale) - micros(start, timescale)
-	return strconv.FormatUint(us/1e6, 10) + "." + fmt.Sprintf("%06d", us%1e6)
+	dst = strconv.AppendUint(dst, us/1e6, 10)
+	frac := us % 1e6
+	dst = append(dst, '.')
+	for d := uint64(100000); d > 0; d /= 10 {
+		dst = append(dst, byte('0'+frac/d%10))
+	}
+	return dst
 }
 
 // micros is media time t (ticks of timescale) in microseconds, rounded
