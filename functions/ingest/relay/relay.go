@@ -199,27 +199,43 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
-	stats, written, dupes, started, err := rl.runSession(r.Context(), ip.Channel, body, log)
-	attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
-	if err != nil {
-		// Do not drain what is left of a body that failed: close.
-		w.Header().Set("Connection", "close")
-	}
-	if err == nil {
-		if stats.Bytes > 0 {
-			log.Info("push ended", append(attrs, "end_of_stream", stats.Ended)...)
+	answered := false
+	answer := func(stats ism.Stats, written, dupes int, started time.Time, err error) {
+		answered = true
+		attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
+		if err != nil {
+			// Do not drain what is left of a body that failed: close.
+			w.Header().Set("Connection", "close")
 		}
-		w.WriteHeader(http.StatusOK)
-		return
+		if err == nil {
+			if stats.Bytes > 0 {
+				log.Info("push ended", append(attrs, "end_of_stream", stats.Ended)...)
+			}
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		code, what := errorStatus(err)
+		if code == http.StatusServiceUnavailable {
+			log.Error(what, append(attrs, "err", err)...)
+			// A whole answer, sent now: the end markers come after it.
+			msg := "store unavailable: " + err.Error() + "\n"
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+			w.WriteHeader(code)
+			_, _ = io.WriteString(w, msg)
+			_ = http.NewResponseController(w).Flush()
+			return
+		}
+		log.Warn(what, append(attrs, "err", err)...)
+		http.Error(w, err.Error(), code)
 	}
-	code, what := errorStatus(err)
-	if code == http.StatusServiceUnavailable {
-		log.Error(what, append(attrs, "err", err)...)
-		http.Error(w, "store unavailable: "+err.Error(), code)
-		return
+	// A store that kept failing for StoreTimeout is answered at once:
+	// the end markers' own retries may take as long again.
+	stats, written, dupes, started, err := rl.runSessionThen(r.Context(), ip.Channel, body, log, answer)
+	if !answered {
+		answer(stats, written, dupes, started, err)
 	}
-	log.Warn(what, append(attrs, "err", err)...)
-	http.Error(w, err.Error(), code)
 }
 
 // runSession splits body into init segments and fragments and stores
@@ -228,11 +244,23 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 // session did, the fragments written and refused as existing, when it
 // started, and the error that ended it.
 func (rl *Relay) runSession(ctx context.Context, channel string, body io.Reader, log *slog.Logger) (ism.Stats, int, int, time.Time, error) {
+	return rl.runSessionThen(ctx, channel, body, log, nil)
+}
+
+// runSessionThen is runSession; when the store failing ended the session
+// (errorStatus 503), storeDown, if set, is called with what runSession
+// returns before the end markers are written, whose own retries may take
+// another StoreTimeout: the encoder need not wait for them.
+func (rl *Relay) runSessionThen(ctx context.Context, channel string, body io.Reader, log *slog.Logger,
+	storeDown func(ism.Stats, int, int, time.Time, error)) (ism.Stats, int, int, time.Time, error) {
 	sink := &storeSink{rl: rl, channel: channel, log: log}
 	clock := &channelClock{st: rl.store, channel: channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
 	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
 	started := time.Now()
 	stats, err := sess.Run(ctx, body)
+	if code, _ := errorStatus(err); err != nil && code == http.StatusServiceUnavailable && storeDown != nil {
+		storeDown(stats, sink.written, sink.dupes, started, err)
+	}
 	// However the connection ended, say where it left each track, so that
 	// the manifest function need not wait for the next connection's
 	// fragments to time out (and, after a clean end, turns the manifests
