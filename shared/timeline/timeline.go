@@ -196,6 +196,10 @@ func (tl *Timeline) Append(f Fragment, gap bool) {
 	n := len(tl.Runs)
 	if n == 0 {
 		gap = false
+	} else if tl.Runs[n-1].End() != f.Start {
+		// Not where the timeline ends: a hole, whatever the caller says.
+		// Runs are contiguous but at a gap; folding and rendering rely on it.
+		gap = true
 	}
 	if n > 0 && !gap {
 		last := &tl.Runs[n-1]

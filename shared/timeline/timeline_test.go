@@ -418,3 +418,30 @@ func TestOldestLeavesOutExpiringFragments(t *testing.T) {
 		}
 	}
 }
+
+// A fragment that does not start where the timeline ends follows a hole,
+// whatever the caller says: it opens a run marked as a gap, and cyclic
+// durations are never folded across it (the folded run's times would name
+// fragments that do not exist).
+func TestAppendAfterAHoleIsAGap(t *testing.T) {
+	aac := []uint64{20053333, 20053334, 20053333, 19840000}
+	var tl Timeline
+	var want []Entry
+	at := uint64(0)
+	for i := range 12 {
+		d := aac[i%4]
+		if i == 6 {
+			at += 40_000_000 // 4 s of nothing, the caller not saying so
+		}
+		tl.Append(Fragment{Start: at, Duration: d}, false)
+		want = append(want, Entry{Fragment: Fragment{Start: at, Duration: d}, Gap: i == 6})
+		at += d
+	}
+	var got []Entry
+	for e := range tl.All() {
+		got = append(got, Entry{Fragment: Fragment{Start: e.Start, Duration: e.Duration}, Gap: e.Gap})
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline lists\n%v\nwant\n%v", got, want)
+	}
+}
