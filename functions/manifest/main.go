@@ -4,6 +4,12 @@
 // Function URL requests behind CloudFront (it renders the Smooth manifest
 // and HLS playlists).
 //
+// Logs are JSON (log/slog) on stdout, one line per event with its channel,
+// track, key and timings; each processed event also prints a CloudWatch
+// Embedded Metric Format document (namespace Smoothcast, see
+// handler.MetricNamespace), from which CloudWatch Logs extracts the
+// function's metrics.
+//
 // Environment:
 //
 //	SMOOTHCAST_BUCKET       bucket holding fragments and state (required)
@@ -24,6 +30,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -61,5 +68,7 @@ func setup(ctx context.Context, log *slog.Logger) (*handler.Handler, error) {
 		return nil, err
 	}
 	log.Info("manifest function", "bucket", st.Bucket, "dvr_window", cfg.DVRWindow.String(), "gap_timeout", cfg.GapTimeout.String(), "retention", cfg.Retention.String(), "archive", cfg.ArchiveSpan().String())
-	return handler.New(st, cfg, log), nil
+	h := handler.New(st, cfg, log)
+	h.Metrics = emf.NewWriter(os.Stdout) // CloudWatch Logs extracts them
+	return h, nil
 }

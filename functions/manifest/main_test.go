@@ -14,9 +14,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 )
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // runtimeAPI is a small Lambda Runtime API server (2018-06-01): it hands
 // the bootstrap one invocation at a time and records what comes back.
@@ -107,6 +127,9 @@ func buildBootstrap(t *testing.T, env []string, flags ...string) string {
 
 // runBootstrap runs cmd against a Runtime API server and the sample
 // events; measure logs its peak resident memory (meaningless under qemu).
+// Its stdout holds JSON log lines and, for each S3 event, one EMF
+// document: the ignored one (its object is missing) processed, the one
+// with the store down an error.
 func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 	t.Helper()
 	srv, _ := testtool.Store(t, "bootstrap-test")
@@ -128,6 +151,8 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 		"SMOOTHCAST_BUCKET=bootstrap-test", "SMOOTHCAST_ENDPOINT="+srv.URL)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	var stdout lockedBuffer
+	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +217,33 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 				t.Errorf("%s: Cache-Control %q", tc.file, cc)
 			}
 		}()
+	}
+	var docs []emf.Document
+	for line := range strings.Lines(stdout.String()) {
+		if !strings.Contains(line, `"_aws"`) {
+			if !json.Valid([]byte(line)) {
+				t.Errorf("stdout line is not JSON: %s", line)
+			}
+			continue
+		}
+		d, err := emf.Parse([]byte(strings.TrimSpace(line)))
+		if err != nil {
+			t.Errorf("EMF line: %v\n%s", err, line)
+			continue
+		}
+		docs = append(docs, d)
+	}
+	metric := func(d emf.Document, name string) float64 {
+		for _, m := range d.Metrics {
+			if m.Name == name {
+				return m.Values[0]
+			}
+		}
+		return -1
+	}
+	if len(docs) != 2 || docs[0].DimensionValues[handler.MetricDimensionChannel] != "demo" ||
+		metric(docs[0], handler.MetricEventsProcessed) != 1 || metric(docs[0], handler.MetricErrors) != 0 || metric(docs[1], handler.MetricErrors) != 1 {
+		t.Errorf("EMF documents on stdout: %+v; want two for channel demo, the second an error\n%s", docs, stdout.String())
 	}
 	// What the function's memory setting is measured against.
 	if !measure {

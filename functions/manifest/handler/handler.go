@@ -23,6 +23,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/retention"
@@ -102,9 +103,16 @@ type Handler struct {
 	Cfg   Config
 	Log   *slog.Logger
 	// Now is the clock that gap timeouts, the DVR window, retention, the
-	// end of a stream and time-shift ranges are judged by: time.Now unless
-	// a test sets another before the first call.
+	// end of a stream and time-shift ranges are judged by, and the one
+	// that stamps metrics and manifests (X-Smoothcast-Generated): time.Now
+	// unless a test sets another before the first call.
 	Now func() time.Time
+	// Metrics receives one CloudWatch Embedded Metric Format document per
+	// processed event and per manifest request that failed (see
+	// MetricNamespace). New leaves it nil, which writes none: the Lambda
+	// sets it to stdout, where CloudWatch Logs extracts the metrics; the
+	// local stack has no use for them.
+	Metrics *emf.Writer
 
 	mu       sync.Mutex
 	channels map[string]*timeline.Channel // warm cache of channel indexes
@@ -160,7 +168,9 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 
 // HandleS3 processes object-created records. Keys outside the layout and
 // objects that are not fragments are ignored. An error makes Lambda retry
-// the whole event, which is safe: processing is idempotent.
+// the whole event, which is safe: processing is idempotent. Each record
+// of the layout is logged with its channel, track, key and timings, and
+// gives one metrics document (see Metrics).
 func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 	var errs []error
 	for _, rec := range ev.Records {
@@ -178,20 +188,25 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		if at.IsZero() {
 			at = h.Now()
 		}
+		began := time.Now()
+		log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "key", key)
+		var stats eventStats
 		if obj.Kind == layout.KindEnd {
-			err = h.end(ctx, obj, key, at)
+			err = h.end(ctx, obj, key, at, log, began, &stats)
 		} else {
-			err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at)
+			err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at, log, began, &stats)
 		}
-		if errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
 			// The object (or its init segment) is gone: nothing to publish,
 			// and a retry would not change that.
-			h.Log.Warn("ignoring event for a missing object", "key", key, "err", err)
-			continue
-		}
-		if err != nil {
+			log.Warn("ignoring event for a missing object", "err", err, "ms", time.Since(began).Milliseconds())
+			err = nil
+		case err != nil:
+			log.Error("event failed", "err", err, "conflicts", stats.conflicts, "ms", time.Since(began).Milliseconds())
 			errs = append(errs, fmt.Errorf("channel %s track %s fragment %d: %w", obj.Channel, obj.Track, obj.Start, err))
 		}
+		h.emitEvent(obj.Channel, &stats, err != nil, log)
 	}
 	return errors.Join(errs...)
 }
@@ -200,20 +215,19 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 // a few thousand samples' trun entries.
 const headBytes = 64 << 10
 
-func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time) error {
-	start := time.Now()
-	log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "start", obj.Start)
+func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time, log *slog.Logger, began time.Time, stats *eventStats) error {
+	log = log.With("start", obj.Start)
 	arr, err := h.readArrival(ctx, key, obj, size)
 	if err != nil {
 		return err
 	}
-	tr, err := h.track(ctx, obj, arr, at)
+	tr, err := h.track(ctx, obj, arr, at, stats)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
 	var out timeline.Outcome
-	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
 		var err error
 		out, changed, err = st.Apply(arr, at, rules)
@@ -222,9 +236,8 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 }
 
 // end applies an encoder connection's end marker to its track's state.
-func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at time.Time) error {
-	start := time.Now()
-	log := h.Log.With("channel", obj.Channel, "track", obj.Track.String(), "end", obj.Start)
+func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at time.Time, log *slog.Logger, began time.Time, stats *eventStats) error {
+	log = log.With("end", obj.Start)
 	o, err := h.Store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("read end marker: %w", err)
@@ -233,18 +246,19 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 		Stream bool `json:"eos"`
 	}
 	if err := json.Unmarshal(o.Body, &m); err != nil {
-		h.Log.Warn("ignoring malformed end marker", "key", key, "err", err)
+		log.Warn("ignoring malformed end marker", "err", err, "ms", time.Since(began).Milliseconds())
 		return nil
 	}
+	stats.ended = m.Stream
 	// The marker may come before any fragment event of its track: register
 	// the track as a fragment would (the marker's time anchors the epoch
 	// as well as the last fragment's would).
-	tr, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at)
+	tr, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at, stats)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
-	return h.updateTrack(ctx, obj, log, start, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
 		if m.Stream {
 			return "end of stream", changed, nil
@@ -255,20 +269,23 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 
 // updateTrack applies change to the track's state with a conditional
 // write, retrying on conflict; change reports what it did (for the log)
-// and whether the state must be written.
-func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.Logger, start time.Time, change func(*timeline.TrackState) (string, bool, error)) error {
+// and whether the state must be written. at is the event's time: stats
+// gets the conflicts and, once the write succeeds, the delay from each
+// newly published fragment's event to the write.
+func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.Logger, began, at time.Time, stats *eventStats, change func(*timeline.TrackState) (string, bool, error)) error {
 	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
 	for attempt := 0; ; attempt++ {
 		st, etag, err := h.loadTrackState(ctx, stateKey)
 		if err != nil {
 			return err
 		}
+		before := snapshot(st)
 		what, changed, err := change(st)
 		if err != nil {
 			return err
 		}
 		if !changed {
-			log.Debug("event", "outcome", what, "write", false, "ms", time.Since(start).Milliseconds())
+			log.Debug("event", "outcome", what, "write", false, "ms", time.Since(began).Milliseconds())
 			return nil
 		}
 		body, err := timeline.MarshalTrackState(st)
@@ -283,12 +300,16 @@ func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.
 		}
 		_, err = h.Store.Put(ctx, stateKey, body, opts)
 		if err == nil {
-			log.Info("event", "outcome", what, "published", st.Timeline.Len(), "pending", len(st.Pending), "attempts", attempt+1, "ms", time.Since(start).Milliseconds())
+			written := h.Now()
+			stats.delays = before.delays(st, at, written)
+			log.Info("event", "outcome", what, "published", st.Timeline.Len(), "newly_published", len(stats.delays), "pending", len(st.Pending),
+				"attempts", attempt+1, "delay_ms", max(written.Sub(at), 0).Milliseconds(), "ms", time.Since(began).Milliseconds())
 			return nil
 		}
 		if !errors.Is(err, store.ErrPreconditionFailed) || attempt >= h.Cfg.MaxRetries {
 			return fmt.Errorf("write track state: %w", err)
 		}
+		stats.conflicts++
 		backoff(ctx, attempt)
 	}
 }
@@ -382,7 +403,7 @@ func (h *Handler) loadChannel(ctx context.Context, name string) (*timeline.Chann
 // the first track of a channel also fixes the channel's epoch (the
 // wall-clock time of media time zero): the fragment ended about when its
 // object was created. Both happen in one conditional write.
-func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time) (timeline.Track, error) {
+func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time, stats *eventStats) (timeline.Track, error) {
 	h.mu.Lock()
 	cached := h.channels[obj.Channel]
 	h.mu.Unlock()
@@ -392,7 +413,7 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 		}
 	}
 	var desc *timeline.Track
-	ch, err := h.updateChannel(ctx, obj.Channel, func(ch *timeline.Channel) (bool, error) {
+	ch, err := h.updateChannel(ctx, obj.Channel, stats, func(ch *timeline.Channel) (bool, error) {
 		if _, ok := ch.Track(obj.Track); ok {
 			return false, nil
 		}
@@ -422,8 +443,9 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 }
 
 // updateChannel applies change to the channel index with a conditional
-// write, retrying on conflict, and refreshes the warm cache.
-func (h *Handler) updateChannel(ctx context.Context, name string, change func(*timeline.Channel) (bool, error)) (*timeline.Channel, error) {
+// write, retrying on conflict (counted in stats), and refreshes the warm
+// cache.
+func (h *Handler) updateChannel(ctx context.Context, name string, stats *eventStats, change func(*timeline.Channel) (bool, error)) (*timeline.Channel, error) {
 	for attempt := 0; ; attempt++ {
 		ch, etag, err := h.loadChannel(ctx, name)
 		if err != nil {
@@ -442,6 +464,7 @@ func (h *Handler) updateChannel(ctx context.Context, name string, change func(*t
 			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
 			if _, err = h.Store.Put(ctx, layout.ChannelStateKey(name), body, opts); err != nil {
 				if errors.Is(err, store.ErrPreconditionFailed) && attempt < h.Cfg.MaxRetries {
+					stats.conflicts++
 					backoff(ctx, attempt)
 					continue
 				}

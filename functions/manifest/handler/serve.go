@@ -22,6 +22,20 @@ import (
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
+// Response headers of every rendered manifest, for telling a stale CDN
+// copy from a stalled encoder: the time the function rendered it, and the
+// wall-clock time at which the newest fragment it lists ends (absent when
+// it lists none). Both are RFC 3339 in UTC with milliseconds. A copy whose
+// Generated is old is the cache's doing; a fresh one whose newest fragment
+// is old means nothing new was published.
+const (
+	HeaderGenerated      = "X-Smoothcast-Generated"
+	HeaderNewestFragment = "X-Smoothcast-Newest-Fragment"
+)
+
+// timeFormat is RFC 3339 with milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // Content types of the rendered manifests.
 const (
 	ContentTypeSmooth = "text/xml; charset=utf-8"
@@ -45,7 +59,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	if path == layout.TimePath {
 		// DASH UTCTiming (http-iso): never cached, the clock is the point.
-		resp := textResponse(http.StatusOK, h.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+		resp := textResponse(http.StatusOK, h.Now().UTC().Format(timeFormat))
 		resp.Headers["Cache-Control"] = "no-store"
 		return resp, nil
 	}
@@ -64,6 +78,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	if err != nil {
 		h.Log.Error("load presentation", "channel", obj.Channel, "err", err)
+		h.emitRequestError(obj.Channel)
 		return textResponse(http.StatusServiceUnavailable, "state unavailable\n"), nil
 	}
 	maxAge := max(h.Cfg.ManifestMaxAge/time.Second, 1)
@@ -101,6 +116,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 	}
 	if err != nil {
 		h.Log.Error("render", "channel", obj.Channel, "path", path, "err", err)
+		h.emitRequestError(obj.Channel)
 		return textResponse(http.StatusInternalServerError, "render failed\n"), nil
 	}
 	resp := events.LambdaFunctionURLResponse{
@@ -108,13 +124,56 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		Headers: map[string]string{
 			"Content-Type":  ctype,
 			"Cache-Control": "public, max-age=" + strconv.Itoa(int(maxAge)),
+			HeaderGenerated: h.Now().UTC().Format(timeFormat),
 		},
+	}
+	if newest, ok := newestListed(p, obj); ok {
+		resp.Headers[HeaderNewestFragment] = newest.UTC().Format(timeFormat)
 	}
 	if method == http.MethodGet {
 		resp.Body = string(body)
 	}
 	resp.Headers["Content-Length"] = strconv.Itoa(len(body))
 	return resp, nil
+}
+
+// newestListed is the wall-clock end of the newest fragment that the
+// manifest obj names, rendered from p, lists: what the media playlist of
+// a track lists; for the multivariant playlist, which lists no fragment,
+// what its media playlists do; for Smooth and DASH, what their stream
+// indexes and adaptation sets list (the fragments every track of a group
+// has; a live Smooth manifest holds the newest back until its successor
+// is stored). ok is false when it lists none.
+func newestListed(p *timeline.Presentation, obj layout.Object) (newest time.Time, ok bool) {
+	var e timeline.Extent
+	switch obj.Kind {
+	case layout.KindMediaPlaylist:
+		if tv, found := p.Track(obj.Track); found {
+			tl := p.Windowed(tv)
+			e.Add(p, &tl, tv.Timescale)
+		}
+	case layout.KindMasterPlaylist:
+		for i := range p.Tracks {
+			tv := &p.Tracks[i]
+			if tv.Kind != timeline.Video && tv.Kind != timeline.Audio {
+				continue // hls.Master leads to video and audio playlists only
+			}
+			tl := p.Windowed(tv)
+			e.Add(p, &tl, tv.Timescale)
+		}
+	case layout.KindSmoothManifest, layout.KindDASHManifest:
+		for _, g := range p.Groups() {
+			if obj.Kind == layout.KindDASHManifest && g.Kind != timeline.Video && g.Kind != timeline.Audio {
+				continue // dash.Render lists video and audio only
+			}
+			common := p.Common(g)
+			if last, found := common.Last(); found && obj.Kind == layout.KindSmoothManifest && !p.VOD() {
+				common.TrimAfter(last.Start) // as smooth.Render does
+			}
+			e.Add(p, &common, g.Views[0].Timescale)
+		}
+	}
+	return e.End, !e.Empty()
 }
 
 // viewerURL makes path absolute on the host the viewer used, when the
@@ -245,7 +304,7 @@ func available(p *timeline.Presentation, r *timeline.Range) error {
 		tv := &p.Tracks[i]
 		kept.Add(p, &tv.State.Timeline, tv.Timescale)
 	}
-	const layoutTime = "2006-01-02T15:04:05.000Z07:00"
+	const layoutTime = timeFormat
 	switch {
 	case kept.Empty():
 		return errors.New("bad range: the channel has no fragments yet")
