@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,13 @@ type Config struct {
 	// Lambda) and Assets/ingest/smoothcast-ingest (the relay), both
 	// linux/arm64 (make build).
 	Assets string
+	// StaleAlarmSeconds is how long a live channel of Channels may go
+	// without a published fragment before its alarm fires: 10, 30 or a
+	// multiple of 60 (periods both CloudWatch alarms and the CDK take).
+	StaleAlarmSeconds int
+	// AlarmEmail, when set, is subscribed to the alarms' SNS topic (the
+	// address must confirm the subscription).
+	AlarmEmail string
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -51,6 +59,7 @@ func DefaultConfig() Config {
 		InstanceType:          "t4g.small",
 		IngestSecretParameter: "/smoothcast/ingest-secret",
 		Assets:                "build",
+		StaleAlarmSeconds:     60,
 	}
 }
 
@@ -89,6 +98,22 @@ func FromContext(lookup func(key string) string) (Config, error) {
 			bad("ingestPort", v, "want a TCP port")
 		}
 	}
+	if v := lookup("staleAlarmSeconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || !validAlarmPeriod(n) {
+			bad("staleAlarmSeconds", v, "want 10, 30 or a multiple of 60 up to 86400 (the periods of a CloudWatch alarm)")
+		} else {
+			c.StaleAlarmSeconds = n
+		}
+	}
+	if v := lookup("alarmEmail"); v != "" {
+		local, domain, ok := strings.Cut(v, "@")
+		if !ok || local == "" || !strings.Contains(domain, ".") || strings.ContainsAny(v, " ,;<>\t") || strings.Count(v, "@") != 1 {
+			bad("alarmEmail", v, "want one e-mail address such as ops@example.com")
+		} else {
+			c.AlarmEmail = v
+		}
+	}
 	for key, dst := range map[string]*string{"instanceType": &c.InstanceType, "ingestSecretParameter": &c.IngestSecretParameter,
 		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets} {
 		if v := lookup(key); v != "" {
@@ -110,6 +135,13 @@ func FromContext(lookup func(key string) string) (Config, error) {
 		return c, fmt.Errorf("smoothcast configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return c, nil
+}
+
+// validAlarmPeriod reports whether a CloudWatch alarm (and the CDK's
+// metric) takes a period of n seconds, within a day. 10 and 30 need
+// high-resolution metrics, which FragmentsPublished and StreamsEnded are.
+func validAlarmPeriod(n int) bool {
+	return n == 10 || n == 30 || n > 0 && n%60 == 0 && n <= 86400
 }
 
 // RetentionDays is the lifecycle rule's expiration: the retention rounded

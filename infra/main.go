@@ -1,6 +1,7 @@
 // Command infra is the CDK app of smoothcast: one stack with the media
 // bucket, the manifest function and its Function URL, the CloudFront
-// distribution and the ingest relay. `go run ./infra` synthesizes it
+// distribution, the ingest relay, and their alarms (an SNS topic) and
+// CloudWatch dashboard. `go run ./infra` synthesizes it
 // (CDK_OUTDIR says where); `cdk deploy` (cdk.json at the repository root)
 // deploys it. Configuration comes from CDK context (see Config).
 package main

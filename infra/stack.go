@@ -33,15 +33,19 @@ type OriginStackProps struct {
 }
 
 // OriginStack is the whole origin: the media bucket, the manifest function
-// and its Function URL, the CloudFront distribution, and the ingest relay.
+// and its Function URL, the CloudFront distribution, the ingest relay, and
+// their alarms and dashboard.
 type OriginStack struct {
 	awscdk.Stack
-	Media        awss3.Bucket
-	Function     awslambda.Function
+	Media    awss3.Bucket
+	Function awslambda.Function
+	// Failures is the function's on-failure queue.
+	Failures     awssqs.Queue
 	Distribution awscloudfront.Distribution
 	// Relay is the ingest relay's group, RelayBinary the relay's asset.
 	Relay       awsautoscaling.AutoScalingGroup
 	RelayBinary awss3assets.Asset
+	Monitoring  *Monitoring
 }
 
 // RelayTagKey tags the relay's instance with the stack's name; the relay
@@ -88,10 +92,11 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 	})
 	s.Media = media
 
-	s.Function = manifestFunction(stack, cfg, media)
+	s.Function, s.Failures = manifestFunction(stack, cfg, media)
 	s.Distribution = distribution(stack, cfg, media, s.Function, logs)
 	ingest, group, binary := relay(stack, cfg, media)
 	s.Relay, s.RelayBinary = group, binary
+	s.Monitoring = monitoring(stack, cfg, s.Function, s.Failures, group)
 
 	for _, ch := range cfg.Channels {
 		for _, o := range []struct{ name, path string }{{"Smooth", "Manifest"}, {"HLS", "master.m3u8"}, {"DASH", "manifest.mpd"}} {
@@ -118,8 +123,8 @@ func outputID(channel, format string) string {
 }
 
 // manifestFunction is the Lambda that handles the bucket's fragment events
-// and serves manifests through its Function URL.
-func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) awslambda.Function {
+// and serves manifests through its Function URL, and its on-failure queue.
+func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awslambda.Function, awssqs.Queue) {
 	failures := awssqs.NewQueue(stack, jsii.String("ManifestFailures"), &awssqs.QueueProps{
 		EnforceSSL:      jsii.Bool(true),
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
@@ -175,7 +180,7 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) awslam
 	}
 	nag(fn, "AwsSolutions-IAM4", "The function's role uses AWSLambdaBasicExecutionRole for its own log group only.")
 	nag(fn, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes of the media bucket.")
-	return fn
+	return fn, failures
 }
 
 // distribution is CloudFront in front of the bucket (fragments, init
@@ -433,6 +438,9 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 			PauseTime:             awscdk.Duration_Minutes(jsii.Number(10)),
 		}),
 		Signals: awsautoscaling.Signals_WaitForAll(&awsautoscaling.SignalsOptions{Timeout: awscdk.Duration_Minutes(jsii.Number(10))}),
+		// GroupInServiceInstances and the rest, every minute (free), for
+		// the relay-down alarm and the dashboard.
+		GroupMetrics: &[]awsautoscaling.GroupMetrics{awsautoscaling.GroupMetrics_All()},
 	})
 	// And on the group, which propagates it to what it launches.
 	awscdk.Tags_Of(asg).Add(jsii.String(RelayTagKey), jsii.String(stackName), &awscdk.TagProps{ApplyToLaunchedInstances: jsii.Bool(true)})
@@ -484,7 +492,7 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 	}
 	nag(role, "AwsSolutions-IAM4", "AmazonSSMManagedInstanceCore gives operators Session Manager instead of SSH.")
 	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; the asset read comes from the CDK grant; ec2:AssociateAddress names the stack's Elastic IP, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+" (the group's instance, whose ID is not known before launch; the role cannot tag).")
-	nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's CloudWatch metrics and the alarms of the operations issue cover it.")
+	nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's metrics and the relay alarms (RelayNotInService, RelayStatusCheckFailed) cover it.")
 	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs).")
 	return eip, asg, binary
 }

@@ -64,6 +64,7 @@ func synth(t *testing.T) synthesized {
 		cfg := DefaultConfig()
 		cfg.IngestCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32")}
 		cfg.Channels = []string{"demo", "news-1"}
+		cfg.AlarmEmail = "ops@example.com"
 		synthOut, synthErr = synthStack(cfg, "binary", true)
 	})
 	if synthErr != nil {
@@ -72,14 +73,15 @@ func synth(t *testing.T) synthesized {
 	return synthOut
 }
 
-// variant is the stack with Origin Shield on and another relay binary
-// (without cdk-nag: one synthesis less).
+// variant is the stack with Origin Shield on, another relay binary and a
+// 30 s stale-channel alarm (without cdk-nag: one synthesis less).
 func variant(t *testing.T) synthesized {
 	t.Helper()
 	testtool.Require(t, "node")
 	variantOnce.Do(func() {
 		cfg := DefaultConfig()
 		cfg.OriginShieldRegion = "eu-west-1"
+		cfg.StaleAlarmSeconds = 30
 		variantOut, variantErr = synthStack(cfg, "another binary", false)
 	})
 	if variantErr != nil {

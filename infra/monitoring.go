@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsautoscaling"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+)
+
+// Monitoring is the stack's alarms, the topic they notify and the
+// dashboard.
+type Monitoring struct {
+	Topic     awssns.Topic
+	Dashboard awscloudwatch.Dashboard
+	// RelayInService, RelayStatusCheck, FunctionErrors and FailedEvents
+	// notify the topic.
+	RelayInService, RelayStatusCheck, FunctionErrors, FailedEvents awscloudwatch.Alarm
+	// Channels has, per configured channel, the alarm that notifies
+	// (Stalled) and the two it combines.
+	Channels map[string]ChannelAlarms
+}
+
+// ChannelAlarms watch one channel. Stale is in ALARM when no fragment was
+// published for StaleAlarmSeconds; Ended when the newest event was an end
+// of stream (and, keeping its state through silence, until the channel
+// publishes again). Stalled, the one that notifies, is Stale while the
+// channel is live: Stale in ALARM and Ended OK.
+type ChannelAlarms struct {
+	Stale, Ended awscloudwatch.Alarm
+	Stalled      awscloudwatch.CompositeAlarm
+}
+
+// emfMetric is one of the manifest function's EMF metrics (namespace
+// handler.MetricNamespace): per channel, or the total over channels
+// (the dimension set without dimensions) when channel is empty.
+func emfMetric(name, channel, statistic string, period awscdk.Duration) awscloudwatch.Metric {
+	var dims *map[string]*string
+	if channel != "" {
+		dims = &map[string]*string{handler.MetricDimensionChannel: jsii.String(channel)}
+	}
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(handler.MetricNamespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: dims,
+		Statistic:     jsii.String(statistic),
+		Period:        period,
+	})
+}
+
+// labeled is m with a legend label, for the dashboard (an alarm on a
+// labeled metric becomes a metric-math alarm).
+func labeled(m awscloudwatch.Metric, label string) awscloudwatch.IMetric {
+	return m.With(&awscloudwatch.MetricOptions{Label: jsii.String(label)})
+}
+
+// groupMetric is a metric of the relay's group: the group's own
+// (AWS/AutoScaling, with group metrics collection on) or its instances'
+// (AWS/EC2 aggregates by group, so the alarm follows a replaced instance).
+func groupMetric(namespace, name, statistic string, group awsautoscaling.AutoScalingGroup, period awscdk.Duration) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(namespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: &map[string]*string{"AutoScalingGroupName": group.AutoScalingGroupName()},
+		Statistic:     jsii.String(statistic),
+		Period:        period,
+	})
+}
+
+// monitoring defines the alarms (relay down, a live channel without
+// fragments, function errors, failed events), the SNS topic they notify
+// (with cfg.AlarmEmail subscribed) and a dashboard.
+func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, group awsautoscaling.AutoScalingGroup) *Monitoring {
+	m := &Monitoring{Channels: map[string]ChannelAlarms{}}
+	m.Topic = awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{
+		DisplayName: jsii.String("smoothcast alarms"),
+		EnforceSSL:  jsii.Bool(true),
+	})
+	// The SSL policy replaces the topic's default one, which let this
+	// account's CloudWatch alarms publish: allow them again, this
+	// account's only.
+	m.Topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsPublish"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  jsii.Strings(*m.Topic.TopicArn()),
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()},
+			"ArnLike": map[string]interface{}{"aws:SourceArn": awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+				Service: jsii.String("cloudwatch"), Resource: jsii.String("alarm"), ResourceName: jsii.String("*"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
+			})},
+		},
+	}))
+	nag(m.Topic, "AwsSolutions-SNS2", "Alarm notifications carry no secrets, and CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key; a customer-managed key would cost more than the alarms.")
+	if cfg.AlarmEmail != "" {
+		m.Topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(cfg.AlarmEmail), nil))
+	}
+	notify := awscloudwatchactions.NewSnsAction(m.Topic)
+	alarm := func(id, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator, threshold float64, periods int, missing awscloudwatch.TreatMissingData) awscloudwatch.Alarm {
+		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String(description),
+			Metric:             metric,
+			ComparisonOperator: op,
+			Threshold:          jsii.Number(threshold),
+			EvaluationPeriods:  jsii.Number(float64(periods)),
+			DatapointsToAlarm:  jsii.Number(float64(periods)),
+			TreatMissingData:   missing,
+		})
+		return a
+	}
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+
+	// Relay down: no instance in service for three minutes (a deploy that
+	// replaces the instance pauses ingest for about one boot, which this
+	// rides out). Missing data breaches: a group that reports nothing
+	// cannot show that the relay is up.
+	inService := groupMetric("AWS/AutoScaling", "GroupInServiceInstances", "Minimum", group, minute)
+	m.RelayInService = alarm("RelayNotInService", "smoothcast: the ingest relay has no instance in service (encoders cannot push)",
+		inService, awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 3, awscloudwatch.TreatMissingData_BREACHING)
+	// Or in service but failing its status checks (the group replaces it
+	// after its EC2 health check). No instance, no data: the alarm above
+	// covers that.
+	m.RelayStatusCheck = alarm("RelayStatusCheckFailed", "smoothcast: the ingest relay's instance fails its EC2 status checks",
+		groupMetric("AWS/EC2", "StatusCheckFailed", "Maximum", group, minute),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 2, awscloudwatch.TreatMissingData_NOT_BREACHING)
+	// No invocation, no error: missing data is fine.
+	m.FunctionErrors = alarm("ManifestFunctionErrors", "smoothcast: the manifest function failed invocations (Lambda retries S3 events twice, then queues them)",
+		fn.MetricErrors(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, 0, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
+	// SQS stops reporting an idle empty queue: missing data is fine.
+	m.FailedEvents = alarm("ManifestFailedEvents", "smoothcast: S3 events the manifest function gave up on wait in the on-failure queue (their fragments are not in the manifests)",
+		failures.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, 0, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
+	for _, a := range []awscloudwatch.Alarm{m.RelayInService, m.RelayStatusCheck, m.FunctionErrors, m.FailedEvents} {
+		a.AddAlarmAction(notify)
+		a.AddOkAction(notify)
+	}
+
+	// A live channel without fragments. The function publishes
+	// FragmentsPublished only when an event comes, so a stalled encoder
+	// (or relay, or function) shows as missing data, not as zeros: the
+	// Stale alarm must treat missing data as breaching, or it would never
+	// fire for the failure it is for. An ended channel is silent too, and
+	// one never started since the deploy as well; CloudWatch cannot tell
+	// them apart from a stall by FragmentsPublished alone, so the Ended
+	// alarm remembers how the channel's newest events went: it reads
+	// StreamsEnded (1 for an end of stream, 0 for every other event) and
+	// ignores missing data, so that it keeps its state through any
+	// silence: ALARM after an end of stream, OK once the channel publishes
+	// again, INSUFFICIENT_DATA before its first event. The composite
+	// Stalled alarm notifies when Stale is in ALARM while Ended is OK:
+	// the channel was live and stopped without ending its stream (a
+	// dropped connection counts as a stall). An ended or never-started
+	// channel does not alarm.
+	stale := awscdk.Duration_Seconds(jsii.Number(float64(cfg.StaleAlarmSeconds)))
+	for _, ch := range cfg.Channels {
+		var c ChannelAlarms
+		c.Stale = alarm("ChannelStale-"+ch, fmt.Sprintf("smoothcast: channel %s published no fragment for %d s (see ChannelStalled-%s, which notifies only while the channel is live)", ch, cfg.StaleAlarmSeconds, ch),
+			emfMetric(handler.MetricFragmentsPublished, ch, "Sum", stale), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 1,
+			awscloudwatch.TreatMissingData_BREACHING)
+		c.Ended = alarm("ChannelEnded-"+ch, "smoothcast: channel "+ch+"'s encoder ended the stream (not a fault: it keeps ChannelStalled-"+ch+" quiet)",
+			emfMetric(handler.MetricStreamsEnded, ch, "Maximum", stale), awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 1,
+			awscloudwatch.TreatMissingData_IGNORE)
+		c.Stalled = awscloudwatch.NewCompositeAlarm(stack, jsii.String("ChannelStalled-"+ch), &awscloudwatch.CompositeAlarmProps{
+			AlarmDescription: jsii.String(fmt.Sprintf("smoothcast: live channel %s has published no fragment for %d s without ending its stream (encoder, relay or manifest function stalled)", ch, cfg.StaleAlarmSeconds)),
+			AlarmRule: awscloudwatch.AlarmRule_AllOf(
+				awscloudwatch.AlarmRule_FromAlarm(c.Stale, awscloudwatch.AlarmState_ALARM),
+				awscloudwatch.AlarmRule_FromAlarm(c.Ended, awscloudwatch.AlarmState_OK)),
+		})
+		c.Stalled.AddAlarmAction(notify)
+		c.Stalled.AddOkAction(notify)
+		m.Channels[ch] = c
+	}
+
+	m.Dashboard = dashboard(stack, cfg, fn, failures, group, inService, m)
+	return m
+}
+
+// dashboard shows the function (invocations, errors, duration), the EMF
+// metrics (fragment-to-manifest delay, events), the relay (in service,
+// network) and the alarms.
+func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, group awsautoscaling.AutoScalingGroup, inService awscloudwatch.Metric, m *Monitoring) awscloudwatch.Dashboard {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	graph := func(title string, left, right []awscloudwatch.IMetric) awscloudwatch.IWidget {
+		p := &awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Width: jsii.Number(8), Height: jsii.Number(6), Left: &left}
+		if right != nil {
+			p.Right = &right
+		}
+		return awscloudwatch.NewGraphWidget(p)
+	}
+	perChannel := []awscloudwatch.IMetric{}
+	var alarms []awscloudwatch.IAlarm
+	for _, ch := range cfg.Channels {
+		perChannel = append(perChannel, labeled(emfMetric(handler.MetricFragmentsPublished, ch, "Sum", minute), ch))
+		alarms = append(alarms, m.Channels[ch].Stalled)
+	}
+	alarms = append(alarms, m.RelayInService, m.RelayStatusCheck, m.FunctionErrors, m.FailedEvents)
+	fnOpts := func(stat string) *awscloudwatch.MetricOptions {
+		return &awscloudwatch.MetricOptions{Statistic: jsii.String(stat), Period: minute, Label: jsii.String(stat)}
+	}
+	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5)) // basic EC2 monitoring
+	return awscloudwatch.NewDashboard(stack, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+		DashboardName:   awscdk.Stack_Of(stack).StackName(),
+		DefaultInterval: awscdk.Duration_Hours(jsii.Number(3)),
+		Widgets: &[]*[]awscloudwatch.IWidget{
+			{awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{Title: jsii.String("Alarms"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3)})},
+			{
+				graph("Manifest function: invocations and errors",
+					[]awscloudwatch.IMetric{fn.MetricInvocations(fnOpts("Sum")), fn.MetricErrors(fnOpts("Sum")), fn.MetricThrottles(fnOpts("Sum"))}, nil),
+				graph("Manifest function: duration (ms)",
+					[]awscloudwatch.IMetric{fn.MetricDuration(fnOpts("p50")), fn.MetricDuration(fnOpts("p99")), fn.MetricDuration(fnOpts("Maximum"))}, nil),
+				graph("Fragment to manifest delay (ms)",
+					[]awscloudwatch.IMetric{labeled(emfMetric(handler.MetricFragmentToManifestDelay, "", "p50", minute), "p50"),
+						labeled(emfMetric(handler.MetricFragmentToManifestDelay, "", "p99", minute), "p99")}, nil),
+			},
+			{
+				graph("Events",
+					[]awscloudwatch.IMetric{labeled(emfMetric(handler.MetricEventsProcessed, "", "Sum", minute), "events"),
+						labeled(emfMetric(handler.MetricFragmentsPublished, "", "Sum", minute), "fragments published"),
+						labeled(emfMetric(handler.MetricConflictsRetried, "", "Sum", minute), "conflicts retried"),
+						labeled(emfMetric(handler.MetricErrors, "", "Sum", minute), "errors")},
+					[]awscloudwatch.IMetric{failures.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute, Label: jsii.String("on-failure queue")})}),
+				graph("Fragments published per channel ("+strconv.Itoa(len(cfg.Channels))+" configured)", perChannel, nil),
+				graph("Ingest relay: in service; network (bytes per 5 minutes)",
+					[]awscloudwatch.IMetric{labeled(inService, "instances in service")},
+					[]awscloudwatch.IMetric{labeled(groupMetric("AWS/EC2", "NetworkIn", "Sum", group, fiveMinutes), "network in"),
+						labeled(groupMetric("AWS/EC2", "NetworkOut", "Sum", group, fiveMinutes), "network out")}),
+			},
+		},
+	})
+}
