@@ -218,6 +218,11 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 			}
 		}()
 	}
+	// The output reaches the buffer through a pipe: wait for the second
+	// document, which the failed invocation wrote before it answered.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(stdout.String(), `"_aws"`) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	var docs []emf.Document
 	for line := range strings.Lines(stdout.String()) {
 		if !strings.Contains(line, `"_aws"`) {
