@@ -90,11 +90,19 @@ func (g *guardStore) expect(payload []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.allowed, g.bad, g.writes = map[string]bool{}, nil, 0
-	var ev events.S3Event
+	// Record by record, as Invoke reads them: one that does not decode is
+	// dropped, the others stand.
+	var ev struct {
+		Records []json.RawMessage `json:"Records"`
+	}
 	if json.Unmarshal(payload, &ev) != nil {
 		return
 	}
-	for _, rec := range ev.Records {
+	for _, raw := range ev.Records {
+		var rec events.S3EventRecord
+		if json.Unmarshal(raw, &rec) != nil {
+			continue
+		}
 		key, err := url.QueryUnescape(rec.S3.Object.Key)
 		if err != nil {
 			continue
