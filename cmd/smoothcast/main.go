@@ -1,8 +1,11 @@
-// Command smoothcast runs the whole origin on one machine.
+// Command smoothcast is the operator's tool for the origin.
 //
-//	smoothcast run [flags]    the local stack: embedded S3, relay, manifest function, edge
+//	smoothcast run [flags]       the local stack: embedded S3, relay, manifest function, edge
+//	smoothcast push [flags]      the synthetic encoder: push channels of test media to a relay
+//	smoothcast check [flags]     verify a channel's manifests and every object they reference
+//	smoothcast version           the build's version, VCS revision and Go version
 //
-// Run `smoothcast run -h` for the flags and the URL spaces.
+// Run `smoothcast <command> -h` for a command's flags.
 package main
 
 import (
@@ -22,22 +25,66 @@ import (
 	"github.com/smoothcast/smoothcast/internal/stack"
 )
 
+const usage = `usage: smoothcast <command> [flags]
+
+Commands:
+  run       start the local stack (embedded S3, relay, manifest function, edge)
+  push      push synthetic live media (H.264 + AAC) to a relay: channels, tracks, bitrates, duration
+  check     fetch a channel's Smooth, HLS and DASH manifests from any base URL and verify
+            that every referenced object exists and the timelines agree
+  version   print the version, VCS revision and time, and Go version of this build
+
+Run 'smoothcast <command> -h' for a command's flags.
+`
+
+// errUsage marks a command line that could not be parsed (exit status 2).
+var errUsage = errors.New("usage")
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, "usage: smoothcast run [flags]\n\nrun   start the local stack (smoothcast run -h for flags)\n")
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		return
 	case "run":
 		err = run(os.Args[2:])
+	case "push":
+		err = push(os.Args[2:])
+	case "check":
+		err = check(os.Args[2:])
+	case "version":
+		err = version(os.Args[2:], os.Stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want: run)", os.Args[1])
+		fmt.Fprintf(os.Stderr, "smoothcast: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
 	}
-	if err != nil {
-		slog.Error("smoothcast", "err", err)
+	switch {
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		slog.Error("smoothcast "+os.Args[1], "err", err)
 		os.Exit(1)
 	}
+}
+
+// parseFlags parses a new command's flags: -h prints the usage and ends
+// the command (flag.ErrHelp, success); a bad flag is errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flag.ErrHelp
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return errUsage
+	}
+	return nil
 }
 
 const runUsage = `usage: smoothcast run [flags]

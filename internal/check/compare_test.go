@@ -1,0 +1,166 @@
+package check
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// listed builds a listing of one track with fragments at times (in 10 MHz
+// ticks of whole seconds).
+func listed(f Format, live bool, seconds ...uint64) *listing {
+	l := newListing(f)
+	l.ok, l.live = true, live
+	tr := l.track("video@300000")
+	for _, s := range seconds {
+		tr.frags = append(tr.frags, ref{time: s * 10_000_000, timed: true})
+	}
+	return l
+}
+
+func TestCompare(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		slack    int
+		listings []*listing
+		want     []string // substrings, one problem each
+	}{
+		{
+			name:  "live: Smooth holds back the newest",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, true, 0, 1, 2),
+				listed(HLS, true, 0, 1, 2, 3),
+				listed(DASH, true, 0, 1, 2, 3),
+			},
+		},
+		{
+			name:  "live: two newer between fetches, DVR window slid",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, true, 0, 1, 2),
+				listed(HLS, true, 1, 2, 3),
+				listed(DASH, true, 1, 2, 3, 4),
+			},
+		},
+		{
+			name:  "live: three behind is too many",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, true, 0, 1),
+				listed(HLS, true, 0, 1, 2, 3, 4),
+				listed(DASH, true, 0, 1, 2, 3, 4),
+			},
+			want: []string{"smooth video@300000: timeline lacks fragment 20000000 (in hls, dash)"},
+		},
+		{
+			name:  "live: no slack",
+			slack: 0,
+			listings: []*listing{
+				listed(Smooth, true, 0, 1, 2),
+				listed(HLS, true, 0, 1, 2, 3),
+			},
+			want: []string{"smooth video@300000: timeline lacks fragment 30000000 (in hls)"},
+		},
+		{
+			name:  "final manifests must agree exactly",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1, 2),
+				listed(HLS, false, 0, 1, 2, 3),
+				listed(DASH, false, 0, 1, 2, 3),
+			},
+			want: []string{"smooth video@300000: timeline lacks fragment 30000000 (in hls, dash)"},
+		},
+		{
+			name:  "live: a hole in the middle",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, true, 0, 1, 2, 3),
+				listed(HLS, true, 0, 2, 3),
+				listed(DASH, true, 0, 1, 2, 3),
+			},
+			want: []string{"hls video@300000: timeline lacks fragment 10000000 (in smooth, dash)"},
+		},
+		{
+			name:  "a track missing from a format",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				listed(HLS, false, 0, 1),
+				func() *listing { l := newListing(DASH); l.ok = true; return l }(),
+			},
+			want: []string{"track video@300000 is not in dash"},
+		},
+		{
+			name:  "a format that failed is not compared",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				listed(HLS, false, 0, 1),
+				newListing(DASH),
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &checker{opts: Options{EdgeSlack: tc.slack}, rep: &Report{}}
+			c.compare(tc.listings)
+			if len(c.rep.Problems) != len(tc.want) {
+				t.Fatalf("problems %q, want %d", c.rep.Problems, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(c.rep.Problems[i], w) {
+					t.Errorf("problem %q, want %q", c.rep.Problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestTimelines(t *testing.T) {
+	u64 := func(v uint64) *uint64 { return &v }
+	t.Run("smooth", func(t *testing.T) {
+		s := smoothStream{Chunks: []smoothChunk{{T: u64(100), D: 10, R: 3}, {D: 5}, {T: u64(200), D: 10}}}
+		got, err := smoothTimes(s)
+		if want := []uint64{100, 110, 120, 130, 200}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("smoothTimes = %v, %v; want %v", got, err, want)
+		}
+		if g := smoothURL("QualityLevels({bitrate})/Fragments(video={start time})", 800000, 42); g != "QualityLevels(800000)/Fragments(video=42)" {
+			t.Errorf("smoothURL = %q", g)
+		}
+	})
+	t.Run("dash", func(t *testing.T) {
+		tm := &mpdTemplate{Timeline: &mpdTimeline{S: []mpdS{{T: u64(100), D: 10, R: 2}, {D: 5, R: -1}, {T: u64(150), D: 10}}}}
+		got, err := dashTimes(tm)
+		if want := []uint64{100, 110, 120, 130, 135, 140, 145, 150}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("dashTimes = %v, %v; want %v", got, err, want)
+		}
+		tm.Timeline.S = tm.Timeline.S[:2]
+		if _, err := dashTimes(tm); err == nil {
+			t.Error("dashTimes: an open r=-1 at the end is accepted")
+		}
+		for _, tc := range []struct{ tmpl, want string }{
+			{"QualityLevels($RepresentationID$)/Fragments(video=$Time$)", "QualityLevels(300000)/Fragments(video=42)"},
+			{"seg-$Number%05d$-$Bandwidth$$$.m4s", "seg-00007-300100$.m4s"},
+		} {
+			got, err := dashFill(tc.tmpl, mpdRep{ID: "300000", Bandwidth: 300100}, 42, 7)
+			if err != nil || got != tc.want {
+				t.Errorf("dashFill(%q) = %q, %v; want %q", tc.tmpl, got, err, tc.want)
+			}
+		}
+		if _, err := dashFill("$Foo$", mpdRep{}, 0, 0); err == nil {
+			t.Error("dashFill: unknown identifier accepted")
+		}
+	})
+	t.Run("hls", func(t *testing.T) {
+		a := attrs(`TYPE=AUDIO,GROUP-ID="audio",NAME="a, b",URI="QualityLevels(64000)/audio.m3u8",DEFAULT=YES`)
+		if a["URI"] != "QualityLevels(64000)/audio.m3u8" || a["NAME"] != "a, b" || a["DEFAULT"] != "YES" {
+			t.Errorf("attrs = %q", a)
+		}
+		u, _ := url.Parse("http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s")
+		if id, tm, timed, ok := parseObject(u); id != "video@300000" || tm != 20000000 || !timed || !ok {
+			t.Errorf("parseObject = %q %d %v %v", id, tm, timed, ok)
+		}
+	})
+}
