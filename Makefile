@@ -14,7 +14,7 @@ help: ## list the targets
 
 run: ## build and start the local stack (embedded S3, relay :8080, edge :8081, player page /player/)
 	@[ -d players/node_modules/dashjs ] || { command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory players; } || echo "npm not found: the player page will lack dash.js and hls.js (install npm, then make players)" >&2
-	$(GO) build -o $(BIN)/smoothcast ./cmd/smoothcast
+	$(GO) build -buildvcs=auto -o $(BIN)/smoothcast ./cmd/smoothcast
 	./$(BIN)/smoothcast run $(ARGS)
 
 players: ## install the browser players and their driver (npm ci in players/)
@@ -56,7 +56,7 @@ bench: ## every measurement of BENCHMARKS.md: Go benchmarks (build/bench.txt), t
 	cat $(BIN)/measure.txt
 
 build: build-lambda build-relay ## build the Lambda bootstrap and the relay for linux/arm64
-	$(GO) build -o $(BIN)/smoothcast ./cmd/smoothcast
+	$(GO) build -buildvcs=auto -o $(BIN)/smoothcast ./cmd/smoothcast
 
 build-lambda: ## the manifest function: build/manifest/bootstrap (provided.al2023, arm64)
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(BIN)/manifest/bootstrap ./functions/manifest
