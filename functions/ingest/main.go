@@ -2,6 +2,20 @@
 // accepts Smooth Streaming pushes at /live/{channel}.isml/Streams({stream})
 // and writes init segments and fragments to S3.
 //
+// On a second listener of its own (-admin-addr, loopback by default) it
+// serves the operator's endpoints: /metrics (Prometheus), /healthz,
+// /status (JSON) and /status.html. They name channels and encoder
+// addresses, so they are not on the ingest port: the AWS stack's
+// security group opens only the ingest port, and an operator reaches the
+// admin port through Session Manager port forwarding or from the
+// instance itself. A relay whose admin address is taken still takes
+// pushes, and logs an error.
+//
+// On SIGTERM (or SIGINT) the relay stops taking requests (503), lets each
+// push store the fragment it is receiving and end as a drop (so that the
+// channel stays live while the encoder reconnects to another relay), ends
+// the upload renditions the same way and exits, within -shutdown-timeout.
+//
 // Flags (each also settable as SMOOTHCAST_<FLAG>, upper case, '-' as '_'):
 //
 //	-addr       listen address (default :8080)
@@ -14,6 +28,8 @@
 //	-max-drift  rebase an encoder this far off the channel clock (default 10s)
 //	-secret-file       file with the ingest secret(s) (see relay.ParseSecrets)
 //	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
+//	-admin-addr        metrics, health and status address (default 127.0.0.1:9090; empty: none)
+//	-shutdown-timeout  how long a shutdown may take (default 10s)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -86,12 +102,17 @@ func run(log *slog.Logger) error {
 	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
 	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
 	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
+	adminAddr := flag.String("admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
+	shutdownTimeout := flag.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
 	flag.Parse()
 	if err := flagsFromEnv(flag.CommandLine); err != nil {
 		return err
 	}
 	if *bucket == "" {
 		return errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
+	}
+	if *shutdownTimeout <= 0 {
+		return fmt.Errorf("-shutdown-timeout %v: want a positive duration", *shutdownTimeout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -106,20 +127,72 @@ func run(log *slog.Logger) error {
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
 	rl := relay.New(st, cfg, log)
-	srv := newServer(ctx, *addr, rl.Handler(), *headerTimeout)
-	log.Info("ingest relay", "addr", *addr, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "read_header_timeout", headerTimeout.String(), "max_drift", cfg.MaxDrift.String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("ingest listener: %w", err)
+	}
+	adminLn, adminAt := listenAdmin(log, *adminAddr)
+	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "read_header_timeout", headerTimeout.String(), "max_drift", cfg.MaxDrift.String(), "shutdown_timeout", shutdownTimeout.String())
+	return serve(ctx, log, rl, ln, adminLn, *headerTimeout, *shutdownTimeout)
+}
+
+// listenAdmin opens the admin listener, if addr is set. A relay whose
+// admin address is taken (another relay on the machine, say) still takes
+// pushes: it says so loudly and serves no metrics.
+func listenAdmin(log *slog.Logger, addr string) (net.Listener, string) {
+	if addr == "" {
+		return nil, "none"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("admin listener (-admin-addr): NO METRICS, HEALTH OR STATUS; the relay takes pushes all the same", "admin_addr", addr, "err", err)
+		return nil, "none"
+	}
+	return ln, ln.Addr().String()
+}
+
+// serve runs the relay on ln, and its admin endpoints on adminLn (if not
+// nil), until ctx ends (SIGTERM); then it shuts the relay down within
+// timeout: new requests get 503 meanwhile, pushes in flight store the
+// fragment in hand and end as drops (see relay.Shutdown).
+func serve(ctx context.Context, log *slog.Logger, rl *relay.Relay, ln, adminLn net.Listener, headerTimeout, timeout time.Duration) error {
+	// Requests do not end with ctx: the relay's Shutdown ends them, each
+	// at a boundary between fragments. base ends what is left after it.
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	srv := newServer(base, "", rl.Handler(), headerTimeout)
+	errc := make(chan error, 2)
+	go func() { errc <- fmt.Errorf("ingest listener: %w", srv.Serve(ln)) }()
+	var admin *http.Server
+	if adminLn != nil {
+		admin = newServer(base, "", rl.AdminHandler(), headerTimeout)
+		go func() { errc <- fmt.Errorf("admin listener: %w", admin.Serve(adminLn)) }()
+	}
 	select {
 	case err := <-errc:
-		return fmt.Errorf("listen %s: %w", *addr, err)
+		_ = srv.Close()
+		if admin != nil {
+			_ = admin.Close()
+		}
+		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("signal: shutting down", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	rl.CloseUploads()
-	return err
+	// The listeners stay open meanwhile: a new push gets 503 "shutting
+	// down" and /healthz 503, not a refused connection.
+	errs := []error{rl.Shutdown(sctx)}
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("ingest server: %w", err), srv.Close())
+	}
+	if admin != nil {
+		if err := admin.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin server: %w", err), admin.Close())
+		}
+	}
+	cancelBase()
+	return errors.Join(errs...)
 }
 
 // newServer is the relay's HTTP server: a client that has not sent its

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,9 +15,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/s3local"
@@ -46,7 +49,13 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(qemu, bin, "-addr", addr, "-endpoint", srv.URL)
+	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := aln.Addr().String()
+	aln.Close()
+	cmd := exec.Command(qemu, bin, "-addr", addr, "-admin-addr", adminAddr, "-endpoint", srv.URL)
 	cmd.Env = append(os.Environ(), "SMOOTHCAST_BUCKET=relay-binary-test", "AWS_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey)
 	var stderr bytes.Buffer
@@ -54,7 +63,13 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var waitOnce sync.Once
+	var waitErr error
+	wait := func() error {
+		waitOnce.Do(func() { waitErr = cmd.Wait() })
+		return waitErr
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = wait() })
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
@@ -90,6 +105,32 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	}
 	if kinds[layout.KindInit] != 3 || kinds[layout.KindFragment] != 6 || kinds[layout.KindEnd] != 3 {
 		t.Fatalf("stored %v, want 3 init segments, 6 fragments, 3 end markers\n%s", kinds, stderr.String())
+	}
+	// The admin listener counts the push; SIGTERM stops the relay cleanly.
+	resp, err = http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `smoothcast_fragments_total{outcome="written"} 6`) {
+		t.Errorf("admin /metrics does not count the push's 6 fragments:\n%s", metrics)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("after SIGTERM the relay exited with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the relay did not exit after SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "relay shut down") {
+		t.Errorf("no shutdown in the log:\n%s", stderr.String())
 	}
 }
 
@@ -252,6 +293,161 @@ func TestFlagsFromEnv(t *testing.T) {
 			}
 			if err != nil || *d != tc.want {
 				t.Fatalf("read-timeout %v, %v; want %v", *d, err, tc.want)
+			}
+		})
+	}
+}
+
+// serve answers on the ingest listener and, when there is one, on the
+// admin listener (health, metrics, status: never on the ingest port); when
+// its context ends (SIGTERM) it shuts the relay down, letting a push store
+// the fragment it is receiving, and returns with both listeners closed.
+func TestServeShutsDownOnSignal(t *testing.T) {
+	body, err := os.ReadFile("../../shared/ism/testdata/ffmpeg-isml.ismv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const firstMdatEnd = 4801 + 14661 // the fixture's first fragment ends here
+	for _, tc := range []struct {
+		name  string
+		admin bool
+	}{
+		{"with the admin listener", true},
+		{"without it (-admin-addr empty)", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, st := testtool.Store(t, "serve-test")
+			rl := relay.New(st, relay.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var adminLn net.Listener
+			if tc.admin {
+				if adminLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, signal := context.WithCancel(context.Background())
+			defer signal()
+			done := make(chan error, 1)
+			go func() {
+				done <- serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), rl, ln, adminLn, time.Second, 5*time.Second)
+			}()
+			ingest := "http://" + ln.Addr().String()
+			if resp, err := http.Get(ingest + "/healthz"); err != nil || resp.StatusCode != 404 {
+				t.Fatalf("ingest port /healthz: %v %v, want 404", resp, err)
+			}
+			if tc.admin {
+				resp, err := http.Get("http://" + adminLn.Addr().String() + "/healthz")
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("admin /healthz: %v %v", resp, err)
+				}
+				resp.Body.Close()
+			}
+			// A push that has sent its first fragment, and then half the next.
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			sent := firstMdatEnd + 2000
+			if _, err := fmt.Fprintf(conn, "POST /live/sig.isml/Streams(enc1) HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", sent, body[:sent]); err != nil {
+				t.Fatal(err)
+			}
+			read := func() int64 {
+				for _, c := range rl.Status().Channels {
+					for _, s := range c.Streams {
+						return s.Bytes
+					}
+				}
+				return 0
+			}
+			for deadline := time.Now().Add(5 * time.Second); read() != int64(sent); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the relay read %d bytes of the push, want %d", read(), sent)
+				}
+			}
+			signal()
+			for deadline := time.Now().Add(5 * time.Second); !rl.ShuttingDown(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the relay does not shut down")
+				}
+			}
+			if _, err := fmt.Fprintf(conn, "%x\r\n%s\r\n", len(body)-sent, body[sent:]); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve did not return")
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil || resp.StatusCode != 503 {
+				t.Fatalf("the push was answered %v, %v; want 503", resp, err)
+			}
+			kinds := map[layout.ObjectKind]int{}
+			err = st.List(context.Background(), layout.LivePrefix, func(page []store.Listed) error {
+				for _, o := range page {
+					obj, _ := layout.Parse(o.Key)
+					kinds[obj.Kind]++
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kinds[layout.KindFragment] != 2 || kinds[layout.KindEnd] != 2 {
+				t.Errorf("stored %v, want the 2 fragments sent and 2 end markers", kinds)
+			}
+			for _, l := range []net.Listener{ln, adminLn} {
+				if l == nil {
+					continue
+				}
+				if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+					c.Close()
+					t.Errorf("%s still accepts connections", l.Addr())
+				}
+			}
+		})
+	}
+}
+
+// The admin listener is optional, and a taken address costs the metrics,
+// not the relay.
+func TestListenAdmin(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		name, addr string
+		listens    bool
+		logged     string
+	}{
+		{"disabled", "", false, ""},
+		{"a free port", "127.0.0.1:0", true, ""},
+		{"a taken port", taken.Addr().String(), false, "NO METRICS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			ln, at := listenAdmin(slog.New(rec), tc.addr)
+			if ln != nil {
+				defer ln.Close()
+			}
+			if (ln != nil) != tc.listens || (ln != nil && at != ln.Addr().String()) || (ln == nil && at != "none") {
+				t.Errorf("listener %v at %q; want one: %v", ln, at, tc.listens)
+			}
+			var msgs []string
+			for _, r := range rec.recs {
+				msgs = append(msgs, r.Message)
+			}
+			if got := strings.Join(msgs, "\n"); (tc.logged == "") != (got == "") || !strings.Contains(got, tc.logged) {
+				t.Errorf("logged %q, want %q", got, tc.logged)
 			}
 		})
 	}

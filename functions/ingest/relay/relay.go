@@ -73,21 +73,30 @@ func DefaultConfig() Config {
 		MinRate: 1000, RateWindow: time.Minute}
 }
 
-// Relay serves the ingest endpoints.
+// Relay serves the ingest endpoints (Handler) and the operator's
+// (AdminHandler: metrics, health, status).
 type Relay struct {
 	Store ObjectStore
 	Cfg   Config
 	Log   *slog.Logger
 
-	active    atomic.Int64
-	fragments atomic.Int64
-	dupes     atomic.Int64
-	retries   atomic.Int64
-	store     *retrying
+	active  atomic.Int64
+	retries atomic.Int64
+	store   *retrying
+	metrics *metrics
 
 	mu        sync.Mutex
 	perStream map[string]int            // pushes in progress per channel
 	uploads   map[string]*uploadChannel // interface 2 uploads, per channel
+	// streams in progress, for /status; a push's reader stops it.
+	streams   map[*stream]*sessionReader
+	closing   bool          // Shutdown was called
+	inflight  int           // ingest requests in progress
+	drained   chan struct{} // closed once closing and no request is in progress
+	drainOnce sync.Once
+
+	errMu  sync.Mutex
+	recent []ErrorStatus // the latest errors, oldest first
 }
 
 // New returns a relay that writes to st.
@@ -102,8 +111,8 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = def.AttemptTimeout
 	}
-	rl := &Relay{Store: st, Cfg: cfg, Log: log}
-	rl.store = &retrying{st: st, cfg: cfg, log: log, retries: &rl.retries}
+	rl := &Relay{Store: st, Cfg: cfg, Log: log, metrics: newMetrics(), drained: make(chan struct{})}
+	rl.store = &retrying{st: st, cfg: cfg, log: log, retries: &rl.retries, m: rl.metrics}
 	return rl
 }
 
@@ -163,6 +172,13 @@ func refuse(w http.ResponseWriter, reason string, code int) {
 }
 
 func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
+	if !rl.enter() {
+		rl.noteError(errShutdown, "", "", r.RemoteAddr, fmt.Errorf("%s %s refused: %w", r.Method, r.URL.Path, errShuttingDown))
+		w.Header().Set("Retry-After", "5")
+		refuse(w, "shutting down: push to another relay", http.StatusServiceUnavailable)
+		return
+	}
+	defer rl.exit()
 	token, path := splitToken(r.URL.Path)
 	ip, err := layout.ParseIngestPath(path)
 	if err != nil {
@@ -181,6 +197,7 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	log := rl.Log.With("channel", ip.Channel, "stream", ip.Stream, "remote", r.RemoteAddr)
 	if code, reason := rl.authorize(r, ip.Channel, token); code != 0 {
 		log.Warn("push refused: authentication", "status", code, "reason", reason)
+		rl.noteError(errAuth, ip.Channel, ip.Stream, r.RemoteAddr, errors.New(reason))
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="smoothcast ingest"`)
 		}
@@ -189,16 +206,24 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if reason := rl.admit(ip.Channel); reason != "" {
 		log.Warn("push refused: limit", "reason", reason)
+		rl.noteError(errLimit, ip.Channel, ip.Stream, r.RemoteAddr, errors.New(reason))
 		w.Header().Set("Retry-After", "5")
 		refuse(w, reason, http.StatusTooManyRequests)
 		return
 	}
 	defer rl.leave(ip.Channel)
-	body := io.Reader(r.Body)
+	rc := http.NewResponseController(w)
+	st := &stream{channel: ip.Channel, name: ip.Stream, kind: kindPush, remote: r.RemoteAddr, started: time.Now()}
+	rd := &sessionReader{r: r.Body, st: st, count: rl.metrics.bytes.WithLabelValues(kindPush), rc: rc, readTimeout: rl.Cfg.ReadTimeout}
+	body := io.Reader(rd)
 	if rl.Cfg.ReadTimeout > 0 || rl.Cfg.MinRate > 0 {
-		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
+		// Above rd, so that a deadline rd moves to interrupt a read is
+		// not moved back before the read.
+		body = &deadlineReader{r: rd, rc: rc, d: rl.Cfg.ReadTimeout,
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
+	rl.register(st, rd)
+	defer rl.unregister(st)
 	answered := false
 	answer := func(stats ism.Stats, written, dupes int, started time.Time, err error) {
 		answered = true
@@ -215,6 +240,17 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		code, what := errorStatus(err)
+		if errors.Is(err, errShuttingDown) {
+			// Not an error: the encoder may reconnect to another relay.
+			log.Info(what, attrs...)
+			http.Error(w, "shutting down: push to another relay", code)
+			// Once answered, read no more of the body: net/http would
+			// otherwise drain it, holding the server's own Shutdown.
+			_ = rc.Flush()
+			_ = rc.SetReadDeadline(time.Unix(1, 0))
+			return
+		}
+		rl.streamError(st, errorKind(err), err)
 		if code == http.StatusServiceUnavailable {
 			log.Error(what, append(attrs, "err", err)...)
 			// A whole answer, sent now: the end markers come after it.
@@ -232,33 +268,35 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	// A store that kept failing for StoreTimeout is answered at once:
 	// the end markers' own retries may take as long again.
-	stats, written, dupes, started, err := rl.runSessionThen(r.Context(), ip.Channel, body, log, answer)
+	stats, written, dupes, started, err := rl.runSessionThen(r.Context(), st, rd, body, log, answer)
 	if !answered {
 		answer(stats, written, dupes, started, err)
 	}
 }
 
-// runSession splits body into init segments and fragments and stores
-// them for channel, then writes the end markers of the tracks it stored
-// (a clean end of body is the end of the stream). It returns what the
-// session did, the fragments written and refused as existing, when it
-// started, and the error that ended it.
-func (rl *Relay) runSession(ctx context.Context, channel string, body io.Reader, log *slog.Logger) (ism.Stats, int, int, time.Time, error) {
-	return rl.runSessionThen(ctx, channel, body, log, nil)
+// runSession splits what body reads into init segments and fragments
+// and stores them for the stream's channel, then writes the end markers
+// of the tracks it stored (a clean end of body is the end of the stream).
+// It returns what the session did, the fragments written and refused as
+// existing, when it started, and the error that ended it.
+func (rl *Relay) runSession(ctx context.Context, st *stream, body *sessionReader, log *slog.Logger) (ism.Stats, int, int, time.Time, error) {
+	return rl.runSessionThen(ctx, st, body, body, log, nil)
 }
 
-// runSessionThen is runSession; when the store failing ended the session
-// (errorStatus 503), storeDown, if set, is called with what runSession
-// returns before the end markers are written, whose own retries may take
-// another StoreTimeout: the encoder need not wait for them.
-func (rl *Relay) runSessionThen(ctx context.Context, channel string, body io.Reader, log *slog.Logger,
+// runSessionThen is runSession reading body (rd, or a reader over it);
+// when the store failing ended the session, storeDown, if set, is called
+// with what runSession returns before the end markers are written, whose
+// own retries may take another StoreTimeout: the encoder need not wait
+// for them.
+func (rl *Relay) runSessionThen(ctx context.Context, st *stream, rd *sessionReader, body io.Reader, log *slog.Logger,
 	storeDown func(ism.Stats, int, int, time.Time, error)) (ism.Stats, int, int, time.Time, error) {
-	sink := &storeSink{rl: rl, channel: channel, log: log}
-	clock := &channelClock{st: rl.store, channel: channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
+	channel := st.channel
+	sink := &storeSink{rl: rl, st: st, rd: rd, store: rl.store.forStream(st), channel: channel, log: log}
+	clock := &channelClock{st: sink.store, channel: channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
 	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
 	started := time.Now()
 	stats, err := sess.Run(ctx, body)
-	if code, _ := errorStatus(err); err != nil && code == http.StatusServiceUnavailable && storeDown != nil {
+	if err != nil && errorKind(err) == errStore && storeDown != nil {
 		storeDown(stats, sink.written, sink.dupes, started, err)
 	}
 	// However the connection ended, say where it left each track, so that
@@ -276,6 +314,9 @@ func (rl *Relay) runSessionThen(ctx context.Context, channel string, body io.Rea
 func errorStatus(err error) (int, string) {
 	var perr *ism.ProtocolError
 	switch {
+	case errors.Is(err, errShuttingDown):
+		// Stopped at a boundary between fragments: the channel stays live.
+		return http.StatusServiceUnavailable, "push stopped: the relay is shutting down"
 	case errors.As(err, &perr) && errors.Is(err, ism.ErrTruncated):
 		// The connection broke inside a box: a drop, not an end. Nothing of
 		// the incomplete fragment was written; the encoder may reconnect.
@@ -322,7 +363,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.minRate > 0 && d.window > 0 {
 		if el := time.Since(d.since); el >= d.window {
 			if rate := float64(d.got) / el.Seconds(); rate < d.minRate {
-				return n, fmt.Errorf("encoder too slow: %.0f bytes/s over %v, floor %.0f", rate, el.Round(time.Second), d.minRate)
+				return n, fmt.Errorf("%w: %.0f bytes/s over %v, floor %.0f", errTooSlow, rate, el.Round(time.Second), d.minRate)
 			}
 			d.since, d.got = time.Now(), 0
 		}
@@ -335,6 +376,9 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // an encoder re-sends after a reconnect costs one refused PUT and no event.
 type storeSink struct {
 	rl      *Relay
+	st      *stream
+	rd      *sessionReader // when the session's bytes last came
+	store   *retrying
 	channel string
 	log     *slog.Logger
 	written int
@@ -349,8 +393,9 @@ func contentType(k timeline.Kind) string {
 }
 
 func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
+	s.st.announced(h.ID, h.Kind)
 	key := layout.InitKey(s.channel, h.ID)
-	_, err := s.rl.store.Put(ctx, key, h.Init, store.PutOptions{
+	_, err := s.store.Put(ctx, key, h.Init, store.PutOptions{
 		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
 	})
 	if errors.Is(err, store.ErrPreconditionFailed) {
@@ -375,18 +420,24 @@ func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
 	if f.Disc {
 		opts.Metadata[layout.MetaDisc] = "1"
 	}
-	_, err := s.rl.store.PutParts(ctx, key, [][]byte{f.Head, f.Payload}, opts)
-	switch {
-	case errors.Is(err, store.ErrPreconditionFailed):
-		s.dupes++
-		s.rl.dupes.Add(1)
-		s.log.Debug("fragment exists", "track", f.ID.String(), "start", f.Start)
-		return nil
-	case err != nil:
+	_, err := s.store.PutParts(ctx, key, [][]byte{f.Head, f.Payload}, opts)
+	answered := time.Now()
+	dup := errors.Is(err, store.ErrPreconditionFailed)
+	if err != nil && !dup {
 		return &storeError{fmt.Errorf("channel %s track %s fragment %d: %w", s.channel, f.ID, f.Start, err)}
 	}
+	if !s.rd.lastRead.IsZero() {
+		s.rl.metrics.storeDelay.Observe(answered.Sub(s.rd.lastRead).Seconds())
+	}
+	s.st.stored(f.ID, f.Kind, dup, answered)
+	if dup {
+		s.dupes++
+		s.rl.metrics.fragments.WithLabelValues("duplicate").Inc()
+		s.log.Debug("fragment exists", "track", f.ID.String(), "start", f.Start)
+		return nil
+	}
 	s.written++
-	s.rl.fragments.Add(1)
+	s.rl.metrics.fragments.WithLabelValues("written").Inc()
 	return nil
 }
 
@@ -404,8 +455,9 @@ func (s *storeSink) markEnds(ctx context.Context, ends []ism.TrackEnd, stream bo
 	body, _ := json.Marshal(EndMarker{Stream: stream})
 	for _, e := range ends {
 		key := layout.EndKey(s.channel, e.ID, e.End)
-		if _, err := s.rl.store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.ExpireTag}); err != nil {
+		if _, err := s.store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.ExpireTag}); err != nil {
 			s.log.Error("end marker not written", "track", e.ID.String(), "end", e.End, "err", err)
+			s.rl.streamError(s.st, errStore, fmt.Errorf("end marker of track %s not written: %w", e.ID, err))
 		}
 	}
 }

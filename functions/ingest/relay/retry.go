@@ -26,6 +26,20 @@ type retrying struct {
 	cfg     Config
 	log     *slog.Logger
 	retries *atomic.Int64
+	m       *metrics
+	// onRetry, when set, hears of every failure retried (a session's
+	// copy: it shows on the stream's status).
+	onRetry func(op string, err error)
+}
+
+// forStream is the store as one stream's session uses it: its retries
+// show as the stream's last error.
+func (r *retrying) forStream(s *stream) *retrying {
+	c := *r
+	c.onRetry = func(op string, err error) {
+		s.failed(errStore, fmt.Errorf("store %s failed, retrying: %w", op, err))
+	}
+	return &c
 }
 
 // Put writes one body (init segments, markers, the clock record).
@@ -55,7 +69,9 @@ func (r *retrying) do(ctx context.Context, op, key string, call func(context.Con
 	started := time.Now()
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.AttemptTimeout)
+		sent := time.Now()
 		err := call(actx)
+		r.m.storeRequest(op, err, time.Since(sent))
 		cancel()
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
@@ -65,6 +81,10 @@ func (r *retrying) do(ctx context.Context, op, key string, call func(context.Con
 			return fmt.Errorf("store failing for %v (%d attempts): %w", time.Since(started).Round(time.Millisecond), attempt+1, err)
 		}
 		r.retries.Add(1)
+		r.m.retries.WithLabelValues(op).Inc()
+		if r.onRetry != nil {
+			r.onRetry(op, err)
+		}
 		r.log.Warn("store request failed, retrying", "op", op, "key", key, "attempt", attempt+1, "wait", wait, "err", err)
 		select {
 		case <-ctx.Done():

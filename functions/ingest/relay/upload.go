@@ -80,6 +80,7 @@ type pendingSegment struct {
 // rendition is one init segment's session.
 type rendition struct {
 	init    string
+	st      *stream // its status
 	pw      *io.PipeWriter
 	done    chan struct{} // closed when the session has ended
 	err     error         // what ended it, once done is closed
@@ -162,8 +163,10 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		refuse(w, "method not allowed: upload with PUT or POST", http.StatusMethodNotAllowed)
 		return
 	}
+	fail := func(kind string, err error) { rl.noteError(kind, up.Channel, up.File, r.RemoteAddr, err) }
 	if code, reason := rl.authorize(r, up.Channel, token); code != 0 {
 		log.Warn("upload refused: authentication", "status", code, "reason", reason)
+		fail(errAuth, errors.New(reason))
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="smoothcast ingest"`)
 		}
@@ -183,14 +186,18 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
 	b, err := io.ReadAll(io.LimitReader(body, int64(rl.Cfg.MaxBox)+1))
+	rl.metrics.bytes.WithLabelValues(kindUpload).Add(float64(len(b)))
 	if err != nil {
 		log.Warn("upload dropped", "err", err)
+		fail(errorKind(err), err)
 		refuse(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if len(b) > rl.Cfg.MaxBox {
 		log.Warn("upload refused: too large", "limit", rl.Cfg.MaxBox)
-		refuse(w, fmt.Sprintf("upload larger than %d bytes", rl.Cfg.MaxBox), http.StatusRequestEntityTooLarge)
+		msg := fmt.Sprintf("upload larger than %d bytes", rl.Cfg.MaxBox)
+		fail(errTooLarge, errors.New(msg))
+		refuse(w, msg, http.StatusRequestEntityTooLarge)
 		return
 	}
 	if len(b) == 0 {
@@ -202,13 +209,14 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 	if kind == uploadInit || kind == uploadMedia {
 		if err := wholeBoxes(b, kind); err != nil {
 			log.Warn("upload refused", "err", err)
+			fail(errProtocol, err)
 			refuse(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 	}
 	switch kind {
 	case uploadInit:
-		err = rl.uploadInit(up.Channel, uc, up.File, b, log)
+		err = rl.uploadInit(up.Channel, uc, up.File, b, r.RemoteAddr, log)
 	case uploadMedia:
 		var held bool
 		held, err = rl.uploadMedia(uc, up.File, b, log)
@@ -218,6 +226,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		}
 	case uploadHLS, uploadMPD:
 		if len(b) > maxManifestUpload {
+			fail(errTooLarge, errors.New("manifest too large"))
 			refuse(w, "manifest too large", http.StatusRequestEntityTooLarge)
 			return
 		}
@@ -228,6 +237,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		}
 	default:
 		log.Warn("upload refused: not media", "bytes", len(b))
+		fail(errProtocol, errors.New("not an init segment, a media segment, an HLS playlist or an MPD"))
 		refuse(w, "not an init segment, a media segment, an HLS playlist or an MPD", http.StatusBadRequest)
 		return
 	}
@@ -238,6 +248,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 			code, what = ue.code, "upload refused"
 		}
 		log.Warn(what, "err", err)
+		fail(errorKind(err), err)
 		refuse(w, err.Error(), code)
 		return
 	}
@@ -255,7 +266,7 @@ func (e *uploadError) Error() string { return e.msg }
 // uploadInit starts the rendition of an init segment (a repeat of the same
 // bytes is nothing new; a different one ends the old session first), then
 // feeds it the segments that were waiting for it.
-func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []byte, log *slog.Logger) error {
+func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []byte, remote string, log *slog.Logger) error {
 	uc.mu.Lock()
 	old := uc.renditions[file]
 	uc.mu.Unlock()
@@ -269,9 +280,11 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 		return &uploadError{http.StatusTooManyRequests, reason}
 	}
 	pr, pw := io.Pipe()
-	rend := &rendition{init: file, pw: pw, done: make(chan struct{}), log: log.With("stream", "upload:"+file)}
+	st := &stream{channel: channel, name: "upload:" + file, kind: kindUpload, remote: remote, started: time.Now()}
+	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name)}
+	rl.register(st, nil)
 	go func() {
-		stats, written, dupes, started, err := rl.runSession(context.Background(), channel, pr, rend.log)
+		stats, written, dupes, started, err := rl.runSession(context.Background(), st, &sessionReader{r: pr, st: st}, rend.log)
 		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
 		attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
 		if err != nil {
@@ -279,7 +292,13 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 		} else {
 			rend.log.Info("upload session ended", append(attrs, "end_of_stream", true)...)
 		}
+		if errors.Is(err, errUploadIdle) {
+			// No request hears of it: count it here. What ends a session
+			// while a segment is fed is counted by that segment's request.
+			rl.streamError(st, errTimeout, err)
+		}
 		rend.err = err
+		rl.unregister(st)
 		rl.leave(channel)
 		close(rend.done)
 	}()
@@ -331,12 +350,19 @@ func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b 
 	for _, p := range uc.takePending(rend.init) {
 		if err := rend.feedLocked(p.body); err != nil {
 			rend.log.Warn("waiting segment not stored", "file", p.file, "err", err)
+			kind := errorKind(err)
+			rend.st.failed(kind, err)
+			rl.streamError(rend.st, kind, fmt.Errorf("waiting segment %s not stored: %w", p.file, err))
 		}
 	}
 	if b == nil {
 		return nil
 	}
-	return rend.feedLocked(b)
+	err := rend.feedLocked(b)
+	if err != nil {
+		rend.st.failed(errorKind(err), err)
+	}
+	return err
 }
 
 // maxFed bounds the segment times a rendition remembers to tell a resend
@@ -718,8 +744,11 @@ func (r *rendition) expire() {
 		r.finish()
 		return
 	}
-	r.end(fmt.Errorf("no segment for %v", idle))
+	r.end(fmt.Errorf("%w: no segment for %v", errUploadIdle, idle))
 }
+
+// errUploadIdle ends a rendition whose encoder went silent.
+var errUploadIdle = errors.New("upload idle")
 
 // finish ends the rendition's stream cleanly (the encoder's manifest says
 // it ended) and waits for its session.
@@ -760,6 +789,6 @@ func (rl *Relay) CloseUploads() {
 	}
 	rl.mu.Unlock()
 	for _, r := range all {
-		r.end(errors.New("the relay is stopping"))
+		r.end(errShuttingDown)
 	}
 }
