@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -120,6 +121,7 @@ func run(args []string) error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	ingest := fs.String("ingest-addr", envDefault("ingest-addr", "127.0.0.1:8080"), "relay listen address")
 	edgeAddr := fs.String("edge-addr", envDefault("edge-addr", "127.0.0.1:8081"), "edge (playback) listen address")
+	adminAddr := fs.String("admin-addr", envDefault("admin-addr", "127.0.0.1:8082"), "the relay's /metrics, /healthz, /status and /status.html (empty: off)")
 	s3Addr := fs.String("s3-addr", envDefault("s3-addr", "127.0.0.1:0"), "embedded S3 listen address (port 0: any free port)")
 	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
 	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
@@ -166,7 +168,7 @@ func run(args []string) error {
 		log.Warn("ingest authentication is off (fine on this machine; set -ingest-secret-file or SMOOTHCAST_INGEST_SECRET to try it)")
 	}
 	st, err := stack.Start(ctx, stack.Options{
-		IngestAddr: *ingest, EdgeAddr: *edgeAddr, S3Addr: *s3Addr, DataDir: *dataDir,
+		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir,
 		Handler: hcfg, Relay: rcfg, Players: *players, Log: log,
 	})
 	if err != nil {
@@ -181,6 +183,7 @@ smoothcast is running.
   Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8, manifest.mpd)
   Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
+  Relay:     %[5]s/status.html   (also /metrics, /healthz, /status)
 
 Push a test pattern (two video bitrates + AAC) to channel "demo":
 
@@ -195,7 +198,7 @@ Then play:
   ffplay %[2]s/live/demo.isml/master.m3u8
 
 Ctrl-C stops.
-`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir)
+`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"))
 	<-ctx.Done()
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -28,6 +28,9 @@ import (
 type Options struct {
 	IngestAddr string // default 127.0.0.1:8080
 	EdgeAddr   string // default 127.0.0.1:8081
+	// AdminAddr serves the relay's /metrics, /healthz, /status and
+	// /status.html; empty serves none.
+	AdminAddr string
 	S3Addr     string // default 127.0.0.1:0 (any free port)
 	// DataDir keeps the bucket in DataDir/s3.db; empty keeps it in memory.
 	DataDir string
@@ -53,6 +56,7 @@ type Options struct {
 type Stack struct {
 	IngestURL string // http://host:port (push to IngestURL + /live/{ch}.isml/Streams({s}))
 	EdgeURL   string // http://host:port (play from EdgeURL + /live/{ch}.isml/Manifest)
+	AdminURL  string // http://host:port of the relay's metrics and status ("" without Options.AdminAddr)
 	S3        *s3local.Server
 	Store     *store.Store
 	Relay     *relay.Relay
@@ -133,6 +137,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	if o.AdminAddr != "" {
+		if s.AdminURL, err = s.serve(ctx, o.AdminAddr, s.Relay.AdminHandler()); err != nil {
+			return fail(fmt.Errorf("relay admin: %w", err))
+		}
+	}
 	s.EdgeURL = play
 	if o.Handler.Retention > 0 {
 		go s.janitor(ctx, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
@@ -200,17 +209,23 @@ func (s *Stack) Settle(ctx context.Context) {
 // Close stops accepting, ends open pushes, waits for queued events and
 // stops the embedded store.
 func (s *Stack) Close(ctx context.Context) error {
-	s.cancel()
 	var errs []error
+	if s.Relay != nil {
+		// As the relay does on SIGTERM: pushes store the fragment in hand
+		// and end as drops, uploads end; then the rest stops.
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.Relay.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("relay shutdown: %w", err))
+		}
+		cancel()
+	}
+	s.cancel()
 	for _, srv := range s.servers {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
 			_ = srv.Close()
 		}
 		cancel()
-	}
-	if s.Relay != nil {
-		s.Relay.CloseUploads()
 	}
 	if s.S3 != nil {
 		errs = append(errs, s.S3.Close(ctx))
