@@ -31,7 +31,7 @@ type Options struct {
 	// AdminAddr serves the relay's /metrics, /healthz, /status and
 	// /status.html; empty serves none.
 	AdminAddr string
-	S3Addr     string // default 127.0.0.1:0 (any free port)
+	S3Addr    string // default 127.0.0.1:0 (any free port)
 	// DataDir keeps the bucket in DataDir/s3.db; empty keeps it in memory.
 	DataDir string
 	Bucket  string // default "smoothcast"
