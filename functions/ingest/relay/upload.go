@@ -50,7 +50,7 @@ var freeBox = []byte{0, 0, 0, 8, 'f', 'r', 'e', 'e'}
 
 // Bounds on what a channel's uploads hold.
 const (
-	maxPending        = 16  // segments waiting for their init segment or manifest
+	maxPending        = 16  // segments waiting for their init segment or manifest (and at most MaxBox bytes)
 	maxUploadRules    = 64  // MPD representations remembered
 	maxExactSegments  = 256 // segment names remembered from HLS playlists
 	maxManifestUpload = 1 << 20
@@ -65,6 +65,9 @@ type uploadChannel struct {
 	stems      map[string]string     // HLS media playlist name less .m3u8: init file
 	rules      []segmentRule         // from the MPD
 	pending    []*pendingSegment
+	// pendingBytes bounds what pending holds to one box of the largest
+	// size the relay takes (Config.MaxBox).
+	pendingBytes int
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -92,6 +95,9 @@ type rendition struct {
 	fed []uint64
 	log *slog.Logger
 }
+
+// errReplaced ends a rendition whose init segment was uploaded again.
+var errReplaced = errors.New("its init segment was uploaded again")
 
 // endLinger is how long a rendition whose end the encoder's manifest
 // announced still takes segments: ffmpeg's dash muxer uploads its last
@@ -204,7 +210,6 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		w.WriteHeader(http.StatusOK) // an encoder's probe
 		return
 	}
-	uc := rl.uploadChannel(up.Channel)
 	kind := classify(b)
 	if kind == uploadInit || kind == uploadMedia {
 		if err := wholeBoxes(b, kind); err != nil {
@@ -213,6 +218,10 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 			refuse(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+	}
+	var uc *uploadChannel
+	if kind != uploadUnknown {
+		uc = rl.uploadChannel(up.Channel) // only for what is media or a manifest
 	}
 	switch kind {
 	case uploadInit:
@@ -263,25 +272,33 @@ type uploadError struct {
 
 func (e *uploadError) Error() string { return e.msg }
 
-// uploadInit starts the rendition of an init segment (a repeat of the same
-// bytes is nothing new; a different one ends the old session first), then
-// feeds it the segments that were waiting for it.
+// uploadInit starts the rendition of an init segment (one uploaded again
+// ends the old session first, as a drop), then feeds it the segments that
+// were waiting for it.
 func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []byte, remote string, log *slog.Logger) error {
+	pr, pw := io.Pipe()
+	st := &stream{channel: channel, name: "upload:" + file, kind: kindUpload, remote: remote, started: time.Now()}
+	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name)}
+	// Held until the init segment is fed: no segment reaches the session
+	// before it (a concurrent PUT or drain waits here).
+	rend.mu.Lock()
 	uc.mu.Lock()
 	old := uc.renditions[file]
+	uc.renditions[file] = rend // one rendition per name, even for two PUTs at once
 	uc.mu.Unlock()
 	if old != nil {
 		// An init segment again is a new encoder session, as a new
 		// connection is for a push: the old one ends as a drop (the channel
 		// stays live), and the new one is rebased if it starts over.
-		old.end(errors.New("its init segment was uploaded again"))
+		old.end(errReplaced)
 	}
 	if reason := rl.admit(channel); reason != "" {
-		return &uploadError{http.StatusTooManyRequests, reason}
+		rend.err = &uploadError{http.StatusTooManyRequests, reason}
+		_ = pw.CloseWithError(rend.err)
+		close(rend.done)
+		rend.mu.Unlock()
+		return rend.err
 	}
-	pr, pw := io.Pipe()
-	st := &stream{channel: channel, name: "upload:" + file, kind: kindUpload, remote: remote, started: time.Now()}
-	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name)}
 	rl.register(st, nil)
 	go func() {
 		stats, written, dupes, started, err := rl.runSession(context.Background(), st, &sessionReader{r: pr, st: st}, rend.log)
@@ -306,10 +323,9 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 		rend.idleFor = rl.Cfg.ReadTimeout
 		rend.idle = time.AfterFunc(rl.Cfg.ReadTimeout, rend.expire)
 	}
-	uc.mu.Lock()
-	uc.renditions[file] = rend
-	uc.mu.Unlock()
-	if err := rend.feed(b); err != nil {
+	err := rend.feedLocked(b)
+	rend.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	rl.drainPending(uc)
@@ -329,12 +345,13 @@ func (rl *Relay) uploadMedia(uc *uploadChannel, file string, b []byte, log *slog
 	uc.mu.Lock()
 	rend := uc.renditions[uc.place(file)]
 	if rend == nil {
-		if len(uc.pending) >= maxPending {
+		if len(uc.pending) >= maxPending || uc.pendingBytes+len(b) > max(rl.Cfg.MaxBox, len(b)) {
 			uc.mu.Unlock()
 			return false, &uploadError{http.StatusServiceUnavailable,
-				fmt.Sprintf("segment %s belongs to no init segment the relay has (after a relay restart, send the init segments again); %d segments already wait", file, maxPending)}
+				fmt.Sprintf("segment %s belongs to no init segment the relay has (after a relay restart, send the init segments again); %d segments (%d bytes) already wait", file, len(uc.pending), uc.pendingBytes)}
 		}
 		uc.pending = append(uc.pending, &pendingSegment{file: file, body: b})
+		uc.pendingBytes += len(b)
 		uc.mu.Unlock()
 		log.Debug("segment waits for its init segment or manifest")
 		return true, nil
@@ -343,12 +360,46 @@ func (rl *Relay) uploadMedia(uc *uploadChannel, file string, b []byte, log *slog
 	return false, rl.feedInOrder(uc, rend, file, b)
 }
 
-// feedInOrder feeds rend the segments of it that wait, then b.
+// feedInOrder feeds rend the segments of it that wait, then b. A
+// rendition replaced meanwhile (its init segment uploaded again) leaves
+// both to its successor.
 func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b []byte) error {
+	for range 4 {
+		replaced, err := rl.feedCurrent(uc, rend, b)
+		if !replaced || b == nil {
+			return err // a drain: the successor's own drain feeds what waits
+		}
+		uc.mu.Lock()
+		next := uc.renditions[rend.init]
+		uc.mu.Unlock()
+		if next == nil || next == rend {
+			return err
+		}
+		rend = next
+	}
+	return &uploadError{http.StatusConflict, "the rendition of " + rend.init + " keeps being replaced: upload its init segment once"}
+}
+
+// feedCurrent is feedInOrder on rend alone; replaced says rend is no
+// longer its init segment's rendition (nothing was fed).
+func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (replaced bool, err error) {
 	rend.mu.Lock()
 	defer rend.mu.Unlock()
-	for _, p := range uc.takePending(rend.init) {
+	uc.mu.Lock()
+	current := uc.renditions[rend.init] == rend
+	uc.mu.Unlock()
+	if !current {
+		return true, nil
+	}
+	waiting := uc.takePending(rend.init)
+	for i, p := range waiting {
 		if err := rend.feedLocked(p.body); err != nil {
+			if rend.ended() && errors.Is(rend.err, errReplaced) {
+				// Replaced while this one was fed: it and the rest wait
+				// for the successor, whose drain feeds them.
+				uc.requeue(waiting[i:])
+				return true, nil
+			}
 			rend.log.Warn("waiting segment not stored", "file", p.file, "err", err)
 			kind := errorKind(err)
 			rend.st.failed(kind, err)
@@ -356,13 +407,16 @@ func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b 
 		}
 	}
 	if b == nil {
-		return nil
+		return false, nil
 	}
-	err := rend.feedLocked(b)
+	err = rend.feedLocked(b)
+	if err != nil && rend.ended() && errors.Is(rend.err, errReplaced) {
+		return true, err // the successor takes it (if it was stored, as a duplicate)
+	}
 	if err != nil {
 		rend.st.failed(errorKind(err), err)
 	}
-	return err
+	return false, err
 }
 
 // maxFed bounds the segment times a rendition remembers to tell a resend
@@ -433,12 +487,23 @@ func (uc *uploadChannel) takePending(init string) []*pendingSegment {
 	for _, p := range uc.pending {
 		if uc.place(p.file) == init {
 			mine = append(mine, p)
+			uc.pendingBytes -= len(p.body)
 		} else {
 			kept = append(kept, p)
 		}
 	}
 	uc.pending = kept
 	return mine
+}
+
+// requeue puts segments taken from pending back at its front, in order.
+func (uc *uploadChannel) requeue(ps []*pendingSegment) {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	uc.pending = append(append([]*pendingSegment(nil), ps...), uc.pending...)
+	for _, p := range ps {
+		uc.pendingBytes += len(p.body)
+	}
 }
 
 // place names the init segment a media segment belongs to ("" if none
@@ -655,7 +720,14 @@ func (r *rendition) feedLocked(b []byte) error {
 		}
 	}
 	if r.idle != nil {
-		r.idle.Reset(r.idleFor)
+		// Not while the segment is stored: a store retrying for as long
+		// as the idle time must not drop a healthy rendition.
+		r.idle.Stop()
+		defer func() {
+			if !r.ended() {
+				r.idle.Reset(r.idleFor)
+			}
+		}()
 	}
 	_, err := r.pw.Write(b)
 	if err == nil {
@@ -668,6 +740,9 @@ func (r *rendition) feedLocked(b []byte) error {
 	}
 	if err != nil {
 		<-r.done
+		if errors.Is(r.err, errReplaced) {
+			return &uploadError{http.StatusConflict, "a newer upload of " + r.init + " replaced this rendition"}
+		}
 		if r.err != nil {
 			return r.err
 		}
@@ -689,7 +764,10 @@ func wholeBoxes(b []byte, kind uploadKind) error {
 		size := uint64(binary.BigEndian.Uint32(b[off:]))
 		switch size {
 		case 0:
-			size = uint64(len(b) - off) // to the end
+			// "To the end" means the end of the upload here, but a session
+			// reads a rendition's uploads as one stream: it would read on
+			// into the next file.
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the box at offset %d has size 0 (to the end): an upload must give every box its size", off)}
 		case 1:
 			if len(b)-off < 16 {
 				return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
@@ -788,7 +866,12 @@ func (rl *Relay) CloseUploads() {
 		uc.mu.Unlock()
 	}
 	rl.mu.Unlock()
+	// Every pipe at once, then the waits: each session writes its end
+	// markers, which may take their own retries.
 	for _, r := range all {
-		r.end(errShuttingDown)
+		_ = r.pw.CloseWithError(errShuttingDown)
+	}
+	for _, r := range all {
+		<-r.done
 	}
 }

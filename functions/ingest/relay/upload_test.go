@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,5 +393,42 @@ func TestUploadsNeedCredentials(t *testing.T) {
 	}
 	if got := keys(t, st); len(got) != 2 {
 		t.Errorf("stored %v, want the authenticated init segment and fragment only", got)
+	}
+}
+
+// An init segment and a segment of its rendition uploaded at the same
+// moment, or the same init segment twice at once: no segment reaches the
+// session before its init segment, one session per name survives, and
+// the segment is stored.
+func TestConcurrentUploadsOfOneRendition(t *testing.T) {
+	inits, segs := cmafRenditions(t, 1)
+	for i := range 10 {
+		hs, st, _ := setup(t)
+		ch := fmt.Sprintf("%s/live/c%d.isml/", hs.URL, i)
+		var wg sync.WaitGroup
+		codes := make([]int, 3)
+		msgs := make([]string, 3)
+		wg.Go(func() { codes[0], msgs[0] = do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
+		wg.Go(func() { codes[1], msgs[1] = do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
+		wg.Go(func() { codes[2], msgs[2] = do(t, http.MethodPut, ch+"chunk-stream0-00001.m4s", segs[0][0], true) })
+		wg.Wait()
+		for j, c := range codes {
+			// 409: an init segment replaced by its twin while being fed.
+			if c != 200 && c != http.StatusAccepted && !(j < 2 && c == http.StatusConflict) {
+				t.Fatalf("round %d, upload %d: %d %s", i, j, c, msgs[j])
+			}
+		}
+		// A held segment is fed when the init segment's session starts.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			frags, _ := stored(t, st, fmt.Sprintf("c%d", i))
+			if frags["video@800000"] == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: fragments %v (answers %v %v)", i, frags, codes, msgs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
