@@ -167,7 +167,9 @@ func run(args []string) error {
 	} else {
 		log.Warn("ingest authentication is off (fine on this machine; set -ingest-secret-file or SMOOTHCAST_INGEST_SECRET to try it)")
 	}
-	st, err := stack.Start(ctx, stack.Options{
+	// Not ctx itself: Ctrl-C must not cut the pushes before Close lets them
+	// store the fragment in hand, as the relay does on SIGTERM.
+	st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir,
 		Handler: hcfg, Relay: rcfg, Players: *players, Log: log,
 	})

@@ -227,6 +227,11 @@ func (s *Stack) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if s.Relay != nil {
+		// Whatever Shutdown's deadline cut short: no upload session
+		// outlives the stack (a no-op when Shutdown ended them).
+		s.Relay.CloseUploads()
+	}
 	if s.S3 != nil {
 		errs = append(errs, s.S3.Close(ctx))
 	}

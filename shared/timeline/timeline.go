@@ -194,14 +194,18 @@ func (tl *Timeline) Contains(start uint64) bool {
 // folded into a cyclic run if its durations have begun to repeat.
 func (tl *Timeline) Append(f Fragment, gap bool) {
 	n := len(tl.Runs)
-	if n == 0 {
+	contiguous := n == 0 || tl.Runs[n-1].End() == f.Start
+	switch {
+	case n == 0:
 		gap = false
-	} else if tl.Runs[n-1].End() != f.Start {
-		// Not where the timeline ends: a hole, whatever the caller says.
-		// Runs are contiguous but at a gap; folding and rendering rely on it.
-		gap = true
+	case !contiguous && !gap:
+		// Not where the timeline ends: missing media, whatever the caller
+		// says, unless the hole is an encoder's rounding (under 1 % of
+		// the fragment). Either way it starts a run of its own, which
+		// folding never crosses and renderers give its own time.
+		gap = (f.Start-tl.Runs[n-1].End())*100 > f.Duration
 	}
-	if n > 0 && !gap {
+	if n > 0 && !gap && contiguous {
 		last := &tl.Runs[n-1]
 		if last.End() == f.Start {
 			if last.DurationAt(last.Count) == f.Duration {
@@ -219,7 +223,8 @@ func (tl *Timeline) Append(f Fragment, gap bool) {
 // fold replaces the end of the timeline with one cyclic run when the
 // durations of its last fragments repeat with a period p <= MaxCycle at
 // least twice over. It looks back at most 2*MaxCycle fragments, and never
-// past a gap or a break, so its cost is bounded whatever the window.
+// past a gap, a break or a hole, so its cost is bounded whatever the
+// window.
 func (tl *Timeline) fold() {
 	// The durations of the last fragments, newest first.
 	var back [2 * MaxCycle]uint64
@@ -231,7 +236,7 @@ func (tl *Timeline) fold() {
 			back[m] = r.DurationAt(r.Count - 1 - i)
 			m++
 		}
-		if r.Gap || r.Break || k < r.Count {
+		if r.Gap || r.Break || k < r.Count || ri > 0 && tl.Runs[ri-1].End() != r.Start {
 			break
 		}
 	}

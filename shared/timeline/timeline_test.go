@@ -420,9 +420,10 @@ func TestOldestLeavesOutExpiringFragments(t *testing.T) {
 }
 
 // A fragment that does not start where the timeline ends follows a hole,
-// whatever the caller says: it opens a run marked as a gap, and cyclic
-// durations are never folded across it (the folded run's times would name
-// fragments that do not exist).
+// whatever the caller says: it opens a run marked as a gap (unless the
+// hole is under 1 % of the fragment: rounding), and cyclic durations are
+// never folded across it (the folded run's times would name fragments
+// that do not exist).
 func TestAppendAfterAHoleIsAGap(t *testing.T) {
 	aac := []uint64{20053333, 20053334, 20053333, 19840000}
 	var tl Timeline
@@ -443,5 +444,26 @@ func TestAppendAfterAHoleIsAGap(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("timeline lists\n%v\nwant\n%v", got, want)
+	}
+
+	// A hole of a few ticks (an encoder's rounding) is no gap, but folding
+	// still stops at it: every fragment keeps its own time.
+	var jit Timeline
+	want, at = nil, 0
+	for i := range 12 {
+		d := aac[i%4]
+		if i == 6 {
+			at += 3
+		}
+		jit.Append(Fragment{Start: at, Duration: d}, false)
+		want = append(want, Entry{Fragment: Fragment{Start: at, Duration: d}})
+		at += d
+	}
+	got = nil
+	for e := range jit.All() {
+		got = append(got, Entry{Fragment: Fragment{Start: e.Start, Duration: e.Duration}, Gap: e.Gap})
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("jittered timeline lists\n%v\nwant\n%v", got, want)
 	}
 }

@@ -79,6 +79,16 @@ func (rl *Relay) Shutdown(ctx context.Context) error {
 			cut = nil
 		case <-ctx.Done():
 			_ = rl.stopAll(true)
+			// Uploads too, without waiting for their end markers.
+			rl.mu.Lock()
+			for _, uc := range rl.uploads {
+				uc.mu.Lock()
+				for _, r := range uc.renditions {
+					_ = r.pw.CloseWithError(errShuttingDown)
+				}
+				uc.mu.Unlock()
+			}
+			rl.mu.Unlock()
 			return fmt.Errorf("relay shutdown: requests in progress: %w", ctx.Err())
 		}
 	}

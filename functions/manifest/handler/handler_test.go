@@ -639,3 +639,24 @@ func TestArchiveMustFitTheRetention(t *testing.T) {
 		t.Error("an archive as long as the retention was accepted: its oldest fragments may be deleted while listed")
 	}
 }
+
+// A range wholly past the retention is refused, not answered with an
+// empty manifest: its fragments may already be gone.
+func TestRangePastRetentionIsRefused(t *testing.T) {
+	_, st := newStore(t)
+	evs := pushFixture(t, st, "ch", time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	h := handlerAt(st, handler.DefaultConfig(), evs)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := h.Now().Add(48 * time.Hour)
+	h.Now = func() time.Time { return later }
+	req := urlRequest("GET", "/live/ch.isml/QualityLevels(60000)/video.m3u8")
+	req.QueryStringParameters = map[string]string{"start": "0", "end": "4"}
+	resp, err := h.HandleURL(context.Background(), req)
+	if err != nil || resp.StatusCode != 400 || !strings.Contains(resp.Body, "past the retention") {
+		t.Fatalf("%v %d %s, want 400: past the retention", err, resp.StatusCode, resp.Body)
+	}
+}

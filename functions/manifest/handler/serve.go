@@ -300,12 +300,20 @@ func parseInstant(name, raw string, epoch time.Time) (time.Time, error) {
 // lists (older than the archive, or beyond the live edge).
 func available(p *timeline.Presentation, r *timeline.Range) error {
 	var kept timeline.Extent
+	stored := false
 	for i := range p.Tracks {
 		tv := &p.Tracks[i]
-		kept.Add(p, &tv.State.Timeline, tv.Timescale)
+		stored = stored || !tv.State.Timeline.Empty()
+		tl := tv.State.Timeline.Window(0) // a copy
+		if !p.Oldest.IsZero() {
+			tl.TrimBefore(p.MediaTime(p.Oldest, tv.Timescale)) // past retention: not kept
+		}
+		kept.Add(p, &tl, tv.Timescale)
 	}
 	const layoutTime = timeFormat
 	switch {
+	case kept.Empty() && stored:
+		return fmt.Errorf("bad range: every fragment the channel had is past the retention (the archive keeps %s)", p.Archive)
 	case kept.Empty():
 		return errors.New("bad range: the channel has no fragments yet")
 	case !r.From.IsZero() && !r.From.Before(kept.End):
