@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,14 +83,14 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 			var pushErr *bytes.Buffer
 			switch push {
 			case "cmaf push":
-				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, channelURL, 60), cancel, st, channel)
+				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, channelURL, 150), cancel, st, channel)
 			case "dash upload":
-				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "dash", 60), cancel, st, channel)
+				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "dash", 150), cancel, st, channel)
 			case "hls upload":
-				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "hls", 60), cancel, st, channel)
+				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "hls", 150), cancel, st, channel)
 			default:
 				cancel()
-				pushErr = startLivePush(t, ffmpeg, st, channel, 60)
+				pushErr = startLivePush(t, ffmpeg, st, channel, 150) // stopped when the subtest ends: room for a second attempt
 			}
 			playInBrowsers(t, node, chromium, players, st, channel, pushErr)
 		})
@@ -97,13 +98,46 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 }
 
 // playInBrowsers runs players/drive.mjs on the live channel and checks
-// what each player did.
+// what each player did. A player that fails gets one more page: dash.js
+// 5.2's Smooth support sometimes stops requesting video after a forced
+// switch at the live edge (every answer 200, no error), about once in ten
+// runs on a loaded machine. Both attempts are logged; a player that fails
+// twice fails the test.
 func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, pushErr *bytes.Buffer) {
 	t.Helper()
+	formats := []string{"hls", "dash", "smooth"}
+	failures := map[string]string{}
+	for attempt := 1; attempt <= 2 && len(formats) > 0; attempt++ {
+		results, stderr := runDriver(t, node, chromium, players, st, channel, formats, pushErr)
+		var again []string
+		for _, f := range formats {
+			r, ok := results[f]
+			why := judgePlayer(r, ok)
+			if why == "" {
+				delete(failures, f)
+				continue
+			}
+			failures[f] += fmt.Sprintf("\nattempt %d: %s", attempt, why)
+			again = append(again, f)
+		}
+		if len(again) > 0 {
+			t.Logf("attempt %d: %v failed; driver stderr:\n%s", attempt, again, stderr)
+		}
+		formats = again
+	}
+	for f, why := range failures {
+		t.Errorf("%s failed twice:%s", f, why)
+	}
+}
 
+// runDriver plays formats in Chromium at once and returns each player's
+// result, and the driver's stderr.
+func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats []string, pushErr *bytes.Buffer) (map[string]playerResult, string) {
+	t.Helper()
 	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer dcancel()
-	cmd := exec.CommandContext(dctx, node, filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10", "hls", "dash", "smooth")
+	args := append([]string{filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10"}, formats...)
+	cmd := exec.CommandContext(dctx, node, args...)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -122,27 +156,28 @@ func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stac
 	if runErr != nil && len(results) == 0 {
 		t.Fatalf("driver: %v\n%s\nffmpeg: %s", runErr, stderr.String(), pushErr.String())
 	}
-	for _, f := range []string{"hls", "dash", "smooth"} {
-		r, ok := results[f]
-		switch {
-		case !ok:
-			t.Errorf("%s: no result", f)
-		case !r.OK:
-			t.Errorf("%s: %s; errors %v; console %v; failed requests %v\nat %.2f s (paused %v, readyState %d), buffered %v, last requests:\n%s",
-				f, r.Failure, r.Errors, r.Console, r.Failed, r.At, r.Paused, r.ReadyState, r.Buffered, strings.Join(r.Requests, "\n"))
-		case r.End-r.Start < 10:
-			t.Errorf("%s: currentTime advanced %.1f s, want 10", f, r.End-r.Start)
-		default:
-			for _, l := range r.Levels {
-				if !slices.Contains(r.Rendered, l) {
-					t.Errorf("%s: rendition %d never rendered (rendered %v)", f, l, r.Rendered)
-				}
-			}
+	return results, stderr.String()
+}
+
+// judgePlayer says what is wrong with a player's result ("" if nothing):
+// it played 10 s of the live stream with no error and rendered every
+// rendition it was forced to.
+func judgePlayer(r playerResult, ok bool) string {
+	switch {
+	case !ok:
+		return "no result"
+	case !r.OK:
+		return fmt.Sprintf("%s; errors %v; console %v; failed requests %v\nat %.2f s (paused %v, readyState %d), buffered %v, last requests:\n%s",
+			r.Failure, r.Errors, r.Console, r.Failed, r.At, r.Paused, r.ReadyState, r.Buffered, strings.Join(r.Requests, "\n"))
+	case r.End-r.Start < 10:
+		return fmt.Sprintf("currentTime advanced %.1f s, want 10", r.End-r.Start)
+	}
+	for _, l := range r.Levels {
+		if !slices.Contains(r.Rendered, l) {
+			return fmt.Sprintf("rendition %d never rendered (rendered %v)", l, r.Rendered)
 		}
 	}
-	if t.Failed() {
-		t.Logf("driver stderr:\n%s", stderr.String())
-	}
+	return ""
 }
 
 // ffmpegPush is the broadcaster's command: a test pattern in two video
@@ -184,7 +219,7 @@ func startLive(t *testing.T, push *exec.Cmd, cancel context.CancelFunc, st *stac
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); _ = push.Wait() })
-	waitForFragments(t, st.EdgeURL+"/live/"+channel+".isml/Manifest", 3, 30*time.Second)
+	waitForFragments(t, st.EdgeURL+"/live/"+channel+".isml/Manifest", 5, 40*time.Second)
 	return &pushErr
 }
 
