@@ -34,13 +34,19 @@ test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffm
 test-short: ## unit tests only (no ffmpeg, no end-to-end)
 	$(GO) test -short -count=1 $(PKGS)
 
+# A failed run is run again, verbosely: a finding is written to the
+# package's testdata/fuzz/ and replayed first, so it fails again; a run
+# that passes the second time was the fuzzing engine's own hiccup (a
+# worker lost under load), whose first output is shown.
 fuzz: ## run every fuzz target for FUZZTIME each
-	@for pkg in $$($(GO) list ./...); do \
+	@out=$$(mktemp); for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg; exit 1; }; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg >$$out 2>&1 || { \
+	      echo "$$f failed; its output:"; grep -v '^fuzz: elapsed' $$out | tail -20; echo "running $$f again"; \
+	      $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg || { rm -f $$out; exit 1; }; }; \
 	  done; \
-	done
+	done; rm -f $$out
 
 CHAOS_FRAGMENTS ?= 600
 chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill
