@@ -138,16 +138,11 @@ func MediaPlaylistPath(channel string, t TrackID) string {
 
 // Paths relative to a media playlist (which sits in the QualityLevels folder).
 
-// FragmentRef is the URI of a fragment relative to the track's media
-// playlist. The query string is a file-type hint only: the CDN ignores it
-// (it is not part of the cache key), but ffmpeg's HLS reader refuses segment
-// URLs that carry no known extension.
-func FragmentRef(t TrackID, start uint64) string {
-	return string(AppendFragmentRef(nil, t, start))
-}
-
-// AppendFragmentRef appends FragmentRef(t, start) to dst (a playlist
-// renderer's loop, without a string per segment).
+// AppendFragmentRef appends to dst the URI of a fragment relative to the
+// track's media playlist (a playlist renderer's loop, without a string per
+// segment). The query string is a file-type hint only: the CDN ignores it
+// (it is not part of the cache key), but ffmpeg's HLS reader refuses
+// segment URLs that carry no known extension.
 func AppendFragmentRef(dst []byte, t TrackID, start uint64) []byte {
 	dst = append(dst, "Fragments("...)
 	dst = append(dst, t.Name...)

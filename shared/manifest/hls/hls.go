@@ -182,19 +182,14 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	return b.Bytes(), true
 }
 
-// extinf is the EXTINF of the fragment from start to end (ticks of
+// appendExtinf appends the EXTINF of the fragment from start to end (ticks of
 // timescale): the difference of the two times, each rounded to the
 // microsecond. A client that adds up EXTINFs to place segments (hls.js
 // does, from the PROGRAM-DATE-TIME) is then never more than a microsecond
 // off the media time, however many segments it adds: rounding each
 // duration instead let 48 kHz AAC (2.0053333 s, printed 2.005333) drift
 // 10 ms a day. A fragment's EXTINF depends only on its own times, so it
-// does not change as the window slides.
-func extinf(start, end, timescale uint64) string {
-	return string(appendExtinf(nil, start, end, timescale))
-}
-
-// appendExtinf appends extinf's text to dst, allocating nothing.
+// does not change as the window slides. It allocates nothing.
 func appendExtinf(dst []byte, start, end, timescale uint64) []byte {
 	us := micros(end, timescale) - micros(start, timescale)
 	dst = strconv.AppendUint(dst, us/1e6, 10)
