@@ -100,6 +100,7 @@ func run(log *slog.Logger) error {
 	flag.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "drop an encoder that sends nothing for this long")
 	headerTimeout := flag.Duration("read-header-timeout", 10*time.Second, "close a connection that has not sent its request headers within this long")
 	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
+	flag.DurationVar(&cfg.ReorderWait, "reorder-wait", cfg.ReorderWait, "how long an uploaded segment that leaves a gap waits for the segments before it (0: not at all)")
 	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
 	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
 	adminAddr := flag.String("admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")

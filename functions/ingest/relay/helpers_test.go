@@ -52,6 +52,13 @@ func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (r *recorder) WithGroup(string) slog.Handler { return r }
 
+// records returns what was logged so far.
+func (r *recorder) records() []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(*r.recs)
+}
+
 // attrs returns a record's attributes as strings.
 func attrs(rec slog.Record) map[string]string {
 	m := map[string]string{}

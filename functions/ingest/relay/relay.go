@@ -62,15 +62,21 @@ type Config struct {
 	// connection open does not.
 	MinRate    float64
 	RateWindow time.Duration
+	// ReorderWait is how long an uploaded segment that would leave a gap
+	// after its rendition's newest waits for the segments before it: an
+	// encoder uploads on parallel connections, and the segment it sent
+	// first may arrive second. Zero stores it at once.
+	ReorderWait time.Duration
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
 // silence, 10 s of drift, 30 s of store failures, 10 s per store request,
-// 16 pushes per channel and 256 in all, at least 1000 bytes/s a minute.
+// 16 pushes per channel and 256 in all, at least 1000 bytes/s a minute,
+// 2 s for an uploaded segment to wait for the ones before it.
 func DefaultConfig() Config {
 	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
 		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16,
-		MinRate: 1000, RateWindow: time.Minute}
+		MinRate: 1000, RateWindow: time.Minute, ReorderWait: 2 * time.Second}
 }
 
 // Relay serves the ingest endpoints (Handler) and the operator's

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/xml"
@@ -12,10 +13,12 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
@@ -93,7 +96,15 @@ type rendition struct {
 	ending  bool // the encoder's manifest said the stream ended
 	// fed: the tfdt of the first moof of every segment stored, newest last.
 	fed []uint64
-	log *slog.Logger
+	// next is where the newest segment stored ends (once one was timed):
+	// a segment starting later leaves a gap, and waits up to reorderWait
+	// for the segments before it, whose storing closes progress.
+	next        uint64
+	hasNext     bool
+	trex        *mp4.TrexBox // the track's defaults, for segment durations
+	reorderWait time.Duration
+	progress    chan struct{}
+	log         *slog.Logger
 }
 
 // errReplaced ends a rendition whose init segment was uploaded again.
@@ -278,7 +289,8 @@ func (e *uploadError) Error() string { return e.msg }
 func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []byte, remote string, log *slog.Logger) error {
 	pr, pw := io.Pipe()
 	st := &stream{channel: channel, name: "upload:" + file, kind: kindUpload, remote: remote, started: time.Now()}
-	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name)}
+	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name),
+		trex: initTrex(b), reorderWait: rl.Cfg.ReorderWait, progress: make(chan struct{})}
 	// Held until the init segment is fed: no segment reaches the session
 	// before it (a concurrent PUT or drain waits here).
 	rend.mu.Lock()
@@ -357,17 +369,19 @@ func (rl *Relay) uploadMedia(uc *uploadChannel, file string, b []byte, log *slog
 		return true, nil
 	}
 	uc.mu.Unlock()
-	return false, rl.feedInOrder(uc, rend, file, b)
+	return false, rl.feedInOrder(uc, rend, b)
 }
 
-// feedInOrder feeds rend the segments of it that wait, then b. A
-// rendition replaced meanwhile (its init segment uploaded again) leaves
-// both to its successor.
-func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, file string, b []byte) error {
+// feedInOrder feeds rend the segments of it that wait, then b (nil for
+// a drain: only what waits). A rendition replaced meanwhile (its init
+// segment uploaded again) leaves both to its successor, which this call
+// feeds: the successor's own drain may have run before the segments it
+// leaves were put back to wait.
+func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, b []byte) error {
 	for range 4 {
 		replaced, err := rl.feedCurrent(uc, rend, b)
-		if !replaced || b == nil {
-			return err // a drain: the successor's own drain feeds what waits
+		if !replaced {
+			return err
 		}
 		uc.mu.Lock()
 		next := uc.renditions[rend.init]
@@ -392,6 +406,13 @@ func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (repl
 		return true, nil
 	}
 	waiting := uc.takePending(rend.init)
+	// In media time, not arrival order: held segments are often the
+	// ones that arrived out of it.
+	slices.SortStableFunc(waiting, func(a, b *pendingSegment) int {
+		sa, _, _ := segmentSpan(a.body, rend.trex)
+		sb, _, _ := segmentSpan(b.body, rend.trex)
+		return cmp.Compare(sa, sb)
+	})
 	for i, p := range waiting {
 		if err := rend.feedLocked(p.body); err != nil {
 			if rend.ended() && errors.Is(rend.err, errReplaced) {
@@ -441,23 +462,83 @@ func (r *rendition) order(start uint64) (resend bool, err error) {
 	return false, nil
 }
 
-// firstTfdt is the tfdt of the first moof of a media segment.
-func firstTfdt(b []byte) (uint64, bool) {
+// segmentSpan is where a media segment starts (the tfdt of its first
+// moof) and ends (its last moof's tfdt and duration, with the track's
+// defaults from trex, which may be nil); timed is false when a moof has
+// no tfdt.
+func segmentSpan(b []byte, trex *mp4.TrexBox) (start, end uint64, timed bool) {
+	first := true
 	for off := 0; off+8 <= len(b); {
 		size := int(binary.BigEndian.Uint32(b[off:]))
 		if size < 8 || off+size > len(b) {
-			return 0, false
+			break
 		}
 		if string(b[off+4:off+8]) == "moof" {
 			moof, err := fmp4.DecodeMoof(b[off : off+size])
-			if err != nil || moof.Traf == nil || moof.Traf.Tfdt == nil {
-				return 0, false
+			if err != nil || moof.Traf == nil || moof.Traf.Tfdt == nil || moof.Traf.Tfhd == nil {
+				return 0, 0, false
 			}
-			return moof.Traf.Tfdt.BaseMediaDecodeTime(), true
+			t := moof.Traf.Tfdt.BaseMediaDecodeTime()
+			_, dur, _ := fmp4.Timing(moof, trex)
+			if first {
+				start, first = t, false
+			}
+			end = max(end, t+dur)
 		}
 		off += size
 	}
-	return 0, false
+	return start, end, !first
+}
+
+// initTrex is the defaults (trex) of an init segment's first track, nil
+// if it has none.
+func initTrex(b []byte) *mp4.TrexBox {
+	for off := 0; off+8 <= len(b); {
+		size := int(binary.BigEndian.Uint32(b[off:]))
+		if size < 8 || off+size > len(b) {
+			return nil
+		}
+		if string(b[off+4:off+8]) == "moov" {
+			box, err := mp4.DecodeBox(uint64(off), bytes.NewReader(b[off:off+size]))
+			if moov, ok := box.(*mp4.MoovBox); err == nil && ok && moov.Mvex != nil && len(moov.Mvex.Trexs) > 0 {
+				return moov.Mvex.Trexs[0]
+			}
+			return nil
+		}
+		off += size
+	}
+	return nil
+}
+
+// awaitEarlier waits, r.mu released, until a segment starting at start
+// no longer leaves a gap after what r has stored, r ends, or
+// r.reorderWait passes. The caller holds r.mu, and holds it again on
+// return.
+func (r *rendition) awaitEarlier(start, end uint64) {
+	if r.reorderWait <= 0 || !r.hasNext {
+		return
+	}
+	// A hole under 1 % of the segment is an encoder's rounding.
+	slack := (end - start) / 100
+	var timeout <-chan time.Time
+	for start > r.next+slack && !r.ended() {
+		if timeout == nil {
+			r.log.Debug("segment leaves a gap: waiting for the ones before it", "start", start, "stored_to", r.next, "wait", r.reorderWait)
+			t := time.NewTimer(r.reorderWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		progress := r.progress
+		r.mu.Unlock()
+		select {
+		case <-progress:
+		case <-r.done:
+		case <-timeout:
+			r.mu.Lock()
+			return
+		}
+		r.mu.Lock()
+	}
 }
 
 // drainPending feeds every waiting segment that can now be placed.
@@ -473,7 +554,7 @@ func (rl *Relay) drainPending(uc *uploadChannel) {
 	}
 	uc.mu.Unlock()
 	for _, r := range ready {
-		_ = rl.feedInOrder(uc, r, "", nil)
+		_ = rl.feedInOrder(uc, r, nil)
 	}
 }
 
@@ -705,11 +786,18 @@ func (r *rendition) feed(b []byte) error {
 }
 
 func (r *rendition) feedLocked(b []byte) error {
-	if r.ended() {
+	ended := func() error {
 		return &uploadError{http.StatusConflict, fmt.Sprintf("the rendition of %s has ended (%v): send its init segment again", r.init, r.err)}
 	}
-	start, timed := firstTfdt(b)
+	if r.ended() {
+		return ended()
+	}
+	start, end, timed := segmentSpan(b, r.trex)
 	if timed {
+		r.awaitEarlier(start, end)
+		if r.ended() {
+			return ended()
+		}
 		resend, err := r.order(start)
 		if err != nil {
 			return err
@@ -737,6 +825,11 @@ func (r *rendition) feedLocked(b []byte) error {
 		if r.fed = append(r.fed, start); len(r.fed) > maxFed {
 			r.fed = r.fed[1:]
 		}
+		// A segment of no known duration says nothing of where the next
+		// one starts.
+		r.next, r.hasNext = max(r.next, end), end > start
+		close(r.progress)
+		r.progress = make(chan struct{})
 	}
 	if err != nil {
 		<-r.done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -302,37 +303,48 @@ func TestSilentUploadEndsAsADrop(t *testing.T) {
 	}
 }
 
-// Segments of a rendition come in order: a resend of a stored segment is
-// answered and stored nothing new; one older than the newest stored is
-// refused with the reason. An init segment uploaded again starts a new
-// session, as a new connection does for a push.
+// Segments of a rendition come in order: one that leaves a gap waits
+// Config.ReorderWait for the segments before it, then is stored; a resend
+// of a stored segment is answered and stored nothing new; one older than
+// the newest stored is refused with the reason. An init segment uploaded
+// again starts a new session, as a new connection does for a push.
 func TestUploadOrder(t *testing.T) {
 	inits, segs := cmafRenditions(t, 4)
-	hs, st, srv := setup(t)
+	srv, st := testtool.Store(t, "relay-test")
+	cfg := relay.DefaultConfig()
+	cfg.ReorderWait = 300 * time.Millisecond
+	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	defer hs.Close()
 	put := func(file string, body []byte) (int, string) {
 		return do(t, http.MethodPut, hs.URL+"/live/o.isml/"+file, body, true)
 	}
 	steps := []struct {
-		file   string
-		body   []byte
-		status int
-		reason string
+		file     string
+		body     []byte
+		status   int
+		reason   string
+		waitsFor bool // the reorder wait
 	}{
-		{"init-stream0.m4s", inits[0], 200, ""},
-		{"chunk-stream0-00001.m4s", segs[0][0], 200, ""},
-		{"chunk-stream0-00003.m4s", segs[0][2], 200, ""}, // a gap: fine
-		{"chunk-stream0-00002.m4s", segs[0][1], 409, "out of order"},
-		{"chunk-stream0-00003.m4s", segs[0][2], 200, ""}, // a resend
-		{"chunk-stream0-00004.m4s", segs[0][3], 200, ""},
+		{"init-stream0.m4s", inits[0], 200, "", false},
+		{"chunk-stream0-00001.m4s", segs[0][0], 200, "", false},
+		{"chunk-stream0-00003.m4s", segs[0][2], 200, "", true}, // a gap: stored after the wait
+		{"chunk-stream0-00002.m4s", segs[0][1], 409, "out of order", false},
+		{"chunk-stream0-00003.m4s", segs[0][2], 200, "", false}, // a resend
+		{"chunk-stream0-00004.m4s", segs[0][3], 200, "", false},
 	}
 	for _, s := range steps {
 		before := srv.Requests()["PUT"]
+		began := time.Now()
 		code, msg := put(s.file, s.body)
+		took := time.Since(began)
 		if code != s.status || !strings.Contains(msg, s.reason) {
 			t.Fatalf("%s: %d %q, want %d with %q", s.file, code, msg, s.status, s.reason)
 		}
 		if s.status == 409 && srv.Requests()["PUT"] != before {
 			t.Errorf("%s: refused, yet written", s.file)
+		}
+		if waited := took >= cfg.ReorderWait; waited != s.waitsFor {
+			t.Errorf("%s: answered in %v; want the reorder wait (%v): %v", s.file, took, cfg.ReorderWait, s.waitsFor)
 		}
 	}
 	frags, _ := stored(t, st, "o")
@@ -430,5 +442,72 @@ func TestConcurrentUploadsOfOneRendition(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// An encoder uploads on parallel connections, so a rendition's segments
+// may reach the relay out of the order they were sent in, most often the
+// last two of a stream, written at once. A segment that would leave a gap
+// waits for the ones before it (all stored, in order, none refused, long
+// before the reorder wait would end); so do segments held for their init
+// segment, which are fed in media time, not in arrival order.
+func TestUploadSegmentsArrivingOutOfOrder(t *testing.T) {
+	inits, segs := cmafRenditions(t, 5)
+	cfg := relay.DefaultConfig()
+	cfg.ReorderWait = 10 * time.Second
+	for _, tc := range []struct {
+		name      string
+		initFirst bool  // the init segment is stored before any segment is sent
+		order     []int // segments, sent 100 ms apart, each without waiting for the last
+	}{
+		{"the last two swapped", true, []int{0, 1, 2, 4, 3}},
+		{"three reversed", true, []int{0, 3, 2, 1, 4}},
+		{"every segment before the init segment, reversed", false, []int{4, 3, 2, 1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, st, rec, _ := newRelay(t, cfg)
+			ch := hs.URL + "/live/r.isml/"
+			if tc.initFirst {
+				if code, msg := do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true); code != 200 {
+					t.Fatalf("init: %d %s", code, msg)
+				}
+			}
+			began := time.Now()
+			var wg sync.WaitGroup
+			codes := make([]int, len(tc.order))
+			msgs := make([]string, len(tc.order))
+			for i, k := range tc.order {
+				wg.Go(func() {
+					codes[i], msgs[i] = do(t, http.MethodPut, fmt.Sprintf("%schunk-stream0-%05d.m4s", ch, k+1), segs[0][k], true)
+				})
+				time.Sleep(100 * time.Millisecond)
+			}
+			if !tc.initFirst {
+				if code, msg := do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true); code != 200 {
+					t.Fatalf("init: %d %s", code, msg)
+				}
+			}
+			wg.Wait()
+			for i, c := range codes {
+				if c != 200 && c != http.StatusAccepted {
+					t.Errorf("segment %d: %d %s", tc.order[i]+1, c, msgs[i])
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for frags, _ := stored(t, st, "r"); frags["video@800000"] != len(tc.order); frags, _ = stored(t, st, "r") {
+				if time.Now().After(deadline) {
+					t.Fatalf("fragments %v, want %d", frags, len(tc.order))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if took := time.Since(began); took >= cfg.ReorderWait {
+				t.Errorf("stored in %v: the wait ran out instead of ending with the missing segment", took)
+			}
+			for _, r := range rec.records() {
+				if r.Level >= slog.LevelWarn {
+					t.Errorf("logged %s %q %v", r.Level, r.Message, attrs(r))
+				}
+			}
+		})
 	}
 }
