@@ -92,8 +92,9 @@ type rendition struct {
 	err     error         // what ended it, once done is closed
 	mu      sync.Mutex    // one segment at a time, in order
 	idle    *time.Timer   // drops a rendition whose encoder went silent
-	idleFor time.Duration
-	ending  bool // the encoder's manifest said the stream ended
+	idleFor time.Duration // 0: never idle
+	feeding int           // segments being fed (waiting or stored): no idle meanwhile
+	ending  bool          // the encoder's manifest said the stream ended
 	// fed: the tfdt of the first moof of every segment stored, newest last.
 	fed []uint64
 	// next is where the newest segment stored ends (once one was timed):
@@ -101,7 +102,7 @@ type rendition struct {
 	// for the segments before it, whose storing closes progress.
 	next        uint64
 	hasNext     bool
-	trex        *mp4.TrexBox // the track's defaults, for segment durations
+	trexs       []*mp4.TrexBox // the tracks' defaults, for segment durations
 	reorderWait time.Duration
 	progress    chan struct{}
 	log         *slog.Logger
@@ -290,7 +291,7 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 	pr, pw := io.Pipe()
 	st := &stream{channel: channel, name: "upload:" + file, kind: kindUpload, remote: remote, started: time.Now()}
 	rend := &rendition{init: file, st: st, pw: pw, done: make(chan struct{}), log: log.With("stream", st.name),
-		trex: initTrex(b), reorderWait: rl.Cfg.ReorderWait, progress: make(chan struct{})}
+		trexs: initTrexs(b), reorderWait: rl.Cfg.ReorderWait, progress: make(chan struct{})}
 	// Held until the init segment is fed: no segment reaches the session
 	// before it (a concurrent PUT or drain waits here).
 	rend.mu.Lock()
@@ -333,9 +334,9 @@ func (rl *Relay) uploadInit(channel string, uc *uploadChannel, file string, b []
 	}()
 	if rl.Cfg.ReadTimeout > 0 {
 		rend.idleFor = rl.Cfg.ReadTimeout
-		rend.idle = time.AfterFunc(rl.Cfg.ReadTimeout, rend.expire)
+		rend.armIdle()
 	}
-	err := rend.feedLocked(b)
+	err := rend.feedLocked(b, time.Time{})
 	rend.mu.Unlock()
 	if err != nil {
 		return err
@@ -405,39 +406,66 @@ func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (repl
 	if !current {
 		return true, nil
 	}
-	waiting := uc.takePending(rend.init)
-	// In media time, not arrival order: held segments are often the
-	// ones that arrived out of it.
-	slices.SortStableFunc(waiting, func(a, b *pendingSegment) int {
-		sa, _, _ := segmentSpan(a.body, rend.trex)
-		sb, _, _ := segmentSpan(b.body, rend.trex)
-		return cmp.Compare(sa, sb)
-	})
-	for i, p := range waiting {
-		if err := rend.feedLocked(p.body); err != nil {
-			if rend.ended() && errors.Is(rend.err, errReplaced) {
-				// Replaced while this one was fed: it and the rest wait
-				// for the successor, whose drain feeds them.
-				uc.requeue(waiting[i:])
-				return true, nil
+	// The held segments and b, in media time, not arrival order: held
+	// segments are often the ones that arrived out of it, and b may be
+	// the one a held segment's gap waits for. One reorder wait for all.
+	mine := &pendingSegment{body: b}
+	batch := uc.takePending(rend.init)
+	if b != nil {
+		batch = append(batch, mine)
+	}
+	batch = rend.inMediaTime(batch)
+	deadline := time.Now().Add(rend.reorderWait)
+	fedMine := b == nil
+	for i, p := range batch {
+		err := rend.feedLocked(p.body, deadline)
+		if err != nil && rend.ended() && errors.Is(rend.err, errReplaced) {
+			// Replaced while this one was fed: the held ones left wait
+			// for the successor (whose drain, or this call's, feeds
+			// them), and b goes to it unless it was stored.
+			uc.requeue(slices.DeleteFunc(slices.Clone(batch[i:]), func(q *pendingSegment) bool { return q == mine }))
+			if !fedMine {
+				return true, err
 			}
+			return false, nil
+		}
+		if p == mine {
+			if fedMine = true; err != nil {
+				rend.st.failed(errorKind(err), err)
+				return false, err
+			}
+			continue
+		}
+		if err != nil {
 			rend.log.Warn("waiting segment not stored", "file", p.file, "err", err)
 			kind := errorKind(err)
 			rend.st.failed(kind, err)
 			rl.streamError(rend.st, kind, fmt.Errorf("waiting segment %s not stored: %w", p.file, err))
 		}
 	}
-	if b == nil {
-		return false, nil
+	return false, nil
+}
+
+// inMediaTime sorts segments by where they start (stably: an untimed
+// one keeps its place relative to those starting at zero).
+func (r *rendition) inMediaTime(segs []*pendingSegment) []*pendingSegment {
+	if len(segs) < 2 {
+		return segs
 	}
-	err = rend.feedLocked(b)
-	if err != nil && rend.ended() && errors.Is(rend.err, errReplaced) {
-		return true, err // the successor takes it (if it was stored, as a duplicate)
+	type keyed struct {
+		start uint64
+		seg   *pendingSegment
 	}
-	if err != nil {
-		rend.st.failed(errorKind(err), err)
+	ks := make([]keyed, len(segs))
+	for i, p := range segs {
+		start, _, _ := segmentSpan(p.body, r.trexs)
+		ks[i] = keyed{start, p}
 	}
-	return false, err
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.start, b.start) })
+	for i, k := range ks {
+		segs[i] = k.seg
+	}
+	return segs
 }
 
 // maxFed bounds the segment times a rendition remembers to tell a resend
@@ -463,10 +491,9 @@ func (r *rendition) order(start uint64) (resend bool, err error) {
 }
 
 // segmentSpan is where a media segment starts (the tfdt of its first
-// moof) and ends (its last moof's tfdt and duration, with the track's
-// defaults from trex, which may be nil); timed is false when a moof has
-// no tfdt.
-func segmentSpan(b []byte, trex *mp4.TrexBox) (start, end uint64, timed bool) {
+// moof) and ends (its last moof's tfdt and duration, with its track's
+// defaults from trexs); timed is false when a moof has no tfdt.
+func segmentSpan(b []byte, trexs []*mp4.TrexBox) (start, end uint64, timed bool) {
 	first := true
 	for off := 0; off+8 <= len(b); {
 		size := int(binary.BigEndian.Uint32(b[off:]))
@@ -479,6 +506,12 @@ func segmentSpan(b []byte, trex *mp4.TrexBox) (start, end uint64, timed bool) {
 				return 0, 0, false
 			}
 			t := moof.Traf.Tfdt.BaseMediaDecodeTime()
+			var trex *mp4.TrexBox
+			for _, x := range trexs {
+				if x.TrackID == moof.Traf.Tfhd.TrackID {
+					trex = x
+				}
+			}
 			_, dur, _ := fmp4.Timing(moof, trex)
 			if first {
 				start, first = t, false
@@ -490,9 +523,8 @@ func segmentSpan(b []byte, trex *mp4.TrexBox) (start, end uint64, timed bool) {
 	return start, end, !first
 }
 
-// initTrex is the defaults (trex) of an init segment's first track, nil
-// if it has none.
-func initTrex(b []byte) *mp4.TrexBox {
+// initTrexs is the track defaults (trex) of an init segment.
+func initTrexs(b []byte) []*mp4.TrexBox {
 	for off := 0; off+8 <= len(b); {
 		size := int(binary.BigEndian.Uint32(b[off:]))
 		if size < 8 || off+size > len(b) {
@@ -500,8 +532,8 @@ func initTrex(b []byte) *mp4.TrexBox {
 		}
 		if string(b[off+4:off+8]) == "moov" {
 			box, err := mp4.DecodeBox(uint64(off), bytes.NewReader(b[off:off+size]))
-			if moov, ok := box.(*mp4.MoovBox); err == nil && ok && moov.Mvex != nil && len(moov.Mvex.Trexs) > 0 {
-				return moov.Mvex.Trexs[0]
+			if moov, ok := box.(*mp4.MoovBox); err == nil && ok && moov.Mvex != nil {
+				return moov.Mvex.Trexs
 			}
 			return nil
 		}
@@ -511,11 +543,11 @@ func initTrex(b []byte) *mp4.TrexBox {
 }
 
 // awaitEarlier waits, r.mu released, until a segment starting at start
-// no longer leaves a gap after what r has stored, r ends, or
-// r.reorderWait passes. The caller holds r.mu, and holds it again on
-// return.
-func (r *rendition) awaitEarlier(start, end uint64) {
-	if r.reorderWait <= 0 || !r.hasNext {
+// no longer leaves a gap after what r has stored, r ends, or the
+// deadline passes. The caller holds r.mu, and holds it again on return.
+func (r *rendition) awaitEarlier(start, end uint64, deadline time.Time) {
+	wait := time.Until(deadline)
+	if wait <= 0 || !r.hasNext {
 		return
 	}
 	// A hole under 1 % of the segment is an encoder's rounding.
@@ -523,8 +555,8 @@ func (r *rendition) awaitEarlier(start, end uint64) {
 	var timeout <-chan time.Time
 	for start > r.next+slack && !r.ended() {
 		if timeout == nil {
-			r.log.Debug("segment leaves a gap: waiting for the ones before it", "start", start, "stored_to", r.next, "wait", r.reorderWait)
-			t := time.NewTimer(r.reorderWait)
+			r.log.Debug("segment leaves a gap: waiting for the ones before it", "start", start, "stored_to", r.next, "wait", wait)
+			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
 		}
@@ -778,23 +810,32 @@ func templateRegexp(tpl, id string) *regexp.Regexp {
 	return regexp.MustCompile("^" + strings.ReplaceAll(expr, `\$\$`, `\$`) + "$")
 }
 
-// feed hands the session a segment and returns once it is stored.
-func (r *rendition) feed(b []byte) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.feedLocked(b)
-}
-
-func (r *rendition) feedLocked(b []byte) error {
+// feedLocked feeds one segment; one that leaves a gap waits for the
+// segments before it until deadline (zero: not at all). The caller holds
+// r.mu.
+func (r *rendition) feedLocked(b []byte, deadline time.Time) error {
 	ended := func() error {
 		return &uploadError{http.StatusConflict, fmt.Sprintf("the rendition of %s has ended (%v): send its init segment again", r.init, r.err)}
 	}
 	if r.ended() {
 		return ended()
 	}
-	start, end, timed := segmentSpan(b, r.trex)
+	// No idle end while a segment waits or is stored: a store retrying
+	// for as long as the idle time, or the linger after the encoder's
+	// end, must not drop a healthy rendition. The last feed out starts
+	// the idle time again.
+	r.feeding++
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	defer func() {
+		if r.feeding--; r.feeding == 0 && !r.ended() {
+			r.armIdle()
+		}
+	}()
+	start, end, timed := segmentSpan(b, r.trexs)
 	if timed {
-		r.awaitEarlier(start, end)
+		r.awaitEarlier(start, end, deadline)
 		if r.ended() {
 			return ended()
 		}
@@ -806,16 +847,6 @@ func (r *rendition) feedLocked(b []byte) error {
 			r.log.Debug("segment resent: stored already", "start", start)
 			return nil
 		}
-	}
-	if r.idle != nil {
-		// Not while the segment is stored: a store retrying for as long
-		// as the idle time must not drop a healthy rendition.
-		r.idle.Stop()
-		defer func() {
-			if !r.ended() {
-				r.idle.Reset(r.idleFor)
-			}
-		}()
 	}
 	_, err := r.pw.Write(b)
 	if err == nil {
@@ -898,19 +929,31 @@ func (r *rendition) endSoon() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ending, r.idleFor = true, endLinger
-	if r.idle == nil {
-		r.idle = time.AfterFunc(endLinger, r.expire)
-		return
+	if r.feeding == 0 {
+		r.armIdle() // else the last feed out does
 	}
-	r.idle.Reset(endLinger)
+}
+
+// armIdle starts the idle time (again). The caller holds r.mu.
+func (r *rendition) armIdle() {
+	switch {
+	case r.idleFor <= 0:
+	case r.idle == nil:
+		r.idle = time.AfterFunc(r.idleFor, r.expire)
+	default:
+		r.idle.Reset(r.idleFor)
+	}
 }
 
 // expire ends a rendition with no segment for its idle time: cleanly if
 // its end was announced, as a drop if not.
 func (r *rendition) expire() {
 	r.mu.Lock()
-	ending, idle := r.ending, r.idleFor
+	ending, idle, feeding := r.ending, r.idleFor, r.feeding
 	r.mu.Unlock()
+	if feeding > 0 {
+		return // fired as a feed began: the last feed out starts it again
+	}
 	if ending {
 		r.finish()
 		return

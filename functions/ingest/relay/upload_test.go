@@ -1,9 +1,11 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -313,8 +315,17 @@ func TestUploadOrder(t *testing.T) {
 	srv, st := testtool.Store(t, "relay-test")
 	cfg := relay.DefaultConfig()
 	cfg.ReorderWait = 300 * time.Millisecond
-	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
+	rec := newRecorder()
+	hs := httptest.NewServer(relay.New(st, cfg, slog.New(rec)).Handler())
 	defer hs.Close()
+	gapWaits := func() (n int) {
+		for _, r := range rec.records() {
+			if strings.HasPrefix(r.Message, "segment leaves a gap") {
+				n++
+			}
+		}
+		return n
+	}
 	put := func(file string, body []byte) (int, string) {
 		return do(t, http.MethodPut, hs.URL+"/live/o.isml/"+file, body, true)
 	}
@@ -333,7 +344,7 @@ func TestUploadOrder(t *testing.T) {
 		{"chunk-stream0-00004.m4s", segs[0][3], 200, "", false},
 	}
 	for _, s := range steps {
-		before := srv.Requests()["PUT"]
+		before, waitsBefore := srv.Requests()["PUT"], gapWaits()
 		began := time.Now()
 		code, msg := put(s.file, s.body)
 		took := time.Since(began)
@@ -343,8 +354,8 @@ func TestUploadOrder(t *testing.T) {
 		if s.status == 409 && srv.Requests()["PUT"] != before {
 			t.Errorf("%s: refused, yet written", s.file)
 		}
-		if waited := took >= cfg.ReorderWait; waited != s.waitsFor {
-			t.Errorf("%s: answered in %v; want the reorder wait (%v): %v", s.file, took, cfg.ReorderWait, s.waitsFor)
+		if waited := gapWaits() > waitsBefore; waited != s.waitsFor || (waited && took < cfg.ReorderWait) {
+			t.Errorf("%s: waited for a gap %v, answered in %v; want a wait of %v: %v", s.file, waited, took, cfg.ReorderWait, s.waitsFor)
 		}
 	}
 	frags, _ := stored(t, st, "o")
@@ -450,53 +461,76 @@ func TestConcurrentUploadsOfOneRendition(t *testing.T) {
 // last two of a stream, written at once. A segment that would leave a gap
 // waits for the ones before it (all stored, in order, none refused, long
 // before the reorder wait would end); so do segments held for their init
-// segment, which are fed in media time, not in arrival order.
+// segment, which are fed in media time, not in arrival order, together
+// with a segment that comes while they are fed.
 func TestUploadSegmentsArrivingOutOfOrder(t *testing.T) {
 	inits, segs := cmafRenditions(t, 5)
 	cfg := relay.DefaultConfig()
 	cfg.ReorderWait = 10 * time.Second
 	for _, tc := range []struct {
-		name      string
-		initFirst bool  // the init segment is stored before any segment is sent
-		order     []int // segments, sent 100 ms apart, each without waiting for the last
+		name string
+		// first are uploaded one after the other (before the init
+		// segment unless initFirst); then the init segment; then the
+		// rest at once, 50 ms apart, none waiting for an answer.
+		first, rest []int
+		initFirst   bool
 	}{
-		{"the last two swapped", true, []int{0, 1, 2, 4, 3}},
-		{"three reversed", true, []int{0, 3, 2, 1, 4}},
-		{"every segment before the init segment, reversed", false, []int{4, 3, 2, 1, 0}},
+		{"the last two swapped", []int{0}, []int{1, 2, 4, 3}, true},
+		{"three reversed", []int{0}, []int{3, 2, 1, 4}, true},
+		{"every segment before the init segment, reversed", []int{4, 3, 2, 1, 0}, nil, false},
+		{"held segments and the one between them", []int{0, 2}, []int{1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs, st, rec, _ := newRelay(t, cfg)
 			ch := hs.URL + "/live/r.isml/"
-			if tc.initFirst {
-				if code, msg := do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true); code != 200 {
-					t.Fatalf("init: %d %s", code, msg)
+			put := func(file string, body []byte) (int, string, error) {
+				req, err := http.NewRequest(http.MethodPut, ch+file, bytes.NewReader(body))
+				if err != nil {
+					return 0, "", err
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0, "", err
+				}
+				defer resp.Body.Close()
+				msg, err := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(msg), err
+			}
+			segment := func(k int) string { return fmt.Sprintf("chunk-stream0-%05d.m4s", k+1) }
+			want := func(what string, code int, msg string, err error) {
+				if err != nil || (code != 200 && code != http.StatusAccepted) {
+					t.Errorf("%s: %d %s %v", what, code, msg, err)
 				}
 			}
 			began := time.Now()
-			var wg sync.WaitGroup
-			codes := make([]int, len(tc.order))
-			msgs := make([]string, len(tc.order))
-			for i, k := range tc.order {
-				wg.Go(func() {
-					codes[i], msgs[i] = do(t, http.MethodPut, fmt.Sprintf("%schunk-stream0-%05d.m4s", ch, k+1), segs[0][k], true)
-				})
-				time.Sleep(100 * time.Millisecond)
+			if tc.initFirst {
+				code, msg, err := put("init-stream0.m4s", inits[0])
+				want("init", code, msg, err)
 			}
+			for _, k := range tc.first {
+				code, msg, err := put(segment(k), segs[0][k])
+				want(segment(k), code, msg, err)
+			}
+			var wg sync.WaitGroup
 			if !tc.initFirst {
-				if code, msg := do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true); code != 200 {
-					t.Fatalf("init: %d %s", code, msg)
-				}
+				wg.Go(func() {
+					code, msg, err := put("init-stream0.m4s", inits[0])
+					want("init", code, msg, err)
+				})
+			}
+			for _, k := range tc.rest {
+				wg.Go(func() {
+					code, msg, err := put(segment(k), segs[0][k])
+					want(segment(k), code, msg, err)
+				})
+				time.Sleep(50 * time.Millisecond)
 			}
 			wg.Wait()
-			for i, c := range codes {
-				if c != 200 && c != http.StatusAccepted {
-					t.Errorf("segment %d: %d %s", tc.order[i]+1, c, msgs[i])
-				}
-			}
+			n := len(tc.first) + len(tc.rest)
 			deadline := time.Now().Add(5 * time.Second)
-			for frags, _ := stored(t, st, "r"); frags["video@800000"] != len(tc.order); frags, _ = stored(t, st, "r") {
+			for frags, _ := stored(t, st, "r"); frags["video@800000"] != n; frags, _ = stored(t, st, "r") {
 				if time.Now().After(deadline) {
-					t.Fatalf("fragments %v, want %d", frags, len(tc.order))
+					t.Fatalf("fragments %v, want %d", frags, n)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
