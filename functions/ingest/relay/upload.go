@@ -373,38 +373,51 @@ func (rl *Relay) uploadMedia(uc *uploadChannel, file string, b []byte, log *slog
 	return false, rl.feedInOrder(uc, rend, b)
 }
 
-// feedInOrder feeds rend the segments of it that wait, then b (nil for
-// a drain: only what waits). A rendition replaced meanwhile (its init
-// segment uploaded again) leaves both to its successor, which this call
-// feeds: the successor's own drain may have run before the segments it
-// leaves were put back to wait.
+// feedInOrder feeds rend the segments of it that wait, and b (nil for a
+// drain: only what waits), in media time, and returns b's outcome. A
+// rendition replaced meanwhile (its init segment uploaded again) leaves
+// what it did not store to its successor, which this call goes on to
+// feed: the successor's own drain may have run before those segments
+// were put back to wait.
 func (rl *Relay) feedInOrder(uc *uploadChannel, rend *rendition, b []byte) error {
+	var own error
 	for range 4 {
-		replaced, err := rl.feedCurrent(uc, rend, b)
+		replaced, fed, err := rl.feedCurrent(uc, rend, b)
+		if fed {
+			b, own = nil, err
+		}
 		if !replaced {
-			return err
+			return own
 		}
 		uc.mu.Lock()
 		next := uc.renditions[rend.init]
 		uc.mu.Unlock()
 		if next == nil || next == rend {
-			return err
+			if b != nil {
+				return err // why b was not stored
+			}
+			return own
 		}
 		rend = next
+	}
+	if b == nil {
+		return own
 	}
 	return &uploadError{http.StatusConflict, "the rendition of " + rend.init + " keeps being replaced: upload its init segment once"}
 }
 
-// feedCurrent is feedInOrder on rend alone; replaced says rend is no
-// longer its init segment's rendition (nothing was fed).
-func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (replaced bool, err error) {
+// feedCurrent is feedInOrder on rend alone. replaced says rend stopped
+// being its init segment's rendition before all was fed (what was not
+// fed waits again, but b); fed says b was, with err its outcome (else err
+// says why not).
+func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (replaced, fed bool, err error) {
 	rend.mu.Lock()
 	defer rend.mu.Unlock()
 	uc.mu.Lock()
 	current := uc.renditions[rend.init] == rend
 	uc.mu.Unlock()
 	if !current {
-		return true, nil
+		return true, false, nil
 	}
 	// The held segments and b, in media time, not arrival order: held
 	// segments are often the ones that arrived out of it, and b may be
@@ -416,34 +429,32 @@ func (rl *Relay) feedCurrent(uc *uploadChannel, rend *rendition, b []byte) (repl
 	}
 	batch = rend.inMediaTime(batch)
 	deadline := time.Now().Add(rend.reorderWait)
-	fedMine := b == nil
+	var own error
 	for i, p := range batch {
 		err := rend.feedLocked(p.body, deadline)
 		if err != nil && rend.ended() && errors.Is(rend.err, errReplaced) {
 			// Replaced while this one was fed: the held ones left wait
-			// for the successor (whose drain, or this call's, feeds
-			// them), and b goes to it unless it was stored.
+			// for the successor, and b goes to it unless it was stored.
 			uc.requeue(slices.DeleteFunc(slices.Clone(batch[i:]), func(q *pendingSegment) bool { return q == mine }))
-			if !fedMine {
-				return true, err
+			if fed {
+				return true, true, own
 			}
-			return false, nil
+			return true, false, err
 		}
-		if p == mine {
-			if fedMine = true; err != nil {
+		switch {
+		case p == mine:
+			fed, own = true, err
+			if err != nil {
 				rend.st.failed(errorKind(err), err)
-				return false, err
 			}
-			continue
-		}
-		if err != nil {
+		case err != nil:
 			rend.log.Warn("waiting segment not stored", "file", p.file, "err", err)
 			kind := errorKind(err)
 			rend.st.failed(kind, err)
 			rl.streamError(rend.st, kind, fmt.Errorf("waiting segment %s not stored: %w", p.file, err))
 		}
 	}
-	return false, nil
+	return false, fed, own
 }
 
 // inMediaTime sorts segments by where they start (stably: an untimed
