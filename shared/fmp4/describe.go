@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,7 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		// CMAF: the extended language (BCP 47) overrides mdhd's ISO 639-2.
 		t.Language = e.Language
 	}
+	t.Role = Role(trak)
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	switch trak.Mdia.Hdlr.HandlerType {
 	case "vide":
@@ -94,6 +96,25 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		return t, fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
 	}
 	return t, nil
+}
+
+// roleValue is what a role may be: DASH's values are short lowercase words.
+var roleValue = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// Role is a track's role from the kind boxes in its udta (CMAF, ISO/IEC
+// 23000-19 7.5.3), "" when it declares none in timeline.RoleScheme.
+func Role(trak *mp4.TrakBox) string {
+	if trak == nil || trak.Udta == nil {
+		return ""
+	}
+	for _, c := range trak.Udta.Children {
+		if k, ok := c.(*mp4.KindBox); ok && strings.TrimRight(k.SchemeURI, "\x00") == timeline.RoleScheme {
+			if v := strings.ToLower(strings.TrimRight(k.Value, "\x00")); roleValue.MatchString(v) {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // DeclaredBitrate is the bitrate a track's sample entry declares (btrt, or

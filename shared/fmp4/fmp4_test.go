@@ -369,3 +369,36 @@ func TestDescribeLanguage(t *testing.T) {
 		})
 	}
 }
+
+// A track's role comes from a CMAF kind box in its udta, in DASH's role
+// scheme; any other scheme, or a value no manifest could carry, is no role.
+func TestDescribeRole(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		kinds []*mp4.KindBox
+		want  string
+	}{
+		{"none", nil, ""},
+		{"dub", []*mp4.KindBox{{SchemeURI: timeline.RoleScheme, Value: "dub"}}, "dub"},
+		{"upper case, NUL-padded", []*mp4.KindBox{{SchemeURI: timeline.RoleScheme + "\x00", Value: "Commentary\x00"}}, "commentary"},
+		{"another scheme first", []*mp4.KindBox{{SchemeURI: "urn:example:kind", Value: "x"}, {SchemeURI: timeline.RoleScheme, Value: "description"}}, "description"},
+		{"another scheme only", []*mp4.KindBox{{SchemeURI: "urn:example:kind", Value: "main"}}, ""},
+		{"not a role value", []*mp4.KindBox{{SchemeURI: timeline.RoleScheme, Value: `"><x y="`}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, moov := decodedMoov(t, synth.Config{Tracks: ladder[2:]})
+			trak := moov.Traks[0]
+			if len(tc.kinds) > 0 {
+				udta := &mp4.UdtaBox{}
+				for _, k := range tc.kinds {
+					udta.AddChild(k)
+				}
+				trak.AddChild(udta)
+			}
+			got, err := Describe(trak)
+			if err != nil || got.Role != tc.want {
+				t.Fatalf("role %q, %v; want %q", got.Role, err, tc.want)
+			}
+		})
+	}
+}

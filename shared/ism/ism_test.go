@@ -753,3 +753,31 @@ func TestFragmentsBeforeZero(t *testing.T) {
 		})
 	}
 }
+
+// A track no SMIL names is named after its kind, its language (audio and
+// text, unless undetermined) and its role (unless main): the languages
+// and roles of one channel are tracks of their own, whatever their
+// bitrates.
+func TestTrackName(t *testing.T) {
+	for _, tc := range []struct {
+		kind timeline.Kind
+		lang string
+		role string
+		want string
+	}{
+		{timeline.Video, "", "", "video"},
+		{timeline.Video, "eng", "", "video"},
+		{timeline.Video, "und", "alternate", "video_alternate"},
+		{timeline.Audio, "", "", "audio"},
+		{timeline.Audio, "und", "main", "audio"},
+		{timeline.Audio, "eng", "", "audio_eng"},
+		{timeline.Audio, "spa", "dub", "audio_spa_dub"},
+		{timeline.Audio, "en-GB", "commentary", "audio_en-GB_commentary"},
+		{timeline.Audio, "x/../y", "", "audio_x____y"},
+	} {
+		desc := timeline.Track{Language: tc.lang, Role: tc.role}
+		if got := TrackName(tc.kind, desc); got != tc.want {
+			t.Errorf("%s %q %q: %q, want %q", tc.kind, tc.lang, tc.role, got, tc.want)
+		}
+	}
+}

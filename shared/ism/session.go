@@ -306,7 +306,7 @@ func (s *Session) readMoov(box Box) error {
 				}
 			}
 		}
-		t.name = string(t.kind)
+		t.name = TrackName(t.kind, desc)
 		for _, st := range s.smil {
 			if st.TrackID == id {
 				t.name = layout.SanitizeName(st.TrackName, t.name)
@@ -478,4 +478,21 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, d
 	t.announced = true
 	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init))
 	return nil
+}
+
+// TrackName names a track its encoder gave no name (no SMIL trackName:
+// CMAF ingest, uploads, ffmpeg without a live manifest): its kind, then
+// for audio and text its language unless undetermined, then its role
+// unless main. Renditions of one language and role share the name, so
+// they make one adaptation set; an English and a Spanish audio at the same
+// bitrate no longer share the keys of one track.
+func TrackName(kind timeline.Kind, desc timeline.Track) string {
+	name := string(kind)
+	if kind != timeline.Video && desc.Language != "" && desc.Language != "und" {
+		name += "_" + desc.Language
+	}
+	if desc.Role != "" && desc.Role != "main" {
+		name += "_" + desc.Role
+	}
+	return layout.SanitizeName(name, string(kind))
 }

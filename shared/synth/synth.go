@@ -38,6 +38,11 @@ type Track struct {
 	Name string
 	// Width and Height of a video track; 640x360 when zero.
 	Width, Height int
+	// Language is the track's ISO 639-2 language (mdhd); "und" when empty.
+	Language string
+	// Role, when set, is a DASH role (main, dub, commentary, ...) the
+	// header declares in a CMAF kind box.
+	Role string
 }
 
 // Ladder is a broadcaster's usual ladder: five H.264 renditions from
@@ -202,7 +207,16 @@ func (s *Stream) Header() ([]byte, error) {
 	moov := init.Moov
 	moov.Mvhd.Timescale = s.cfg.Timescale
 	for _, t := range s.tracks {
-		trak := init.AddEmptyTrack(s.cfg.Timescale, string(t.Kind), "und")
+		lang := t.Language
+		if lang == "" {
+			lang = "und"
+		}
+		trak := init.AddEmptyTrack(s.cfg.Timescale, string(t.Kind), lang)
+		if t.Role != "" {
+			udta := &mp4.UdtaBox{}
+			udta.AddChild(&mp4.KindBox{SchemeURI: timeline.RoleScheme, Value: t.Role})
+			trak.AddChild(udta)
+		}
 		switch t.Kind {
 		case timeline.Video:
 			if err := trak.SetAVCDescriptor("avc1", [][]byte{t.avc.sps}, [][]byte{t.avc.pps}, true); err != nil {

@@ -35,6 +35,7 @@ type Track struct {
 	Codecs           string         `json:"codecs"`             // RFC 6381, e.g. avc1.64001e, mp4a.40.2
 	CodecPrivateData string         `json:"cpd"`                // hex, as the Smooth manifest wants it
 	Language         string         `json:"lang,omitempty"`     // ISO 639-2/T or BCP 47
+	Role             string         `json:"role,omitempty"`     // DASH role (urn:mpeg:dash:role:2011) from a CMAF kind box; empty is main
 	Width            int            `json:"width,omitempty"`    // video
 	Height           int            `json:"height,omitempty"`   // video
 	SamplingRate     int            `json:"rate,omitempty"`     // audio, Hz
@@ -43,6 +44,12 @@ type Track struct {
 	PacketSize       int            `json:"packet,omitempty"`   // audio (block align)
 	AudioTag         int            `json:"tag,omitempty"`      // audio, 255 for AAC
 }
+
+// RoleScheme is the scheme of the track roles (Track.Role) a CMAF kind
+// box may carry that the manifests understand: DASH's Role values
+// (ISO/IEC 23009-1 5.8.5.5), such as main, alternate, commentary, dub and
+// description.
+const RoleScheme = "urn:mpeg:dash:role:2011"
 
 // Channel is a channel's index: the wall-clock time of media time zero, and
 // its tracks. It changes only when a track appears.

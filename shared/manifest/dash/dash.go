@@ -7,6 +7,7 @@ package dash
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"fmt"
 	"math"
@@ -162,7 +163,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 			ID:               len(assets),
 			SegmentAlignment: true,
 			StartWithSAP:     1,
-			Role:             &descriptor{SchemeIDURI: "urn:mpeg:dash:role:2011", Value: "main"},
+			Role:             &descriptor{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")},
 			SegmentTemplate: segmentTemplate{
 				Timescale:      ts,
 				Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),

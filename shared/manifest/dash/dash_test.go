@@ -2,6 +2,7 @@ package dash
 
 import (
 	"encoding/xml"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +22,12 @@ type parsed struct {
 	Periods []struct {
 		Sets []struct {
 			ContentType string `xml:"contentType,attr"`
-			Template    struct {
+			Lang        string `xml:"lang,attr"`
+			Role        *struct {
+				SchemeIDURI string `xml:"schemeIdUri,attr"`
+				Value       string `xml:"value,attr"`
+			} `xml:"Role"`
+			Template struct {
 				Media string `xml:"media,attr"`
 				Init  string `xml:"initialization,attr"`
 				S     []struct {
@@ -255,5 +261,31 @@ func TestBreakStartsANewPeriod(t *testing.T) {
 				t.Errorf("%d video segment URLs over both periods, want 12 (6 per rendition)", n)
 			}
 		})
+	}
+}
+
+// Each language and role (CMAF kind) of audio is an AdaptationSet of its
+// own, with its lang and its Role; a track without a role is main.
+func TestAudioRoles(t *testing.T) {
+	p := manifesttest.Presentation(false)
+	dub := p.Tracks[2]
+	dub.ID.Name, dub.Language, dub.Role = "audio_spa_dub", "spa", "dub"
+	p.Tracks = append(p.Tracks, dub)
+	b, err := Render(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m := urls(t, b)
+	got := map[string]string{}
+	for _, as := range m.Periods[0].Sets {
+		if as.ContentType == "audio" {
+			if as.Role == nil || as.Role.SchemeIDURI != timeline.RoleScheme {
+				t.Fatalf("audio AdaptationSet %s without a Role in %s", as.Lang, timeline.RoleScheme)
+			}
+			got[as.Lang] = as.Role.Value
+		}
+	}
+	if want := map[string]string{"": "main", "spa": "dub"}; !maps.Equal(got, want) {
+		t.Errorf("audio lang: role %v, want %v\n%s", got, want, b)
 	}
 }

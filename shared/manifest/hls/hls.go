@@ -22,8 +22,9 @@ const audioGroup = "audio"
 
 // Master renders the multivariant playlist. Every video track with
 // published fragments is a variant; every audio track with published
-// fragments is a rendition of the one audio group. A channel without video
-// gets one variant per audio track.
+// fragments is a rendition of the one audio group, the first of the main
+// role (CMAF kind) its default. The default audio's tracks are also
+// audio-only variants, the only ones of a channel without video.
 func Master(p *timeline.Presentation) []byte {
 	var video, audio []*timeline.TrackView
 	for i := range p.Tracks {
@@ -45,6 +46,15 @@ func Master(p *timeline.Presentation) []byte {
 	for _, a := range audio {
 		names[a.ID.Name]++
 	}
+	// The default is the first audio of the main role (CMAF kind), else
+	// the first audio.
+	def := 0
+	for i, a := range audio {
+		if a.Role == "" || a.Role == "main" {
+			def = i
+			break
+		}
+	}
 	for i, a := range audio {
 		if audioCodecs == "" {
 			audioCodecs = a.Codecs
@@ -53,15 +63,22 @@ func Master(p *timeline.Presentation) []byte {
 		if names[name] > 1 {
 			name += " " + strconv.Itoa(a.ID.Bitrate/1000) + "k"
 		}
-		def := "NO"
-		if i == 0 {
-			def = "YES"
-		}
 		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=%q,", audioGroup, name)
 		if a.Language != "" && a.Language != "und" {
 			fmt.Fprintf(&b, "LANGUAGE=%q,", a.Language)
 		}
-		fmt.Fprintf(&b, "DEFAULT=%s,AUTOSELECT=YES,", def)
+		switch {
+		case i == def:
+			b.WriteString("DEFAULT=YES,AUTOSELECT=YES,")
+		case a.Role == "commentary":
+			// Chosen by the viewer only, never for a language preference.
+			b.WriteString("DEFAULT=NO,AUTOSELECT=NO,")
+		default:
+			b.WriteString("DEFAULT=NO,AUTOSELECT=YES,")
+		}
+		if a.Role == "description" {
+			b.WriteString(`CHARACTERISTICS="public.accessibility.describes-video",`)
+		}
 		if a.Channels > 0 {
 			fmt.Fprintf(&b, "CHANNELS=\"%d\",", a.Channels)
 		}
@@ -92,11 +109,22 @@ func Master(p *timeline.Presentation) []byte {
 		}
 		b.WriteString("\n" + mediaRef(p, v.ID) + "\n")
 	}
-	// Audio-only variants (all of them when there is no video): what a
-	// client falls back to on a link too slow for any video.
+	// Audio-only variants (the only ones when there is no video): what a
+	// client falls back to on a link too slow for any video. Only the
+	// default audio's renditions: a variant is chosen by bandwidth, never
+	// by language or role, so a dub or a commentary must not be one. With
+	// no video, they name the audio group, so that the other languages
+	// stay selectable.
 	for _, a := range audio {
+		if a.ID.Name != audio[def].ID.Name {
+			continue
+		}
 		avg, peak := bitrates(a)
-		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q\n%s\n", peak, avg, a.Codecs, mediaRef(p, a.ID))
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak, avg, a.Codecs)
+		if len(video) == 0 && len(names) > 1 {
+			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
+		}
+		b.WriteString("\n" + mediaRef(p, a.ID) + "\n")
 	}
 	return b.Bytes()
 }

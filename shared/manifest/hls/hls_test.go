@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,72 @@ func TestTwentyFourHoursOfEXTINFAddUp(t *testing.T) {
 	diff, _ := new(big.Rat).Sub(sum, want).Float64()
 	if n != 43200 || diff > 1e-6 || diff < -1e-6 {
 		t.Errorf("%d segments, EXTINF sum off by %g s", n, diff)
+	}
+}
+
+// Audio renditions of several languages and roles (CMAF kind): the main
+// one is the default wherever it is listed, commentary is never chosen
+// automatically, and an audio description says so to accessibility
+// settings.
+func TestMasterAudioRoles(t *testing.T) {
+	p := manifesttest.Presentation(false)
+	main := p.Tracks[2]
+	with := func(name, lang, role string) timeline.TrackView {
+		tv := main
+		tv.ID.Name, tv.Language, tv.Role = name, lang, role
+		return tv
+	}
+	p.Tracks = append(p.Tracks[:2], with("audio_spa_dub", "spa", "dub"), with("audio_eng", "eng", ""),
+		with("audio_eng_commentary", "eng", "commentary"), with("audio_eng_description", "eng", "description"))
+	want := map[string]string{
+		"audio_spa_dub":         `LANGUAGE="spa",DEFAULT=NO,AUTOSELECT=YES,`,
+		"audio_eng":             `LANGUAGE="eng",DEFAULT=YES,AUTOSELECT=YES,`,
+		"audio_eng_commentary":  `LANGUAGE="eng",DEFAULT=NO,AUTOSELECT=NO,`,
+		"audio_eng_description": `LANGUAGE="eng",DEFAULT=NO,AUTOSELECT=YES,CHARACTERISTICS="public.accessibility.describes-video",`,
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(Master(p)))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "#EXT-X-MEDIA:TYPE=AUDIO,")
+		if !ok {
+			continue
+		}
+		name := strings.Split(strings.SplitN(line, `NAME="`, 2)[1], `"`)[0]
+		got[name] = line
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d audio renditions, want %d: %v", len(got), len(want), got)
+	}
+	for name, attrs := range want {
+		if !strings.Contains(got[name], attrs) {
+			t.Errorf("%s: %s, want %s", name, got[name], attrs)
+		}
+	}
+	// Bandwidth picks variants, never a language: only the default
+	// audio is an audio-only variant, with the group when there is no
+	// video to name it.
+	for _, tc := range []struct {
+		name   string
+		tracks []timeline.TrackView
+		want   []string
+	}{
+		{"with video", p.Tracks, []string{"QualityLevels(800000)/video.m3u8", "QualityLevels(300000)/video.m3u8", "QualityLevels(96000)/audio_eng.m3u8"}},
+		{"audio only", p.Tracks[2:], []string{"QualityLevels(96000)/audio_eng.m3u8"}},
+	} {
+		q := *p
+		q.Tracks = tc.tracks
+		var variants []string
+		lines := strings.Split(string(Master(&q)), "\n")
+		for i, line := range lines {
+			if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") {
+				variants = append(variants, lines[i+1])
+				if tc.name == "audio only" && !strings.Contains(line, `AUDIO="audio"`) {
+					t.Errorf("%s: %s names no audio group", tc.name, line)
+				}
+			}
+		}
+		if !slices.Equal(variants, tc.want) {
+			t.Errorf("%s: variants %v, want %v", tc.name, variants, tc.want)
+		}
 	}
 }
