@@ -347,13 +347,18 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		// The channel clock: the channel index and track states (read),
-		// the clock record (read and write).
+		// the clock record (read and write); the uploads record (read and
+		// write).
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*"))),
 	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("s3:PutObject"),
-		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*/clock.json"))),
+		// Of the state, the relay writes only the clock record and the
+		// record of a channel's uploads (their init segments, for a relay
+		// started again).
+		Actions: jsii.Strings("s3:PutObject"),
+		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*/clock.json")),
+			*media.ArnForObjects(jsii.String(layout.StatePrefix + "*/uploads.json"))),
 	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:ListBucket"),

@@ -605,7 +605,7 @@ func TestLeastPrivilege(t *testing.T) {
 			relay = js(p.Properties)
 		}
 	}
-	if !strings.Contains(relay, `/live/*`) || !strings.Contains(relay, `/state/*/clock.json`) || strings.Contains(relay, "s3:DeleteObject") {
+	if !strings.Contains(relay, `/live/*`) || !strings.Contains(relay, `/state/*/clock.json`) || !strings.Contains(relay, `/state/*/uploads.json`) || strings.Contains(relay, "s3:DeleteObject") {
 		t.Errorf("relay policy: %s", relay)
 	}
 

@@ -203,6 +203,11 @@ const (
 // with the channel's (a restarted encoder), shared by all its connections.
 func ClockStateKey(channel string) string { return StatePrefix + channel + "/clock.json" }
 
+// UploadsStateKey is the key of the relay's record of a channel's
+// uploads (DASH-IF ingest interface 2): the init segment of each
+// rendition, so that a relay started again picks the uploads up.
+func UploadsStateKey(channel string) string { return StatePrefix + channel + "/uploads.json" }
+
 // State keys.
 
 // ChannelStateKey is the key of a channel's index: its tracks and their

@@ -22,7 +22,7 @@ func FuzzUpload(f *testing.F) {
 	allowed := map[int]bool{200: true, 202: true, 204: true, 400: true, 404: true, 409: true, 413: true, 503: true}
 	f.Fuzz(func(t *testing.T, file1 string, body1 []byte, file2 string, body2 []byte) {
 		cfg := relay.DefaultConfig()
-		cfg.MaxBox, cfg.ReadTimeout = 1<<20, time.Second
+		cfg.MaxBox, cfg.ReadTimeout, cfg.ReorderWait = 1<<20, time.Second, 10*time.Millisecond
 		rl := relay.New(nullStore{}, cfg, quiet)
 		h := rl.Handler()
 		for _, u := range []struct {
