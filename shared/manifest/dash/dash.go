@@ -6,9 +6,7 @@
 package dash
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/xml"
 	"fmt"
 	"math"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -29,86 +28,78 @@ type Options struct {
 	MinimumUpdatePeriod time.Duration
 }
 
+// mpd is the MPD element. The fields are its attributes, in the order
+// the MPD writes them; the optional ones are left out when empty.
 type mpd struct {
-	XMLName                    xml.Name    `xml:"urn:mpeg:dash:schema:mpd:2011 MPD"`
-	Profiles                   string      `xml:"profiles,attr"`
-	Type                       string      `xml:"type,attr"`
-	AvailabilityStartTime      string      `xml:"availabilityStartTime,attr,omitempty"`
-	PublishTime                string      `xml:"publishTime,attr"`
-	MediaPresentationDuration  string      `xml:"mediaPresentationDuration,attr,omitempty"`
-	MinimumUpdatePeriod        string      `xml:"minimumUpdatePeriod,attr,omitempty"`
-	TimeShiftBufferDepth       string      `xml:"timeShiftBufferDepth,attr,omitempty"`
-	SuggestedPresentationDelay string      `xml:"suggestedPresentationDelay,attr,omitempty"`
-	MaxSegmentDuration         string      `xml:"maxSegmentDuration,attr"`
-	MinBufferTime              string      `xml:"minBufferTime,attr"`
-	Periods                    []period    `xml:"Period"`
-	UTCTiming                  []utcTiming `xml:"UTCTiming"`
+	Profiles                   string
+	Type                       string
+	AvailabilityStartTime      string // optional
+	PublishTime                string
+	MediaPresentationDuration  string // optional
+	MinimumUpdatePeriod        string // optional
+	TimeShiftBufferDepth       string // optional
+	SuggestedPresentationDelay string // optional
+	MaxSegmentDuration         string
+	MinBufferTime              string
+	Periods                    []period
+	UTCTiming                  []descriptor
 }
 
 type period struct {
-	ID     string          `xml:"id,attr"`
-	Start  string          `xml:"start,attr"`
-	Assets []adaptationSet `xml:"AdaptationSet"`
+	ID     string
+	Start  string
+	Assets []adaptationSet
 }
 
+// adaptationSet is an AdaptationSet element: Lang and the sizes are left
+// out when empty or zero.
 type adaptationSet struct {
-	ID               int              `xml:"id,attr"`
-	ContentType      string           `xml:"contentType,attr"`
-	MimeType         string           `xml:"mimeType,attr"`
-	Lang             string           `xml:"lang,attr,omitempty"`
-	SegmentAlignment bool             `xml:"segmentAlignment,attr"`
-	StartWithSAP     int              `xml:"startWithSAP,attr"`
-	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
-	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
-	Role             *descriptor      `xml:"Role"`
-	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
-	Representations  []representation `xml:"Representation"`
+	ID               int
+	ContentType      string
+	MimeType         string
+	Lang             string
+	SegmentAlignment bool
+	StartWithSAP     int
+	MaxWidth         int
+	MaxHeight        int
+	Role             *descriptor
+	SegmentTemplate  segmentTemplate
+	Representations  []representation
 }
 
+// descriptor is an element of two attributes, schemeIdUri and value:
+// Role, AudioChannelConfiguration, UTCTiming.
 type descriptor struct {
-	SchemeIDURI string `xml:"schemeIdUri,attr"`
-	Value       string `xml:"value,attr"`
+	SchemeIDURI string
+	Value       string
 }
 
+// segmentTemplate is a SegmentTemplate element; the fields after
+// Timescale are left out when zero or empty.
 type segmentTemplate struct {
-	Timescale uint64 `xml:"timescale,attr"`
+	Timescale uint64
 	// PresentationTimeOffset maps the first fragment of a static range to
 	// the start of its Period.
-	PresentationTimeOffset uint64   `xml:"presentationTimeOffset,attr,omitempty"`
-	Initialization         string   `xml:"initialization,attr,omitempty"`
-	Media                  string   `xml:"media,attr,omitempty"`
-	Timeline               *segTime `xml:"SegmentTimeline"`
+	PresentationTimeOffset uint64
+	Initialization         string
+	Media                  string
+	// Timeline, when set, is what the SegmentTimeline lists.
+	Timeline *timeline.Timeline
 }
 
-type segTime struct {
-	S []s `xml:"S"`
-}
-
-// s is an S element: t only where the start does not follow from the
-// previous element, r the number of repeats after the first (DASH counts
-// repeats, where Smooth counts fragments).
-type s struct {
-	T *uint64 `xml:"t,attr"`
-	D uint64  `xml:"d,attr"`
-	R uint64  `xml:"r,attr,omitempty"`
-}
-
+// representation is a Representation element; the fields after Codecs
+// are left out when zero, empty or nil.
 type representation struct {
-	ID                string           `xml:"id,attr"`
-	Bandwidth         int              `xml:"bandwidth,attr"`
-	Codecs            string           `xml:"codecs,attr"`
-	Width             int              `xml:"width,attr,omitempty"`
-	Height            int              `xml:"height,attr,omitempty"`
-	FrameRate         string           `xml:"frameRate,attr,omitempty"`
-	SAR               string           `xml:"sar,attr,omitempty"`
-	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
-	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
-	SegmentTemplate   *segmentTemplate `xml:"SegmentTemplate"`
-}
-
-type utcTiming struct {
-	SchemeIDURI string `xml:"schemeIdUri,attr"`
-	Value       string `xml:"value,attr"`
+	ID                string
+	Bandwidth         int
+	Codecs            string
+	Width             int
+	Height            int
+	FrameRate         string
+	SAR               string
+	AudioSamplingRate int
+	Channels          *descriptor
+	SegmentTemplate   *segmentTemplate
 }
 
 // Render returns the MPD of a live presentation. Each group of tracks of
@@ -123,14 +114,6 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		AvailabilityStartTime: p.Epoch.UTC().Format(time.RFC3339Nano),
 		TimeShiftBufferDepth:  duration(p.DVRWindow),
 	}
-	// Representation ids are the bitrates, which $RepresentationID$ puts in
-	// the URL; a bitrate two groups share gets a name-qualified id and a
-	// SegmentTemplate of its own.
-	seen := map[int]int{}
-	for _, tv := range p.Tracks {
-		seen[tv.ID.Bitrate]++
-	}
-	var maxDur time.Duration
 	// The extent of what the adaptation sets list: its end is the publish
 	// time; a static range ends at FirstEnd, so that no reader looks for a
 	// segment past the end of an adaptation set that stops a few samples
@@ -149,66 +132,9 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		extent.Add(p, &common, g.Views[0].Timescale)
 		groups, commons = append(groups, g), append(commons, common)
 	}
-	var assets []adaptationSet
-	for _, g := range groups {
-		tv0 := g.Views[0]
-		ts := tv0.Timescale
-		for _, tv := range g.Views {
-			if tv.Timescale != ts {
-				return nil, fmt.Errorf("dash: channel %s: tracks named %q mix timescales %d and %d", p.Channel, g.Name, ts, tv.Timescale)
-			}
-			maxDur = max(maxDur, ticksDuration(tv.State.MaxDuration, ts))
-		}
-		as := adaptationSet{
-			ID:               len(assets),
-			SegmentAlignment: true,
-			StartWithSAP:     1,
-			Role:             &descriptor{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")},
-			SegmentTemplate: segmentTemplate{
-				Timescale:      ts,
-				Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
-				Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
-			},
-		}
-		switch g.Kind {
-		case timeline.Video:
-			as.ContentType, as.MimeType = "video", "video/mp4"
-		case timeline.Audio:
-			as.ContentType, as.MimeType = "audio", "audio/mp4"
-			if tv0.Language != "" && tv0.Language != "und" {
-				as.Lang = tv0.Language
-			}
-		}
-		for _, tv := range g.Views {
-			r := representation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
-			if _, peak, ok := tv.State.Bitrates(ts); ok {
-				r.Bandwidth = peak // measured from the fragments, as ABR needs it
-			}
-			if seen[tv.ID.Bitrate] > 1 {
-				r.ID = tv.ID.Name + "_" + r.ID
-				b := strconv.Itoa(tv.ID.Bitrate)
-				r.SegmentTemplate = &segmentTemplate{
-					Timescale:      ts,
-					Initialization: layout.InitPattern(g.Name, b),
-					Media:          layout.FragmentPattern(g.Name, b, "$Time$"),
-				}
-			}
-			switch g.Kind {
-			case timeline.Video:
-				r.Width, r.Height, r.SAR = tv.Width, tv.Height, "1:1"
-				if fps, ok := tv.State.FrameRate(ts); ok {
-					r.FrameRate = frameRate(fps)
-				}
-				as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
-			case timeline.Audio:
-				r.AudioSamplingRate = tv.SamplingRate
-				if tv.Channels > 0 {
-					r.Channels = &descriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
-				}
-			}
-			as.Representations = append(as.Representations, r)
-		}
-		assets = append(assets, as)
+	assets, maxDur, err := adaptationSets(p, groups)
+	if err != nil {
+		return nil, err
 	}
 	if maxDur == 0 {
 		maxDur = 2 * time.Second
@@ -247,17 +173,104 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 		}
 	}
 	if o.UTCTimingURL != "" && !p.VOD() {
-		m.UTCTiming = []utcTiming{{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: o.UTCTimingURL}}
+		m.UTCTiming = []descriptor{{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: o.UTCTimingURL}}
 	}
-	var buf bytes.Buffer
-	buf.WriteString(xml.Header)
-	enc := xml.NewEncoder(&buf)
-	enc.Indent("", "  ")
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("dash: MPD of channel %s: %w", p.Channel, err)
+	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
+	w.Buf = append(w.Buf, xmlout.Header...)
+	m.write(&w)
+	return append(w.Buf, '\n'), nil
+}
+
+// adaptationSets returns an AdaptationSet per group, without timelines,
+// and the longest fragment any of their tracks has.
+func adaptationSets(p *timeline.Presentation, groups []timeline.Group) ([]adaptationSet, time.Duration, error) {
+	// Representation ids are the bitrates, which $RepresentationID$ puts in
+	// the URL; a bitrate two groups share gets a name-qualified id and a
+	// SegmentTemplate of its own.
+	seen := map[int]int{}
+	for _, tv := range p.Tracks {
+		seen[tv.ID.Bitrate]++
 	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	var maxDur time.Duration
+	var assets []adaptationSet
+	for _, g := range groups {
+		tv0 := g.Views[0]
+		ts := tv0.Timescale
+		for _, tv := range g.Views {
+			if tv.Timescale != ts {
+				return nil, 0, fmt.Errorf("dash: channel %s: tracks named %q mix timescales %d and %d", p.Channel, g.Name, ts, tv.Timescale)
+			}
+			maxDur = max(maxDur, ticksDuration(tv.State.MaxDuration, ts))
+		}
+		assets = append(assets, newAdaptationSet(g, len(assets), seen))
+	}
+	return assets, maxDur, nil
+}
+
+// newAdaptationSet is the AdaptationSet of group g, whose tracks share a
+// timescale; seen counts the tracks of each bitrate.
+func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet {
+	tv0 := g.Views[0]
+	ts := tv0.Timescale
+	as := adaptationSet{
+		ID:               id,
+		SegmentAlignment: true,
+		StartWithSAP:     1,
+		Role:             &descriptor{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")},
+		SegmentTemplate: segmentTemplate{
+			Timescale:      ts,
+			Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
+			Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
+		},
+	}
+	switch g.Kind {
+	case timeline.Video:
+		as.ContentType, as.MimeType = "video", "video/mp4"
+	case timeline.Audio:
+		as.ContentType, as.MimeType = "audio", "audio/mp4"
+		if tv0.Language != "" && tv0.Language != "und" {
+			as.Lang = tv0.Language
+		}
+	}
+	for _, tv := range g.Views {
+		if g.Kind == timeline.Video {
+			as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
+		}
+		as.Representations = append(as.Representations, newRepresentation(g, tv, seen[tv.ID.Bitrate] > 1))
+	}
+	return as
+}
+
+// newRepresentation is the Representation of track tv of group g; shared
+// is whether another track has its bitrate.
+func newRepresentation(g timeline.Group, tv *timeline.TrackView, shared bool) representation {
+	ts := tv.Timescale
+	r := representation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
+	if _, peak, ok := tv.State.Bitrates(ts); ok {
+		r.Bandwidth = peak // measured from the fragments, as ABR needs it
+	}
+	if shared {
+		r.ID = tv.ID.Name + "_" + r.ID
+		b := strconv.Itoa(tv.ID.Bitrate)
+		r.SegmentTemplate = &segmentTemplate{
+			Timescale:      ts,
+			Initialization: layout.InitPattern(g.Name, b),
+			Media:          layout.FragmentPattern(g.Name, b, "$Time$"),
+		}
+	}
+	switch g.Kind {
+	case timeline.Video:
+		r.Width, r.Height, r.SAR = tv.Width, tv.Height, "1:1"
+		if fps, ok := tv.State.FrameRate(ts); ok {
+			r.FrameRate = frameRate(fps)
+		}
+	case timeline.Audio:
+		r.AudioSamplingRate = tv.SamplingRate
+		if tv.Channels > 0 {
+			r.Channels = &descriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
+		}
+	}
+	return r
 }
 
 // periods splits the adaptation sets' timelines at the breaks any of them
@@ -273,9 +286,9 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 		if c.HasBreakAt {
 			breaks = append(breaks, p.Wallclock(c.BreakAt, ts))
 		}
-		for e := range c.All() {
-			if e.Break {
-				breaks = append(breaks, p.Wallclock(e.Start, ts))
+		for _, r := range c.Runs {
+			if r.Break && r.Count > 0 { // a break marks a run's first fragment
+				breaks = append(breaks, p.Wallclock(r.Start, ts))
 			}
 		}
 	}
@@ -300,15 +313,15 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 			begin, id = begins[k-1], "b"+strconv.FormatInt(begins[k-1].Sub(p.Epoch).Milliseconds(), 10)
 		}
 		per := period{ID: id, Start: duration(max(begin.Sub(origin), 0))}
-		for i, tl := range part {
-			if tl.Empty() {
+		for i := range part {
+			if part[i].Empty() {
 				continue
 			}
 			as := assets[i]
 			as.Representations = slices.Clone(as.Representations)
 			ts := groups[i].Views[0].Timescale
 			pto := p.MediaTime(begin, ts)
-			as.SegmentTemplate.Timeline = segmentTimeline(tl)
+			as.SegmentTemplate.Timeline = &part[i]
 			as.SegmentTemplate.PresentationTimeOffset = pto
 			for j, r := range as.Representations {
 				if r.SegmentTemplate != nil {
@@ -350,21 +363,6 @@ func splitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Gro
 	return parts
 }
 
-func segmentTimeline(tl timeline.Timeline) *segTime {
-	st := &segTime{}
-	prevEnd, first := uint64(0), true
-	for r := range tl.Spans() {
-		e := s{D: r.Duration, R: r.Count - 1}
-		if first || r.Start != prevEnd {
-			t := r.Start
-			e.T = &t
-		}
-		st.S = append(st.S, e)
-		prevEnd, first = r.End(), false
-	}
-	return st
-}
-
 func ticksDuration(ticks, timescale uint64) time.Duration {
 	if timescale == 0 {
 		return 0
@@ -388,4 +386,185 @@ func frameRate(fps float64) string {
 		return strconv.Itoa(int(n)*1000) + "/1001"
 	}
 	return strconv.Itoa(int(math.Round(fps*1000))) + "/1000"
+}
+
+// size is about the length of the MPD, for the buffer: at most one S
+// element per fragment of a cyclic run, one per constant run.
+func (m *mpd) size() int {
+	n := 1024
+	for i := range m.Periods {
+		for j := range m.Periods[i].Assets {
+			as := &m.Periods[i].Assets[j]
+			n += 1024 + 512*len(as.Representations)
+			if tl := as.SegmentTemplate.Timeline; tl != nil {
+				for _, r := range tl.Runs {
+					spans := uint64(1)
+					if len(r.Cycle) > 0 {
+						spans = min(r.Count, xmlout.MaxSizeHint)
+					}
+					n += 40 * int(spans)
+				}
+			}
+		}
+	}
+	return min(n, xmlout.MaxSizeHint)
+}
+
+// write writes the MPD element.
+func (m *mpd) write(w *xmlout.Writer) {
+	w.Start(0, "MPD")
+	w.Attr("xmlns", "urn:mpeg:dash:schema:mpd:2011")
+	w.Attr("profiles", m.Profiles)
+	w.Attr("type", m.Type)
+	w.AttrOmit("availabilityStartTime", m.AvailabilityStartTime)
+	w.Attr("publishTime", m.PublishTime)
+	w.AttrOmit("mediaPresentationDuration", m.MediaPresentationDuration)
+	w.AttrOmit("minimumUpdatePeriod", m.MinimumUpdatePeriod)
+	w.AttrOmit("timeShiftBufferDepth", m.TimeShiftBufferDepth)
+	w.AttrOmit("suggestedPresentationDelay", m.SuggestedPresentationDelay)
+	w.Attr("maxSegmentDuration", m.MaxSegmentDuration)
+	w.Attr("minBufferTime", m.MinBufferTime)
+	if len(m.Periods) == 0 && len(m.UTCTiming) == 0 {
+		w.Empty("MPD")
+		return
+	}
+	w.Open()
+	for i := range m.Periods {
+		m.Periods[i].write(w, 1)
+	}
+	for i := range m.UTCTiming {
+		m.UTCTiming[i].write(w, 1, "UTCTiming")
+	}
+	w.End(0, "MPD")
+}
+
+// write writes the Period element at depth.
+func (per *period) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "Period")
+	w.Attr("id", per.ID)
+	w.Attr("start", per.Start)
+	if len(per.Assets) == 0 {
+		w.Empty("Period")
+		return
+	}
+	w.Open()
+	for i := range per.Assets {
+		per.Assets[i].write(w, depth+1)
+	}
+	w.End(depth, "Period")
+}
+
+// write writes the AdaptationSet element at depth: its Role, its
+// SegmentTemplate, its Representations.
+func (as *adaptationSet) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "AdaptationSet")
+	w.IntAttr("id", as.ID)
+	w.Attr("contentType", as.ContentType)
+	w.Attr("mimeType", as.MimeType)
+	w.AttrOmit("lang", as.Lang)
+	w.Attr("segmentAlignment", strconv.FormatBool(as.SegmentAlignment))
+	w.IntAttr("startWithSAP", as.StartWithSAP)
+	w.IntAttrOmit("maxWidth", as.MaxWidth)
+	w.IntAttrOmit("maxHeight", as.MaxHeight)
+	w.Open() // the SegmentTemplate, at least
+	if as.Role != nil {
+		as.Role.write(w, depth+1, "Role")
+	}
+	as.SegmentTemplate.write(w, depth+1)
+	for i := range as.Representations {
+		as.Representations[i].write(w, depth+1)
+	}
+	w.End(depth, "AdaptationSet")
+}
+
+// write writes the descriptor as element name at depth.
+func (d *descriptor) write(w *xmlout.Writer, depth int, name string) {
+	w.Start(depth, name)
+	w.Attr("schemeIdUri", d.SchemeIDURI)
+	w.Attr("value", d.Value)
+	w.Empty(name)
+}
+
+// write writes the SegmentTemplate element at depth, with its
+// SegmentTimeline if it has a timeline.
+func (st *segmentTemplate) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "SegmentTemplate")
+	w.UintAttr("timescale", st.Timescale)
+	w.UintAttrOmit("presentationTimeOffset", st.PresentationTimeOffset)
+	w.AttrOmit("initialization", st.Initialization)
+	w.AttrOmit("media", st.Media)
+	if st.Timeline == nil {
+		w.Empty("SegmentTemplate")
+		return
+	}
+	w.Open()
+	writeSegmentTimeline(w, depth+1, st.Timeline)
+	w.End(depth, "SegmentTemplate")
+}
+
+// writeSegmentTimeline writes the SegmentTimeline element of tl at depth:
+// an S element per span of equal durations.
+func writeSegmentTimeline(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
+	w.Start(depth, "SegmentTimeline")
+	prevEnd, first := uint64(0), true
+	for r := range tl.Spans() {
+		if first {
+			w.Open()
+		}
+		w.Buf = appendS(w.Buf, depth+1, r, first || r.Start != prevEnd)
+		prevEnd, first = r.End(), false
+	}
+	if first {
+		w.Empty("SegmentTimeline")
+		return
+	}
+	w.End(depth, "SegmentTimeline")
+}
+
+// appendS appends the S element of span r at depth: t only where the
+// start does not follow from the previous element (withT), r the number
+// of repeats after the first (DASH counts repeats, where Smooth counts
+// fragments).
+func appendS(dst []byte, depth int, r timeline.Span, withT bool) []byte {
+	dst = xmlout.AppendIndent(dst, depth)
+	dst = append(dst, "<S"...)
+	if withT {
+		dst = append(dst, ` t="`...)
+		dst = strconv.AppendUint(dst, r.Start, 10)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, ` d="`...)
+	dst = strconv.AppendUint(dst, r.Duration, 10)
+	dst = append(dst, '"')
+	if r.Count > 1 {
+		dst = append(dst, ` r="`...)
+		dst = strconv.AppendUint(dst, r.Count-1, 10)
+		dst = append(dst, '"')
+	}
+	return append(dst, "></S>"...)
+}
+
+// write writes the Representation element at depth.
+func (r *representation) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "Representation")
+	w.Attr("id", r.ID)
+	w.IntAttr("bandwidth", r.Bandwidth)
+	w.Attr("codecs", r.Codecs)
+	w.IntAttrOmit("width", r.Width)
+	w.IntAttrOmit("height", r.Height)
+	w.AttrOmit("frameRate", r.FrameRate)
+	w.AttrOmit("sar", r.SAR)
+	w.IntAttrOmit("audioSamplingRate", r.AudioSamplingRate)
+	if r.Channels == nil && r.SegmentTemplate == nil {
+		w.Empty("Representation")
+		return
+	}
+	w.Open()
+	if r.Channels != nil {
+		r.Channels.write(w, depth+1, "AudioChannelConfiguration")
+	}
+	if r.SegmentTemplate != nil {
+		r.SegmentTemplate.write(w, depth+1)
+	}
+	w.End(depth, "Representation")
 }

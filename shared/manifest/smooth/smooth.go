@@ -4,69 +4,66 @@
 package smooth
 
 import (
-	"bytes"
-	"encoding/xml"
 	"fmt"
+	"strconv"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // DefaultTimeScale is the Smooth Streaming default: 100 ns units.
 const DefaultTimeScale = 10_000_000
 
+// media is the SmoothStreamingMedia element. The fields are its
+// attributes, in the order the manifest writes them.
 type media struct {
-	XMLName        xml.Name `xml:"SmoothStreamingMedia"`
-	MajorVersion   int      `xml:"MajorVersion,attr"`
-	MinorVersion   int      `xml:"MinorVersion,attr"`
-	TimeScale      uint64   `xml:"TimeScale,attr"`
-	Duration       uint64   `xml:"Duration,attr"`
-	IsLive         string   `xml:"IsLive,attr"`
-	LookaheadCount int      `xml:"LookaheadCount,attr"`
+	MajorVersion   int
+	MinorVersion   int
+	TimeScale      uint64
+	Duration       uint64
+	IsLive         string
+	LookaheadCount int
 	// LookAheadFragmentCount is the name IIS writes and GStreamer reads for
 	// what MS-SSTR calls LookaheadCount.
-	LookAheadFragmentCount int           `xml:"LookAheadFragmentCount,attr"`
-	DVRWindowLength        uint64        `xml:"DVRWindowLength,attr"`
-	Streams                []streamIndex `xml:"StreamIndex"`
+	LookAheadFragmentCount int
+	DVRWindowLength        uint64
+	Streams                []streamIndex
 }
 
+// streamIndex is a StreamIndex element. Language, TimeScale and the sizes
+// are left out when empty or zero; Timeline holds the fragments its c
+// elements list.
 type streamIndex struct {
-	Type          string         `xml:"Type,attr"`
-	Name          string         `xml:"Name,attr"`
-	Language      string         `xml:"Language,attr,omitempty"`
-	TimeScale     uint64         `xml:"TimeScale,attr,omitempty"`
-	Chunks        int            `xml:"Chunks,attr"`
-	QualityLevels int            `xml:"QualityLevels,attr"`
-	URL           string         `xml:"Url,attr"`
-	MaxWidth      int            `xml:"MaxWidth,attr,omitempty"`
-	MaxHeight     int            `xml:"MaxHeight,attr,omitempty"`
-	DisplayWidth  int            `xml:"DisplayWidth,attr,omitempty"`
-	DisplayHeight int            `xml:"DisplayHeight,attr,omitempty"`
-	Levels        []qualityLevel `xml:"QualityLevel"`
-	Chunk         []chunk        `xml:"c"`
+	Type          string
+	Name          string
+	Language      string
+	TimeScale     uint64
+	Chunks        int
+	QualityLevels int
+	URL           string
+	MaxWidth      int
+	MaxHeight     int
+	DisplayWidth  int
+	DisplayHeight int
+	Levels        []qualityLevel
+	Timeline      timeline.Timeline
 }
 
+// qualityLevel is a QualityLevel element; the fields after FourCC but
+// CodecPrivateData are left out when zero.
 type qualityLevel struct {
-	Index            int    `xml:"Index,attr"`
-	Bitrate          int    `xml:"Bitrate,attr"`
-	FourCC           string `xml:"FourCC,attr"`
-	MaxWidth         int    `xml:"MaxWidth,attr,omitempty"`
-	MaxHeight        int    `xml:"MaxHeight,attr,omitempty"`
-	SamplingRate     int    `xml:"SamplingRate,attr,omitempty"`
-	Channels         int    `xml:"Channels,attr,omitempty"`
-	BitsPerSample    int    `xml:"BitsPerSample,attr,omitempty"`
-	PacketSize       int    `xml:"PacketSize,attr,omitempty"`
-	AudioTag         int    `xml:"AudioTag,attr,omitempty"`
-	CodecPrivateData string `xml:"CodecPrivateData,attr"`
-}
-
-// chunk is a "c" element. T is a pointer so that it is written only where
-// the start does not follow from the previous chunk; R counts fragments of
-// the same duration (MS-SSTR: the total, so r is omitted for a single one).
-type chunk struct {
-	T *uint64 `xml:"t,attr"`
-	D uint64  `xml:"d,attr"`
-	R uint64  `xml:"r,attr,omitempty"`
+	Index            int
+	Bitrate          int
+	FourCC           string
+	MaxWidth         int
+	MaxHeight        int
+	SamplingRate     int
+	Channels         int
+	BitsPerSample    int
+	PacketSize       int
+	AudioTag         int
+	CodecPrivateData string
 }
 
 // Render returns the client manifest of a live presentation. Tracks are
@@ -103,15 +100,10 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 		m.IsLive, m.DVRWindowLength = "FALSE", 0
 		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
 	}
-	var buf bytes.Buffer
-	buf.WriteString(xml.Header)
-	enc := xml.NewEncoder(&buf)
-	enc.Indent("", "  ")
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("smooth manifest of channel %s: %w", p.Channel, err)
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
+	w.Buf = append(w.Buf, xmlout.Header...)
+	m.write(&w)
+	return append(w.Buf, '\n'), nil
 }
 
 // renderStreamIndex renders group g and adds what it lists to extent.
@@ -159,19 +151,122 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 		common.TrimAfter(last.Start)
 	}
 	extent.Add(p, &common, timescale)
-	prevEnd, first := uint64(0), true
-	for r := range common.Spans() {
-		c := chunk{D: r.Duration}
-		if first || r.Start != prevEnd {
-			t := r.Start
-			c.T = &t
-		}
-		if r.Count > 1 {
-			c.R = r.Count
-		}
-		si.Chunk = append(si.Chunk, c)
+	for _, r := range common.Runs {
 		si.Chunks += int(r.Count)
+	}
+	si.Timeline = common
+	return si, nil
+}
+
+// size is about the length of the manifest, for the buffer: at most one c
+// element per fragment of a cyclic run, one per constant run.
+func (m *media) size() int {
+	n := 512
+	for i := range m.Streams {
+		si := &m.Streams[i]
+		n += 512 + 256*len(si.Levels)
+		for _, r := range si.Timeline.Runs {
+			spans := uint64(1)
+			if len(r.Cycle) > 0 {
+				spans = min(r.Count, xmlout.MaxSizeHint)
+			}
+			n += 32 * int(spans)
+		}
+	}
+	return min(n, xmlout.MaxSizeHint)
+}
+
+// write writes the SmoothStreamingMedia element.
+func (m *media) write(w *xmlout.Writer) {
+	w.Start(0, "SmoothStreamingMedia")
+	w.IntAttr("MajorVersion", m.MajorVersion)
+	w.IntAttr("MinorVersion", m.MinorVersion)
+	w.UintAttr("TimeScale", m.TimeScale)
+	w.UintAttr("Duration", m.Duration)
+	w.Attr("IsLive", m.IsLive)
+	w.IntAttr("LookaheadCount", m.LookaheadCount)
+	w.IntAttr("LookAheadFragmentCount", m.LookAheadFragmentCount)
+	w.UintAttr("DVRWindowLength", m.DVRWindowLength)
+	if len(m.Streams) == 0 {
+		w.Empty("SmoothStreamingMedia")
+		return
+	}
+	w.Open()
+	for i := range m.Streams {
+		m.Streams[i].write(w, 1)
+	}
+	w.End(0, "SmoothStreamingMedia")
+}
+
+// write writes the StreamIndex element at depth: its attributes, its
+// quality levels and its c elements.
+func (si *streamIndex) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "StreamIndex")
+	w.Attr("Type", si.Type)
+	w.Attr("Name", si.Name)
+	w.AttrOmit("Language", si.Language)
+	w.UintAttrOmit("TimeScale", si.TimeScale)
+	w.IntAttr("Chunks", si.Chunks)
+	w.IntAttr("QualityLevels", si.QualityLevels)
+	w.Attr("Url", si.URL)
+	w.IntAttrOmit("MaxWidth", si.MaxWidth)
+	w.IntAttrOmit("MaxHeight", si.MaxHeight)
+	w.IntAttrOmit("DisplayWidth", si.DisplayWidth)
+	w.IntAttrOmit("DisplayHeight", si.DisplayHeight)
+	w.Open() // a quality level at least: a group has a track
+	for i := range si.Levels {
+		si.Levels[i].write(w, depth+1)
+	}
+	writeChunks(w, depth+1, &si.Timeline)
+	w.End(depth, "StreamIndex")
+}
+
+// write writes the QualityLevel element at depth.
+func (ql *qualityLevel) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "QualityLevel")
+	w.IntAttr("Index", ql.Index)
+	w.IntAttr("Bitrate", ql.Bitrate)
+	w.Attr("FourCC", ql.FourCC)
+	w.IntAttrOmit("MaxWidth", ql.MaxWidth)
+	w.IntAttrOmit("MaxHeight", ql.MaxHeight)
+	w.IntAttrOmit("SamplingRate", ql.SamplingRate)
+	w.IntAttrOmit("Channels", ql.Channels)
+	w.IntAttrOmit("BitsPerSample", ql.BitsPerSample)
+	w.IntAttrOmit("PacketSize", ql.PacketSize)
+	w.IntAttrOmit("AudioTag", ql.AudioTag)
+	w.Attr("CodecPrivateData", ql.CodecPrivateData)
+	w.Empty("QualityLevel")
+}
+
+// writeChunks writes a c element per span of equal durations of tl, at
+// depth.
+func writeChunks(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
+	prevEnd, first := uint64(0), true
+	for r := range tl.Spans() {
+		w.Buf = appendChunk(w.Buf, depth, r, first || r.Start != prevEnd)
 		prevEnd, first = r.End(), false
 	}
-	return si, nil
+}
+
+// appendChunk appends the c element of span r at depth: t only where the
+// start does not follow from the previous element (withT), r the number
+// of fragments of the same duration (MS-SSTR: the total, so r is left
+// out for a single one).
+func appendChunk(dst []byte, depth int, r timeline.Span, withT bool) []byte {
+	dst = xmlout.AppendIndent(dst, depth)
+	dst = append(dst, "<c"...)
+	if withT {
+		dst = append(dst, ` t="`...)
+		dst = strconv.AppendUint(dst, r.Start, 10)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, ` d="`...)
+	dst = strconv.AppendUint(dst, r.Duration, 10)
+	dst = append(dst, '"')
+	if r.Count > 1 {
+		dst = append(dst, ` r="`...)
+		dst = strconv.AppendUint(dst, r.Count, 10)
+		dst = append(dst, '"')
+	}
+	return append(dst, "></c>"...)
 }
