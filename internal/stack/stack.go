@@ -101,8 +101,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
+	// The handler needs the store, which needs the S3 server, which
+	// delivers events to the handler: events wait until it is made.
 	var h *handler.Handler
+	made := make(chan struct{})
 	notify := func(ctx context.Context, ev events.S3Event) error {
+		select {
+		case <-made:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if o.EventTap != nil {
 			o.EventTap(ev)
 		}
@@ -124,6 +132,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.Store = st
 	h = handler.New(st, o.Handler, o.Log.With("component", "manifest"))
+	close(made)
 	s.Handler = h
 	s.Relay = relay.New(st, o.Relay, o.Log.With("component", "relay"))
 	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge"), Players: o.Players}

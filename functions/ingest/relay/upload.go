@@ -68,10 +68,12 @@ type uploadChannel struct {
 	stems      map[string]string     // HLS media playlist name less .m3u8: init file
 	rules      []segmentRule         // from the MPD
 	pending    []*pendingSegment
-	// restore runs once, at the channel's first upload since the relay
-	// started: an init segment (an encoder starting) skips it, anything
-	// else restores the renditions recorded in the store.
-	restore sync.Once
+	// The restore of the renditions recorded in the store (restoreOnce):
+	// done, in progress (closed when it ends), or to try again after.
+	restored     bool
+	restoring    chan struct{}
+	restoreAfter time.Time
+	recordMu     sync.Mutex // one write of the channel's record at a time
 	// pendingBytes bounds what pending holds to one box of the largest
 	// size the relay takes (Config.MaxBox).
 	pendingBytes int
@@ -238,11 +240,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 	var uc *uploadChannel
 	if kind != uploadUnknown {
 		uc = rl.uploadChannel(up.Channel) // only for what is media or a manifest
-		uc.restore.Do(func() {
-			if kind != uploadInit {
-				rl.restoreUploads(context.WithoutCancel(r.Context()), up.Channel, uc, log)
-			}
-		})
+		rl.restoreOnce(context.WithoutCancel(r.Context()), up.Channel, uc, kind == uploadInit, log)
 	}
 	switch kind {
 	case uploadInit:
@@ -250,7 +248,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		if err == nil {
 			// Not the request's context: ffmpeg closes its connection
 			// once it has sent a file, without waiting for the answer.
-			if rerr := rl.recordInit(context.WithoutCancel(r.Context()), up.Channel, up.File, b); rerr != nil {
+			if rerr := rl.recordInit(context.WithoutCancel(r.Context()), up.Channel, uc, up.File, b); rerr != nil {
 				// The upload goes on; only a relay started again would
 				// miss the rendition.
 				log.Warn("init segment not recorded: a relay started again will not restore its rendition", "err", rerr)

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -56,26 +58,27 @@ func putState(t *testing.T, st *store.Store, channel string, id layout.TrackID, 
 // next segment at once, from the init segment its predecessor recorded,
 // when the channel is still live; an ended or long-idle channel, or one
 // whose first upload is an init segment (an encoder starting), restores
-// nothing, and its segments wait for their init segment as before.
+// nothing, and its segments wait for their init segment as before. An
+// init segment an earlier start of the encoder recorded is not restored.
 func TestUploadsSurviveARelayRestart(t *testing.T) {
 	inits, segs := cmafRenditions(t, 3)
 	video := layout.TrackID{Name: "video", Bitrate: 800_000}
 	for _, tc := range []struct {
-		name      string
-		ago       time.Duration // since the channel's newest media
-		ended     bool          // the encoder ended the stream
-		forget    bool          // no record of the init segments
-		initFirst bool          // the first upload to the new relay is another init segment
-		want      int           // the new relay's answer to the next segment
-		restored  bool          // it was stored through the restored rendition
+		name         string
+		ago          time.Duration // since the channel's newest media
+		ended        bool          // the encoder ended the stream
+		forget       bool          // no record of the init segments
+		earlierStart bool          // the record also holds an earlier start's init segment
+		initFirst    bool          // the first upload to the new relay is the init segment again
+		want         int           // the new relay's answer to the next segment
+		restored     int           // renditions restored (-1: no restore)
 	}{
-		{"live channel", 30 * time.Second, false, false, false, http.StatusOK, true},
-		{"ended channel", 30 * time.Second, true, false, false, http.StatusAccepted, false},
-		{"idle for an hour", time.Hour, false, false, false, http.StatusAccepted, false},
-		{"nothing recorded", 30 * time.Second, false, true, false, http.StatusAccepted, false},
-		// The audio's init segment is then the channel's only rendition,
-		// which takes any segment (the video one included).
-		{"an encoder starting", 30 * time.Second, false, false, true, http.StatusOK, false},
+		{"live channel", 30 * time.Second, false, false, false, false, http.StatusOK, 1},
+		{"an earlier start's init segment", 30 * time.Second, false, false, true, false, http.StatusOK, 1},
+		{"ended channel", 30 * time.Second, true, false, false, false, http.StatusAccepted, -1},
+		{"idle for an hour", time.Hour, false, false, false, false, http.StatusAccepted, -1},
+		{"nothing recorded", 30 * time.Second, false, true, false, false, http.StatusAccepted, -1},
+		{"an encoder starting", 30 * time.Second, false, false, false, true, http.StatusOK, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			first, st, _, rl := newRelay(t, relay.DefaultConfig())
@@ -96,11 +99,13 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			second := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quiet).Handler())
-			defer second.Close()
+			if tc.earlierStart {
+				addRecorded(t, st, "r", "init-stream9.m4s", inits[1], time.Now().Add(-time.Hour))
+			}
+			second, rec := relayOn(t, st)
 			if tc.initFirst {
-				if code, msg := do(t, http.MethodPut, second.URL+ch+"init-stream2.m4s", inits[2], true); code != 200 {
-					t.Fatalf("init-stream2.m4s: %d %s", code, msg)
+				if code, msg := do(t, http.MethodPut, second.URL+ch+"init-stream0.m4s", inits[0], true); code != 200 {
+					t.Fatalf("init-stream0.m4s: %d %s", code, msg)
 				}
 			}
 			code, msg := do(t, http.MethodPut, second.URL+ch+"chunk-stream0-00003.m4s", segs[0][2], true)
@@ -108,10 +113,49 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 				t.Fatalf("the next segment: %d %s, want %d", code, msg, tc.want)
 			}
 			frags, _ := stored(t, st, "r")
-			if want := map[bool]int{true: 3, false: 2}[tc.restored]; frags[video.String()] != want {
+			if want := map[int]int{http.StatusOK: 3, http.StatusAccepted: 2}[tc.want]; frags[video.String()] != want {
 				t.Errorf("fragments %v, want %d of %s", frags, want, video)
 			}
+			restored := -1
+			for _, r := range rec.records() {
+				if r.Message == "upload renditions restored from the store" {
+					restored, _ = strconv.Atoi(attrs(r)["renditions"])
+				}
+			}
+			if restored != tc.restored {
+				t.Errorf("restored %d renditions, want %d (-1: no restore)", restored, tc.restored)
+			}
 		})
+	}
+}
+
+// relayOn starts a relay over st, its log to a recorder.
+func relayOn(t *testing.T, st *store.Store) (*httptest.Server, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	hs := httptest.NewServer(relay.New(st, relay.DefaultConfig(), slog.New(rec)).Handler())
+	t.Cleanup(hs.Close)
+	return hs, rec
+}
+
+// addRecorded adds an init segment to a channel's uploads record as if it
+// had been uploaded at.
+func addRecorded(t *testing.T, st *store.Store, channel, file string, body []byte, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	o, err := st.Get(ctx, layout.UploadsStateKey(channel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(o.Body, &rec); err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := json.Marshal(map[string]any{"body": body, "at": at})
+	rec["inits"][file] = entry
+	b, _ := json.Marshal(rec)
+	if _, err := st.Put(ctx, layout.UploadsStateKey(channel), b, store.PutOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

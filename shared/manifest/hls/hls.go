@@ -7,7 +7,9 @@ package hls
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -42,7 +44,7 @@ func Master(p *timeline.Presentation) []byte {
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	audioCodecs := ""
-	names := map[string]int{}
+	names, used := map[string]int{}, map[string]bool{}
 	for _, a := range audio {
 		names[a.ID.Name]++
 	}
@@ -56,13 +58,19 @@ func Master(p *timeline.Presentation) []byte {
 		}
 	}
 	for i, a := range audio {
-		if audioCodecs == "" {
-			audioCodecs = a.Codecs
+		// A variant lists every codec of the group it may play with
+		// (RFC 8216 4.3.4.2).
+		if a.Codecs != "" && !slices.Contains(strings.Split(audioCodecs, ","), a.Codecs) {
+			audioCodecs = strings.TrimPrefix(audioCodecs+","+a.Codecs, ",")
 		}
 		name := a.ID.Name
 		if names[name] > 1 {
 			name += " " + strconv.Itoa(a.ID.Bitrate/1000) + "k"
+			if used[name] {
+				name = a.ID.Name + " " + strconv.Itoa(a.ID.Bitrate) // NAME is unique in a group
+			}
 		}
+		used[name] = true
 		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=%q,", audioGroup, name)
 		if a.Language != "" && a.Language != "und" {
 			fmt.Fprintf(&b, "LANGUAGE=%q,", a.Language)

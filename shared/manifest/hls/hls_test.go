@@ -141,3 +141,32 @@ func TestMasterAudioRoles(t *testing.T) {
 		}
 	}
 }
+
+// A variant lists every codec of the audio group it plays with, and every
+// rendition's NAME is its own, even for bitrates a kilobit apart.
+func TestMasterAudioCodecsAndNames(t *testing.T) {
+	p := manifesttest.Presentation(false)
+	a := p.Tracks[2]
+	he, near := a, a
+	he.ID.Name, he.Codecs, he.Language = "audio_spa", "mp4a.40.5", "spa"
+	near.ID.Bitrate += 400
+	p.Tracks = append(p.Tracks, he, near)
+	master := string(Master(p))
+	var names []string
+	for _, line := range strings.Split(master, "\n") {
+		if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") && strings.Contains(line, "RESOLUTION=") &&
+			!strings.Contains(line, `,mp4a.40.2,mp4a.40.5"`) {
+			t.Errorf("a video variant without every audio codec: %s", line)
+		}
+		if rest, ok := strings.CutPrefix(line, "#EXT-X-MEDIA:"); ok {
+			name := strings.Split(strings.SplitN(rest, `NAME="`, 2)[1], `"`)[0]
+			if slices.Contains(names, name) {
+				t.Errorf("NAME %q twice:\n%s", name, master)
+			}
+			names = append(names, name)
+		}
+	}
+	if len(names) != 3 {
+		t.Errorf("audio renditions %v, want 3", names)
+	}
+}
