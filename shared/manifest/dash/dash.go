@@ -108,7 +108,19 @@ type representation struct {
 // has, so that every URL a client builds exists. publishTime is the wall-
 // clock end of the newest fragment, so that equal states give equal MPDs.
 func Render(p *timeline.Presentation, o Options) ([]byte, error) {
-	m := mpd{
+	m, err := build(p, o)
+	if err != nil {
+		return nil, err
+	}
+	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
+	w.Buf = append(w.Buf, xmlout.Header...)
+	m.write(&w)
+	return append(w.Buf, '\n'), nil
+}
+
+// build is the MPD of p, before it is written.
+func build(p *timeline.Presentation, o Options) (*mpd, error) {
+	m := &mpd{
 		Profiles:              "urn:mpeg:dash:profile:isoff-live:2011",
 		Type:                  "dynamic",
 		AvailabilityStartTime: p.Epoch.UTC().Format(time.RFC3339Nano),
@@ -175,10 +187,7 @@ func Render(p *timeline.Presentation, o Options) ([]byte, error) {
 	if o.UTCTimingURL != "" && !p.VOD() {
 		m.UTCTiming = []descriptor{{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: o.UTCTimingURL}}
 	}
-	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
-	w.Buf = append(w.Buf, xmlout.Header...)
-	m.write(&w)
-	return append(w.Buf, '\n'), nil
+	return m, nil
 }
 
 // adaptationSets returns an AdaptationSet per group, without timelines,

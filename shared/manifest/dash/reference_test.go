@@ -1,22 +1,15 @@
 package dash
 
-// The reference renderer: Render as it was before it wrote XML by hand,
-// marshalling structs with encoding/xml. Render must give the same bytes
-// for every presentation (equivalence_test.go), and the benchmarks
+// The reference writer: what build makes, marshalled with encoding/xml
+// as Render did before it wrote XML by hand. Render must give the same
+// bytes for every presentation (equivalence_test.go), and the benchmarks
 // measure both in the same run.
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/xml"
 	"fmt"
-	"math"
-	"slices"
-	"sort"
-	"strconv"
-	"time"
 
-	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -102,242 +95,65 @@ type refUTCTiming struct {
 	Value       string `xml:"value,attr"`
 }
 
-// renderReference is Render as it was: the same structs, marshalled with
-// encoding/xml.
+// renderReference is the MPD build makes, marshalled with encoding/xml
+// into the tagged copies of its structs above: what the hand-written
+// writer must match byte for byte. (Until 2026-12-01 it also kept the
+// builder as it was; the new one, which finds breaks from the timeline's
+// runs, matched it on every case.)
 func renderReference(p *timeline.Presentation, o Options) ([]byte, error) {
-	m := refMPD{
-		Profiles:              "urn:mpeg:dash:profile:isoff-live:2011",
-		Type:                  "dynamic",
-		AvailabilityStartTime: p.Epoch.UTC().Format(time.RFC3339Nano),
-		TimeShiftBufferDepth:  refDuration(p.DVRWindow),
+	m, err := build(p, o)
+	if err != nil {
+		return nil, err
 	}
-	// Representation ids are the bitrates, which $RepresentationID$ puts in
-	// the URL; a bitrate two groups share gets a name-qualified id and a
-	// SegmentTemplate of its own.
-	seen := map[int]int{}
-	for _, tv := range p.Tracks {
-		seen[tv.ID.Bitrate]++
+	ref := refMPD{
+		Profiles: m.Profiles, Type: m.Type, AvailabilityStartTime: m.AvailabilityStartTime, PublishTime: m.PublishTime,
+		MediaPresentationDuration: m.MediaPresentationDuration, MinimumUpdatePeriod: m.MinimumUpdatePeriod,
+		TimeShiftBufferDepth: m.TimeShiftBufferDepth, SuggestedPresentationDelay: m.SuggestedPresentationDelay,
+		MaxSegmentDuration: m.MaxSegmentDuration, MinBufferTime: m.MinBufferTime,
 	}
-	var maxDur time.Duration
-	// The extent of what the adaptation sets list: its end is the publish
-	// time; a static range ends at FirstEnd, so that no reader looks for a
-	// segment past the end of an adaptation set that stops a few samples
-	// early.
-	var extent timeline.Extent
-	var groups []timeline.Group
-	var commons []timeline.Timeline
-	for _, g := range p.Groups() {
-		if g.Kind != timeline.Video && g.Kind != timeline.Audio {
-			continue
-		}
-		common := p.Common(g)
-		if common.Empty() {
-			continue
-		}
-		extent.Add(p, &common, g.Views[0].Timescale)
-		groups, commons = append(groups, g), append(commons, common)
-	}
-	var assets []refAdaptationSet
-	for _, g := range groups {
-		tv0 := g.Views[0]
-		ts := tv0.Timescale
-		for _, tv := range g.Views {
-			if tv.Timescale != ts {
-				return nil, fmt.Errorf("dash: channel %s: tracks named %q mix timescales %d and %d", p.Channel, g.Name, ts, tv.Timescale)
-			}
-			maxDur = max(maxDur, refTicksDuration(tv.State.MaxDuration, ts))
-		}
-		as := refAdaptationSet{
-			ID:               len(assets),
-			SegmentAlignment: true,
-			StartWithSAP:     1,
-			Role:             &refDescriptor{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")},
-			SegmentTemplate: refSegmentTemplate{
-				Timescale:      ts,
-				Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
-				Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
-			},
-		}
-		switch g.Kind {
-		case timeline.Video:
-			as.ContentType, as.MimeType = "video", "video/mp4"
-		case timeline.Audio:
-			as.ContentType, as.MimeType = "audio", "audio/mp4"
-			if tv0.Language != "" && tv0.Language != "und" {
-				as.Lang = tv0.Language
-			}
-		}
-		for _, tv := range g.Views {
-			r := refRepresentation{ID: strconv.Itoa(tv.ID.Bitrate), Bandwidth: tv.ID.Bitrate, Codecs: tv.Codecs}
-			if _, peak, ok := tv.State.Bitrates(ts); ok {
-				r.Bandwidth = peak // measured from the fragments, as ABR needs it
-			}
-			if seen[tv.ID.Bitrate] > 1 {
-				r.ID = tv.ID.Name + "_" + r.ID
-				b := strconv.Itoa(tv.ID.Bitrate)
-				r.SegmentTemplate = &refSegmentTemplate{
-					Timescale:      ts,
-					Initialization: layout.InitPattern(g.Name, b),
-					Media:          layout.FragmentPattern(g.Name, b, "$Time$"),
+	for _, per := range m.Periods {
+		rp := refPeriod{ID: per.ID, Start: per.Start}
+		for _, as := range per.Assets {
+			ra := refAdaptationSet{ID: as.ID, ContentType: as.ContentType, MimeType: as.MimeType, Lang: as.Lang,
+				SegmentAlignment: as.SegmentAlignment, StartWithSAP: as.StartWithSAP, MaxWidth: as.MaxWidth,
+				MaxHeight: as.MaxHeight, Role: (*refDescriptor)(as.Role), SegmentTemplate: refTemplate(as.SegmentTemplate)}
+			for _, r := range as.Representations {
+				rr := refRepresentation{ID: r.ID, Bandwidth: r.Bandwidth, Codecs: r.Codecs, Width: r.Width, Height: r.Height,
+					FrameRate: r.FrameRate, SAR: r.SAR, AudioSamplingRate: r.AudioSamplingRate, Channels: (*refDescriptor)(r.Channels)}
+				if r.SegmentTemplate != nil {
+					st := refTemplate(*r.SegmentTemplate)
+					rr.SegmentTemplate = &st
 				}
+				ra.Representations = append(ra.Representations, rr)
 			}
-			switch g.Kind {
-			case timeline.Video:
-				r.Width, r.Height, r.SAR = tv.Width, tv.Height, "1:1"
-				if fps, ok := tv.State.FrameRate(ts); ok {
-					r.FrameRate = refFrameRate(fps)
-				}
-				as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
-			case timeline.Audio:
-				r.AudioSamplingRate = tv.SamplingRate
-				if tv.Channels > 0 {
-					r.Channels = &refDescriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
-				}
-			}
-			as.Representations = append(as.Representations, r)
+			rp.Assets = append(rp.Assets, ra)
 		}
-		assets = append(assets, as)
+		ref.Periods = append(ref.Periods, rp)
 	}
-	if maxDur == 0 {
-		maxDur = 2 * time.Second
-	}
-	// Periods: a new one wherever the encoder's timeline breaks (it
-	// restarted, or its clock jumped), timed from the availability start
-	// (the channel's epoch), or from the first fragment of a static MPD.
-	origin := p.Epoch
-	if p.VOD() {
-		origin = extent.Start
-	}
-	m.Periods = refPeriods(p, origin, groups, commons, assets, maxDur)
-	newest := extent.End
-	if extent.Empty() {
-		newest = p.Epoch
-	}
-	m.PublishTime = newest.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
-	m.MaxSegmentDuration = refDuration(maxDur)
-	m.MinBufferTime = refDuration(maxDur)
-	if p.VOD() {
-		// A finished range: a static MPD whose Period starts at the range's
-		// first fragment.
-		m.Type, m.AvailabilityStartTime, m.TimeShiftBufferDepth = "static", "", ""
-		m.MediaPresentationDuration = refDuration(extent.FirstEnd.Sub(extent.Start))
-	} else {
-		mup := o.MinimumUpdatePeriod
-		if mup == 0 {
-			mup = maxDur
-		}
-		m.MinimumUpdatePeriod = refDuration(mup)
-		// Three segments behind the live edge, as HLS clients hold back.
-		m.SuggestedPresentationDelay = refDuration(3 * maxDur)
-		if depth := extent.End.Sub(extent.Start); p.Range != nil && depth > p.DVRWindow {
-			// A start-over reaching further back than the DVR window.
-			m.TimeShiftBufferDepth = refDuration(depth)
-		}
-	}
-	if o.UTCTimingURL != "" && !p.VOD() {
-		m.UTCTiming = []refUTCTiming{{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: o.UTCTimingURL}}
+	for _, u := range m.UTCTiming {
+		ref.UTCTiming = append(ref.UTCTiming, refUTCTiming(u))
 	}
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
 	enc := xml.NewEncoder(&buf)
 	enc.Indent("", "  ")
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("dash: MPD of channel %s: %w", p.Channel, err)
+	if err := enc.Encode(ref); err != nil {
+		return nil, fmt.Errorf("dash: channel %s: %w", p.Channel, err)
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
 }
 
-// refPeriods splits the adaptation sets' timelines at the breaks any of them
-// has (breaks less than a fragment apart are one: audio and video of one
-// encoder break together, a few samples apart). A fragment belongs to the
-// last Period that begins no later than half a fragment after it starts.
-// Period ids are stable as the window slides: "0" for the first, then
-// "b" and the break's time in milliseconds since the epoch.
-func refPeriods(p *timeline.Presentation, origin time.Time, groups []timeline.Group, commons []timeline.Timeline, assets []refAdaptationSet, maxDur time.Duration) []refPeriod {
-	var breaks []time.Time
-	for i, c := range commons {
-		ts := groups[i].Views[0].Timescale
-		if c.HasBreakAt {
-			breaks = append(breaks, p.Wallclock(c.BreakAt, ts))
-		}
-		for e := range c.All() {
-			if e.Break {
-				breaks = append(breaks, p.Wallclock(e.Start, ts))
-			}
-		}
+func refTemplate(st segmentTemplate) refSegmentTemplate {
+	r := refSegmentTemplate{Timescale: st.Timescale, PresentationTimeOffset: st.PresentationTimeOffset,
+		Initialization: st.Initialization, Media: st.Media}
+	if st.Timeline != nil {
+		r.Timeline = refSegmentTimeline(*st.Timeline)
 	}
-	slices.SortFunc(breaks, time.Time.Compare)
-	var begins []time.Time // begins[k] starts Period k+1
-	for _, b := range breaks {
-		if n := len(begins); n > 0 && b.Sub(begins[n-1]) < maxDur {
-			continue
-		}
-		begins = append(begins, b)
-	}
-	// [period][group]: with no break, one Period of the timelines as they
-	// are.
-	parts := [][]timeline.Timeline{commons}
-	if len(begins) > 0 {
-		parts = refSplitAt(p, begins, groups, commons, maxDur)
-	}
-	var out []refPeriod
-	for k, part := range parts {
-		begin, id := origin, "0"
-		if k > 0 {
-			begin, id = begins[k-1], "b"+strconv.FormatInt(begins[k-1].Sub(p.Epoch).Milliseconds(), 10)
-		}
-		per := refPeriod{ID: id, Start: refDuration(max(begin.Sub(origin), 0))}
-		for i, tl := range part {
-			if tl.Empty() {
-				continue
-			}
-			as := assets[i]
-			as.Representations = slices.Clone(as.Representations)
-			ts := groups[i].Views[0].Timescale
-			pto := p.MediaTime(begin, ts)
-			as.SegmentTemplate.Timeline = refSegmentTimeline(tl)
-			as.SegmentTemplate.PresentationTimeOffset = pto
-			for j, r := range as.Representations {
-				if r.SegmentTemplate != nil {
-					st := *r.SegmentTemplate
-					st.PresentationTimeOffset = pto
-					as.Representations[j].SegmentTemplate = &st
-				}
-			}
-			per.Assets = append(per.Assets, as)
-		}
-		if len(per.Assets) > 0 {
-			out = append(out, per)
-		}
-	}
-	return out
+	return r
 }
 
-// refSplitAt cuts each group's timeline into the Periods that begins start:
-// parts[k][i] is group i's part of Period k.
-func refSplitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Group, commons []timeline.Timeline, maxDur time.Duration) [][]timeline.Timeline {
-	parts := make([][]timeline.Timeline, len(begins)+1)
-	for k := range parts {
-		parts[k] = make([]timeline.Timeline, len(groups))
-	}
-	for i, c := range commons {
-		ts := groups[i].Views[0].Timescale
-		prevEnd, started := uint64(0), make([]bool, len(parts))
-		for e := range c.All() {
-			w := p.Wallclock(e.Start, ts).Add(maxDur / 2)
-			k := sort.Search(len(begins), func(j int) bool { return begins[j].After(w) })
-			tl := &parts[k][i]
-			if !started[k] {
-				tl.FirstSeq, started[k] = e.Seq, true
-			}
-			tl.Append(e.Fragment, !tl.Empty() && (e.Gap || e.Start != prevEnd))
-			prevEnd = e.End()
-		}
-	}
-	return parts
-}
-
+// refSegmentTimeline is the S elements of a timeline.
 func refSegmentTimeline(tl timeline.Timeline) *refSegTime {
 	st := &refSegTime{}
 	prevEnd, first := uint64(0), true
@@ -351,29 +167,4 @@ func refSegmentTimeline(tl timeline.Timeline) *refSegTime {
 		prevEnd, first = r.End(), false
 	}
 	return st
-}
-
-func refTicksDuration(ticks, timescale uint64) time.Duration {
-	if timescale == 0 {
-		return 0
-	}
-	return time.Duration(ticks/timescale)*time.Second + time.Duration(ticks%timescale*uint64(time.Second)/timescale)
-}
-
-// refDuration formats d as an xs:duration in seconds (PT2S, PT1800S, PT2.4S).
-func refDuration(d time.Duration) string {
-	sec := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
-	return "PT" + sec + "S"
-}
-
-// refFrameRate writes a measured frame rate as a DASH FrameRateType: an
-// integer, or a fraction for the NTSC rates (30000/1001) and others.
-func refFrameRate(fps float64) string {
-	if n := math.Round(fps); math.Abs(fps-n) < 0.01 {
-		return strconv.Itoa(int(n))
-	}
-	if n := math.Round(fps * 1.001); math.Abs(fps*1.001-n) < 0.01 {
-		return strconv.Itoa(int(n)*1000) + "/1001"
-	}
-	return strconv.Itoa(int(math.Round(fps*1000))) + "/1000"
 }

@@ -1,8 +1,8 @@
 package smooth
 
-// The reference renderer: Render as it was before it wrote XML by hand,
-// marshalling structs with encoding/xml. Render must give the same bytes
-// for every presentation (equivalence_test.go), and the benchmarks
+// The reference writer: what build makes, marshalled with encoding/xml
+// as Render did before it wrote XML by hand. Render must give the same
+// bytes for every presentation (equivalence_test.go), and the benchmarks
 // measure both in the same run.
 
 import (
@@ -10,7 +10,6 @@ import (
 	"encoding/xml"
 	"fmt"
 
-	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -68,96 +67,47 @@ type refChunk struct {
 	R uint64  `xml:"r,attr,omitempty"`
 }
 
-// renderReference is Render as it was: the same structs, marshalled with
-// encoding/xml.
+// renderReference is the manifest build makes, marshalled with
+// encoding/xml into the tagged copies of its structs above: what the
+// hand-written writer must match byte for byte. (Until 2026-12-01 it also
+// kept the builder as it was; the new one matched it on every case.)
 func renderReference(p *timeline.Presentation) ([]byte, error) {
-	m := refMedia{
-		MajorVersion: 2,
-		MinorVersion: 2,
-		TimeScale:    DefaultTimeScale,
-		IsLive:       "TRUE",
-		// Every stored fragment carries a tfrf announcing the next one
-		// (fmp4.Rewrite), so live clients can run ahead of manifest
-		// refreshes. GStreamer's mssdemux (1.22) needs the count above zero
-		// to parse fragments of a live stream at all: at zero it drops
-		// every byte it downloads.
-		LookaheadCount:         1,
-		LookAheadFragmentCount: 1,
-		DVRWindowLength:        timeline.Ticks(p.DVRWindow, DefaultTimeScale),
+	m, err := build(p)
+	if err != nil {
+		return nil, err
 	}
-	var extent timeline.Extent
-	for _, g := range p.Groups() {
-		si, err := refStreamIndexOf(p, g, &extent)
-		if err != nil {
-			return nil, err
-		}
-		if si.Chunks > 0 {
-			m.Streams = append(m.Streams, si)
-		}
+	ref := refMedia{
+		MajorVersion: m.MajorVersion, MinorVersion: m.MinorVersion, TimeScale: m.TimeScale, Duration: m.Duration,
+		IsLive: m.IsLive, LookaheadCount: m.LookaheadCount, LookAheadFragmentCount: m.LookAheadFragmentCount,
+		DVRWindowLength: m.DVRWindowLength,
 	}
-	if p.VOD() {
-		// A finished range: clients play it from its start to its end.
-		m.IsLive, m.DVRWindowLength = "FALSE", 0
-		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
+	for _, si := range m.Streams {
+		r := refStreamIndex{Type: si.Type, Name: si.Name, Language: si.Language, TimeScale: si.TimeScale,
+			Chunks: si.Chunks, QualityLevels: si.QualityLevels, URL: si.URL, MaxWidth: si.MaxWidth,
+			MaxHeight: si.MaxHeight, DisplayWidth: si.DisplayWidth, DisplayHeight: si.DisplayHeight,
+			Chunk: refChunks(si.Timeline)}
+		for _, ql := range si.Levels {
+			r.Levels = append(r.Levels, refQualityLevel(ql))
+		}
+		ref.Streams = append(ref.Streams, r)
 	}
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
 	enc := xml.NewEncoder(&buf)
 	enc.Indent("", "  ")
-	if err := enc.Encode(m); err != nil {
+	if err := enc.Encode(ref); err != nil {
 		return nil, fmt.Errorf("smooth manifest of channel %s: %w", p.Channel, err)
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
 }
 
-// refStreamIndexOf renders group g and adds what it lists to extent.
-func refStreamIndexOf(p *timeline.Presentation, g timeline.Group, extent *timeline.Extent) (refStreamIndex, error) {
-	kind, name, views := g.Kind, g.Name, g.Views
-	si := refStreamIndex{
-		Type:          string(kind),
-		Name:          name,
-		QualityLevels: len(views),
-		URL:           layout.SmoothURLTemplate(name),
-	}
-	timescale := views[0].Timescale
-	for i, tv := range views {
-		if tv.Timescale != timescale {
-			return si, fmt.Errorf("channel %s: tracks named %q mix timescales %d and %d", p.Channel, name, timescale, tv.Timescale)
-		}
-		if tv.Language != "" && si.Language == "" {
-			si.Language = tv.Language
-		}
-		ql := refQualityLevel{Index: i, Bitrate: tv.ID.Bitrate, FourCC: tv.FourCC, CodecPrivateData: tv.CodecPrivateData}
-		switch kind {
-		case timeline.Video:
-			ql.MaxWidth, ql.MaxHeight = tv.Width, tv.Height
-			si.MaxWidth, si.MaxHeight = max(si.MaxWidth, tv.Width), max(si.MaxHeight, tv.Height)
-		case timeline.Audio:
-			ql.SamplingRate, ql.Channels, ql.BitsPerSample = tv.SamplingRate, tv.Channels, tv.BitsPerSample
-			ql.PacketSize, ql.AudioTag = tv.PacketSize, tv.AudioTag
-		}
-		si.Levels = append(si.Levels, ql)
-	}
-	if kind == timeline.Video {
-		si.DisplayWidth, si.DisplayHeight = si.MaxWidth, si.MaxHeight
-	}
-	if timescale != DefaultTimeScale {
-		si.TimeScale = timescale
-	}
-	common := p.Common(g)
-	if last, ok := common.Last(); ok && !p.VOD() {
-		// Each fragment's tfrf announces the next one. A live manifest
-		// lists a fragment only once the fragment it announces is
-		// stored, as MS-SSTR's look-ahead has a server hold each fragment
-		// back: the newest waits for its successor. Clients that follow
-		// tfrf (dash.js) then never start at a fragment whose successor
-		// is still missing; one that did could stall on its 404s.
-		common.TrimAfter(last.Start)
-	}
-	extent.Add(p, &common, timescale)
+// refChunks are the c elements of a timeline: a t where the start does
+// not follow from the previous chunk, r for a run of more than one.
+func refChunks(tl timeline.Timeline) []refChunk {
+	var out []refChunk
 	prevEnd, first := uint64(0), true
-	for r := range common.Spans() {
+	for r := range tl.Spans() {
 		c := refChunk{D: r.Duration}
 		if first || r.Start != prevEnd {
 			t := r.Start
@@ -166,9 +116,8 @@ func refStreamIndexOf(p *timeline.Presentation, g timeline.Group, extent *timeli
 		if r.Count > 1 {
 			c.R = r.Count
 		}
-		si.Chunk = append(si.Chunk, c)
-		si.Chunks += int(r.Count)
+		out = append(out, c)
 		prevEnd, first = r.End(), false
 	}
-	return si, nil
+	return out
 }

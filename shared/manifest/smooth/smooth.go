@@ -71,7 +71,19 @@ type qualityLevel struct {
 // only the fragments that all of its quality levels have, so that every
 // URL a client can build from it exists. Empty stream indexes are left out.
 func Render(p *timeline.Presentation) ([]byte, error) {
-	m := media{
+	m, err := build(p)
+	if err != nil {
+		return nil, err
+	}
+	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
+	w.Buf = append(w.Buf, xmlout.Header...)
+	m.write(&w)
+	return append(w.Buf, '\n'), nil
+}
+
+// build is the manifest of p, before it is written.
+func build(p *timeline.Presentation) (*media, error) {
+	m := &media{
 		MajorVersion: 2,
 		MinorVersion: 2,
 		TimeScale:    DefaultTimeScale,
@@ -100,10 +112,7 @@ func Render(p *timeline.Presentation) ([]byte, error) {
 		m.IsLive, m.DVRWindowLength = "FALSE", 0
 		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
 	}
-	w := xmlout.Writer{Buf: make([]byte, 0, m.size())}
-	w.Buf = append(w.Buf, xmlout.Header...)
-	m.write(&w)
-	return append(w.Buf, '\n'), nil
+	return m, nil
 }
 
 // renderStreamIndex renders group g and adds what it lists to extent.
