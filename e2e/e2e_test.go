@@ -232,24 +232,7 @@ func checkDecodeSpan(t *testing.T, ffmpeg, url string, video, audio time.Duratio
 	frames := map[string]int{}
 	var audioTicks int64
 	for _, maps := range runs {
-		args := append([]string{"-hide_banner", "-v", "error"}, inputArgs...)
-		args = append(args, "-i", url)
-		for _, m := range maps {
-			args = append(args, "-map", m)
-		}
-		// A reader that loops on a bad manifest must fail, not hang the suite.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, ffmpeg, append(args, "-f", "framecrc", "-")...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("ffmpeg read %s: %v\n%s", url, err, stderr.String())
-		}
-		if s := strings.TrimSpace(stderr.String()); s != "" {
-			t.Errorf("ffmpeg reported errors reading %s:\n%s", url, s)
-		}
-		for _, line := range strings.Split(stdout.String(), "\n") {
+		for _, line := range strings.Split(framecrc(t, ffmpeg, url, maps, inputArgs...), "\n") {
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
@@ -275,6 +258,30 @@ func checkDecodeSpan(t *testing.T, ffmpeg, url string, video, audio time.Duratio
 	if math.Abs(audioSeconds-audio.Seconds()) > 0.1 {
 		t.Errorf("decoded %.3f s of audio, want %v", audioSeconds, audio)
 	}
+}
+
+// framecrc is what ffmpeg's framecrc muxer prints for the streams maps
+// of url, decoded with no error.
+func framecrc(t *testing.T, ffmpeg, url string, maps []string, inputArgs ...string) string {
+	t.Helper()
+	args := append([]string{"-hide_banner", "-v", "error"}, inputArgs...)
+	args = append(args, "-i", url)
+	for _, m := range maps {
+		args = append(args, "-map", m)
+	}
+	// A reader that loops on a bad manifest must fail, not hang the suite.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ffmpeg, append(args, "-f", "framecrc", "-")...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffmpeg read %s: %v\n%s", url, err, stderr.String())
+	}
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		t.Errorf("ffmpeg reported errors reading %s:\n%s", url, s)
+	}
+	return stdout.String()
 }
 
 // checkRequestCost counts the store's requests: per fragment one PUT of the
