@@ -520,7 +520,18 @@ func writeSegmentTimeline(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 		if first {
 			w.Open()
 		}
-		w.Buf = appendS(w.Buf, depth+1, r, first || r.Start != prevEnd)
+		// t only where the start does not follow from the previous
+		// element, r the number of repeats after the first (DASH counts
+		// repeats, where Smooth counts fragments).
+		w.Start(depth+1, "S")
+		if first || r.Start != prevEnd {
+			w.UintAttr("t", r.Start)
+		}
+		w.UintAttr("d", r.Duration)
+		if r.Count > 1 {
+			w.UintAttr("r", r.Count-1)
+		}
+		w.Empty("S")
 		prevEnd, first = r.End(), false
 	}
 	if first {
@@ -528,29 +539,6 @@ func writeSegmentTimeline(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 		return
 	}
 	w.End(depth, "SegmentTimeline")
-}
-
-// appendS appends the S element of span r at depth: t only where the
-// start does not follow from the previous element (withT), r the number
-// of repeats after the first (DASH counts repeats, where Smooth counts
-// fragments).
-func appendS(dst []byte, depth int, r timeline.Span, withT bool) []byte {
-	dst = xmlout.AppendIndent(dst, depth)
-	dst = append(dst, "<S"...)
-	if withT {
-		dst = append(dst, ` t="`...)
-		dst = strconv.AppendUint(dst, r.Start, 10)
-		dst = append(dst, '"')
-	}
-	dst = append(dst, ` d="`...)
-	dst = strconv.AppendUint(dst, r.Duration, 10)
-	dst = append(dst, '"')
-	if r.Count > 1 {
-		dst = append(dst, ` r="`...)
-		dst = strconv.AppendUint(dst, r.Count-1, 10)
-		dst = append(dst, '"')
-	}
-	return append(dst, "></S>"...)
 }
 
 // write writes the Representation element at depth.

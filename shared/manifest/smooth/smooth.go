@@ -5,7 +5,6 @@ package smooth
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
@@ -248,34 +247,21 @@ func (ql *qualityLevel) write(w *xmlout.Writer, depth int) {
 }
 
 // writeChunks writes a c element per span of equal durations of tl, at
-// depth.
+// depth: t only where the start does not follow from the previous
+// element, r the number of fragments of the same duration (MS-SSTR: the
+// total, so r is left out for a single one).
 func writeChunks(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 	prevEnd, first := uint64(0), true
 	for r := range tl.Spans() {
-		w.Buf = appendChunk(w.Buf, depth, r, first || r.Start != prevEnd)
+		w.Start(depth, "c")
+		if first || r.Start != prevEnd {
+			w.UintAttr("t", r.Start)
+		}
+		w.UintAttr("d", r.Duration)
+		if r.Count > 1 {
+			w.UintAttr("r", r.Count)
+		}
+		w.Empty("c")
 		prevEnd, first = r.End(), false
 	}
-}
-
-// appendChunk appends the c element of span r at depth: t only where the
-// start does not follow from the previous element (withT), r the number
-// of fragments of the same duration (MS-SSTR: the total, so r is left
-// out for a single one).
-func appendChunk(dst []byte, depth int, r timeline.Span, withT bool) []byte {
-	dst = xmlout.AppendIndent(dst, depth)
-	dst = append(dst, "<c"...)
-	if withT {
-		dst = append(dst, ` t="`...)
-		dst = strconv.AppendUint(dst, r.Start, 10)
-		dst = append(dst, '"')
-	}
-	dst = append(dst, ` d="`...)
-	dst = strconv.AppendUint(dst, r.Duration, 10)
-	dst = append(dst, '"')
-	if r.Count > 1 {
-		dst = append(dst, ` r="`...)
-		dst = strconv.AppendUint(dst, r.Count, 10)
-		dst = append(dst, '"')
-	}
-	return append(dst, "></c>"...)
 }
