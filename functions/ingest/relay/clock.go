@@ -56,10 +56,11 @@ func (c *channelClock) Offset(ctx context.Context, q ism.ClockQuery) (time.Durat
 		return 0, &storeError{fmt.Errorf("channel %s: read clock: %w", c.channel, errors.Join(err, errors.New("no epoch")))}
 	}
 	wall := c.now().Sub(ch.Epoch)
-	published, err := c.publishedEnd(ctx, ch)
+	states, err := trackStates(ctx, c.st, c.channel, ch)
 	if err != nil {
 		return 0, err
 	}
+	published := publishedEnd(ch, states)
 	onClock := func(off time.Duration) bool {
 		end := encoderEnd + off
 		return end >= published-c.maxDrift && end <= wall+c.maxDrift
@@ -103,20 +104,32 @@ func (c *channelClock) Offset(ctx context.Context, q ism.ClockQuery) (time.Durat
 	}
 }
 
-// publishedEnd is the latest end, as a media time, of what any track of
-// the channel has published or holds pending.
-func (c *channelClock) publishedEnd(ctx context.Context, ch *timeline.Channel) (time.Duration, error) {
-	var end time.Duration
+// trackStates reads the published state of each of channel's tracks (ch); a track
+// with none yet, or one that does not parse, is left out.
+func trackStates(ctx context.Context, st ObjectStore, channel string, ch *timeline.Channel) (map[layout.TrackID]*timeline.TrackState, error) {
+	out := map[layout.TrackID]*timeline.TrackState{}
 	for _, tr := range ch.Tracks {
-		o, err := c.st.Get(ctx, layout.TrackStateKey(c.channel, tr.ID))
+		o, err := st.Get(ctx, layout.TrackStateKey(channel, tr.ID))
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return 0, &storeError{fmt.Errorf("channel %s track %s: read state: %w", c.channel, tr.ID, err)}
+			return nil, &storeError{fmt.Errorf("channel %s track %s: read state: %w", channel, tr.ID, err)}
 		}
-		st, err := timeline.UnmarshalTrackState(o.Body)
-		if err != nil || tr.Timescale == 0 {
+		if s, err := timeline.UnmarshalTrackState(o.Body); err == nil && tr.Timescale != 0 {
+			out[tr.ID] = s
+		}
+	}
+	return out, nil
+}
+
+// publishedEnd is the latest end, as a media time, of what any track of
+// the channel has published or holds pending.
+func publishedEnd(ch *timeline.Channel, states map[layout.TrackID]*timeline.TrackState) time.Duration {
+	var end time.Duration
+	for _, tr := range ch.Tracks {
+		st, ok := states[tr.ID]
+		if !ok {
 			continue
 		}
 		ticks := st.Timeline.End()
@@ -125,5 +138,5 @@ func (c *channelClock) publishedEnd(ctx context.Context, ch *timeline.Channel) (
 		}
 		end = max(end, time.Duration(float64(ticks)/float64(tr.Timescale)*float64(time.Second)))
 	}
-	return end, nil
+	return end
 }

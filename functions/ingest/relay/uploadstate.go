@@ -220,25 +220,16 @@ func (rl *Relay) channelLive(ctx context.Context, channel string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
+	states, err := trackStates(ctx, rl.store, channel, ch)
+	if err != nil {
+		return false, err
+	}
 	now := time.Now()
 	ended := true
-	var newest time.Duration
 	for _, tr := range ch.Tracks {
-		o, err := rl.store.Get(ctx, layout.TrackStateKey(channel, tr.ID))
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		st, err := timeline.UnmarshalTrackState(o.Body)
-		if err != nil || tr.Timescale == 0 {
-			continue
-		}
-		if !st.Finished(now, tr.Timescale) {
+		if st, ok := states[tr.ID]; ok && !st.Finished(now, tr.Timescale) {
 			ended = false
 		}
-		newest = max(newest, time.Duration(float64(st.Timeline.End())/float64(tr.Timescale)*float64(time.Second)))
 	}
-	return !ended && now.Sub(ch.Epoch.Add(newest)) <= restoreWithin, nil
+	return !ended && now.Sub(ch.Epoch.Add(publishedEnd(ch, states))) <= restoreWithin, nil
 }
