@@ -4,7 +4,9 @@
 package manifesttest
 
 import (
+	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,5 +89,23 @@ func Presentation(videoLag bool) *timeline.Presentation {
 			{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 300000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "H264", Codecs: "avc1.64000d", CodecPrivateData: "00000001BB0000000168", Width: 320, Height: 180}, State: State(lagging, 0, -1, 300000, 25)},
 			{Track: timeline.Track{ID: layout.TrackID{Name: "audio", Bitrate: 96000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AACL", Codecs: "mp4a.40.2", CodecPrivateData: "1190", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 4, AudioTag: 255, Language: "und"}, State: State(a, 0, 3, 96000, 46.875)},
 		},
+	}
+}
+
+// SameOutput fails t unless a renderer and its reference gave the same
+// bytes, or the same error; a difference is shown around its first byte.
+func SameOutput(t testing.TB, name string, got []byte, err error, want []byte, wantErr error) {
+	t.Helper()
+	if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+		t.Fatalf("%s: error %v, the reference's %v", name, err, wantErr)
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		lo := max(0, i-200)
+		t.Fatalf("%s: differs from the reference at byte %d of %d (reference %d):\ngot:  %q\nwant: %q",
+			name, i, len(got), len(want), got[lo:min(len(got), i+100)], want[lo:min(len(want), i+100)])
 	}
 }

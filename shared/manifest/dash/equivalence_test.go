@@ -1,7 +1,6 @@
 package dash
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -21,18 +20,7 @@ func matchesReference(t *testing.T, name string, p *timeline.Presentation, o Opt
 	t.Helper()
 	want, wantErr := renderReference(p, o)
 	got, err := Render(p, o)
-	if fmt.Sprint(err) != fmt.Sprint(wantErr) {
-		t.Fatalf("%s: error %v, the reference's %v", name, err, wantErr)
-	}
-	if !bytes.Equal(got, want) {
-		i := 0
-		for i < min(len(got), len(want)) && got[i] == want[i] {
-			i++
-		}
-		lo := max(0, i-200)
-		t.Fatalf("%s: differs from the reference at byte %d of %d (reference %d):\ngot:  %q\nwant: %q",
-			name, i, len(got), len(want), got[lo:min(len(got), i+100)], want[lo:min(len(want), i+100)])
-	}
+	manifesttest.SameOutput(t, name, got, err, want, wantErr)
 }
 
 // The hand-written renderer gives the reference's bytes for the fixtures
