@@ -11,6 +11,7 @@ package timeline
 import (
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 )
 
@@ -508,6 +509,21 @@ type Span struct {
 
 // End is the time just after the span's last fragment.
 func (s Span) End() uint64 { return s.Start + s.Duration*s.Count }
+
+// MaxSpans bounds how many spans Spans yields: one per constant run, at
+// most one per fragment of a cyclic run. Renderers size their buffers by
+// it.
+func (tl *Timeline) MaxSpans() int {
+	n := 0
+	for _, r := range tl.Runs {
+		if len(r.Cycle) > 0 {
+			n += int(min(r.Count, math.MaxInt32))
+		} else {
+			n++
+		}
+	}
+	return n
+}
 
 // Spans yields the fragments as maximal spans of equal durations, whatever
 // runs hold them: two timelines with the same fragments give the same

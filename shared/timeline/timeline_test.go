@@ -467,3 +467,31 @@ func TestAppendAfterAHoleIsAGap(t *testing.T) {
 		t.Errorf("jittered timeline lists\n%v\nwant\n%v", got, want)
 	}
 }
+
+// MaxSpans bounds what Spans yields: one span for a constant run, no more
+// spans than fragments for a cyclic one.
+func TestMaxSpansBoundsSpans(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		durations []uint64
+		want      int // MaxSpans
+	}{
+		{"constant", []uint64{20, 20, 20, 20, 20, 20}, 1},
+		{"cyclic", []uint64{21, 21, 22, 21, 21, 22, 21, 21, 22, 21, 21, 22}, -1},
+		{"empty", nil, 0},
+	} {
+		var tl Timeline
+		var start uint64
+		for _, d := range tc.durations {
+			tl.Append(Fragment{Start: start, Duration: d}, false)
+			start += d
+		}
+		spans := 0
+		for range tl.Spans() {
+			spans++
+		}
+		if got := tl.MaxSpans(); got < spans || got > max(len(tc.durations), 1) || (tc.want >= 0 && got != tc.want) {
+			t.Errorf("%s: MaxSpans %d, Spans yields %d (want %d, at most one per fragment)", tc.name, got, spans, tc.want)
+		}
+	}
+}

@@ -406,13 +406,7 @@ func (m *mpd) size() int {
 			as := &m.Periods[i].Assets[j]
 			n += 1024 + 512*len(as.Representations)
 			if tl := as.SegmentTemplate.Timeline; tl != nil {
-				for _, r := range tl.Runs {
-					spans := uint64(1)
-					if len(r.Cycle) > 0 {
-						spans = min(r.Count, xmlout.MaxSizeHint)
-					}
-					n += 40 * int(spans)
-				}
+				n += 40 * min(tl.MaxSpans(), xmlout.MaxSizeHint)
 			}
 		}
 	}

@@ -173,13 +173,7 @@ func (m *media) size() int {
 	for i := range m.Streams {
 		si := &m.Streams[i]
 		n += 512 + 256*len(si.Levels)
-		for _, r := range si.Timeline.Runs {
-			spans := uint64(1)
-			if len(r.Cycle) > 0 {
-				spans = min(r.Count, xmlout.MaxSizeHint)
-			}
-			n += 32 * int(spans)
-		}
+		n += 32 * min(si.Timeline.MaxSpans(), xmlout.MaxSizeHint)
 	}
 	return min(n, xmlout.MaxSizeHint)
 }
