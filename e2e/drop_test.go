@@ -1,11 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"io"
 	"net"
-	"strconv"
+	"net/http/httputil"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +15,7 @@ import (
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -161,38 +162,20 @@ func cuttingProxy(t *testing.T, target string, limit int) (addr string, prefix f
 }
 
 // completeFragments counts the moof+mdat pairs that lie wholly in the
-// HTTP request b (headers, then a chunked body).
+// HTTP request b (headers, then a chunked body, perhaps cut short).
 func completeFragments(b []byte) int {
-	_, body, ok := strings.Cut(string(b), "\r\n\r\n")
+	_, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
 	if !ok {
 		return 0
 	}
 	// Undo the chunked transfer coding as far as it goes.
-	var media []byte
-	for body != "" {
-		sizeLine, rest, ok := strings.Cut(body, "\r\n")
-		if !ok {
-			break
-		}
-		n64, err := strconv.ParseInt(strings.TrimSpace(strings.SplitN(sizeLine, ";", 2)[0]), 16, 32)
-		n := int(n64)
-		if err != nil || n <= 0 {
-			break
-		}
-		if len(rest) < n {
-			media = append(media, rest...)
-			break
-		}
-		media = append(media, rest[:n]...)
-		body = strings.TrimPrefix(rest[n:], "\r\n")
-	}
+	media, _ := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(body)))
 	count, moof := 0, false
-	for len(media) >= 8 {
-		size := int(binary.BigEndian.Uint32(media))
-		if size < 8 || size > len(media) {
+	for box, err := range mp4box.All(media) {
+		if err != nil {
 			break
 		}
-		switch string(media[4:8]) {
+		switch box.Type {
 		case "moof":
 			moof = true
 		case "mdat":
@@ -201,7 +184,6 @@ func completeFragments(b []byte) int {
 			}
 			moof = false
 		}
-		media = media[size:]
 	}
 	return count
 }

@@ -10,7 +10,6 @@ package check
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // FetchMode says how referenced objects are checked.
@@ -411,23 +411,11 @@ func (c *checker) fetch(ctx context.Context, j job) result {
 // and a moov among them.
 func isInit(b []byte) error {
 	var types []string
-	for len(b) > 0 {
-		if len(b) < 8 {
-			return errors.New("not an init segment: trailing bytes")
+	for box, err := range mp4box.All(b) {
+		if err != nil {
+			return fmt.Errorf("not an init segment: %w", err)
 		}
-		size := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
-		hdr := uint64(8)
-		if size == 1 && len(b) >= 16 {
-			size, hdr = 0, 16
-			for _, x := range b[8:16] {
-				size = size<<8 | uint64(x)
-			}
-		}
-		if size < hdr || size > uint64(len(b)) {
-			return fmt.Errorf("not an init segment: box %q of %d bytes in %d", b[4:8], size, len(b))
-		}
-		types = append(types, string(b[4:8]))
-		b = b[size:]
+		types = append(types, box.Type)
 	}
 	if len(types) == 0 || types[0] != "ftyp" || !slices.Contains(types, "moov") {
 		return fmt.Errorf("not an init segment: boxes %v (want ftyp, then moov)", types)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // Errors a fragment can be refused with.
@@ -258,19 +260,24 @@ var ErrNotStored = errors.New("not a stored fragment")
 // Readers use it on what they fetch back from the store or the CDN.
 func Inspect(b []byte) (FragmentInfo, error) {
 	var info FragmentInfo
-	if len(b) < 16 || string(b[4:8]) != "moof" {
+	var boxes []mp4box.Box
+	for box, err := range mp4box.All(b) {
+		if err != nil {
+			return info, fmt.Errorf("%w: %w", ErrNotStored, err)
+		}
+		boxes = append(boxes, box)
+		if len(boxes) > 2 {
+			break
+		}
+	}
+	if len(boxes) == 0 || boxes[0].Type != "moof" {
 		return info, fmt.Errorf("%w: does not start with a moof", ErrNotStored)
 	}
-	moofSize := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
-	if moofSize < 8 || moofSize+8 > uint64(len(b)) {
-		return info, fmt.Errorf("%w: moof of %d bytes in %d", ErrNotStored, moofSize, len(b))
-	}
-	m := b[moofSize:]
-	mdatSize := uint64(m[0])<<24 | uint64(m[1])<<16 | uint64(m[2])<<8 | uint64(m[3])
-	if string(m[4:8]) != "mdat" || mdatSize != uint64(len(m)) {
+	if len(boxes) != 2 || boxes[1].Type != "mdat" {
 		return info, fmt.Errorf("%w: the moof is not followed by one mdat that ends the fragment", ErrNotStored)
 	}
-	moof, err := DecodeMoof(b[:moofSize])
+	moofSize := uint64(boxes[0].Size())
+	moof, err := DecodeMoof(boxes[0].Data)
 	if err != nil {
 		return info, fmt.Errorf("%w: %w", ErrNotStored, err)
 	}

@@ -1,21 +1,23 @@
+// Package ism reads a Smooth Streaming push (MS-SSTR 3.3.4, the fragmented
+// MP4 live ingest format) from an unending request body: the live server
+// manifest (SMIL), and a session that splits the stream per track into
+// init segments and fragments, reading one box at a time (mp4box.Reader).
 package ism
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"time"
 
-	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -179,11 +181,11 @@ func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
 }
 
 // Run reads body to its end. It returns nil when the body ended cleanly
-// between boxes, a *ProtocolError for malformed input, ErrTruncated (inside
+// between boxes, a *ProtocolError for malformed input, mp4box.ErrTruncated (inside
 // a ProtocolError) when the body ended inside a box, and sink or read errors
 // as they are. Nothing of an incomplete fragment reaches the sink.
 func (s *Session) Run(ctx context.Context, body io.Reader) (stats Stats, err error) {
-	br := NewBoxReader(body, s.opts.MaxBox)
+	br := mp4box.NewReader(body, s.opts.MaxBox)
 	defer func() { stats.Bytes = br.Offset() }()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -197,7 +199,7 @@ func (s *Session) Run(ctx context.Context, body io.Reader) (stats Stats, err err
 			return s.stats, nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrBadBox) || errors.Is(err, ErrBoxTooLarge) || errors.Is(err, ErrTruncated) {
+			if errors.Is(err, mp4box.ErrBadBox) || errors.Is(err, mp4box.ErrTooLarge) || errors.Is(err, mp4box.ErrTruncated) {
 				return s.stats, &ProtocolError{Err: err}
 			}
 			return s.stats, err
@@ -237,7 +239,7 @@ func (s *Session) Run(ctx context.Context, body io.Reader) (stats Stats, err err
 	}
 }
 
-func (s *Session) uuid(box Box) error {
+func (s *Session) uuid(box mp4box.Box) error {
 	p := box.Payload()
 	if len(p) < 16 {
 		return protocolErr("uuid box at offset %d is too short", box.Pos)
@@ -254,20 +256,13 @@ func (s *Session) uuid(box Box) error {
 	return nil
 }
 
-func (s *Session) readMoov(box Box) error {
+func (s *Session) readMoov(box mp4box.Box) error {
 	// The decoded boxes keep slices of their input (SPS, PPS...): decode a
-	// copy, since the reader reuses its buffer. The decoder takes no 64-bit
-	// size on a moov: give the copy a 32-bit header (a moov is far below
-	// 4 GiB; MaxBox bounds it).
-	data := slices.Clone(box.Data)
-	if box.HeaderSize == 16 && uint64(len(data)) <= math.MaxUint32 {
-		data = data[8:]
-		binary.BigEndian.PutUint32(data, uint32(len(data)))
-		copy(data[4:8], "moov")
-	}
-	b, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(data))
+	// copy, since the reader reuses its buffer.
+	box.Data = slices.Clone(box.Data)
+	b, err := mp4box.Decode(box)
 	if err != nil {
-		return protocolErr("decode moov: %w", err)
+		return protocolErr("%w", err)
 	}
 	moov, ok := b.(*mp4.MoovBox)
 	if !ok || len(moov.Traks) == 0 {
@@ -336,7 +331,7 @@ func (s *Session) readMoov(box Box) error {
 	return nil
 }
 
-func (s *Session) fragment(ctx context.Context, mdat Box) error {
+func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 	moof, err := fmp4.DecodeMoof(s.moof)
 	if err != nil {
 		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}

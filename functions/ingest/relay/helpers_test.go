@@ -20,6 +20,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -146,16 +147,11 @@ type box struct {
 func topBoxes(t *testing.T, b []byte) []box {
 	t.Helper()
 	var out []box
-	for at := 0; at < len(b); {
-		size, hlen := int(binary.BigEndian.Uint32(b[at:])), 8
-		if size == 1 {
-			size, hlen = int(binary.BigEndian.Uint64(b[at+8:])), 16
+	for bx, err := range mp4box.All(b) {
+		if err != nil {
+			t.Fatalf("fixture: %v", err)
 		}
-		if size < hlen || at+size > len(b) {
-			t.Fatalf("fixture box at %d has size %d", at, size)
-		}
-		out = append(out, box{typ: string(b[at+4 : at+8]), at: at, size: size, headerLen: hlen})
-		at += size
+		out = append(out, box{typ: bx.Type, at: int(bx.Pos), size: bx.Size(), headerLen: bx.HeaderSize})
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -150,9 +151,9 @@ func errorKind(err error) string {
 			return errLimit
 		}
 		return errProtocol
-	case errors.As(err, &perr) && errors.Is(err, ism.ErrTruncated):
+	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTruncated):
 		return errRead
-	case errors.As(err, &perr) && errors.Is(err, ism.ErrBoxTooLarge):
+	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTooLarge):
 		return errTooLarge
 	case errors.As(err, &perr):
 		return errProtocol

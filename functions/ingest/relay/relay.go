@@ -21,6 +21,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -323,11 +324,11 @@ func errorStatus(err error) (int, string) {
 	case errors.Is(err, errShuttingDown):
 		// Stopped at a boundary between fragments: the channel stays live.
 		return http.StatusServiceUnavailable, "push stopped: the relay is shutting down"
-	case errors.As(err, &perr) && errors.Is(err, ism.ErrTruncated):
+	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTruncated):
 		// The connection broke inside a box: a drop, not an end. Nothing of
 		// the incomplete fragment was written; the encoder may reconnect.
 		return http.StatusBadRequest, "push dropped"
-	case errors.As(err, &perr) && errors.Is(err, ism.ErrBoxTooLarge):
+	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, "push refused: box too large"
 	case errors.As(err, &perr):
 		return http.StatusBadRequest, "push refused"

@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
@@ -22,6 +21,7 @@ import (
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
@@ -95,8 +95,8 @@ func (n *notifier) PutParts(ctx context.Context, key string, parts [][]byte, o s
 	}
 	end := obj.Start // an end marker's time
 	if obj.Kind == layout.KindFragment {
-		size := int(binary.BigEndian.Uint32(parts[0]))
-		moof, err := fmp4.DecodeMoof(parts[0][:size])
+		box, _ := mp4box.Find(parts[0], "moof")
+		moof, err := fmp4.DecodeMoof(box.Data)
 		if err != nil {
 			n.t.Errorf("stored fragment %s: %v", key, err)
 			return etag, nil

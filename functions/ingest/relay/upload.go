@@ -21,6 +21,7 @@ import (
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // Uploads: DASH-IF Live Media Ingest interface 2, as ffmpeg's dash and hls
@@ -156,22 +157,16 @@ func classify(b []byte) uploadKind {
 		return uploadMPD
 	}
 	// Top-level boxes: a moov makes an init segment, a moof a media one.
-	for len(b) >= 8 {
-		size := uint64(binary.BigEndian.Uint32(b))
-		typ := string(b[4:8])
-		if size == 1 && len(b) >= 16 {
-			size = binary.BigEndian.Uint64(b[8:])
+	for box, err := range mp4box.All(b) {
+		if err != nil {
+			break
 		}
-		switch typ {
+		switch box.Type {
 		case "moov":
 			return uploadInit
 		case "moof":
 			return uploadMedia
 		}
-		if size < 8 || size > uint64(len(b)) {
-			break
-		}
-		b = b[size:]
 	}
 	return uploadUnknown
 }
@@ -522,49 +517,43 @@ func (r *rendition) order(start uint64) (resend bool, err error) {
 // defaults from trexs); timed is false when a moof has no tfdt.
 func segmentSpan(b []byte, trexs []*mp4.TrexBox) (start, end uint64, timed bool) {
 	first := true
-	for off := 0; off+8 <= len(b); {
-		size := int(binary.BigEndian.Uint32(b[off:]))
-		if size < 8 || off+size > len(b) {
+	for box, err := range mp4box.All(b) {
+		if err != nil {
 			break
 		}
-		if string(b[off+4:off+8]) == "moof" {
-			moof, err := fmp4.DecodeMoof(b[off : off+size])
-			if err != nil || moof.Traf == nil || moof.Traf.Tfdt == nil || moof.Traf.Tfhd == nil {
-				return 0, 0, false
-			}
-			t := moof.Traf.Tfdt.BaseMediaDecodeTime()
-			var trex *mp4.TrexBox
-			for _, x := range trexs {
-				if x.TrackID == moof.Traf.Tfhd.TrackID {
-					trex = x
-				}
-			}
-			_, dur, _ := fmp4.Timing(moof, trex)
-			if first {
-				start, first = t, false
-			}
-			end = max(end, t+dur)
+		if box.Type != "moof" {
+			continue
 		}
-		off += size
+		moof, err := fmp4.DecodeMoof(box.Data)
+		if err != nil || moof.Traf == nil || moof.Traf.Tfdt == nil || moof.Traf.Tfhd == nil {
+			return 0, 0, false
+		}
+		t := moof.Traf.Tfdt.BaseMediaDecodeTime()
+		var trex *mp4.TrexBox
+		for _, x := range trexs {
+			if x.TrackID == moof.Traf.Tfhd.TrackID {
+				trex = x
+			}
+		}
+		_, dur, _ := fmp4.Timing(moof, trex)
+		if first {
+			start, first = t, false
+		}
+		end = max(end, t+dur)
 	}
 	return start, end, !first
 }
 
 // initTrexs is the track defaults (trex) of an init segment.
 func initTrexs(b []byte) []*mp4.TrexBox {
-	for off := 0; off+8 <= len(b); {
-		size := int(binary.BigEndian.Uint32(b[off:]))
-		if size < 8 || off+size > len(b) {
-			return nil
+	box, ok := mp4box.Find(b, "moov")
+	if !ok {
+		return nil
+	}
+	if m, err := mp4box.Decode(box); err == nil {
+		if moov, ok := m.(*mp4.MoovBox); ok && moov.Mvex != nil {
+			return moov.Mvex.Trexs
 		}
-		if string(b[off+4:off+8]) == "moov" {
-			box, err := mp4.DecodeBox(uint64(off), bytes.NewReader(b[off:off+size]))
-			if moov, ok := box.(*mp4.MoovBox); err == nil && ok && moov.Mvex != nil {
-				return moov.Mvex.Trexs
-			}
-			return nil
-		}
-		off += size
 	}
 	return nil
 }
@@ -907,39 +896,27 @@ func (r *rendition) feedLocked(b []byte, deadline time.Time) error {
 // cut short must never reach a session, which would read the next file as
 // its rest, nor a moof without its media, which it would wait on.
 func wholeBoxes(b []byte, kind uploadKind) error {
-	moofs, prev, prevAt := 0, "", 0
-	for off := 0; off < len(b); {
-		if len(b)-off < 8 {
-			return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
+	moofs, prev, prevAt := 0, "", uint64(0)
+	for box, err := range mp4box.All(b) {
+		if err != nil {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the upload (%d bytes) is not whole boxes: %v", len(b), err)}
 		}
-		size := uint64(binary.BigEndian.Uint32(b[off:]))
-		switch size {
-		case 0:
+		if binary.BigEndian.Uint32(box.Data) == 0 {
 			// "To the end" means the end of the upload here, but a session
 			// reads a rendition's uploads as one stream: it would read on
 			// into the next file.
-			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the box at offset %d has size 0 (to the end): an upload must give every box its size", off)}
-		case 1:
-			if len(b)-off < 16 {
-				return &uploadError{http.StatusBadRequest, fmt.Sprintf("upload ends inside a box header at offset %d", off)}
-			}
-			size = binary.BigEndian.Uint64(b[off+8:])
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the box at offset %d has size 0 (to the end): an upload must give every box its size", box.Pos)}
 		}
-		if size < 8 || size > uint64(len(b)-off) {
-			return &uploadError{http.StatusBadRequest, fmt.Sprintf("the %q box at offset %d (%d bytes) is not whole: the upload has %d bytes", b[off+4:off+8], off, size, len(b))}
-		}
-		typ := string(b[off+4 : off+8])
 		switch {
-		case typ == "moof":
+		case box.Type == "moof":
 			moofs++
-		case typ == "mdat" && prev != "moof":
-			return &uploadError{http.StatusBadRequest, fmt.Sprintf("mdat at offset %d without a moof right before it", off)}
+		case box.Type == "mdat" && prev != "moof":
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("mdat at offset %d without a moof right before it", box.Pos)}
 		}
-		if prev == "moof" && typ != "mdat" {
+		if prev == "moof" && box.Type != "mdat" {
 			return &uploadError{http.StatusBadRequest, fmt.Sprintf("moof at offset %d not followed by its mdat", prevAt)}
 		}
-		prev, prevAt = typ, off
-		off += int(size)
+		prev, prevAt = box.Type, box.Pos
 	}
 	if prev == "moof" {
 		return &uploadError{http.StatusBadRequest, fmt.Sprintf("moof at offset %d not followed by its mdat", prevAt)}
