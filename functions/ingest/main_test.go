@@ -80,7 +80,7 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	body, err := os.ReadFile("../../shared/ism/testdata/ffmpeg-isml.ismv")
+	body, err := os.ReadFile("../../shared/ingest/testdata/ffmpeg-isml.ismv")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestFlagsFromEnv(t *testing.T) {
 // its context ends (SIGTERM) it shuts the relay down, letting a push store
 // the fragment it is receiving, and returns with both listeners closed.
 func TestServeShutsDownOnSignal(t *testing.T) {
-	body, err := os.ReadFile("../../shared/ism/testdata/ffmpeg-isml.ismv")
+	body, err := os.ReadFile("../../shared/ingest/testdata/ffmpeg-isml.ismv")
 	if err != nil {
 		t.Fatal(err)
 	}

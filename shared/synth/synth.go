@@ -26,7 +26,7 @@ import (
 )
 
 // serverManifestUUID is the uuid of the live server manifest box, as bytes
-// (ism.ServerManifestUUID spells it; ism's tests import this package).
+// (ism.ServerManifestUUID spells it; ingest's tests import this package).
 const serverManifestUUID = "\xa5\xd4\x0b\x30\xe8\x14\x11\xdd\xba\x2f\x08\x00\x20\x0c\x9a\x66"
 
 // Track is one track of a synthetic stream.

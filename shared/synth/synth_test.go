@@ -14,22 +14,22 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool"
-	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
-// collect is an ism.Sink that keeps what a session produced.
+// collect is an ingest.Sink that keeps what a session produced.
 type collect struct {
-	inits []ism.TrackHeader
-	frags []ism.Fragment
+	inits []ingest.TrackHeader
+	frags []ingest.Fragment
 }
 
-func (c *collect) Init(_ context.Context, h ism.TrackHeader) error {
+func (c *collect) Init(_ context.Context, h ingest.TrackHeader) error {
 	c.inits = append(c.inits, h)
 	return nil
 }
 
-func (c *collect) Fragment(_ context.Context, f ism.Fragment) error {
+func (c *collect) Fragment(_ context.Context, f ingest.Fragment) error {
 	f.Head, f.Payload = nil, nil
 	c.frags = append(c.frags, f)
 	return nil
@@ -81,7 +81,7 @@ func TestStreamDemuxesAsConfigured(t *testing.T) {
 			const n = 5
 			s, body := encode(t, tc.cfg, Range{Count: n, End: true})
 			var c collect
-			stats, err := ism.NewSession(&c, quiet, ism.Options{}).Run(context.Background(), bytes.NewReader(body))
+			stats, err := ingest.Read(context.Background(), bytes.NewReader(body), ingest.NewSession(&c, quiet, ingest.Options{}), ingest.ReadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +240,7 @@ func TestCMAFTrackPush(t *testing.T) {
 				t.Error("a CMAF push carries an mfra, a server manifest or a tfxd")
 			}
 			var c collect
-			stats, err := ism.NewSession(&c, quiet, ism.Options{}).Run(context.Background(), bytes.NewReader(body))
+			stats, err := ingest.Read(context.Background(), bytes.NewReader(body), ingest.NewSession(&c, quiet, ingest.Options{}), ingest.ReadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

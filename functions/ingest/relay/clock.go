@@ -9,7 +9,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -23,7 +23,7 @@ type clockRecord struct {
 	At     time.Time `json:"at"`     // when it was decided
 }
 
-// channelClock is the relay's ism.Clock for one channel. The channel's
+// channelClock is the relay's ingest.Clock for one channel. The channel's
 // clock is its epoch (the manifest function's index): media time t plays
 // at epoch+t. An encoder is on the channel's timeline when its fragment
 // ends no more than maxDrift before what the channel has published (a
@@ -42,7 +42,7 @@ type channelClock struct {
 	log      *slog.Logger
 }
 
-func (c *channelClock) Offset(ctx context.Context, q ism.ClockQuery) (time.Duration, error) {
+func (c *channelClock) Offset(ctx context.Context, q ingest.ClockQuery) (time.Duration, error) {
 	encoderStart, encoderEnd := q.Start, q.End
 	o, err := c.st.Get(ctx, layout.ChannelStateKey(c.channel))
 	if errors.Is(err, store.ErrNotFound) {

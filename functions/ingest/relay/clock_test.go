@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool"
-	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -21,7 +21,7 @@ func TestChannelClock(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	clock := &channelClock{st: st, channel: "ch", maxDrift: 10 * time.Second, now: func() time.Time { return now }, log: quiet}
 
-	if off, err := clock.Offset(ctx, ism.ClockQuery{Start: 0, End: 2 * time.Second}); err != nil || off != 0 {
+	if off, err := clock.Offset(ctx, ingest.ClockQuery{Start: 0, End: 2 * time.Second}); err != nil || off != 0 {
 		t.Fatalf("new channel: offset %v, %v; want 0 (its first fragments set the clock)", off, err)
 	}
 	// The channel started 60.5 s ago; its video has published 40 s (the
@@ -58,7 +58,7 @@ func TestChannelClock(t *testing.T) {
 		{"a track that stored further on than that offset reaches gets a new one", 202 * time.Second, 73500 * time.Millisecond, -126 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			q := ism.ClockQuery{Start: tc.encoderEnd - 2*time.Second, End: tc.encoderEnd, After: tc.after}
+			q := ingest.ClockQuery{Start: tc.encoderEnd - 2*time.Second, End: tc.encoderEnd, After: tc.after}
 			off, err := clock.Offset(ctx, q)
 			if err != nil || off != tc.want {
 				t.Fatalf("offset %v, %v; want %v", off, err, tc.want)

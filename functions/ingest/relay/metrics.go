@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -136,7 +136,7 @@ var errTooSlow = errors.New("encoder too slow")
 // errorKind is the kind of what ended a session or refused a request.
 func errorKind(err error) string {
 	var ue *uploadError
-	var perr *ism.ProtocolError
+	var perr *ingest.ProtocolError
 	var ne net.Error
 	switch {
 	case errors.Is(err, errShuttingDown):

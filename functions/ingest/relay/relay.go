@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/smoothcast/smoothcast/shared/ism"
+	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -232,7 +232,7 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 	rl.register(st, rd)
 	defer rl.unregister(st)
 	answered := false
-	answer := func(stats ism.Stats, written, dupes int, started time.Time, err error) {
+	answer := func(stats ingest.Stats, written, dupes int, started time.Time, err error) {
 		answered = true
 		attrs := []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", written, "duplicates", dupes, "seconds", time.Since(started).Seconds()}
 		if err != nil {
@@ -286,7 +286,7 @@ func (rl *Relay) serveStream(w http.ResponseWriter, r *http.Request) {
 // of the tracks it stored (a clean end of body is the end of the stream).
 // It returns what the session did, the fragments written and refused as
 // existing, when it started, and the error that ended it.
-func (rl *Relay) runSession(ctx context.Context, st *stream, body *sessionReader, log *slog.Logger) (ism.Stats, int, int, time.Time, error) {
+func (rl *Relay) runSession(ctx context.Context, st *stream, body *sessionReader, log *slog.Logger) (ingest.Stats, int, int, time.Time, error) {
 	return rl.runSessionThen(ctx, st, body, body, log, nil)
 }
 
@@ -296,13 +296,13 @@ func (rl *Relay) runSession(ctx context.Context, st *stream, body *sessionReader
 // own retries may take another StoreTimeout: the encoder need not wait
 // for them.
 func (rl *Relay) runSessionThen(ctx context.Context, st *stream, rd *sessionReader, body io.Reader, log *slog.Logger,
-	storeDown func(ism.Stats, int, int, time.Time, error)) (ism.Stats, int, int, time.Time, error) {
+	storeDown func(ingest.Stats, int, int, time.Time, error)) (ingest.Stats, int, int, time.Time, error) {
 	channel := st.channel
 	sink := &storeSink{rl: rl, st: st, rd: rd, store: rl.store.forStream(st), channel: channel, log: log}
 	clock := &channelClock{st: sink.store, channel: channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
-	sess := ism.NewSession(sink, log, ism.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
+	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
 	started := time.Now()
-	stats, err := sess.Run(ctx, body)
+	stats, err := ingest.Read(ctx, body, sess, ingest.ReadOptions{})
 	if err != nil && errorKind(err) == errStore && storeDown != nil {
 		storeDown(stats, sink.written, sink.dupes, started, err)
 	}
@@ -319,7 +319,7 @@ func (rl *Relay) runSessionThen(ctx context.Context, st *stream, rd *sessionRead
 // errorStatus maps what ended a session to the HTTP status the encoder
 // gets, and to what the log says.
 func errorStatus(err error) (int, string) {
-	var perr *ism.ProtocolError
+	var perr *ingest.ProtocolError
 	switch {
 	case errors.Is(err, errShuttingDown):
 		// Stopped at a boundary between fragments: the channel stays live.
@@ -399,7 +399,7 @@ func contentType(k timeline.Kind) string {
 	return "video/mp4"
 }
 
-func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
+func (s *storeSink) Init(ctx context.Context, h ingest.TrackHeader) error {
 	s.st.announced(h.ID, h.Kind)
 	key := layout.InitKey(s.channel, h.ID)
 	_, err := s.store.Put(ctx, key, h.Init, store.PutOptions{
@@ -415,7 +415,7 @@ func (s *storeSink) Init(ctx context.Context, h ism.TrackHeader) error {
 	return nil
 }
 
-func (s *storeSink) Fragment(ctx context.Context, f ism.Fragment) error {
+func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
 	key := layout.FragmentKey(s.channel, f.ID, f.Start)
 	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag}
 	if f.HasPrev || f.Disc {
@@ -458,7 +458,7 @@ type EndMarker struct {
 // markEnds writes an end marker for each track the connection stored
 // fragments of. Failures are logged: without a marker the manifest
 // function falls back on its gap timeout.
-func (s *storeSink) markEnds(ctx context.Context, ends []ism.TrackEnd, stream bool) {
+func (s *storeSink) markEnds(ctx context.Context, ends []ingest.TrackEnd, stream bool) {
 	body, _ := json.Marshal(EndMarker{Stream: stream})
 	for _, e := range ends {
 		key := layout.EndKey(s.channel, e.ID, e.End)

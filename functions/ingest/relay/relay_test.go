@@ -50,7 +50,7 @@ func keys(t *testing.T, st *store.Store) []string {
 
 func fixture(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../../shared/ism/testdata/ffmpeg-isml.ismv")
+	b, err := os.ReadFile("../../../shared/ingest/testdata/ffmpeg-isml.ismv")
 	if err != nil {
 		t.Fatal(err)
 	}

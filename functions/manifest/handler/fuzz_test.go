@@ -131,7 +131,7 @@ func fuzzSeeds(t testing.TB, st *store.Store) [][]byte {
 		seeds = append(seeds, b)
 	}
 	// A recorded ffmpeg push, stored through the relay.
-	body, err := os.ReadFile("../../../shared/ism/testdata/ffmpeg-isml.ismv")
+	body, err := os.ReadFile("../../../shared/ingest/testdata/ffmpeg-isml.ismv")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
-const fixture = "../../../shared/ism/testdata/ffmpeg-isml.ismv"
+const fixture = "../../../shared/ingest/testdata/ffmpeg-isml.ismv"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -1,14 +1,23 @@
-// Package ism reads a Smooth Streaming push (MS-SSTR 3.3.4, the fragmented
-// MP4 live ingest format) from an unending request body: the live server
-// manifest (SMIL), and a session that splits the stream per track into
-// init segments and fragments, reading one box at a time (mp4box.Reader).
-package ism
+// Package ingest is the session below every ingest source. A source
+// (a Smooth or CMAF push, a DASH or HLS upload; next, MPEG-TS, RTMP and
+// SRT through a packager) only converts what its encoder sends into the
+// top-level boxes of a fragmented MP4 stream and hands them, one at a
+// time, to a Session (Box). The session keeps each track's header, timing
+// and bitrate, splits the stream per track, rebases an encoder whose
+// clock is off the channel's (Clock), rewrites each fragment into the
+// object every format serves (fmp4.RewriteHead) and hands init segments
+// and fragments to its Sink, which stores them. Read is the loop for a
+// source whose boxes arrive on a stream (a push's request body).
+//
+// A moof that carries several tracks (muxed fMP4) is refused today
+// (fmp4.ErrMultiTrack); splitting it per traf belongs in Session.fragment,
+// before the rewrite.
+package ingest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"time"
@@ -16,6 +25,7 @@ import (
 	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -123,7 +133,7 @@ type Options struct {
 
 // Stats count what a session did.
 type Stats struct {
-	Bytes     uint64
+	Bytes     uint64 // in the boxes it was given (Read: every byte read)
 	Fragments int
 	Trimmed   int  // fragments whose leading samples started before zero
 	Skipped   int  // fragments refused (for example wholly before zero)
@@ -148,12 +158,14 @@ type track struct {
 	desc    timeline.Track
 }
 
-// Session reads one push request body.
+// Session is one encoder connection's (or one uploaded rendition's) way
+// into the store. It is not safe for concurrent use: its source's one
+// goroutine feeds it.
 type Session struct {
 	sink     Sink
 	log      *slog.Logger
 	opts     Options
-	smil     []SMILTrack
+	smil     []ism.SMILTrack
 	moov     *mp4.MoovBox
 	tracks   map[uint32]*track
 	out      []byte // reused fragment buffer
@@ -180,64 +192,59 @@ func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
 	return &Session{sink: sink, log: log, opts: opts}
 }
 
-// Run reads body to its end. It returns nil when the body ended cleanly
-// between boxes, a *ProtocolError for malformed input, mp4box.ErrTruncated (inside
-// a ProtocolError) when the body ended inside a box, and sink or read errors
-// as they are. Nothing of an incomplete fragment reaches the sink.
-func (s *Session) Run(ctx context.Context, body io.Reader) (stats Stats, err error) {
-	br := mp4box.NewReader(body, s.opts.MaxBox)
-	defer func() { stats.Bytes = br.Offset() }()
-	for {
-		if err := ctx.Err(); err != nil {
-			return s.stats, err
-		}
-		box, err := br.Next()
-		if err == io.EOF {
-			if s.haveMoof {
-				return s.stats, protocolErr("stream ends after a moof without its mdat")
-			}
-			return s.stats, nil
-		}
-		if err != nil {
-			if errors.Is(err, mp4box.ErrBadBox) || errors.Is(err, mp4box.ErrTooLarge) || errors.Is(err, mp4box.ErrTruncated) {
-				return s.stats, &ProtocolError{Err: err}
-			}
-			return s.stats, err
-		}
-		if s.haveMoof && box.Type != "mdat" {
-			return s.stats, protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
-		}
-		switch box.Type {
-		case "ftyp", "free", "skip", "styp", "sidx", "prft", "emsg", "mfro", "tfra":
-		case "uuid":
-			if err := s.uuid(box); err != nil {
-				return s.stats, err
-			}
-		case "moov":
-			if err := s.readMoov(box); err != nil {
-				return s.stats, err
-			}
-		case "moof":
-			if s.moov == nil {
-				return s.stats, protocolErr("moof at offset %d before any moov", box.Pos)
-			}
-			s.moof = append(s.moof[:0], box.Data...)
-			s.moofAt, s.haveMoof = box.Pos, true
-		case "mdat":
-			if !s.haveMoof {
-				return s.stats, protocolErr("mdat at offset %d without a moof", box.Pos)
-			}
-			if err := s.fragment(ctx, box); err != nil {
-				return s.stats, err
-			}
-			s.haveMoof = false
-		case "mfra":
-			s.stats.Ended = true
-		default:
-			s.log.Debug("skipping unknown box", "type", box.Type, "offset", box.Pos)
-		}
+// Box takes the next top-level box of the encoder's stream. It returns
+// a *ProtocolError for what the encoder got wrong, and the sink's or the
+// clock's errors as they are; nothing of an incomplete fragment reaches
+// the sink. box.Data need not outlive the call: what the session keeps it
+// copies.
+func (s *Session) Box(ctx context.Context, box mp4box.Box) error {
+	s.stats.Bytes += uint64(box.Size())
+	if s.haveMoof && box.Type != "mdat" {
+		s.haveMoof = false
+		return protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
 	}
+	switch box.Type {
+	case "ftyp", "free", "skip", "styp", "sidx", "prft", "emsg", "mfro", "tfra":
+	case "uuid":
+		return s.uuid(box)
+	case "moov":
+		return s.readMoov(box)
+	case "moof":
+		if s.moov == nil {
+			return protocolErr("moof at offset %d before any moov", box.Pos)
+		}
+		s.moof = append(s.moof[:0], box.Data...)
+		s.moofAt, s.haveMoof = box.Pos, true
+	case "mdat":
+		if !s.haveMoof {
+			return protocolErr("mdat at offset %d without a moof", box.Pos)
+		}
+		s.haveMoof = false
+		return s.fragment(ctx, box)
+	case "mfra":
+		s.stats.Ended = true
+	default:
+		s.log.Debug("skipping unknown box", "type", box.Type, "offset", box.Pos)
+	}
+	return nil
 }
+
+// Between reports whether the session is between fragments: no moof
+// waits for its mdat.
+func (s *Session) Between() bool { return !s.haveMoof }
+
+// Close says the encoder's stream ended here, between boxes: a moof
+// still waiting for its mdat is a *ProtocolError.
+func (s *Session) Close() error {
+	if s.haveMoof {
+		s.haveMoof = false
+		return protocolErr("stream ends after a moof without its mdat")
+	}
+	return nil
+}
+
+// Stats returns what the session did so far.
+func (s *Session) Stats() Stats { return s.stats }
 
 func (s *Session) uuid(box mp4box.Box) error {
 	p := box.Payload()
@@ -245,10 +252,10 @@ func (s *Session) uuid(box mp4box.Box) error {
 		return protocolErr("uuid box at offset %d is too short", box.Pos)
 	}
 	var u mp4.UUID = p[:16]
-	if u.String() != ServerManifestUUID {
+	if u.String() != ism.ServerManifestUUID {
 		return nil
 	}
-	tracks, err := ParseSMIL(ServerManifestDoc(p[16:]))
+	tracks, err := ism.ParseSMIL(ism.ServerManifestDoc(p[16:]))
 	if err != nil {
 		return &ProtocolError{Err: err}
 	}

@@ -1,8 +1,7 @@
-package ism
+package ingest
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 
@@ -56,7 +55,7 @@ func TestSessionTellsJumpsFromSkips(t *testing.T) {
 			sink := &recordingSink{}
 			clock := &fakeClock{offsets: []time.Duration{0}}
 			sess := NewSession(sink, quiet, Options{Clock: clock, MaxJump: 10 * time.Second})
-			if _, err := sess.Run(context.Background(), bytes.NewReader(body)); err != nil {
+			if _, err := run(sess, bytes.NewReader(body)); err != nil {
 				t.Fatal(err)
 			}
 			// Asked once at the first fragment, and once per track (the
