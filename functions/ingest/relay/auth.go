@@ -128,18 +128,18 @@ func splitToken(path string) (token, rest string) {
 }
 
 // authorize checks the push's credentials against the channel's secret
-// before anything of the body is read: 0 when it may go on, else the
-// status (401 without credentials, 403 with wrong ones or for a channel
-// that has no secret) and the reason.
-func (rl *Relay) authorize(r *http.Request, channel, token string) (int, string) {
+// before anything of the body is read: nil when it may go on, else an
+// *authError with the status (401 without credentials, 403 with wrong
+// ones or for a channel that has no secret) and the reason.
+func (rl *Relay) authorize(r *http.Request, channel, token string) error {
 	if !rl.Cfg.Secrets.On() {
-		return 0, ""
+		return nil
 	}
 	want, ok := rl.Cfg.Secrets.For(channel)
 	if !ok {
 		// Secrets are configured, but none for this channel and no
 		// default: closed, not open.
-		return http.StatusForbidden, "channel " + channel + " may not be pushed to: it has no ingest secret and there is no default (*=secret)"
+		return &authError{http.StatusForbidden, "channel " + channel + " may not be pushed to: it has no ingest secret and there is no default (*=secret)"}
 	}
 	got := token
 	if got == "" {
@@ -150,12 +150,12 @@ func (rl *Relay) authorize(r *http.Request, channel, token string) (int, string)
 		}
 	}
 	if got == "" {
-		return http.StatusUnauthorized, "credentials required: HTTP Basic (any user name, the secret as password), a Bearer token, or /token/{secret}/live/..."
+		return &authError{http.StatusUnauthorized, "credentials required: HTTP Basic (any user name, the secret as password), a Bearer token, or /token/{secret}/live/..."}
 	}
 	// Compare digests: constant time, and no length to learn.
 	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
 	if subtle.ConstantTimeCompare(g[:], w[:]) != 1 {
-		return http.StatusForbidden, "wrong ingest secret for channel " + channel
+		return &authError{http.StatusForbidden, "wrong ingest secret for channel " + channel}
 	}
-	return 0, ""
+	return nil
 }

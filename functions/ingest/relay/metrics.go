@@ -2,17 +2,13 @@ package relay
 
 import (
 	"errors"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/smoothcast/smoothcast/shared/ingest"
-	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -22,22 +18,6 @@ const (
 	kindPush   = "push"   // a Smooth or CMAF push: one long request
 	kindUpload = "upload" // a DASH or HLS upload rendition (one init segment)
 )
-
-// Error kinds, the kind label of smoothcast_errors_total: a fixed set, so
-// that what an encoder sends cannot add series.
-const (
-	errProtocol = "protocol"  // malformed media, a bad upload (400)
-	errTooLarge = "too_large" // a box or an upload over the limit (413)
-	errAuth     = "auth"      // no or wrong credentials (401, 403)
-	errLimit    = "limit"     // too many pushes or held segments (429, 503)
-	errStore    = "store"     // the store kept failing; an end marker not written
-	errRead     = "read"      // the connection broke (a drop)
-	errTimeout  = "timeout"   // an encoder silent or slower than the rate floor (408)
-	errConflict = "conflict"  // an upload out of order, or to an ended rendition (409)
-	errShutdown = "shutdown"  // refused: the relay is shutting down (503)
-)
-
-var errorKinds = []string{errProtocol, errTooLarge, errAuth, errLimit, errStore, errRead, errTimeout, errConflict, errShutdown}
 
 // Buckets, in seconds: a store request takes milliseconds, and a write
 // that keeps failing is given up after StoreTimeout (30 s).
@@ -128,40 +108,4 @@ func (rl *Relay) Registry() *prometheus.Registry { return rl.metrics.reg }
 // format. See AdminHandler for where to serve it.
 func (rl *Relay) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(rl.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-}
-
-// errTooSlow ends a body that arrives below the rate floor.
-var errTooSlow = errors.New("encoder too slow")
-
-// errorKind is the kind of what ended a session or refused a request.
-func errorKind(err error) string {
-	var ue *uploadError
-	var perr *ingest.ProtocolError
-	var ne net.Error
-	switch {
-	case errors.Is(err, errShuttingDown):
-		return errShutdown
-	case errors.As(err, &ue):
-		switch ue.code {
-		case http.StatusConflict:
-			return errConflict
-		case http.StatusRequestEntityTooLarge:
-			return errTooLarge
-		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-			return errLimit
-		}
-		return errProtocol
-	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTruncated):
-		return errRead
-	case errors.As(err, &perr) && errors.Is(err, mp4box.ErrTooLarge):
-		return errTooLarge
-	case errors.As(err, &perr):
-		return errProtocol
-	case errors.Is(err, store.ErrPreconditionFailed), isStoreErr(err):
-		return errStore
-	case errors.Is(err, errTooSlow), errors.Is(err, errUploadIdle), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
-		return errTimeout
-	}
-	return errRead
 }

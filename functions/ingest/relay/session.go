@@ -1,0 +1,149 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/smoothcast/smoothcast/shared/ingest"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// run is one session of the relay's, whatever its source (a push, an
+// upload rendition): the ingest session its source feeds, over the sink
+// that stores what it makes and the channel's clock. One goroutine at a
+// time uses it (the push's handler, the rendition's worker).
+type run struct {
+	rl      *Relay
+	st      *stream
+	sess    *ingest.Session
+	sink    *storeSink
+	log     *slog.Logger
+	started time.Time
+}
+
+// newRun opens a session for st's channel. received says when the bytes
+// of what is being fed last came (for smoothcast_fragment_store_delay).
+func (rl *Relay) newRun(st *stream, log *slog.Logger, received func() time.Time) *run {
+	sink := &storeSink{rl: rl, st: st, received: received, store: rl.store.forStream(st), channel: st.channel, log: log}
+	clock := &channelClock{st: sink.store, channel: st.channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
+	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
+	return &run{rl: rl, st: st, sess: sess, sink: sink, log: log, started: time.Now()}
+}
+
+// end writes the end markers of the tracks the session stored, however
+// it ended (clean: the encoder ended the stream), so that the manifest
+// function need not wait for the next connection's fragments to time out
+// (and, after a clean end, turns the manifests into VOD). Its own context:
+// the request's may be gone.
+func (r *run) end(clean bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.sink.markEnds(ctx, r.sess.Ends(), clean)
+}
+
+// attrs are the log attributes of what the session did.
+func (r *run) attrs(stats ingest.Stats) []any {
+	return []any{"bytes", stats.Bytes, "fragments", stats.Fragments, "written", r.sink.written, "duplicates", r.sink.dupes,
+		"seconds", time.Since(r.started).Seconds()}
+}
+
+// storeSink writes what a session produces. Writes are conditional
+// (If-None-Match): an object that exists is never rewritten, so a fragment
+// an encoder re-sends after a reconnect costs one refused PUT and no event.
+type storeSink struct {
+	rl       *Relay
+	st       *stream
+	received func() time.Time // when the bytes being fed came
+	store    *retrying
+	channel  string
+	log      *slog.Logger
+	written  int
+	dupes    int
+}
+
+func contentType(k timeline.Kind) string {
+	if k == timeline.Audio {
+		return "audio/mp4"
+	}
+	return "video/mp4"
+}
+
+// Init stores a track's init segment.
+func (s *storeSink) Init(ctx context.Context, h ingest.TrackHeader) error {
+	s.st.announced(h.ID, h.Kind)
+	key := layout.InitKey(s.channel, h.ID)
+	_, err := s.store.Put(ctx, key, h.Init, store.PutOptions{
+		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
+	})
+	if errors.Is(err, store.ErrPreconditionFailed) {
+		s.log.Debug("init segment exists", "track", h.ID.String())
+		return nil
+	}
+	if err != nil {
+		return &storeError{fmt.Errorf("channel %s track %s: %w", s.channel, h.ID, err)}
+	}
+	return nil
+}
+
+// Fragment stores a fragment, with what the manifest function needs to
+// place it: the start of the one before it, and a break before it.
+func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
+	key := layout.FragmentKey(s.channel, f.ID, f.Start)
+	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag}
+	if f.HasPrev || f.Disc {
+		opts.Metadata = map[string]string{}
+	}
+	if f.HasPrev {
+		opts.Metadata[layout.MetaPrev] = strconv.FormatUint(f.Prev, 10)
+	}
+	if f.Disc {
+		opts.Metadata[layout.MetaDisc] = "1"
+	}
+	_, err := s.store.PutParts(ctx, key, [][]byte{f.Head, f.Payload}, opts)
+	answered := time.Now()
+	dup := errors.Is(err, store.ErrPreconditionFailed)
+	if err != nil && !dup {
+		return &storeError{fmt.Errorf("channel %s track %s fragment %d: %w", s.channel, f.ID, f.Start, err)}
+	}
+	if at := s.received(); !at.IsZero() {
+		s.rl.metrics.storeDelay.Observe(answered.Sub(at).Seconds())
+	}
+	s.st.stored(f.ID, f.Kind, dup, answered)
+	if dup {
+		s.dupes++
+		s.rl.metrics.fragments.WithLabelValues("duplicate").Inc()
+		s.log.Debug("fragment exists", "track", f.ID.String(), "start", f.Start)
+		return nil
+	}
+	s.written++
+	s.rl.metrics.fragments.WithLabelValues("written").Inc()
+	return nil
+}
+
+// EndMarker is the body of an end marker (layout.EndKey).
+type EndMarker struct {
+	// Stream: the encoder ended the stream (the request completed, after
+	// an mfra or not); false when the connection dropped or was refused.
+	Stream bool `json:"eos"`
+}
+
+// markEnds writes an end marker for each track the session stored
+// fragments of. Failures are logged: without a marker the manifest
+// function falls back on its gap timeout.
+func (s *storeSink) markEnds(ctx context.Context, ends []ingest.TrackEnd, stream bool) {
+	body, _ := json.Marshal(EndMarker{Stream: stream})
+	for _, e := range ends {
+		key := layout.EndKey(s.channel, e.ID, e.End)
+		if _, err := s.store.Put(ctx, key, body, store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.ExpireTag}); err != nil {
+			s.log.Error("end marker not written", "track", e.ID.String(), "end", e.End, "err", err)
+			s.rl.streamError(s.st, errStore, fmt.Errorf("end marker of track %s not written: %w", e.ID, err))
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package upload
+
+import (
+	"encoding/xml"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// The encoder's own manifests are hints: they say which init segment a
+// media segment belongs to (an HLS media playlist's EXT-X-MAP and its
+// segment URIs, an MPD's SegmentTemplate) and when the stream ends
+// (EXT-X-ENDLIST, a static MPD). Before any manifest says so, a segment
+// goes to the rendition whose init segment's name matches its own
+// (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s) or to
+// the only rendition there is.
+
+// Bounds on what a channel's hints hold.
+const (
+	maxRules         = 64  // MPD representations remembered
+	maxExactSegments = 256 // segment names remembered from HLS playlists
+)
+
+// hints is what a channel's uploaded playlists and MPDs said.
+type hints struct {
+	exact map[string]string // segment file: init file (HLS media playlists)
+	stems map[string]string // HLS media playlist name less its extension: init file
+	rules []segmentRule     // from the MPD
+}
+
+// segmentRule places media segments by an MPD's SegmentTemplate.
+type segmentRule struct {
+	media, init *regexp.Regexp
+}
+
+// learned is what one playlist or MPD said beyond placements: which
+// renditions' streams ended (all: every rendition's, as a static MPD
+// says).
+type learned struct {
+	ended []string // init files
+	all   bool
+}
+
+// learnPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
+// names the init segment of its segments, listed or to come (named after
+// the playlist, as ffmpeg names them); EXT-X-ENDLIST ends that rendition.
+// A multivariant playlist says nothing the relay needs.
+func (h *hints) learnPlaylist(file string, b []byte) learned {
+	var init string
+	var segments []string
+	ended := false
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MAP:"):
+			if m := mapURI.FindStringSubmatch(line); m != nil {
+				init = path.Base(m[1])
+			}
+		case line == "#EXT-X-ENDLIST":
+			ended = true
+		case line != "" && !strings.HasPrefix(line, "#"):
+			segments = append(segments, path.Base(strings.SplitN(line, "?", 2)[0]))
+		}
+	}
+	if init == "" {
+		return learned{} // a multivariant playlist, or one without fMP4
+	}
+	if h.stems == nil {
+		h.stems, h.exact = map[string]string{}, map[string]string{}
+	}
+	h.stems[strings.TrimSuffix(file, path.Ext(file))] = init
+	for _, s := range segments {
+		if len(h.exact) >= maxExactSegments {
+			clear(h.exact) // the newest playlist lists what matters
+		}
+		h.exact[s] = init
+	}
+	if ended {
+		return learned{ended: []string{init}}
+	}
+	return learned{}
+}
+
+var mapURI = regexp.MustCompile(`URI="([^"]+)"`)
+
+// mpdDoc is what the relay reads of an encoder's MPD.
+type mpdDoc struct {
+	Type    string `xml:"type,attr"`
+	Periods []struct {
+		Sets []struct {
+			Template *mpdTemplate `xml:"SegmentTemplate"`
+			Reps     []struct {
+				ID       string       `xml:"id,attr"`
+				Template *mpdTemplate `xml:"SegmentTemplate"`
+			} `xml:"Representation"`
+		} `xml:"AdaptationSet"`
+	} `xml:"Period"`
+}
+
+type mpdTemplate struct {
+	Init  string `xml:"initialization,attr"`
+	Media string `xml:"media,attr"`
+}
+
+// learnMPD learns from an MPD which init segment each media segment
+// belongs to (SegmentTemplate, per Representation); a static MPD ends the
+// channel's renditions.
+func (h *hints) learnMPD(b []byte) (learned, error) {
+	var doc mpdDoc
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return learned{}, fmt.Errorf("%w: MPD does not parse: %w", ErrMalformed, err)
+	}
+	var rules []segmentRule
+	for _, p := range doc.Periods {
+		for _, as := range p.Sets {
+			for _, rep := range as.Reps {
+				tpl := rep.Template
+				if tpl == nil {
+					tpl = as.Template
+				}
+				if tpl == nil || tpl.Init == "" || tpl.Media == "" || len(rules) >= maxRules {
+					continue
+				}
+				rules = append(rules, segmentRule{media: templateRegexp(tpl.Media, rep.ID), init: templateRegexp(tpl.Init, rep.ID)})
+			}
+		}
+	}
+	h.rules = rules
+	return learned{all: doc.Type == "static"}, nil
+}
+
+var templateVar = regexp.MustCompile(`\\\$(RepresentationID|Number|Time|Bandwidth|ext|SubNumber)(%0[0-9]+d)?\\\$`)
+
+// templateRegexp matches the file names a SegmentTemplate attribute makes
+// for Representation id.
+func templateRegexp(tpl, id string) *regexp.Regexp {
+	quoted := regexp.QuoteMeta(path.Base(tpl))
+	expr := templateVar.ReplaceAllStringFunc(quoted, func(v string) string {
+		switch {
+		case strings.HasPrefix(v, `\$RepresentationID`):
+			return regexp.QuoteMeta(id)
+		case strings.HasPrefix(v, `\$ext`):
+			return `[A-Za-z0-9]+`
+		}
+		return `[0-9]+`
+	})
+	return regexp.MustCompile("^" + strings.ReplaceAll(expr, `\$\$`, `\$`) + "$")
+}
+
+// place names the init segment, among inits (the renditions there are),
+// that a media segment belongs to; "" if none can be told yet.
+func (h *hints) place(file string, inits func(yield func(string) bool)) string {
+	if init, ok := h.exact[file]; ok {
+		return init
+	}
+	for _, r := range h.rules {
+		if !r.media.MatchString(file) {
+			continue
+		}
+		for name := range inits {
+			if r.init.MatchString(name) {
+				return name
+			}
+		}
+	}
+	// An HLS media playlist's stem and a segment number (ffmpeg: stem%d).
+	best := ""
+	for stem := range h.stems {
+		if rest, ok := strings.CutPrefix(file, stem); ok && segmentNumber.MatchString(rest) && len(stem) > len(best) {
+			best = stem
+		}
+	}
+	if best != "" {
+		return h.stems[best]
+	}
+	// The same name once the words init/chunk and the number are gone
+	// (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s).
+	key, match, n := fileKey(file, true), "", 0
+	for name := range inits {
+		n++
+		if fileKey(name, false) == key {
+			if match != "" {
+				return "" // ambiguous
+			}
+			match = name
+		}
+	}
+	if match != "" {
+		return match
+	}
+	if n == 1 && len(h.stems) == 0 && len(h.rules) == 0 {
+		for name := range inits {
+			return name
+		}
+	}
+	return ""
+}
+
+var segmentNumber = regexp.MustCompile(`^[0-9]+\.[A-Za-z0-9]+$`)
+
+// fileKey is a file name without its extension, the words that say init
+// or media, and (for a media segment) its trailing number.
+func fileKey(name string, media bool) string {
+	name = strings.TrimSuffix(name, path.Ext(name))
+	words := strings.FieldsFunc(name, func(r rune) bool { return r == '-' || r == '_' || r == '.' })
+	if media && len(words) > 0 && strings.Trim(words[len(words)-1], "0123456789") == "" {
+		words = words[:len(words)-1]
+	}
+	var kept []string
+	for _, w := range words {
+		switch strings.ToLower(w) {
+		case "init", "chunk", "seg", "segment", "media", "fragment", "frag":
+			continue
+		}
+		kept = append(kept, w)
+	}
+	return strings.Join(kept, "_")
+}
