@@ -1,10 +1,14 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/smoothcast/smoothcast/shared/s3local"
@@ -101,5 +105,116 @@ func TestConditionalWrites(t *testing.T) {
 	obj, err := st.Get(ctx, "state/x")
 	if err != nil || string(obj.Body) != "v2" || obj.ETag != second {
 		t.Fatalf("after refused writes: %q (%s), %v; want v2 (%s)", obj.Body, obj.ETag, err, second)
+	}
+}
+
+// recorder is an HTTP transport that keeps every request it is sent and
+// answers it as S3 answers a successful one, without a network.
+type recorder struct {
+	mu   sync.Mutex
+	sent []*http.Request
+	body [][]byte
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		var err error
+		if body, err = io.ReadAll(req.Body); err != nil {
+			return nil, err
+		}
+		req.Body.Close()
+	}
+	r.mu.Lock()
+	r.sent, r.body = append(r.sent, req), append(r.body, body)
+	r.mu.Unlock()
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: req}
+	if req.Method == http.MethodPut {
+		resp.Header.Set("ETag", `"e"`)
+	} else {
+		resp.Header.Set("Content-Type", "application/xml")
+		resp.Body = io.NopCloser(strings.NewReader(`<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>`))
+	}
+	return resp, nil
+}
+
+func (r *recorder) last() (*http.Request, []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent[len(r.sent)-1], r.body[len(r.body)-1]
+}
+
+// A write carries what S3 requires of it, signed: SigV4 over the headers
+// with UNSIGNED-PAYLOAD (S3 takes it over TLS; the store sends it to
+// plain-HTTP endpoints too) and the condition; and no checksum: no
+// aws-chunked body, no trailer, no x-amz-checksum-* header, the bytes
+// as they are. DeleteObjects, which S3 refuses without one, still gets a
+// checksum. On AWS, over TLS, as on any endpoint.
+func TestWritesSendNoChecksumButWhatS3Requires(t *testing.T) {
+	ctx := context.Background()
+	parts := [][]byte{[]byte("moof...."), []byte("mdat"), bytes.Repeat([]byte{7}, 100<<10)}
+	whole := bytes.Join(parts, nil)
+	// The SDK refuses a CA bundle from the environment with a client of
+	// our own, and this one never dials.
+	t.Setenv("AWS_CA_BUNDLE", "")
+	for _, tc := range []struct {
+		name, endpoint, scheme string
+	}{
+		{"AWS", "", "https"},
+		{"TLS endpoint", "https://s3.example.net", "https"},
+		{"plain-HTTP endpoint", "http://127.0.0.1:9000", "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			st, err := store.New(ctx, store.Config{Bucket: "b", Endpoint: tc.endpoint, AccessKey: "a", SecretKey: "s", HTTPClient: &http.Client{Transport: rec}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.PutParts(ctx, "live/c/f", parts, store.PutOptions{ContentType: "video/mp4", IfNoneMatch: true}); err != nil {
+				t.Fatal(err)
+			}
+			req, body := rec.last()
+			if req.URL.Scheme != tc.scheme {
+				t.Errorf("PUT went to %s", req.URL)
+			}
+			if got := req.Header.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
+				t.Errorf("x-amz-content-sha256 %q, want UNSIGNED-PAYLOAD", got)
+			}
+			auth := req.Header.Get("Authorization")
+			if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=a/") {
+				t.Errorf("Authorization %q is not SigV4 with the access key", auth)
+			}
+			for _, h := range []string{"host", "if-none-match", "x-amz-content-sha256", "x-amz-date"} {
+				if !strings.Contains(auth, h) {
+					t.Errorf("%s is not signed: %q", h, auth)
+				}
+			}
+			if got := req.Header.Get("If-None-Match"); got != "*" {
+				t.Errorf("If-None-Match %q, want *", got)
+			}
+			if req.ContentLength != int64(len(whole)) || !bytes.Equal(body, whole) {
+				t.Errorf("body of %d bytes (Content-Length %d), want the %d bytes of the parts as they are", len(body), req.ContentLength, len(whole))
+			}
+			for name := range req.Header {
+				if l := strings.ToLower(name); strings.HasPrefix(l, "x-amz-checksum-") || l == "x-amz-trailer" || l == "x-amz-sdk-checksum-algorithm" || l == "x-amz-decoded-content-length" || l == "content-md5" {
+					t.Errorf("PUT carries %s: %q", name, req.Header.Get(name))
+				}
+			}
+			if enc := req.Header.Get("Content-Encoding"); enc != "" {
+				t.Errorf("Content-Encoding %q", enc)
+			}
+
+			if err := st.Delete(ctx, []string{"live/c/f"}); err != nil {
+				t.Fatal(err)
+			}
+			req, _ = rec.last()
+			summed := req.Header.Get("Content-MD5") != "" || strings.HasPrefix(strings.ToLower(req.Header.Get("X-Amz-Trailer")), "x-amz-checksum-")
+			for name := range req.Header {
+				summed = summed || strings.HasPrefix(strings.ToLower(name), "x-amz-checksum-")
+			}
+			if !summed {
+				t.Errorf("DeleteObjects carries no checksum, which S3 requires: %v", req.Header)
+			}
+		})
 	}
 }

@@ -7,14 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/synth"
 )
 
@@ -45,83 +46,133 @@ func pushBody(b *testing.B) []byte {
 	return buf.Bytes()
 }
 
-// discardS3 is the S3 client (store.Store, aws-sdk-go-v2) talking to an
-// endpoint on loopback that drains every PUT and has no objects: the
-// relay's client-side cost of storing. Over plain HTTP the SDK signs each
-// body (SHA-256); over TLS, as with AWS, it sends UNSIGNED-PAYLOAD and
-// encrypts instead (the server's decryption runs in this process too).
-func discardS3(b *testing.B, tls bool) *store.Store {
+// fragments counts the moof boxes of a push: the relay stores each
+// fragment as one PUT.
+func fragments(b *testing.B, body []byte) int {
 	b.Helper()
-	newServer := httptest.NewServer
-	if tls {
-		newServer = httptest.NewTLSServer
-	}
-	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		if r.Method == http.MethodPut {
-			w.Header().Set("ETag", `"0"`)
-			return
+	n := 0
+	for box, err := range mp4box.All(body) {
+		if err != nil {
+			b.Fatal(err)
 		}
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, `<Error><Code>NoSuchKey</Code><Message>none</Message></Error>`)
-	}))
-	b.Cleanup(srv.Close)
-	// The SDK refuses a CA bundle from the environment with a client of
-	// our own; the test server's client trusts its certificate.
-	b.Setenv("AWS_CA_BUNDLE", "")
-	st, err := store.New(context.Background(), store.Config{Bucket: "bench", Endpoint: srv.URL, AccessKey: "a", SecretKey: "b", HTTPClient: srv.Client()})
-	if err != nil {
-		b.Fatal(err)
+		if box.Type == "moof" {
+			n++
+		}
 	}
-	return st
+	return n
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// proxy is the physical limit of the relay's work: it receives a push and
+// re-sends its bytes to the endpoint, one PUT per piece of the given size
+// (a fragment's, on average), one at a time as the relay does, with
+// net/http alone: no parsing, no signing, no checksum.
+func proxy(d *storetest.Drain, piece int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, piece)
+		for i := 0; ; i++ {
+			n, err := io.ReadFull(r.Body, buf)
+			if n > 0 {
+				if perr := d.Put(r.Context(), fmt.Sprintf("%s/%d", strings.TrimPrefix(r.URL.Path, "/"), i), buf[:n]); perr != nil {
+					http.Error(w, perr.Error(), http.StatusBadGateway)
+					return
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkIngest pushes N concurrent streams over loopback, as fast as
-// they are taken, into the relay and, as the baseline, into a sink that
-// only copies the body to io.Discard. The relay stores into: a store that
-// keeps nothing (the relay's own work), the S3 client against a draining
-// endpoint over HTTP and over TLS (the upload's client side), and the
-// embedded S3 server (everything, the server's work included). MB/s is
-// what the server side took; cpu-s/GB counts the whole process (clients
-// included, the same for all).
+// they are taken, into:
+//   - sink-8k and sink-1m: handlers that only read the body, 8 KB at a
+//     time (io.Copy to io.Discard) and 1 MiB at a time;
+//   - proxy and proxy-tls: a forwarding proxy that re-sends the bytes to a
+//     draining endpoint, one PUT per fragment-sized piece, over plain HTTP
+//     and over TLS: what any origin that stores in S3 must do at least;
+//   - relay: the relay with a store that keeps nothing (its own work);
+//   - relay+s3-client and relay+s3-client-tls: the relay with its S3
+//     client against the same draining endpoint as the proxy's, over HTTP
+//     and TLS (the AWS case); relay+s3-client-tls-crc32 with the SDK's
+//     default CRC32 trailer checksum on every PUT, which the store does
+//     not send;
+//   - relay+embedded-s3: the relay into the embedded S3 server, whose own
+//     work counts too.
+//
+// MB/s is what the server side took. cpu-s/GB counts the whole process:
+// the pushing clients on every side alike, and the endpoint's draining
+// (and decryption) for the proxy and the relay's S3 client alike. PUTs/op
+// is what the endpoint received per push round.
 func BenchmarkIngest(b *testing.B) {
 	body := pushBody(b)
+	piece := len(body) / fragments(b, body)
 	quiet := quiet
-	for _, target := range []struct {
-		name    string
-		handler func() http.Handler
-	}{
-		{"discard-sink", func() http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) })
+	type target struct {
+		name  string
+		start func(b *testing.B) (http.Handler, *storetest.Drain)
+	}
+	relayOn := func(tls, crc32 bool) func(b *testing.B) (http.Handler, *storetest.Drain) {
+		return func(b *testing.B) (http.Handler, *storetest.Drain) {
+			d := storetest.NewDrain(b, tls)
+			st := d.Store(b)
+			if crc32 {
+				storetest.WithSDKChecksums(st)
+			}
+			return relay.New(st, relay.DefaultConfig(), quiet).Handler(), d
+		}
+	}
+	proxyOn := func(tls bool) func(b *testing.B) (http.Handler, *storetest.Drain) {
+		return func(b *testing.B) (http.Handler, *storetest.Drain) {
+			d := storetest.NewDrain(b, tls)
+			return proxy(d, piece), d
+		}
+	}
+	for _, target := range []target{
+		{"sink-8k", func(*testing.B) (http.Handler, *storetest.Drain) {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }), nil
 		}},
-		{"relay", func() http.Handler { return relay.New(nullStore{}, relay.DefaultConfig(), quiet).Handler() }},
-		{"relay+s3-client", func() http.Handler { return relay.New(discardS3(b, false), relay.DefaultConfig(), quiet).Handler() }},
-		{"relay+s3-client-tls", func() http.Handler { return relay.New(discardS3(b, true), relay.DefaultConfig(), quiet).Handler() }},
-		{"relay+embedded-s3", func() http.Handler {
+		{"sink-1m", func(*testing.B) (http.Handler, *storetest.Drain) {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = storetest.Discard(r.Body) }), nil
+		}},
+		{"proxy", proxyOn(false)},
+		{"proxy-tls", proxyOn(true)},
+		{"relay", func(*testing.B) (http.Handler, *storetest.Drain) {
+			return relay.New(nullStore{}, relay.DefaultConfig(), quiet).Handler(), nil
+		}},
+		{"relay+s3-client", relayOn(false, false)},
+		{"relay+s3-client-tls", relayOn(true, false)},
+		{"relay+s3-client-tls-crc32", relayOn(true, true)},
+		{"relay+embedded-s3", func(b *testing.B) (http.Handler, *storetest.Drain) {
 			_, st := testtool.Store(b, "bench-ingest")
-			return relay.New(st, relay.DefaultConfig(), quiet).Handler()
+			return relay.New(st, relay.DefaultConfig(), quiet).Handler(), nil
 		}},
 	} {
 		for _, streams := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/streams=%d", target.name, streams), func(b *testing.B) {
-				hs := httptest.NewServer(target.handler())
+				h, d := target.start(b)
+				hs := httptest.NewServer(h)
 				defer hs.Close()
+				push := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams}}
+				defer push.CloseIdleConnections()
 				b.SetBytes(int64(len(body) * streams))
-				cpu0 := cpuTime()
+				cpu0 := storetest.CPU()
+				var puts0 int64
+				if d != nil {
+					puts0 = d.Puts()
+				}
 				for i := 0; b.Loop(); i++ {
 					var wg sync.WaitGroup
 					for s := range streams {
 						wg.Go(func() {
 							url := fmt.Sprintf("%s/live/b%d.isml/Streams(s%d)", hs.URL, s, i)
+							// Unknown length, as an encoder's push: chunked.
 							req, _ := http.NewRequest("POST", url, io.MultiReader(bytes.NewReader(body)))
-							resp, err := http.DefaultClient.Do(req)
+							resp, err := push.Do(req)
 							if err != nil {
 								b.Error(err)
 								return
@@ -136,7 +187,10 @@ func BenchmarkIngest(b *testing.B) {
 					wg.Wait()
 				}
 				gb := float64(len(body)*streams*b.N) / 1e9
-				b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "cpu-s/GB")
+				b.ReportMetric((storetest.CPU()-cpu0).Seconds()/gb, "cpu-s/GB")
+				if d != nil {
+					b.ReportMetric(float64(d.Puts()-puts0)/float64(b.N), "PUTs/op")
+				}
 			})
 		}
 	}
