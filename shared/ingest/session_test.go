@@ -7,15 +7,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"testing/iotest"
 	"time"
 
+	"github.com/smoothcast/smoothcast/internal/testtool/chunked"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -33,31 +32,6 @@ func readFixture(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// chunkReader returns at most n bytes per Read (n from a seeded source
-// when random).
-type chunkReader struct {
-	r   io.Reader
-	n   int
-	rng *rand.Rand
-}
-
-func (c *chunkReader) Read(p []byte) (int, error) {
-	n := c.n
-	if c.rng != nil {
-		n = 1 + c.rng.IntN(4096)
-	}
-	return c.r.Read(p[:min(len(p), n)])
-}
-
-func readers(b []byte) map[string]func() io.Reader {
-	return map[string]func() io.Reader{
-		"whole":   func() io.Reader { return bytes.NewReader(b) },
-		"1 byte":  func() io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"7 bytes": func() io.Reader { return &chunkReader{r: bytes.NewReader(b), n: 7} },
-		"random":  func() io.Reader { return &chunkReader{r: bytes.NewReader(b), rng: rand.New(rand.NewPCG(1, 2))} },
-	}
 }
 
 type recordingSink struct {
@@ -84,7 +58,7 @@ func TestSessionSplitsTracksWhateverTheChunkSize(t *testing.T) {
 	for _, name := range []string{"whole", "1 byte", "7 bytes", "random"} {
 		t.Run(name, func(t *testing.T) {
 			sink := &recordingSink{}
-			stats, err := run(NewSession(sink, quiet, Options{}), readers(body)[name]())
+			stats, err := run(NewSession(sink, quiet, Options{}), chunked.Readers(body)[name]())
 			if err != nil {
 				t.Fatal(err)
 			}

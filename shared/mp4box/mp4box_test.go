@@ -6,14 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"runtime"
 	"slices"
 	"testing"
-	"testing/iotest"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
+	"github.com/smoothcast/smoothcast/internal/testtool/chunked"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -33,31 +32,6 @@ func push(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
-}
-
-// chunkReader returns at most n bytes per Read (n from a seeded source
-// when random).
-type chunkReader struct {
-	r   io.Reader
-	n   int
-	rng *rand.Rand
-}
-
-func (c *chunkReader) Read(p []byte) (int, error) {
-	n := c.n
-	if c.rng != nil {
-		n = 1 + c.rng.IntN(4096)
-	}
-	return c.r.Read(p[:min(len(p), n)])
-}
-
-func readers(b []byte) map[string]func() io.Reader {
-	return map[string]func() io.Reader{
-		"whole":   func() io.Reader { return bytes.NewReader(b) },
-		"1 byte":  func() io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"7 bytes": func() io.Reader { return &chunkReader{r: bytes.NewReader(b), n: 7} },
-		"random":  func() io.Reader { return &chunkReader{r: bytes.NewReader(b), rng: rand.New(rand.NewPCG(1, 2))} },
-	}
 }
 
 // readAll is every box a Reader gives for b, and the error that ended
@@ -92,7 +66,7 @@ func allOf(b []byte) ([]Box, error) {
 
 func TestReaderGivesTheSameBoxesWhateverTheChunkSize(t *testing.T) {
 	body := push(t)
-	for name, open := range readers(body) {
+	for name, open := range chunked.Readers(body) {
 		t.Run(name, func(t *testing.T) {
 			boxes, err := readAll(body, open, 1<<20)
 			if err != nil {
@@ -291,7 +265,7 @@ func FuzzReaderAndAllAgree(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 'm', 'd', 'a', 't', 0, 0}, uint16(2))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
 		fromAll, allErr := allOf(in)
-		fromReader, readErr := readAll(in, func() io.Reader { return &chunkReader{r: bytes.NewReader(in), n: 1 + int(chunk)} }, len(in)+1)
+		fromReader, readErr := readAll(in, func() io.Reader { return &chunked.Reader{R: bytes.NewReader(in), N: 1 + int(chunk)} }, len(in)+1)
 		if len(fromAll) != len(fromReader) {
 			t.Fatalf("All gave %d boxes (%v), Reader %d (%v)", len(fromAll), allErr, len(fromReader), readErr)
 		}
