@@ -578,15 +578,7 @@ func writeSegmentTimeline(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 }
 
 // write writes the S element at depth.
-func (e *segment) write(w *xmlout.Writer, depth int) {
-	w.Start(depth, "S")
-	if e.T != nil {
-		w.UintAttr("t", *e.T)
-	}
-	w.UintAttr("d", e.D)
-	w.UintAttrOmit("r", e.R)
-	w.Empty("S")
-}
+func (e *segment) write(w *xmlout.Writer, depth int) { w.RunElement(depth, "S", e.T, e.D, e.R) }
 
 // write writes the Representation element at depth.
 func (r *representation) write(w *xmlout.Writer, depth int) {

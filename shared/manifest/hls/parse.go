@@ -318,12 +318,8 @@ func (p *parser) extinf(value string) error {
 
 func (p *parser) addMap(value string) error {
 	var m Map
-	err := eachAttribute(value, func(name, v string) error {
-		var err error
-		switch name {
-		case "URI":
-			m.URI = v
-		case "BYTERANGE":
+	err := readAttributes(value, map[string]*string{"URI": &m.URI}, func(name, v string) (err error) {
+		if name == "BYTERANGE" {
 			m.ByteRange, err = parseByteRange(v)
 		}
 		return err
@@ -339,40 +335,38 @@ func (p *parser) addMap(value string) error {
 	return nil
 }
 
-func (p *parser) streamInf(iframe bool, value string) error {
+// multivariantTag notes a tag of a multivariant playlist that adds a
+// variant or a rendition.
+func (p *parser) multivariantTag() error {
 	if err := p.kind(true); err != nil {
+		return err
+	}
+	if len(p.pl.Variants)+len(p.pl.Renditions) == MaxVariants {
+		return fmt.Errorf("more than %d variants and renditions", MaxVariants)
+	}
+	return nil
+}
+
+func (p *parser) streamInf(iframe bool, value string) error {
+	if err := p.multivariantTag(); err != nil {
 		return err
 	}
 	if p.variantLine > 0 {
 		return fmt.Errorf("the EXT-X-STREAM-INF at line %d has no URI", p.variantLine)
 	}
-	if len(p.pl.Variants)+len(p.pl.Renditions) == MaxVariants {
-		return fmt.Errorf("more than %d variants and renditions", MaxVariants)
-	}
 	v := Variant{IFrame: iframe, Line: p.line}
-	err := eachAttribute(value, func(name, val string) error {
-		var err error
+	strs := map[string]*string{"URI": &v.URI, "CODECS": &v.Codecs, "AUDIO": &v.Audio, "VIDEO": &v.Video,
+		"SUBTITLES": &v.Subtitles, "CLOSED-CAPTIONS": &v.ClosedCaptions}
+	err := readAttributes(value, strs, func(name, val string) (err error) {
 		switch name {
-		case "URI":
-			v.URI = val
 		case "BANDWIDTH":
 			v.Bandwidth, err = parseInt(val, math.MaxUint64)
 		case "AVERAGE-BANDWIDTH":
 			v.AverageBandwidth, err = parseInt(val, math.MaxUint64)
-		case "CODECS":
-			v.Codecs = val
 		case "RESOLUTION":
 			v.Width, v.Height, err = parseResolution(val)
 		case "FRAME-RATE":
 			v.FrameRate, err = parseDecimal(val)
-		case "AUDIO":
-			v.Audio = val
-		case "VIDEO":
-			v.Video = val
-		case "SUBTITLES":
-			v.Subtitles = val
-		case "CLOSED-CAPTIONS":
-			v.ClosedCaptions = val
 		}
 		return err
 	})
@@ -391,40 +385,17 @@ func (p *parser) streamInf(iframe bool, value string) error {
 }
 
 func (p *parser) rendition(value string) error {
-	if err := p.kind(true); err != nil {
+	if err := p.multivariantTag(); err != nil {
 		return err
 	}
-	if len(p.pl.Variants)+len(p.pl.Renditions) == MaxVariants {
-		return fmt.Errorf("more than %d variants and renditions", MaxVariants)
-	}
 	r := Rendition{Line: p.line}
-	err := eachAttribute(value, func(name, v string) error {
-		var err error
-		switch name {
-		case "TYPE":
-			r.Type = v
-		case "GROUP-ID":
-			r.GroupID = v
-		case "NAME":
-			r.Name = v
-		case "LANGUAGE":
-			r.Language = v
-		case "ASSOC-LANGUAGE":
-			r.AssocLanguage = v
-		case "DEFAULT":
-			r.Default, err = parseYesNo(v)
-		case "AUTOSELECT":
-			r.Autoselect, err = parseYesNo(v)
-		case "FORCED":
-			r.Forced, err = parseYesNo(v)
-		case "INSTREAM-ID":
-			r.InstreamID = v
-		case "CHARACTERISTICS":
-			r.Characteristics = v
-		case "CHANNELS":
-			r.Channels = v
-		case "URI":
-			r.URI = v
+	strs := map[string]*string{"TYPE": &r.Type, "GROUP-ID": &r.GroupID, "NAME": &r.Name, "LANGUAGE": &r.Language,
+		"ASSOC-LANGUAGE": &r.AssocLanguage, "INSTREAM-ID": &r.InstreamID, "CHARACTERISTICS": &r.Characteristics,
+		"CHANNELS": &r.Channels, "URI": &r.URI}
+	yesNo := map[string]*bool{"DEFAULT": &r.Default, "AUTOSELECT": &r.Autoselect, "FORCED": &r.Forced}
+	err := readAttributes(value, strs, func(name, val string) (err error) {
+		if b, ok := yesNo[name]; ok {
+			*b, err = parseYesNo(val)
 		}
 		return err
 	})
@@ -438,10 +409,11 @@ func (p *parser) rendition(value string) error {
 	return nil
 }
 
-// eachAttribute calls f with each NAME=value of an attribute list (RFC
-// 8216 4.2), a quoted value without its quotes: a quoted value may hold
-// commas.
-func eachAttribute(list string, f func(name, value string) error) error {
+// readAttributes reads an attribute list (RFC 8216 4.2) of NAME=value
+// pairs, a quoted value without its quotes (it may hold commas): the
+// value of a name in strs is stored there as it is, any other is given
+// to other.
+func readAttributes(list string, strs map[string]*string, other func(name, value string) error) error {
 	for rest := list; rest != ""; {
 		name, after, ok := strings.Cut(rest, "=")
 		name = strings.TrimSpace(name)
@@ -464,7 +436,9 @@ func eachAttribute(list string, f func(name, value string) error) error {
 		} else {
 			value, rest, _ = strings.Cut(after, ",")
 		}
-		if err := f(name, value); err != nil {
+		if s, ok := strs[name]; ok {
+			*s = value
+		} else if err := other(name, value); err != nil {
 			return fmt.Errorf("attribute %s: %w", name, err)
 		}
 	}

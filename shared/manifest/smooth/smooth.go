@@ -287,12 +287,4 @@ func writeChunks(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 }
 
 // write writes the c element at depth.
-func (c *Chunk) write(w *xmlout.Writer, depth int) {
-	w.Start(depth, "c")
-	if c.T != nil {
-		w.UintAttr("t", *c.T)
-	}
-	w.UintAttr("d", c.D)
-	w.UintAttrOmit("r", c.R)
-	w.Empty("c")
-}
+func (c *Chunk) write(w *xmlout.Writer, depth int) { w.RunElement(depth, "c", c.T, c.D, c.R) }
