@@ -127,11 +127,14 @@ type segment struct {
 	R uint64  `xml:"r,attr,omitempty"`
 }
 
-// newSegment is the S element that lists span s; t holds its start when
-// the element gives one.
+// newSegment is the S element that lists span s; t (nil: a new one)
+// holds its start when the element gives one.
 func newSegment(s timeline.Span, t *uint64) segment {
 	e := segment{D: s.Duration, R: s.Count - 1}
 	if !s.Follows {
+		if t == nil {
+			t = new(uint64)
+		}
 		*t = s.Start
 		e.T = t
 	}

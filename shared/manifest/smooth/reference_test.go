@@ -24,7 +24,7 @@ func renderReference(p *timeline.Presentation) ([]byte, error) {
 	for i := range m.Streams {
 		si := &m.Streams[i]
 		for s := range si.Timeline.Spans() {
-			si.C = append(si.C, chunk(s, new(uint64)))
+			si.C = append(si.C, chunk(s, nil))
 		}
 	}
 	var buf bytes.Buffer

@@ -87,11 +87,14 @@ type Chunk struct {
 	R uint64  `xml:"r,attr,omitempty"`
 }
 
-// chunk is the c element that lists span s; t holds its start when the
-// element gives one.
+// chunk is the c element that lists span s; t (nil: a new one) holds its
+// start when the element gives one.
 func chunk(s timeline.Span, t *uint64) Chunk {
 	c := Chunk{D: s.Duration}
 	if !s.Follows {
+		if t == nil {
+			t = new(uint64)
+		}
 		*t = s.Start
 		c.T = t
 	}
