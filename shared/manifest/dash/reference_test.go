@@ -51,6 +51,6 @@ func listSegments(st *segmentTemplate) {
 	}
 	st.SegmentTimeline = &segmentTimeline{}
 	for s := range st.Timeline.Spans() {
-		st.SegmentTimeline.S = append(st.SegmentTimeline.S, newSegment(s, nil))
+		st.SegmentTimeline.S = append(st.SegmentTimeline.S, newSegment(s))
 	}
 }

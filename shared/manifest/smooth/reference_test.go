@@ -24,7 +24,7 @@ func renderReference(p *timeline.Presentation) ([]byte, error) {
 	for i := range m.Streams {
 		si := &m.Streams[i]
 		for s := range si.Timeline.Spans() {
-			si.C = append(si.C, chunk(s, nil))
+			si.C = append(si.C, chunk(s))
 		}
 	}
 	var buf bytes.Buffer

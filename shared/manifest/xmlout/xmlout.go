@@ -117,19 +117,6 @@ func (w *Writer) IntAttrOmit(name string, v int) {
 	}
 }
 
-// RunElement writes the element name at depth that lists a run of
-// equal durations, without children: t (left out when nil), d, and r
-// (left out when zero). A Smooth c element, a DASH S element.
-func (w *Writer) RunElement(depth int, name string, t *uint64, d, r uint64) {
-	w.Start(depth, name)
-	if t != nil {
-		w.UintAttr("t", *t)
-	}
-	w.UintAttr("d", d)
-	w.UintAttrOmit("r", r)
-	w.Empty(name)
-}
-
 // attrName writes the start of an attribute, up to its opening quote.
 func (w *Writer) attrName(name string) {
 	w.Buf = append(w.Buf, ' ')
