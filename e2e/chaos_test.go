@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -278,7 +277,7 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 	listed, stored := map[string]int{}, map[string]int{}
 	listedKeys := map[string]bool{}
 	for _, si := range m.Streams {
-		times := chunkTimes(si)
+		times := fragmentStarts(t, &si)
 		for i := 1; i < len(times); i++ {
 			if times[i] <= times[i-1] {
 				f.duplicates++
@@ -286,7 +285,7 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 		}
 		for _, ql := range si.Levels {
 			for _, tm := range times {
-				path := fragmentURL(si, ql.Bitrate, tm)
+				path := si.FragmentURL(ql.Bitrate, tm)
 				listed[strings.SplitN(path, "=", 2)[0]]++ // QualityLevels(b)/Fragments(name: one track
 				listedKeys[layout.LivePrefix+channel+".isml/"+path] = true
 				resp, body := get(t, base+path)
@@ -302,12 +301,12 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 	}
 	// DASH: no Representation lists a segment twice.
 	_, body := get(t, base+"manifest.mpd")
-	var mpd dashMPD
-	if err := xml.Unmarshal(body, &mpd); err != nil {
+	refs, err := dashReferences(body)
+	if err != nil {
 		t.Fatalf("%s MPD: %v", channel, err)
 	}
 	seenDASH := map[string]bool{}
-	for _, ref := range mpd.references() {
+	for _, ref := range refs {
 		if seenDASH[ref] {
 			f.duplicates++
 		}
@@ -315,18 +314,16 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 	}
 	// HLS: no media playlist lists a segment twice.
 	for _, pl := range mediaPlaylists(t, base) {
-		f.discs += strings.Count(pl, "#EXT-X-DISCONTINUITY\n")
+		f.discs += discontinuitiesOf(pl)
 		seen := map[string]bool{}
-		for l := range strings.Lines(pl) {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-				if seen[l] {
-					f.duplicates++
-				}
-				seen[l] = true
+		for _, s := range pl.Segments {
+			if seen[s.URI] {
+				f.duplicates++
 			}
+			seen[s.URI] = true
 		}
 	}
-	err := st.Store.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
+	err = st.Store.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
 		for _, o := range page {
 			if obj, err := layout.Parse(o.Key); err == nil && obj.Kind == layout.KindFragment {
 				stored[obj.Track.String()]++

@@ -66,8 +66,8 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 			video += d
 		}
 	}
-	if _, body := get(t, base+"Manifest"); !strings.Contains(string(body), `IsLive="TRUE"`) {
-		t.Errorf("after a dropped connection the channel is not live:\n%s", body)
+	if m := getSmooth(t, base+"Manifest"); !m.Live() {
+		t.Errorf("after a dropped connection the channel is not live: IsLive=%q", m.IsLive)
 	}
 
 	// The encoder comes back, from timestamp zero.
@@ -82,7 +82,7 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 		t.Errorf("listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d; want none", f.missing, f.unlisted, f.corrupt, f.duplicates)
 	}
 	for _, si := range m.Streams {
-		times := chunkTimes(si)
+		times := fragmentStarts(t, &si)
 		for i := 1; i < len(times); i++ {
 			if times[i] <= times[i-1] {
 				t.Errorf("%s: the Smooth timeline goes back at chunk %d", si.Type, i)

@@ -6,9 +6,7 @@ package e2e
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"encoding/xml"
 	"io"
 	"log/slog"
 	"math"
@@ -26,6 +24,7 @@ import (
 	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )
 
 const pushSeconds = 12
@@ -69,26 +68,6 @@ func pushFFmpeg(t *testing.T, ffmpeg, url string, isml bool) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("ffmpeg push: %v\n%s", err, stderr.String())
 	}
-}
-
-type smoothManifest struct {
-	IsLive   string              `xml:"IsLive,attr"`
-	Duration uint64              `xml:"Duration,attr"`
-	Streams  []smoothStreamIndex `xml:"StreamIndex"`
-}
-
-type smoothStreamIndex struct {
-	Type      string `xml:"Type,attr"`
-	TimeScale uint64 `xml:"TimeScale,attr"` // 0: the manifest's, 10 MHz here
-	URL       string `xml:"Url,attr"`
-	Levels    []struct {
-		Bitrate int `xml:"Bitrate,attr"`
-	} `xml:"QualityLevel"`
-	Chunks []struct {
-		T *uint64 `xml:"t,attr"`
-		D uint64  `xml:"d,attr"`
-		R uint64  `xml:"r,attr"`
-	} `xml:"c"`
 }
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
@@ -144,8 +123,8 @@ func checkSmooth(t *testing.T, base string) {
 	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=1") {
 		t.Errorf("Manifest Cache-Control %q, want a short max-age", cc)
 	}
-	var m smoothManifest
-	if err := xml.Unmarshal(body, &m); err != nil {
+	m, err := smooth.Parse(body)
+	if err != nil {
 		t.Fatalf("Manifest does not parse: %v\n%s", err, body)
 	}
 	if len(m.Streams) != 2 {
@@ -157,17 +136,20 @@ func checkSmooth(t *testing.T, base string) {
 		if len(si.Levels) != wantLevels {
 			t.Errorf("%s: %d quality levels, want %d", si.Type, len(si.Levels), wantLevels)
 		}
-		times := chunkTimes(si)
-		last := si.Chunks[len(si.Chunks)-1]
-		next := times[len(times)-1] + last.D
+		frags := fragments(t, &si)
+		if len(frags) == 0 {
+			t.Fatalf("%s: no fragments listed", si.Type)
+		}
+		times := starts(frags)
+		next := frags[len(frags)-1].End()
 		// ffmpeg -t 12 with 2 s GOPs: 6 fragments per track.
-		ts := float64(cmp.Or(si.TimeScale, 10_000_000))
+		ts := float64(m.Timescale(&si))
 		if got := float64(next-times[0]) / ts; len(times) < pushSeconds/2-1 || got < pushSeconds-2.5 {
 			t.Errorf("%s: %d fragments covering %.2f s, want about %d s", si.Type, len(times), got, pushSeconds)
 		}
 		for _, ql := range si.Levels {
 			for _, tm := range times {
-				u := fragmentURL(si, ql.Bitrate, tm)
+				u := si.FragmentURL(ql.Bitrate, tm)
 				resp, frag := get(t, base+u)
 				if resp.StatusCode != 200 {
 					t.Errorf("%s: %d", u, resp.StatusCode)

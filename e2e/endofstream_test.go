@@ -3,15 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
-	"iter"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )
 
 // An encoder that ends its push (ffmpeg writes an mfra and completes the
@@ -58,7 +56,7 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 	checkVODManifests(t, base, 1)
 	for _, si := range m.Streams {
 		var last uint64
-		for i, start := range chunkTimes(si) {
+		for i, start := range fragmentStarts(t, &si) {
 			if i > 0 && start <= last {
 				t.Errorf("%s: Smooth timeline goes back at chunk %d (%d after %d)", si.Type, i, start, last)
 			}
@@ -67,21 +65,21 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 	}
 	checkSmoothFragmentsExist(t, base, m)
 	// DASH: the restart opens a second Period.
-	if _, mpd := get(t, base+"manifest.mpd"); strings.Count(string(mpd), "<Period ") != 2 {
-		t.Errorf("the MPD of a restarted stream has %d Periods, want 2:\n%s", strings.Count(string(mpd), "<Period "), mpd)
+	_, b := get(t, base+"manifest.mpd")
+	if mpd, err := dash.Parse(b); err != nil || len(mpd.Periods) != 2 {
+		t.Errorf("the MPD of a restarted stream does not parse into 2 Periods (%v):\n%s", err, b)
 	}
 	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", 2*session, [][]string{{"0:v:0", "0:a:0"}})
 }
 
 // waitForVOD waits until the Smooth manifest is final and returns it.
-func waitForVOD(t *testing.T, st *stack.Stack, base string) smoothManifest {
+func waitForVOD(t *testing.T, st *stack.Stack, base string) *smooth.Manifest {
 	t.Helper()
 	st.Settle(context.Background())
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, body := get(t, base+"Manifest")
-		var m smoothManifest
-		if resp.StatusCode == 200 && xml.Unmarshal(body, &m) == nil && m.IsLive == "FALSE" {
+		if m, err := smooth.Parse(body); resp.StatusCode == 200 && err == nil && m.IsLive == "FALSE" {
 			return m
 		}
 		if time.Now().After(deadline) {
@@ -95,69 +93,29 @@ func waitForVOD(t *testing.T, st *stack.Stack, base string) smoothManifest {
 // the given number of discontinuities.
 func checkVODManifests(t *testing.T, base string, discontinuities int) {
 	t.Helper()
-	for line, text := range mediaPlaylists(t, base) {
-		if !strings.Contains(text, "#EXT-X-ENDLIST") || !strings.Contains(text, "#EXT-X-PLAYLIST-TYPE:VOD") {
-			t.Errorf("%s is not final:\n%s", line, text)
+	for uri, pl := range mediaPlaylists(t, base) {
+		if !pl.Ended || pl.Type != "VOD" {
+			t.Errorf("%s is not final: EXT-X-ENDLIST %v, EXT-X-PLAYLIST-TYPE %q", uri, pl.Ended, pl.Type)
 		}
-		if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != discontinuities {
-			t.Errorf("%s: %d discontinuities, want %d:\n%s", line, n, discontinuities, text)
-		}
-	}
-	_, mpd := get(t, base+"manifest.mpd")
-	if !strings.Contains(string(mpd), `type="static"`) {
-		t.Errorf("the MPD is not static:\n%s", mpd)
-	}
-}
-
-// mediaPlaylists yields the URI and the text of every media playlist the
-// multivariant playlist lists as a variant.
-func mediaPlaylists(t *testing.T, base string) iter.Seq2[string, string] {
-	return func(yield func(string, string) bool) {
-		_, master := get(t, base+"master.m3u8")
-		for line := range strings.Lines(string(master)) {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			_, pl := get(t, base+line)
-			if !yield(line, string(pl)) {
-				return
-			}
+		if n := discontinuitiesOf(pl); n != discontinuities {
+			t.Errorf("%s: %d discontinuities, want %d", uri, n, discontinuities)
 		}
 	}
-}
-
-// fragmentURL is the URL (relative to the channel) of the fragment of a
-// quality level of a StreamIndex that starts at tm.
-func fragmentURL(si smoothStreamIndex, bitrate int, tm uint64) string {
-	return strings.NewReplacer("{bitrate}", strconv.Itoa(bitrate), "{start time}", strconv.FormatUint(tm, 10)).Replace(si.URL)
-}
-
-// chunkTimes expands a StreamIndex's c elements into fragment start times.
-func chunkTimes(si smoothStreamIndex) []uint64 {
-	var times []uint64
-	next := uint64(0)
-	for _, c := range si.Chunks {
-		if c.T != nil {
-			next = *c.T
-		}
-		for range max(c.R, 1) {
-			times = append(times, next)
-			next += c.D
-		}
+	_, b := get(t, base+"manifest.mpd")
+	if mpd, err := dash.Parse(b); err != nil || mpd.GetType() != "static" {
+		t.Errorf("the MPD is not static (%v):\n%s", err, b)
 	}
-	return times
 }
 
 // checkSmoothFragmentsExist fetches every fragment URL of every quality
 // level the manifest lists: none may be missing.
-func checkSmoothFragmentsExist(t *testing.T, base string, m smoothManifest) {
+func checkSmoothFragmentsExist(t *testing.T, base string, m *smooth.Manifest) {
 	t.Helper()
 	n := 0
 	for _, si := range m.Streams {
 		for _, ql := range si.Levels {
-			for _, tm := range chunkTimes(si) {
-				u := fragmentURL(si, ql.Bitrate, tm)
+			for _, tm := range fragmentStarts(t, &si) {
+				u := si.FragmentURL(ql.Bitrate, tm)
 				if resp, _ := get(t, base+u); resp.StatusCode != 200 {
 					t.Errorf("listed but missing: %s (%d)", u, resp.StatusCode)
 				}

@@ -67,7 +67,7 @@ func TestHostileConnectionsDoNotHurtOthers(t *testing.T) {
 	}
 	m := waitForVOD(t, st, st.EdgeURL+"/live/legit.isml/")
 	for _, si := range m.Streams {
-		if got := len(chunkTimes(si)); got != n {
+		if got := len(fragmentStarts(t, &si)); got != n {
 			t.Errorf("%s: %d fragments listed, want %d", si.Type, got, n)
 		}
 	}

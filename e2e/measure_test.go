@@ -25,6 +25,7 @@ import (
 	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -135,9 +136,13 @@ func TestMeasureFragmentToManifestLatency(t *testing.T) {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				now := time.Now()
-				for line := range strings.Lines(string(body)) {
-					_, rest, ok := strings.Cut(line, "Fragments(")
-					if !ok || strings.HasPrefix(line, "#") {
+				pl, err := hls.Parse(body)
+				if err != nil {
+					continue
+				}
+				for _, s := range pl.Segments {
+					_, rest, ok := strings.Cut(s.URI, "Fragments(")
+					if !ok {
 						continue
 					}
 					inner, _, _ := strings.Cut(rest, ")")

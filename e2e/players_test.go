@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )
 
 // playerResult is what players/drive.mjs reports for one format.
@@ -230,17 +230,10 @@ func waitForFragments(t *testing.T, manifest string, n int, timeout time.Duratio
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		resp, body := get(t, manifest)
-		if resp.StatusCode == 200 && strings.Count(string(body), "<c ") > 0 {
-			var m smoothManifest
-			if xml.Unmarshal(body, &m) == nil {
-				for _, si := range m.Streams {
-					count := 0
-					for _, c := range si.Chunks {
-						count += int(max(c.R, 1))
-					}
-					if si.Type == "video" && count >= n {
-						return
-					}
+		if m, err := smooth.Parse(body); resp.StatusCode == 200 && err == nil {
+			for _, si := range m.Streams {
+				if frags, err := si.Fragments(); err == nil && si.Type == "video" && len(frags) >= n {
+					return
 				}
 			}
 		}

@@ -2,17 +2,17 @@ package e2e
 
 import (
 	"context"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )
 
 // referenceWatch polls a live channel's Smooth manifest, HLS media
@@ -72,38 +72,14 @@ func (w *referenceWatch) stop(t *testing.T) {
 }
 
 func (w *referenceWatch) poll(ctx context.Context) {
-	var refs []string // relative to base, as each manifest names them
-	if m, ok := fetchXML[smoothManifest](ctx, w.base+"Manifest"); ok {
-		for _, si := range m.Streams {
-			for _, ql := range si.Levels {
-				for _, tm := range chunkTimes(si) {
-					refs = append(refs, fragmentURL(si, ql.Bitrate, tm))
-				}
-			}
-		}
-	}
+	// refs are relative to base, as each manifest names them; a manifest
+	// that does not answer or parse lists none this time.
+	refs := smoothReferences(ctx, w.base)
 	nSmooth := len(refs)
-	if master, ok := fetchText(ctx, w.base+"master.m3u8"); ok {
-		for line := range strings.Lines(master) {
-			pl := strings.TrimSpace(line)
-			if pl == "" || strings.HasPrefix(pl, "#") {
-				continue
-			}
-			dir := pl[:strings.LastIndex(pl, "/")+1]
-			text, ok := fetchText(ctx, w.base+pl)
-			if !ok {
-				continue
-			}
-			for seg := range strings.Lines(text) {
-				if seg = strings.TrimSpace(seg); seg != "" && !strings.HasPrefix(seg, "#") {
-					refs = append(refs, dir+strings.TrimSuffix(seg, "?.m4s"))
-				}
-			}
-		}
-	}
+	refs = append(refs, hlsReferences(ctx, w.base)...)
 	nHLS := len(refs) - nSmooth
-	if mpd, ok := fetchXML[dashMPD](ctx, w.base+"manifest.mpd"); ok {
-		refs = append(refs, mpd.references()...)
+	if more, ok := fetchParsed(ctx, w.base+"manifest.mpd", dashReferences); ok {
+		refs = append(refs, more...)
 	}
 	nDASH := len(refs) - nSmooth - nHLS
 	for _, ref := range refs {
@@ -128,56 +104,45 @@ func (w *referenceWatch) poll(ctx context.Context) {
 	w.mu.Unlock()
 }
 
-// dashMPD is as much of an MPD as its segment references need.
-type dashMPD struct {
-	Periods []struct {
-		Sets []struct {
-			Template *dashTemplate `xml:"SegmentTemplate"`
-			Reps     []struct {
-				ID       string        `xml:"id,attr"`
-				Template *dashTemplate `xml:"SegmentTemplate"`
-			} `xml:"Representation"`
-		} `xml:"AdaptationSet"`
-	} `xml:"Period"`
-}
-
-type dashTemplate struct {
-	Media    string `xml:"media,attr"`
-	Timeline []struct {
-		T *uint64 `xml:"t,attr"`
-		D uint64  `xml:"d,attr"`
-		R int     `xml:"r,attr"`
-	} `xml:"SegmentTimeline>S"`
-}
-
-// references expands every Representation's SegmentTimeline into media
-// URLs.
-func (m dashMPD) references() []string {
-	var out []string
-	for _, p := range m.Periods {
-		for _, as := range p.Sets {
-			for _, rep := range as.Reps {
-				tpl := rep.Template
-				if tpl == nil {
-					tpl = as.Template
-				}
-				if tpl == nil {
-					continue
-				}
-				var at uint64
-				for _, s := range tpl.Timeline {
-					if s.T != nil {
-						at = *s.T
-					}
-					for range s.R + 1 {
-						out = append(out, strings.NewReplacer("$RepresentationID$", rep.ID, "$Time$", strconv.FormatUint(at, 10)).Replace(tpl.Media))
-						at += s.D
-					}
-				}
+// smoothReferences are the fragment URLs of every quality level the
+// Smooth manifest at base lists.
+func smoothReferences(ctx context.Context, base string) []string {
+	m, ok := fetchParsed(ctx, base+"Manifest", smooth.Parse)
+	if !ok {
+		return nil
+	}
+	var refs []string
+	for _, si := range m.Streams {
+		frags, err := si.Fragments()
+		if err != nil {
+			continue
+		}
+		for _, ql := range si.Levels {
+			for _, f := range frags {
+				refs = append(refs, si.FragmentURL(ql.Bitrate, f.Start))
 			}
 		}
 	}
-	return out
+	return refs
+}
+
+// hlsReferences are the segment URLs (relative to base) of every media
+// playlist the multivariant playlist at base lists as a variant.
+func hlsReferences(ctx context.Context, base string) []string {
+	master, ok := fetchParsed(ctx, base+"master.m3u8", hls.Parse)
+	if !ok {
+		return nil
+	}
+	var refs []string
+	for _, v := range master.Variants {
+		dir := v.URI[:strings.LastIndex(v.URI, "/")+1]
+		if pl, ok := fetchParsed(ctx, base+v.URI, hls.Parse); ok {
+			for _, s := range pl.Segments {
+				refs = append(refs, dir+strings.TrimSuffix(s.URI, "?.m4s"))
+			}
+		}
+	}
+	return refs
 }
 
 func fetch(ctx context.Context, url string) (int, []byte, error) {
@@ -196,18 +161,16 @@ func fetch(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
-func fetchText(ctx context.Context, url string) (string, bool) {
-	code, body, err := fetch(ctx, url)
-	return string(body), err == nil && code == http.StatusOK
-}
-
-func fetchXML[T any](ctx context.Context, url string) (T, bool) {
+// fetchParsed is what parse makes of the body of url, if it answers 200
+// and parses.
+func fetchParsed[T any](ctx context.Context, url string, parse func([]byte) (T, error)) (T, bool) {
 	var v T
 	code, body, err := fetch(ctx, url)
 	if err != nil || code != http.StatusOK {
 		return v, false
 	}
-	return v, xml.Unmarshal(body, &v) == nil
+	v, err = parse(body)
+	return v, err == nil
 }
 
 // fetchFragment fetches a fragment and checks that it is whole.

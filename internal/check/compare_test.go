@@ -2,7 +2,6 @@ package check
 
 import (
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -118,49 +117,12 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func TestTimelines(t *testing.T) {
-	u64 := func(v uint64) *uint64 { return &v }
-	t.Run("smooth", func(t *testing.T) {
-		s := smoothStream{Chunks: []smoothChunk{{T: u64(100), D: 10, R: 3}, {D: 5}, {T: u64(200), D: 10}}}
-		got, err := smoothTimes(s)
-		if want := []uint64{100, 110, 120, 130, 200}; err != nil || !slices.Equal(got, want) {
-			t.Errorf("smoothTimes = %v, %v; want %v", got, err, want)
-		}
-		if g := smoothURL("QualityLevels({bitrate})/Fragments(video={start time})", 800000, 42); g != "QualityLevels(800000)/Fragments(video=42)" {
-			t.Errorf("smoothURL = %q", g)
-		}
-	})
-	t.Run("dash", func(t *testing.T) {
-		tm := &mpdTemplate{Timeline: &mpdTimeline{S: []mpdS{{T: u64(100), D: 10, R: 2}, {D: 5, R: -1}, {T: u64(150), D: 10}}}}
-		got, err := dashTimes(tm)
-		if want := []uint64{100, 110, 120, 130, 135, 140, 145, 150}; err != nil || !slices.Equal(got, want) {
-			t.Errorf("dashTimes = %v, %v; want %v", got, err, want)
-		}
-		tm.Timeline.S = tm.Timeline.S[:2]
-		if _, err := dashTimes(tm); err == nil {
-			t.Error("dashTimes: an open r=-1 at the end is accepted")
-		}
-		for _, tc := range []struct{ tmpl, want string }{
-			{"QualityLevels($RepresentationID$)/Fragments(video=$Time$)", "QualityLevels(300000)/Fragments(video=42)"},
-			{"seg-$Number%05d$-$Bandwidth$$$.m4s", "seg-00007-300100$.m4s"},
-		} {
-			got, err := dashFill(tc.tmpl, mpdRep{ID: "300000", Bandwidth: 300100}, 42, 7)
-			if err != nil || got != tc.want {
-				t.Errorf("dashFill(%q) = %q, %v; want %q", tc.tmpl, got, err, tc.want)
-			}
-		}
-		if _, err := dashFill("$Foo$", mpdRep{}, 0, 0); err == nil {
-			t.Error("dashFill: unknown identifier accepted")
-		}
-	})
-	t.Run("hls", func(t *testing.T) {
-		a := attrs(`TYPE=AUDIO,GROUP-ID="audio",NAME="a, b",URI="QualityLevels(64000)/audio.m3u8",DEFAULT=YES`)
-		if a["URI"] != "QualityLevels(64000)/audio.m3u8" || a["NAME"] != "a, b" || a["DEFAULT"] != "YES" {
-			t.Errorf("attrs = %q", a)
-		}
-		u, _ := url.Parse("http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s")
-		if id, tm, timed, ok := parseObject(u); id != "video@300000" || tm != 20000000 || !timed || !ok {
-			t.Errorf("parseObject = %q %d %v %v", id, tm, timed, ok)
-		}
-	})
+// Object URLs name their track and time; the manifests' own timelines,
+// templates and attribute lists are the parsers' (smooth, hls and dash
+// packages) and tested there.
+func TestParseObject(t *testing.T) {
+	u, _ := url.Parse("http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s")
+	if id, tm, timed, ok := parseObject(u); id != "video@300000" || tm != 20000000 || !timed || !ok {
+		t.Errorf("parseObject = %q %d %v %v", id, tm, timed, ok)
+	}
 }

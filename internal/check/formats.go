@@ -1,90 +1,42 @@
 package check
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/Eyevinn/dash-mpd/mpd"
+
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )
 
-// Smooth Streaming client manifest (MS-SSTR 2.2.2), as much as a check
-// needs.
-type smoothDoc struct {
-	TimeScale uint64         `xml:"TimeScale,attr"`
-	IsLive    string         `xml:"IsLive,attr"`
-	Streams   []smoothStream `xml:"StreamIndex"`
-}
+// Each format's manifest is read by its package's parser (smooth.Parse,
+// hls.Parse, dash.Parse with dash-mpd) and expanded into the objects it
+// references.
 
-type smoothStream struct {
-	Type   string `xml:"Type,attr"`
-	Name   string `xml:"Name,attr"`
-	URL    string `xml:"Url,attr"`
-	Levels []struct {
-		Bitrate uint64 `xml:"Bitrate,attr"`
-	} `xml:"QualityLevel"`
-	Chunks []smoothChunk `xml:"c"`
-}
-
-// smoothChunk is a c element: fragments from t (else where the previous
-// ends), each d long.
-type smoothChunk struct {
-	T *uint64 `xml:"t,attr"`
-	D uint64  `xml:"d,attr"`
-	R uint64  `xml:"r,attr"` // how many fragments (1 when absent)
-}
-
-// smoothTimes expands a StreamIndex's c elements into fragment start times.
-func smoothTimes(s smoothStream) ([]uint64, error) {
-	var times []uint64
-	var next uint64
-	for i, c := range s.Chunks {
-		if c.T != nil {
-			if i > 0 && *c.T < next {
-				return nil, fmt.Errorf("stream %s: c %d starts at %d, before the previous ends (%d)", s.Name, i, *c.T, next)
-			}
-			next = *c.T
-		}
-		n := max(c.R, 1)
-		if c.D == 0 && (n > 1 || i < len(s.Chunks)-1) {
-			return nil, fmt.Errorf("stream %s: c %d has no duration", s.Name, i)
-		}
-		if len(times)+int(n) > 1<<20 {
-			return nil, fmt.Errorf("stream %s: more than %d fragments", s.Name, 1<<20)
-		}
-		for range n {
-			times = append(times, next)
-			next += c.D
-		}
-	}
-	return times, nil
-}
-
-// smoothURL fills a StreamIndex Url template.
-func smoothURL(tmpl string, bitrate, start uint64) string {
-	b, t := strconv.FormatUint(bitrate, 10), strconv.FormatUint(start, 10)
-	return strings.NewReplacer("{bitrate}", b, "{Bitrate}", b, "{start time}", t, "{start_time}", t).Replace(tmpl)
-}
-
+// smooth lists what the Smooth client manifest at u references.
 func (c *checker) smooth(ctx context.Context, u *url.URL) *listing {
 	l := newListing(Smooth)
 	body := c.getManifest(ctx, Smooth, u)
 	if body == nil {
 		return l
 	}
-	var doc smoothDoc
-	if err := xml.Unmarshal(body, &doc); err != nil {
+	doc, err := smooth.Parse(body)
+	if err != nil {
 		c.fail(Smooth, u, fmt.Errorf("not a Smooth client manifest: %w", err))
 		return l
 	}
-	l.live = strings.EqualFold(doc.IsLive, "TRUE")
+	l.live = doc.Live()
 	c.setLive(l.live)
-	for _, s := range doc.Streams {
-		times, err := smoothTimes(s)
+	for i := range doc.Streams {
+		s := &doc.Streams[i]
+		frags, err := s.Fragments()
 		if err != nil {
 			c.fail(Smooth, u, err)
 			return l
@@ -94,10 +46,10 @@ func (c *checker) smooth(ctx context.Context, u *url.URL) *listing {
 			return l
 		}
 		for _, q := range s.Levels {
-			fallback := s.Name + "@" + strconv.FormatUint(q.Bitrate, 10)
+			fallback := s.Name + "@" + strconv.Itoa(q.Bitrate)
 			var t *listedTrack
-			for _, start := range times {
-				fu, err := u.Parse(smoothURL(s.URL, q.Bitrate, start))
+			for _, f := range frags {
+				fu, err := u.Parse(s.FragmentURL(q.Bitrate, f.Start))
 				if err != nil {
 					c.fail(Smooth, u, fmt.Errorf("stream %s: Url template: %w", s.Name, err))
 					return l
@@ -109,7 +61,7 @@ func (c *checker) smooth(ctx context.Context, u *url.URL) *listing {
 					}
 					t = l.track(id)
 				}
-				t.frags = append(t.frags, newRef(fu, start, true))
+				t.frags = append(t.frags, newRef(fu, f.Start, true))
 			}
 			if t == nil {
 				l.track(fallback)
@@ -120,110 +72,25 @@ func (c *checker) smooth(ctx context.Context, u *url.URL) *listing {
 	return l
 }
 
-// HLS
-
-// attrs parses an HLS attribute list (KEY=VALUE,KEY="quoted, maybe").
-func attrs(s string) map[string]string {
-	out := map[string]string{}
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 {
-			break
-		}
-		k := strings.TrimSpace(s[:eq])
-		s = s[eq+1:]
-		var v string
-		if strings.HasPrefix(s, `"`) {
-			end := strings.IndexByte(s[1:], '"')
-			if end < 0 {
-				v, s = s[1:], ""
-			} else {
-				v, s = s[1:end+1], s[end+2:]
-			}
-			s = strings.TrimPrefix(s, ",")
-		} else if comma := strings.IndexByte(s, ','); comma >= 0 {
-			v, s = s[:comma], s[comma+1:]
-		} else {
-			v, s = s, ""
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// playlist is one parsed HLS playlist.
-type playlist struct {
-	master   bool
-	variants []string // URIs of media playlists (master)
-	init     string   // EXT-X-MAP URI (media)
-	segments []string // segment URIs (media)
-	ended    bool     // EXT-X-ENDLIST
-	byteRng  bool     // EXT-X-BYTERANGE seen
-}
-
-func parsePlaylist(body []byte) (playlist, error) {
-	var p playlist
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	first := true
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if first {
-			if line != "#EXTM3U" {
-				return p, errors.New("not an HLS playlist: no #EXTM3U")
-			}
-			first = false
-			continue
-		}
-		tag, val, _ := strings.Cut(line, ":")
-		switch {
-		case line == "":
-		case tag == "#EXT-X-STREAM-INF":
-			p.master = true
-		case tag == "#EXT-X-MEDIA" || tag == "#EXT-X-I-FRAME-STREAM-INF":
-			p.master = true
-			if uri := attrs(val)["URI"]; uri != "" {
-				p.variants = append(p.variants, uri)
-			}
-		case tag == "#EXT-X-MAP":
-			p.init = attrs(val)["URI"]
-		case tag == "#EXT-X-ENDLIST":
-			p.ended = true
-		case tag == "#EXT-X-BYTERANGE":
-			p.byteRng = true
-		case strings.HasPrefix(line, "#"):
-		case p.master:
-			p.variants = append(p.variants, line)
-		default:
-			p.segments = append(p.segments, line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return p, fmt.Errorf("reading playlist: %w", err)
-	}
-	if first {
-		return p, errors.New("empty playlist")
-	}
-	return p, nil
-}
-
+// hls lists what the HLS playlist at u references: a media playlist's,
+// or every media playlist's a multivariant playlist names.
 func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 	l := newListing(HLS)
 	body := c.getManifest(ctx, HLS, u)
 	if body == nil {
 		return l
 	}
-	p, err := parsePlaylist(body)
+	p, err := hls.Parse(body)
 	if err != nil {
 		c.fail(HLS, u, err)
 		return l
 	}
 	media := []*url.URL{u}
 	bodies := [][]byte{body}
-	if p.master {
+	if p.Multivariant {
 		media, bodies = nil, nil
 		seen := map[string]bool{}
-		for _, v := range p.variants {
+		for _, v := range mediaPlaylists(p) {
 			mu, err := u.Parse(v)
 			if err != nil {
 				c.fail(HLS, u, fmt.Errorf("media playlist URI %q: %w", v, err))
@@ -243,8 +110,8 @@ func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 	all := true
 	live := false
 	for i, mu := range media {
-		mp, err := parsePlaylist(bodies[i])
-		if err == nil && mp.master {
+		mp, err := hls.Parse(bodies[i])
+		if err == nil && mp.Multivariant {
 			err = errors.New("a multivariant playlist where a media playlist should be")
 		}
 		if err != nil {
@@ -252,21 +119,22 @@ func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 			all = false
 			continue
 		}
-		live = live || !mp.ended
-		if p.master {
-			c.setLiveAt(mu.String(), !mp.ended)
+		live = live || !mp.Ended
+		if p.Multivariant {
+			c.setLiveAt(mu.String(), !mp.Ended)
 		} else {
-			c.setLive(!mp.ended)
+			c.setLive(!mp.Ended)
 		}
-		if mp.byteRng {
+		if slices.ContainsFunc(mp.Segments, func(s hls.Segment) bool { return s.ByteRange != nil }) {
 			c.note("hls %s: EXT-X-BYTERANGE: whole objects are checked, not the ranges", mu)
 		}
 		var t *listedTrack
 		var initRef *ref
-		if mp.init != "" {
-			iu, err := mu.Parse(mp.init)
+		if len(mp.Maps) > 0 {
+			init := mp.Maps[len(mp.Maps)-1].URI
+			iu, err := mu.Parse(init)
 			if err != nil {
-				c.fail(HLS, mu, fmt.Errorf("EXT-X-MAP URI %q: %w", mp.init, err))
+				c.fail(HLS, mu, fmt.Errorf("EXT-X-MAP URI %q: %w", init, err))
 				all = false
 				continue
 			}
@@ -277,10 +145,10 @@ func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 			}
 		}
 		var frags []ref
-		for _, s := range mp.segments {
-			su, err := mu.Parse(s)
+		for _, s := range mp.Segments {
+			su, err := mu.Parse(s.URI)
 			if err != nil {
-				c.fail(HLS, mu, fmt.Errorf("segment URI %q: %w", s, err))
+				c.fail(HLS, mu, fmt.Errorf("segment URI %q: %w", s.URI, err))
 				all = false
 				frags = nil
 				break
@@ -299,12 +167,37 @@ func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 		}
 		t.frags = append(t.frags, frags...)
 	}
-	if p.master {
+	if p.Multivariant {
 		c.setLiveAt(u.String(), live)
 	}
 	l.live = live
 	l.ok = all
 	return l
+}
+
+// mediaPlaylists are the URIs of the media playlists a multivariant
+// playlist names (renditions, variants and I-frame variants), in the
+// order of its lines.
+func mediaPlaylists(p *hls.Playlist) []string {
+	type named struct {
+		line int
+		uri  string
+	}
+	var all []named
+	for _, r := range p.Renditions {
+		if r.URI != "" {
+			all = append(all, named{r.Line, r.URI})
+		}
+	}
+	for _, v := range p.Variants {
+		all = append(all, named{v.Line, v.URI})
+	}
+	slices.SortFunc(all, func(a, b named) int { return a.line - b.line })
+	uris := make([]string, len(all))
+	for i, n := range all {
+		uris[i] = n.uri
+	}
+	return uris
 }
 
 // setLiveAt records whether the manifest fetched from u is live.
@@ -316,178 +209,28 @@ func (c *checker) setLiveAt(u string, live bool) {
 	}
 }
 
-// DASH MPD: SegmentTemplate with SegmentTimeline, at the AdaptationSet or
-// the Representation, BaseURL at any level.
-type mpd struct {
-	Type    string      `xml:"type,attr"`
-	BaseURL []string    `xml:"BaseURL"`
-	Periods []mpdPeriod `xml:"Period"`
-}
-
-type mpdPeriod struct {
-	ID      string   `xml:"id,attr"`
-	BaseURL []string `xml:"BaseURL"`
-	Sets    []mpdSet `xml:"AdaptationSet"`
-}
-
-type mpdSet struct {
-	BaseURL  []string     `xml:"BaseURL"`
-	Template *mpdTemplate `xml:"SegmentTemplate"`
-	Reps     []mpdRep     `xml:"Representation"`
-}
-
-type mpdRep struct {
-	ID        string       `xml:"id,attr"`
-	Bandwidth uint64       `xml:"bandwidth,attr"`
-	BaseURL   []string     `xml:"BaseURL"`
-	Template  *mpdTemplate `xml:"SegmentTemplate"`
-}
-
-type mpdTemplate struct {
-	Initialization string       `xml:"initialization,attr"`
-	Media          string       `xml:"media,attr"`
-	StartNumber    *uint64      `xml:"startNumber,attr"`
-	Timeline       *mpdTimeline `xml:"SegmentTimeline"`
-}
-
-type mpdTimeline struct {
-	S []mpdS `xml:"S"`
-}
-
-// mpdS is an S element of a SegmentTimeline.
-type mpdS struct {
-	T *uint64 `xml:"t,attr"`
-	D uint64  `xml:"d,attr"`
-	R int64   `xml:"r,attr"` // more fragments of the same duration; -1: up to the next S
-}
-
-// merged is rep's template over set's, attribute by attribute.
-func merged(set, rep *mpdTemplate) *mpdTemplate {
-	switch {
-	case set == nil:
-		return rep
-	case rep == nil:
-		return set
-	}
-	m := *set
-	if rep.Initialization != "" {
-		m.Initialization = rep.Initialization
-	}
-	if rep.Media != "" {
-		m.Media = rep.Media
-	}
-	if rep.StartNumber != nil {
-		m.StartNumber = rep.StartNumber
-	}
-	if rep.Timeline != nil {
-		m.Timeline = rep.Timeline
-	}
-	return &m
-}
-
-// dashTimes expands a SegmentTimeline into fragment start times.
-func dashTimes(t *mpdTemplate) ([]uint64, error) {
-	if t.Timeline == nil {
-		return nil, errors.New("SegmentTemplate without a SegmentTimeline")
-	}
-	var times []uint64
-	var next uint64
-	ss := t.Timeline.S
-	for i, s := range ss {
-		if s.T != nil {
-			if i > 0 && *s.T < next {
-				return nil, fmt.Errorf("S %d starts at %d, before the previous ends (%d)", i, *s.T, next)
-			}
-			next = *s.T
-		}
-		if s.D == 0 {
-			return nil, fmt.Errorf("S %d has no duration", i)
-		}
-		n := s.R + 1
-		if s.R < 0 {
-			if i == len(ss)-1 || ss[i+1].T == nil {
-				return nil, fmt.Errorf("S %d: r=%d needs the next S's t", i, s.R)
-			}
-			n = int64((*ss[i+1].T - next + s.D - 1) / s.D)
-		}
-		if int64(len(times))+n > 1<<20 {
-			return nil, fmt.Errorf("more than %d fragments", 1<<20)
-		}
-		for range n {
-			times = append(times, next)
-			next += s.D
-		}
-	}
-	return times, nil
-}
-
-// dashFill substitutes a SegmentTemplate's identifiers ($RepresentationID$,
-// $Bandwidth$, $Time$, $Number$, each with an optional %0Nd, and $$).
-func dashFill(tmpl string, rep mpdRep, time, number uint64) (string, error) {
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(tmpl, '$')
-		if i < 0 {
-			b.WriteString(tmpl)
-			return b.String(), nil
-		}
-		b.WriteString(tmpl[:i])
-		tmpl = tmpl[i+1:]
-		j := strings.IndexByte(tmpl, '$')
-		if j < 0 {
-			return "", errors.New("unterminated $ identifier")
-		}
-		ident, format, _ := strings.Cut(tmpl[:j], "%")
-		tmpl = tmpl[j+1:]
-		var n uint64
-		switch ident {
-		case "":
-			b.WriteByte('$')
-			continue
-		case "RepresentationID":
-			b.WriteString(rep.ID)
-			continue
-		case "Bandwidth":
-			n = rep.Bandwidth
-		case "Time":
-			n = time
-		case "Number":
-			n = number
-		default:
-			return "", fmt.Errorf("identifier $%s$", ident)
-		}
-		if format == "" {
-			b.WriteString(strconv.FormatUint(n, 10))
-			continue
-		}
-		w, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(format, "0"), "d"))
-		if err != nil || !strings.HasSuffix(format, "d") {
-			return "", fmt.Errorf("format %%%s", format)
-		}
-		fmt.Fprintf(&b, "%0*d", w, n)
-	}
-}
-
 // under resolves the first of bases against u.
-func under(u *url.URL, bases []string) (*url.URL, error) {
-	if len(bases) == 0 || strings.TrimSpace(bases[0]) == "" {
+func under(u *url.URL, bases []*mpd.BaseURLType) (*url.URL, error) {
+	if len(bases) == 0 || strings.TrimSpace(string(bases[0].Value)) == "" {
 		return u, nil
 	}
-	return u.Parse(strings.TrimSpace(bases[0]))
+	return u.Parse(strings.TrimSpace(string(bases[0].Value)))
 }
 
+// dash lists what the MPD at u references: SegmentTemplate with
+// SegmentTimeline at any level, BaseURL at any level.
 func (c *checker) dash(ctx context.Context, u *url.URL) *listing {
 	l := newListing(DASH)
 	body := c.getManifest(ctx, DASH, u)
 	if body == nil {
 		return l
 	}
-	var doc mpd
-	if err := xml.Unmarshal(body, &doc); err != nil {
+	doc, err := dash.Parse(body)
+	if err != nil {
 		c.fail(DASH, u, fmt.Errorf("not an MPD: %w", err))
 		return l
 	}
-	l.live = doc.Type == "dynamic"
+	l.live = doc.GetType() == mpd.DYNAMIC_TYPE
 	c.setLive(l.live)
 	fail := func(err error) *listing {
 		c.fail(DASH, u, err)
@@ -498,34 +241,34 @@ func (c *checker) dash(ctx context.Context, u *url.URL) *listing {
 		return fail(fmt.Errorf("BaseURL: %w", err))
 	}
 	for pi, p := range doc.Periods {
-		pBase, err := under(mpdBase, p.BaseURL)
+		pBase, err := under(mpdBase, p.BaseURLs)
 		if err != nil {
-			return fail(fmt.Errorf("period %s: BaseURL: %w", p.ID, err))
+			return fail(fmt.Errorf("period %s: BaseURL: %w", p.Id, err))
 		}
-		for si, set := range p.Sets {
-			sBase, err := under(pBase, set.BaseURL)
+		for si, set := range p.AdaptationSets {
+			sBase, err := under(pBase, set.BaseURLs)
 			if err != nil {
-				return fail(fmt.Errorf("period %s: AdaptationSet %d: BaseURL: %w", p.ID, si, err))
+				return fail(fmt.Errorf("period %s: AdaptationSet %d: BaseURL: %w", p.Id, si, err))
 			}
-			for _, rep := range set.Reps {
-				where := fmt.Sprintf("period %q (%d) representation %q", p.ID, pi, rep.ID)
-				rBase, err := under(sBase, rep.BaseURL)
+			for _, rep := range set.Representations {
+				where := fmt.Sprintf("period %q (%d) representation %q", p.Id, pi, rep.Id)
+				rBase, err := under(sBase, rep.BaseURLs)
 				if err != nil {
 					return fail(fmt.Errorf("%s: BaseURL: %w", where, err))
 				}
-				tmpl := merged(set.Template, rep.Template)
+				tmpl := dash.TemplateOf(p, set, rep)
 				if tmpl == nil || tmpl.Media == "" {
 					c.note("dash %s: no SegmentTemplate media; not checked", where)
 					continue
 				}
-				times, err := dashTimes(tmpl)
+				segs, err := tmpl.Segments()
 				if err != nil {
 					return fail(fmt.Errorf("%s: %w", where, err))
 				}
 				var initRef *ref
 				var id string
 				if tmpl.Initialization != "" {
-					s, err := dashFill(tmpl.Initialization, rep, 0, 0)
+					s, err := tmpl.InitURL()
 					if err != nil {
 						return fail(fmt.Errorf("%s: initialization: %w", where, err))
 					}
@@ -537,13 +280,9 @@ func (c *checker) dash(ctx context.Context, u *url.URL) *listing {
 					initRef = &r
 					id, _, _, _ = parseObject(iu)
 				}
-				number := uint64(1)
-				if tmpl.StartNumber != nil {
-					number = *tmpl.StartNumber
-				}
 				var frags []ref
-				for k, tm := range times {
-					s, err := dashFill(tmpl.Media, rep, tm, number+uint64(k))
+				for _, seg := range segs {
+					s, err := tmpl.MediaURL(seg)
 					if err != nil {
 						return fail(fmt.Errorf("%s: media: %w", where, err))
 					}
@@ -554,10 +293,10 @@ func (c *checker) dash(ctx context.Context, u *url.URL) *listing {
 					if id == "" {
 						id, _, _, _ = parseObject(fu)
 					}
-					frags = append(frags, newRef(fu, tm, true))
+					frags = append(frags, newRef(fu, seg.Time, true))
 				}
 				if id == "" {
-					id = "representation " + rep.ID
+					id = "representation " + rep.Id
 				}
 				t := l.track(id)
 				if initRef != nil {

@@ -30,7 +30,8 @@ func (n *naive) spans() []timeline.Span {
 			out[l].Count++
 			continue
 		}
-		out = append(out, timeline.Span{Start: f.Start, Duration: f.Duration, Count: 1, Gap: n.gaps[i] && i > 0, Break: n.brks[i]})
+		follows := len(out) > 0 && out[len(out)-1].End() == f.Start
+		out = append(out, timeline.Span{Start: f.Start, Duration: f.Duration, Count: 1, Gap: n.gaps[i] && i > 0, Break: n.brks[i], Follows: follows})
 	}
 	return out
 }

@@ -505,6 +505,9 @@ type Span struct {
 	Count    uint64
 	// Gap and Break mark the span's first fragment as Run's do.
 	Gap, Break bool
+	// Follows is whether the span starts where the previous one ends:
+	// an element listing it then leaves its start (t) out.
+	Follows bool
 }
 
 // End is the time just after the span's last fragment.
@@ -551,7 +554,8 @@ func (tl *Timeline) Spans() iter.Seq[Span] {
 					if cur.Count > 0 && !yield(cur) {
 						return
 					}
-					cur = Span{Start: t, Duration: d, Count: 1, Gap: flagged && r.Gap && ri > 0, Break: flagged && r.Break}
+					cur = Span{Start: t, Duration: d, Count: 1, Gap: flagged && r.Gap && ri > 0, Break: flagged && r.Break,
+						Follows: cur.Count > 0 && t == cur.End()}
 					if len(r.Cycle) == 0 {
 						cur.Count = r.Count - i
 						break

@@ -5,12 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"log/slog"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +19,9 @@ import (
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -311,32 +312,18 @@ func TestEventLogLinesCarryChannelTrackKeyAndTimings(t *testing.T) {
 // lists, read from its chunks.
 func smoothEnd(t *testing.T, body string, epoch time.Time) (time.Time, bool) {
 	t.Helper()
-	var m struct {
-		TimeScale uint64 `xml:"TimeScale,attr"`
-		Streams   []struct {
-			TimeScale uint64 `xml:"TimeScale,attr"`
-			C         []struct {
-				T *uint64 `xml:"t,attr"`
-				D uint64  `xml:"d,attr"`
-				R uint64  `xml:"r,attr"`
-			} `xml:"c"`
-		} `xml:"StreamIndex"`
-	}
-	if err := xml.Unmarshal([]byte(body), &m); err != nil {
+	m, err := smooth.Parse([]byte(body))
+	if err != nil {
 		t.Fatal(err)
 	}
 	var newest time.Time
 	for _, si := range m.Streams {
-		ts := cmpOr(si.TimeScale, m.TimeScale)
-		var end uint64
-		for _, c := range si.C {
-			if c.T != nil {
-				end = *c.T
-			}
-			end += c.D * max(c.R, 1)
+		frags, err := si.Fragments()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(si.C) > 0 {
-			newest = later(newest, wallclock(epoch, end, ts))
+		if len(frags) > 0 {
+			newest = later(newest, wallclock(epoch, frags[len(frags)-1].End(), m.Timescale(&si)))
 		}
 	}
 	return newest, !newest.IsZero()
@@ -347,38 +334,26 @@ func smoothEnd(t *testing.T, body string, epoch time.Time) (time.Time, bool) {
 // availabilityStartTime).
 func dashEnd(t *testing.T, body string, epoch time.Time) (time.Time, bool) {
 	t.Helper()
-	var m struct {
-		Start string `xml:"availabilityStartTime,attr"`
-		Sets  []struct {
-			Template struct {
-				Timescale uint64 `xml:"timescale,attr"`
-				S         []struct {
-					T *uint64 `xml:"t,attr"`
-					D uint64  `xml:"d,attr"`
-					R uint64  `xml:"r,attr"`
-				} `xml:"SegmentTimeline>S"`
-			} `xml:"SegmentTemplate"`
-		} `xml:"Period>AdaptationSet"`
-	}
-	if err := xml.Unmarshal([]byte(body), &m); err != nil {
+	m, err := dash.Parse([]byte(body))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Start != "" {
-		if ast, err := time.Parse(time.RFC3339Nano, m.Start); err != nil || !ast.Equal(epoch) {
-			t.Fatalf("availabilityStartTime %s (%v), want the epoch %v", m.Start, err, epoch)
+	if m.AvailabilityStartTime != "" {
+		if ast, err := time.Parse(time.RFC3339Nano, string(m.AvailabilityStartTime)); err != nil || !ast.Equal(epoch) {
+			t.Fatalf("availabilityStartTime %s (%v), want the epoch %v", m.AvailabilityStartTime, err, epoch)
 		}
 	}
 	var newest time.Time
-	for _, as := range m.Sets {
-		var end uint64
-		for _, s := range as.Template.S {
-			if s.T != nil {
-				end = *s.T
-			}
-			end += s.D * (s.R + 1) // DASH's r counts repeats
+	for rep, tmpl := range dash.Representations(m) {
+		if tmpl == nil {
+			t.Fatalf("Representation %s has no SegmentTemplate", rep.Id)
 		}
-		if len(as.Template.S) > 0 {
-			newest = later(newest, wallclock(epoch, end, as.Template.Timescale))
+		segs, err := tmpl.Segments()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(segs); n > 0 {
+			newest = later(newest, wallclock(epoch, segs[n-1].Time+segs[n-1].Duration, tmpl.Timescale))
 		}
 	}
 	return newest, !newest.IsZero()
@@ -388,36 +363,22 @@ func dashEnd(t *testing.T, body string, epoch time.Time) (time.Time, bool) {
 // program date-time plus the durations after it.
 func hlsEnd(t *testing.T, body string) (time.Time, bool) {
 	t.Helper()
+	pl, err := hls.Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var at time.Time
-	var secs float64
-	for line := range strings.Lines(body) {
-		line = strings.TrimSpace(line)
-		if v, ok := strings.CutPrefix(line, "#EXT-X-PROGRAM-DATE-TIME:"); ok {
-			var err error
-			if at, err = time.Parse(time.RFC3339Nano, v); err != nil {
-				t.Fatal(err)
-			}
-			secs = 0
+	var since time.Duration
+	for _, s := range pl.Segments {
+		if !s.ProgramDateTime.IsZero() {
+			at, since = s.ProgramDateTime, 0
 		}
-		if v, ok := strings.CutPrefix(line, "#EXTINF:"); ok {
-			f, err := strconv.ParseFloat(strings.TrimSuffix(v, ","), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			secs += f
-		}
+		since += s.Duration
 	}
 	if at.IsZero() {
 		return time.Time{}, false
 	}
-	return at.Add(time.Duration(secs * float64(time.Second))), true
-}
-
-func cmpOr(a, b uint64) uint64 {
-	if a != 0 {
-		return a
-	}
-	return b
+	return at.Add(since), true
 }
 
 func later(a, b time.Time) time.Time {

@@ -3,10 +3,28 @@
 // segments HLS uses: SegmentTemplate with SegmentTimeline addressed by
 // $RepresentationID$ and $Time$, so that every segment URL is the Smooth
 // fragment URL. A pure function from a timeline.Presentation to bytes.
+//
+// It also reads MPDs, its own and encoders': Parse parses them with
+// github.com/Eyevinn/dash-mpd, and TemplateOf, Representations,
+// Template.Segments and Fill give what a reader needs to list segment
+// URLs (read.go).
+//
+// The render schema is the tagged structs below (mpd and the types under
+// it), declared once: build fills them, write writes them by hand, and
+// the reference test marshals the same value with encoding/xml and
+// compares the bytes. dash-mpd's MPD struct cannot be that schema without
+// changing what clients get (golden files in testdata): it orders
+// attributes otherwise (minBufferTime before timeShiftBufferDepth;
+// maxWidth and segmentAlignment before mimeType; media before timescale;
+// width, height, sar and frameRate before codecs), writes durations in
+// hours and minutes (PT30M where the MPD has PT1800S), and marshals with
+// dash-mpd's own fork of encoding/xml, so that the equivalence test would
+// no longer compare against encoding/xml.
 package dash
 
 import (
 	"cmp"
+	"encoding/xml"
 	"fmt"
 	"math"
 	"slices"
@@ -28,78 +46,111 @@ type Options struct {
 	MinimumUpdatePeriod time.Duration
 }
 
-// mpd is the MPD element. The fields are its attributes, in the order
-// the MPD writes them; the optional ones are left out when empty.
+// mpd is the MPD element: the schema of the MPD Render writes, declared
+// once. build fills it; write writes it by hand, in the order of the
+// fields and with their omitempty rules; the reference test marshals the
+// same value with encoding/xml and compares the bytes. The optional
+// attributes are left out when empty.
 type mpd struct {
-	Profiles                   string
-	Type                       string
-	AvailabilityStartTime      string // optional
-	PublishTime                string
-	MediaPresentationDuration  string // optional
-	MinimumUpdatePeriod        string // optional
-	TimeShiftBufferDepth       string // optional
-	SuggestedPresentationDelay string // optional
-	MaxSegmentDuration         string
-	MinBufferTime              string
-	Periods                    []period
-	UTCTiming                  []descriptor
+	XMLName                    xml.Name     `xml:"urn:mpeg:dash:schema:mpd:2011 MPD"`
+	Profiles                   string       `xml:"profiles,attr"`
+	Type                       string       `xml:"type,attr"`
+	AvailabilityStartTime      string       `xml:"availabilityStartTime,attr,omitempty"`
+	PublishTime                string       `xml:"publishTime,attr"`
+	MediaPresentationDuration  string       `xml:"mediaPresentationDuration,attr,omitempty"`
+	MinimumUpdatePeriod        string       `xml:"minimumUpdatePeriod,attr,omitempty"`
+	TimeShiftBufferDepth       string       `xml:"timeShiftBufferDepth,attr,omitempty"`
+	SuggestedPresentationDelay string       `xml:"suggestedPresentationDelay,attr,omitempty"`
+	MaxSegmentDuration         string       `xml:"maxSegmentDuration,attr"`
+	MinBufferTime              string       `xml:"minBufferTime,attr"`
+	Periods                    []period     `xml:"Period"`
+	UTCTiming                  []descriptor `xml:"UTCTiming"`
 }
 
 type period struct {
-	ID     string
-	Start  string
-	Assets []adaptationSet
+	ID     string          `xml:"id,attr"`
+	Start  string          `xml:"start,attr"`
+	Assets []adaptationSet `xml:"AdaptationSet"`
 }
 
 // adaptationSet is an AdaptationSet element: Lang and the sizes are left
 // out when empty or zero.
 type adaptationSet struct {
-	ID               int
-	ContentType      string
-	MimeType         string
-	Lang             string
-	SegmentAlignment bool
-	StartWithSAP     int
-	MaxWidth         int
-	MaxHeight        int
-	Role             *descriptor
-	SegmentTemplate  segmentTemplate
-	Representations  []representation
+	ID               int              `xml:"id,attr"`
+	ContentType      string           `xml:"contentType,attr"`
+	MimeType         string           `xml:"mimeType,attr"`
+	Lang             string           `xml:"lang,attr,omitempty"`
+	SegmentAlignment bool             `xml:"segmentAlignment,attr"`
+	StartWithSAP     int              `xml:"startWithSAP,attr"`
+	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
+	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
+	Role             *descriptor      `xml:"Role"`
+	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
+	Representations  []representation `xml:"Representation"`
 }
 
 // descriptor is an element of two attributes, schemeIdUri and value:
 // Role, AudioChannelConfiguration, UTCTiming.
 type descriptor struct {
-	SchemeIDURI string
-	Value       string
+	SchemeIDURI string `xml:"schemeIdUri,attr"`
+	Value       string `xml:"value,attr"`
 }
 
 // segmentTemplate is a SegmentTemplate element; the fields after
 // Timescale are left out when zero or empty.
 type segmentTemplate struct {
-	Timescale uint64
+	Timescale uint64 `xml:"timescale,attr"`
 	// PresentationTimeOffset maps the first fragment of a static range to
 	// the start of its Period.
-	PresentationTimeOffset uint64
-	Initialization         string
-	Media                  string
+	PresentationTimeOffset uint64 `xml:"presentationTimeOffset,attr,omitempty"`
+	Initialization         string `xml:"initialization,attr,omitempty"`
+	Media                  string `xml:"media,attr,omitempty"`
+	// SegmentTimeline is the SegmentTimeline element. write leaves it
+	// empty and writes Timeline's spans instead; the reference fills it
+	// from Timeline, so that encoding/xml writes the same.
+	SegmentTimeline *segmentTimeline `xml:"SegmentTimeline"`
 	// Timeline, when set, is what the SegmentTimeline lists.
-	Timeline *timeline.Timeline
+	Timeline *timeline.Timeline `xml:"-"`
+}
+
+// segmentTimeline is a SegmentTimeline element.
+type segmentTimeline struct {
+	S []segment `xml:"S"`
+}
+
+// segment is an S element: R+1 segments (DASH counts repeats, where
+// Smooth counts fragments) of D ticks each, from T, or where the previous
+// element's last segment ends when T is nil.
+type segment struct {
+	T *uint64 `xml:"t,attr"`
+	D uint64  `xml:"d,attr"`
+	R uint64  `xml:"r,attr,omitempty"`
+}
+
+// newSegment is the S element that lists span s: t only where the span
+// does not start where the previous one ends.
+func newSegment(s timeline.Span) segment {
+	e := segment{D: s.Duration, R: s.Count - 1}
+	if !s.Follows {
+		t := s.Start
+		e.T = &t
+	}
+	return e
 }
 
 // representation is a Representation element; the fields after Codecs
 // are left out when zero, empty or nil.
 type representation struct {
-	ID                string
-	Bandwidth         int
-	Codecs            string
-	Width             int
-	Height            int
-	FrameRate         string
-	SAR               string
-	AudioSamplingRate int
-	Channels          *descriptor
-	SegmentTemplate   *segmentTemplate
+	ID                string           `xml:"id,attr"`
+	Bandwidth         int              `xml:"bandwidth,attr"`
+	Codecs            string           `xml:"codecs,attr"`
+	Width             int              `xml:"width,attr,omitempty"`
+	Height            int              `xml:"height,attr,omitempty"`
+	FrameRate         string           `xml:"frameRate,attr,omitempty"`
+	SAR               string           `xml:"sar,attr,omitempty"`
+	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
+	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
+	SegmentTemplate   *segmentTemplate `xml:"SegmentTemplate"`
 }
 
 // Render returns the MPD of a live presentation. Each group of tracks of
@@ -509,24 +560,21 @@ func (st *segmentTemplate) write(w *xmlout.Writer, depth int) {
 // an S element per span of equal durations.
 func writeSegmentTimeline(w *xmlout.Writer, depth int, tl *timeline.Timeline) {
 	w.Start(depth, "SegmentTimeline")
-	prevEnd, first := uint64(0), true
-	for r := range tl.Spans() {
+	first := true
+	for s := range tl.Spans() {
 		if first {
 			w.Open()
+			first = false
 		}
-		// t only where the start does not follow from the previous
-		// element, r the number of repeats after the first (DASH counts
-		// repeats, where Smooth counts fragments).
+		// The attributes of newSegment's S element, written in the loop:
+		// a call per element costs a tenth of the MPD's time.
 		w.Start(depth+1, "S")
-		if first || r.Start != prevEnd {
-			w.UintAttr("t", r.Start)
+		if !s.Follows {
+			w.UintAttr("t", s.Start)
 		}
-		w.UintAttr("d", r.Duration)
-		if r.Count > 1 {
-			w.UintAttr("r", r.Count-1)
-		}
+		w.UintAttr("d", s.Duration)
+		w.UintAttrOmit("r", s.Count-1)
 		w.Empty("S")
-		prevEnd, first = r.End(), false
 	}
 	if first {
 		w.Empty("SegmentTimeline")

@@ -1,83 +1,42 @@
 package dash
 
 import (
-	"encoding/xml"
 	"maps"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	dashmpd "github.com/Eyevinn/dash-mpd/mpd"
 
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
-// parsed is the part of an MPD a client uses to build segment URLs.
-type parsed struct {
-	Type    string `xml:"type,attr"`
-	AST     string `xml:"availabilityStartTime,attr"`
-	Publish string `xml:"publishTime,attr"`
-	Depth   string `xml:"timeShiftBufferDepth,attr"`
-	Periods []struct {
-		Sets []struct {
-			ContentType string `xml:"contentType,attr"`
-			Lang        string `xml:"lang,attr"`
-			Role        *struct {
-				SchemeIDURI string `xml:"schemeIdUri,attr"`
-				Value       string `xml:"value,attr"`
-			} `xml:"Role"`
-			Template struct {
-				Media string `xml:"media,attr"`
-				Init  string `xml:"initialization,attr"`
-				S     []struct {
-					T *uint64 `xml:"t,attr"`
-					D uint64  `xml:"d,attr"`
-					R uint64  `xml:"r,attr"`
-				} `xml:"SegmentTimeline>S"`
-			} `xml:"SegmentTemplate"`
-			Reps []struct {
-				ID        string `xml:"id,attr"`
-				Bandwidth int    `xml:"bandwidth,attr"`
-				Template  *struct {
-					Media string `xml:"media,attr"`
-				} `xml:"SegmentTemplate"`
-			} `xml:"Representation"`
-		} `xml:"AdaptationSet"`
-	} `xml:"Period"`
-}
-
-// urls expands every segment URL of the MPD, as a client does.
-func urls(t *testing.T, b []byte) (map[string][]string, parsed) {
+// urls expands every segment URL of the MPD, as a client does, by
+// content type.
+func urls(t *testing.T, b []byte) (map[string][]string, *dashmpd.MPD) {
 	t.Helper()
-	var m parsed
-	if err := xml.Unmarshal(b, &m); err != nil {
+	m, err := Parse(b)
+	if err != nil {
 		t.Fatalf("MPD does not parse: %v\n%s", err, b)
 	}
 	out := map[string][]string{}
-	for _, p := range m.Periods {
-		for _, as := range p.Sets {
-			var times []uint64
-			next := uint64(0)
-			for _, s := range as.Template.S {
-				if s.T != nil {
-					next = *s.T
-				}
-				for range s.R + 1 {
-					times = append(times, next)
-					next += s.D
-				}
+	for rep, tmpl := range Representations(m) {
+		if tmpl == nil {
+			t.Fatalf("Representation %s has no SegmentTemplate", rep.Id)
+		}
+		segs, err := tmpl.Segments()
+		if err != nil {
+			t.Fatalf("Representation %s: %v", rep.Id, err)
+		}
+		kind := string(rep.Parent().ContentType)
+		for _, s := range segs {
+			u, err := tmpl.MediaURL(s)
+			if err != nil {
+				t.Fatalf("Representation %s: %v", rep.Id, err)
 			}
-			for _, r := range as.Reps {
-				media := as.Template.Media
-				if r.Template != nil {
-					media = r.Template.Media
-				}
-				for _, tm := range times {
-					u := strings.NewReplacer("$RepresentationID$", r.ID, "$Time$", strconv.FormatUint(tm, 10)).Replace(media)
-					out[as.ContentType] = append(out[as.ContentType], u)
-				}
-			}
+			out[kind] = append(out[kind], u)
 		}
 	}
 	return out, m
@@ -96,8 +55,9 @@ func TestRenderGolden(t *testing.T) {
 			}
 			manifesttest.Golden(t, tc.name, b)
 			got, m := urls(t, b)
-			if m.Type != "dynamic" || m.AST != "2026-01-02T03:04:05Z" || m.Depth != "PT1800S" {
-				t.Errorf("MPD type %s, availabilityStartTime %s, timeShiftBufferDepth %s", m.Type, m.AST, m.Depth)
+			if m.GetType() != "dynamic" || m.AvailabilityStartTime != "2026-01-02T03:04:05Z" ||
+				m.TimeShiftBufferDepth == nil || time.Duration(*m.TimeShiftBufferDepth) != 1800*time.Second {
+				t.Errorf("MPD type %s, availabilityStartTime %s, timeShiftBufferDepth %v", m.GetType(), m.AvailabilityStartTime, m.TimeShiftBufferDepth)
 			}
 			// Every URL is the key of a fragment that every rendition has.
 			for _, g := range p.Groups() {
@@ -136,12 +96,12 @@ func TestSharedBitrateKeepsIDsUnique(t *testing.T) {
 	}
 	got, m := urls(t, b)
 	ids := map[string]bool{}
-	for _, as := range m.Periods[0].Sets {
-		for _, r := range as.Reps {
-			if ids[r.ID] {
-				t.Errorf("Representation id %s twice", r.ID)
+	for _, as := range m.Periods[0].AdaptationSets {
+		for _, r := range as.Representations {
+			if ids[r.Id] {
+				t.Errorf("Representation id %s twice", r.Id)
 			}
-			ids[r.ID] = true
+			ids[r.Id] = true
 		}
 	}
 	var fr int
@@ -229,31 +189,29 @@ func TestBreakStartsANewPeriod(t *testing.T) {
 				t.Fatal(err)
 			}
 			manifesttest.Golden(t, tc.golden, b)
-			var m struct {
-				Periods []struct {
-					ID    string `xml:"id,attr"`
-					Start string `xml:"start,attr"`
-					Sets  []struct {
-						Template struct {
-							PTO uint64 `xml:"presentationTimeOffset,attr"`
-							S   []struct {
-								T *uint64 `xml:"t,attr"`
-							} `xml:"SegmentTimeline>S"`
-						} `xml:"SegmentTemplate"`
-					} `xml:"AdaptationSet"`
-				} `xml:"Period"`
-			}
-			if err := xml.Unmarshal(b, &m); err != nil {
+			m, err := Parse(b)
+			if err != nil {
 				t.Fatal(err)
 			}
-			wantStart := map[bool][2]string{false: {"PT0S", "PT60S"}, true: {"PT0S", "PT60S"}}[tc.vod]
-			if len(m.Periods) != 2 || m.Periods[0].ID != "0" || m.Periods[1].ID != "b60000" ||
-				m.Periods[0].Start != wantStart[0] || m.Periods[1].Start != wantStart[1] {
-				t.Fatalf("periods %+v, want 0 at %s and b60000 at %s", m.Periods, wantStart[0], wantStart[1])
+			start := func(p *dashmpd.Period) time.Duration {
+				if p.Start == nil {
+					return -1
+				}
+				return time.Duration(*p.Start)
 			}
-			for _, as := range m.Periods[1].Sets {
-				if as.Template.PTO != 600000000 || len(as.Template.S) == 0 || *as.Template.S[0].T < as.Template.PTO {
-					t.Errorf("second period: presentationTimeOffset %d, first t %v", as.Template.PTO, as.Template.S)
+			if len(m.Periods) != 2 || m.Periods[0].Id != "0" || m.Periods[1].Id != "b60000" ||
+				start(m.Periods[0]) != 0 || start(m.Periods[1]) != 60*time.Second {
+				t.Fatalf("periods %+v, want 0 at PT0S and b60000 at PT60S", m.Periods)
+			}
+			for _, as := range m.Periods[1].AdaptationSets {
+				st := as.SegmentTemplate
+				var pto uint64
+				if st.PresentationTimeOffset != nil {
+					pto = *st.PresentationTimeOffset
+				}
+				if pto != 600000000 || st.SegmentTimeline == nil || len(st.SegmentTimeline.S) == 0 ||
+					st.SegmentTimeline.S[0].T == nil || *st.SegmentTimeline.S[0].T < pto {
+					t.Errorf("second period: presentationTimeOffset %d, timeline %+v", pto, st.SegmentTimeline)
 				}
 			}
 			urlsByKind, _ := urls(t, b)
@@ -277,12 +235,12 @@ func TestAudioRoles(t *testing.T) {
 	}
 	_, m := urls(t, b)
 	got := map[string]string{}
-	for _, as := range m.Periods[0].Sets {
+	for _, as := range m.Periods[0].AdaptationSets {
 		if as.ContentType == "audio" {
-			if as.Role == nil || as.Role.SchemeIDURI != timeline.RoleScheme {
+			if len(as.Roles) != 1 || string(as.Roles[0].SchemeIdUri) != timeline.RoleScheme {
 				t.Fatalf("audio AdaptationSet %s without a Role in %s", as.Lang, timeline.RoleScheme)
 			}
-			got[as.Lang] = as.Role.Value
+			got[as.Lang] = as.Roles[0].Value
 		}
 	}
 	if want := map[string]string{"": "main", "spa": "dub"}; !maps.Equal(got, want) {

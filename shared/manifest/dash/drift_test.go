@@ -1,9 +1,7 @@
 package dash
 
 import (
-	"encoding/xml"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,55 +22,37 @@ func TestTwentyFourHoursOfVaryingDurationsAreExact(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var m struct {
-				Type    string `xml:"type,attr"`
-				Publish string `xml:"publishTime,attr"`
-				Periods []struct {
-					Sets []struct {
-						Template struct {
-							Timescale uint64 `xml:"timescale,attr"`
-							PTO       uint64 `xml:"presentationTimeOffset,attr"`
-							Media     string `xml:"media,attr"`
-							S         []struct {
-								T *uint64 `xml:"t,attr"`
-								D uint64  `xml:"d,attr"`
-								R int64   `xml:"r,attr"`
-							} `xml:"SegmentTimeline>S"`
-						} `xml:"SegmentTemplate"`
-						Reps []struct {
-							ID string `xml:"id,attr"`
-						} `xml:"Representation"`
-					} `xml:"AdaptationSet"`
-				} `xml:"Period"`
-			}
-			if err := xml.Unmarshal(b, &m); err != nil {
+			m, err := Parse(b)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Type != "dynamic" || len(m.Periods) != 1 || len(m.Periods[0].Sets) != 1 {
-				t.Fatalf("MPD type %s with %d periods, want one dynamic Period of one AdaptationSet", m.Type, len(m.Periods))
+			if m.GetType() != "dynamic" || len(m.Periods) != 1 || len(m.Periods[0].AdaptationSets) != 1 {
+				t.Fatalf("MPD type %s with %d periods, want one dynamic Period of one AdaptationSet", m.GetType(), len(m.Periods))
 			}
-			st := m.Periods[0].Sets[0].Template
-			if st.Timescale != tc.Timescale || st.PTO != 0 {
-				t.Fatalf("timescale %d, presentationTimeOffset %d; want %d and 0", st.Timescale, st.PTO, tc.Timescale)
+			as := m.Periods[0].AdaptationSets[0]
+			st := TemplateOf(m.Periods[0], as, as.Representations[0])
+			if st.Timescale != tc.Timescale || st.PresentationTimeOffset != 0 {
+				t.Fatalf("timescale %d, presentationTimeOffset %d; want %d and 0", st.Timescale, st.PresentationTimeOffset, tc.Timescale)
 			}
 			// Expand: t where given, else the previous end; d repeated r
 			// more times (a negative r, to the next t, is not expected).
-			var starts []uint64
-			next := uint64(0)
-			for i, s := range st.S {
-				if s.T != nil {
-					next = *s.T
-				} else if i == 0 {
-					t.Fatal("first S element without t")
-				}
+			segs, err := st.Segments()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(segs) == 0 || st.Timeline.S[0].T == nil {
+				t.Fatal("first S element without t")
+			}
+			for i, s := range st.Timeline.S {
 				if s.R < 0 {
 					t.Fatalf("S element %d has r=%d", i, s.R)
 				}
-				for range s.R + 1 {
-					starts = append(starts, next)
-					next += s.D
-				}
 			}
+			starts := make([]uint64, len(segs))
+			for i, s := range segs {
+				starts[i] = s.Time
+			}
+			next := segs[len(segs)-1].Time + segs[len(segs)-1].Duration
 			want := tc.Starts() // every start, then the end
 			n := len(tc.Durations)
 			if len(starts) != n {
@@ -86,17 +66,21 @@ func TestTwentyFourHoursOfVaryingDurationsAreExact(t *testing.T) {
 			if next != want[n] {
 				t.Errorf("the last segment ends at %d, want the input's end %d", next, want[n])
 			}
-			if pub := p.Wallclock(want[n], tc.Timescale).UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano); m.Publish != pub {
-				t.Errorf("publishTime %s, want the end of the last segment %s", m.Publish, pub)
+			if pub := p.Wallclock(want[n], tc.Timescale).UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano); string(m.PublishTime) != pub {
+				t.Errorf("publishTime %s, want the end of the last segment %s", m.PublishTime, pub)
 			}
 			// $RepresentationID$ and $Time$ give the keys of stored fragments.
-			for j, r := range m.Periods[0].Sets[0].Reps {
+			for j, r := range as.Representations {
 				id := layout.TrackID{Name: string(tc.Kind), Bitrate: manifesttest.DriftBitrates[j]}
-				if r.ID != strconv.Itoa(id.Bitrate) {
-					t.Fatalf("Representation %d has id %s, want %d", j, r.ID, id.Bitrate)
+				if r.Id != strconv.Itoa(id.Bitrate) {
+					t.Fatalf("Representation %d has id %s, want %d", j, r.Id, id.Bitrate)
 				}
+				rt := TemplateOf(m.Periods[0], as, r)
 				for i := range n {
-					u := strings.NewReplacer("$RepresentationID$", r.ID, "$Time$", strconv.FormatUint(starts[i], 10)).Replace(st.Media)
+					u, err := rt.MediaURL(segs[i])
+					if err != nil {
+						t.Fatal(err)
+					}
 					if key := layout.FragmentKey("ch", id, want[i]); "live/ch.isml/"+u != key {
 						t.Fatalf("segment %d: URL %s, want the key %s", i, u, key)
 					}

@@ -1,7 +1,8 @@
 // Package hls renders HLS playlists (RFC 8216, version 7, fMP4 segments) of
 // a live presentation: a multivariant playlist with audio as an
 // EXT-X-MEDIA group, and a media playlist per track. Pure functions from a
-// timeline.Presentation to bytes.
+// timeline.Presentation to bytes. Parse reads playlists back, the
+// project's own and encoders' (parse.go).
 package hls
 
 import (

@@ -1,8 +1,6 @@
 package hls
 
 import (
-	"bufio"
-	"bytes"
 	"math/big"
 	"slices"
 	"strings"
@@ -58,15 +56,14 @@ func TestTwentyFourHoursOfEXTINFAddUp(t *testing.T) {
 	id := layout.TrackID{Name: "audio", Bitrate: 1}
 	p := &timeline.Presentation{Channel: "ch", Tracks: []timeline.TrackView{{Track: timeline.Track{ID: id, Kind: timeline.Audio, Timescale: 10000000}, State: s}}}
 	b, _ := Media(p, id)
+	pl, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sum := new(big.Rat)
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "#EXTINF:"); ok {
-			r, _ := new(big.Rat).SetString(strings.TrimSuffix(v, ","))
-			sum.Add(sum, r)
-			n++
-		}
+	n := len(pl.Segments)
+	for _, s := range pl.Segments {
+		sum.Add(sum, big.NewRat(int64(s.Duration), int64(time.Second)))
 	}
 	want := new(big.Rat).SetFrac64(int64(total), 10000000)
 	diff, _ := new(big.Rat).Sub(sum, want).Float64()
@@ -89,28 +86,29 @@ func TestMasterAudioRoles(t *testing.T) {
 	}
 	p.Tracks = append(p.Tracks[:2], with("audio_spa_dub", "spa", "dub"), with("audio_eng", "eng", ""),
 		with("audio_eng_commentary", "eng", "commentary"), with("audio_eng_description", "eng", "description"))
-	want := map[string]string{
-		"audio_spa_dub":         `LANGUAGE="spa",DEFAULT=NO,AUTOSELECT=YES,`,
-		"audio_eng":             `LANGUAGE="eng",DEFAULT=YES,AUTOSELECT=YES,`,
-		"audio_eng_commentary":  `LANGUAGE="eng",DEFAULT=NO,AUTOSELECT=NO,`,
-		"audio_eng_description": `LANGUAGE="eng",DEFAULT=NO,AUTOSELECT=YES,CHARACTERISTICS="public.accessibility.describes-video",`,
+	// want is LANGUAGE, DEFAULT, AUTOSELECT and CHARACTERISTICS.
+	want := map[string]Rendition{
+		"audio_spa_dub":         {Language: "spa", Autoselect: true},
+		"audio_eng":             {Language: "eng", Default: true, Autoselect: true},
+		"audio_eng_commentary":  {Language: "eng"},
+		"audio_eng_description": {Language: "eng", Autoselect: true, Characteristics: "public.accessibility.describes-video"},
 	}
-	got := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(Master(p)))
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "#EXT-X-MEDIA:TYPE=AUDIO,")
-		if !ok {
-			continue
+	master, err := Parse(Master(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Rendition{}
+	for _, r := range master.Renditions {
+		if r.Type == "AUDIO" {
+			got[r.Name] = Rendition{Language: r.Language, Default: r.Default, Autoselect: r.Autoselect, Characteristics: r.Characteristics}
 		}
-		name := strings.Split(strings.SplitN(line, `NAME="`, 2)[1], `"`)[0]
-		got[name] = line
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d audio renditions, want %d: %v", len(got), len(want), got)
 	}
 	for name, attrs := range want {
-		if !strings.Contains(got[name], attrs) {
-			t.Errorf("%s: %s, want %s", name, got[name], attrs)
+		if got[name] != attrs {
+			t.Errorf("%s: %+v, want %+v", name, got[name], attrs)
 		}
 	}
 	// Bandwidth picks variants, never a language: only the default
@@ -126,14 +124,15 @@ func TestMasterAudioRoles(t *testing.T) {
 	} {
 		q := *p
 		q.Tracks = tc.tracks
+		pl, err := Parse(Master(&q))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var variants []string
-		lines := strings.Split(string(Master(&q)), "\n")
-		for i, line := range lines {
-			if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") {
-				variants = append(variants, lines[i+1])
-				if tc.name == "audio only" && !strings.Contains(line, `AUDIO="audio"`) {
-					t.Errorf("%s: %s names no audio group", tc.name, line)
-				}
+		for _, v := range pl.Variants {
+			variants = append(variants, v.URI)
+			if tc.name == "audio only" && v.Audio != "audio" {
+				t.Errorf("%s: %s names no audio group", tc.name, v.URI)
 			}
 		}
 		if !slices.Equal(variants, tc.want) {
@@ -151,20 +150,21 @@ func TestMasterAudioCodecsAndNames(t *testing.T) {
 	he.ID.Name, he.Codecs, he.Language = "audio_spa", "mp4a.40.5", "spa"
 	near.ID.Bitrate += 400
 	p.Tracks = append(p.Tracks, he, near)
-	master := string(Master(p))
+	master, err := Parse(Master(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range master.Variants {
+		if v.Width > 0 && !strings.HasSuffix(v.Codecs, ",mp4a.40.2,mp4a.40.5") {
+			t.Errorf("a video variant without every audio codec: %+v", v)
+		}
+	}
 	var names []string
-	for _, line := range strings.Split(master, "\n") {
-		if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") && strings.Contains(line, "RESOLUTION=") &&
-			!strings.Contains(line, `,mp4a.40.2,mp4a.40.5"`) {
-			t.Errorf("a video variant without every audio codec: %s", line)
+	for _, r := range master.Renditions {
+		if slices.Contains(names, r.Name) {
+			t.Errorf("NAME %q twice:\n%s", r.Name, Master(p))
 		}
-		if rest, ok := strings.CutPrefix(line, "#EXT-X-MEDIA:"); ok {
-			name := strings.Split(strings.SplitN(rest, `NAME="`, 2)[1], `"`)[0]
-			if slices.Contains(names, name) {
-				t.Errorf("NAME %q twice:\n%s", name, master)
-			}
-			names = append(names, name)
-		}
+		names = append(names, r.Name)
 	}
 	if len(names) != 3 {
 		t.Errorf("audio renditions %v, want 3", names)

@@ -1,10 +1,7 @@
 package smooth
 
 import (
-	"encoding/xml"
 	"math/big"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
@@ -28,54 +25,30 @@ func TestTwentyFourHoursOfVaryingDurationsAreExact(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var m struct {
-					TimeScale uint64 `xml:"TimeScale,attr"`
-					Duration  uint64 `xml:"Duration,attr"`
-					Streams   []struct {
-						Type      string `xml:"Type,attr"`
-						Name      string `xml:"Name,attr"`
-						TimeScale uint64 `xml:"TimeScale,attr"`
-						Chunks    int    `xml:"Chunks,attr"`
-						URL       string `xml:"Url,attr"`
-						Levels    []struct {
-							Bitrate int `xml:"Bitrate,attr"`
-						} `xml:"QualityLevel"`
-						C []struct {
-							T *uint64 `xml:"t,attr"`
-							D uint64  `xml:"d,attr"`
-							R uint64  `xml:"r,attr"`
-						} `xml:"c"`
-					} `xml:"StreamIndex"`
-				}
-				if err := xml.Unmarshal(b, &m); err != nil {
+				m, err := Parse(b)
+				if err != nil {
 					t.Fatal(err)
 				}
 				if len(m.Streams) != 1 {
 					t.Fatalf("%d stream indexes, want 1", len(m.Streams))
 				}
-				si := m.Streams[0]
-				ts := si.TimeScale
-				if ts == 0 {
-					ts = m.TimeScale
-				}
+				si := &m.Streams[0]
+				ts := m.Timescale(si)
 				if ts != tc.Timescale {
 					t.Fatalf("stream index timescale %d, want %d", ts, tc.Timescale)
 				}
-				// Expand: t where given, else the previous end; r fragments
-				// of d (MS-SSTR counts them all, so no r is one).
-				var starts []uint64
-				next := uint64(0)
-				for i, c := range si.C {
-					if c.T != nil {
-						next = *c.T
-					} else if i == 0 {
-						t.Fatal("first c element without t")
-					}
-					for range max(c.R, 1) {
-						starts = append(starts, next)
-						next += c.D
-					}
+				if len(si.C) == 0 || si.C[0].T == nil {
+					t.Fatal("first c element without t")
 				}
+				frags, err := si.Fragments()
+				if err != nil {
+					t.Fatal(err)
+				}
+				starts := make([]uint64, len(frags))
+				for i, f := range frags {
+					starts[i] = f.Start
+				}
+				next := frags[len(frags)-1].End()
 				want := tc.Starts() // every start, then the end
 				n := len(tc.Durations)
 				if !ended {
@@ -109,7 +82,7 @@ func TestTwentyFourHoursOfVaryingDurationsAreExact(t *testing.T) {
 				for _, ql := range si.Levels {
 					id := layout.TrackID{Name: si.Name, Bitrate: ql.Bitrate}
 					for i := range n {
-						u := strings.NewReplacer("{bitrate}", strconv.Itoa(ql.Bitrate), "{start time}", strconv.FormatUint(starts[i], 10)).Replace(si.URL)
+						u := si.FragmentURL(ql.Bitrate, starts[i])
 						if key := layout.FragmentKey("ch", id, want[i]); "live/ch.isml/"+u != key {
 							t.Errorf("fragment %d: URL %s, want the key %s", i, u, key)
 						}

@@ -1,7 +1,6 @@
 package smooth
 
 import (
-	"encoding/xml"
 	"strings"
 	"testing"
 
@@ -24,25 +23,17 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			manifesttest.Golden(t, tc.name, b)
-			var m struct {
-				Streams []struct {
-					Chunks int `xml:"Chunks,attr"`
-					C      []struct {
-						D uint64 `xml:"d,attr"`
-						R uint64 `xml:"r,attr"`
-					} `xml:"c"`
-				} `xml:"StreamIndex"`
-			}
-			if err := xml.Unmarshal(b, &m); err != nil {
+			m, err := Parse(b)
+			if err != nil {
 				t.Fatal(err)
 			}
 			for _, si := range m.Streams {
-				n := 0
-				for _, c := range si.C {
-					n += int(max(c.R, 1))
+				frags, err := si.Fragments()
+				if err != nil {
+					t.Fatal(err)
 				}
-				if n != si.Chunks {
-					t.Errorf("Chunks=%d but c elements list %d fragments", si.Chunks, n)
+				if len(frags) != si.Chunks {
+					t.Errorf("Chunks=%d but c elements list %d fragments", si.Chunks, len(frags))
 				}
 			}
 		})
