@@ -23,9 +23,13 @@ const MaxSegments = 1 << 20
 // identifier: wider than any number, and no allocation an MPD can blow up.
 const maxNumberWidth = 32
 
-// Parse reads an MPD with dash-mpd, its parent links set.
+// Parse reads an MPD with dash-mpd, its parent links set. dash-mpd's
+// XML decoder (a fork of encoding/xml) loops for ever on a '>' in
+// character data, which XML allows (a Title "a>b", a BaseURL with a
+// query, or text before the root: versions v0.12.0 to v0.17.0 alike), so
+// such a '>' is escaped first (escapeGreaterThan).
 func Parse(b []byte) (*dashmpd.MPD, error) {
-	m, err := dashmpd.MPDFromBytes(b)
+	m, err := dashmpd.MPDFromBytes(escapeGreaterThan(b))
 	if err != nil {
 		return nil, fmt.Errorf("dash: MPD: %w", err)
 	}

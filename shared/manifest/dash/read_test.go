@@ -1,10 +1,15 @@
 package dash
 
 import (
+	"bytes"
+	"encoding/xml"
 	"fmt"
+	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dashmpd "github.com/Eyevinn/dash-mpd/mpd"
 
@@ -201,5 +206,93 @@ func TestParseRefusesWhatIsNoMPD(t *testing.T) {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: parsed", name)
 		}
+	}
+}
+
+// parseWithin is Parse that fails the test instead of hanging.
+func parseWithin(t testing.TB, b []byte, d time.Duration) (*dashmpd.MPD, error) {
+	t.Helper()
+	type result struct {
+		m   *dashmpd.MPD
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := Parse(b)
+		done <- result{m, err}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-time.After(d):
+		t.Fatalf("Parse of %q did not return within %v", b, d)
+		return nil, nil
+	}
+}
+
+// dash-mpd's decoder loops for ever on a '>' in character data: Parse
+// escapes it, and reads what the MPD says.
+func TestParseTakesGreaterThanInText(t *testing.T) {
+	for _, tc := range []struct {
+		doc   string
+		title string
+	}{
+		{`<MPD><ProgramInformation><Title>a>b</Title></ProgramInformation></MPD>`, "a>b"},
+		{`<MPD><ProgramInformation><Title><![CDATA[c>d]]>e>f</Title></ProgramInformation></MPD>`, "c>de>f"},
+		{`<!-- a > b --><MPD type="dynamic"><ProgramInformation lang="x>y"><Title>t</Title></ProgramInformation></MPD>`, "t"},
+		{`<?xml version="1.0"?><!DOCTYPE MPD [<!ENTITY x "y>">]>><MPD><ProgramInformation><Title>></Title></ProgramInformation></MPD>`, ">"},
+		{`>MPD><Period/>`, ""},
+	} {
+		m, err := parseWithin(t, []byte(tc.doc), 5*time.Second)
+		if tc.title == "" {
+			continue // only that it returns
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.doc, err)
+			continue
+		}
+		if got := m.ProgramInformation[0].Title; got != tc.title {
+			t.Errorf("%s: title %q, want %q", tc.doc, got, tc.title)
+		}
+	}
+}
+
+// FuzzEscapeGreaterThan: escaping changes nothing encoding/xml reads, and
+// Parse always returns.
+func FuzzEscapeGreaterThan(f *testing.F) {
+	f.Add([]byte(`<MPD><ProgramInformation><Title>a>b</Title></ProgramInformation></MPD>`))
+	f.Add([]byte(`<!DOCTYPE x [<!ENTITY a "]>">]><MPD a='>'><![CDATA[>]]>><?p >?></MPD>`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		// (encoding/xml refuses an entity in text that ends the
+		// document, where it takes the character itself: not an MPD.)
+		if want, err := xmlTokens(in); err == nil && len(want) > 0 && !isCharData(want[len(want)-1]) {
+			got, err := xmlTokens(escapeGreaterThan(in))
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("escaping changed what encoding/xml reads:\n%q\n%q\n%v", want, got, err)
+			}
+		}
+		_, _ = parseWithin(t, in, 10*time.Second)
+	})
+}
+
+func isCharData(tok xml.Token) bool {
+	_, ok := tok.(xml.CharData)
+	return ok
+}
+
+// xmlTokens is every token encoding/xml reads from b.
+func xmlTokens(b []byte) ([]xml.Token, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.Strict = true
+	var toks []xml.Token
+	for {
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			return toks, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		toks = append(toks, xml.CopyToken(tok))
 	}
 }
