@@ -176,11 +176,12 @@ func (c *channel) take(p *put) {
 	switch p.kind {
 	case mediaSegment:
 		c.media(p)
-	case playlist:
-		c.learnt(c.hints.learnPlaylist(p.file.Name, p.file.Body))
-		p.answer(Done, nil)
-	case mpd:
-		l, err := c.hints.learnMPD(p.file.Body)
+	case playlist, mpd:
+		learn := c.hints.learnMPD
+		if p.kind == playlist {
+			learn = func(b []byte) (learned, error) { return c.hints.learnPlaylist(p.file.Name, b) }
+		}
+		l, err := learn(p.file.Body)
 		if err != nil {
 			p.answer(0, fmt.Errorf("channel %s: %s: %w", c.name, p.file.Name, err))
 			return

@@ -1,11 +1,13 @@
 package upload
 
 import (
-	"encoding/xml"
 	"fmt"
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -46,88 +48,51 @@ type learned struct {
 // names the init segment of its segments, listed or to come (named after
 // the playlist, as ffmpeg names them); EXT-X-ENDLIST ends that rendition.
 // A multivariant playlist says nothing the relay needs.
-func (h *hints) learnPlaylist(file string, b []byte) learned {
-	var init string
-	var segments []string
-	ended := false
-	for line := range strings.Lines(string(b)) {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MAP:"):
-			if m := mapURI.FindStringSubmatch(line); m != nil {
-				init = path.Base(m[1])
-			}
-		case line == "#EXT-X-ENDLIST":
-			ended = true
-		case line != "" && !strings.HasPrefix(line, "#"):
-			segments = append(segments, path.Base(strings.SplitN(line, "?", 2)[0]))
-		}
+func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
+	pl, err := hls.Parse(b)
+	if err != nil {
+		return learned{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if init == "" {
-		return learned{} // a multivariant playlist, or one without fMP4
+	if pl.Multivariant || len(pl.Maps) == 0 {
+		return learned{}, nil // nothing of fMP4 to place
 	}
+	init := path.Base(pl.Maps[len(pl.Maps)-1].URI)
 	if h.stems == nil {
 		h.stems, h.exact = map[string]string{}, map[string]string{}
 	}
 	h.stems[strings.TrimSuffix(file, path.Ext(file))] = init
-	for _, s := range segments {
+	for _, seg := range pl.Segments {
+		if seg.Map == nil {
+			continue
+		}
 		if len(h.exact) >= maxExactSegments {
 			clear(h.exact) // the newest playlist lists what matters
 		}
-		h.exact[s] = init
+		h.exact[path.Base(strings.SplitN(seg.URI, "?", 2)[0])] = path.Base(seg.Map.URI)
 	}
-	if ended {
-		return learned{ended: []string{init}}
+	if pl.Ended {
+		return learned{ended: []string{init}}, nil
 	}
-	return learned{}
-}
-
-var mapURI = regexp.MustCompile(`URI="([^"]+)"`)
-
-// mpdDoc is what the relay reads of an encoder's MPD.
-type mpdDoc struct {
-	Type    string `xml:"type,attr"`
-	Periods []struct {
-		Sets []struct {
-			Template *mpdTemplate `xml:"SegmentTemplate"`
-			Reps     []struct {
-				ID       string       `xml:"id,attr"`
-				Template *mpdTemplate `xml:"SegmentTemplate"`
-			} `xml:"Representation"`
-		} `xml:"AdaptationSet"`
-	} `xml:"Period"`
-}
-
-type mpdTemplate struct {
-	Init  string `xml:"initialization,attr"`
-	Media string `xml:"media,attr"`
+	return learned{}, nil
 }
 
 // learnMPD learns from an MPD which init segment each media segment
-// belongs to (SegmentTemplate, per Representation); a static MPD ends the
-// channel's renditions.
+// belongs to (the SegmentTemplate in force for each Representation); an
+// MPD that says it is static ends the channel's renditions.
 func (h *hints) learnMPD(b []byte) (learned, error) {
-	var doc mpdDoc
-	if err := xml.Unmarshal(b, &doc); err != nil {
+	doc, err := dash.Parse(b)
+	if err != nil {
 		return learned{}, fmt.Errorf("%w: MPD does not parse: %w", ErrMalformed, err)
 	}
 	var rules []segmentRule
-	for _, p := range doc.Periods {
-		for _, as := range p.Sets {
-			for _, rep := range as.Reps {
-				tpl := rep.Template
-				if tpl == nil {
-					tpl = as.Template
-				}
-				if tpl == nil || tpl.Init == "" || tpl.Media == "" || len(rules) >= maxRules {
-					continue
-				}
-				rules = append(rules, segmentRule{media: templateRegexp(tpl.Media, rep.ID), init: templateRegexp(tpl.Init, rep.ID)})
-			}
+	for rep, t := range dash.Representations(doc) {
+		if t == nil || t.Initialization == "" || t.Media == "" || len(rules) >= maxRules {
+			continue
 		}
+		rules = append(rules, segmentRule{media: templateRegexp(t.Media, rep.Id), init: templateRegexp(t.Initialization, rep.Id)})
 	}
 	h.rules = rules
-	return learned{all: doc.Type == "static"}, nil
+	return learned{all: doc.Type != nil && *doc.Type == "static"}, nil
 }
 
 var templateVar = regexp.MustCompile(`\\\$(RepresentationID|Number|Time|Bandwidth|ext|SubNumber)(%0[0-9]+d)?\\\$`)
