@@ -334,15 +334,25 @@ func verifySigV4(r received, creds aws.Credentials, region string) error {
 	return nil
 }
 
-// s3Error answers as S3 does when it refuses a request.
-func s3Error(w http.ResponseWriter, status int, code, message string) {
+// refusal is S3's answer to a request it refuses.
+type refusal struct {
+	status        int
+	code, message string
+}
+
+// s3RequestID is the request ID of every refusal.
+const s3RequestID = "REQ123"
+
+// answer answers as S3 does when it refuses a request: its code and
+// message in XML, its request and host IDs in the XML and the headers.
+func (r refusal) answer(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/xml")
-	w.Header().Set("X-Amz-Request-Id", "REQ123")
+	w.Header().Set("X-Amz-Request-Id", s3RequestID)
 	w.Header().Set("X-Amz-Id-2", "HOST456")
-	w.WriteHeader(status)
-	var body bytes.Buffer
-	_ = xml.EscapeText(&body, []byte(message))
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>REQ123</RequestId><HostId>HOST456</HostId></Error>`, code, body.String())
+	w.WriteHeader(r.status)
+	var msg bytes.Buffer
+	_ = xml.EscapeText(&msg, []byte(r.message))
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>%s</RequestId><HostId>HOST456</HostId></Error>`, r.code, msg.String(), s3RequestID)
 }
 
 // reset closes the connection without an answer, with a TCP reset.
@@ -367,69 +377,58 @@ func reset(w http.ResponseWriter) {
 // send in an answer of status 0, which the relay retries.
 func TestDirectWritesFailAsTheSDKs(t *testing.T) {
 	isolateAWSConfig(t)
+	slowDown := refusal{503, "SlowDown", "Please reduce your request rate."}
 	for _, tc := range []struct {
-		name   string
+		name string
+		// refuse: S3 answers every attempt so (with its request ID);
+		// else answer answers, and want is the error expected.
+		refuse *refusal
 		answer func(w http.ResponseWriter, r *http.Request, n int)
+		want   refusal
 		ok     bool  // the write succeeds
 		is     error // the typed error, if any
-		status int   // the error's HTTPStatusCode
 		// sendFailed: no answer came; the error is the SDK's
 		// RequestSendError inside an answer of status 0.
 		sendFailed bool
-		code       string // S3's error code, as smithy.APIError
-		message    string
-		requestID  string
 		attempts   int
 	}{
-		{name: "412 is a lost condition",
-			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
-				s3Error(w, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-			},
-			is: store.ErrPreconditionFailed, status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold", requestID: "REQ123", attempts: 1},
-		{name: "409 ConditionalRequestConflict is a lost condition",
-			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
-				s3Error(w, 409, "ConditionalRequestConflict", "A conflicting conditional action is currently in progress against this resource.")
-			},
-			is: store.ErrPreconditionFailed, status: 409, code: "ConditionalRequestConflict", message: "A conflicting conditional action is currently in progress against this resource.", requestID: "REQ123", attempts: 1},
-		{name: "404 is not found",
-			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
-				s3Error(w, 404, "NoSuchBucket", "The specified bucket does not exist")
-			},
-			is: store.ErrNotFound, status: 404, code: "NoSuchBucket", message: "The specified bucket does not exist", requestID: "REQ123", attempts: 1},
-		{name: "403 is final, with S3's code and message",
-			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
-				s3Error(w, 403, "AccessDenied", "Access Denied")
-			},
-			status: 403, code: "AccessDenied", message: "Access Denied", requestID: "REQ123", attempts: 1},
-		{name: "503 SlowDown is retried, then fails with S3's code",
-			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
-				s3Error(w, 503, "SlowDown", "Please reduce your request rate.")
-			},
-			status: 503, code: "SlowDown", message: "Please reduce your request rate.", requestID: "REQ123", attempts: 5},
-		{name: "500 without XML is retried, the status its code",
+		{name: "412 is a lost condition", is: store.ErrPreconditionFailed, attempts: 1,
+			refuse: &refusal{412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"}},
+		{name: "409 ConditionalRequestConflict is a lost condition", is: store.ErrPreconditionFailed, attempts: 1,
+			refuse: &refusal{409, "ConditionalRequestConflict", "A conflicting conditional action is currently in progress against this resource."}},
+		{name: "404 is not found", is: store.ErrNotFound, attempts: 1,
+			refuse: &refusal{404, "NoSuchBucket", "The specified bucket does not exist"}},
+		{name: "403 is final, with S3's code and message", attempts: 1,
+			refuse: &refusal{403, "AccessDenied", "Access Denied"}},
+		{name: "503 SlowDown is retried, then fails with S3's code", attempts: 5, refuse: &slowDown},
+		{name: "500 without XML is retried, the status its code", attempts: 5,
 			answer: func(w http.ResponseWriter, _ *http.Request, _ int) {
 				w.Header().Set("Content-Type", "text/html")
 				w.WriteHeader(500)
 				_, _ = io.WriteString(w, "<html><body>proxy error</body></html>")
 			},
-			status: 500, code: "InternalServerError", message: "Internal Server Error", attempts: 5},
-		{name: "a connection reset before any answer is retried, then fails with status 0",
+			want: refusal{500, "InternalServerError", "Internal Server Error"}},
+		{name: "a connection reset before any answer is retried, then fails with status 0", attempts: 5,
 			answer:     func(w http.ResponseWriter, _ *http.Request, _ int) { reset(w) },
-			sendFailed: true, attempts: 5},
-		{name: "a 503 then a 200: the write succeeds, its body sent again whole",
+			sendFailed: true},
+		{name: "a 503 then a 200: the write succeeds, its body sent again whole", ok: true, attempts: 2,
 			answer: func(w http.ResponseWriter, _ *http.Request, n int) {
 				if n == 1 {
-					s3Error(w, 503, "SlowDown", "Please reduce your request rate.")
+					slowDown.answer(w)
 					return
 				}
 				w.Header().Set("ETag", `"e"`)
-			},
-			ok: true, attempts: 2},
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			answer, want, requestID := tc.answer, tc.want, ""
+			if tc.refuse != nil {
+				answer = func(w http.ResponseWriter, _ *http.Request, _ int) { tc.refuse.answer(w) }
+				want, requestID = *tc.refuse, s3RequestID
+			}
 			for _, sdk := range []bool{true, false} {
 				path := map[bool]string{true: "SDK", false: "direct path"}[sdk]
-				e := newEndpoint(t, true, tc.answer)
+				e := newEndpoint(t, true, answer)
 				st, err := store.New(context.Background(), store.Config{Bucket: "media", Endpoint: e.srv.URL, AccessKey: "a", SecretKey: "s", HTTPClient: e.client(t)})
 				if err != nil {
 					t.Fatal(err)
@@ -463,20 +462,20 @@ func TestDirectWritesFailAsTheSDKs(t *testing.T) {
 				}
 				// What the relay's retry decision reads.
 				var withStatus interface{ HTTPStatusCode() int }
-				if !errors.As(err, &withStatus) || withStatus.HTTPStatusCode() != tc.status {
-					t.Errorf("%s: status in %v; want %d", path, err, tc.status)
+				if !errors.As(err, &withStatus) || withStatus.HTTPStatusCode() != want.status {
+					t.Errorf("%s: status in %v; want %d", path, err, want.status)
 				}
 				var api smithy.APIError
-				if tc.code != "" && (!errors.As(err, &api) || api.ErrorCode() != tc.code || api.ErrorMessage() != tc.message) {
-					t.Errorf("%s: %v; want S3's code %s and message %q", path, err, tc.code, tc.message)
+				if want.code != "" && (!errors.As(err, &api) || api.ErrorCode() != want.code || api.ErrorMessage() != want.message) {
+					t.Errorf("%s: %v; want S3's code %s and message %q", path, err, want.code, want.message)
 				}
 				var sendErr *smithyhttp.RequestSendError
 				if errors.As(err, &sendErr) != tc.sendFailed {
 					t.Errorf("%s: %v is a failure to send: %v, want %v", path, err, !tc.sendFailed, tc.sendFailed)
 				}
 				var withID interface{ ServiceRequestID() string }
-				if tc.requestID != "" && (!errors.As(err, &withID) || withID.ServiceRequestID() != tc.requestID) {
-					t.Errorf("%s: %v does not keep S3's request ID %s", path, err, tc.requestID)
+				if requestID != "" && (!errors.As(err, &withID) || withID.ServiceRequestID() != requestID) {
+					t.Errorf("%s: %v does not keep S3's request ID %s", path, err, requestID)
 				}
 				if msg := err.Error(); !strings.HasPrefix(msg, "put live/f: ") || !strings.Contains(msg, "operation error S3: PutObject") {
 					t.Errorf("%s: %q does not name the write", path, err)
@@ -532,7 +531,7 @@ func TestDirectWritesLearnTheServersClock(t *testing.T) {
 			w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
 			signed, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 			if err != nil || now.Sub(signed).Abs() > 15*time.Minute {
-				s3Error(w, 403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
+				refusal{403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."}.answer(w)
 				return
 			}
 			w.Header().Set("ETag", `"e"`)
