@@ -150,8 +150,10 @@ func fipsRegionBase(region string) string {
 // put writes the concatenation of parts at key. It retries as the SDK
 // does, with the client's retryer (throttling, 5xx, connections that
 // fail before an answer), and wraps failures as the SDK's PutObject does:
-// a smithy.OperationError around S3's answer (code, message, status,
-// request ID) or around a smithyhttp.RequestSendError.
+// a smithy.OperationError around S3's answer (status, request and host
+// IDs, and S3's code and message as a smithy.APIError), or, when nothing
+// answered, around an answer of status 0 with the
+// smithyhttp.RequestSendError inside.
 func (d *direct) put(ctx context.Context, key string, parts [][]byte, o PutOptions) (string, error) {
 	if key == "" {
 		return "", errors.New("empty key")
@@ -185,6 +187,7 @@ func (d *direct) put(ctx context.Context, key string, parts [][]byte, o PutOptio
 	}
 }
 
+// putError is err as the SDK's PutObject returns it.
 func putError(err error) error {
 	return &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: err}
 }
