@@ -3,7 +3,8 @@ package store
 import "io"
 
 // partsReader reads the concatenation of byte slices, seekably (the SDK
-// rewinds a body to sign it and to retry), without copying them into one.
+// rewinds a body to sign it and to retry; the direct path takes a new
+// one for each send), without copying them into one.
 type partsReader struct {
 	*io.SectionReader
 	size int64

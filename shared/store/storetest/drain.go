@@ -123,8 +123,9 @@ func (d *Drain) Send(req *http.Request) error {
 	return nil
 }
 
-// Store is the S3 client (store.Store, aws-sdk-go-v2) on the endpoint,
-// configured as store.New configures it for any endpoint.
+// Store is the S3 client (store.Store: the SDK for reads, the direct
+// path for writes) on the endpoint, configured as store.New configures it
+// for any endpoint.
 func (d *Drain) Store(tb testing.TB) *store.Store {
 	tb.Helper()
 	// The SDK refuses a CA bundle from the environment with a client of
@@ -137,13 +138,15 @@ func (d *Drain) Store(tb testing.TB) *store.Store {
 	return st
 }
 
-// WithSDKChecksums swaps st's client for one that sends the SDK's
-// default checksum on every write (a CRC32 trailer, the body aws-chunked),
-// which the store does not send: benchmarks measure what it would cost.
+// WithSDKChecksums sends st's writes through the SDK's PutObject with
+// the SDK's default checksum on every write (a CRC32 trailer, the body
+// aws-chunked), as the store wrote until it sent neither: benchmarks
+// measure what they would cost.
 func WithSDKChecksums(st *store.Store) {
 	o := st.Client.Options()
 	o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenSupported
 	st.Client = s3.New(o)
+	st.SDKWrites = true
 }
 
 // CPU is the process's user and system CPU time so far: benchmarks report
