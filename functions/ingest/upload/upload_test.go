@@ -14,7 +14,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
-	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -144,51 +144,18 @@ func (f *fakeSessions) sessions() []*fakeSession {
 	return slices.Clone(f.opened)
 }
 
-// memStore is a store in memory with S3's conditions.
-type memStore struct {
-	mu   sync.Mutex
-	objs map[string]store.Object
-	n    int
-}
-
-func (m *memStore) Get(_ context.Context, key string) (store.Object, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o, ok := m.objs[key]
-	if !ok {
-		return store.Object{}, store.ErrNotFound
-	}
-	return o, nil
-}
-
-func (m *memStore) Put(_ context.Context, key string, body []byte, o store.PutOptions) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.objs == nil {
-		m.objs = map[string]store.Object{}
-	}
-	old, exists := m.objs[key]
-	if o.IfNoneMatch && exists || o.IfMatch != "" && (!exists || old.ETag != o.IfMatch) {
-		return "", store.ErrPreconditionFailed
-	}
-	m.n++
-	etag := fmt.Sprintf(`"%d"`, m.n)
-	m.objs[key] = store.Object{Body: slices.Clone(body), ETag: etag}
-	return etag, nil
-}
-
 // harness is one Uploads over fake sessions, whose channel goroutines say
 // each file they take.
 type harness struct {
 	t        *testing.T
 	u        *Uploads
 	sessions *fakeSessions
-	store    *memStore
+	store    *storetest.Mem
 	taken    chan string
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
-	h := &harness{t: t, sessions: &fakeSessions{}, store: &memStore{}, taken: make(chan string, 1024)}
+	h := &harness{t: t, sessions: &fakeSessions{}, store: &storetest.Mem{}, taken: make(chan string, 1024)}
 	if cfg.Log == nil {
 		cfg.Log = quiet
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -46,48 +47,6 @@ func (c *countingStore) Put(ctx context.Context, key string, body []byte, o stor
 	return c.ObjectStore.Put(ctx, key, body, o)
 }
 
-// memStore keeps objects in a map: the handler's own CPU, without a
-// store's round trips. It honours the conditional writes the handler
-// makes.
-type memStore struct {
-	mu      sync.Mutex
-	objects map[string]store.Object
-	etag    int
-}
-
-func (m *memStore) Get(_ context.Context, key string) (store.Object, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o, ok := m.objects[key]
-	if !ok {
-		return store.Object{}, store.ErrNotFound
-	}
-	return o, nil
-}
-
-func (m *memStore) GetRange(ctx context.Context, key string, first, last int64) (store.Object, error) {
-	o, err := m.Get(ctx, key)
-	if err != nil {
-		return o, err
-	}
-	o.Size = int64(len(o.Body))
-	o.Body = o.Body[min(first, o.Size):min(last+1, o.Size)]
-	return o, nil
-}
-
-func (m *memStore) Put(_ context.Context, key string, body []byte, o store.PutOptions) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old, exists := m.objects[key]
-	if o.IfNoneMatch && exists || o.IfMatch != "" && (!exists || old.ETag != o.IfMatch) {
-		return "", store.ErrPreconditionFailed
-	}
-	m.etag++
-	etag := strconv.Itoa(m.etag)
-	m.objects[key] = store.Object{Body: bytes.Clone(body), ETag: etag, ContentType: o.ContentType, Metadata: o.Metadata, Size: int64(len(body))}
-	return etag, nil
-}
-
 // liveChannel is the benchmarks' channel in the embedded store: the
 // channel index and the six track states of manifesttest.Long(window), and
 // a way to store each track's next fragment as the relay would.
@@ -101,7 +60,7 @@ type liveChannel struct {
 
 func newLiveChannel(b *testing.B, window time.Duration, inMemory bool) *liveChannel {
 	b.Helper()
-	var st handler.ObjectStore = &memStore{objects: map[string]store.Object{}}
+	var st handler.ObjectStore = &storetest.Mem{}
 	if !inMemory {
 		_, st = testtool.Store(b, "bench-bucket")
 	}

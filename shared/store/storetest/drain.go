@@ -1,7 +1,8 @@
-// Package storetest holds what the benchmarks of the store and of its
-// users need of S3 without S3: an endpoint on loopback that takes every
-// write and keeps nothing, so that what is measured is the client's side
-// of storing.
+// Package storetest holds what the tests and benchmarks of the store and
+// of its users need of S3 without S3: Drain, an endpoint on loopback that
+// takes every write and keeps nothing, so that what is measured is the
+// client's side of storing; and Mem, a store in memory with S3's
+// conditions, for the code above the store.
 package storetest
 
 import (
