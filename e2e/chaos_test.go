@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/local/s3local"
+	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"

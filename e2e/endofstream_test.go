@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/stack"
 )
 
 // An encoder that ends its push (ffmpeg writes an mfra and completes the

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/stack"
 )
 
 // playerResult is what players/drive.mjs reports for one format.

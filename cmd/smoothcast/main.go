@@ -23,7 +23,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
-	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/local/stack"
 )
 
 const usage = `usage: smoothcast <command> [flags]

@@ -16,8 +16,8 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/emf"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 )
 
 // lockedBuffer collects a process's output while the test reads it.

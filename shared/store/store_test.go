@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 

@@ -17,8 +17,8 @@ import (
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )

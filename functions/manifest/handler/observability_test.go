@@ -19,9 +19,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 

@@ -47,9 +47,11 @@ type Options struct {
 	Bucket string
 	// DataDir, when set, keeps objects in DataDir/s3.db; empty keeps them in memory.
 	DataDir string
-	// Prefix filters notifications, like an S3 notification filter rule.
-	Prefix string
-	// Notify, when set, receives an event for every object created under Prefix.
+	// Filter, when set, says which created objects send an event, as an
+	// S3 notification's filter rules do (layout.Notifies); nil: all.
+	Filter func(key string) bool
+	// Notify, when set, receives an event for every object created that
+	// passes Filter.
 	Notify Notify
 	// Workers is how many events are handled at once (default 4): S3 and
 	// Lambda make no promise of order, and neither does this.
@@ -297,7 +299,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			return
 		}
 		bucket, key, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		if !ok || key == "" || bucket != s.opts.Bucket || !strings.HasPrefix(key, s.opts.Prefix) || s.opts.Notify == nil {
+		if !ok || key == "" || bucket != s.opts.Bucket || s.opts.Notify == nil || s.opts.Filter != nil && !s.opts.Filter(key) {
 			return
 		}
 		name := "ObjectCreated:Put"

@@ -7,12 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -50,13 +51,13 @@ func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
 	return srv, st
 }
 
-// Every object written under the prefix becomes the event JSON S3 sends,
-// in the shape of the sample event AWS documents (events/); writes outside
-// the prefix and refused writes produce none.
+// Every object written that passes the filter becomes the event JSON S3
+// sends, in the shape of the sample event AWS documents (events/); writes
+// the filter leaves out and refused writes produce none.
 func TestWritesBecomeS3Events(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{fail: 1}
-	srv, st := start(t, s3local.Options{Prefix: "live/", Notify: rec.notify})
+	srv, st := start(t, s3local.Options{Filter: func(key string) bool { return strings.HasPrefix(key, "live/") && strings.HasSuffix(key, ")") }, Notify: rec.notify})
 	defer srv.Close(ctx)
 	key := "live/demo.isml/QualityLevels(800000)/Fragments(video=20000000)"
 	etag, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true})
@@ -66,8 +67,10 @@ func TestWritesBecomeS3Events(t *testing.T) {
 	if _, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true}); !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Fatalf("second write: %v", err)
 	}
-	if _, err := st.Put(ctx, "state/demo/channel.json", []byte("{}"), store.PutOptions{}); err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"state/demo/channel.json", "live/demo.isml/QualityLevels(800000)/Init(video).mp4"} {
+		if _, err := st.Put(ctx, k, []byte("{}"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv.Drain()
 	if len(rec.events) != 1 {
@@ -89,8 +92,8 @@ func TestWritesBecomeS3Events(t *testing.T) {
 		t.Fatalf("event record\n got %+v\nwant the shape of %+v", got, w)
 	}
 	req := srv.Requests()
-	if req["PUT"] != 3 || req["PUT 412"] != 1 {
-		t.Errorf("request counts %v, want 3 PUTs, 1 refused", req)
+	if req["PUT"] != 4 || req["PUT 412"] != 1 {
+		t.Errorf("request counts %v, want 4 PUTs, 1 refused", req)
 	}
 }
 
