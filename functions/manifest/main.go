@@ -7,7 +7,7 @@
 // Logs are JSON (log/slog) on stdout, one line per event with its channel,
 // track, key and timings; each processed event also prints a CloudWatch
 // Embedded Metric Format document (namespace Smoothcast, see
-// handler.MetricNamespace), from which CloudWatch Logs extracts the
+// package shared/metricname), from which CloudWatch Logs extracts the
 // function's metrics.
 //
 // Environment:

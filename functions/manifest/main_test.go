@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/emf"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 )
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -246,8 +246,8 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 		}
 		return -1
 	}
-	if len(docs) != 2 || docs[0].DimensionValues[handler.MetricDimensionChannel] != "demo" ||
-		metric(docs[0], handler.MetricEventsProcessed) != 1 || metric(docs[0], handler.MetricErrors) != 0 || metric(docs[1], handler.MetricErrors) != 1 {
+	if len(docs) != 2 || docs[0].DimensionValues[metricname.DimensionChannel] != "demo" ||
+		metric(docs[0], metricname.EventsProcessed) != 1 || metric(docs[0], metricname.Errors) != 0 || metric(docs[1], metricname.Errors) != 1 {
 		t.Errorf("EMF documents on stdout: %+v; want two for channel demo, the second an error\n%s", docs, stdout.String())
 	}
 	// What the function's memory setting is measured against.

@@ -108,7 +108,7 @@ type Handler struct {
 	Now func() time.Time
 	// Metrics receives one CloudWatch Embedded Metric Format document per
 	// processed event and per manifest request that failed (see
-	// MetricNamespace). New leaves it nil, which writes none: the Lambda
+	// metricname.Namespace). New leaves it nil, which writes none: the Lambda
 	// sets it to stdout, where CloudWatch Logs extracts the metrics; the
 	// local stack has no use for them.
 	Metrics *emf.Writer
