@@ -45,6 +45,9 @@ type Options struct {
 	// SweepEvery is how often the retention janitor runs (default 1 min;
 	// it removes what is older than Handler.Retention).
 	SweepEvery time.Duration
+	// FaultSeed seeds the embedded S3 server's fault decisions
+	// (s3local.Options.FaultSeed; the faults themselves: Stack.S3.SetFaults).
+	FaultSeed uint64
 	// EventTap, when set, sees every object-created event before the
 	// manifest handler does (measurements: the event's time is when the
 	// object was stored).
@@ -120,7 +123,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// fragments and end markers, not init segments nor the state.
 	srv, err := s3local.Start(ctx, s3local.Options{
 		Addr: o.S3Addr, Bucket: o.Bucket, DataDir: o.DataDir, Filter: layout.Notifies,
-		Notify: notify, Workers: o.EventWorkers, Log: o.Log.With("component", "s3"),
+		Notify: notify, Workers: o.EventWorkers, FaultSeed: o.FaultSeed, Log: o.Log.With("component", "s3"),
 	})
 	if err != nil {
 		return fail(err)
