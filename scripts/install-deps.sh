@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the test suite drives: ffmpeg, Chromium and GStreamer's
-# adaptive demuxers (mssdemux, hlsdemux, dashdemux) from Debian's packages
-# (and Node.js/npm when missing), then the players' npm packages (dash.js,
-# hls.js, playwright-core) from players/package-lock.json.
-# Run as root for the Debian packages.
+# Installs what the test suite drives: a C compiler (go test -race needs
+# cgo), ffmpeg, Chromium, qemu-user and GStreamer's adaptive demuxers
+# (mssdemux, hlsdemux, dashdemux) from Debian's packages (and Node.js/npm
+# when missing), then the players' npm packages (dash.js, hls.js,
+# playwright-core) from players/package-lock.json. Debian packages need
+# root; make test runs this itself when it runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
@@ -18,6 +20,10 @@ if ! command -v gst-inspect-1.0 >/dev/null 2>&1 ||
   need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: Debian packages ${need[*]} need root: run $PWD/scripts/install-deps.sh as root" >&2
+    exit 1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
