@@ -18,6 +18,9 @@ missing() {
   for tool in ffmpeg ffprobe chromium node npm gst-launch-1.0 gst-inspect-1.0 qemu-aarch64; do
     command -v "$tool" >/dev/null 2>&1 || m+=("$tool")
   done
+  if command -v node >/dev/null 2>&1 && ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+    m+=("Node.js 20 or later (playwright-core; this is $(node --version))")
+  fi
   if command -v gst-inspect-1.0 >/dev/null 2>&1; then
     for element in souphttpsrc mssdemux hlsdemux dashdemux decodebin avdec_h264; do
       gst-inspect-1.0 --exists "$element" || m+=("GStreamer element $element")
