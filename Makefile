@@ -20,18 +20,21 @@ run: ## build and start the local stack (embedded S3, relay :8080, edge :8081, p
 players: ## install the browser players and their driver (npm ci in players/)
 	cd players && npm ci --no-audit --no-fund
 
-deps: ## check the tools the tests drive (ffmpeg, chromium, node, players/, GStreamer); install with scripts/install-deps.sh
+deps: ## bring the tools the tests drive (gcc, ffmpeg, chromium, node, players/, GStreamer, qemu-user): as root, install them; otherwise say how
 	@scripts/check-deps.sh
 
-test: deps ## the whole suite: vet, race-enabled unit tests, end-to-end with ffmpeg, short fuzz runs
+test: deps ## the whole suite (brings its tools first, see deps): vet, race-enabled unit tests, end-to-end with ffmpeg, short fuzz runs
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	@mkdir -p $(BIN) && rm -f $(BIN)/figures.txt
 	@# The unit packages first, then the end-to-end suite on its own: its
 	@# encoders, players and relays run in real time and must not share
 	@# two cores with race-enabled unit tests.
-	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test -race -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v '/e2e$$') && \
-	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test -race -count=1 -timeout 15m ./e2e; rc=$$?; \
+	@# go test -race needs cgo, hence a C compiler: without one (deps has
+	@# said so, and in CI failed) the tests run without the race detector.
+	race=-race; [ "$$($(GO) env CGO_ENABLED)" = 1 ] || { race=; echo "no C compiler (gcc): the tests run without -race" >&2; }; \
+	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test $$race -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v '/e2e$$') && \
+	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test $$race -count=1 -timeout 15m ./e2e; rc=$$?; \
 	  [ ! -s $(BIN)/figures.txt ] || { echo "figures (the chaos suite's, among others):"; cat $(BIN)/figures.txt; }; exit $$rc
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
@@ -53,8 +56,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done; rm -f $$out
 
 CHAOS_FRAGMENTS ?= 600
-chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill
-	SMOOTHCAST_CHAOS_FRAGMENTS=$(CHAOS_FRAGMENTS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./e2e 2>&1 | grep -E 'chaos_test|^(---|ok|FAIL|panic)'
+# SMOOTHCAST_CHAOS_SEED (from the environment or the command line) replays
+# the fault decisions of the run that logged it (RELIABILITY.md).
+chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill; SMOOTHCAST_CHAOS_SEED=n replays a run
+	SMOOTHCAST_CHAOS_SEED=$(SMOOTHCAST_CHAOS_SEED) SMOOTHCAST_CHAOS_FRAGMENTS=$(CHAOS_FRAGMENTS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./e2e 2>&1 | grep -E 'chaos_test|^(---|ok|FAIL|panic)'
 
 LATENCY_MINUTES ?= 10
 BENCH ?= .

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
-	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/stack"
 )
 
 // ffmpeg authenticates with the URL the encoder guide gives (HTTP Basic,

@@ -18,10 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/s3local"
+	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -63,7 +64,10 @@ func TestChaos(t *testing.T) {
 		t.Skip("end-to-end: skipped with -short")
 	}
 	n := chaosFragments(t)
-	st := startStack(t)
+	// A failed run is replayed with the seed it logged: the same
+	// sequence of fault decisions (RELIABILITY.md, "Replay a chaos run").
+	seed := testtool.FaultSeed(t, "SMOOTHCAST_CHAOS_SEED")
+	st := startStackWith(t, "", func(o *stack.Options) { o.FaultSeed = seed })
 	relayBin := buildRelay(t)
 	rp := startRelay(t, relayBin, st)
 	rp2 := startRelay(t, relayBin, st) // the redundant encoder's, sharing the bucket
@@ -128,6 +132,7 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	st.S3.SetFaults(s3local.Faults{})
 
+	report(t, "fault seed %d (replay: make chaos CHAOS_FRAGMENTS=%d SMOOTHCAST_CHAOS_SEED=%d)", seed, n, seed)
 	totals := map[string]int{}
 	for _, p := range plans {
 		f := chaosFigures(t, st, p.channel, p.pushed)

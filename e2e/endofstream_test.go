@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/internal/stack"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
 )

@@ -125,8 +125,8 @@ func FromContext(lookup func(key string) string) (Config, error) {
 			bad("channels", ch, "want names of 1-64 characters from [A-Za-z0-9_-]")
 		}
 	}
-	if c.Retention < c.DVRWindow+10*time.Minute {
-		errs = append(errs, fmt.Sprintf("retention %v must be at least the DVR window (%v) plus 10m", c.Retention, c.DVRWindow))
+	if c.Retention < c.DVRWindow+layout.RetentionMargin {
+		errs = append(errs, fmt.Sprintf("retention %v must be at least the DVR window (%v) plus %s", c.Retention, c.DVRWindow, strings.TrimSuffix(layout.RetentionMargin.String(), "0s"))) // "10m"
 	}
 	if !strings.HasPrefix(c.IngestSecretParameter, "/") {
 		bad("ingestSecretParameter", c.IngestSecretParameter, "want an SSM parameter name starting with /")

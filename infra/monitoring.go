@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 )
 
 // Monitoring is the stack's alarms, the topic they notify and the
@@ -42,15 +42,15 @@ type ChannelAlarms struct {
 }
 
 // emfMetric is one of the manifest function's EMF metrics (namespace
-// handler.MetricNamespace): per channel, or the total over channels
+// metricname.Namespace): per channel, or the total over channels
 // (the dimension set without dimensions) when channel is empty.
 func emfMetric(name, channel, statistic string, period awscdk.Duration) awscloudwatch.Metric {
 	var dims *map[string]*string
 	if channel != "" {
-		dims = &map[string]*string{handler.MetricDimensionChannel: jsii.String(channel)}
+		dims = &map[string]*string{metricname.DimensionChannel: jsii.String(channel)}
 	}
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-		Namespace:     jsii.String(handler.MetricNamespace),
+		Namespace:     jsii.String(metricname.Namespace),
 		MetricName:    jsii.String(name),
 		DimensionsMap: dims,
 		Statistic:     jsii.String(statistic),
@@ -166,10 +166,10 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	for _, ch := range cfg.Channels {
 		var c ChannelAlarms
 		c.Stale = alarm("ChannelStale-"+ch, fmt.Sprintf("smoothcast: channel %s published no fragment for %d s (see ChannelStalled-%s, which notifies only while the channel is live)", ch, cfg.StaleAlarmSeconds, ch),
-			emfMetric(handler.MetricFragmentsPublished, ch, "Sum", stale), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 1,
+			emfMetric(metricname.FragmentsPublished, ch, "Sum", stale), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 1,
 			awscloudwatch.TreatMissingData_BREACHING)
 		c.Ended = alarm("ChannelEnded-"+ch, "smoothcast: channel "+ch+"'s encoder ended the stream (not a fault: it keeps ChannelStalled-"+ch+" quiet)",
-			emfMetric(handler.MetricStreamsEnded, ch, "Maximum", stale), awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 1,
+			emfMetric(metricname.StreamsEnded, ch, "Maximum", stale), awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 1,
 			awscloudwatch.TreatMissingData_IGNORE)
 		c.Stalled = awscloudwatch.NewCompositeAlarm(stack, jsii.String("ChannelStalled-"+ch), &awscloudwatch.CompositeAlarmProps{
 			AlarmDescription: jsii.String(fmt.Sprintf("smoothcast: live channel %s has published no fragment for %d s without ending its stream (encoder, relay or manifest function stalled)", ch, cfg.StaleAlarmSeconds)),
@@ -201,7 +201,7 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 	perChannel := []awscloudwatch.IMetric{}
 	var alarms []awscloudwatch.IAlarm
 	for _, ch := range cfg.Channels {
-		perChannel = append(perChannel, labeled(emfMetric(handler.MetricFragmentsPublished, ch, "Sum", minute), ch))
+		perChannel = append(perChannel, labeled(emfMetric(metricname.FragmentsPublished, ch, "Sum", minute), ch))
 		alarms = append(alarms, m.Channels[ch].Stalled)
 	}
 	alarms = append(alarms, m.RelayInService, m.RelayStatusCheck, m.FunctionErrors, m.FailedEvents)
@@ -220,15 +220,15 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 				graph("Manifest function: duration (ms)",
 					[]awscloudwatch.IMetric{fn.MetricDuration(fnOpts("p50")), fn.MetricDuration(fnOpts("p99")), fn.MetricDuration(fnOpts("Maximum"))}, nil),
 				graph("Fragment to manifest delay (ms)",
-					[]awscloudwatch.IMetric{labeled(emfMetric(handler.MetricFragmentToManifestDelay, "", "p50", minute), "p50"),
-						labeled(emfMetric(handler.MetricFragmentToManifestDelay, "", "p99", minute), "p99")}, nil),
+					[]awscloudwatch.IMetric{labeled(emfMetric(metricname.FragmentToManifestDelay, "", "p50", minute), "p50"),
+						labeled(emfMetric(metricname.FragmentToManifestDelay, "", "p99", minute), "p99")}, nil),
 			},
 			{
 				graph("Events",
-					[]awscloudwatch.IMetric{labeled(emfMetric(handler.MetricEventsProcessed, "", "Sum", minute), "events"),
-						labeled(emfMetric(handler.MetricFragmentsPublished, "", "Sum", minute), "fragments published"),
-						labeled(emfMetric(handler.MetricConflictsRetried, "", "Sum", minute), "conflicts retried"),
-						labeled(emfMetric(handler.MetricErrors, "", "Sum", minute), "errors")},
+					[]awscloudwatch.IMetric{labeled(emfMetric(metricname.EventsProcessed, "", "Sum", minute), "events"),
+						labeled(emfMetric(metricname.FragmentsPublished, "", "Sum", minute), "fragments published"),
+						labeled(emfMetric(metricname.ConflictsRetried, "", "Sum", minute), "conflicts retried"),
+						labeled(emfMetric(metricname.Errors, "", "Sum", minute), "errors")},
 					[]awscloudwatch.IMetric{failures.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute, Label: jsii.String("on-failure queue")})}),
 				graph("Fragments published per channel ("+strconv.Itoa(len(cfg.Channels))+" configured)", perChannel, nil),
 				graph("Ingest relay: in service; network (bytes per 5 minutes)",

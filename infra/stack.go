@@ -170,10 +170,10 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsla
 		Actions:   jsii.Strings("s3:ListBucket"),
 		Resources: jsii.Strings(*media.BucketArn()),
 	}))
-	// Fragments and end markers: keys under live/ that end with ")" (init
-	// segments end with .mp4; the function's own writes go to state/).
+	// Fragments and end markers (layout.EventPrefix: init segments and the
+	// function's own writes send none); the local stack filters the same.
 	media.AddEventNotification(awss3.EventType_OBJECT_CREATED, awss3notifications.NewLambdaDestination(fn),
-		&awss3.NotificationKeyFilter{Prefix: jsii.String(layout.LivePrefix), Suffix: jsii.String(")")})
+		&awss3.NotificationKeyFilter{Prefix: jsii.String(layout.EventPrefix), Suffix: jsii.String(layout.EventSuffix)})
 	// CDK's own handler that configures the bucket's notifications.
 	if h := stack.Node().TryFindChild(jsii.String("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")); h != nil {
 		nag(h, "AwsSolutions-IAM4", "CDK's bucket-notification handler runs once at deploy with AWSLambdaBasicExecutionRole for its logs.")

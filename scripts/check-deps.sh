@@ -1,22 +1,49 @@
 #!/usr/bin/env bash
-# Checks the external programs the test suite drives: ffmpeg (encoder and
-# reader), Debian's Chromium and Node.js with the npm packages in players/
-# (browser players), and GStreamer with its adaptive demuxers. On a developer machine a missing tool is reported (its
-# tests skip); in CI (CI=true) it is an error.
+# Brings what the test suite drives, when it can, or says how: a C
+# compiler (go test -race needs cgo), ffmpeg (encoder and reader),
+# Debian's Chromium and Node.js with the npm packages in players/
+# (browser players), GStreamer with its adaptive demuxers, and
+# qemu-user (the shipped linux/arm64 binaries).
+#
+# As root it runs scripts/install-deps.sh. Otherwise it installs the
+# players' npm packages if npm is there, and prints one line with the
+# command that installs the rest; on a developer machine the tests that
+# need them are then skipped, in CI (CI=true) it fails.
 set -u
-missing=()
-for tool in ffmpeg ffprobe chromium node npm gst-launch-1.0 gst-inspect-1.0 qemu-aarch64; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if command -v gst-inspect-1.0 >/dev/null 2>&1; then
-  for element in souphttpsrc mssdemux hlsdemux dashdemux decodebin avdec_h264; do
-    gst-inspect-1.0 --exists "$element" || missing+=("GStreamer element $element")
+cd "$(dirname "$0")/.."
+
+missing() {
+  local m=()
+  command -v gcc >/dev/null 2>&1 || m+=("gcc (go test -race)")
+  for tool in ffmpeg ffprobe chromium node npm gst-launch-1.0 gst-inspect-1.0 qemu-aarch64; do
+    command -v "$tool" >/dev/null 2>&1 || m+=("$tool")
   done
+  if command -v node >/dev/null 2>&1 && ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+    m+=("Node.js 20 or later (playwright-core; this is $(node --version))")
+  fi
+  if command -v gst-inspect-1.0 >/dev/null 2>&1; then
+    for element in souphttpsrc mssdemux hlsdemux dashdemux decodebin avdec_h264; do
+      gst-inspect-1.0 --exists "$element" || m+=("GStreamer element $element")
+    done
+  fi
+  [ -d players/node_modules/playwright-core ] || m+=("players/node_modules")
+  echo "${m[*]:-}"
+}
+
+need=$(missing)
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "missing: $need; installing (scripts/install-deps.sh)" >&2
+  scripts/install-deps.sh || exit 1
+  need=$(missing)
+elif [ "$need" = "players/node_modules" ] && command -v npm >/dev/null 2>&1; then
+  (cd players && npm ci --no-audit --no-fund) || exit 1
+  need=$(missing)
 fi
-[ -d "$(dirname "$0")/../players/node_modules/playwright-core" ] || missing+=("players/node_modules (make players)")
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "missing: ${missing[*]} — install with: sudo scripts/install-deps.sh (Debian packages ffmpeg chromium nodejs npm gstreamer1.0-tools gstreamer1.0-plugins-{base,good,bad} gstreamer1.0-libav qemu-user; then npm ci in players/)" >&2
-  if [ "${CI:-}" = "true" ]; then exit 1; fi
-  echo "continuing: tests that need them will be skipped" >&2
+[ -z "$need" ] && exit 0
+if [ "${CI:-}" = "true" ]; then
+  echo "missing: $need; install them as root: $PWD/scripts/install-deps.sh" >&2
+  exit 1
 fi
+echo "missing: $need; install them as root: $PWD/scripts/install-deps.sh (meanwhile the tests that need them are skipped)" >&2
 exit 0

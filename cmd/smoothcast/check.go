@@ -13,6 +13,7 @@ import (
 	"time"
 
 	checkpkg "github.com/smoothcast/smoothcast/internal/check"
+	"github.com/smoothcast/smoothcast/shared/config"
 )
 
 const checkUsage = `usage: smoothcast check -base URL [-channel CH] [-timeout 30s] [-fetch all|head]
@@ -41,14 +42,16 @@ It prints a report (per format and track: fragments listed, checked,
 missing, bad; then every problem) and exits 0 when there is no problem,
 1 otherwise.
 
+Every flag can also be set as SMOOTHCAST_CHECK_<FLAG> (upper case, '-' as '_').
+
 Flags:
 `
 
 // check runs `smoothcast check`.
 func check(args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs := config.New("check", config.Prefix+"CHECK_")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage); fs.PrintDefaults() }
-	base := fs.String("base", envDefault("check-base", "http://127.0.0.1:8081"), "playback base URL: the edge, or a CDN (env SMOOTHCAST_CHECK_BASE)")
+	base := fs.String("base", "http://127.0.0.1:8081", "playback base URL: the edge, or a CDN")
 	channel := fs.String("channel", "demo", "channel to check")
 	timeout := fs.Duration("timeout", 30*time.Second, "deadline for the whole check (manifests and every object); 0: none")
 	fetch := fs.String("fetch", "all", "all: GET every object and inspect it; head: HEAD only")

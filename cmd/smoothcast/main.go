@@ -17,13 +17,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
-	"github.com/smoothcast/smoothcast/internal/stack"
+	"github.com/smoothcast/smoothcast/local/stack"
+	"github.com/smoothcast/smoothcast/shared/config"
 )
 
 const usage = `usage: smoothcast <command> [flags]
@@ -72,14 +72,16 @@ func main() {
 	}
 }
 
-// parseFlags parses a new command's flags: -h prints the usage and ends
-// the command (flag.ErrHelp, success); a bad flag is errUsage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flag.ErrHelp
-		}
+// parseFlags parses a command's flags (and their variables): -h prints
+// the usage and ends the command (flag.ErrHelp, success); a bad flag is
+// errUsage, a bad variable an error naming it.
+func parseFlags(fs *config.Set, args []string) error {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return flag.ErrHelp
+	} else if errors.Is(err, config.ErrUsage) {
 		return errUsage
+	} else if err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
@@ -109,32 +111,29 @@ Every flag can also be set as SMOOTHCAST_<FLAG> (upper case, '-' as '_').
 Flags:
 `
 
-func envDefault(name, def string) string {
-	if v, ok := os.LookupEnv("SMOOTHCAST_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
-		return v
-	}
-	return def
-}
-
 func run(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := config.New("run", config.Prefix)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
-	ingest := fs.String("ingest-addr", envDefault("ingest-addr", "127.0.0.1:8080"), "relay listen address")
-	edgeAddr := fs.String("edge-addr", envDefault("edge-addr", "127.0.0.1:8081"), "edge (playback) listen address")
-	adminAddr := fs.String("admin-addr", envDefault("admin-addr", "127.0.0.1:8082"), "the relay's /metrics, /healthz, /status and /status.html (empty: off)")
-	s3Addr := fs.String("s3-addr", envDefault("s3-addr", "127.0.0.1:0"), "embedded S3 listen address (port 0: any free port)")
-	dataDir := fs.String("data-dir", envDefault("data-dir", ".smoothcast"), "where the embedded store keeps the bucket (empty: in memory)")
-	dvr := fs.Duration("dvr-window", mustDuration(envDefault("dvr-window", "30m")), "DVR window the manifests list")
-	gap := fs.Duration("gap-timeout", mustDuration(envDefault("gap-timeout", "10s")), "how long a fragment waits for earlier ones before the hole is declared a gap")
-	archive := fs.Duration("archive", mustDuration(envDefault("archive", "0s")), "how far back time-shift requests reach (start=0 on a finished event is its whole archive); 0: the retention less 10 min")
-	keep := fs.Duration("retention", mustDuration(envDefault("retention", "24h")), "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
-	secretFile := fs.String("ingest-secret-file", envDefault("ingest-secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default); SMOOTHCAST_INGEST_SECRET may hold them instead; none: no authentication")
-	drift := fs.Duration("max-drift", mustDuration(envDefault("max-drift", "10s")), "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
-	players := fs.String("players", envDefault("players", "players"), "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
-	verbose := fs.Bool("v", envDefault("v", "") != "", "debug logging")
+	ingest := fs.String("ingest-addr", "127.0.0.1:8080", "relay listen address")
+	edgeAddr := fs.String("edge-addr", "127.0.0.1:8081", "edge (playback) listen address")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:8082", "the relay's /metrics, /healthz, /status and /status.html (empty: off)")
+	s3Addr := fs.String("s3-addr", "127.0.0.1:0", "embedded S3 listen address (port 0: any free port)")
+	dataDir := fs.String("data-dir", ".smoothcast", "where the embedded store keeps the bucket (empty: in memory)")
+	dvr := fs.Duration("dvr-window", 30*time.Minute, "DVR window the manifests list")
+	gap := fs.Duration("gap-timeout", 10*time.Second, "how long a fragment waits for earlier ones before the hole is declared a gap")
+	archive := fs.Duration("archive", 0, "how far back time-shift requests reach (start=0 on a finished event is its whole archive); 0: the retention less 10 min")
+	keep := fs.Duration("retention", 24*time.Hour, "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
+	secretFile := fs.String("ingest-secret-file", "", "file with the ingest secret, or lines of channel=secret (* for the default); SMOOTHCAST_INGEST_SECRET may hold them instead; none: no authentication")
+	secretEnv := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when -ingest-secret-file is not set")
+	drift := fs.Duration("max-drift", 10*time.Second, "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
+	players := fs.String("players", "players", "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
+	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
+		}
+		if errors.Is(err, config.ErrUsage) {
+			return errUsage
 		}
 		return err
 	}
@@ -151,7 +150,7 @@ func run(args []string) error {
 	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention, hcfg.Archive = *dvr, *gap, *keep, *archive
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxDrift = *drift
-	secrets := os.Getenv("SMOOTHCAST_INGEST_SECRET")
+	secrets := *secretEnv
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
 		if err != nil {
@@ -176,7 +175,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("config", "ingest", *ingest, "edge", *edgeAddr, "s3", st.S3.URL, "data_dir", *dataDir, "dvr_window", *dvr, "gap_timeout", *gap, "max_drift", *drift, "retention", *keep, "archive", hcfg.ArchiveSpan())
+	fs.Log(log, "configuration", "s3", st.S3.URL, "archive_span", hcfg.ArchiveSpan().String())
 	fmt.Printf(`
 smoothcast is running.
 
@@ -206,13 +205,4 @@ Ctrl-C stops.
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return st.Close(sctx)
-}
-
-func mustDuration(s string) time.Duration {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bad duration %q: %v\n", s, err)
-		os.Exit(2)
-	}
-	return d
 }

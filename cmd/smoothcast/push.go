@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/config"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -49,6 +50,9 @@ fragment is finished and the stream ends as an encoder ends it, so the
 channel goes final; a second Ctrl-C aborts. A push the relay refuses ends
 every push, and the command exits 1 with the relay's reason.
 
+Every flag can also be set as SMOOTHCAST_PUSH_<FLAG> (upper case, '-' as
+'_'), except -secret: SMOOTHCAST_INGEST_SECRET, as for the relay.
+
 Flags:
 `
 
@@ -77,7 +81,7 @@ type pushStream struct {
 
 // push runs `smoothcast push`.
 func push(args []string) error {
-	fs := flag.NewFlagSet("push", flag.ContinueOnError)
+	fs := config.New("push", config.Prefix+"PUSH_")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), pushUsage); fs.PrintDefaults() }
 	base := fs.String("url", "http://127.0.0.1:8080", "relay base URL")
 	channels := fs.String("channel", "demo", "channel, or channels separated by commas, pushed at once")
@@ -86,15 +90,14 @@ func push(args []string) error {
 	fragment := fs.Duration("fragment", 2*time.Second, "fragment duration (a whole number of 25 fps frames, 100ms..1m)")
 	mode := fs.String("mode", "smooth", "smooth, per-track or cmaf")
 	burst := fs.Bool("burst", false, "push as fast as the relay takes it, not in real time")
-	secret := fs.String("secret", "", "ingest secret, sent as HTTP Basic (default $SMOOTHCAST_INGEST_SECRET; lines of channel=secret pick the channel's)")
+	secret := fs.String("secret", "", "ingest secret, sent as HTTP Basic (lines of channel=secret pick the channel's)")
+	fs.Rename("secret", "SMOOTHCAST_INGEST_SECRET") // the relay's and smoothcast run's
+	fs.Secret("secret")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
-	}
-	if *secret == "" {
-		*secret = os.Getenv("SMOOTHCAST_INGEST_SECRET")
 	}
 	plan, err := newPushPlan(*base, *channels, *tracks, *mode, *secret, *duration, *fragment, !*burst)
 	if err != nil {

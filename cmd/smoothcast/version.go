@@ -6,6 +6,8 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"github.com/smoothcast/smoothcast/shared/config"
 )
 
 const versionUsage = `usage: smoothcast version
@@ -19,7 +21,7 @@ outside a git checkout, has no revision.
 
 // version prints the build information of this binary to w.
 func version(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs := config.New("version", config.Prefix+"VERSION_") // no flags: only -h
 	fs.Usage = func() { fmt.Fprint(fs.Output(), versionUsage) }
 	if err := parseFlags(fs, args); err != nil {
 		if err == flag.ErrHelp {

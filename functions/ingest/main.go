@@ -16,7 +16,10 @@
 // channel stays live while the encoder reconnects to another relay), ends
 // the upload renditions the same way and exits, within -shutdown-timeout.
 //
-// Flags (each also settable as SMOOTHCAST_<FLAG>, upper case, '-' as '_'):
+// Flags (each also settable as SMOOTHCAST_<FLAG>, upper case, '-' as '_',
+// except -secret-parameter: SMOOTHCAST_INGEST_SECRET_PARAMETER; see
+// package shared/config). The effective configuration is logged at start,
+// secrets masked:
 //
 //	-addr       listen address (default :8080)
 //	-bucket     bucket (required)
@@ -26,6 +29,7 @@
 //	-read-timeout  drop an encoder silent this long (default 30s)
 //	-read-header-timeout  close a connection whose request headers take longer (default 10s)
 //	-max-drift  rebase an encoder this far off the channel clock (default 10s)
+//	-reorder-wait  how long an uploaded segment that leaves a gap waits (default 2s)
 //	-secret-file       file with the ingest secret(s) (see relay.ParseSecrets)
 //	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
 //	-admin-addr        metrics, health and status address (default 127.0.0.1:9090; empty: none)
@@ -45,96 +49,107 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/config"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("SMOOTHCAST_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
-		return v
-	}
-	return def
-}
-
-// flagsFromEnv sets every flag not given on the command line from its
-// SMOOTHCAST_<FLAG> variable, if there is one.
-func flagsFromEnv(fs *flag.FlagSet) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "SMOOTHCAST_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	slog.SetDefault(log)
-	if err := run(log); err != nil {
+	opts, err := parseOptions(os.Args[1:], os.LookupEnv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return
+	case errors.Is(err, config.ErrUsage):
+		os.Exit(2)
+	case err != nil:
+		log.Error("ingest relay", "err", err)
+		os.Exit(1)
+	}
+	opts.settings.Log(log, "configuration")
+	if err := run(log, opts); err != nil {
 		log.Error("ingest relay", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger) error {
-	cfg := relay.DefaultConfig()
-	addr := flag.String("addr", env("addr", ":8080"), "listen address")
-	bucket := flag.String("bucket", env("bucket", ""), "bucket for fragments (required)")
-	region := flag.String("region", env("region", os.Getenv("AWS_REGION")), "AWS region")
-	endpoint := flag.String("endpoint", env("endpoint", ""), "S3-compatible endpoint (empty: AWS)")
-	flag.IntVar(&cfg.MaxBox, "max-box", cfg.MaxBox, "largest MP4 box accepted, in bytes")
-	flag.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "drop an encoder that sends nothing for this long")
-	headerTimeout := flag.Duration("read-header-timeout", 10*time.Second, "close a connection that has not sent its request headers within this long")
-	flag.DurationVar(&cfg.MaxDrift, "max-drift", cfg.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
-	flag.DurationVar(&cfg.ReorderWait, "reorder-wait", cfg.ReorderWait, "how long an uploaded segment that leaves a gap waits for the segments before it (0: not at all)")
-	secretFile := flag.String("secret-file", env("secret-file", ""), "file with the ingest secret, or lines of channel=secret (* for the default)")
-	secretParam := flag.String("secret-parameter", env("ingest-secret-parameter", ""), "SSM parameter (SecureString) holding the ingest secret(s)")
-	adminAddr := flag.String("admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
-	shutdownTimeout := flag.Duration("shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
-	flag.Parse()
-	if err := flagsFromEnv(flag.CommandLine); err != nil {
-		return err
+// options are the relay's settings, read by parseOptions.
+type options struct {
+	relay                               relay.Config
+	addr, bucket, region, endpoint      string
+	secretFile, secretParameter, secret string
+	adminAddr                           string
+	headerTimeout, shutdownTimeout      time.Duration
+	settings                            *config.Set // for the log line
+}
+
+// parseOptions reads the flags, each also settable as SMOOTHCAST_<FLAG>
+// (lookup reads the environment).
+func parseOptions(args []string, lookup func(string) (string, bool)) (options, error) {
+	o := options{relay: relay.DefaultConfig()}
+	fs := config.New("smoothcast-ingest", config.Prefix)
+	fs.LookupEnv = lookup
+	region, _ := lookup("AWS_REGION")
+	fs.StringVar(&o.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&o.bucket, "bucket", "", "bucket for fragments (required)")
+	fs.StringVar(&o.region, "region", region, "AWS region")
+	fs.StringVar(&o.endpoint, "endpoint", "", "S3-compatible endpoint (empty: AWS)")
+	fs.IntVar(&o.relay.MaxBox, "max-box", o.relay.MaxBox, "largest MP4 box accepted, in bytes")
+	fs.DurationVar(&o.relay.ReadTimeout, "read-timeout", o.relay.ReadTimeout, "drop an encoder that sends nothing for this long")
+	fs.DurationVar(&o.headerTimeout, "read-header-timeout", 10*time.Second, "close a connection that has not sent its request headers within this long")
+	fs.DurationVar(&o.relay.MaxDrift, "max-drift", o.relay.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
+	fs.DurationVar(&o.relay.ReorderWait, "reorder-wait", o.relay.ReorderWait, "how long an uploaded segment that leaves a gap waits for the segments before it (0: not at all)")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file with the ingest secret, or lines of channel=secret (* for the default)")
+	fs.StringVar(&o.secretParameter, "secret-parameter", "", "SSM parameter (SecureString) holding the ingest secret(s)")
+	// The stack's systemd unit sets SMOOTHCAST_INGEST_SECRET_PARAMETER;
+	// the name derived from the flag was read too, once.
+	fs.Rename("secret-parameter", "SMOOTHCAST_INGEST_SECRET_PARAMETER", "SMOOTHCAST_SECRET_PARAMETER")
+	secret := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when neither -secret-parameter nor -secret-file is set")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
-	if *bucket == "" {
-		return errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
+	o.secret, o.settings = *secret, fs
+	if o.bucket == "" {
+		return o, errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
 	}
-	if *shutdownTimeout <= 0 {
-		return fmt.Errorf("-shutdown-timeout %v: want a positive duration", *shutdownTimeout)
+	if o.shutdownTimeout <= 0 {
+		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
+	return o, nil
+}
+
+func run(log *slog.Logger, o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := store.New(ctx, store.Config{Bucket: *bucket, Region: *region, Endpoint: *endpoint})
+	st, err := store.New(ctx, store.Config{Bucket: o.bucket, Region: o.region, Endpoint: o.endpoint})
 	if err != nil {
 		return err
 	}
-	secrets, from, err := loadSecrets(ctx, *secretFile, *secretParam, *region)
+	secrets, from, err := loadSecrets(ctx, o.secretFile, o.secretParameter, o.secret, o.region)
 	if err != nil {
 		return err
 	}
+	cfg := o.relay
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
 	rl := relay.New(st, cfg, log)
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("ingest listener: %w", err)
 	}
-	adminLn, adminAt := listenAdmin(log, *adminAddr)
-	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", *bucket, "region", *region, "endpoint", *endpoint, "max_box", cfg.MaxBox, "read_timeout", cfg.ReadTimeout.String(), "read_header_timeout", headerTimeout.String(), "max_drift", cfg.MaxDrift.String(), "shutdown_timeout", shutdownTimeout.String())
-	return serve(ctx, log, rl, ln, adminLn, *headerTimeout, *shutdownTimeout)
+	adminLn, adminAt := listenAdmin(log, o.adminAddr)
+	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
+	return serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
 }
 
 // listenAdmin opens the admin listener, if addr is set. A relay whose
@@ -218,11 +233,11 @@ func logAuth(log *slog.Logger, secrets relay.Secrets, from string) {
 }
 
 // loadSecrets reads the ingest secrets from the SSM parameter, the file or
-// SMOOTHCAST_INGEST_SECRET, the first that is set, and says which.
-func loadSecrets(ctx context.Context, file, parameter, region string) (relay.Secrets, string, error) {
+// secret (SMOOTHCAST_INGEST_SECRET), the first that is set, and says which.
+func loadSecrets(ctx context.Context, file, parameter, secret, region string) (relay.Secrets, string, error) {
 	switch {
 	case parameter != "":
-		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
 		if err != nil {
 			return relay.Secrets{}, "", fmt.Errorf("ingest secret: AWS config: %w", err)
 		}
@@ -239,8 +254,8 @@ func loadSecrets(ctx context.Context, file, parameter, region string) (relay.Sec
 		}
 		s, err := relay.ParseSecrets(string(b))
 		return s, file, err
-	case os.Getenv("SMOOTHCAST_INGEST_SECRET") != "":
-		s, err := relay.ParseSecrets(os.Getenv("SMOOTHCAST_INGEST_SECRET"))
+	case secret != "":
+		s, err := relay.ParseSecrets(secret)
 		return s, "SMOOTHCAST_INGEST_SECRET", err
 	}
 	return relay.Secrets{}, "", nil

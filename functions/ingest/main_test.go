@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +20,8 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -132,6 +131,11 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	if !strings.Contains(stderr.String(), "relay shut down") {
 		t.Errorf("no shutdown in the log:\n%s", stderr.String())
 	}
+	// The configuration, once, as the systemd unit gave it.
+	if n := strings.Count(stderr.String(), `"msg":"configuration"`); n != 1 || !strings.Contains(stderr.String(), `"from_env":["SMOOTHCAST_BUCKET"]`) ||
+		!strings.Contains(stderr.String(), `"bucket":"relay-binary-test"`) {
+		t.Errorf("%d configuration lines, want one naming the bucket and SMOOTHCAST_BUCKET:\n%s", n, stderr.String())
+	}
 }
 
 // recorder is a slog handler that keeps every record.
@@ -168,7 +172,6 @@ func TestSecretsAtStart(t *testing.T) {
 		{"a file of comments", "# news=news-secret-0123456789\n\n# todo\n", true, 0, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("SMOOTHCAST_INGEST_SECRET", "")
 			path := ""
 			if tc.file != "" {
 				path = filepath.Join(t.TempDir(), "secrets")
@@ -176,7 +179,7 @@ func TestSecretsAtStart(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			secrets, from, err := loadSecrets(context.Background(), path, "", "us-east-1")
+			secrets, from, err := loadSecrets(context.Background(), path, "", "", "us-east-1")
 			if (err != nil) != tc.err {
 				t.Fatalf("err %v, want an error: %v", err, tc.err)
 			}
@@ -261,38 +264,51 @@ func TestSlowHeadersAreDisconnected(t *testing.T) {
 }
 
 // Every flag can be set from its SMOOTHCAST_ variable; the command line
-// wins, and a bad value names the variable.
-func TestFlagsFromEnv(t *testing.T) {
+// wins, and a bad value names the variable. The secret parameter answers
+// to the variable the stack's systemd unit sets, and to the name derived
+// from the flag with a deprecation warning.
+func TestOptionsFromEnv(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		env     map[string]string
-		args    []string
-		want    time.Duration
-		wantErr string
+		name      string
+		env       map[string]string
+		args      []string
+		want      time.Duration
+		parameter string
+		warning   string
+		wantErr   string
 	}{
-		{"default", nil, nil, 30 * time.Second, ""},
-		{"from the environment", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, nil, 5 * time.Second, ""},
-		{"the command line wins", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, []string{"-read-timeout", "7s"}, 7 * time.Second, ""},
-		{"a bad value names the variable", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "soon"}, nil, 0, "SMOOTHCAST_READ_TIMEOUT"},
+		{"default", nil, nil, 30 * time.Second, "", "", ""},
+		{"from the environment", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, nil, 5 * time.Second, "", "", ""},
+		{"the command line wins", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "5s"}, []string{"-read-timeout", "7s"}, 7 * time.Second, "", "", ""},
+		{"a bad value names the variable", map[string]string{"SMOOTHCAST_READ_TIMEOUT": "soon"}, nil, 0, "", "", "SMOOTHCAST_READ_TIMEOUT"},
+		{"the stack's secret parameter variable", map[string]string{"SMOOTHCAST_INGEST_SECRET_PARAMETER": "/smoothcast/ingest-secret"}, nil, 30 * time.Second, "/smoothcast/ingest-secret", "", ""},
+		{"the deprecated secret parameter variable, with a warning", map[string]string{"SMOOTHCAST_SECRET_PARAMETER": "/old"}, nil, 30 * time.Second, "/old", "SMOOTHCAST_SECRET_PARAMETER is deprecated", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"SMOOTHCAST_BUCKET": "b"}
 			for k, v := range tc.env {
-				t.Setenv(k, v)
+				env[k] = v
 			}
-			fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-			d := fs.Duration("read-timeout", 30*time.Second, "")
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			err := flagsFromEnv(fs)
+			o, err := parseOptions(tc.args, func(name string) (string, bool) { v, ok := env[name]; return v, ok })
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
 				}
 				return
 			}
-			if err != nil || *d != tc.want {
-				t.Fatalf("read-timeout %v, %v; want %v", *d, err, tc.want)
+			if err != nil || o.relay.ReadTimeout != tc.want || o.secretParameter != tc.parameter {
+				t.Fatalf("read-timeout %v, secret parameter %q, %v; want %v, %q", o.relay.ReadTimeout, o.secretParameter, err, tc.want, tc.parameter)
+			}
+			rec := &recorder{}
+			o.settings.Log(slog.New(rec), "configuration")
+			var warnings []string
+			for _, r := range rec.recs {
+				if r.Level == slog.LevelWarn {
+					warnings = append(warnings, r.Message)
+				}
+			}
+			if got := strings.Join(warnings, "\n"); tc.warning == "" && got != "" || !strings.Contains(got, tc.warning) {
+				t.Errorf("warnings %q, want %q", got, tc.warning)
 			}
 		})
 	}

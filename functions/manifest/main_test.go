@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -14,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/emf"
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 )
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -246,8 +249,8 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 		}
 		return -1
 	}
-	if len(docs) != 2 || docs[0].DimensionValues[handler.MetricDimensionChannel] != "demo" ||
-		metric(docs[0], handler.MetricEventsProcessed) != 1 || metric(docs[0], handler.MetricErrors) != 0 || metric(docs[1], handler.MetricErrors) != 1 {
+	if len(docs) != 2 || docs[0].DimensionValues[metricname.DimensionChannel] != "demo" ||
+		metric(docs[0], metricname.EventsProcessed) != 1 || metric(docs[0], metricname.Errors) != 0 || metric(docs[1], metricname.Errors) != 1 {
 		t.Errorf("EMF documents on stdout: %+v; want two for channel demo, the second an error\n%s", docs, stdout.String())
 	}
 	// What the function's memory setting is measured against.
@@ -260,5 +263,45 @@ func runBootstrap(t *testing.T, cmd *exec.Cmd, measure bool) {
 				t.Logf("bootstrap peak resident memory: %s", strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")))
 			}
 		}
+	}
+}
+
+// The function reads its settings from the environment the way the relay
+// reads its flags (shared/config): every variable the stack sets, a bad
+// or non-positive duration refused with the variable's name, and the
+// configuration logged once.
+func TestSettingsFromEnv(t *testing.T) {
+	base := map[string]string{"SMOOTHCAST_BUCKET": "media", "AWS_REGION": "eu-west-1"}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		dvr     time.Duration
+		wantErr string
+	}{
+		{"the defaults", nil, 30 * time.Minute, ""},
+		{"the variables the stack sets", map[string]string{"SMOOTHCAST_DVR_WINDOW": "1h0m0s", "SMOOTHCAST_RETENTION": "72h0m0s"}, time.Hour, ""},
+		{"a bad duration names its variable", map[string]string{"SMOOTHCAST_GAP_TIMEOUT": "soon"}, 0, `SMOOTHCAST_GAP_TIMEOUT="soon": want a Go duration`},
+		{"a zero duration names its variable", map[string]string{"SMOOTHCAST_DVR_WINDOW": "0s"}, 0, `SMOOTHCAST_DVR_WINDOW="0s": want a positive Go duration`},
+		{"a retention too short for the window", map[string]string{"SMOOTHCAST_RETENTION": "20m"}, 0, "retention 20m0s must be at least the DVR window"},
+		{"no bucket", map[string]string{"SMOOTHCAST_BUCKET": ""}, 0, "bucket name is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := maps.Clone(base)
+			maps.Copy(env, tc.env)
+			var logged strings.Builder
+			h, err := setup(context.Background(), slog.New(slog.NewJSONHandler(&logged, nil)), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || h.Cfg.DVRWindow != tc.dvr {
+				t.Fatalf("DVR window %v, %v; want %v", h.Cfg.DVRWindow, err, tc.dvr)
+			}
+			if n := strings.Count(logged.String(), `"msg":"manifest function"`); n != 1 || !strings.Contains(logged.String(), `"bucket":"media"`) {
+				t.Errorf("%d configuration lines, want one naming the bucket: %s", n, logged.String())
+			}
+		})
 	}
 }

@@ -21,7 +21,7 @@ func Require(t testing.TB, name string) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is required in CI but not on PATH (.ci/run installs it): %v", name, err)
 	}
-	t.Skipf("%s not on PATH: install it (sudo scripts/install-deps.sh) to run this test", name)
+	t.Skipf("%s not on PATH: install it (as root: scripts/install-deps.sh, which make test runs itself as root) to run this test", name)
 	return ""
 }
 
@@ -40,7 +40,7 @@ func RequireGStreamer(t testing.TB, elements ...string) string {
 	if len(missing) == 0 {
 		return launch
 	}
-	msg := fmt.Sprintf("GStreamer elements %v are missing: install gstreamer1.0-plugins-base, -good, -bad and gstreamer1.0-libav (sudo scripts/install-deps.sh)", missing)
+	msg := fmt.Sprintf("GStreamer elements %v are missing: install gstreamer1.0-plugins-base, -good, -bad and gstreamer1.0-libav (as root: scripts/install-deps.sh)", missing)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}

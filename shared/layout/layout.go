@@ -187,17 +187,6 @@ const MetaPrev = "prev"
 // first fragment after the relay rebased a jump in the encoder's clock.
 const MetaDisc = "disc"
 
-// ExpireTag is the object tag (URL-encoded tag set) on what the bucket's
-// lifecycle rule expires after the retention period: fragments and end
-// markers, not init segments, which a live track needs however old.
-const ExpireTag = ExpireTagKey + "=" + ExpireTagValue
-
-// The key and value of ExpireTag, as a lifecycle rule's filter names them.
-const (
-	ExpireTagKey   = "smoothcast-expire"
-	ExpireTagValue = "true"
-)
-
 // ClockStateKey is the key of a channel's clock record: the offset the
 // relay adds to the timestamps of an encoder whose clock no longer agrees
 // with the channel's (a restarted encoder), shared by all its connections.

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 

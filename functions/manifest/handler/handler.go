@@ -26,7 +26,6 @@ import (
 	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -47,7 +46,7 @@ type Config struct {
 	// Archive is how much of each track's timeline the state keeps: what
 	// time-shift and start-over requests can reach, a finished event's
 	// whole archive among them. Zero means Retention minus
-	// retention.Margin (everything still stored), or the DVR window when
+	// layout.RetentionMargin (everything still stored), or the DVR window when
 	// nothing is ever deleted.
 	Archive time.Duration
 	// GapTimeout is how long a fragment that arrived early waits for the
@@ -59,7 +58,7 @@ type Config struct {
 	MaxRetries int
 	// Retention is how long fragments are kept (the bucket's lifecycle
 	// rule, the local janitor): manifests leave out what is older than
-	// Retention minus retention.Margin. Zero keeps everything listed.
+	// Retention minus layout.RetentionMargin. Zero keeps everything listed.
 	Retention time.Duration
 }
 
@@ -71,11 +70,11 @@ func DefaultConfig() Config {
 
 // Validate reports a configuration that would list what is gone.
 func (c Config) Validate() error {
-	if c.Retention > 0 && c.Retention < c.DVRWindow+retention.Margin {
-		return fmt.Errorf("retention %v must be at least the DVR window (%v) plus %v, or manifests would list deleted fragments", c.Retention, c.DVRWindow, retention.Margin)
+	if c.Retention > 0 && c.Retention < c.DVRWindow+layout.RetentionMargin {
+		return fmt.Errorf("retention %v must be at least the DVR window (%v) plus %v, or manifests would list deleted fragments", c.Retention, c.DVRWindow, layout.RetentionMargin)
 	}
-	if c.Retention > 0 && c.Archive > c.Retention-retention.Margin {
-		return fmt.Errorf("archive %v must be at most the retention (%v) less %v, or time-shift manifests would list deleted fragments", c.Archive, c.Retention, retention.Margin)
+	if c.Retention > 0 && c.Archive > c.Retention-layout.RetentionMargin {
+		return fmt.Errorf("archive %v must be at most the retention (%v) less %v, or time-shift manifests would list deleted fragments", c.Archive, c.Retention, layout.RetentionMargin)
 	}
 	return nil
 }
@@ -87,7 +86,7 @@ func (c Config) ArchiveSpan() time.Duration {
 	case c.Archive > 0:
 		return max(c.Archive, c.DVRWindow)
 	case c.Retention > 0:
-		return max(c.Retention-retention.Margin, c.DVRWindow)
+		return max(c.Retention-layout.RetentionMargin, c.DVRWindow)
 	}
 	return c.DVRWindow
 }
@@ -109,7 +108,7 @@ type Handler struct {
 	Now func() time.Time
 	// Metrics receives one CloudWatch Embedded Metric Format document per
 	// processed event and per manifest request that failed (see
-	// MetricNamespace). New leaves it nil, which writes none: the Lambda
+	// metricname.Namespace). New leaves it nil, which writes none: the Lambda
 	// sets it to stdout, where CloudWatch Logs extracts the metrics; the
 	// local stack has no use for them.
 	Metrics *emf.Writer

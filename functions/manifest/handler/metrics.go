@@ -5,43 +5,13 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/emf"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // The function's metrics (CloudWatch Embedded Metric Format, see
-// Handler.Metrics), each published twice: with the dimension
-// MetricDimensionChannel and without dimensions (the total).
-const (
-	MetricNamespace        = "Smoothcast"
-	MetricDimensionChannel = "Channel"
-
-	// MetricFragmentToManifestDelay (Milliseconds): for each fragment an
-	// event's state write published, the time from the fragment's S3
-	// event to that write: how late manifests list it. One value per
-	// fragment (several when a late fragment lets waiting ones through).
-	MetricFragmentToManifestDelay = "FragmentToManifestDelay"
-	// MetricEventsProcessed (Count): S3 events of fragments and end
-	// markers handled, whatever came of them.
-	MetricEventsProcessed = "EventsProcessed"
-	// MetricConflictsRetried (Count): conditional writes of the state
-	// (If-Match, If-None-Match) that lost to a concurrent writer and were
-	// retried.
-	MetricConflictsRetried = "ConflictsRetried"
-	// MetricErrors (Count): events that failed (Lambda retries them) and
-	// manifest requests answered with a server error.
-	MetricErrors = "Errors"
-	// MetricFragmentsPublished (Count, high resolution): fragments that
-	// manifests list from now on. A live channel publishes one per
-	// fragment duration and track; none for a while means its encoder,
-	// the relay or the function stalled (or the stream ended: see
-	// MetricStreamsEnded).
-	MetricFragmentsPublished = "FragmentsPublished"
-	// MetricStreamsEnded (Count, high resolution): 1 for an end-of-stream
-	// marker (the encoder ended the stream), 0 for any other event. Its
-	// maximum tells an ended channel from a stalled one, which both stop
-	// publishing fragments.
-	MetricStreamsEnded = "StreamsEnded"
-)
+// Handler.Metrics) are named in package metricname, which the AWS stack's
+// alarms and dashboard share.
 
 // eventStats is what handling one S3 event record did, for its metrics.
 type eventStats struct {
@@ -99,7 +69,7 @@ func (s pendingSnapshot) delays(st *timeline.TrackState, at, written time.Time) 
 }
 
 // dimensionSets publish every metric per channel and in total.
-var dimensionSets = [][]string{{MetricDimensionChannel}, {}}
+var dimensionSets = [][]string{{metricname.DimensionChannel}, {}}
 
 // emitEvent writes the metrics document of one event record.
 func (h *Handler) emitEvent(channel string, s *eventStats, failed bool, log *slog.Logger) {
@@ -118,16 +88,16 @@ func (h *Handler) emitEvent(channel string, s *eventStats, failed bool, log *slo
 		errs = 1
 	}
 	metrics := []emf.Metric{
-		count(MetricEventsProcessed, 1, false),
-		count(MetricFragmentsPublished, len(s.delays), true),
-		count(MetricConflictsRetried, s.conflicts, false),
-		count(MetricErrors, errs, false),
-		count(MetricStreamsEnded, ended, true),
+		count(metricname.EventsProcessed, 1, false),
+		count(metricname.FragmentsPublished, len(s.delays), true),
+		count(metricname.ConflictsRetried, s.conflicts, false),
+		count(metricname.Errors, errs, false),
+		count(metricname.StreamsEnded, ended, true),
 	}
 	// A document holds at most emf.MaxValues samples of a metric; an
 	// event that publishes more (a long wait ending) reports the first.
 	if n := min(len(s.delays), emf.MaxValues); n > 0 {
-		metrics = append(metrics, emf.Metric{Name: MetricFragmentToManifestDelay, Unit: emf.Milliseconds, Values: s.delays[:n]})
+		metrics = append(metrics, emf.Metric{Name: metricname.FragmentToManifestDelay, Unit: emf.Milliseconds, Values: s.delays[:n]})
 	}
 	h.emit(channel, metrics, log)
 }
@@ -137,15 +107,15 @@ func (h *Handler) emitRequestError(channel string) {
 	if h.Metrics == nil {
 		return
 	}
-	h.emit(channel, []emf.Metric{{Name: MetricErrors, Unit: emf.Count, Values: []float64{1}}}, h.Log)
+	h.emit(channel, []emf.Metric{{Name: metricname.Errors, Unit: emf.Count, Values: []float64{1}}}, h.Log)
 }
 
 func (h *Handler) emit(channel string, metrics []emf.Metric, log *slog.Logger) {
 	err := h.Metrics.Emit(emf.Document{
 		Timestamp:       h.Now(),
-		Namespace:       MetricNamespace,
+		Namespace:       metricname.Namespace,
 		Dimensions:      dimensionSets,
-		DimensionValues: map[string]string{MetricDimensionChannel: channel},
+		DimensionValues: map[string]string{metricname.DimensionChannel: channel},
 		Metrics:         metrics,
 	})
 	if err != nil {

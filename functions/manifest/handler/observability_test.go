@@ -17,12 +17,13 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/emf"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -135,7 +136,7 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 				t.Fatalf("%s: %d documents, want 1", fe.key, len(docs))
 			}
 			d := docs[0]
-			if d.Namespace != handler.MetricNamespace || !slices.EqualFunc(d.Dimensions, [][]string{{"Channel"}, {}}, slices.Equal) ||
+			if d.Namespace != metricname.Namespace || !slices.EqualFunc(d.Dimensions, [][]string{{"Channel"}, {}}, slices.Equal) ||
 				d.DimensionValues["Channel"] != "ch" || !d.Timestamp.Equal(at.Add(lag)) {
 				t.Errorf("%s: namespace %q, dimensions %q = %v, at %v", fe.key, d.Namespace, d.Dimensions, d.DimensionValues, d.Timestamp)
 			}
@@ -145,14 +146,14 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 				wantPublished, wantEnded, wantDelay = 0, 1, nil // the push ended the stream
 			}
 			for name, want := range map[string]float64{
-				handler.MetricEventsProcessed: 1, handler.MetricFragmentsPublished: wantPublished, handler.MetricConflictsRetried: 0,
-				handler.MetricErrors: 0, handler.MetricStreamsEnded: wantEnded,
+				metricname.EventsProcessed: 1, metricname.FragmentsPublished: wantPublished, metricname.ConflictsRetried: 0,
+				metricname.Errors: 0, metricname.StreamsEnded: wantEnded,
 			} {
 				if got := value(d, name); got != want {
 					t.Errorf("%s: %s = %v, want %v", fe.key, name, got, want)
 				}
 			}
-			if got := values(d, handler.MetricFragmentToManifestDelay); !slices.Equal(got, wantDelay) {
+			if got := values(d, metricname.FragmentToManifestDelay); !slices.Equal(got, wantDelay) {
 				t.Errorf("%s: delay %v ms, want %v", fe.key, got, wantDelay)
 			}
 		}
@@ -179,14 +180,14 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 		if len(docs) != 2 {
 			t.Fatalf("%d documents, want 2", len(docs))
 		}
-		if got := value(docs[0], handler.MetricFragmentsPublished); got != 0 || values(docs[0], handler.MetricFragmentToManifestDelay) != nil {
-			t.Errorf("the early fragment: published %v, delays %v; want 0 and none", got, values(docs[0], handler.MetricFragmentToManifestDelay))
+		if got := value(docs[0], metricname.FragmentsPublished); got != 0 || values(docs[0], metricname.FragmentToManifestDelay) != nil {
+			t.Errorf("the early fragment: published %v, delays %v; want 0 and none", got, values(docs[0], metricname.FragmentToManifestDelay))
 		}
 		// Each from its own event: the first 3 s before the write, the
 		// waiting one 1 s.
 		wantDelays := []float64{float64(now.Sub(first.ev.Records[0].EventTime).Milliseconds()), 1000}
-		if got := value(docs[1], handler.MetricFragmentsPublished); got != 2 || !slices.Equal(values(docs[1], handler.MetricFragmentToManifestDelay), wantDelays) {
-			t.Errorf("the late fragment: published %v, delays %v; want 2, %v", got, values(docs[1], handler.MetricFragmentToManifestDelay), wantDelays)
+		if got := value(docs[1], metricname.FragmentsPublished); got != 2 || !slices.Equal(values(docs[1], metricname.FragmentToManifestDelay), wantDelays) {
+			t.Errorf("the late fragment: published %v, delays %v; want 2, %v", got, values(docs[1], metricname.FragmentToManifestDelay), wantDelays)
 		}
 	})
 
@@ -202,7 +203,7 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 		}
 		// The channel index and the track state each lost once.
 		docs := metricsOf(t, out.lines())
-		if len(docs) != 1 || value(docs[0], handler.MetricConflictsRetried) != 2 || value(docs[0], handler.MetricFragmentsPublished) != 1 {
+		if len(docs) != 1 || value(docs[0], metricname.ConflictsRetried) != 2 || value(docs[0], metricname.FragmentsPublished) != 1 {
 			t.Errorf("documents %+v, want one with 2 conflicts and 1 fragment", docs)
 		}
 	})
@@ -217,8 +218,8 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 			t.Fatal("no error")
 		}
 		docs := metricsOf(t, out.lines())
-		if len(docs) != 1 || value(docs[0], handler.MetricErrors) != 1 || value(docs[0], handler.MetricEventsProcessed) != 1 ||
-			value(docs[0], handler.MetricFragmentsPublished) != 0 {
+		if len(docs) != 1 || value(docs[0], metricname.Errors) != 1 || value(docs[0], metricname.EventsProcessed) != 1 ||
+			value(docs[0], metricname.FragmentsPublished) != 0 {
 			t.Errorf("documents %+v, want one with an error", docs)
 		}
 	})
@@ -234,7 +235,7 @@ func TestEveryEventGivesOneMetricsDocument(t *testing.T) {
 		defer cancel()
 		resp, _ := h.HandleURL(ctx, urlRequest("GET", "/live/ch.isml/Manifest"))
 		docs := metricsOf(t, out.lines())
-		if resp.StatusCode != 503 || len(docs) != 1 || value(docs[0], handler.MetricErrors) != 1 || docs[0].DimensionValues["Channel"] != "ch" {
+		if resp.StatusCode != 503 || len(docs) != 1 || value(docs[0], metricname.Errors) != 1 || docs[0].DimensionValues["Channel"] != "ch" {
 			t.Errorf("status %d, documents %+v; want 503 and one error of channel ch", resp.StatusCode, docs)
 		}
 	})

@@ -18,7 +18,6 @@ import (
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
-	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -219,7 +218,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 	now := h.Now()
 	p := &timeline.Presentation{Channel: channel, Epoch: ch.Epoch, DVRWindow: h.Cfg.DVRWindow, Archive: h.Cfg.ArchiveSpan(), Tracks: make([]timeline.TrackView, len(ch.Tracks))}
 	if h.Cfg.Retention > 0 {
-		p.Oldest = now.Add(-(h.Cfg.Retention - retention.Margin))
+		p.Oldest = now.Add(-(h.Cfg.Retention - layout.RetentionMargin))
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ch.Tracks))

@@ -1,24 +1,21 @@
-// Package retention removes media past a channel's retention period: the
-// local stack's stand-in for the bucket's lifecycle rule. Manifests never
-// list what it may remove: they leave out fragments older than the
-// retention period minus Margin (timeline.Presentation.Oldest), and the
-// janitor removes only what is older than the whole period.
-package retention
+// Package janitor removes media past a channel's retention period: the
+// local stack's stand-in for the bucket's lifecycle rule, which deletes
+// what carries layout.ExpireTag once the retention period is over.
+// Manifests never list what it may remove: they leave out fragments older
+// than the retention period minus layout.RetentionMargin
+// (timeline.Presentation.Oldest), and the janitor removes only what is
+// older than the whole period.
+package janitor
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
-
-// Margin is how much sooner manifests stop listing a fragment than the
-// janitor may remove it: room for clock skew between writer and janitor,
-// and for an encoder whose timestamps run ahead of the channel's clock
-// (up to the relay's drift limit).
-const Margin = 10 * time.Minute
 
 // Lister is what the janitor needs of the store.
 type Lister interface {
@@ -54,4 +51,27 @@ func Sweep(ctx context.Context, st Lister, cutoff time.Time) (int, error) {
 		return deleted, fmt.Errorf("retention sweep: %w", err)
 	}
 	return deleted, nil
+}
+
+// Run sweeps every interval what is older than retention, as the
+// lifecycle rule does on AWS, until ctx ends. A failed sweep is logged
+// and tried again at the next tick.
+func Run(ctx context.Context, st Lister, retention, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := Sweep(ctx, st, time.Now().Add(-retention))
+		if err != nil {
+			log.Warn("sweep failed", "err", err)
+			continue
+		}
+		if n > 0 {
+			log.Info("removed media past retention", "objects", n, "retention", retention)
+		}
+	}
 }

@@ -47,9 +47,11 @@ type Options struct {
 	Bucket string
 	// DataDir, when set, keeps objects in DataDir/s3.db; empty keeps them in memory.
 	DataDir string
-	// Prefix filters notifications, like an S3 notification filter rule.
-	Prefix string
-	// Notify, when set, receives an event for every object created under Prefix.
+	// Filter, when set, says which created objects send an event, as an
+	// S3 notification's filter rules do (layout.Notifies); nil: all.
+	Filter func(key string) bool
+	// Notify, when set, receives an event for every object created that
+	// passes Filter.
 	Notify Notify
 	// Workers is how many events are handled at once (default 4): S3 and
 	// Lambda make no promise of order, and neither does this.
@@ -57,7 +59,11 @@ type Options struct {
 	// Retries is how often a failed event is retried (default 2, as Lambda
 	// does for asynchronous invocations).
 	Retries int
-	Log     *slog.Logger
+	// FaultSeed seeds the generator that draws every fault decision (see
+	// Faults). Tests log it, and take it from an environment variable to
+	// replay a failed run (testtool.FaultSeed).
+	FaultSeed uint64
+	Log       *slog.Logger
 }
 
 // Server is a running embedded S3 server.
@@ -82,10 +88,20 @@ type Server struct {
 	mu       sync.Mutex
 	requests map[string]int
 	faults   Faults
+	rng      *rand.Rand // fault decisions, seeded with Options.FaultSeed; under mu
 }
 
 // Faults are what the server does wrong on purpose, as S3 and its event
 // delivery do on a bad day. Rates are probabilities per request or event.
+//
+// Every decision (whether this request fails, with which error, whether
+// it stalls; whether this event is delivered twice, how long each copy
+// waits) is drawn from one generator, seeded with Options.FaultSeed and
+// shared by the server's goroutines under a mutex; no draw is made for a
+// rate of zero. The same seed therefore makes the same sequence of
+// decisions: the n-th draw is the same in every run. Which request or
+// event meets the n-th draw depends on the order in which concurrent
+// requests and events arrive, which the seed does not fix.
 type Faults struct {
 	// ErrorRate fails a request before it reaches the store: 503 SlowDown
 	// or 500 InternalError, half each. A failed PUT stores nothing.
@@ -115,6 +131,27 @@ func (s *Server) currentFaults() Faults {
 	return s.faults
 }
 
+// FaultSeed is the seed of the fault decisions (Options.FaultSeed).
+func (s *Server) FaultSeed() uint64 { return s.opts.FaultSeed }
+
+// chance draws whether an event of probability p happens: never for a p
+// of zero, which draws nothing.
+func (s *Server) chance(p float64) bool {
+	if p <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Float64() < p
+}
+
+// draw returns a number in [0, n) from the fault generator.
+func (s *Server) draw(n int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Int64N(n)
+}
+
 // inject applies the request faults; it reports whether it answered the
 // request (with an error) itself.
 func (s *Server) inject(w http.ResponseWriter, r *http.Request) bool {
@@ -122,15 +159,15 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request) bool {
 	if f.Latency > 0 {
 		time.Sleep(f.Latency)
 	}
-	if f.StallRate > 0 && rand.Float64() < f.StallRate {
+	if s.chance(f.StallRate) {
 		select {
 		case <-time.After(f.Stall):
 		case <-r.Context().Done():
 		}
 	}
-	if f.ErrorRate > 0 && rand.Float64() < f.ErrorRate {
+	if s.chance(f.ErrorRate) {
 		code, status := "SlowDown", http.StatusServiceUnavailable
-		if rand.IntN(2) == 0 {
+		if s.draw(2) == 0 {
 			code, status = "InternalError", http.StatusInternalServerError
 		}
 		w.Header().Set("Content-Type", "application/xml")
@@ -154,7 +191,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	s := &Server{opts: opts, requests: map[string]int{}, queue: make(chan events.S3Event, 4096)}
+	s := &Server{opts: opts, requests: map[string]int{}, queue: make(chan events.S3Event, 4096),
+		rng: rand.New(rand.NewPCG(opts.FaultSeed, opts.FaultSeed^0x5eed))}
 	var backend gofakes3.Backend
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
@@ -297,7 +335,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			return
 		}
 		bucket, key, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		if !ok || key == "" || bucket != s.opts.Bucket || !strings.HasPrefix(key, s.opts.Prefix) || s.opts.Notify == nil {
+		if !ok || key == "" || bucket != s.opts.Bucket || s.opts.Notify == nil || s.opts.Filter != nil && !s.opts.Filter(key) {
 			return
 		}
 		name := "ObjectCreated:Put"
@@ -322,7 +360,7 @@ func (s *Server) enqueue(ev events.S3Event) {
 	}
 	f := s.currentFaults()
 	n := 1
-	if f.DuplicateRate > 0 && rand.Float64() < f.DuplicateRate {
+	if s.chance(f.DuplicateRate) {
 		n = 2
 	}
 	for range n {
@@ -331,8 +369,9 @@ func (s *Server) enqueue(ev events.S3Event) {
 			s.queue <- ev
 			continue
 		}
+		delay := time.Duration(s.draw(int64(f.EventDelay)))
 		go func() {
-			time.Sleep(time.Duration(rand.Int64N(int64(f.EventDelay))))
+			time.Sleep(delay)
 			s.closeMu.RLock()
 			defer s.closeMu.RUnlock()
 			if s.closed {

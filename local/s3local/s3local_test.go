@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/smoothcast/smoothcast/shared/s3local"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -50,13 +54,13 @@ func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
 	return srv, st
 }
 
-// Every object written under the prefix becomes the event JSON S3 sends,
-// in the shape of the sample event AWS documents (events/); writes outside
-// the prefix and refused writes produce none.
+// Every object written that passes the filter becomes the event JSON S3
+// sends, in the shape of the sample event AWS documents (events/); writes
+// the filter leaves out and refused writes produce none.
 func TestWritesBecomeS3Events(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{fail: 1}
-	srv, st := start(t, s3local.Options{Prefix: "live/", Notify: rec.notify})
+	srv, st := start(t, s3local.Options{Filter: func(key string) bool { return strings.HasPrefix(key, "live/") && strings.HasSuffix(key, ")") }, Notify: rec.notify})
 	defer srv.Close(ctx)
 	key := "live/demo.isml/QualityLevels(800000)/Fragments(video=20000000)"
 	etag, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true})
@@ -66,8 +70,10 @@ func TestWritesBecomeS3Events(t *testing.T) {
 	if _, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true}); !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Fatalf("second write: %v", err)
 	}
-	if _, err := st.Put(ctx, "state/demo/channel.json", []byte("{}"), store.PutOptions{}); err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"state/demo/channel.json", "live/demo.isml/QualityLevels(800000)/Init(video).mp4"} {
+		if _, err := st.Put(ctx, k, []byte("{}"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv.Drain()
 	if len(rec.events) != 1 {
@@ -89,8 +95,8 @@ func TestWritesBecomeS3Events(t *testing.T) {
 		t.Fatalf("event record\n got %+v\nwant the shape of %+v", got, w)
 	}
 	req := srv.Requests()
-	if req["PUT"] != 3 || req["PUT 412"] != 1 {
-		t.Errorf("request counts %v, want 3 PUTs, 1 refused", req)
+	if req["PUT"] != 4 || req["PUT 412"] != 1 {
+		t.Errorf("request counts %v, want 4 PUTs, 1 refused", req)
 	}
 }
 
@@ -121,5 +127,58 @@ func TestEncodeKey(t *testing.T) {
 		if got := s3local.EncodeKey(in); got != want {
 			t.Errorf("EncodeKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The fault decisions come from the seed: requests and events made one
+// after the other meet the same errors and the same duplicates under the
+// same seed, and other ones under another.
+func TestFaultSeedReplaysTheDecisions(t *testing.T) {
+	ctx := context.Background()
+	run := func(seed uint64) string {
+		rec := &recorder{}
+		srv, _ := start(t, s3local.Options{FaultSeed: seed, Notify: rec.notify})
+		defer srv.Close(ctx)
+		if srv.FaultSeed() != seed {
+			t.Fatalf("FaultSeed() = %d, want %d", srv.FaultSeed(), seed)
+		}
+		srv.SetFaults(s3local.Faults{ErrorRate: 0.5, DuplicateRate: 0.5})
+		var outcomes strings.Builder
+		for i := range 48 {
+			// Plain PUTs, one request each (the SDK would retry).
+			req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/smoothcast-test/live/k%02d", srv.URL, i), strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			fmt.Fprintf(&outcomes, "%d:%d ", i, resp.StatusCode)
+		}
+		srv.Drain()
+		srv.SetFaults(s3local.Faults{})
+		req := srv.Requests()
+		fmt.Fprintf(&outcomes, "| 500: %d, 503: %d | events:", req["PUT 500"], req["PUT 503"])
+		rec.mu.Lock()
+		keys := make([]string, 0, len(rec.events))
+		for _, ev := range rec.events {
+			keys = append(keys, ev.Records[0].S3.Object.Key)
+		}
+		rec.mu.Unlock()
+		slices.Sort(keys)
+		fmt.Fprint(&outcomes, keys)
+		return outcomes.String()
+	}
+	first := run(42)
+	if again := run(42); again != first {
+		t.Errorf("seed 42 twice:\n%s\n%s", first, again)
+	}
+	if other := run(43); other == first {
+		t.Errorf("seeds 42 and 43 made the same decisions: %s", first)
+	}
+	if !strings.Contains(first, ":200") || !strings.Contains(first, ":503") || !strings.Contains(first, ":500") {
+		t.Errorf("a rate of 0.5 failed all requests or none: %s", first)
 	}
 }

@@ -17,10 +17,10 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
-	"github.com/smoothcast/smoothcast/shared/edge"
+	"github.com/smoothcast/smoothcast/local/edge"
+	"github.com/smoothcast/smoothcast/local/janitor"
+	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/retention"
-	"github.com/smoothcast/smoothcast/shared/s3local"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -45,6 +45,9 @@ type Options struct {
 	// SweepEvery is how often the retention janitor runs (default 1 min;
 	// it removes what is older than Handler.Retention).
 	SweepEvery time.Duration
+	// FaultSeed seeds the embedded S3 server's fault decisions
+	// (s3local.Options.FaultSeed; the faults themselves: Stack.S3.SetFaults).
+	FaultSeed uint64
 	// EventTap, when set, sees every object-created event before the
 	// manifest handler does (measurements: the event's time is when the
 	// object was stored).
@@ -116,9 +119,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 		return h.HandleS3(ctx, ev)
 	}
+	// Events as the AWS stack's bucket notification sends them (infra):
+	// fragments and end markers, not init segments nor the state.
 	srv, err := s3local.Start(ctx, s3local.Options{
-		Addr: o.S3Addr, Bucket: o.Bucket, DataDir: o.DataDir, Prefix: layout.LivePrefix,
-		Notify: notify, Workers: o.EventWorkers, Log: o.Log.With("component", "s3"),
+		Addr: o.S3Addr, Bucket: o.Bucket, DataDir: o.DataDir, Filter: layout.Notifies,
+		Notify: notify, Workers: o.EventWorkers, FaultSeed: o.FaultSeed, Log: o.Log.With("component", "s3"),
 	})
 	if err != nil {
 		return fail(err)
@@ -153,31 +158,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.EdgeURL = play
 	if o.Handler.Retention > 0 {
-		go s.janitor(ctx, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
+		go janitor.Run(ctx, st, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
 	}
 	return s, nil
-}
-
-// janitor removes media past retention, as the bucket's lifecycle rule
-// does on AWS.
-func (s *Stack) janitor(ctx context.Context, keep, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := retention.Sweep(ctx, s.Store, time.Now().Add(-keep))
-		if err != nil {
-			log.Warn("sweep failed", "err", err)
-			continue
-		}
-		if n > 0 {
-			log.Info("removed media past retention", "objects", n, "retention", keep)
-		}
-	}
 }
 
 func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string, error) {

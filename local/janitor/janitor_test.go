@@ -1,4 +1,4 @@
-package retention_test
+package janitor_test
 
 import (
 	"context"
@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/janitor"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/retention"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
 func TestSweepRemovesOldMediaOnly(t *testing.T) {
-	_, st := testtool.Store(t, "retention-test")
+	_, st := testtool.Store(t, "janitor-test")
 	ctx := context.Background()
 	v := layout.TrackID{Name: "video", Bitrate: 1000}
 	keys := []string{
@@ -27,11 +27,11 @@ func TestSweepRemovesOldMediaOnly(t *testing.T) {
 		}
 	}
 	// Nothing is old yet.
-	if n, err := retention.Sweep(ctx, st, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+	if n, err := janitor.Sweep(ctx, st, time.Now().Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("sweep of fresh objects: %d, %v", n, err)
 	}
 	// Everything is: only fragments and end markers go.
-	n, err := retention.Sweep(ctx, st, time.Now().Add(time.Hour))
+	n, err := janitor.Sweep(ctx, st, time.Now().Add(time.Hour))
 	if err != nil || n != 3 {
 		t.Fatalf("sweep: deleted %d, %v; want 3", n, err)
 	}
