@@ -20,6 +20,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -138,22 +139,6 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	}
 }
 
-// recorder is a slog handler that keeps every record.
-type recorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec.Clone())
-	return nil
-}
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *recorder) WithGroup(string) slog.Handler      { return r }
-
 // A secrets file is either usable or a startup error: one with nothing
 // but comments or blank lines would otherwise turn authentication off.
 // At start the relay logs which mode is in force.
@@ -186,12 +171,12 @@ func TestSecretsAtStart(t *testing.T) {
 			if tc.err {
 				return
 			}
-			rec := &recorder{}
+			rec := logtest.New()
 			logAuth(slog.New(rec), secrets, from)
-			if len(rec.recs) != 1 {
-				t.Fatalf("%d log lines, want 1", len(rec.recs))
+			if len(rec.Records()) != 1 {
+				t.Fatalf("%d log lines, want 1", len(rec.Records()))
 			}
-			r := rec.recs[0]
+			r := rec.Records()[0]
 			var mode string
 			r.Attrs(func(a slog.Attr) bool {
 				if a.Key == "mode" {
@@ -299,10 +284,10 @@ func TestOptionsFromEnv(t *testing.T) {
 			if err != nil || o.relay.ReadTimeout != tc.want || o.secretParameter != tc.parameter {
 				t.Fatalf("read-timeout %v, secret parameter %q, %v; want %v, %q", o.relay.ReadTimeout, o.secretParameter, err, tc.want, tc.parameter)
 			}
-			rec := &recorder{}
+			rec := logtest.New()
 			o.settings.Log(slog.New(rec), "configuration")
 			var warnings []string
-			for _, r := range rec.recs {
+			for _, r := range rec.Records() {
 				if r.Level == slog.LevelWarn {
 					warnings = append(warnings, r.Message)
 				}
@@ -450,7 +435,7 @@ func TestListenAdmin(t *testing.T) {
 		{"a taken port", taken.Addr().String(), false, "NO METRICS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{}
+			rec := logtest.New()
 			ln, at := listenAdmin(slog.New(rec), tc.addr)
 			if ln != nil {
 				defer ln.Close()
@@ -459,7 +444,7 @@ func TestListenAdmin(t *testing.T) {
 				t.Errorf("listener %v at %q; want one: %v", ln, at, tc.listens)
 			}
 			var msgs []string
-			for _, r := range rec.recs {
+			for _, r := range rec.Records() {
 				msgs = append(msgs, r.Message)
 			}
 			if got := strings.Join(msgs, "\n"); (tc.logged == "") != (got == "") || !strings.Contains(got, tc.logged) {

@@ -2,12 +2,13 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 )
 
 // env is an environment for a Set under test.
@@ -95,17 +96,6 @@ func TestCommandPrefix(t *testing.T) {
 	}
 }
 
-// record is a slog handler that keeps every record.
-type record struct{ recs []slog.Record }
-
-func (r *record) Enabled(context.Context, slog.Level) bool { return true }
-func (r *record) Handle(_ context.Context, rec slog.Record) error {
-	r.recs = append(r.recs, rec.Clone())
-	return nil
-}
-func (r *record) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *record) WithGroup(string) slog.Handler      { return r }
-
 // The effective configuration is one line: every setting, secrets
 // masked, which variables set what, and the caller's own facts; then one
 // warning per deprecated variable in use.
@@ -119,13 +109,13 @@ func TestLogMasksSecrets(t *testing.T) {
 	if *secret != "s3cret" {
 		t.Fatalf("SMOOTHCAST_INGEST_SECRET read as %q", *secret)
 	}
-	rec := &record{}
+	rec := logtest.New()
 	s.Log(slog.New(rec), "configuration", "listening", "127.0.0.1:8080")
-	if len(rec.recs) != 2 || rec.recs[0].Level != slog.LevelInfo || rec.recs[1].Level != slog.LevelWarn {
-		t.Fatalf("%d log lines, want the configuration and one warning: %v", len(rec.recs), rec.recs)
+	if len(rec.Records()) != 2 || rec.Records()[0].Level != slog.LevelInfo || rec.Records()[1].Level != slog.LevelWarn {
+		t.Fatalf("%d log lines, want the configuration and one warning: %v", len(rec.Records()), rec.Records())
 	}
 	got := map[string]string{}
-	rec.recs[0].Attrs(func(a slog.Attr) bool {
+	rec.Records()[0].Attrs(func(a slog.Attr) bool {
 		got[a.Key] = a.Value.String()
 		return true
 	})
@@ -143,8 +133,8 @@ func TestLogMasksSecrets(t *testing.T) {
 			t.Errorf("logged the secret: %s=%q", k, v)
 		}
 	}
-	if !strings.Contains(rec.recs[1].Message, "SMOOTHCAST_SECRET_PARAMETER is deprecated") {
-		t.Errorf("warning %q", rec.recs[1].Message)
+	if !strings.Contains(rec.Records()[1].Message, "SMOOTHCAST_SECRET_PARAMETER is deprecated") {
+		t.Errorf("warning %q", rec.Records()[1].Message)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool/chunked"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -414,22 +415,6 @@ func TestSessionReadsBoxesOfSizeZeroAndOne(t *testing.T) {
 	}
 }
 
-// logRecorder keeps the messages and attributes a session logs.
-type logRecorder struct{ lines []string }
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	line := rec.Level.String() + " " + rec.Message
-	rec.Attrs(func(a slog.Attr) bool {
-		line += " " + a.String()
-		return true
-	})
-	r.lines = append(r.lines, line)
-	return nil
-}
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
-
 // Audio ahead of zero: a fragment that starts before zero loses its
 // leading samples; one wholly before zero is dropped with a log line, and
 // the stream goes on.
@@ -453,7 +438,7 @@ func TestFragmentsBeforeZero(t *testing.T) {
 			if _, err := s.WriteTo(context.Background(), &body, synth.Range{Count: 3, End: true}); err != nil {
 				t.Fatal(err)
 			}
-			sink, rec := &recordingSink{}, &logRecorder{}
+			sink, rec := &recordingSink{}, logtest.New()
 			stats, err := run(NewSession(sink, slog.New(rec), Options{}), &body)
 			if err != nil {
 				t.Fatal(err)
@@ -471,11 +456,11 @@ func TestFragmentsBeforeZero(t *testing.T) {
 			if audio != tc.audioFragments {
 				t.Errorf("%d audio fragments, want %d", audio, tc.audioFragments)
 			}
-			logged := slices.ContainsFunc(rec.lines, func(l string) bool {
+			logged := slices.ContainsFunc(rec.Lines(), func(l string) bool {
 				return strings.HasPrefix(l, "WARN dropping fragment that starts before time zero")
 			})
 			if logged != (tc.skipped > 0) {
-				t.Errorf("drop logged %v, want %v: %q", logged, tc.skipped > 0, rec.lines)
+				t.Errorf("drop logged %v, want %v: %q", logged, tc.skipped > 0, rec.Lines())
 			}
 		})
 	}

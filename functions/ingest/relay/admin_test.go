@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 )
 
 // scrape reads the relay's /metrics: each sample line's name and labels
@@ -46,7 +47,7 @@ func scrape(t *testing.T, rl *relay.Relay) map[string]float64 {
 // pushOnce pushes body to channel ch1 and returns the status.
 func pushOnce(t *testing.T, url string, body []byte) int {
 	t.Helper()
-	code, _ := do(t, "POST", url+"/live/ch1.isml/Streams(enc1)", body, true)
+	code, _ := testtool.Do(t, "POST", url+"/live/ch1.isml/Streams(enc1)", body, true)
 	return code
 }
 
@@ -168,11 +169,11 @@ func TestMetrics(t *testing.T) {
 			name: "an upload",
 			run: func(t *testing.T, hs *httptest.Server, rl *relay.Relay) {
 				for i, b := range [][]byte{inits[0], segments[0][0], segments[0][1]} {
-					if code, msg := do(t, "PUT", hs.URL+fmt.Sprintf("/live/up.isml/file-%d.m4s", i), b, false); code != 200 {
+					if code, msg := testtool.Do(t, "PUT", hs.URL+fmt.Sprintf("/live/up.isml/file-%d.m4s", i), b, false); code != 200 {
 						t.Fatalf("upload %d: %d %s", i, code, msg)
 					}
 				}
-				if code, _ := do(t, "PUT", hs.URL+"/live/up.isml/late.m4s", segments[0][0][:20], false); code != 400 {
+				if code, _ := testtool.Do(t, "PUT", hs.URL+"/live/up.isml/late.m4s", segments[0][0][:20], false); code != 400 {
 					t.Fatalf("a cut segment: %d", code)
 				}
 			},
@@ -265,7 +266,7 @@ func TestAdminRoutes(t *testing.T) {
 		})
 	}
 	for _, path := range []string{"/metrics", "/healthz", "/status", "/status.html"} {
-		if code, _ := do(t, "GET", hs.URL+path, nil, false); code != 404 {
+		if code, _ := testtool.Do(t, "GET", hs.URL+path, nil, false); code != 404 {
 			t.Errorf("ingest port: GET %s: %d, want 404", path, code)
 		}
 	}
@@ -313,9 +314,9 @@ func TestStatus(t *testing.T) {
 	if code := pushOnceTo(t, hs.URL, "news", []byte("\x00\x00\x00\x10<html>nonsense")); code != 400 {
 		t.Fatalf("bad push: %d", code)
 	}
-	p := openPush(t, hs, "/live/ch1.isml/Streams(enc1)")
+	p := testtool.OpenPush(t, hs.URL, "/live/ch1.isml/Streams(enc1)")
 	second := boxes[6] // the mdat of the second fragment
-	p.send(t, body[:second.at+second.size])
+	p.Send(t, body[:second.at+second.size])
 	s := waitStatus(t, admin.URL, "two fragments", func(s relay.Status) bool {
 		if len(s.Channels) != 1 || len(s.Channels[0].Streams) != 1 {
 			return false
@@ -366,8 +367,8 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status page CSP %q", csp)
 	}
 
-	p.send(t, body[second.at+second.size:])
-	if code, msg := p.finish(t); code != 200 {
+	p.Send(t, body[second.at+second.size:])
+	if code, msg := p.Finish(t); code != 200 {
 		t.Fatalf("push: %d %s", code, msg)
 	}
 	waitStatus(t, admin.URL, "empty channel list", func(s relay.Status) bool { return len(s.Channels) == 0 })
@@ -378,7 +379,7 @@ func TestStatus(t *testing.T) {
 
 func pushOnceTo(t *testing.T, url, channel string, body []byte) int {
 	t.Helper()
-	code, _ := do(t, "POST", url+"/live/"+channel+".isml/Streams(enc1)", body, true)
+	code, _ := testtool.Do(t, "POST", url+"/live/"+channel+".isml/Streams(enc1)", body, true)
 	return code
 }
 
@@ -428,8 +429,8 @@ func TestStoreFailuresInMetricsAndStatus(t *testing.T) {
 			rl := relay.New(ds, cfg, quiet)
 			hs := httptest.NewServer(rl.Handler())
 			t.Cleanup(hs.Close)
-			p := openPush(t, hs, "/live/ch1.isml/Streams(enc1)")
-			p.send(t, body[:boxes[4].at+boxes[4].size])
+			p := testtool.OpenPush(t, hs.URL, "/live/ch1.isml/Streams(enc1)")
+			p.Send(t, body[:boxes[4].at+boxes[4].size])
 			var last *relay.ErrorStatus
 			waitFor(t, "the stream's last error", func() bool {
 				s := rl.Status()
@@ -444,8 +445,8 @@ func TestStoreFailuresInMetricsAndStatus(t *testing.T) {
 			if tc.recover {
 				ds.mode.Store(storeUp)
 			}
-			p.send(t, body[boxes[4].at+boxes[4].size:])
-			if code, msg := p.finish(t); code != tc.code {
+			p.Send(t, body[boxes[4].at+boxes[4].size:])
+			if code, msg := p.Finish(t); code != tc.code {
 				t.Fatalf("push: %d %s, want %d", code, msg, tc.code)
 			}
 			got := scrape(t, rl)

@@ -11,105 +11,24 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
-// recorder is a slog handler that keeps every record, so that tests can
-// assert the relay's log lines.
-type recorder struct {
-	mu    *sync.Mutex
-	recs  *[]slog.Record
-	attrs []slog.Attr
-}
-
-func newRecorder() *recorder { return &recorder{mu: &sync.Mutex{}, recs: &[]slog.Record{}} }
-
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
-	rec = rec.Clone()
-	rec.AddAttrs(r.attrs...)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	*r.recs = append(*r.recs, rec)
-	return nil
-}
-
-func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
-	c := *r
-	c.attrs = append(slices.Clone(r.attrs), as...)
-	return &c
-}
-
-func (r *recorder) WithGroup(string) slog.Handler { return r }
-
-// records returns what was logged so far.
-func (r *recorder) records() []slog.Record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(*r.recs)
-}
-
-// attrs returns a record's attributes as strings.
-func attrs(rec slog.Record) map[string]string {
-	m := map[string]string{}
-	rec.Attrs(func(a slog.Attr) bool {
-		m[a.Key] = a.Value.String()
-		return true
-	})
-	return m
-}
-
-// wait returns the first record at level with message msg whose
-// attributes contain each of want (key: substring of the value), waiting
-// up to two seconds for it: some lines are logged as the response goes.
-func (r *recorder) wait(t *testing.T, level slog.Level, msg string, want map[string]string) map[string]string {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		r.mu.Lock()
-		recs := slices.Clone(*r.recs)
-		r.mu.Unlock()
-	next:
-		for _, rec := range recs {
-			if rec.Level != level || rec.Message != msg {
-				continue
-			}
-			as := attrs(rec)
-			for k, v := range want {
-				if !strings.Contains(as[k], v) {
-					continue next
-				}
-			}
-			return as
-		}
-		if time.Now().After(deadline) {
-			var seen []string
-			for _, rec := range recs {
-				seen = append(seen, fmt.Sprintf("%s %q %v", rec.Level, rec.Message, attrs(rec)))
-			}
-			t.Fatalf("no %s log line %q with %v; logged:\n%s", level, msg, want, strings.Join(seen, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // newRelay starts a relay with cfg over an embedded S3 server; its log
 // goes to the recorder.
-func newRelay(t *testing.T, cfg relay.Config) (*httptest.Server, *store.Store, *recorder, *relay.Relay) {
+func newRelay(t *testing.T, cfg relay.Config) (*httptest.Server, *store.Store, *logtest.Recorder, *relay.Relay) {
 	t.Helper()
 	_, st := testtool.Store(t, "relay-test")
-	rec := newRecorder()
+	rec := logtest.New()
 	rl := relay.New(st, cfg, slog.New(rec))
 	hs := httptest.NewServer(rl.Handler())
 	t.Cleanup(hs.Close)
@@ -121,7 +40,7 @@ func newRelay(t *testing.T, cfg relay.Config) (*httptest.Server, *store.Store, *
 func snapshot(t *testing.T, st *store.Store) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		o, err := st.Get(context.Background(), k)
 		if err != nil {
 			t.Fatal(err)
@@ -225,26 +144,6 @@ func largesize(body []byte, bx box) []byte {
 	out = append(out, hdr...)
 	out = append(out, body[bx.at+8:bx.at+bx.size]...)
 	return append(out, body[bx.at+bx.size:]...)
-}
-
-// rawRequest opens a connection to hs and sends head as it is (a request
-// line and headers, finished or not).
-func rawRequest(t *testing.T, hs *httptest.Server, head string) net.Conn {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(hs.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := io.WriteString(conn, head); err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-// chunk is body as one chunk of a chunked request body.
-func chunk(body []byte) []byte {
-	return append(append([]byte(fmt.Sprintf("%x\r\n", len(body))), body...), "\r\n"...)
 }
 
 // readResponse reads one response from conn, waiting up to d.

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/s3local"
@@ -35,19 +32,6 @@ func setup(t *testing.T) (*httptest.Server, *store.Store, *s3local.Server) {
 	return hs, st, srv
 }
 
-func keys(t *testing.T, st *store.Store) []string {
-	t.Helper()
-	out, err := st.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(st.Bucket)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ks []string
-	for _, o := range out.Contents {
-		ks = append(ks, aws.ToString(o.Key))
-	}
-	return ks
-}
-
 func fixture(t *testing.T) []byte {
 	t.Helper()
 	b, err := os.ReadFile("../../../shared/ingest/testdata/ffmpeg-isml.ismv")
@@ -55,25 +39,6 @@ func fixture(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func do(t *testing.T, method, url string, body []byte, chunked bool) (int, string) {
-	t.Helper()
-	var r io.Reader = bytes.NewReader(body)
-	if chunked {
-		r = io.MultiReader(r) // hides the length: the client sends chunked
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(msg)
 }
 
 func TestRoutes(t *testing.T) {
@@ -91,7 +56,7 @@ func TestRoutes(t *testing.T) {
 		{"bad stream name is 404", "POST", "/live/ch1.isml/Streams(a b)", 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, msg := do(t, tc.method, hs.URL+tc.path, nil, false); got != tc.status {
+			if got, msg := testtool.Do(t, tc.method, hs.URL+tc.path, nil, false); got != tc.status {
 				t.Fatalf("%s %s: %d (%s), want %d", tc.method, tc.path, got, msg, tc.status)
 			}
 		})
@@ -102,10 +67,10 @@ func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
 	for _, chunked := range []bool{true, false} {
 		t.Run(map[bool]string{true: "chunked", false: "content-length"}[chunked], func(t *testing.T) {
 			hs, st, _ := setup(t)
-			if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), chunked); code != 200 {
+			if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), chunked); code != 200 {
 				t.Fatalf("push: %d %s", code, msg)
 			}
-			ks := keys(t, st)
+			ks := testtool.Keys(t, st)
 			var inits, frags, ends int
 			for _, k := range ks {
 				obj, err := layout.Parse(k)
@@ -144,14 +109,14 @@ func TestPushStoresInitSegmentsAndFragments(t *testing.T) {
 func TestResentFragmentsAreNotWrittenAgain(t *testing.T) {
 	hs, st, srv := setup(t)
 	body := fixture(t)
-	do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true)
-	before := len(keys(t, st))
+	testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true)
+	before := len(testtool.Keys(t, st))
 	putsBefore := srv.Requests()["PUT"]
 	// The encoder reconnects and sends the same stream again.
-	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
+	if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
 		t.Fatalf("second push: %d %s", code, msg)
 	}
-	if after := len(keys(t, st)); after != before {
+	if after := len(testtool.Keys(t, st)); after != before {
 		t.Fatalf("%d objects after the re-send, %d before", after, before)
 	}
 	// Each re-sent object costs one refused conditional PUT, nothing more.
@@ -164,11 +129,11 @@ func TestDroppedConnectionLeavesNoPartialFragment(t *testing.T) {
 	body := fixture(t)
 	for _, cut := range []int{100, 3000, len(body) / 2, len(body) - 100} {
 		hs, st, _ := setup(t)
-		code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true)
+		code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true)
 		if code != 400 || !strings.Contains(msg, "inside a box") {
 			t.Errorf("cut at %d: %d %q, want 400 naming the truncation", cut, code, msg)
 		}
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			obj, _ := layout.Parse(k)
 			if obj.Kind == layout.KindEnd {
 				// A drop is not the end of the stream.
@@ -215,7 +180,7 @@ func TestFragmentsSentBeforeADropAreStored(t *testing.T) {
 	cut := len(body) - 100
 	fragmentKeys := func(st *store.Store) []string {
 		var out []string
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
 				out = append(out, k)
 			}
@@ -224,7 +189,7 @@ func TestFragmentsSentBeforeADropAreStored(t *testing.T) {
 	}
 	// What a relay that keeps up stores of the cut push.
 	hs, ref, _ := setup(t)
-	if code, _ := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true); code != 400 {
+	if code, _ := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body[:cut], true); code != 400 {
 		t.Fatalf("reference push: %d", code)
 	}
 	want := fragmentKeys(ref)
@@ -245,7 +210,7 @@ func TestFragmentsSentBeforeADropAreStored(t *testing.T) {
 	for {
 		got := fragmentKeys(st)
 		ends := 0
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			if obj, _ := layout.Parse(k); obj.Kind == layout.KindEnd {
 				ends++
 			}
@@ -279,12 +244,12 @@ func TestPushSurvivesAFlakyStore(t *testing.T) {
 	for i := range 5 {
 		channel := fmt.Sprintf("ch%d", i)
 		srv.SetFaults(s3local.Faults{ErrorRate: 0.33, StallRate: 0.05, Stall: 400 * time.Millisecond, Latency: time.Millisecond})
-		if code, msg := do(t, "POST", hs.URL+"/live/"+channel+".isml/Streams(enc1)", fixture(t), true); code != 200 {
+		if code, msg := testtool.Do(t, "POST", hs.URL+"/live/"+channel+".isml/Streams(enc1)", fixture(t), true); code != 200 {
 			t.Fatalf("push %d: %d %s", i, code, msg)
 		}
 		srv.SetFaults(s3local.Faults{})
 		kinds := map[layout.ObjectKind]int{}
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			if obj, err := layout.Parse(k); err == nil && obj.Channel == channel {
 				kinds[obj.Kind]++
 			}
@@ -311,7 +276,7 @@ func TestPushFailsWhenTheStoreStaysDown(t *testing.T) {
 	t.Cleanup(hs.Close)
 	srv.SetFaults(s3local.Faults{ErrorRate: 1})
 	start := time.Now()
-	code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true)
+	code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true)
 	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "store") {
 		t.Fatalf("push: %d %q, want 503 naming the store", code, msg)
 	}
@@ -369,7 +334,7 @@ func TestAuthentication(t *testing.T) {
 		})
 	}
 	// Refused pushes wrote nothing.
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		if strings.HasPrefix(k, "live/refused.isml/") {
 			t.Errorf("a refused push stored %s", k)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -78,11 +79,11 @@ func TestChannelsWithoutASecretAreRefused(t *testing.T) {
 				if !strings.Contains(msg, "no ingest secret") {
 					t.Errorf("refusal %q does not say the channel has no secret", msg)
 				}
-				rec.wait(t, slog.LevelWarn, "push refused: authentication", map[string]string{"channel": "other", "status": "403", "reason": "no ingest secret"})
+				rec.Wait(t, slog.LevelWarn, "push refused: authentication", map[string]string{"channel": "other", "status": "403", "reason": "no ingest secret"})
 			}
 		})
 	}
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		if !strings.HasPrefix(k, "live/news.isml/") {
 			t.Errorf("a refused push stored %s", k)
 		}
@@ -176,9 +177,9 @@ func TestRefusalsComeBeforeTheBody(t *testing.T) {
 			case <-time.After(time.Second):
 				t.Fatalf("no answer within 1 s to a push whose body never ends; want %d at once", tc.status)
 			}
-			rec.wait(t, slog.LevelWarn, tc.log, map[string]string{"channel": tc.channel})
+			rec.Wait(t, slog.LevelWarn, tc.log, map[string]string{"channel": tc.channel})
 			if tc.status != 429 {
-				if ks := keys(t, st); len(ks) != 0 {
+				if ks := testtool.Keys(t, st); len(ks) != 0 {
 					t.Errorf("a refused push stored %v", ks)
 				}
 			}
@@ -226,7 +227,7 @@ func TestConcurrentPushLimits(t *testing.T) {
 			if ra := resp.Header.Get("Retry-After"); ra != "5" {
 				t.Errorf("Retry-After %q, want 5", ra)
 			}
-			rec.wait(t, slog.LevelWarn, "push refused: limit", map[string]string{"channel": tc.push, "reason": tc.reason})
+			rec.Wait(t, slog.LevelWarn, "push refused: limit", map[string]string{"channel": tc.push, "reason": tc.reason})
 		})
 	}
 }
@@ -263,15 +264,15 @@ func TestTracksPerStreamLimit(t *testing.T) {
 				cfg.MaxTracks = tc.maxTracks
 			}
 			hs, st, rec, _ := newRelay(t, cfg)
-			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
+			code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
 			if code != tc.status || !strings.Contains(msg, tc.reason) {
 				t.Fatalf("%d %q, want %d with %q", code, msg, tc.status, tc.reason)
 			}
 			if tc.status == 200 {
 				return
 			}
-			rec.wait(t, slog.LevelWarn, "push refused", map[string]string{"channel": "ch1", "err": tc.reason})
-			if ks := keys(t, st); len(ks) != 0 {
+			rec.Wait(t, slog.LevelWarn, "push refused", map[string]string{"channel": "ch1", "err": tc.reason})
+			if ks := testtool.Keys(t, st); len(ks) != 0 {
 				t.Errorf("a refused moov stored %v", ks)
 			}
 		})
@@ -299,9 +300,9 @@ func TestSilentEncoderIsDropped(t *testing.T) {
 			cfg := relay.DefaultConfig()
 			cfg.ReadTimeout = timeout
 			hs, _, rec, _ := newRelay(t, cfg)
-			conn := rawRequest(t, hs, "POST /live/ch1.isml/Streams(quiet) HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n")
+			conn := testtool.RawRequest(t, hs.URL, "POST /live/ch1.isml/Streams(quiet) HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n")
 			if len(tc.sent) > 0 {
-				if _, err := conn.Write(chunk(tc.sent)); err != nil {
+				if _, err := conn.Write(testtool.Chunk(tc.sent)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -318,7 +319,7 @@ func TestSilentEncoderIsDropped(t *testing.T) {
 				t.Error("the answer does not close the connection")
 			}
 			closedWithin(t, conn, br, time.Second)
-			rec.wait(t, slog.LevelWarn, "push dropped", map[string]string{"channel": "ch1", "stream": "quiet", "err": "timeout"})
+			rec.Wait(t, slog.LevelWarn, "push dropped", map[string]string{"channel": "ch1", "stream": "quiet", "err": "timeout"})
 		})
 	}
 }
@@ -368,7 +369,7 @@ func malformedPushes(t *testing.T) []struct {
 // function reads is the objects, so its manifests are untouched too.
 func TestMalformedMediaLeavesTheChannelAsItWas(t *testing.T) {
 	hs, st, rec, _ := newRelay(t, relay.DefaultConfig())
-	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true); code != 200 {
+	if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", fixture(t), true); code != 200 {
 		t.Fatalf("good push: %d %s", code, msg)
 	}
 	before := snapshot(t, st)
@@ -377,11 +378,11 @@ func TestMalformedMediaLeavesTheChannelAsItWas(t *testing.T) {
 	}
 	for _, tc := range malformedPushes(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
+			code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true)
 			if code != tc.status || !strings.Contains(msg, tc.reason) {
 				t.Fatalf("%d %q, want %d with %q", code, msg, tc.status, tc.reason)
 			}
-			rec.wait(t, slog.LevelWarn, tc.log, map[string]string{"channel": "ch1", "stream": "enc1", "err": tc.reason})
+			rec.Wait(t, slog.LevelWarn, tc.log, map[string]string{"channel": "ch1", "stream": "enc1", "err": tc.reason})
 			after := snapshot(t, st)
 			for k, v := range before {
 				if w, ok := after[k]; !ok {
@@ -403,7 +404,7 @@ func TestMalformedMediaLeavesTheChannelAsItWas(t *testing.T) {
 func storedFragments(t *testing.T, st *store.Store) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		if obj, _ := layout.Parse(k); obj.Kind == layout.KindFragment {
 			o, err := st.Get(context.Background(), k)
 			if err != nil {
@@ -421,18 +422,18 @@ func storedFragments(t *testing.T, st *store.Store) map[string][]byte {
 func TestUnknownTrackAfterGoodFragments(t *testing.T) {
 	body := fixture(t)
 	hs, ref, _, _ := newRelay(t, relay.DefaultConfig())
-	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
+	if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
 		t.Fatalf("reference push: %d %s", code, msg)
 	}
 	want := storedFragments(t, ref)
 	for _, bad := range []int{1, 3, 5} {
 		t.Run(fmt.Sprintf("moof %d", bad), func(t *testing.T) {
 			hs, st, rec, _ := newRelay(t, relay.DefaultConfig())
-			code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", withTrackID(t, body, bad, 7), true)
+			code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", withTrackID(t, body, bad, 7), true)
 			if code != 400 || !strings.Contains(msg, "names track 7, which the moov does not declare") {
 				t.Fatalf("%d %q, want 400 naming the undeclared track", code, msg)
 			}
-			rec.wait(t, slog.LevelWarn, "push refused", map[string]string{"err": "track 7"})
+			rec.Wait(t, slog.LevelWarn, "push refused", map[string]string{"err": "track 7"})
 			got := storedFragments(t, st)
 			if len(got) != bad {
 				t.Errorf("stored %d fragments, want the %d before the bad moof", len(got), bad)
@@ -452,7 +453,7 @@ func TestUnknownTrackAfterGoodFragments(t *testing.T) {
 func TestBoxSizesZeroAndOneAreAccepted(t *testing.T) {
 	body := fixture(t)
 	hs, ref, _, _ := newRelay(t, relay.DefaultConfig())
-	if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
+	if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", body, true); code != 200 {
 		t.Fatalf("reference push: %d %s", code, msg)
 	}
 	want := storedFragments(t, ref)
@@ -475,7 +476,7 @@ func TestBoxSizesZeroAndOneAreAccepted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs, st, _, _ := newRelay(t, relay.DefaultConfig())
-			if code, msg := do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true); code != 200 {
+			if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch1.isml/Streams(enc1)", tc.body, true); code != 200 {
 				t.Fatalf("%d %q, want 200", code, msg)
 			}
 			got := storedFragments(t, st)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -25,7 +24,7 @@ type stopped struct {
 func storedEnds(t *testing.T, st *store.Store, channel string) stopped {
 	t.Helper()
 	var s stopped
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		obj, err := layout.Parse(k)
 		if err != nil || obj.Channel != channel {
 			continue
@@ -74,7 +73,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // httpGet answers GET url with its status and body.
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	return do(t, "GET", url, nil, false)
+	return testtool.Do(t, "GET", url, nil, false)
 }
 
 // A relay that shuts down while an encoder pushes lets the push finish the
@@ -110,9 +109,9 @@ func TestShutdown(t *testing.T) {
 			hs, st, _, rl := newRelay(t, relay.DefaultConfig())
 			admin := httptest.NewServer(rl.AdminHandler())
 			t.Cleanup(admin.Close)
-			p := openPush(t, hs, "/live/ch1.isml/Streams(enc1)")
+			p := testtool.OpenPush(t, hs.URL, "/live/ch1.isml/Streams(enc1)")
 			if tc.sent > 0 {
-				p.send(t, body[:tc.sent])
+				p.Send(t, body[:tc.sent])
 			}
 			waitFor(t, "the relay to read what was sent", func() bool { return streamBytes(rl, "ch1") == int64(tc.sent) })
 
@@ -134,13 +133,13 @@ func TestShutdown(t *testing.T) {
 				if code, msg := httpGet(t, admin.URL+"/healthz"); code != 503 || !strings.Contains(msg, "shutting down") {
 					t.Errorf("/healthz while shutting down: %d %q", code, msg)
 				}
-				if code, msg := do(t, "POST", hs.URL+"/live/ch2.isml/Streams(enc1)", body, true); code != 503 || !strings.Contains(msg, "shutting down") {
+				if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch2.isml/Streams(enc1)", body, true); code != 503 || !strings.Contains(msg, "shutting down") {
 					t.Errorf("a new push while shutting down: %d %q, want 503", code, msg)
 				}
-				if code, _ := do(t, "PUT", hs.URL+"/live/ch2.isml/init.m4s", body[:end(2)], false); code != 503 {
+				if code, _ := testtool.Do(t, "PUT", hs.URL+"/live/ch2.isml/init.m4s", body[:end(2)], false); code != 503 {
 					t.Errorf("a new upload while shutting down: %d, want 503", code)
 				}
-				p.send(t, body[tc.sent:]) // the rest, and then some
+				p.Send(t, body[tc.sent:]) // the rest, and then some
 			}
 			select {
 			case err := <-done:
@@ -153,15 +152,8 @@ func TestShutdown(t *testing.T) {
 			if took := time.Since(called); !tc.inFlight && took > time.Second {
 				t.Errorf("Shutdown took %v with the push between fragments", took)
 			}
-			_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(p.br, nil)
-			if err != nil {
-				t.Fatalf("the push was not answered: %v", err)
-			}
-			msg, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 503 || !strings.Contains(string(msg), "shutting down") {
-				t.Errorf("push answered %d %q, want 503 shutting down", resp.StatusCode, msg)
+			if code, msg := p.Answer(t, 5*time.Second); code != 503 || !strings.Contains(msg, "shutting down") {
+				t.Errorf("push answered %d %q, want 503 shutting down", code, msg)
 			}
 			if n := rl.Active(); n != 0 {
 				t.Errorf("%d pushes in progress after Shutdown", n)
@@ -192,9 +184,9 @@ func TestShutdownTimeoutCutsAStuckPush(t *testing.T) {
 	body := fixture(t)
 	boxes := topBoxes(t, body)
 	hs, st, _, rl := newRelay(t, relay.DefaultConfig())
-	p := openPush(t, hs, "/live/ch1.isml/Streams(enc1)")
+	p := testtool.OpenPush(t, hs.URL, "/live/ch1.isml/Streams(enc1)")
 	sent := boxes[6].at + 1000 // inside the second fragment, for ever
-	p.send(t, body[:sent])
+	p.Send(t, body[:sent])
 	waitFor(t, "the relay to read what was sent", func() bool { return streamBytes(rl, "ch1") == int64(sent) })
 	const timeout = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -218,7 +210,7 @@ func TestShutdownEndsUploads(t *testing.T) {
 	inits, segments := cmafRenditions(t, 3)
 	hs, st, _, rl := newRelay(t, relay.DefaultConfig())
 	for i, b := range [][]byte{inits[0], segments[0][0], segments[0][1]} {
-		if code, msg := do(t, "PUT", hs.URL+fmt.Sprintf("/live/up.isml/file-%d.m4s", i), b, false); code != 200 {
+		if code, msg := testtool.Do(t, "PUT", hs.URL+fmt.Sprintf("/live/up.isml/file-%d.m4s", i), b, false); code != 200 {
 			t.Fatalf("upload %d: %d %s", i, code, msg)
 		}
 	}
@@ -236,7 +228,7 @@ func TestShutdownEndsUploads(t *testing.T) {
 	if got := storedEnds(t, st, "up"); got != (stopped{fragments: 2, drops: 1}) {
 		t.Errorf("stored %+v, want 2 fragments and a drop", got)
 	}
-	if code, _ := do(t, "PUT", hs.URL+"/live/up.isml/file-3.m4s", segments[0][2], false); code != 503 {
+	if code, _ := testtool.Do(t, "PUT", hs.URL+"/live/up.isml/file-3.m4s", segments[0][2], false); code != 503 {
 		t.Errorf("a segment after Shutdown: %d, want 503", code)
 	}
 	if s := rl.Status(); len(s.Channels) != 0 || !s.ShuttingDown {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
@@ -59,7 +60,7 @@ func cmafRenditions(t testing.TB, n int) (inits [][]byte, segments [][][]byte) {
 func stored(t *testing.T, st *store.Store, channel string) (map[string]int, int) {
 	t.Helper()
 	frags, eos := map[string]int{}, 0
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		obj, err := layout.Parse(k)
 		if err != nil || obj.Channel != channel {
 			continue
@@ -167,7 +168,7 @@ func TestUploadsAreStoredAsPushesAre(t *testing.T) {
 				if u.status == 0 {
 					method, u.status = http.MethodDelete, http.StatusNoContent
 				}
-				if code, msg := do(t, method, hs.URL+"/live/up.isml/"+u.file, u.body, true); code != u.status {
+				if code, msg := testtool.Do(t, method, hs.URL+"/live/up.isml/"+u.file, u.body, true); code != u.status {
 					t.Fatalf("%s %s: %d %s, want %d", method, u.file, code, msg, u.status)
 				}
 			}
@@ -214,7 +215,7 @@ func TestBadUploadsAreRefused(t *testing.T) {
 	inits, segs := cmafRenditions(t, 3)
 	hs, st, _ := setup(t)
 	put := func(file string, body []byte) (int, string) {
-		return do(t, http.MethodPut, hs.URL+"/live/bad.isml/"+file, body, true)
+		return testtool.Do(t, http.MethodPut, hs.URL+"/live/bad.isml/"+file, body, true)
 	}
 	if code, msg := put("init-stream0.m4s", inits[0]); code != 200 {
 		t.Fatalf("init: %d %s", code, msg)
@@ -240,7 +241,7 @@ func TestBadUploadsAreRefused(t *testing.T) {
 			if tc.status == 405 {
 				method = http.MethodPatch
 			}
-			code, msg := do(t, method, hs.URL+"/live/bad.isml/"+tc.file, tc.body, true)
+			code, msg := testtool.Do(t, method, hs.URL+"/live/bad.isml/"+tc.file, tc.body, true)
 			if code != tc.status || !strings.Contains(msg, tc.reason) {
 				t.Fatalf("%d %q, want %d with %q", code, msg, tc.status, tc.reason)
 			}
@@ -259,7 +260,7 @@ func TestUnplacedSegmentsAreBounded(t *testing.T) {
 	_, segs := cmafRenditions(t, 1)
 	hs, _, _ := setup(t)
 	for i := range 20 {
-		code, msg := do(t, http.MethodPut, fmt.Sprintf("%s/live/orphan.isml/seg%d.m4s", hs.URL, i), segs[0][0], true)
+		code, msg := testtool.Do(t, http.MethodPut, fmt.Sprintf("%s/live/orphan.isml/seg%d.m4s", hs.URL, i), segs[0][0], true)
 		want := http.StatusAccepted
 		if i >= 16 {
 			want = http.StatusServiceUnavailable
@@ -278,14 +279,14 @@ func TestSilentUploadEndsAsADrop(t *testing.T) {
 	cfg.ReadTimeout = 300 * time.Millisecond
 	hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
 	defer hs.Close()
-	do(t, http.MethodPut, hs.URL+"/live/quiet.isml/init-stream0.m4s", inits[0], true)
-	if code, msg := do(t, http.MethodPut, hs.URL+"/live/quiet.isml/chunk-stream0-00001.m4s", segs[0][0], true); code != 200 {
+	testtool.Do(t, http.MethodPut, hs.URL+"/live/quiet.isml/init-stream0.m4s", inits[0], true)
+	if code, msg := testtool.Do(t, http.MethodPut, hs.URL+"/live/quiet.isml/chunk-stream0-00001.m4s", segs[0][0], true); code != 200 {
 		t.Fatalf("%d %s", code, msg)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var ends int
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			if obj, err := layout.Parse(k); err == nil && obj.Kind == layout.KindEnd {
 				ends++
 			}
@@ -294,12 +295,12 @@ func TestSilentUploadEndsAsADrop(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no drop marker after the encoder went silent: %v", keys(t, st))
+			t.Fatalf("no drop marker after the encoder went silent: %v", testtool.Keys(t, st))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The next segment needs its init segment again.
-	if code, _ := do(t, http.MethodPut, hs.URL+"/live/quiet.isml/chunk-stream0-00002.m4s", segs[0][0], true); code != http.StatusConflict {
+	if code, _ := testtool.Do(t, http.MethodPut, hs.URL+"/live/quiet.isml/chunk-stream0-00002.m4s", segs[0][0], true); code != http.StatusConflict {
 		t.Errorf("a segment after the drop: %d, want 409", code)
 	}
 }
@@ -314,11 +315,11 @@ func TestUploadOrder(t *testing.T) {
 	srv, st := testtool.Store(t, "relay-test")
 	cfg := relay.DefaultConfig()
 	cfg.ReorderWait = 300 * time.Millisecond
-	rec := newRecorder()
+	rec := logtest.New()
 	hs := httptest.NewServer(relay.New(st, cfg, slog.New(rec)).Handler())
 	defer hs.Close()
 	gapWaits := func() (n int) {
-		for _, r := range rec.records() {
+		for _, r := range rec.Records() {
 			if strings.HasPrefix(r.Message, "segment leaves a gap") {
 				n++
 			}
@@ -326,7 +327,7 @@ func TestUploadOrder(t *testing.T) {
 		return n
 	}
 	put := func(file string, body []byte) (int, string) {
-		return do(t, http.MethodPut, hs.URL+"/live/o.isml/"+file, body, true)
+		return testtool.Do(t, http.MethodPut, hs.URL+"/live/o.isml/"+file, body, true)
 	}
 	steps := []struct {
 		file     string
@@ -401,21 +402,21 @@ func TestUploadsNeedCredentials(t *testing.T) {
 			if strings.HasPrefix(tc.name, "delete") {
 				method = http.MethodDelete
 			}
-			if code, msg := do(t, method, tc.url, inits[0], false); code != tc.want {
+			if code, msg := testtool.Do(t, method, tc.url, inits[0], false); code != tc.want {
 				t.Fatalf("%d %s, want %d", code, msg, tc.want)
 			}
 		})
 	}
 	// Only the authenticated init segment's record (for a relay started
 	// again), no media.
-	if got := keys(t, st); !slices.Equal(got, []string{layout.UploadsStateKey("a")}) {
+	if got := testtool.Keys(t, st); !slices.Equal(got, []string{layout.UploadsStateKey("a")}) {
 		t.Fatalf("stored before any segment: %v", got)
 	}
 	// The authenticated rendition's first segment: its init and fragment.
 	for _, url := range []string{hs.URL + "/live/a.isml/chunk-stream0-00001.m4s", hs.URL + "/token/default-secret-0123456789/live/a.isml/chunk-stream0-00001.m4s"} {
-		do(t, http.MethodPut, url, segs[0][0], false)
+		testtool.Do(t, http.MethodPut, url, segs[0][0], false)
 	}
-	if got := keys(t, st); len(got) != 3 {
+	if got := testtool.Keys(t, st); len(got) != 3 {
 		t.Errorf("stored %v, want the record, and the authenticated init segment and fragment only", got)
 	}
 }
@@ -434,9 +435,11 @@ func TestConcurrentUploadsOfOneRendition(t *testing.T) {
 		var wg sync.WaitGroup
 		codes := make([]int, 3)
 		msgs := make([]string, 3)
-		wg.Go(func() { codes[0], msgs[0] = do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
-		wg.Go(func() { codes[1], msgs[1] = do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
-		wg.Go(func() { codes[2], msgs[2] = do(t, http.MethodPut, ch+"chunk-stream0-00001.m4s", segs[0][0], true) })
+		wg.Go(func() { codes[0], msgs[0] = testtool.Do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
+		wg.Go(func() { codes[1], msgs[1] = testtool.Do(t, http.MethodPut, ch+"init-stream0.m4s", inits[0], true) })
+		wg.Go(func() {
+			codes[2], msgs[2] = testtool.Do(t, http.MethodPut, ch+"chunk-stream0-00001.m4s", segs[0][0], true)
+		})
 		wg.Wait()
 		for j, c := range codes {
 			// 409: an init segment replaced by its twin while being fed.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -87,7 +89,7 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 				file string
 				body []byte
 			}{{"init-stream0.m4s", inits[0]}, {"chunk-stream0-00001.m4s", segs[0][0]}, {"chunk-stream0-00002.m4s", segs[0][1]}} {
-				if code, msg := do(t, http.MethodPut, first.URL+ch+u.file, u.body, true); code != 200 {
+				if code, msg := testtool.Do(t, http.MethodPut, first.URL+ch+u.file, u.body, true); code != 200 {
 					t.Fatalf("%s: %d %s", u.file, code, msg)
 				}
 			}
@@ -104,11 +106,11 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 			}
 			second, rec := relayOn(t, st)
 			if tc.initFirst {
-				if code, msg := do(t, http.MethodPut, second.URL+ch+"init-stream0.m4s", inits[0], true); code != 200 {
+				if code, msg := testtool.Do(t, http.MethodPut, second.URL+ch+"init-stream0.m4s", inits[0], true); code != 200 {
 					t.Fatalf("init-stream0.m4s: %d %s", code, msg)
 				}
 			}
-			code, msg := do(t, http.MethodPut, second.URL+ch+"chunk-stream0-00003.m4s", segs[0][2], true)
+			code, msg := testtool.Do(t, http.MethodPut, second.URL+ch+"chunk-stream0-00003.m4s", segs[0][2], true)
 			if code != tc.want {
 				t.Fatalf("the next segment: %d %s, want %d", code, msg, tc.want)
 			}
@@ -117,9 +119,9 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 				t.Errorf("fragments %v, want %d of %s", frags, want, video)
 			}
 			restored := -1
-			for _, r := range rec.records() {
+			for _, r := range rec.Records() {
 				if r.Message == "upload renditions restored from the store" {
-					restored, _ = strconv.Atoi(attrs(r)["renditions"])
+					restored, _ = strconv.Atoi(logtest.Attrs(r)["renditions"])
 				}
 			}
 			if restored != tc.restored {
@@ -130,9 +132,9 @@ func TestUploadsSurviveARelayRestart(t *testing.T) {
 }
 
 // relayOn starts a relay over st, its log to a recorder.
-func relayOn(t *testing.T, st *store.Store) (*httptest.Server, *recorder) {
+func relayOn(t *testing.T, st *store.Store) (*httptest.Server, *logtest.Recorder) {
 	t.Helper()
-	rec := newRecorder()
+	rec := logtest.New()
 	hs := httptest.NewServer(relay.New(st, relay.DefaultConfig(), slog.New(rec)).Handler())
 	t.Cleanup(hs.Close)
 	return hs, rec

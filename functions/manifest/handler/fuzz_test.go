@@ -1,14 +1,11 @@
 package handler_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,9 +16,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/bucket"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -130,19 +127,14 @@ func fuzzSeeds(t testing.TB, st *store.Store) [][]byte {
 		}
 		seeds = append(seeds, b)
 	}
-	// A recorded ffmpeg push, stored through the relay.
-	body, err := os.ReadFile("../../../shared/ingest/testdata/ffmpeg-isml.ismv")
+	// What the relay stores for a recorded ffmpeg push.
+	objs, err := bucket.Load(storedPush)
 	if err != nil {
 		t.Fatal(err)
 	}
-	quietLog := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quietLog).Handler())
-	resp, err := http.Post(srv.URL+"/live/fz.isml/Streams(enc1)", "video/mp4", bytes.NewReader(body))
-	srv.Close()
-	if err != nil {
+	if err := bucket.Write(context.Background(), st, layout.LivePrefix+"fz.isml/", objs); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
 	at := time.Date(2026, 11, 25, 12, 0, 4, 0, time.UTC)
 	var stored []string
 	err = st.List(context.Background(), layout.LivePrefix+"fz.isml/", func(page []store.Listed) error {

@@ -1,7 +1,6 @@
 package handler_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"slices"
@@ -22,9 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/bucket"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -32,7 +30,11 @@ import (
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
-const fixture = "../../../shared/ingest/testdata/ffmpeg-isml.ismv"
+// storedPush is what the relay stores for a recorded ffmpeg push
+// (shared/ingest/testdata/ffmpeg-isml.ismv): its objects, keys relative to
+// live/{channel}.isml/. integration's TestRelayStoresTheHandlersFixture
+// checks that it still is.
+const storedPush = "testdata/stored-push.json"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -50,25 +52,19 @@ type fragmentEvent struct {
 	ev  events.S3Event
 }
 
-// pushFixture pushes a recorded ffmpeg push through the relay into st and
-// returns one event per stored fragment, in stream order, then one per end
-// marker (the push ends the stream). Each event's time
-// is base plus the fragment's end time, as if the encoder ran in real time.
+// pushFixture stores into st, for channel, what the relay stores for a
+// recorded ffmpeg push (storedPush) and returns one event per stored
+// fragment, in stream order, then one per end marker (the push ends the
+// stream). Each event's time is base plus the fragment's end time, as if
+// the encoder ran in real time.
 func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) []fragmentEvent {
 	t.Helper()
-	body, err := os.ReadFile(fixture)
+	objs, err := bucket.Load(storedPush)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(relay.New(st, relay.DefaultConfig(), quiet).Handler())
-	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/live/"+channel+".isml/Streams(enc1)", "video/mp4", bytes.NewReader(body))
-	if err != nil {
+	if err := bucket.Write(context.Background(), st, layout.LivePrefix+channel+".isml/", objs); err != nil {
 		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("push: %d", resp.StatusCode)
 	}
 	out, err := st.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(st.Bucket), Prefix: aws.String("live/")})
 	if err != nil {

@@ -1,4 +1,4 @@
-package relay_test
+package integration_test
 
 import (
 	"context"
@@ -19,9 +19,11 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
@@ -167,33 +169,24 @@ var fragmentRef = regexp.MustCompile(`^Fragments\([A-Za-z0-9_.-]+=(\d+)\)\?\.m4s
 
 func parsePlaylist(t *testing.T, text string) playlist {
 	t.Helper()
-	var p playlist
-	disc := false
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			p.mediaSeq, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"))
-		case strings.HasPrefix(line, "#EXT-X-DISCONTINUITY-SEQUENCE:"):
-			p.discSeq, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-DISCONTINUITY-SEQUENCE:"))
-		case line == "#EXT-X-DISCONTINUITY":
-			if disc {
-				t.Errorf("two EXT-X-DISCONTINUITY in a row:\n%s", text)
-			}
-			disc = true
-		case line == "#EXT-X-ENDLIST":
-			p.endList = true
-		case !strings.HasPrefix(line, "#"):
-			m := fragmentRef.FindStringSubmatch(line)
-			if m == nil {
-				t.Fatalf("playlist line %q is not a fragment URI", line)
-			}
-			start, _ := strconv.ParseUint(m[1], 10, 64)
-			if disc {
-				p.discBefore = append(p.discBefore, len(p.starts))
-				disc = false
-			}
-			p.starts = append(p.starts, start)
+	pl, err := hls.Parse([]byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n#EXT-X-DISCONTINUITY\n") {
+		t.Errorf("two EXT-X-DISCONTINUITY in a row:\n%s", text)
+	}
+	p := playlist{mediaSeq: int(pl.MediaSequence), discSeq: int(pl.DiscontinuitySequence), endList: pl.Ended}
+	for i, seg := range pl.Segments {
+		m := fragmentRef.FindStringSubmatch(seg.URI)
+		if m == nil {
+			t.Fatalf("playlist URI %q is not a fragment's", seg.URI)
 		}
+		start, _ := strconv.ParseUint(m[1], 10, 64)
+		if seg.Discontinuity {
+			p.discBefore = append(p.discBefore, i)
+		}
+		p.starts = append(p.starts, start)
 	}
 	return p
 }
@@ -233,7 +226,7 @@ func trackState(t *testing.T, st *store.Store, channel string, id layout.TrackID
 // order, with their metadata.
 func fragmentsOf(t *testing.T, st *store.Store, channel, track string) (starts []uint64, meta []map[string]string) {
 	t.Helper()
-	for _, k := range keys(t, st) {
+	for _, k := range testtool.Keys(t, st) {
 		obj, err := layout.Parse(k)
 		if err != nil || obj.Kind != layout.KindFragment || obj.Channel != channel || obj.Track.Name != track {
 			continue
@@ -243,7 +236,7 @@ func fragmentsOf(t *testing.T, st *store.Store, channel, track string) (starts [
 	slices.Sort(starts)
 	for _, s := range starts {
 		var key string
-		for _, k := range keys(t, st) {
+		for _, k := range testtool.Keys(t, st) {
 			if obj, err := layout.Parse(k); err == nil && obj.Kind == layout.KindFragment && obj.Channel == channel && obj.Track.Name == track && obj.Start == s {
 				key = k
 			}
@@ -298,7 +291,7 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 			hcfg.DVRWindow, hcfg.Archive, hcfg.Retention = 10*time.Second, time.Hour, 0
 			base := time.Now().Add(-(before*2*time.Second + tc.lead))
 			n := newNotifier(t, st, hcfg, base)
-			rec := newRecorder()
+			rec := logtest.New()
 			cfg := relay.DefaultConfig() // -max-drift 10 s
 			hs := httptest.NewServer(relay.New(n, cfg, slog.New(rec)).Handler())
 			t.Cleanup(hs.Close)
@@ -309,12 +302,12 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			ks := append(seq(0, before), seq(tc.next, after)...)
-			if code, msg := do(t, "POST", hs.URL+"/live/jump.isml/Streams(enc1)", synthBody(t, s, ks, true), true); code != 200 {
+			if code, msg := testtool.Do(t, "POST", hs.URL+"/live/jump.isml/Streams(enc1)", synthBody(t, s, ks, true), true); code != 200 {
 				t.Fatalf("push: %d %s", code, msg)
 			}
 			pushed := time.Since(base) // the channel's clock when the push ended
 
-			_, rebaseLogged := findLog(rec, slog.LevelWarn, "encoder is off the channel clock: rebasing")
+			_, rebaseLogged := rec.Find(slog.LevelWarn, "encoder is off the channel clock: rebasing", nil)
 			if rebaseLogged != tc.rebased {
 				t.Errorf("rebase logged %v, want %v", rebaseLogged, tc.rebased)
 			}
@@ -322,7 +315,7 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 			if hasRecord := err == nil; hasRecord != tc.rebased {
 				t.Errorf("clock record stored %v (%v), want %v", hasRecord, err, tc.rebased)
 			}
-			if _, jumpLogged := findLog(rec, slog.LevelWarn, "encoder timestamps jump"); jumpLogged != tc.disc {
+			if _, jumpLogged := rec.Find(slog.LevelWarn, "encoder timestamps jump", nil); jumpLogged != tc.disc {
 				t.Errorf("jump logged %v, want %v", jumpLogged, tc.disc)
 			}
 
@@ -419,17 +412,4 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 			}
 		})
 	}
-}
-
-// findLog returns the attributes of the first record at level with
-// message msg.
-func findLog(r *recorder, level slog.Level, msg string) (map[string]string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rec := range *r.recs {
-		if rec.Level == level && rec.Message == msg {
-			return attrs(rec), true
-		}
-	}
-	return nil, false
 }

@@ -1,10 +1,8 @@
-package relay_test
+package integration_test
 
 import (
-	"bufio"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,47 +13,11 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
-
-// steppedPush is a push over a connection of its own whose body the test
-// writes a piece at a time.
-type steppedPush struct {
-	conn net.Conn
-	br   *bufio.Reader
-}
-
-func openPush(t *testing.T, hs *httptest.Server, path string) *steppedPush {
-	t.Helper()
-	conn := rawRequest(t, hs, "POST "+path+" HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n")
-	return &steppedPush{conn: conn, br: bufio.NewReader(conn)}
-}
-
-func (p *steppedPush) send(t *testing.T, b []byte) {
-	t.Helper()
-	if _, err := p.conn.Write(chunk(b)); err != nil {
-		t.Errorf("push: %v", err)
-	}
-}
-
-// finish ends the body and reads the answer.
-func (p *steppedPush) finish(t *testing.T) (int, string) {
-	t.Helper()
-	if _, err := p.conn.Write([]byte("0\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(p.br, nil)
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	defer resp.Body.Close()
-	var msg strings.Builder
-	_, _ = bufio.NewReader(resp.Body).WriteTo(&msg)
-	return resp.StatusCode, msg.String()
-}
 
 // Two redundant encoders push the same channel to one relay, under two
 // stream names, with identical timestamps and content, fragment for
@@ -81,7 +43,7 @@ func TestRedundantEncodersOnOneRelay(t *testing.T) {
 			hcfg := handler.DefaultConfig()
 			hcfg.Retention = 0
 			n := newNotifier(t, st, hcfg, time.Now().Add(-2*time.Second))
-			rec := newRecorder()
+			rec := logtest.New()
 			hs := httptest.NewServer(relay.New(n, relay.DefaultConfig(), slog.New(rec)).Handler())
 			t.Cleanup(hs.Close)
 
@@ -124,29 +86,29 @@ func TestRedundantEncodersOnOneRelay(t *testing.T) {
 				}
 			}
 
-			encs := []*steppedPush{openPush(t, hs, "/live/red.isml/Streams(enc1)"), openPush(t, hs, "/live/red.isml/Streams(enc2)")}
+			encs := []*testtool.SteppedPush{testtool.OpenPush(t, hs.URL, "/live/red.isml/Streams(enc1)"), testtool.OpenPush(t, hs.URL, "/live/red.isml/Streams(enc2)")}
 			for _, e := range encs {
-				e.send(t, header)
+				e.Send(t, header)
 			}
 			for k := range half {
 				var wg sync.WaitGroup
 				for _, e := range encs {
-					wg.Go(func() { e.send(t, frags[k]) })
+					wg.Go(func() { e.Send(t, frags[k]) })
 				}
 				wg.Wait()
 				attempts(k, 2)
 			}
 			switch tc.stop {
 			case "end":
-				encs[0].send(t, s.Trailer())
-				if code, msg := encs[0].finish(t); code != tc.code {
+				encs[0].Send(t, s.Trailer())
+				if code, msg := encs[0].Finish(t); code != tc.code {
 					t.Fatalf("encoder 1: %d %s, want %d", code, msg, tc.code)
 				}
 			case "drop":
-				encs[0].conn.Close()
+				encs[0].Conn().Close()
 			case "cut":
-				encs[0].send(t, frags[half][:len(frags[half])/2])
-				encs[0].conn.Close()
+				encs[0].Send(t, frags[half][:len(frags[half])/2])
+				encs[0].Conn().Close()
 			}
 			// What the relay logs of each encoder's push.
 			ended := map[string]slog.Level{"push ended": slog.LevelInfo}
@@ -156,13 +118,13 @@ func TestRedundantEncodersOnOneRelay(t *testing.T) {
 			}
 			logged := func(stream string, how map[string]slog.Level) map[string]string {
 				for msg, level := range how {
-					return rec.wait(t, level, msg, map[string]string{"stream": stream})
+					return rec.Wait(t, level, msg, map[string]string{"stream": stream})
 				}
 				return nil
 			}
 			logged("enc1", stopped) // the relay is done with encoder 1
 			for k := half; k < total; k++ {
-				encs[1].send(t, frags[k])
+				encs[1].Send(t, frags[k])
 				attempts(k, 1)
 				// Published at once: the other encoder's fragments continue
 				// the chain, so nothing waits for the gap timeout.
@@ -172,8 +134,8 @@ func TestRedundantEncodersOnOneRelay(t *testing.T) {
 					}
 				}
 			}
-			encs[1].send(t, s.Trailer())
-			if code, msg := encs[1].finish(t); code != http.StatusOK {
+			encs[1].Send(t, s.Trailer())
+			if code, msg := encs[1].Finish(t); code != http.StatusOK {
 				t.Fatalf("encoder 2: %d %s", code, msg)
 			}
 
