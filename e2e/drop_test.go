@@ -35,7 +35,7 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 	// About 10 s of the push (some 150 kB/s): a byte count, not a time, so
 	// that the cut falls inside a box rather than between fragments. More
 	// than -max-drift: a restart from zero after a shorter session looks
-	// like a reconnect that resends (README, "Not done yet").
+	// like a reconnect that resends (docs/limitations.md).
 	const cutAt = 1_555_555
 	proxy, prefix := cuttingProxy(t, strings.TrimPrefix(st.IngestURL, "http://"), cutAt)
 	base := st.EdgeURL + "/live/" + channel + ".isml/"

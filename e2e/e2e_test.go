@@ -1,7 +1,3 @@
-// Package e2e drives the whole local stack with real third-party software:
-// ffmpeg pushes Smooth Streaming to the relay, ffmpeg reads the HLS output
-// back through the edge, and every fragment the Smooth manifest lists is
-// fetched and checked.
 package e2e
 
 import (

@@ -48,7 +48,7 @@ type Config struct {
 	AlarmEmail string
 }
 
-// DefaultConfig returns the defaults documented in the README.
+// DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{
 		Channels:              []string{"demo"},

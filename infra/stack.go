@@ -107,7 +107,7 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 		}
 	}
 	awscdk.NewCfnOutput(stack, jsii.String("IngestUrl"), &awscdk.CfnOutputProps{
-		Description: jsii.String("Encoders push Smooth Streaming here (POST or PUT, chunked); {channel} and {stream} are names of [A-Za-z0-9_-]"),
+		Description: jsii.String("Encoders push Smooth or CMAF here (POST or PUT, chunked), or upload DASH or HLS files under /live/{channel}.isml/; {channel} and {stream} are names of [A-Za-z0-9_-]"),
 		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("http://"), ingest.AttrPublicIp(),
 			jsii.String(":" + strconv.Itoa(cfg.IngestPort) + "/live/{channel}.isml/Streams({stream})")}),
 	})

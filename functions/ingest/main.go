@@ -1,5 +1,6 @@
 // Command ingest is the ingest relay daemon (on EC2 in production): it
-// accepts Smooth Streaming pushes at /live/{channel}.isml/Streams({stream})
+// takes Smooth and CMAF pushes at /live/{channel}.isml/Streams({stream})
+// and DASH and HLS uploads under /live/{channel}.isml/ (package relay),
 // and writes init segments and fragments to S3.
 //
 // On a second listener of its own (-admin-addr, loopback by default) it

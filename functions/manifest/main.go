@@ -1,8 +1,8 @@
 // Command manifest is the manifest function's Lambda entry point. One
 // function serves two kinds of invocations, told apart by their shape:
 // S3 ObjectCreated events (it updates the channel's timeline) and Lambda
-// Function URL requests behind CloudFront (it renders the Smooth manifest
-// and HLS playlists).
+// Function URL requests behind CloudFront (it renders the Smooth
+// manifest, the HLS playlists and the DASH MPD).
 //
 // Logs are JSON (log/slog) on stdout, one line per event with its channel,
 // track, key and timings; each processed event also prints a CloudWatch

@@ -1,3 +1,8 @@
+// Package ism reads what is Smooth's own in a Smooth Streaming push
+// (MS-SSTR 3.3.4, the fragmented MP4 live ingest format): the live server
+// manifest (SMIL) an encoder may send in a uuid box before its moov, which
+// names its tracks and declares their bitrates. The push itself is
+// fragmented MP4, which shared/ingest reads.
 package ism
 
 import (

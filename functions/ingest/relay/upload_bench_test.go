@@ -45,7 +45,9 @@ func BenchmarkUpload(b *testing.B) {
 		}
 		rs = append(rs, r)
 	}
-	rl := relay.New(nullStore{}, relay.DefaultConfig(), quiet)
+	rcfg := relay.DefaultConfig()
+	rcfg.MaxStreams = 0 // each round's renditions linger 2 s after it
+	rl := relay.New(nullStore{}, rcfg, quiet)
 	h := rl.Handler()
 	b.Cleanup(rl.CloseUploads)
 	b.SetBytes(int64(size))

@@ -1,7 +1,7 @@
 // Package handler is the manifest function: it keeps each channel's
 // timeline from S3 object-created events and renders the Smooth Streaming
-// manifest and the HLS playlists on request (Lambda Function URL, or the
-// local edge calling it the same way).
+// manifest, the HLS playlists and the DASH MPD on request (Lambda
+// Function URL, or the local edge calling it the same way).
 //
 // Per fragment event it makes one ranged GET of the fragment, one GET of
 // the track's state and one conditional PUT of that state: the only
