@@ -47,34 +47,18 @@ func markupEnd(b []byte, i int) int {
 	case bytes.HasPrefix(rest, []byte("<?")):
 		return end("?>")
 	}
-	if bytes.HasPrefix(rest, []byte("<!")) {
-		// A declaration, read as encoding/xml reads one: its first
-		// character whatever it is, then to the '>' that closes it,
-		// counting the '<' and '>' of what it holds (an internal subset)
-		// outside quotes.
-		var quote byte
-		depth := 0
-		for j := i + 3; j < len(b); j++ {
-			switch c := b[j]; {
-			case quote != 0:
-				if c == quote {
-					quote = 0
-				}
-			case c == '"' || c == '\'':
-				quote = c
-			case c == '<':
-				depth++
-			case c == '>' && depth == 0:
-				return j + 1
-			case c == '>':
-				depth--
-			}
-		}
-		return len(b)
+	// A tag: to the first '>' outside quotes. A declaration, read as
+	// encoding/xml reads one: its first character whatever it is, then to
+	// the '>' that closes it, counting the '<' and '>' of what it holds
+	// (an internal subset) outside quotes.
+	decl := bytes.HasPrefix(rest, []byte("<!"))
+	from := i + 1
+	if decl {
+		from = i + 3
 	}
-	// A tag: to the first '>' outside quotes.
 	var quote byte
-	for j := i + 1; j < len(b); j++ {
+	depth := 0
+	for j := from; j < len(b); j++ {
 		switch c := b[j]; {
 		case quote != 0:
 			if c == quote {
@@ -82,8 +66,12 @@ func markupEnd(b []byte, i int) int {
 			}
 		case c == '"' || c == '\'':
 			quote = c
-		case c == '>':
+		case c == '<' && decl:
+			depth++
+		case c == '>' && depth == 0:
 			return j + 1
+		case c == '>':
+			depth--
 		}
 	}
 	return len(b)
