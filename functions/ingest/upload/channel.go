@@ -167,7 +167,7 @@ func (c *channel) take(p *put) {
 	if p.kind == initSegment {
 		// An encoder starting: nothing to restore.
 		c.restore.notNeeded()
-		c.startRendition(p.file.Name, p.file.Body, p.file.Remote, p)
+		_ = c.startRendition(p.file.Name, p.file.Body, p.file.Remote, p)
 		return
 	}
 	if c.restore.park(p, c) {
@@ -326,14 +326,15 @@ func (c *channel) expireHeld(now time.Time) {
 // startRendition starts the rendition of an init segment (one of the same
 // name ends, as a drop: its queued segments are stored first, those
 // waiting for a gap go to the new one) and answers p, if any, once the
-// init segment is taken and recorded.
-func (c *channel) startRendition(file string, body []byte, remote string, p *put) {
+// init segment is taken and recorded. An error says why it could not
+// start (p has it as its answer).
+func (c *channel) startRendition(file string, body []byte, remote string, p *put) error {
 	sess, err := c.u.sessions.Open(c.name, file, remote)
 	if err != nil {
 		if p != nil {
 			p.answer(0, err)
 		}
-		return
+		return err
 	}
 	r := newRendition(c, file, body, sess)
 	old := c.renditions[file]
@@ -350,6 +351,7 @@ func (c *channel) startRendition(file string, body []byte, remote string, p *put
 		}
 	}
 	c.placeHeld()
+	return nil
 }
 
 // endSoon ends r once it has been quiet for Config.Linger (the encoder's

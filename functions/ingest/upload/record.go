@@ -222,14 +222,17 @@ func (c *channel) restored(m *restored) {
 	if m.err != nil {
 		c.log.Warn("uploads not restored: the store does not answer; the next upload tries again", "err", m.err, "after", restoreRetry)
 		s.after = time.Now().Add(restoreRetry)
-	} else {
+	} else if len(c.closing) == 0 {
 		s.done = true
 		n := 0
 		for _, file := range slices.Sorted(maps.Keys(m.inits)) {
 			if c.renditions[file] != nil {
 				continue // uploaded meanwhile
 			}
-			c.startRendition(file, m.inits[file], "restored", nil)
+			if err := c.startRendition(file, m.inits[file], "restored", nil); err != nil {
+				c.log.Warn("upload rendition not restored", "init", file, "err", err)
+				continue
+			}
 			n++
 		}
 		if len(m.inits) > 0 {

@@ -244,7 +244,11 @@ func (r *rendition) release(now time.Time) {
 // dispatch hands s to the worker.
 func (r *rendition) dispatch(s *segment) {
 	if r.inflight >= maxInflight {
-		s.answer(fmt.Errorf("channel %s: segment %s: %d segments of %s are being stored: %w", r.c.name, s.file, r.inflight, r.init, ErrBusy))
+		err := fmt.Errorf("channel %s: segment %s: %d segments of %s are being stored: %w", r.c.name, s.file, r.inflight, r.init, ErrBusy)
+		if s.put == nil {
+			r.c.log.Warn("held segment dropped", "err", err)
+		}
+		s.answer(err)
 		return
 	}
 	if s.timed && !s.resend {
