@@ -381,13 +381,14 @@ type relayProcess struct {
 	addr string
 	st   *stack.Stack
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd is killed
-	peak int64         // highest VmHWM of any run, bytes
+	extra []string // more flags
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when cmd is killed
+	peak  int64         // highest VmHWM of any run, bytes
 }
 
-func startRelay(t *testing.T, bin string, st *stack.Stack) *relayProcess {
+func startRelay(t *testing.T, bin string, st *stack.Stack, flags ...string) *relayProcess {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -395,7 +396,7 @@ func startRelay(t *testing.T, bin string, st *stack.Stack) *relayProcess {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	rp := &relayProcess{t: t, bin: bin, addr: addr, st: st}
+	rp := &relayProcess{t: t, bin: bin, addr: addr, st: st, extra: flags}
 	rp.restart()
 	t.Cleanup(func() { rp.kill9() })
 	return rp
@@ -408,7 +409,7 @@ func (rp *relayProcess) url(channel, stream string) string {
 // restart starts the relay and waits until it answers.
 func (rp *relayProcess) restart() {
 	// -admin-addr "": several relays run at once; their admin port is not under test here.
-	cmd := exec.Command(rp.bin, "-addr", rp.addr, "-admin-addr", "", "-bucket", rp.st.Store.Bucket, "-endpoint", rp.st.S3.URL, "-max-drift", "3s")
+	cmd := exec.Command(rp.bin, append([]string{"-addr", rp.addr, "-admin-addr", "", "-bucket", rp.st.Store.Bucket, "-endpoint", rp.st.S3.URL, "-max-drift", "3s"}, rp.extra...)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey, "AWS_REGION=us-east-1")
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr

@@ -125,6 +125,8 @@ func run(args []string) error {
 	keep := fs.Duration("retention", 24*time.Hour, "how long fragments are kept; manifests stop listing them 10 min sooner (at least the DVR window plus 10 min)")
 	secretFile := fs.String("ingest-secret-file", "", "file with the ingest secret, or lines of channel=secret (* for the default); SMOOTHCAST_INGEST_SECRET may hold them instead; none: no authentication")
 	secretEnv := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when -ingest-secret-file is not set")
+	budget := config.Bytes(relay.DefaultConfig().MemoryBudget)
+	fs.BytesVar(&budget, "memory-budget", budget, "the memory the relay's buffers draw from, the local stack's share of it: past it, pushes and uploads get 503 and Retry-After (0: no bound)")
 	drift := fs.Duration("max-drift", 10*time.Second, "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
 	players := fs.String("players", "players", "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -150,6 +152,7 @@ func run(args []string) error {
 	hcfg.DVRWindow, hcfg.GapTimeout, hcfg.Retention, hcfg.Archive = *dvr, *gap, *keep, *archive
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxDrift = *drift
+	rcfg.MemoryBudget = int64(budget)
 	secrets := *secretEnv
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)

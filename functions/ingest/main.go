@@ -50,6 +50,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -104,6 +105,8 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	fs.StringVar(&o.region, "region", region, "AWS region")
 	fs.StringVar(&o.endpoint, "endpoint", "", "S3-compatible endpoint (empty: AWS)")
 	fs.IntVar(&o.relay.MaxBox, "max-box", o.relay.MaxBox, "largest MP4 box accepted, in bytes")
+	budget := config.Bytes(o.relay.MemoryBudget)
+	fs.BytesVar(&budget, "memory-budget", budget, "the memory the relay may use: its buffers draw from it (past it, requests get 503 and Retry-After), and Go's garbage collector keeps to it (unless GOMEMLIMIT is set); 0: no bound")
 	fs.DurationVar(&o.relay.ReadTimeout, "read-timeout", o.relay.ReadTimeout, "drop an encoder that sends nothing for this long")
 	fs.DurationVar(&o.headerTimeout, "read-header-timeout", 10*time.Second, "close a connection that has not sent its request headers within this long")
 	fs.DurationVar(&o.relay.MaxDrift, "max-drift", o.relay.MaxDrift, "rebase an encoder whose timestamps stray this far from the channel clock")
@@ -120,6 +123,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 		return o, err
 	}
 	o.secret, o.settings = *secret, fs
+	o.relay.MemoryBudget = int64(budget)
 	if o.bucket == "" {
 		return o, errors.New("-bucket (or SMOOTHCAST_BUCKET) is required")
 	}
@@ -143,11 +147,18 @@ func run(log *slog.Logger, o options) error {
 	cfg := o.relay
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MemoryBudget > 0 {
+		// The garbage collector keeps the heap, garbage included, within
+		// the budget the buffers draw from.
+		debug.SetMemoryLimit(cfg.MemoryBudget)
+	}
 	rl := relay.New(st, cfg, log)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("ingest listener: %w", err)
 	}
+	// Each connection draws its headers' cost from the budget.
+	ln = rl.Listener(ln)
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
 	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
 	return serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
@@ -214,11 +225,12 @@ func serve(ctx context.Context, log *slog.Logger, rl *relay.Relay, ln, adminLn n
 
 // newServer is the relay's HTTP server: a client that has not sent its
 // request headers within headerTimeout is disconnected (the relay's own
-// read timeout and rate floor take over once the body starts).
+// read timeout and rate floor take over once the body starts), and one
+// whose headers exceed relay.MaxHeaderBytes is answered 431.
 func newServer(ctx context.Context, addr string, h http.Handler, headerTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Addr: addr, Handler: h,
-		ReadHeaderTimeout: headerTimeout, IdleTimeout: 120 * time.Second,
+		ReadHeaderTimeout: headerTimeout, IdleTimeout: 120 * time.Second, MaxHeaderBytes: relay.MaxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 }

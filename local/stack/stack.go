@@ -142,7 +142,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.Relay = relay.New(st, o.Relay, o.Log.With("component", "relay"))
 	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge"), Players: o.Players}
 
-	ingest, err := s.serve(ctx, o.IngestAddr, s.Relay.Handler())
+	ingest, err := s.serveIngest(ctx, o.IngestAddr)
 	if err != nil {
 		return fail(fmt.Errorf("ingest: %w", err))
 	}
@@ -163,15 +163,32 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return s, nil
 }
 
+// serveIngest serves the relay as its main does: each connection draws
+// its headers' cost from the relay's memory budget, and headers past
+// relay.MaxHeaderBytes are answered 431.
+func (s *Stack) serveIngest(ctx context.Context, addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	return s.serveOn(ctx, s.Relay.Listener(ln), s.Relay.Handler(), relay.MaxHeaderBytes)
+}
+
 func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
+	return s.serveOn(ctx, ln, h, 0)
+}
+
+func (s *Stack) serveOn(ctx context.Context, ln net.Listener, h http.Handler, maxHeaderBytes int) (string, error) {
+	addr := ln.Addr().String()
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		// Push requests run for hours; Shutdown would wait for them forever.
 		// Their contexts end with the stack's.
 		BaseContext: func(net.Listener) context.Context { return ctx },

@@ -181,6 +181,8 @@ func want(f *flag.Flag) string {
 	switch typ, _ := flag.UnquoteUsage(f); typ {
 	case "duration":
 		return "a Go duration such as 30s or 10m"
+	case "size":
+		return "a size such as 768MiB, 1GiB or a number of bytes"
 	case "":
 		return "true or false"
 	default:

@@ -152,3 +152,34 @@ func TestUsageNamesTheVariables(t *testing.T) {
 		}
 	}
 }
+
+// Sizes are read with their binary units, and written back with the
+// largest that divides them; anything else is refused, naming the variable.
+func TestBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Bytes
+		text string
+	}{
+		{"768MiB", 768 << 20, "768MiB"}, {"1GiB", 1 << 30, "1GiB"}, {"65536", 64 << 10, "64KiB"},
+		{"100", 100, "100"}, {"3 KiB", 3 << 10, "3KiB"}, {"0", 0, "0"}, {"12B", 12, "12"},
+	} {
+		var b Bytes
+		if err := b.Set(tc.in); err != nil || b != tc.want || b.String() != tc.text {
+			t.Errorf("%q: %d %q %v, want %d %q", tc.in, b, b.String(), err, tc.want, tc.text)
+		}
+	}
+	for _, bad := range []string{"", "1GB", "-1", "1.5GiB", "9999999999GiB", "MiB"} {
+		var b Bytes
+		if err := b.Set(bad); err == nil {
+			t.Errorf("%q read as %d", bad, b)
+		}
+	}
+	s := New("relay", Prefix)
+	s.LookupEnv = env(map[string]string{"SMOOTHCAST_MEMORY_BUDGET": "lots"})
+	var b Bytes
+	s.BytesVar(&b, "memory-budget", 1<<30, "memory")
+	if err := s.Parse(nil); err == nil || !strings.Contains(err.Error(), "SMOOTHCAST_MEMORY_BUDGET") || !strings.Contains(err.Error(), "768MiB") {
+		t.Errorf("a bad size: %v", err)
+	}
+}

@@ -14,6 +14,11 @@ type ReadOptions struct {
 	// session is between fragments (Session.Between): a reader that must
 	// stop a push cleanly stops it there, before the next box's first byte.
 	Boundary func(between bool)
+	// Alloc, when set, is asked before the box reader's buffer grows by n
+	// bytes (a memory budget): its error ends the read with that error.
+	// Free is given back, when Read returns, all that Alloc granted.
+	Alloc func(n int) error
+	Free  func(n int)
 }
 
 // Read feeds s the boxes of body until body ends, reading one box at a
@@ -24,6 +29,12 @@ type ReadOptions struct {
 // are. Stats.Bytes counts every byte read.
 func Read(ctx context.Context, body io.Reader, s *Session, o ReadOptions) (Stats, error) {
 	br := mp4box.NewReader(body, s.opts.MaxBox)
+	if o.Alloc != nil {
+		br.Budget(o.Alloc)
+	}
+	if o.Free != nil {
+		defer func() { o.Free(br.Allocated()) }()
+	}
 	stats := func() Stats {
 		st := s.Stats()
 		st.Bytes = br.Offset()

@@ -165,12 +165,37 @@ func Decode(b Box) (mp4.Box, error) {
 // buffer, and refuses a box larger than its limit before allocating for
 // it.
 type Reader struct {
-	r      io.Reader
-	max    int
-	pos    uint64
-	buf    []byte
-	hdr    [16]byte
-	closed bool
+	r         io.Reader
+	max       int
+	pos       uint64
+	buf       []byte
+	hdr       [16]byte
+	closed    bool
+	alloc     func(n int) error
+	allocated int
+}
+
+// Budget makes the reader ask alloc before it grows its buffer by n
+// bytes (a memory budget shared with other readers); an error from alloc
+// ends the read with that error, the buffer as it was. Allocated says how
+// much it asked for in all: what to give back once the reader is done.
+func (br *Reader) Budget(alloc func(n int) error) { br.alloc = alloc }
+
+// Allocated is what the reader's buffer grew by, as Budget was asked.
+func (br *Reader) Allocated() int { return br.allocated }
+
+// grow makes a buffer of capacity c holding buf, once the budget allows
+// its growth.
+func (br *Reader) grow(buf []byte, c int) ([]byte, error) {
+	if br.alloc != nil {
+		if err := br.alloc(c - cap(buf)); err != nil {
+			return nil, err
+		}
+	}
+	br.allocated += c - cap(buf)
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	return nb, nil
 }
 
 // NewReader returns a reader of r that refuses boxes larger than maxBox
@@ -240,8 +265,10 @@ func (br *Reader) readBody(size, hsize int) ([]byte, error) {
 	buf = append(buf, br.hdr[:hsize]...)
 	for len(buf) < size {
 		if len(buf) == cap(buf) {
-			nb := make([]byte, len(buf), min(size, max(2*cap(buf), len(buf)+growStep)))
-			copy(nb, buf)
+			nb, err := br.grow(buf, min(size, max(2*cap(buf), len(buf)+growStep)))
+			if err != nil {
+				return nil, err
+			}
 			buf = nb
 		}
 		n, err := io.ReadFull(br.r, buf[len(buf):cap(buf)])
@@ -264,8 +291,10 @@ func (br *Reader) readToEnd(start uint64, typ string) (Box, error) {
 			if len(buf) >= br.max {
 				return Box{}, fmt.Errorf("%w: %s box to the end of the stream at offset %d exceeds %d bytes", ErrTooLarge, typ, start, br.max)
 			}
-			nb := make([]byte, len(buf), min(2*cap(buf)+512, br.max))
-			copy(nb, buf)
+			nb, err := br.grow(buf, min(2*cap(buf)+512, br.max))
+			if err != nil {
+				return Box{}, err
+			}
 			buf = nb
 		}
 		n, err := br.r.Read(buf[len(buf):cap(buf)])

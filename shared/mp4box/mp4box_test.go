@@ -288,3 +288,42 @@ func FuzzReaderAndAllAgree(f *testing.F) {
 		}
 	})
 }
+
+// A reader with a budget asks it before each growth of its buffer, and
+// stops at the first growth it refuses, with the budget's error; what it
+// asked for adds up to its buffer's size.
+func TestReaderAsksItsBudget(t *testing.T) {
+	body := push(t)
+	var asked int
+	br := NewReader(bytes.NewReader(body), 1<<20)
+	br.Budget(func(n int) error { asked += n; return nil })
+	largest := 0
+	for {
+		box, err := br.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, box.Size())
+	}
+	if asked != br.Allocated() || asked+64 < largest || asked > 2*largest+growStep { // (a header's few bytes go uncounted)
+		t.Errorf("asked for %d, allocated %d, for boxes of %d bytes at most", asked, br.Allocated(), largest)
+	}
+	errBudget := errors.New("budget spent")
+	br = NewReader(bytes.NewReader(body), 1<<20)
+	br.Budget(func(n int) error { return errBudget })
+	for {
+		_, err := br.Next()
+		if err == io.EOF {
+			t.Fatal("read to the end with no budget")
+		}
+		if err != nil {
+			if !errors.Is(err, errBudget) || br.Allocated() != 0 {
+				t.Fatalf("err %v (allocated %d), want the budget's", err, br.Allocated())
+			}
+			break
+		}
+	}
+}

@@ -81,6 +81,8 @@ func outcomeOf(err error) outcome {
 		return outcome{auth.status, "refused: authentication", errAuth}
 	case errors.As(err, &lim):
 		return outcome{http.StatusTooManyRequests, "refused: limit", errLimit}
+	case errors.Is(err, errMemory):
+		return outcome{http.StatusServiceUnavailable, "refused: memory budget", errLimit}
 	case errors.Is(err, upload.ErrBusy):
 		return outcome{http.StatusServiceUnavailable, "refused: limit", errLimit}
 	case errors.Is(err, upload.ErrConflict):

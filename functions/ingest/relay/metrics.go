@@ -91,6 +91,16 @@ func newMetrics() *metrics {
 	return m
 }
 
+// watchMemory serves the memory budget's use and limit as
+// smoothcast_memory_budget_bytes.
+func (m *metrics) watchMemory(mem *memory) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smoothcast_memory_budget_used_bytes", Help: "What the relay's buffers hold, drawn from its memory budget.",
+	}, func() float64 { return float64(mem.used.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smoothcast_memory_budget_bytes", Help: "The relay's memory budget (0: none).",
+	}, func() float64 { return float64(mem.limit) }))
+}
+
 // storeRequest records one store request.
 func (m *metrics) storeRequest(op string, err error, took time.Duration) {
 	status := "ok"

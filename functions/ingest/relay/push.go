@@ -47,7 +47,7 @@ func (rl *Relay) servePush(w http.ResponseWriter, r *http.Request, ip layout.Ing
 	rl.register(st, rd)
 	defer rl.unregister(st)
 	run := rl.newRun(st, log, func() time.Time { return rd.lastRead })
-	stats, err := ingest.Read(r.Context(), body, run.sess, ingest.ReadOptions{Boundary: rd.boundary})
+	stats, err := ingest.Read(r.Context(), body, run.sess, ingest.ReadOptions{Boundary: rd.boundary, Alloc: rl.mem.draw, Free: rl.mem.give})
 	if err != nil && outcomeOf(err).kind == errStore {
 		// A store that kept failing for StoreTimeout is answered at once:
 		// the end markers' own retries may take as long again.
@@ -97,6 +97,9 @@ func (rl *Relay) answerPush(w http.ResponseWriter, rc *http.ResponseController, 
 	}
 	rl.streamError(run.st, o.kind, err)
 	run.log.Warn("push "+o.what, append(attrs, "err", err)...)
+	if o.status == http.StatusServiceUnavailable || o.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "5")
+	}
 	http.Error(w, err.Error(), o.status)
 }
 

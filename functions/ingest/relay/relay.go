@@ -64,6 +64,14 @@ type Config struct {
 	// connection open does not.
 	MinRate    float64
 	RateWindow time.Duration
+	// MemoryBudget is the memory, in bytes, the relay may use. Its
+	// buffers (connections' headers, pushes' boxes, uploads' bodies while
+	// they are read, stored, wait or are held) draw from it, all but
+	// MemoryOverhead for the rest of the process; past it, requests are
+	// refused with 503 and Retry-After instead of the process growing.
+	// The relay's main also gives it to Go's garbage collector as its
+	// memory limit. Zero: no bound.
+	MemoryBudget int64
 	// ReorderWait is how long an uploaded segment that would leave a gap
 	// after its rendition's newest waits for the segments before it: an
 	// encoder uploads on parallel connections, and the segment it sent
@@ -74,11 +82,29 @@ type Config struct {
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
 // silence, 10 s of drift, 30 s of store failures, 10 s per store request,
 // 16 pushes per channel and 256 in all, at least 1000 bytes/s a minute,
-// 2 s for an uploaded segment to wait for the ones before it.
+// 2 s for an uploaded segment to wait for the ones before it, 1 GiB of
+// memory (half of the AWS stack's t4g.small).
 func DefaultConfig() Config {
 	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
 		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16,
-		MinRate: 1000, RateWindow: time.Minute, ReorderWait: 2 * time.Second}
+		MinRate: 1000, RateWindow: time.Minute, ReorderWait: 2 * time.Second, MemoryBudget: 1 << 30}
+}
+
+// MemoryOverhead is what a relay's MemoryBudget keeps for the rest of the
+// process (code, runtime, goroutines, sessions' small buffers): its
+// buffers may hold the budget less this.
+const MemoryOverhead = 64 << 20
+
+// bufferLimit is what the buffers may hold of budget (0: no bound): all
+// but MemoryOverhead, or half of a budget under twice that.
+func bufferLimit(budget int64) int64 {
+	switch {
+	case budget <= 0:
+		return 0
+	case budget < 2*MemoryOverhead:
+		return budget / 2
+	}
+	return budget - MemoryOverhead
 }
 
 // Relay serves the ingest endpoints (Handler) and the operator's
@@ -94,6 +120,7 @@ type Relay struct {
 	metrics *metrics
 
 	uploads *upload.Uploads // interface 2: the upload source
+	mem     memory          // the memory budget every buffer draws from
 
 	// mu guards what follows. It may be held while taking a push's
 	// sessionReader.mu (Shutdown stops the pushes) or a stream's mu, never
@@ -124,7 +151,8 @@ func New(st ObjectStore, cfg Config, log *slog.Logger) *Relay {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = def.AttemptTimeout
 	}
-	rl := &Relay{Store: st, Cfg: cfg, Log: log, metrics: newMetrics(), drained: make(chan struct{})}
+	rl := &Relay{Store: st, Cfg: cfg, Log: log, metrics: newMetrics(), drained: make(chan struct{}), mem: memory{limit: bufferLimit(cfg.MemoryBudget)}}
+	rl.metrics.watchMemory(&rl.mem)
 	rl.store = &retrying{st: st, cfg: cfg, log: log, retries: &rl.retries, m: rl.metrics}
 	rl.uploads = upload.New(rl, rl.store, upload.Config{
 		ReorderWait: cfg.ReorderWait, Idle: cfg.ReadTimeout, MaxHeldBytes: cfg.MaxBox, Live: rl.channelLive, Log: log,

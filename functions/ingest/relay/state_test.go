@@ -59,8 +59,8 @@ func TestChannelsComeAndGoLeaveNothing(t *testing.T) {
 	}
 	init, segs, push := tinyRendition(t)
 	cfg := relay.DefaultConfig()
-	cfg.ReadTimeout = time.Second // idle renditions end, quiet channels are forgotten, this soon
-	cfg.MaxStreams = 0            // lingering renditions (2 s each) pile up past 256
+	cfg.ReadTimeout = 3 * time.Second // idle renditions end, quiet channels are forgotten, this soon (1 s dropped some under a load of 8)
+	cfg.MaxStreams = 0                // lingering renditions (2 s each) pile up past 256
 	rl := relay.New(nullStore{}, cfg, quiet)
 	h := rl.Handler()
 	send := func(method, path string, body []byte) int {
@@ -138,6 +138,9 @@ func TestChannelsComeAndGoLeaveNothing(t *testing.T) {
 	t.Logf("%d channels in %v: heap %.1f MiB after the first %d, %.1f MiB after %d more", 2*n, time.Since(began).Round(time.Millisecond), mb(before), n, mb(after), n)
 	if after > before+4<<20 {
 		t.Errorf("heap grew from %.1f to %.1f MiB over %d channels that came and went", mb(before), mb(after), n)
+	}
+	if used := scrape(t, rl)["smoothcast_memory_budget_used_bytes"]; used != 0 {
+		t.Errorf("%.0f bytes of the memory budget still drawn", used)
 	}
 	for series := range scrape(t, rl) {
 		if strings.Contains(series, `channel="c`) {

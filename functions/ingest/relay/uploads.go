@@ -45,24 +45,32 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
-	b, err := io.ReadAll(io.LimitReader(body, int64(rl.Cfg.MaxBox)+1))
+	b, release, err := rl.mem.readAll(body, rl.Cfg.MaxBox)
 	received := time.Now()
 	rl.metrics.bytes.WithLabelValues(kindUpload).Add(float64(len(b)))
 	if err == nil && len(b) > rl.Cfg.MaxBox {
 		err = fmt.Errorf("upload larger than %d bytes: %w", rl.Cfg.MaxBox, upload.ErrTooLarge)
 	}
 	if err == nil && len(b) == 0 {
+		release()
 		w.WriteHeader(http.StatusOK) // an encoder's probe
 		return
 	}
 	res := upload.Done
 	if err == nil {
-		res, err = rl.uploads.Put(upload.File{Channel: up.Channel, Name: up.File, Remote: r.RemoteAddr, Body: b, Received: received})
+		// The upload source gives the body's memory back once it is done
+		// with it: stored, refused, or dropped after being held.
+		res, err = rl.uploads.Put(upload.File{Channel: up.Channel, Name: up.File, Remote: r.RemoteAddr, Body: b, Received: received, Release: release})
+	} else {
+		release()
 	}
 	if err != nil {
 		o := outcomeOf(err)
 		log.Warn("upload "+o.what, "err", err)
 		rl.noteError(o.kind, up.Channel, up.File, r.RemoteAddr, err)
+		if o.status == http.StatusServiceUnavailable || o.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "5")
+		}
 		refuse(w, err.Error(), o.status)
 		return
 	}

@@ -44,9 +44,10 @@ type message any
 
 // put is one uploaded file and where its answer goes.
 type put struct {
-	file  File
-	kind  kind
-	reply chan putResult // buffered: answering never blocks
+	file    File
+	kind    kind
+	reply   chan putResult // buffered: answering never blocks
+	release func()         // gives the body's memory back; nil once given
 }
 
 type putResult struct {
@@ -54,7 +55,20 @@ type putResult struct {
 	err    error
 }
 
-func (p *put) answer(r Result, err error) { p.reply <- putResult{r, err} }
+// answer answers the upload and gives its body's memory back: the put is
+// done with (a held segment's body is kept: segment.held).
+func (p *put) answer(r Result, err error) {
+	p.free() // before the reply: the caller may read p once answered
+	p.reply <- putResult{r, err}
+}
+
+// free gives the body's memory back, once.
+func (p *put) free() {
+	if p.release != nil {
+		p.release()
+		p.release = nil
+	}
+}
 
 // closeAll ends every rendition (Uploads.Close).
 type closeAll struct{ done chan struct{} }
@@ -311,6 +325,7 @@ func (c *channel) expireHeld(now time.Time) {
 		if now.Sub(s.received) >= c.u.cfg.Hold {
 			c.log.Warn("held segment dropped: no init segment or manifest placed it", "file", s.file, "waited", now.Sub(s.received).Round(time.Millisecond))
 			c.heldBytes -= len(s.body)
+			s.free()
 			continue
 		}
 		kept = append(kept, s)
@@ -402,6 +417,7 @@ func (c *channel) ended(m *ended) {
 func (c *channel) closeAll(m *closeAll) {
 	for _, s := range c.held {
 		c.log.Warn("held segment dropped: the relay is shutting down", "file", s.file)
+		s.free()
 	}
 	c.held, c.heldBytes = nil, 0
 	if c.holdTimer != nil {

@@ -43,6 +43,7 @@ type segment struct {
 	received time.Time
 	put      *put       // who waits for the answer; nil for a held segment
 	dups     []*put     // resends of it that came while it waited
+	release  func()     // gives a held segment's body's memory back
 	init     bool       // the rendition's init segment
 	resend   bool       // a segment already handed to the worker: nothing to store
 	spanOf   *rendition // whose track defaults start, end and timed were read with
@@ -52,14 +53,18 @@ type segment struct {
 	deadline time.Time // of its reorder wait
 }
 
-// held answers the request of a segment that is held: 202, stored later.
+// held answers the request of a segment that is held: 202, stored later
+// (its body, and the memory it holds, stay until then).
 func (s *segment) held() {
 	if s.put != nil {
+		s.release, s.put.release = s.put.release, nil
 		s.put.answer(Held, nil)
 		s.put = nil
 	}
 }
 
+// answer is the segment's end: it answers whoever waits (it, and its
+// resends), and gives its body's memory back.
 func (s *segment) answer(err error) {
 	if s.put != nil {
 		s.put.answer(Done, err)
@@ -69,6 +74,16 @@ func (s *segment) answer(err error) {
 		p.answer(Done, err)
 	}
 	s.dups = nil
+	s.free()
+}
+
+// free gives a held segment's body's memory back (a segment dropped with
+// nobody to answer).
+func (s *segment) free() {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
 }
 
 // job is one order to a rendition's worker.
@@ -178,8 +193,10 @@ func (c *channel) offer(r *rendition, s *segment) {
 			if w.start == s.start {
 				c.log.Debug("segment resent while it waits", "file", s.file, "start", s.start)
 				if s.put != nil {
+					s.put.free() // its body: the one that waits is stored
 					w.dups = append(w.dups, s.put)
 				}
+				s.free()
 				return
 			}
 		}

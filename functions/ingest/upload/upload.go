@@ -141,6 +141,10 @@ type File struct {
 	Channel, Name, Remote string
 	Body                  []byte
 	Received              time.Time
+	// Release, when set, is called once the uploads are done with Body
+	// (stored, refused, or dropped after being held): the relay gives its
+	// memory back to its budget then.
+	Release func()
 }
 
 // Uploads is the upload source of one relay: every channel's uploads.
@@ -197,6 +201,16 @@ func cmpOr[T comparable](a, b T) T {
 // (Done), held (Held) or refused (an error wrapping one of this package's
 // Err values, or what the session or the store said).
 func (u *Uploads) Put(f File) (Result, error) {
+	p := &put{file: f, release: f.Release, reply: make(chan putResult, 1)}
+	r, err := u.put(p)
+	if err != nil {
+		p.free()
+	}
+	return r, err
+}
+
+func (u *Uploads) put(p *put) (Result, error) {
+	f := p.file
 	k := classify(f.Body)
 	switch k {
 	case unknown:
@@ -217,7 +231,7 @@ func (u *Uploads) Put(f File) (Result, error) {
 	if c == nil {
 		return 0, fmt.Errorf("channel %s: %s: %w", f.Channel, f.Name, ErrClosed)
 	}
-	p := &put{file: f, kind: k, reply: make(chan putResult, 1)}
+	p.file.Received, p.kind = f.Received, k
 	c.inbox <- p
 	r := <-p.reply
 	return r.result, r.err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,6 +153,8 @@ type harness struct {
 	sessions *fakeSessions
 	store    *storetest.Mem
 	taken    chan string
+	// Uploads put, their bodies given back, and given back twice.
+	issued, released, twice atomic.Int64
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -161,7 +164,15 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 	h.u = New(h.sessions, h.store, cfg)
 	h.u.onTake = func(f File) { h.taken <- f.Name }
-	t.Cleanup(h.u.Close)
+	t.Cleanup(func() {
+		h.u.Close()
+		// Every upload's body is given back exactly once, whatever became
+		// of it: stored, refused, held then stored or dropped.
+		waitFor(t, "every upload's body given back", func() bool { return h.released.Load() == h.issued.Load() })
+		if r, i := h.released.Load(), h.issued.Load(); r != i || h.twice.Load() != 0 {
+			t.Errorf("%d bodies given back (%d twice), of %d uploads", r, h.twice.Load(), i)
+		}
+	})
 	return h
 }
 
@@ -173,7 +184,16 @@ type answer struct {
 
 // put uploads a file and returns its answer.
 func (h *harness) put(channel, file string, body []byte) answer {
-	r, err := h.u.Put(File{Channel: channel, Name: file, Body: body})
+	h.issued.Add(1)
+	var once atomic.Bool
+	release := func() {
+		if once.Swap(true) {
+			h.twice.Add(1)
+			return
+		}
+		h.released.Add(1)
+	}
+	r, err := h.u.Put(File{Channel: channel, Name: file, Body: body, Release: release})
 	return answer{file, r, err}
 }
 
