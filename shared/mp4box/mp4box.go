@@ -162,11 +162,12 @@ func Decode(b Box) (mp4.Box, error) {
 }
 
 // Reader reads top-level boxes one at a time from a stream, reusing one
-// buffer, and refuses a box larger than its limit before allocating for
-// it.
+// buffer, and refuses a box larger than its limit (for its type, see
+// SetLimit) before allocating for it.
 type Reader struct {
 	r         io.Reader
 	max       int
+	limit     func(typ string) int
 	pos       uint64
 	buf       []byte
 	hdr       [16]byte
@@ -204,6 +205,24 @@ func NewReader(r io.Reader, maxBox int) *Reader {
 	return &Reader{r: r, max: maxBox}
 }
 
+// SetLimit sets a limit per box type, within the reader's own: a box of
+// type typ larger than limit(typ) bytes is refused as ErrTooLarge once its
+// header is read (when limit(typ) is positive and below the reader's
+// limit; otherwise the reader's applies). A source passes the limits of
+// what comes after it: a live server manifest (uuid) is a few kilobytes,
+// a moof no larger than what the manifest function reads.
+func (br *Reader) SetLimit(limit func(typ string) int) { br.limit = limit }
+
+// maxFor is the limit on a box of type typ.
+func (br *Reader) maxFor(typ string) int {
+	if br.limit != nil {
+		if l := br.limit(typ); l > 0 && l < br.max {
+			return l
+		}
+	}
+	return br.max
+}
+
 // Next reads the next box. It returns io.EOF at a clean end of the stream
 // (between boxes), ErrTruncated (wrapping the read error) when the stream
 // ends inside a box, and any other read error as it is. It reads nothing
@@ -236,8 +255,8 @@ func (br *Reader) Next() (Box, error) {
 	if size == 0 {
 		return br.readToEnd(start, typ)
 	}
-	if size > uint64(br.max) {
-		return Box{}, fmt.Errorf("%w: %s box of %d bytes at offset %d, limit %d", ErrTooLarge, typ, size, start, br.max)
+	if limit := br.maxFor(typ); size > uint64(limit) {
+		return Box{}, fmt.Errorf("%w: %s box of %d bytes at offset %d, limit %d", ErrTooLarge, typ, size, start, limit)
 	}
 	buf, err := br.readBody(int(size), hsize)
 	if err != nil {
@@ -284,20 +303,24 @@ func (br *Reader) readBody(size, hsize int) ([]byte, error) {
 
 // readToEnd reads a box of size 0, which runs to the end of the stream.
 func (br *Reader) readToEnd(start uint64, typ string) (Box, error) {
+	limit := br.maxFor(typ)
 	buf := br.buf[:0]
 	buf = append(buf, br.hdr[:8]...)
 	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= br.max {
-				return Box{}, fmt.Errorf("%w: %s box to the end of the stream at offset %d exceeds %d bytes", ErrTooLarge, typ, start, br.max)
+		// The buffer may be larger than this type's limit (a reused one):
+		// read no further than the limit.
+		room := min(cap(buf), limit)
+		if len(buf) >= room {
+			if len(buf) >= limit {
+				return Box{}, fmt.Errorf("%w: %s box to the end of the stream at offset %d exceeds %d bytes", ErrTooLarge, typ, start, limit)
 			}
-			nb, err := br.grow(buf, min(2*cap(buf)+512, br.max))
+			nb, err := br.grow(buf, min(2*cap(buf)+512, limit))
 			if err != nil {
 				return Box{}, err
 			}
-			buf = nb
+			buf, room = nb, cap(nb)
 		}
-		n, err := br.r.Read(buf[len(buf):cap(buf)])
+		n, err := br.r.Read(buf[len(buf):room])
 		buf = buf[:len(buf)+n]
 		br.pos += uint64(n)
 		if err == io.EOF {

@@ -327,3 +327,63 @@ func TestReaderAsksItsBudget(t *testing.T) {
 		}
 	}
 }
+
+// A per-type limit (SetLimit) refuses a box of that type over it once its
+// header is read, whatever its size field (32-bit, largesize, to the
+// end), before anything is allocated or read for it; other types keep
+// the reader's limit, and a limit above the reader's does not raise it.
+func TestPerTypeLimit(t *testing.T) {
+	limit := func(typ string) int {
+		switch typ {
+		case "uuid":
+			return 1024
+		case "moof":
+			return 1 << 30 // above the reader's: the reader's applies
+		}
+		return 0
+	}
+	big := func(typ string, n int) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(n))
+		return append(append(b, typ...), make([]byte, n-8)...)
+	}
+	toEnd := func(typ string, n int) []byte {
+		return append(append([]byte{0, 0, 0, 0}, typ...), make([]byte, n-8)...)
+	}
+	largesize := func(typ string, n int) []byte {
+		b := binary.BigEndian.AppendUint32(nil, 1)
+		b = binary.BigEndian.AppendUint64(append(b, typ...), uint64(n))
+		return append(b, make([]byte, n-16)...)
+	}
+	for _, tc := range []struct {
+		name     string
+		in       []byte
+		refused  bool
+		readUpTo uint64 // bytes the reader may have read when it refuses
+	}{
+		{"a uuid at the limit", big("uuid", 1024), false, 0},
+		{"a uuid over it", big("uuid", 1025), true, 8},
+		{"a uuid of 23 MB", big("uuid", 23<<20), true, 8},
+		{"a largesize uuid over it", largesize("uuid", 4096), true, 16},
+		{"a uuid to the end of the stream over it", toEnd("uuid", 4096), true, 1024},
+		{"an mdat over the uuid limit", big("mdat", 4096), false, 0},
+		{"a moof over the reader's limit", big("moof", 8192), true, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A reused buffer larger than the type's limit must not
+			// let a box to the end read past it.
+			in := append(big("free", 6000), tc.in...)
+			br := NewReader(bytes.NewReader(in), 8000)
+			br.SetLimit(limit)
+			if _, err := br.Next(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := br.Next()
+			if tc.refused != errors.Is(err, ErrTooLarge) || !tc.refused && err != nil {
+				t.Fatalf("err %v, want refused %v", err, tc.refused)
+			}
+			if read := br.Offset() - 6000; tc.refused && read > tc.readUpTo {
+				t.Errorf("read %d bytes of the refused box, want at most %d", read, tc.readUpTo)
+			}
+		})
+	}
+}
