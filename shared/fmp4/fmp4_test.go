@@ -200,6 +200,14 @@ func TestRewrite(t *testing.T) {
 			moof, p := fragment(t, -150, durs, false, true, false)
 			return Input{Moof: moof, MdatHeader: 8, Mdat: p}
 		}, result{err: ErrNegativeStart}},
+		{"video before zero by less than its key frame: the key frame is not dropped", func() Input {
+			moof, p := fragment(t, -50, durs, true, true, false)
+			m, _ := DecodeMoof(moof)
+			for i := 1; i < len(m.Traf.Trun.Samples); i++ {
+				m.Traf.Trun.Samples[i].Flags = mp4.NonSyncSampleFlags
+			}
+			return Input{Moof: encodeBox(t, m), MdatHeader: 8, Mdat: p}
+		}, result{err: ErrNegativeStart}},
 		{"every sample before zero", func() Input {
 			moof, p := fragment(t, -300, durs, true, true, false)
 			return Input{Moof: moof, MdatHeader: 8, Mdat: p}

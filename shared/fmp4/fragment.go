@@ -149,12 +149,17 @@ func RewriteHead(dst []byte, in Input) (head, payload []byte, info FragmentInfo,
 		if len(traf.Truns) != 1 {
 			return dst, nil, info, fmt.Errorf("%w: track %d at %d (several truns)", ErrNegativeStart, info.TrackID, start)
 		}
+		// Only a fragment of sync samples alone (audio) can lose its
+		// leading ones: dropping a video key frame would leave frames
+		// that decode against nothing.
+		for _, s := range trun.Samples {
+			if !s.IsSync() && !mp4.IsSyncSampleFlags(s.Flags) {
+				return dst, nil, info, fmt.Errorf("%w: track %d at %d (a fragment with non-sync samples)", ErrNegativeStart, info.TrackID, start)
+			}
+		}
 		k, skip := 0, int64(0)
 		for k < len(trun.Samples) && start < 0 {
 			s := trun.Samples[k]
-			if !s.IsSync() && !mp4.IsSyncSampleFlags(s.Flags) {
-				return dst, nil, info, fmt.Errorf("%w: track %d at %d (non-sync sample)", ErrNegativeStart, info.TrackID, start)
-			}
 			start += int64(s.Dur)
 			dur -= uint64(s.Dur)
 			skip += int64(s.Size)
