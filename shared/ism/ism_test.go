@@ -89,13 +89,13 @@ func renderSMIL(tracks []SMILTrack) []byte {
 var xmlName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]*$`)
 
 // FuzzParseSMIL: any document parses or fails with an error. What parses
-// has non-negative bitrates, gives track names the session can only turn
+// has bitrates within bounds (or 0, none declared), gives track names the session can only turn
 // into safe ones, and round-trips: written back as SMIL (each bitrate as
 // the systemBitrate attribute) and parsed again, it gives the same tracks,
 // so bitrates, track IDs, names and parameters are what the document said.
 func FuzzParseSMIL(f *testing.F) {
 	f.Add(ffmpegSMIL(f))
-	f.Add([]byte(`<smil><body><switch><video systemBitrate="1"><param name="trackID" value="2"/></video></switch></body></smil>`))
+	f.Add([]byte(`<smil><body><switch><video systemBitrate="1000"><param name="trackID" value="2"/></video></switch></body></smil>`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		tracks, err := ParseSMIL(doc)
 		if err != nil {
@@ -103,8 +103,8 @@ func FuzzParseSMIL(f *testing.F) {
 		}
 		renderable := true
 		for _, tr := range tracks {
-			if tr.SystemBitrate < 0 {
-				t.Fatalf("negative bitrate %d", tr.SystemBitrate)
+			if tr.SystemBitrate != 0 && CheckBitrate(tr.SystemBitrate) != nil {
+				t.Fatalf("bitrate %d out of bounds", tr.SystemBitrate)
 			}
 			for _, fallback := range []string{"video", "audio"} {
 				if name := layout.SanitizeName(tr.TrackName, fallback); !layout.ValidName(name) {
@@ -139,8 +139,13 @@ func TestParseSMILRoundTrip(t *testing.T) {
 	}{
 		{"ffmpeg's", string(doc), true},
 		{"bitrate as a parameter", `<smil><body><switch><audio><param name="systemBitrate" value="0064000"/><param name="trackID" value="3"/></audio></switch></body></smil>`, true},
-		{"escaped names", `<smil><body><switch><video systemBitrate="5"><param name="trackName" value="a&amp;b&#xA;c/../d"/></video></switch></body></smil>`, true},
+		{"escaped names", `<smil><body><switch><video systemBitrate="5000"><param name="trackName" value="a&amp;b&#xA;c/../d"/></video></switch></body></smil>`, true},
 		{"negative bitrate", `<smil><body><switch><video systemBitrate="-1"/></switch></body></smil>`, false},
+		{"a bitrate of 0 declares nothing", `<smil><body><switch><video systemBitrate="0"/></switch></body></smil>`, true},
+		{"bitrate 2^31-1, the most a manifest carries", `<smil><body><switch><video systemBitrate="2147483647"/></switch></body></smil>`, true},
+		{"bitrate 2^31, more than a manifest carries", `<smil><body><switch><video systemBitrate="2147483648"/></switch></body></smil>`, false},
+		{"bitrate 2^63-1", `<smil><body><switch><video><param name="systemBitrate" value="9223372036854775807"/></video></switch></body></smil>`, false},
+		{"bitrate 999, less than any track", `<smil><body><switch><audio systemBitrate="999"/></switch></body></smil>`, false},
 		{"bitrate not a number", `<smil><body><switch><video systemBitrate="fast"/></switch></body></smil>`, false},
 		{"track ID past 32 bits", `<smil><body><switch><video><param name="trackID" value="4294967296"/></video></switch></body></smil>`, false},
 		{"not XML", "not xml <", false},

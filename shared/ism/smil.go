@@ -8,13 +8,43 @@ package ism
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
 // ServerManifestUUID is the uuid of the live server manifest box that an
 // encoder may send between ftyp and moov.
 const ServerManifestUUID = "a5d40b30-e814-11dd-ba2f-0800200c9a66"
+
+// Bounds on a track's bitrate, in bits per second, wherever it comes
+// from (the SMIL's systemBitrate, the sample entry's btrt or esds, or
+// measured from the first fragment). MaxBitrate is the most the
+// manifests and the keys carry (QualityLevels is a 31-bit number in the
+// layout; Smooth's Bitrate, DASH's bandwidth and HLS's BANDWIDTH are read
+// as 32-bit integers by players): a systemBitrate of 2^31 used to store
+// fragments that no manifest could list. MinBitrate is below any real
+// track (speech at 6 to 8 kbit/s is the lowest AAC carries) and is the
+// least the session measures.
+const (
+	MinBitrate = 1_000
+	MaxBitrate = math.MaxInt32
+)
+
+// ErrBitrate is wrapped by CheckBitrate's errors.
+var ErrBitrate = errors.New("bitrate out of bounds")
+
+// CheckBitrate refuses a bitrate outside MinBitrate..MaxBitrate.
+func CheckBitrate(bps int) error {
+	switch {
+	case bps > MaxBitrate:
+		return fmt.Errorf("%w: %d bit/s is more than a manifest can carry (%d at most)", ErrBitrate, bps, MaxBitrate)
+	case bps < MinBitrate:
+		return fmt.Errorf("%w: %d bit/s is less than any real track (%d at least)", ErrBitrate, bps, MinBitrate)
+	}
+	return nil
+}
 
 // SMILTrack is one <video>, <audio> or <textstream> element of the live
 // server manifest.
@@ -45,7 +75,9 @@ type smilItem struct {
 }
 
 // ParseSMIL parses a live server manifest document ("IIS Smooth Streaming
-// Live Server Manifest Format"): the tracks of its switch element.
+// Live Server Manifest Format"): the tracks of its switch element. A
+// systemBitrate of 0 declares nothing; any other outside MinBitrate to
+// MaxBitrate is refused (CheckBitrate).
 func ParseSMIL(doc []byte) ([]SMILTrack, error) {
 	var d smilDoc
 	dec := xml.NewDecoder(bytes.NewReader(doc))
@@ -67,6 +99,11 @@ func ParseSMIL(doc []byte) ([]SMILTrack, error) {
 			v, err := strconv.Atoi(br)
 			if err != nil || v < 0 {
 				return nil, fmt.Errorf("parse live server manifest: %s systemBitrate %q", t.Kind, br)
+			}
+			if v != 0 {
+				if err := CheckBitrate(v); err != nil {
+					return nil, fmt.Errorf("live server manifest: %s systemBitrate: %w", t.Kind, err)
+				}
 			}
 			t.SystemBitrate = v
 		}

@@ -162,7 +162,9 @@ func New(cfg Config) (*Stream, error) {
 		case timeline.Audio:
 			t.frameSz = max(6, int((int64(tr.Bitrate)*1024/int64(cfg.SampleRate)+4)/8))
 			t.aacRaw = aacSilentFrame(t.frameSz)
-			t.offset = int64(cfg.AudioOffset) * int64(cfg.Timescale) / int64(time.Second)
+			// In two parts, so that an offset of years does not overflow.
+			ts := int64(cfg.Timescale)
+			t.offset = int64(cfg.AudioOffset/time.Second)*ts + int64(cfg.AudioOffset%time.Second)*ts/int64(time.Second)
 		default:
 			return nil, fmt.Errorf("synth: track %d: kind %q not supported", i+1, tr.Kind)
 		}
