@@ -88,8 +88,18 @@ func Duration(t int64, ts uint32) time.Duration {
 
 // ticksText says how long t ticks of timescale ts last, in words a
 // person reads: milliseconds to years.
-func ticksText(t uint64, ts uint32) string {
-	sec := float64(t) / float64(ts)
+func ticksText(t uint64, ts uint32) string { return secondsText(float64(t) / float64(ts)) }
+
+// DurationText says how long d is in words a person reads, milliseconds
+// to years ("21.3 ms", "2 s", "10.0 years"): for refusals.
+func DurationText(d time.Duration) string {
+	if d < 0 {
+		return "-" + secondsText(-d.Seconds())
+	}
+	return secondsText(d.Seconds())
+}
+
+func secondsText(sec float64) string {
 	switch {
 	case sec >= 365.25*24*3600:
 		return fmt.Sprintf("%.1f years", sec/(365.25*24*3600))

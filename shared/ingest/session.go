@@ -9,6 +9,15 @@
 // and fragments to its Sink, which stores them. Read is the loop for a
 // source whose boxes arrive on a stream (a push's request body).
 //
+// Nothing an encoder sends may poison the channel for the pushes after
+// it: timescales, fragment durations and start times no encoder sends
+// (fmp4.CheckTiming), bitrates no manifest carries (ism.CheckBitrate), a
+// track that starts before zero after its first fragments, and tracks of
+// one stream that start apart (Options.MaxSkew) are refused as
+// *ProtocolError before the clock is asked and before the fragment (or
+// its track's init segment) reaches the sink; a uuid box (the live server
+// manifest) over MaxServerManifest is refused before it is read.
+//
 // A moof that carries several tracks (muxed fMP4) is refused today
 // (fmp4.ErrMultiTrack); splitting it per traf belongs in Session.fragment,
 // before the rewrite.
@@ -19,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -117,10 +127,28 @@ type Sink interface {
 	Fragment(ctx context.Context, f Fragment) error
 }
 
+// MaxServerManifest is the largest uuid box a session takes, the live
+// server manifest (SMIL) among them: ffmpeg's for three tracks is about
+// 2 KB, an IIS-era encoder's a few KB per track, 16 tracks at most
+// (Options.MaxTracks); 256 KiB is ten times that and costs about 1.5 MiB
+// of heap to parse, where a 23 MB one cost 134 MB. A larger one is
+// refused (a *ProtocolError wrapping mp4box.ErrTooLarge: 413) once its
+// header is read, before it is read whole.
+const MaxServerManifest = 256 << 10
+
+// DefaultMaxSkew is Options.MaxSkew's default.
+const DefaultMaxSkew = 10 * time.Second
+
 // Options bound a session.
 type Options struct {
 	// MaxBox is the largest box accepted, in bytes (a fragment's mdat).
 	MaxBox int
+	// Limit, when set, is the largest box of type typ accepted, in bytes,
+	// when positive and below MaxBox (a moof no larger than what the
+	// manifest function reads). Read refuses a box over it once its header
+	// is read, before allocating for it; Box refuses one in hand. uuid
+	// boxes are capped at MaxServerManifest whatever Limit says.
+	Limit func(typ string) int
 	// MaxTracks is the most tracks one moov may declare.
 	MaxTracks int
 	// Clock, when set, rebases the session's timestamps (see Clock).
@@ -129,6 +157,15 @@ type Options struct {
 	// skip counts as a discontinuity (default 10 s); any step backwards is
 	// one.
 	MaxJump time.Duration
+	// MaxSkew bounds how far apart the tracks of one stream may start
+	// (default DefaultMaxSkew): a track's first fragment must start within
+	// MaxSkew of the span the stream's other tracks have covered, in the
+	// encoder's time, or the stream is refused before that fragment is
+	// stored or the clock asked. Only the stream's first fragment sets the
+	// channel's clock; a track that disagrees with it would move the
+	// channel's published end (an audio track ten years after its video
+	// rebased every later push ten years ahead).
+	MaxSkew time.Duration
 }
 
 // Stats count what a session did.
@@ -156,6 +193,10 @@ type track struct {
 	end     uint64 // stored end of the previous fragment
 	disc    bool   // the next fragment follows a discontinuity
 	desc    timeline.Track
+	// lo and hi are the span the track's stored fragments covered in the
+	// encoder's own time (valid once hasRaw): what the stream's other
+	// tracks must agree with (Options.MaxSkew).
+	lo, hi time.Duration
 }
 
 // Session is one encoder connection's (or one uploaded rendition's) way
@@ -189,7 +230,24 @@ func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
 	if opts.MaxJump <= 0 {
 		opts.MaxJump = 10 * time.Second
 	}
+	if opts.MaxSkew <= 0 {
+		opts.MaxSkew = DefaultMaxSkew
+	}
 	return &Session{sink: sink, log: log, opts: opts}
+}
+
+// limit is the largest box of type typ the session takes.
+func (s *Session) limit(typ string) int {
+	n := s.opts.MaxBox
+	if s.opts.Limit != nil {
+		if l := s.opts.Limit(typ); l > 0 {
+			n = min(n, l)
+		}
+	}
+	if typ == "uuid" {
+		n = min(n, MaxServerManifest)
+	}
+	return n
 }
 
 // Box takes the next top-level box of the encoder's stream. It returns
@@ -199,6 +257,9 @@ func NewSession(sink Sink, log *slog.Logger, opts Options) *Session {
 // copies.
 func (s *Session) Box(ctx context.Context, box mp4box.Box) error {
 	s.stats.Bytes += uint64(box.Size())
+	if limit := s.limit(box.Type); box.Size() > limit {
+		return &ProtocolError{Err: fmt.Errorf("%w: %s box of %d bytes at offset %d, limit %d", mp4box.ErrTooLarge, box.Type, box.Size(), box.Pos, limit)}
+	}
 	if s.haveMoof && box.Type != "mdat" {
 		s.haveMoof = false
 		return protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
@@ -287,9 +348,13 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if _, dup := tracks[id]; dup {
 			return protocolErr("moov declares track %d twice", id)
 		}
-		// Refuse at once what no manifest could describe.
+		// Refuse at once what no manifest could describe, and timing no
+		// encoder sends.
 		desc, err := fmp4.Describe(trak)
 		if err != nil {
+			return protocolErr("track %d: %w", id, err)
+		}
+		if err := fmp4.CheckTimescale(trak.Mdia.Mdhd.Timescale); err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}
 		t := &track{trak: trak}
@@ -312,11 +377,15 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		for _, st := range s.smil {
 			if st.TrackID == id {
 				t.name = layout.SanitizeName(st.TrackName, t.name)
-				t.bitrate = st.SystemBitrate
+				t.bitrate = st.SystemBitrate // within bounds (ism.ParseSMIL)
 			}
 		}
 		if t.bitrate == 0 {
-			t.bitrate = fmp4.DeclaredBitrate(trak)
+			if t.bitrate = fmp4.DeclaredBitrate(trak); t.bitrate != 0 {
+				if err := ism.CheckBitrate(t.bitrate); err != nil {
+					return protocolErr("track %d: bitrate its sample entry declares (btrt or esds): %w", id, err)
+				}
+			}
 		}
 		if old, ok := s.tracks[id]; ok && old.announced && (old.desc.Codecs != desc.Codecs || old.desc.CodecPrivateData != desc.CodecPrivateData || old.desc.Timescale != desc.Timescale) {
 			// Its init segment and fragments are already out under this
@@ -352,6 +421,11 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 	raw, dur, timed := fmp4.Timing(moof, t.trex)
 	if !timed {
 		raw = t.nextRaw
+	}
+	// Before the clock is asked and anything stored: timing no encoder
+	// sends, and tracks that disagree, are refused.
+	if err := s.checkTiming(t, id, raw, dur); err != nil {
+		return err
 	}
 	jumped := t.hasRaw && (raw < t.nextRaw || raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)))
 	if jumped {
@@ -399,9 +473,54 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 		return err
 	}
 	t.hasPrev, t.prev, t.end, t.disc = true, info.Start, info.Start+info.Duration, false
-	t.hasRaw, t.nextRaw = true, int64(info.Start)-int64(s.offset/time.Second)*ts+int64(info.Duration)
+	rawStart := int64(info.Start) - int64(s.offset/time.Second)*ts
+	lo, hi := fmp4.Duration(rawStart, uint32(ts)), fmp4.Duration(rawStart+int64(info.Duration), uint32(ts))
+	if !t.hasRaw {
+		t.lo, t.hi = lo, hi
+	}
+	t.lo, t.hi = min(t.lo, lo), max(t.hi, hi)
+	t.hasRaw, t.nextRaw = true, rawStart+int64(info.Duration)
 	s.ended(f.ID, info.Start+info.Duration)
 	s.stats.Fragments++
+	return nil
+}
+
+// checkTiming refuses, as a *ProtocolError that says why, a fragment of
+// track t (id) starting at raw in the encoder's time and lasting dur
+// ticks whose timing no encoder sends (fmp4.CheckTiming); one that starts
+// before zero after the track stored fragments (only a stream's first
+// samples, AAC priming, may: an encoder whose every fragment says
+// 2^64-1, read as -1, repeats one time for ever); and a track's first
+// fragment that starts more than MaxSkew from the span the stream's other
+// tracks covered.
+func (s *Session) checkTiming(t *track, id uint32, raw int64, dur uint64) error {
+	ts := t.trak.Mdia.Mdhd.Timescale
+	if err := fmp4.CheckTiming(raw, dur, ts); err != nil {
+		return protocolErr("track %d fragment at offset %d: %w", id, s.moofAt, err)
+	}
+	start := fmp4.Duration(raw, ts)
+	if raw < 0 && t.hasRaw {
+		return protocolErr("track %d fragment at offset %d: %w: it starts %s before time zero, after the track's fragments up to %s: only a stream's first fragments may",
+			id, s.moofAt, fmp4.ErrTiming, fmp4.DurationText(-start), fmp4.DurationText(t.hi))
+	}
+	if t.hasRaw {
+		return nil
+	}
+	var near *track
+	dist := time.Duration(math.MaxInt64)
+	for _, o := range s.tracks {
+		if o == t || !o.hasRaw {
+			continue
+		}
+		d := max(o.lo-start, start-o.hi, 0)
+		if d < dist {
+			near, dist = o, d
+		}
+	}
+	if near != nil && dist > s.opts.MaxSkew {
+		return protocolErr("track %d fragment at offset %d: %w: the track starts at %s, %s from track %d's fragments (%s to %s): the tracks of a stream start within %v of each other",
+			id, s.moofAt, fmp4.ErrTiming, fmp4.DurationText(start), fmp4.DurationText(dist), near.trak.Tkhd.TrackID, fmp4.DurationText(near.lo), fmp4.DurationText(near.hi), s.opts.MaxSkew)
+	}
 	return nil
 }
 
@@ -458,7 +577,10 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, d
 	if t.bitrate == 0 {
 		ts := uint64(t.trak.Mdia.Mdhd.Timescale)
 		bps := uint64(size) * 8 * ts / dur
-		t.bitrate = int(max((bps+500)/1000*1000, 1000))
+		t.bitrate = int(max((bps+500)/1000*1000, ism.MinBitrate)) // at most 2^56: 64 MiB in a tick of 100 MHz
+		if err := ism.CheckBitrate(t.bitrate); err != nil {
+			return protocolErr("track %d: bitrate measured from its first fragment (%d bytes in %s): %w", id, size, time.Duration(dur*uint64(time.Second)/ts), err)
+		}
 	}
 	for taken := true; taken; {
 		taken = false
@@ -468,6 +590,9 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, d
 				taken = true
 			}
 		}
+	}
+	if err := ism.CheckBitrate(t.bitrate); err != nil {
+		return protocolErr("track %d: bitrate once made unique among the stream's tracks named %s: %w", id, t.name, err)
 	}
 	init, err := fmp4.InitSegment(s.moov, id)
 	if err != nil {
