@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -15,7 +16,9 @@ import (
 // Secrets are the ingest secrets: one for the whole deployment and, where
 // set, one per channel. The zero value turns authentication off. With any
 // secret set, a channel that has neither its own secret nor a default is
-// refused.
+// refused, with the answers of a channel whose secret the encoder does
+// not have (401 without credentials, 403 with any): a stranger learns
+// nothing of which channels exist.
 type Secrets struct {
 	Default    string
 	PerChannel map[string]string
@@ -45,7 +48,7 @@ func (s Secrets) Mode() string {
 	case s.Default != "":
 		return fmt.Sprintf("%d channel(s) with their own secret, the default secret for the others", len(s.PerChannel))
 	default:
-		return fmt.Sprintf("%d channel(s) with their own secret; every other channel is refused (no * default)", len(s.PerChannel))
+		return fmt.Sprintf("%d channel(s) with their own secret; every other channel is refused (no * default), answered as a wrong secret", len(s.PerChannel))
 	}
 }
 
@@ -127,35 +130,71 @@ func splitToken(path string) (token, rest string) {
 	return token, "/" + rest
 }
 
+// maxCredential is the longest credential authorize takes, in bytes: a
+// secret goes in URLs, 16 characters at least and rarely more than 64;
+// HTTP Basic adds a user name and base64. An Authorization header over
+// it is refused with 431, a path token with 414, before anything is
+// compared.
+const maxCredential = 1024
+
+// noSecret is what a push to a channel without a secret is compared
+// with: a digest no credential has, so that such a channel is refused
+// after the same work, with the same answer, as one whose secret is wrong.
+var noSecret = func() [sha256.Size]byte {
+	var b [sha256.Size]byte
+	_, _ = rand.Read(b[:])
+	return b
+}()
+
 // authorize checks the push's credentials against the channel's secret
 // before anything of the body is read: nil when it may go on, else an
-// *authError with the status (401 without credentials, 403 with wrong
-// ones or for a channel that has no secret) and the reason.
+// *authError with the status and the reason. A push without credentials
+// gets 401, one with the wrong ones 403, whether or not the channel has a
+// secret of its own: the answers say nothing of which channels exist.
+// Schemes are case-insensitive (Basic, Bearer); a credential longer than
+// maxCredential is 431 (414 in the path).
 func (rl *Relay) authorize(r *http.Request, channel, token string) error {
 	if !rl.Cfg.Secrets.On() {
 		return nil
 	}
-	want, ok := rl.Cfg.Secrets.For(channel)
-	if !ok {
-		// Secrets are configured, but none for this channel and no
-		// default: closed, not open.
-		return &authError{http.StatusForbidden, "channel " + channel + " may not be pushed to: it has no ingest secret and there is no default (*=secret)"}
+	if len(token) > maxCredential {
+		return &authError{http.StatusRequestURITooLong, fmt.Sprintf("the ingest token in the path is over %d bytes", maxCredential)}
+	}
+	header := r.Header.Values("Authorization")
+	if n := len(strings.Join(header, "")); n > maxCredential {
+		return &authError{http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("Authorization of %d bytes: credentials are %d bytes at most", n, maxCredential)}
 	}
 	got := token
 	if got == "" {
-		if _, pass, ok := r.BasicAuth(); ok {
-			got = pass
-		} else if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			got = strings.TrimSpace(b)
-		}
+		got = credential(r)
 	}
 	if got == "" {
 		return &authError{http.StatusUnauthorized, "credentials required: HTTP Basic (any user name, the secret as password), a Bearer token, or /token/{secret}/live/..."}
 	}
-	// Compare digests: constant time, and no length to learn.
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	// Compare digests: constant time, and no length to learn. A channel
+	// that has no secret (per-channel secrets and no * default) is
+	// compared with one no credential matches, and refused alike.
+	w := noSecret
+	if want, ok := rl.Cfg.Secrets.For(channel); ok {
+		w = sha256.Sum256([]byte(want))
+	}
+	g := sha256.Sum256([]byte(got))
 	if subtle.ConstantTimeCompare(g[:], w[:]) != 1 {
 		return &authError{http.StatusForbidden, "wrong ingest secret for channel " + channel}
 	}
 	return nil
+}
+
+// credential is the secret a request's Authorization header carries:
+// the password of HTTP Basic, or a Bearer token; "" when none. Schemes
+// are case-insensitive (RFC 9110 11.1).
+func credential(r *http.Request) string {
+	if _, pass, ok := r.BasicAuth(); ok {
+		return pass
+	}
+	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return ""
 }

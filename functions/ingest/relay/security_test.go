@@ -52,8 +52,9 @@ func pushWith(t *testing.T, url, auth string, body io.Reader) (int, string) {
 }
 
 // With only channel=secret lines and no * default, the other channels are
-// closed, not open: refused with 403 whatever the credentials, and
-// nothing of theirs is stored.
+// closed, not open: refused whatever the credentials (401 without, 403
+// with, as a listed channel is: TestRefusalsSayNothingOfWhichChannelsExist),
+// and nothing of theirs is stored.
 func TestChannelsWithoutASecretAreRefused(t *testing.T) {
 	cfg := relay.DefaultConfig()
 	cfg.Secrets = mustSecrets(t, "news=news-secret-0123456789\nsport=sport-secret-0123456789\n")
@@ -65,7 +66,7 @@ func TestChannelsWithoutASecretAreRefused(t *testing.T) {
 	}{
 		{"a listed channel with its secret", "/live/news.isml/Streams(e)", "Bearer news-secret-0123456789", 200},
 		{"a listed channel with another's secret", "/live/sport.isml/Streams(e)", "Bearer news-secret-0123456789", 403},
-		{"an unlisted channel without credentials", "/live/other.isml/Streams(e)", "", 403},
+		{"an unlisted channel without credentials", "/live/other.isml/Streams(e)", "", 401},
 		{"an unlisted channel with a listed channel's secret", "/live/other.isml/Streams(e)", "Bearer news-secret-0123456789", 403},
 		{"an unlisted channel with any Bearer token", "/live/other.isml/Streams(e)", "Bearer anything-at-all-0123456789", 403},
 		{"an unlisted channel by path token", "/token/news-secret-0123456789/live/other.isml/Streams(e)", "", 403},
@@ -76,10 +77,10 @@ func TestChannelsWithoutASecretAreRefused(t *testing.T) {
 				t.Fatalf("%d %q, want %d", code, msg, tc.status)
 			}
 			if code == 403 && strings.Contains(tc.path, "other") {
-				if !strings.Contains(msg, "no ingest secret") {
-					t.Errorf("refusal %q does not say the channel has no secret", msg)
+				if !strings.Contains(msg, "wrong ingest secret for channel other") {
+					t.Errorf("refusal %q is not a wrong secret's", msg)
 				}
-				rec.Wait(t, slog.LevelWarn, "push refused: authentication", map[string]string{"channel": "other", "status": "403", "reason": "no ingest secret"})
+				rec.Wait(t, slog.LevelWarn, "push refused: authentication", map[string]string{"channel": "other", "status": "403", "reason": "wrong ingest secret"})
 			}
 		})
 	}
@@ -124,7 +125,7 @@ func TestRefusalsComeBeforeTheBody(t *testing.T) {
 		{"no credentials", "*=default-secret-0123456789", "ch1", "/live/ch1.isml/Streams(e)", "", 401, "credentials required", "push refused: authentication"},
 		{"wrong Bearer token", "*=default-secret-0123456789", "ch1", "/live/ch1.isml/Streams(e)", "Bearer wrong-secret-0123456789", 403, "wrong ingest secret for channel ch1", "push refused: authentication"},
 		{"wrong path token", "*=default-secret-0123456789", "ch1", "/token/wrong-secret-0123456789/live/ch1.isml/Streams(e)", "", 403, "wrong ingest secret for channel ch1", "push refused: authentication"},
-		{"a channel without a secret", "news=" + own, "ch1", "/live/ch1.isml/Streams(e)", "Bearer " + own, 403, "channel ch1 may not be pushed to: it has no ingest secret", "push refused: authentication"},
+		{"a channel without a secret", "news=" + own, "ch1", "/live/ch1.isml/Streams(e)", "Bearer " + own, 403, "wrong ingest secret for channel ch1", "push refused: authentication"},
 		{"over the channel's push limit", "", "ch1", "/live/ch1.isml/Streams(b)", "", 429, "too many pushes to channel ch1", "push refused: limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
