@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/upload"
 	"github.com/smoothcast/smoothcast/shared/ingest"
@@ -16,7 +17,7 @@ import (
 // errors: a fixed set, so that what an encoder sends cannot add series.
 const (
 	errProtocol = "protocol"  // malformed media, a bad upload (400)
-	errTooLarge = "too_large" // a box or an upload over the limit (413)
+	errTooLarge = "too_large" // a box or an upload over the limit (413), credentials too long (431, 414)
 	errAuth     = "auth"      // no or wrong credentials (401, 403)
 	errLimit    = "limit"     // too many pushes or held segments (429, 503)
 	errStore    = "store"     // the store kept failing; an end marker not written
@@ -77,6 +78,8 @@ func outcomeOf(err error) outcome {
 	case errors.Is(err, errShuttingDown), errors.Is(err, upload.ErrClosed):
 		// Stopped at a boundary between fragments: the channel stays live.
 		return outcome{http.StatusServiceUnavailable, "stopped: the relay is shutting down", errShutdown}
+	case errors.As(err, &auth) && (auth.status == http.StatusRequestHeaderFieldsTooLarge || auth.status == http.StatusRequestURITooLong):
+		return outcome{auth.status, "refused: credentials too large", errTooLarge}
 	case errors.As(err, &auth):
 		return outcome{auth.status, "refused: authentication", errAuth}
 	case errors.As(err, &lim):
@@ -99,6 +102,9 @@ func outcomeOf(err error) outcome {
 		return outcome{http.StatusRequestEntityTooLarge, "refused: box too large", errTooLarge}
 	case errors.As(err, &perr):
 		return outcome{http.StatusBadRequest, "refused", errProtocol}
+	case malformedChunked(err):
+		// The encoder's HTTP, not its connection: answered, not dropped.
+		return outcome{http.StatusBadRequest, "refused: malformed chunked body", errProtocol}
 	case errors.Is(err, store.ErrPreconditionFailed), errors.As(err, &se):
 		return outcome{http.StatusServiceUnavailable, "failed: store", errStore}
 	case errors.Is(err, errTooSlow), errors.Is(err, upload.ErrIdle), errors.Is(err, os.ErrDeadlineExceeded),
@@ -107,4 +113,32 @@ func outcomeOf(err error) outcome {
 	}
 	// Other read errors: resets, the client gone.
 	return outcome{http.StatusRequestTimeout, "dropped", errRead}
+}
+
+// chunkedErrors are the texts of net/http's errors for a malformed
+// chunked request body (net/http/internal/chunked.go; only
+// http.ErrLineTooLong is exported): each a malformed request, where other
+// read errors are a connection that broke.
+var chunkedErrors = []string{
+	"malformed chunked encoding",
+	"chunked encoding contains too much non-data",
+	"chunked line ends with bare LF",
+	"invalid CR in chunked line",
+	"empty hex number for chunk length",
+	"invalid byte in chunk length",
+	"http chunk length too large",
+}
+
+// malformedChunked reports whether err is net/http's refusal of a
+// malformed chunked body.
+func malformedChunked(err error) bool {
+	if errors.Is(err, http.ErrLineTooLong) {
+		return true
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if slices.Contains(chunkedErrors, e.Error()) {
+			return true
+		}
+	}
+	return false
 }
