@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,18 @@ func (s *stream) stored(id layout.TrackID, kind timeline.Kind, duplicate bool, a
 func (s *stream) failed(kind string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastErr = &ErrorStatus{Time: time.Now().UTC(), Kind: kind, Channel: s.channel, Stream: s.name, Remote: s.remote, Message: err.Error()}
+	s.lastErr = &ErrorStatus{Time: time.Now().UTC(), Kind: kind, Channel: s.channel, Stream: s.name, Remote: s.remote, Message: withoutTokens(err.Error())}
+}
+
+// tokenInPath is an ingest secret sent in a path (tokenPrefix), in any
+// text that quotes a path.
+var tokenInPath = regexp.MustCompile(`(?i)/token/[^/\s]*`)
+
+// withoutTokens is msg with the secret of every /token/{secret}/ path in
+// it hidden: what /status shows (and the log, where a path reaches it)
+// never carries a secret.
+func withoutTokens(msg string) string {
+	return tokenInPath.ReplaceAllLiteralString(msg, tokenPrefix+"(hidden)")
 }
 
 // Status is what the relay is doing, as /status serves it.
@@ -133,7 +145,7 @@ type ErrorStatus struct {
 // noteError counts an error of kind and keeps it among the recent ones.
 func (rl *Relay) noteError(kind, channel, streamName, remote string, err error) {
 	rl.metrics.errors.WithLabelValues(kind).Inc()
-	e := ErrorStatus{Time: time.Now().UTC(), Kind: kind, Channel: channel, Stream: streamName, Remote: remote, Message: err.Error()}
+	e := ErrorStatus{Time: time.Now().UTC(), Kind: kind, Channel: channel, Stream: streamName, Remote: remote, Message: withoutTokens(err.Error())}
 	rl.errMu.Lock()
 	defer rl.errMu.Unlock()
 	if rl.recent = append(rl.recent, e); len(rl.recent) > maxRecentErrors {
