@@ -115,6 +115,13 @@ func (c *channel) run() {
 			}
 			c.armForgetAgain()
 			c.take(m)
+			if c.untouched() && c.u.retire(c) {
+				// A refused upload (an init segment over the stream
+				// limits: 429) leaves nothing to keep: its channel goes
+				// at once, not after Config.Forget, so that refusals
+				// under new names cost nothing past their request.
+				return
+			}
 		case *closeAll:
 			c.u.arrived(c)
 			c.closeAll(m)
@@ -170,6 +177,13 @@ func (c *channel) armForget() {
 func (c *channel) empty() bool {
 	return len(c.renditions) == 0 && c.ending == 0 && len(c.held) == 0 &&
 		!c.restore.running && !c.record.writing() && len(c.closing) == 0
+}
+
+// untouched reports whether the channel has nothing and never had: no
+// rendition ever started, no hint learned, nothing ended, held,
+// restoring or recording.
+func (c *channel) untouched() bool {
+	return c.seq == 0 && c.empty() && len(c.gone) == 0 && c.hints.empty() && len(c.restore.parked) == 0
 }
 
 // take handles an uploaded file.

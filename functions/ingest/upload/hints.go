@@ -22,6 +22,7 @@ import (
 const (
 	maxRules         = 64  // MPD representations remembered
 	maxExactSegments = 256 // segment names remembered from HLS playlists
+	maxStems         = 64  // HLS media playlists remembered
 )
 
 // hints is what a channel's uploaded playlists and MPDs said.
@@ -44,6 +45,9 @@ type learned struct {
 	all   bool
 }
 
+// empty reports whether no playlist or MPD said anything yet.
+func (h *hints) empty() bool { return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 }
+
 // learnPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
 // names the init segment of its segments, listed or to come (named after
 // the playlist, as ffmpeg names them); EXT-X-ENDLIST ends that rendition.
@@ -60,7 +64,11 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	if h.stems == nil {
 		h.stems, h.exact = map[string]string{}, map[string]string{}
 	}
-	h.stems[strings.TrimSuffix(file, path.Ext(file))] = init
+	stem := strings.TrimSuffix(file, path.Ext(file))
+	if _, known := h.stems[stem]; !known && len(h.stems) >= maxStems {
+		clear(h.stems) // playlists under ever new names: the newest matter
+	}
+	h.stems[stem] = init
 	for _, seg := range pl.Segments {
 		if seg.Map == nil {
 			continue

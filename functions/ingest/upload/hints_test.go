@@ -2,6 +2,7 @@ package upload
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -111,8 +112,8 @@ func FuzzHints(f *testing.F) {
 		var h hints
 		_, _ = h.learnPlaylist(file, pl)
 		_, _ = h.learnMPD(mpd)
-		if len(h.exact) > maxExactSegments || len(h.rules) > maxRules {
-			t.Fatalf("%d segment names, %d rules", len(h.exact), len(h.rules))
+		if len(h.exact) > maxExactSegments || len(h.rules) > maxRules || len(h.stems) > maxStems {
+			t.Fatalf("%d segment names, %d rules, %d playlists", len(h.exact), len(h.rules), len(h.stems))
 		}
 		inits := map[string]bool{"init_0.mp4": true, "init-stream0.m4s": true}
 		for name := range h.stems {
@@ -123,4 +124,22 @@ func FuzzHints(f *testing.F) {
 			t.Fatalf("placed %q with %q, which is no rendition", segment, got)
 		}
 	})
+}
+
+// Playlists under ever new names (an encoder's, or a stranger's) leave
+// a bounded number of hints: the newest.
+func TestHintsOfPlaylistsUnderNewNamesAreBounded(t *testing.T) {
+	var h hints
+	for i := range 10 * maxStems {
+		pl := fmt.Sprintf("#EXTM3U\n#EXT-X-MAP:URI=\"init_%d.mp4\"\n#EXTINF:2,\nstream_%d_1.m4s\n", i, i)
+		if _, err := h.learnPlaylist(fmt.Sprintf("stream_%d_.m3u8", i), []byte(pl)); err != nil {
+			t.Fatal(err)
+		}
+		if len(h.stems) > maxStems {
+			t.Fatalf("%d playlists remembered after %d, want at most %d", len(h.stems), i+1, maxStems)
+		}
+	}
+	if got := h.place(fmt.Sprintf("stream_%d_2.m4s", 10*maxStems-1), func(func(string) bool) {}); got != fmt.Sprintf("init_%d.mp4", 10*maxStems-1) {
+		t.Errorf("the newest playlist's segment placed with %q", got)
+	}
 }
