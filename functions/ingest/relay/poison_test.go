@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,26 @@ func onTheClock(t *testing.T, k string, obj layout.Object, from, to time.Duratio
 	at := time.Duration(obj.Start) * 100 // 10 MHz ticks
 	if at < from-3*time.Second || at > to+time.Second {
 		t.Errorf("%s starts at %v on the channel's clock, want between %v and %v", k, at, from-3*time.Second, to+time.Second)
+	}
+}
+
+// A live server manifest larger than any encoder's (a uuid box over
+// ingest.MaxServerManifest) is refused with 413 once its header is read:
+// a push that claims a 23 MB one and sends 4 KiB of it gets 413 at once
+// (before, the relay read on, and parsed whole the one that came: 134 MB
+// of heap per push), and nothing is stored.
+func TestAnOversizeLiveServerManifestIs413(t *testing.T) {
+	hs, st, rec, _ := newRelay(t, relay.DefaultConfig())
+	push := synthPush(t, synth.Config{SMIL: true})
+	uuid := nth(t, push, "uuid", 0)
+	body := append(bytes.Clone(push[:uuid.at]), 0x01, 0x70, 0x00, 0x00) // 23 MiB
+	body = append(append(body, push[uuid.at+4:uuid.at+uuid.size]...), make([]byte, 4096)...)
+	code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch.isml/Streams(enc)", body, true)
+	if code != 413 || !strings.Contains(msg, "uuid box of 24117248 bytes at offset") {
+		t.Fatalf("%d %q, want 413 naming the uuid box", code, msg)
+	}
+	rec.Wait(t, slog.LevelWarn, "push refused: box too large", map[string]string{"channel": "ch"})
+	if ks := testtool.Keys(t, st); len(ks) != 0 {
+		t.Errorf("the refused push stored %v", ks)
 	}
 }
