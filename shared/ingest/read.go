@@ -24,11 +24,10 @@ type ReadOptions struct {
 // Read feeds s the boxes of body until body ends, reading one box at a
 // time and nothing ahead (mp4box.Reader, boxes up to Options.MaxBox, and
 // Options.Limit and MaxServerManifest per type, refused once their header
-// is read). It
-// returns nil when body ended cleanly between boxes, a *ProtocolError for
-// malformed input (mp4box.ErrTruncated inside it when body ended inside a
-// box), and the session's, the sink's and body's other errors as they
-// are. Stats.Bytes counts every byte read.
+// is read). It returns nil when body ended cleanly between boxes, a
+// *ProtocolError for malformed input (mp4box.ErrTruncated inside it when
+// body ended inside a box), and the session's, the sink's and body's
+// other errors as they are. Stats.Bytes counts every byte read.
 func Read(ctx context.Context, body io.Reader, s *Session, o ReadOptions) (Stats, error) {
 	br := mp4box.NewReader(body, s.opts.MaxBox)
 	br.SetLimit(s.limit)
