@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -173,4 +174,15 @@ func closedWithin(t *testing.T, conn net.Conn, br *bufio.Reader, d time.Duration
 		}
 		// A reset is a close too.
 	}
+}
+
+// settledHeap is the heap in use once the garbage collector has run (a
+// few times: finalizers free more).
+func settledHeap() uint64 {
+	var m runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -61,18 +60,10 @@ func TestRefusalsUnderNewNamesLeaveNothing(t *testing.T) {
 			}
 		}
 	}
-	heap := func() uint64 {
-		var m runtime.MemStats
-		for range 3 {
-			runtime.GC()
-		}
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	refuse() // a first round grows what the runtime keeps for good (pools, goroutine records)
-	before := heap()
+	before := settledHeap()
 	refuse()
-	after := heap()
+	after := settledHeap()
 	t.Logf("heap %.1f MiB after a first round of %d refusals and playlists, %.1f MiB after a second", mb(before), n, mb(after))
 	if per := (int64(after) - int64(before)) / n; per > 100 {
 		t.Errorf("the heap grew by %d bytes per refusal under a new name", per)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -117,14 +116,6 @@ func TestChannelsComeAndGoLeaveNothing(t *testing.T) {
 			}
 		}
 	}
-	heap := func() uint64 {
-		var m runtime.MemStats
-		for range 3 {
-			runtime.GC()
-		}
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	// A first round of the same shape grows what the runtime keeps for
 	// good: the goroutines of the most channels alive at once (every
 	// goroutine ever made stays on the runtime's list, to be reused), the
@@ -132,9 +123,9 @@ func TestChannelsComeAndGoLeaveNothing(t *testing.T) {
 	const n = 10_000
 	began := time.Now()
 	run(0, n)
-	before := heap()
+	before := settledHeap()
 	run(n, 2*n)
-	after := heap()
+	after := settledHeap()
 	t.Logf("%d channels in %v: heap %.1f MiB after the first %d, %.1f MiB after %d more", 2*n, time.Since(began).Round(time.Millisecond), mb(before), n, mb(after), n)
 	if after > before+4<<20 {
 		t.Errorf("heap grew from %.1f to %.1f MiB over %d channels that came and went", mb(before), mb(after), n)
