@@ -212,14 +212,14 @@ func (rl *Relay) Handler() http.Handler {
 // serveIngest counts the request in (none while shutting down) and hands
 // it to the push or the upload handler by its path.
 func (rl *Relay) serveIngest(w http.ResponseWriter, r *http.Request) {
+	token, path := splitToken(r.URL.Path) // never log a path with its token
 	if !rl.enter() {
-		rl.noteError(errShutdown, "", "", r.RemoteAddr, fmt.Errorf("%s %s refused: %w", r.Method, r.URL.Path, errShuttingDown))
+		rl.noteError(errShutdown, "", "", r.RemoteAddr, fmt.Errorf("%s %s refused: %w", r.Method, path, errShuttingDown))
 		w.Header().Set("Retry-After", "5")
 		refuse(w, "shutting down: push to another relay", http.StatusServiceUnavailable)
 		return
 	}
 	defer rl.exit()
-	token, path := splitToken(r.URL.Path)
 	ip, err := layout.ParseIngestPath(path)
 	if err != nil {
 		if up, uerr := layout.ParseUploadPath(path); uerr == nil {
