@@ -26,25 +26,28 @@ import (
 )
 
 // backend is the gofakes3 backend of the server, in memory or in a data
-// directory. A write's condition (If-None-Match, If-Match) is checked,
-// and the object put in place, under one mutex that also guards the
-// index of every bucket: two writers of one key cannot both pass the
-// check. The body is taken in before, outside the mutex, so the mutex is
-// held for a map look-up and (in a directory) a rename.
+// directory. Its index of every bucket (what conditions and listings are
+// answered from) is kept under one mutex, held for map look-ups and
+// updates only. A write's body is taken in before anything is locked.
 //
 // In memory, an object's body is a slice that nothing changes once it is
 // stored: a write or delete of the same key puts another slice in the
-// index, and a reader goes on with the one it was given.
+// index, and a reader goes on with the one it was given. A write's
+// condition (If-None-Match, If-Match) is checked and the index updated
+// under the mutex, so two writers of one key cannot both pass the check.
 //
 // In a data directory, each object is one file, its body followed by its
 // metadata, written to a temporary file and renamed into place. A reader
 // opens the file once and reads from that open file to the end, so a
 // write or a delete of the same key meanwhile changes nothing it reads:
-// the old file lives on until its last reader closes it. Layout: LOCK
+// the old file lives on until its last reader closes it. A write's
+// condition is checked, the file renamed into place and the index updated
+// under a lock of that key alone (a delete takes it too): a rename over
+// an existing file can take a millisecond (ext4 starts writing the new
+// file out), which writers of other keys do not wait for. Layout: LOCK
 // (held while a server uses the directory), tmp/ (bodies being written),
 // buckets/{bucket}/{xx}/{sha256 of key} (the objects, xx the hash's first
-// two hex digits). Reads take the mutex only to see that the bucket
-// exists.
+// two hex digits).
 type backend struct {
 	dir  string // "" in memory
 	lock *os.File
@@ -52,6 +55,35 @@ type backend struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucketIndex
+	keys    map[string]*keyLock // by bucket + "/" + key, while held or awaited
+}
+
+// keyLock orders the writes and deletes of one key in a data directory.
+type keyLock struct {
+	sync.Mutex
+	refs int // holders and waiters, under backend.mu
+}
+
+// lockKey takes the lock of a key and returns what releases it.
+func (d *backend) lockKey(bucket, key string) (unlock func()) {
+	k := bucket + "/" + key
+	d.mu.Lock()
+	l := d.keys[k]
+	if l == nil {
+		l = &keyLock{}
+		d.keys[k] = l
+	}
+	l.refs++
+	d.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		d.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.keys, k)
+		}
+		d.mu.Unlock()
+	}
 }
 
 // bucketIndex is the in-memory index of one bucket, kept under
@@ -86,7 +118,7 @@ var _ gofakes3.Backend = (*backend)(nil)
 
 // inMemory returns a backend that keeps objects in memory.
 func inMemory(log *slog.Logger) *backend {
-	return &backend{log: log, buckets: map[string]*bucketIndex{}}
+	return &backend{log: log, buckets: map[string]*bucketIndex{}, keys: map[string]*keyLock{}}
 }
 
 // openDir opens (or makes) the data directory dir, takes its lock and
@@ -101,7 +133,7 @@ func openDir(dir string, log *slog.Logger) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3local: data dir %s (is another smoothcast using it?): %w", dir, err)
 	}
-	d := &backend{dir: dir, lock: lock, log: log, buckets: map[string]*bucketIndex{}}
+	d := &backend{dir: dir, lock: lock, log: log, buckets: map[string]*bucketIndex{}, keys: map[string]*keyLock{}}
 	if err := d.load(); err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -492,19 +524,21 @@ func (d *backend) PutObject(bucket, key string, meta map[string]string, input io
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return result, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	b, err := d.bucket(bucket)
-	if err != nil {
-		return result, err
-	}
-	if err := checkLocked(b, key, conditions); err != nil {
+	unlock := d.lockKey(bucket, key)
+	defer unlock()
+	if err := d.check(bucket, key, conditions); err != nil {
 		return result, err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return result, err
 	}
 	renamed = true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, err := d.bucket(bucket)
+	if err != nil {
+		return result, err // removed meanwhile, with the file
+	}
 	d.setLocked(b, key, entry{size: size, hash: hash.Sum(nil), modified: now})
 	return result, nil
 }
@@ -560,21 +594,17 @@ func checkLocked(b *bucketIndex, key string, conditions *gofakes3.PutConditions)
 // DeleteObject removes an object; removing one that is not there is not
 // an error, as in S3. Readers that opened it read it to the end.
 func (d *backend) DeleteObject(bucket, key string) (gofakes3.ObjectDeleteResult, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return gofakes3.ObjectDeleteResult{}, d.deleteLocked(bucket, key)
+	return gofakes3.ObjectDeleteResult{}, d.delete(bucket, key)
 }
 
 // DeleteMulti removes objects.
 func (d *backend) DeleteMulti(bucket string, keys ...string) (gofakes3.MultiDeleteResult, error) {
 	var result gofakes3.MultiDeleteResult
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := d.bucket(bucket); err != nil {
-		return result, err
+	if ok, _ := d.BucketExists(bucket); !ok {
+		return result, gofakes3.BucketNotFound(bucket)
 	}
 	for _, key := range keys {
-		if err := d.deleteLocked(bucket, key); err != nil {
+		if err := d.delete(bucket, key); err != nil {
 			d.log.Error("embedded S3: delete failed", "bucket", bucket, "key", key, "err", err)
 			result.Error = append(result.Error, gofakes3.ErrorResult{Code: gofakes3.ErrInternal, Message: gofakes3.ErrInternal.Message(), Key: key})
 			continue
@@ -584,22 +614,29 @@ func (d *backend) DeleteMulti(bucket string, keys ...string) (gofakes3.MultiDele
 	return result, nil
 }
 
-// deleteLocked removes an object; the caller holds d.mu.
-func (d *backend) deleteLocked(bucket, key string) error {
-	b, err := d.bucket(bucket)
-	if err != nil {
-		return err
-	}
-	if _, ok := b.objects[key]; !ok {
-		return nil
-	}
+// delete removes an object: its file first, under the key's lock, then
+// its entry in the index.
+func (d *backend) delete(bucket, key string) error {
 	if d.dir != "" {
+		unlock := d.lockKey(bucket, key)
+		defer unlock()
+		if ok, _ := d.BucketExists(bucket); !ok {
+			return gofakes3.BucketNotFound(bucket)
+		}
 		if err := os.Remove(d.objectPath(bucket, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	delete(b.objects, key)
-	b.sorted = nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, err := d.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	if _, ok := b.objects[key]; ok {
+		delete(b.objects, key)
+		b.sorted = nil
+	}
 	return nil
 }
 

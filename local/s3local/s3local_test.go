@@ -39,7 +39,7 @@ func (r *recorder) notify(_ context.Context, ev events.S3Event) error {
 	return nil
 }
 
-func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
+func start(t testing.TB, opts s3local.Options) (*s3local.Server, *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	opts.Addr, opts.Bucket, opts.Log = "127.0.0.1:0", "smoothcast-test", quiet
@@ -58,10 +58,10 @@ func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
 // the server promises runs in both.
 var modes = []struct {
 	name    string
-	dataDir func(t *testing.T) string
+	dataDir func(t testing.TB) string
 }{
-	{"in memory", func(*testing.T) string { return "" }},
-	{"in a data directory", func(t *testing.T) string { return t.TempDir() }},
+	{"in memory", func(testing.TB) string { return "" }},
+	{"in a data directory", func(t testing.TB) string { return t.TempDir() }},
 }
 
 // Every object written that passes the filter becomes the event JSON S3
@@ -155,7 +155,7 @@ func TestFaultSeedReplaysTheDecisions(t *testing.T) {
 	}
 }
 
-func testFaultSeedReplaysTheDecisions(t *testing.T, dataDir func(*testing.T) string) {
+func testFaultSeedReplaysTheDecisions(t *testing.T, dataDir func(testing.TB) string) {
 	ctx := context.Background()
 	run := func(seed uint64) string {
 		rec := &recorder{}
