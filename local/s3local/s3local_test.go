@@ -64,6 +64,15 @@ var modes = []struct {
 	{"in a data directory", func(t testing.TB) string { return t.TempDir() }},
 }
 
+// restart closes srv and starts a server again with opts.
+func restart(t testing.TB, srv *s3local.Server, opts s3local.Options) (*s3local.Server, *store.Store) {
+	t.Helper()
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, opts)
+}
+
 // Every object written that passes the filter becomes the event JSON S3
 // sends, in the shape of the sample event AWS documents (events/); writes
 // the filter leaves out and refused writes produce none.
@@ -124,10 +133,7 @@ func TestDataDirKeepsObjects(t *testing.T) {
 	if _, err := st.Put(ctx, "live/x", []byte("kept"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, st = start(t, s3local.Options{DataDir: dir})
+	srv, st = restart(t, srv, s3local.Options{DataDir: dir})
 	defer srv.Close(ctx)
 	obj, err := st.Get(ctx, "live/x")
 	if err != nil || string(obj.Body) != "kept" {

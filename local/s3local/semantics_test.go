@@ -382,10 +382,7 @@ func TestDataDirKeepsObjectsWhole(t *testing.T) {
 	if _, err := st.Put(ctx, "state/k/channel.json", []byte("{1}"), replaced); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, st = start(t, s3local.Options{DataDir: dir})
+	srv, st = restart(t, srv, s3local.Options{DataDir: dir})
 	defer srv.Close(ctx)
 	obj, err := st.Get(ctx, "live/k.isml/QualityLevels(1)/Fragments(v=0)")
 	if err != nil || string(obj.Body) != "fragment" || obj.ETag != etag {
@@ -410,10 +407,7 @@ func TestDataDirIsLockedWhileInUse(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "is another smoothcast using it?") {
 		t.Errorf("refused with %q, which does not say why", err)
 	}
-	if err := srv.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, _ = start(t, s3local.Options{DataDir: dir})
+	srv, _ = restart(t, srv, s3local.Options{DataDir: dir})
 	srv.Close(ctx)
 }
 
