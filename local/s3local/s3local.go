@@ -1,8 +1,17 @@
 // Package s3local runs an S3-compatible server in the process (gofakes3,
-// in memory or in a bbolt file) and turns every object it stores into the
-// S3 event notification JSON that AWS would send, delivered to a handler the
-// way Lambda delivers asynchronous invocations: concurrently, at least once,
-// retried on error.
+// in memory or in files of a data directory) and turns every object it
+// stores into the S3 event notification JSON that AWS would send,
+// delivered to a handler the way Lambda delivers asynchronous invocations:
+// concurrently, at least once, retried on error.
+//
+// In memory an object's body is a slice nothing changes once stored; in
+// the data directory it is a file written aside and renamed into place,
+// and read from the file a reader opened. Either way, under any mix of
+// concurrent writes, overwrites, deletes and reads, a read returns one
+// whole version that was written, a conditional write (If-None-Match,
+// If-Match) is decided atomically with respect to every other writer of
+// its key, and a write replaces the object whole, metadata included, as
+// in S3.
 package s3local
 
 import (
@@ -25,9 +34,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3bolt"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Credentials the embedded server accepts (it does not check them).
@@ -45,7 +51,9 @@ type Options struct {
 	Addr string
 	// Bucket is created at start.
 	Bucket string
-	// DataDir, when set, keeps objects in DataDir/s3.db; empty keeps them in memory.
+	// DataDir, when set, keeps objects in files under DataDir/s3 (one
+	// server at a time: it is locked while in use); empty keeps them in
+	// memory.
 	DataDir string
 	// Filter, when set, says which created objects send an event, as an
 	// S3 notification's filter rules do (layout.Notifies); nil: all.
@@ -68,11 +76,11 @@ type Options struct {
 
 // Server is a running embedded S3 server.
 type Server struct {
-	URL  string // http://host:port
-	opts Options
-	srv  *http.Server
-	ln   net.Listener
-	bolt *bolt.DB
+	URL   string // http://host:port
+	opts  Options
+	srv   *http.Server
+	ln    net.Listener
+	store *backend
 
 	queue chan events.S3Event
 	wg    sync.WaitGroup
@@ -193,26 +201,26 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, requests: map[string]int{}, queue: make(chan events.S3Event, 4096),
 		rng: rand.New(rand.NewPCG(opts.FaultSeed, opts.FaultSeed^0x5eed))}
-	var backend gofakes3.Backend
 	if opts.DataDir != "" {
-		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("s3local: data dir: %w", err)
+		if old := filepath.Join(opts.DataDir, "s3.db"); fileExists(old) {
+			opts.Log.Warn("embedded S3: the bucket of an older smoothcast (a bbolt file) is not read any more: remove it", "file", old)
 		}
-		file := filepath.Join(opts.DataDir, "s3.db")
-		db, err := bolt.Open(file, 0o600, &bolt.Options{Timeout: time.Second})
+		d, err := openDir(filepath.Join(opts.DataDir, "s3"), opts.Log)
 		if err != nil {
-			return nil, fmt.Errorf("s3local: open %s (is another smoothcast using it?): %w", file, err)
+			return nil, err
 		}
-		s.bolt, backend = db, s3bolt.New(db)
+		s.store = d
 	} else {
-		backend = s3mem.New()
+		s.store = inMemory(opts.Log)
 	}
-	if err := backend.CreateBucket(opts.Bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
+	if err := s.store.CreateBucket(opts.Bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
+		_ = s.store.Close()
 		return nil, fmt.Errorf("s3local: create bucket %s: %w", opts.Bucket, err)
 	}
-	faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithTimeSkewLimit(0))
+	faker := gofakes3.New(s.store, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithTimeSkewLimit(0))
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
+		_ = s.store.Close()
 		return nil, fmt.Errorf("s3local: listen %s: %w", opts.Addr, err)
 	}
 	s.ln = ln
@@ -276,11 +284,12 @@ func (s *Server) Close(ctx context.Context) error {
 	s.wg.Wait()
 	// Close, not Shutdown: an SDK client may hold a connection that never
 	// carries a request, which Shutdown would wait out for 5 s.
-	err := s.srv.Close()
-	if s.bolt != nil {
-		err = errors.Join(err, s.bolt.Close())
-	}
-	return err
+	return errors.Join(s.srv.Close(), s.store.Close())
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 type statusWriter struct {
@@ -325,7 +334,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(sw, r)
 		}
 		if sw.status == 0 {
-			sw.status = http.StatusOK // nothing written: net/http answers 200
+			// Nothing written (a HEAD): answer 200 here, not in net/http,
+			// so that WriteHeader restores Cache-Control.
+			sw.WriteHeader(http.StatusOK)
 		}
 		s.mu.Lock()
 		s.requests[r.Method]++

@@ -39,7 +39,7 @@ func (r *recorder) notify(_ context.Context, ev events.S3Event) error {
 	return nil
 }
 
-func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
+func start(t testing.TB, opts s3local.Options) (*s3local.Server, *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	opts.Addr, opts.Bucket, opts.Log = "127.0.0.1:0", "smoothcast-test", quiet
@@ -54,13 +54,38 @@ func start(t *testing.T, opts s3local.Options) (*s3local.Server, *store.Store) {
 	return srv, st
 }
 
+// modes are the server's two ways of keeping objects: each test of what
+// the server promises runs in both.
+var modes = []struct {
+	name    string
+	dataDir func(t testing.TB) string
+}{
+	{"in memory", func(testing.TB) string { return "" }},
+	{"in a data directory", func(t testing.TB) string { return t.TempDir() }},
+}
+
+// restart closes srv and starts a server again with opts.
+func restart(t testing.TB, srv *s3local.Server, opts s3local.Options) (*s3local.Server, *store.Store) {
+	t.Helper()
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, opts)
+}
+
 // Every object written that passes the filter becomes the event JSON S3
 // sends, in the shape of the sample event AWS documents (events/); writes
 // the filter leaves out and refused writes produce none.
 func TestWritesBecomeS3Events(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testWritesBecomeS3Events(t, m.dataDir(t)) })
+	}
+}
+
+func testWritesBecomeS3Events(t *testing.T, dataDir string) {
 	ctx := context.Background()
 	rec := &recorder{fail: 1}
-	srv, st := start(t, s3local.Options{Filter: func(key string) bool { return strings.HasPrefix(key, "live/") && strings.HasSuffix(key, ")") }, Notify: rec.notify})
+	srv, st := start(t, s3local.Options{DataDir: dataDir, Filter: func(key string) bool { return strings.HasPrefix(key, "live/") && strings.HasSuffix(key, ")") }, Notify: rec.notify})
 	defer srv.Close(ctx)
 	key := "live/demo.isml/QualityLevels(800000)/Fragments(video=20000000)"
 	etag, err := st.Put(ctx, key, []byte("fragment"), store.PutOptions{IfNoneMatch: true})
@@ -108,10 +133,7 @@ func TestDataDirKeepsObjects(t *testing.T) {
 	if _, err := st.Put(ctx, "live/x", []byte("kept"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, st = start(t, s3local.Options{DataDir: dir})
+	srv, st = restart(t, srv, s3local.Options{DataDir: dir})
 	defer srv.Close(ctx)
 	obj, err := st.Get(ctx, "live/x")
 	if err != nil || string(obj.Body) != "kept" {
@@ -134,10 +156,16 @@ func TestEncodeKey(t *testing.T) {
 // after the other meet the same errors and the same duplicates under the
 // same seed, and other ones under another.
 func TestFaultSeedReplaysTheDecisions(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testFaultSeedReplaysTheDecisions(t, m.dataDir) })
+	}
+}
+
+func testFaultSeedReplaysTheDecisions(t *testing.T, dataDir func(testing.TB) string) {
 	ctx := context.Background()
 	run := func(seed uint64) string {
 		rec := &recorder{}
-		srv, _ := start(t, s3local.Options{FaultSeed: seed, Notify: rec.notify})
+		srv, _ := start(t, s3local.Options{DataDir: dataDir(t), FaultSeed: seed, Notify: rec.notify})
 		defer srv.Close(ctx)
 		if srv.FaultSeed() != seed {
 			t.Fatalf("FaultSeed() = %d, want %d", srv.FaultSeed(), seed)

@@ -32,7 +32,8 @@ type Options struct {
 	// /status.html; empty serves none.
 	AdminAddr string
 	S3Addr    string // default 127.0.0.1:0 (any free port)
-	// DataDir keeps the bucket in DataDir/s3.db; empty keeps it in memory.
+	// DataDir keeps the bucket under DataDir/s3 (s3local.Options.DataDir);
+	// empty keeps it in memory.
 	DataDir string
 	Bucket  string // default "smoothcast"
 	// EventWorkers is how many events the manifest handler processes at once.
