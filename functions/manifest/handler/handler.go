@@ -429,8 +429,7 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 			desc = &t
 		}
 		if ch.Epoch.IsZero() {
-			end := time.Duration(float64(arr.End()) / float64(desc.Timescale) * float64(time.Second))
-			ch.Epoch = at.Add(-end).Truncate(time.Millisecond).UTC()
+			ch.Epoch = at.Add(-timeline.DurationOf(arr.End(), desc.Timescale)).Truncate(time.Millisecond).UTC()
 		}
 		return ch.AddTrack(*desc), nil
 	})
