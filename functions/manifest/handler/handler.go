@@ -11,10 +11,12 @@ package handler
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
@@ -195,23 +197,47 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		} else {
 			err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at, log, began, &stats)
 		}
+		var unreadable *unreadableError
+		failed := err != nil
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			// The object (or its init segment) is gone: nothing to publish,
 			// and a retry would not change that.
 			log.Warn("ignoring event for a missing object", "err", err, "ms", time.Since(began).Milliseconds())
-			err = nil
+			failed = false
+		case errors.As(err, &unreadable):
+			// What the object holds can never be published, and it never
+			// changes: said once and counted (Errors), not retried.
+			log.Error("event dropped: the object cannot be read", "reason", unreadable.err.Error(), "ms", time.Since(began).Milliseconds())
 		case err != nil:
 			log.Error("event failed", "err", err, "conflicts", stats.conflicts, "ms", time.Since(began).Milliseconds())
 			errs = append(errs, fmt.Errorf("channel %s track %s fragment %d: %w", obj.Channel, obj.Track, obj.Start, err))
 		}
-		h.emitEvent(obj.Channel, &stats, err != nil, log)
+		h.emitEvent(obj.Channel, &stats, failed, log)
 	}
 	return errors.Join(errs...)
 }
 
-// headBytes is how much of a fragment is read to find its moof: enough for
-// a few thousand samples' trun entries.
+// unreadableError is an event whose object the function can never publish
+// from: its bytes are not a fragment (or an init segment, or an end
+// marker) it can read. Retrying cannot help, since the relay writes these
+// objects once (If-None-Match) and never changes them; so HandleS3 logs
+// it, counts it and returns no error, where Lambda would retry the event
+// and then park it in the failure queue. Only what the object's own bytes
+// decide is unreadable: a failed or short read of the store stays an
+// error, and is retried.
+type unreadableError struct{ err error }
+
+func (e *unreadableError) Error() string { return e.err.Error() }
+func (e *unreadableError) Unwrap() error { return e.err }
+
+func unreadable(format string, args ...any) error {
+	return &unreadableError{fmt.Errorf(format, args...)}
+}
+
+// headBytes is how much of a fragment is read first to find its moof:
+// enough for a few thousand samples' trun entries. A larger moof takes a
+// second read, up to fmp4.MaxMoof.
 const headBytes = 64 << 10
 
 func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time, log *slog.Logger, began time.Time, stats *eventStats) error {
@@ -245,8 +271,7 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 		Stream bool `json:"eos"`
 	}
 	if err := json.Unmarshal(o.Body, &m); err != nil {
-		log.Warn("ignoring malformed end marker", "err", err, "ms", time.Since(began).Milliseconds())
-		return nil
+		return unreadable("end marker: %w", err)
 	}
 	stats.ended = m.Stream
 	// The marker may come before any fragment event of its track: register
@@ -323,34 +348,50 @@ func backoff(ctx context.Context, attempt int) {
 
 // readArrival reads the head of the fragment object: its moof gives the
 // duration, and its metadata the previous fragment on the encoder's
-// connection.
+// connection. What the object's bytes get wrong is an unreadableError.
 func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object, size int64) (timeline.Arrival, error) {
 	o, err := h.Store.GetRange(ctx, key, 0, headBytes-1)
 	if err != nil {
 		return timeline.Arrival{}, fmt.Errorf("read fragment: %w", err)
 	}
+	if o.Size > 0 {
+		size = o.Size
+	}
 	b := o.Body
-	if len(b) >= 8 {
-		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need > int64(len(b)) && need <= 16<<20 {
-			if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
-				return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
-			}
-			b = o.Body
+	if len(b) < 8 {
+		return timeline.Arrival{}, unreadable("fragment object of %d bytes holds no moof", len(b))
+	}
+	need := int64(binary.BigEndian.Uint32(b))
+	switch {
+	case need < 8:
+		// 0 (to the end of the file) and 1 (a 64-bit size) are not what
+		// the relay writes, nor is anything shorter than a box header.
+		return timeline.Arrival{}, unreadable("fragment's first box has size field %d", need)
+	case need > fmp4.MaxMoof:
+		return timeline.Arrival{}, unreadable("fragment's moof of %d bytes is larger than the %d bytes the pipeline carries (fmp4.MaxMoof)", need, fmp4.MaxMoof)
+	case size > 0 && need > size:
+		return timeline.Arrival{}, unreadable("fragment object of %d bytes ends inside its moof of %d bytes", size, need)
+	case need > int64(len(b)):
+		if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
+			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
 		}
-		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need <= int64(len(b)) {
-			b = b[:need]
+		b = o.Body
+		if int64(len(b)) < need {
+			// The object holds the bytes (size says so): the read fell
+			// short, which a retry may not.
+			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %d of %d bytes", len(b), need)
 		}
 	}
-	moof, err := fmp4.DecodeMoof(b)
+	moof, err := fmp4.DecodeMoof(b[:need])
 	if err != nil {
-		return timeline.Arrival{}, fmt.Errorf("fragment object: %w", err)
+		return timeline.Arrival{}, unreadable("fragment object: %w", err)
 	}
 	startSigned, dur, ok := fmp4.Timing(moof, nil)
 	if !ok || startSigned < 0 || uint64(startSigned) != obj.Start {
-		return timeline.Arrival{}, fmt.Errorf("fragment object's time %d does not match its key", startSigned)
+		return timeline.Arrival{}, unreadable("fragment object's time %d does not match its key", startSigned)
 	}
-	if o.Size > 0 {
-		size = o.Size
+	if dur == 0 || dur > math.MaxUint64-obj.Start {
+		return timeline.Arrival{}, unreadable("fragment at %d lasts %d ticks: its end is not a time", obj.Start, dur)
 	}
 	a := timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start, Duration: dur}, Size: size}
 	for _, trun := range moof.Traf.Truns {
@@ -359,7 +400,7 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 	if p, ok := o.Metadata[layout.MetaPrev]; ok {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return timeline.Arrival{}, fmt.Errorf("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
+			return timeline.Arrival{}, unreadable("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
 		}
 		a.HasPrev, a.Prev = true, v
 	}
@@ -423,7 +464,7 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 			}
 			t, err := fmp4.ParseInit(init.Body)
 			if err != nil {
-				return false, fmt.Errorf("init segment: %w", err)
+				return false, unreadable("init segment: %w", err)
 			}
 			t.ID = obj.Track
 			desc = &t
