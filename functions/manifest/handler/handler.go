@@ -246,13 +246,13 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 	if err != nil {
 		return err
 	}
-	tr, err := h.track(ctx, obj, arr, at, stats)
+	tr, epoch, err := h.track(ctx, obj, arr, at, stats, log)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
 	var out timeline.Outcome
-	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
 		var err error
 		out, changed, err = st.Apply(arr, at, rules)
@@ -277,12 +277,12 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 	// The marker may come before any fragment event of its track: register
 	// the track as a fragment would (the marker's time anchors the epoch
 	// as well as the last fragment's would).
-	tr, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at, stats)
+	tr, epoch, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at, stats, log)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
-	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
 		if m.Stream {
 			return "end of stream", changed, nil
@@ -293,30 +293,38 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 
 // updateTrack applies change to the track's state with a conditional
 // write, retrying on conflict; change reports what it did (for the log)
-// and whether the state must be written. at is the event's time: stats
-// gets the conflicts and, once the write succeeds, the delay from each
-// newly published fragment's event to the write.
-func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.Logger, began, at time.Time, stats *eventStats, change func(*timeline.TrackState) (string, bool, error)) error {
+// and whether the state must be written. epoch is the channel's: a state
+// written under another (an earlier life of the channel, see
+// timeline.TrackState.Belongs) is started anew. at is the event's time:
+// stats gets the conflicts and, once the write succeeds, the delay from
+// each newly published fragment's event to the write.
+func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, epoch time.Time, log *slog.Logger, began, at time.Time, stats *eventStats, change func(*timeline.TrackState) (string, bool, error)) error {
 	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
 	for attempt := 0; ; attempt++ {
 		st, etag, err := h.loadTrackState(ctx, stateKey)
 		if err != nil {
 			return err
 		}
+		anew := !st.Belongs(epoch)
+		if anew {
+			log.Info("track state of an earlier life of the channel: starting it anew", "its_epoch", st.Epoch, "epoch", epoch)
+			st = &timeline.TrackState{}
+		}
 		before := snapshot(st)
 		what, changed, err := change(st)
 		if err != nil {
 			return err
 		}
-		if !changed {
+		if !changed && !anew {
 			log.Debug("event", "outcome", what, "write", false, "ms", time.Since(began).Milliseconds())
 			return nil
 		}
+		st.Epoch = epoch
 		body, err := timeline.MarshalTrackState(st)
 		if err != nil {
 			return err
 		}
-		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone}
+		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.LifetimeOf(stateKey).Tagging()}
 		if etag == "" {
 			opts.IfNoneMatch = true
 		} else {
@@ -438,24 +446,36 @@ func (h *Handler) loadChannel(ctx context.Context, name string) (*timeline.Chann
 	return ch, o.ETag, nil
 }
 
-// track returns the description of the fragment's track. The first time
-// it registers the track in the channel index from its init segment, and
-// the first track of a channel also fixes the channel's epoch (the
-// wall-clock time of media time zero): the fragment ended about when its
-// object was created. Both happen in one conditional write.
-func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time, stats *eventStats) (timeline.Track, error) {
+// track returns the description of the fragment's track and its
+// channel's epoch. The first time it registers the track in the channel
+// index from its init segment, and the first track of a channel also
+// fixes the channel's epoch (the wall-clock time of media time zero): the
+// fragment ended about when its object was created. Both happen in one
+// conditional write. It also writes the index again once it is
+// layout.StateRefresh old, so that the state's lifecycle rule never
+// removes a live channel's index, and starts a channel that nothing
+// touched for longer than the retention anew (see forgotten).
+func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time, stats *eventStats, log *slog.Logger) (timeline.Track, time.Time, error) {
+	now := h.Now()
 	h.mu.Lock()
 	cached := h.channels[obj.Channel]
 	h.mu.Unlock()
-	if cached != nil {
+	if cached != nil && !h.due(cached, now) {
+		// Safe to trust: an index written less than StateRefresh ago is
+		// neither expired nor started anew since.
 		if t, ok := cached.Track(obj.Track); ok {
-			return t, nil
+			return t, cached.Epoch, nil
 		}
 	}
 	var desc *timeline.Track
 	ch, err := h.updateChannel(ctx, obj.Channel, stats, func(ch *timeline.Channel) (bool, error) {
+		changed := h.due(ch, now)
+		if h.forgotten(ch, now) {
+			log.Info("channel starts anew: nothing touched it for longer than the retention", "epoch", ch.Epoch, "touched", ch.Touched)
+			*ch = timeline.Channel{Version: timeline.StateVersion, Name: ch.Name}
+		}
 		if _, ok := ch.Track(obj.Track); ok {
-			return false, nil
+			return changed, nil
 		}
 		if desc == nil {
 			init, err := h.Store.Get(ctx, layout.InitKey(obj.Channel, obj.Track))
@@ -472,13 +492,33 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 		if ch.Epoch.IsZero() {
 			ch.Epoch = at.Add(-timeline.DurationOf(arr.End(), desc.Timescale)).Truncate(time.Millisecond).UTC()
 		}
-		return ch.AddTrack(*desc), nil
+		ch.AddTrack(*desc)
+		return true, nil
 	})
 	if err != nil {
-		return timeline.Track{}, err
+		return timeline.Track{}, time.Time{}, err
 	}
 	t, _ := ch.Track(obj.Track)
-	return t, nil
+	return t, ch.Epoch, nil
+}
+
+// due reports whether the channel index must be written again to stay
+// clear of the state's lifecycle rule: it is layout.StateRefresh old (or
+// older than the field that says so). Never when nothing expires.
+func (h *Handler) due(ch *timeline.Channel, now time.Time) bool {
+	return h.Cfg.Retention > 0 && now.Sub(ch.Touched) >= layout.StateRefresh
+}
+
+// forgotten reports whether a channel index went unwritten for longer
+// than the retention plus layout.StateRefresh: since events write it at
+// least every StateRefresh, nothing happened on the channel for longer
+// than the retention, and every fragment it had is past it. Its index
+// and track states may be partly gone already (the lifecycle rule takes
+// objects in no order): the channel starts anew, with a new epoch, as a
+// channel never seen would (the relay places a returning encoder after
+// an index it read, or as a new channel when it found none).
+func (h *Handler) forgotten(ch *timeline.Channel, now time.Time) bool {
+	return h.Cfg.Retention > 0 && !ch.Touched.IsZero() && now.Sub(ch.Touched) > h.Cfg.Retention+layout.StateRefresh
 }
 
 // updateChannel applies change to the channel index with a conditional
@@ -496,12 +536,15 @@ func (h *Handler) updateChannel(ctx context.Context, name string, stats *eventSt
 		}
 		if changed {
 			ch.Version = timeline.StateVersion
+			ch.Touched = h.Now().UTC()
 			body, err := timeline.MarshalChannel(ch)
 			if err != nil {
 				return nil, err
 			}
-			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
-			if _, err = h.Store.Put(ctx, layout.ChannelStateKey(name), body, opts); err != nil {
+			key := layout.ChannelStateKey(name)
+			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == "",
+				Tagging: layout.LifetimeOf(key).Tagging()}
+			if _, err = h.Store.Put(ctx, key, body, opts); err != nil {
 				if errors.Is(err, store.ErrPreconditionFailed) && attempt < h.Cfg.MaxRetries {
 					stats.conflicts++
 					backoff(ctx, attempt)

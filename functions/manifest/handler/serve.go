@@ -231,6 +231,9 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 				errs[i] = fmt.Errorf("track %s: %w", t.ID, err)
 				return
 			}
+			if !st.Belongs(ch.Epoch) {
+				st = &timeline.TrackState{} // left from an earlier life of the channel
+			}
 			// What waited out the gap timeout since the last event is
 			// listed now, not at the next event (there may be none).
 			st.Settle(now, timeline.Rules{GapTimeout: h.Cfg.GapTimeout})
