@@ -3,10 +3,13 @@
 // manifest, the HLS playlists and the DASH MPD on request (Lambda
 // Function URL, or the local edge calling it the same way).
 //
-// Per fragment event it makes one ranged GET of the fragment, one GET of
-// the track's state and one conditional PUT of that state: the only
-// billable write besides the fragment itself. Manifests are not stored;
-// they are rendered from the state when the CDN asks for them.
+// Per fragment event it makes one ranged GET of the fragment (two for a
+// moof over 64 KiB), one GET of the track's state and one conditional PUT
+// of that state: the only billable write besides the fragment itself,
+// but for the channel's index, written when a track appears and again
+// every layout.StateRefresh so that the state's lifecycle rule spares a
+// live channel. Manifests are not stored; they are rendered from the
+// state when the CDN asks for them.
 package handler
 
 import (
@@ -169,9 +172,12 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 
 // HandleS3 processes object-created records. Keys outside the layout and
 // objects that are not fragments are ignored. An error makes Lambda retry
-// the whole event, which is safe: processing is idempotent. Each record
-// of the layout is logged with its channel, track, key and timings, and
-// gives one metrics document (see Metrics).
+// the whole event, which is safe: processing is idempotent. An object
+// whose own bytes can never be published from (unreadableError: a moof
+// over fmp4.MaxMoof, say) is logged and counted as an error, not
+// returned: every retry would fail the same way. Each record of the
+// layout is logged with its channel, track, key and timings, and gives
+// one metrics document (see Metrics).
 func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 	var errs []error
 	for _, rec := range ev.Records {
