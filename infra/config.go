@@ -149,3 +149,9 @@ func validAlarmPeriod(n int) bool {
 func (c Config) RetentionDays() int {
 	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
 }
+
+// StateRetentionDays is the state's lifecycle rule's expiration: the
+// media's and layout.StateGrace more.
+func (c Config) StateRetentionDays() int {
+	return c.RetentionDays() + int(layout.StateGrace/(24*time.Hour))
+}

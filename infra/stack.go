@@ -80,10 +80,19 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 		ServerAccessLogsPrefix: jsii.String("s3/"),
 		LifecycleRules: &[]*awss3.LifecycleRule{{
 			// Fragments and end markers carry the tag; init segments,
-			// which a live track needs however old, and the state do not.
+			// which a live track needs however old, do not.
 			Id:         jsii.String("expire-media"),
 			Expiration: awscdk.Duration_Days(jsii.Number(cfg.RetentionDays())),
 			TagFilters: &map[string]interface{}{layout.ExpireTagKey: layout.ExpireTagValue},
+		}, {
+			// The function's state (a channel's index and its track
+			// states) goes a day after the media it lists: a live
+			// channel's state is written at every event (its index every
+			// layout.StateRefresh), so only a channel whose media expired
+			// loses it.
+			Id:         jsii.String("expire-state"),
+			Expiration: awscdk.Duration_Days(jsii.Number(cfg.StateRetentionDays())),
+			TagFilters: &map[string]interface{}{layout.ExpireTagKey: layout.StateExpireTagValue},
 		}, {
 			Id:                                  jsii.String("abort-uploads"),
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
@@ -162,8 +171,10 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsla
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.LivePrefix + "*"))),
 	}))
+	// (s3:PutObjectTagging: the state is written with the tag of its
+	// lifecycle rule.)
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
+		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"),
 		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*"))),
 	}))
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{

@@ -291,6 +291,7 @@ func TestMediaBucket(t *testing.T) {
 		`"BlockPublicAcls":true`, `"BlockPublicPolicy":true`, `"IgnorePublicAcls":true`, `"RestrictPublicBuckets":true`,
 		`"SSEAlgorithm":"AES256"`,
 		`"ExpirationInDays":1`, `"TagFilters":[{"Key":"smoothcast-expire","Value":"true"}]`,
+		`"Id":"expire-state"`, `"ExpirationInDays":2`, `"TagFilters":[{"Key":"smoothcast-expire","Value":"state"}]`,
 		`"LoggingConfiguration"`,
 	} {
 		if !strings.Contains(p, want) {
@@ -356,6 +357,16 @@ func TestManifestFunction(t *testing.T) {
 		if !strings.Contains(perms, want) {
 			t.Errorf("function permissions lack %s: %s", want, perms)
 		}
+	}
+	// The state is written with the tag of its lifecycle rule.
+	fnPolicy := ""
+	for id, p := range s.of("AWS::IAM::Policy") {
+		if strings.HasPrefix(id, "ManifestServiceRole") {
+			fnPolicy = js(p.Properties)
+		}
+	}
+	if !strings.Contains(fnPolicy, `"s3:PutObjectTagging"`) || !strings.Contains(fnPolicy, `/state/*`) {
+		t.Errorf("the function may not tag its state: %s", fnPolicy)
 	}
 	if u := js(s.of("AWS::Lambda::Url")); !strings.Contains(u, `"AuthType":"AWS_IAM"`) {
 		t.Errorf("function URL: %s", u)

@@ -1,10 +1,13 @@
-// Package janitor removes media past a channel's retention period: the
-// local stack's stand-in for the bucket's lifecycle rule, which deletes
-// what carries layout.ExpireTag once the retention period is over.
-// Manifests never list what it may remove: they leave out fragments older
-// than the retention period minus layout.RetentionMargin
+// Package janitor removes what is past its retention: the local stack's
+// stand-in for the bucket's lifecycle rules, which delete media (tagged
+// layout.ExpireTag) once the retention period is over, and a channel's
+// state (layout.StateExpireTag) layout.StateGrace later. Manifests never
+// list what it may remove: they leave out fragments older than the
+// retention period minus layout.RetentionMargin
 // (timeline.Presentation.Oldest), and the janitor removes only what is
-// older than the whole period.
+// older than the whole period. A live channel's state is never old
+// enough: the manifest function writes its track states at every event
+// and its index at least every layout.StateRefresh.
 package janitor
 
 import (
@@ -23,32 +26,35 @@ type Lister interface {
 	Delete(ctx context.Context, keys []string) error
 }
 
-// Sweep deletes the fragments and end markers under the live prefix that
-// were written before cutoff. Init segments stay (a live track still needs
-// its own, however old), and so does the state. It returns how many
-// objects it deleted.
-func Sweep(ctx context.Context, st Lister, cutoff time.Time) (int, error) {
+// Sweep deletes, at time now, what the lifecycle rules would have
+// (layout.LifetimeOf): fragments and end markers written more than
+// retention ago, and a channel's index and track states last written
+// more than retention plus layout.StateGrace ago. Init segments stay (a
+// live track still needs its own, however old), and so do the relay's
+// records. It returns how many objects it deleted.
+func Sweep(ctx context.Context, st Lister, now time.Time, retention time.Duration) (int, error) {
+	cutoff := map[layout.Lifetime]time.Time{
+		layout.ExpiresWithMedia: now.Add(-retention),
+		layout.ExpiresWithState: now.Add(-retention - layout.StateGrace),
+	}
 	deleted := 0
-	err := st.List(ctx, layout.LivePrefix, func(page []store.Listed) error {
-		var keys []string
-		for _, o := range page {
-			if !o.Modified.Before(cutoff) {
-				continue
+	for _, prefix := range []string{layout.LivePrefix, layout.StatePrefix} {
+		err := st.List(ctx, prefix, func(page []store.Listed) error {
+			var keys []string
+			for _, o := range page {
+				if before, ok := cutoff[layout.LifetimeOf(o.Key)]; ok && o.Modified.Before(before) {
+					keys = append(keys, o.Key)
+				}
 			}
-			obj, err := layout.Parse(o.Key)
-			if err != nil || obj.Kind != layout.KindFragment && obj.Kind != layout.KindEnd {
-				continue
+			if err := st.Delete(ctx, keys); err != nil {
+				return err
 			}
-			keys = append(keys, o.Key)
+			deleted += len(keys)
+			return nil
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("retention sweep of %s: %w", prefix, err)
 		}
-		if err := st.Delete(ctx, keys); err != nil {
-			return err
-		}
-		deleted += len(keys)
-		return nil
-	})
-	if err != nil {
-		return deleted, fmt.Errorf("retention sweep: %w", err)
 	}
 	return deleted, nil
 }
@@ -65,13 +71,13 @@ func Run(ctx context.Context, st Lister, retention, every time.Duration, log *sl
 			return
 		case <-t.C:
 		}
-		n, err := Sweep(ctx, st, time.Now().Add(-retention))
+		n, err := Sweep(ctx, st, time.Now(), retention)
 		if err != nil {
 			log.Warn("sweep failed", "err", err)
 			continue
 		}
 		if n > 0 {
-			log.Info("removed media past retention", "objects", n, "retention", retention)
+			log.Info("removed media and state past retention", "objects", n, "retention", retention)
 		}
 	}
 }

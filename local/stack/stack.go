@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -68,6 +69,12 @@ type Stack struct {
 
 	cancel  context.CancelFunc
 	servers []*http.Server
+	// reconciled is closed once the reconciliation of what an earlier
+	// run left (reconcile) is over.
+	reconciled chan struct{}
+	// killed: the stack stopped as a crash stops it (crash); events not
+	// handled yet are lost.
+	killed atomic.Bool
 }
 
 // Start brings the stack up. Cancel ctx or call Close to stop it.
@@ -99,6 +106,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = time.Minute
 	}
+	// What an earlier run stored before this one started, the
+	// reconciliation looks at.
+	started := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stack{cancel: cancel}
 	fail := func(err error) (*Stack, error) {
@@ -115,8 +125,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if s.killed.Load() {
+			return nil // lost with the process
+		}
 		if o.EventTap != nil {
 			o.EventTap(ev)
+		}
+		if s.killed.Load() {
+			return nil
 		}
 		return h.HandleS3(ctx, ev)
 	}
@@ -161,6 +177,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Handler.Retention > 0 {
 		go janitor.Run(ctx, st, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
 	}
+	s.reconciled = make(chan struct{})
+	go func() {
+		defer close(s.reconciled)
+		log := o.Log.With("component", "reconcile")
+		done, err := reconcile(ctx, st, o.Bucket, started, notify, log)
+		if err != nil && ctx.Err() == nil {
+			log.Error("reconciling what the last run left failed", "err", err)
+		}
+		if done.events > 0 || done.ended > 0 {
+			log.Info("reconciled what the last run left", "events", done.events, "connections_ended", done.ended)
+		}
+	}()
 	return s, nil
 }
 
@@ -203,10 +231,15 @@ func (s *Stack) serveOn(ctx context.Context, ln net.Listener, h http.Handler, ma
 	return "http://" + ln.Addr().String(), nil
 }
 
-// Settle waits until the relay has finished every push (an encoder may
-// hang up before the relay has written its last fragments) and every event
-// those writes caused has been handled, or ctx ends.
+// Settle waits until the reconciliation of what an earlier run left is
+// over, the relay has finished every push (an encoder may hang up before
+// the relay has written its last fragments) and every event those writes
+// caused has been handled, or ctx ends.
 func (s *Stack) Settle(ctx context.Context) {
+	select {
+	case <-s.reconciled:
+	case <-ctx.Done():
+	}
 	for s.Relay.Active() > 0 && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -230,6 +263,9 @@ func (s *Stack) Close(ctx context.Context) error {
 		cancel()
 	}
 	s.cancel()
+	if s.reconciled != nil {
+		<-s.reconciled // it stops with the stack's context
+	}
 	for _, srv := range s.servers {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
@@ -246,4 +282,23 @@ func (s *Stack) Close(ctx context.Context) error {
 		errs = append(errs, s.S3.Close(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// crash stops the stack as a SIGKILL would, for the tests of what the
+// next stack makes of what it left: events not handled yet are lost (the
+// queue is not drained), the embedded store goes first so that nothing
+// the relay does after reaches it (no end marker, no fragment), then the
+// servers close without ending a push. The data directory is left as the
+// process would leave it.
+func (s *Stack) crash() {
+	s.killed.Store(true)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.S3.Close(gone) // drains nothing
+	s.cancel()
+	<-s.reconciled
+	for _, srv := range s.servers {
+		_ = srv.Close()
+	}
+	s.Relay.CloseUploads()
 }

@@ -1,6 +1,9 @@
 package layout
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The bucket notification (infra) and the local notifier (local/stack)
 // call the manifest function for exactly the objects it handles: every
@@ -30,5 +33,43 @@ func TestNotifiesFragmentsAndEndMarkersOnly(t *testing.T) {
 				t.Errorf("%q parses as kind %v: the filter and Parse disagree", tc.key, obj.Kind)
 			}
 		})
+	}
+}
+
+// Each object is under the lifecycle rule that fits it: media expire
+// after the retention, the function's state a grace later, and what a
+// live channel needs however old (its init segments, the relay's
+// records) never.
+func TestLifetimeOfEachKind(t *testing.T) {
+	v := TrackID{Name: "video", Bitrate: 800000}
+	for _, tc := range []struct {
+		name string
+		key  string
+		want Lifetime
+		tag  string
+	}{
+		{"a fragment expires with the media", FragmentKey("ch1", v, 20000000), ExpiresWithMedia, "smoothcast-expire=true"},
+		{"an end marker expires with the media", EndKey("ch1", v, 40000000), ExpiresWithMedia, "smoothcast-expire=true"},
+		{"an init segment is kept", InitKey("ch1", v), Kept, ""},
+		{"a channel's index expires with the state", ChannelStateKey("ch1"), ExpiresWithState, "smoothcast-expire=state"},
+		{"a track state expires with the state", TrackStateKey("ch1", v), ExpiresWithState, "smoothcast-expire=state"},
+		{"the relay's clock record is kept", ClockStateKey("ch1"), Kept, ""},
+		{"the relay's uploads record is kept", UploadsStateKey("ch1"), Kept, ""},
+		{"a state key of no channel is kept", StatePrefix + "a..b/channel.json", Kept, ""},
+		{"a document deeper under tracks/ is kept", StatePrefix + "ch1/tracks/x/y.json", Kept, ""},
+		{"a key outside the layout is kept", "other/Fragments(video=0)", Kept, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := LifetimeOf(tc.key)
+			if got != tc.want {
+				t.Errorf("LifetimeOf(%q) = %v, want %v", tc.key, got, tc.want)
+			}
+			if tag := got.Tagging(); tag != tc.tag {
+				t.Errorf("Tagging() = %q, want %q", tag, tc.tag)
+			}
+		})
+	}
+	if StateGrace < 24*time.Hour || StateRefresh > StateGrace {
+		t.Errorf("grace %v, refresh %v: the state's rule is a day longer than the media's, and the index is written again within it", StateGrace, StateRefresh)
 	}
 }

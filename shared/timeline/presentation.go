@@ -1,6 +1,8 @@
 package timeline
 
 import (
+	"math"
+	"math/bits"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -109,21 +111,55 @@ func (p *Presentation) Windowed(tv *TrackView) Timeline {
 	return tl
 }
 
-// Ticks converts d to units of timescale (rounding down).
+// Ticks converts d to units of timescale (rounding down; 0 for a d of
+// zero or less). It saturates at the largest uint64 rather than wrap: a
+// time-shift query may name a wall-clock time centuries from the epoch,
+// and a track's timescale may be as large as 2^32-1.
 func Ticks(d time.Duration, timescale uint64) uint64 {
 	if d <= 0 {
 		return 0
 	}
 	sec := uint64(d / time.Second)
 	rem := uint64(d % time.Second)
-	return sec*timescale + rem*timescale/uint64(time.Second)
+	hi, whole := bits.Mul64(sec, timescale)
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	hi, lo := bits.Mul64(rem, timescale)
+	frac, _ := bits.Div64(hi, lo, uint64(time.Second)) // hi < 1e9: rem < 1e9
+	t, carry := bits.Add64(whole, frac, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return t
 }
 
-// Wallclock is the wall-clock time of media time t in a track of timescale.
+// DurationOf is the duration of ticks units of timescale (rounding down),
+// saturating at the largest time.Duration (about 292 years) rather than
+// wrap: a track's times are the encoder's, up to 2^64-1. A timescale of
+// zero gives zero.
+func DurationOf(ticks, timescale uint64) time.Duration {
+	if timescale == 0 {
+		return 0
+	}
+	const maxSec = math.MaxInt64 / uint64(time.Second)
+	sec, frac := ticks/timescale, ticks%timescale
+	if sec > maxSec {
+		return math.MaxInt64
+	}
+	hi, lo := bits.Mul64(frac, uint64(time.Second))
+	ns, _ := bits.Div64(hi, lo, timescale) // hi < timescale: frac < timescale
+	d := sec*uint64(time.Second) + ns
+	if d > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(d)
+}
+
+// Wallclock is the wall-clock time of media time t in a track of
+// timescale (no later than the epoch plus the largest time.Duration).
 func (p *Presentation) Wallclock(t, timescale uint64) time.Time {
-	sec := t / timescale
-	frac := t % timescale
-	return p.Epoch.Add(time.Duration(sec)*time.Second + time.Duration(frac*uint64(time.Second)/timescale))
+	return p.Epoch.Add(DurationOf(t, timescale))
 }
 
 // Group is the tracks of one kind that share a name: the renditions of

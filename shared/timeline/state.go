@@ -52,7 +52,9 @@ type Track struct {
 const RoleScheme = "urn:mpeg:dash:role:2011"
 
 // Channel is a channel's index: the wall-clock time of media time zero, and
-// its tracks. It changes only when a track appears.
+// its tracks. It changes when a track appears, and is written again
+// while the channel has events once it is layout.StateRefresh old, so
+// that the state's lifecycle rule never removes a live channel's index.
 type Channel struct {
 	Version int    `json:"v"`
 	Name    string `json:"name"`
@@ -60,6 +62,9 @@ type Channel struct {
 	// times are Epoch + t/timescale.
 	Epoch  time.Time `json:"epoch"`
 	Tracks []Track   `json:"tracks"`
+	// Touched is when the index was last written (zero in an index
+	// written before it was kept).
+	Touched time.Time `json:"touched,omitzero"`
 }
 
 // Track returns the track with the given ID.
@@ -176,6 +181,20 @@ type TrackState struct {
 	// Ends are the ends of encoder connections that no published fragment
 	// follows yet, in time order: at most a few (reconnects in flight).
 	Ends []Ending `json:"ends,omitempty"`
+	// Epoch is the epoch of the channel index this state was written
+	// under (zero in a state written before it was kept): see Belongs.
+	Epoch time.Time `json:"epoch,omitzero"`
+}
+
+// Belongs reports whether the state belongs to the channel whose index
+// has epoch: it does unless it was written under another one. The state
+// of a channel whose media all expired goes in no fixed order (the
+// lifecycle rule removes objects when it gets to them), and the channel
+// may start again meanwhile with a new epoch: a track state left from
+// its earlier life counts its times from the old epoch and must be read
+// as no state at all.
+func (s *TrackState) Belongs(epoch time.Time) bool {
+	return s.Epoch.IsZero() || s.Epoch.Equal(epoch)
 }
 
 // Finished reports whether the track's stream has ended for good at time

@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -200,6 +201,54 @@ func TestTicksAndWallclock(t *testing.T) {
 	p := Presentation{Epoch: t0}
 	if got := p.Wallclock(25_000_000, 10_000_000); !got.Equal(t0.Add(2500 * time.Millisecond)) {
 		t.Errorf("Wallclock = %v", got)
+	}
+}
+
+// Conversions between durations and ticks never wrap: past what the
+// result can hold they saturate, so that a time centuries away stays
+// later than every time a stream has (a wrapped one lands before them).
+func TestTickConversionsSaturateRatherThanWrap(t *testing.T) {
+	const maxDur = time.Duration(math.MaxInt64)
+	for _, tc := range []struct {
+		name      string
+		d         time.Duration
+		timescale uint64
+		want      uint64
+	}{
+		{"a second at 10 MHz", time.Second, 10_000_000, 10_000_000},
+		{"a fraction rounds down", 1500*time.Millisecond + 99, 10_000_000, 15_000_000},
+		{"nothing before the epoch", -time.Hour, 10_000_000, 0},
+		{"the longest duration at 10 MHz fits", maxDur, 10_000_000, 92_233_720_368_547_758},
+		{"the longest duration at 2^32-1 saturates", maxDur, math.MaxUint32, math.MaxUint64},
+		{"a fraction at a huge timescale does not wrap", 999_999_999, 1 << 62, (1<<62)/1_000_000_000*999_999_999 + (1<<62)%1_000_000_000*999_999_999/1_000_000_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Ticks(tc.d, tc.timescale); got != tc.want {
+				t.Errorf("Ticks(%v, %d) = %d, want %d", tc.d, tc.timescale, got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name             string
+		ticks, timescale uint64
+		want             time.Duration
+	}{
+		{"2.5 s at 10 MHz", 25_000_000, 10_000_000, 2500 * time.Millisecond},
+		{"a fraction at 90 kHz rounds down", 1, 90_000, 11111 * time.Nanosecond},
+		{"the largest tfxd time at 10 MHz saturates", math.MaxUint64, 10_000_000, maxDur},
+		{"just past the longest duration saturates", uint64(math.MaxInt64) + 1, uint64(time.Second), maxDur},
+		{"a fraction at the largest timescale does not wrap", math.MaxUint64 - 1, math.MaxUint64, time.Second - 1},
+		{"no timescale", 5, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DurationOf(tc.ticks, tc.timescale); got != tc.want {
+				t.Errorf("DurationOf(%d, %d) = %v, want %v", tc.ticks, tc.timescale, got, tc.want)
+			}
+		})
+	}
+	p := Presentation{Epoch: t0}
+	if got := p.Wallclock(math.MaxUint64, 10_000_000); !got.After(t0.Add(100 * 365 * 24 * time.Hour)) {
+		t.Errorf("Wallclock of the largest time = %v: wrapped", got)
 	}
 }
 

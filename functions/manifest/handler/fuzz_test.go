@@ -20,6 +20,7 @@ import (
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/internal/testtool/bucket"
 	"github.com/smoothcast/smoothcast/local/s3local"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -27,7 +28,7 @@ import (
 // guardStore is the store as the handler sees it, with every write
 // checked (only keys under state/{channel}/ of a channel that the event
 // being handled names) and every read bounded (fragments by range, at
-// most 16 MiB).
+// most fmp4.MaxMoof).
 type guardStore struct {
 	handler.ObjectStore
 
@@ -39,7 +40,7 @@ type guardStore struct {
 
 // maxRead is the most the handler may read of one object at once: a
 // fragment's moof, capped (handler.readArrival).
-const maxRead = 16 << 20
+const maxRead = fmp4.MaxMoof
 
 func (g *guardStore) GetRange(ctx context.Context, key string, first, last int64) (store.Object, error) {
 	if first < 0 || last-first+1 > maxRead {
@@ -173,7 +174,7 @@ func fuzzSeeds(t testing.TB, st *store.Store) [][]byte {
 // that holds a real push: it must never panic; it writes only under
 // state/{channel}/ of a channel that an S3 record of the invocation
 // names (nothing at all for a Function URL request), reads fragments only
-// by range and at most 16 MiB at once, and serves nothing of state/.
+// by range and at most fmp4.MaxMoof at once, and serves nothing of state/.
 func FuzzInvoke(f *testing.F) {
 	_, st := testtool.Store(f, "fuzz-invoke")
 	for _, s := range fuzzSeeds(f, st) {

@@ -3,18 +3,23 @@
 // manifest, the HLS playlists and the DASH MPD on request (Lambda
 // Function URL, or the local edge calling it the same way).
 //
-// Per fragment event it makes one ranged GET of the fragment, one GET of
-// the track's state and one conditional PUT of that state: the only
-// billable write besides the fragment itself. Manifests are not stored;
-// they are rendered from the state when the CDN asks for them.
+// Per fragment event it makes one ranged GET of the fragment (two for a
+// moof over 64 KiB), one GET of the track's state and one conditional PUT
+// of that state: the only billable write besides the fragment itself,
+// but for the channel's index, written when a track appears and again
+// every layout.StateRefresh so that the state's lifecycle rule spares a
+// live channel. Manifests are not stored; they are rendered from the
+// state when the CDN asks for them.
 package handler
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
@@ -167,9 +172,12 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 
 // HandleS3 processes object-created records. Keys outside the layout and
 // objects that are not fragments are ignored. An error makes Lambda retry
-// the whole event, which is safe: processing is idempotent. Each record
-// of the layout is logged with its channel, track, key and timings, and
-// gives one metrics document (see Metrics).
+// the whole event, which is safe: processing is idempotent. An object
+// whose own bytes can never be published from (unreadableError: a moof
+// over fmp4.MaxMoof, say) is logged and counted as an error, not
+// returned: every retry would fail the same way. Each record of the
+// layout is logged with its channel, track, key and timings, and gives
+// one metrics document (see Metrics).
 func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 	var errs []error
 	for _, rec := range ev.Records {
@@ -195,23 +203,47 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		} else {
 			err = h.fragment(ctx, obj, key, rec.S3.Object.Size, at, log, began, &stats)
 		}
+		var unreadable *unreadableError
+		failed := err != nil
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			// The object (or its init segment) is gone: nothing to publish,
 			// and a retry would not change that.
 			log.Warn("ignoring event for a missing object", "err", err, "ms", time.Since(began).Milliseconds())
-			err = nil
+			failed = false
+		case errors.As(err, &unreadable):
+			// What the object holds can never be published, and it never
+			// changes: said once and counted (Errors), not retried.
+			log.Error("event dropped: the object cannot be read", "reason", unreadable.err.Error(), "ms", time.Since(began).Milliseconds())
 		case err != nil:
 			log.Error("event failed", "err", err, "conflicts", stats.conflicts, "ms", time.Since(began).Milliseconds())
 			errs = append(errs, fmt.Errorf("channel %s track %s fragment %d: %w", obj.Channel, obj.Track, obj.Start, err))
 		}
-		h.emitEvent(obj.Channel, &stats, err != nil, log)
+		h.emitEvent(obj.Channel, &stats, failed, log)
 	}
 	return errors.Join(errs...)
 }
 
-// headBytes is how much of a fragment is read to find its moof: enough for
-// a few thousand samples' trun entries.
+// unreadableError is an event whose object the function can never publish
+// from: its bytes are not a fragment (or an init segment, or an end
+// marker) it can read. Retrying cannot help, since the relay writes these
+// objects once (If-None-Match) and never changes them; so HandleS3 logs
+// it, counts it and returns no error, where Lambda would retry the event
+// and then park it in the failure queue. Only what the object's own bytes
+// decide is unreadable: a failed or short read of the store stays an
+// error, and is retried.
+type unreadableError struct{ err error }
+
+func (e *unreadableError) Error() string { return e.err.Error() }
+func (e *unreadableError) Unwrap() error { return e.err }
+
+func unreadable(format string, args ...any) error {
+	return &unreadableError{fmt.Errorf(format, args...)}
+}
+
+// headBytes is how much of a fragment is read first to find its moof:
+// enough for a few thousand samples' trun entries. A larger moof takes a
+// second read, up to fmp4.MaxMoof.
 const headBytes = 64 << 10
 
 func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time, log *slog.Logger, began time.Time, stats *eventStats) error {
@@ -220,13 +252,13 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 	if err != nil {
 		return err
 	}
-	tr, err := h.track(ctx, obj, arr, at, stats)
+	tr, epoch, err := h.track(ctx, obj, arr, at, stats, log)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
 	var out timeline.Outcome
-	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
 		var err error
 		out, changed, err = st.Apply(arr, at, rules)
@@ -245,19 +277,18 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 		Stream bool `json:"eos"`
 	}
 	if err := json.Unmarshal(o.Body, &m); err != nil {
-		log.Warn("ignoring malformed end marker", "err", err, "ms", time.Since(began).Milliseconds())
-		return nil
+		return unreadable("end marker: %w", err)
 	}
 	stats.ended = m.Stream
 	// The marker may come before any fragment event of its track: register
 	// the track as a fragment would (the marker's time anchors the epoch
 	// as well as the last fragment's would).
-	tr, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at, stats)
+	tr, epoch, err := h.track(ctx, obj, timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start}}, at, stats, log)
 	if err != nil {
 		return err
 	}
 	rules := h.Cfg.rules(tr.Timescale)
-	return h.updateTrack(ctx, obj, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
+	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
 		if m.Stream {
 			return "end of stream", changed, nil
@@ -268,30 +299,38 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 
 // updateTrack applies change to the track's state with a conditional
 // write, retrying on conflict; change reports what it did (for the log)
-// and whether the state must be written. at is the event's time: stats
-// gets the conflicts and, once the write succeeds, the delay from each
-// newly published fragment's event to the write.
-func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, log *slog.Logger, began, at time.Time, stats *eventStats, change func(*timeline.TrackState) (string, bool, error)) error {
+// and whether the state must be written. epoch is the channel's: a state
+// written under another (an earlier life of the channel, see
+// timeline.TrackState.Belongs) is started anew. at is the event's time:
+// stats gets the conflicts and, once the write succeeds, the delay from
+// each newly published fragment's event to the write.
+func (h *Handler) updateTrack(ctx context.Context, obj layout.Object, epoch time.Time, log *slog.Logger, began, at time.Time, stats *eventStats, change func(*timeline.TrackState) (string, bool, error)) error {
 	stateKey := layout.TrackStateKey(obj.Channel, obj.Track)
 	for attempt := 0; ; attempt++ {
 		st, etag, err := h.loadTrackState(ctx, stateKey)
 		if err != nil {
 			return err
 		}
+		anew := !st.Belongs(epoch)
+		if anew {
+			log.Info("track state of an earlier life of the channel: starting it anew", "its_epoch", st.Epoch, "epoch", epoch)
+			st = &timeline.TrackState{}
+		}
 		before := snapshot(st)
 		what, changed, err := change(st)
 		if err != nil {
 			return err
 		}
-		if !changed {
+		if !changed && !anew {
 			log.Debug("event", "outcome", what, "write", false, "ms", time.Since(began).Milliseconds())
 			return nil
 		}
+		st.Epoch = epoch
 		body, err := timeline.MarshalTrackState(st)
 		if err != nil {
 			return err
 		}
-		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone}
+		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, Tagging: layout.LifetimeOf(stateKey).Tagging()}
 		if etag == "" {
 			opts.IfNoneMatch = true
 		} else {
@@ -323,34 +362,50 @@ func backoff(ctx context.Context, attempt int) {
 
 // readArrival reads the head of the fragment object: its moof gives the
 // duration, and its metadata the previous fragment on the encoder's
-// connection.
+// connection. What the object's bytes get wrong is an unreadableError.
 func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object, size int64) (timeline.Arrival, error) {
 	o, err := h.Store.GetRange(ctx, key, 0, headBytes-1)
 	if err != nil {
 		return timeline.Arrival{}, fmt.Errorf("read fragment: %w", err)
 	}
+	if o.Size > 0 {
+		size = o.Size
+	}
 	b := o.Body
-	if len(b) >= 8 {
-		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need > int64(len(b)) && need <= 16<<20 {
-			if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
-				return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
-			}
-			b = o.Body
+	if len(b) < 8 {
+		return timeline.Arrival{}, unreadable("fragment object of %d bytes holds no moof", len(b))
+	}
+	need := int64(binary.BigEndian.Uint32(b))
+	switch {
+	case need < 8:
+		// 0 (to the end of the file) and 1 (a 64-bit size) are not what
+		// the relay writes, nor is anything shorter than a box header.
+		return timeline.Arrival{}, unreadable("fragment's first box has size field %d", need)
+	case need > fmp4.MaxMoof:
+		return timeline.Arrival{}, unreadable("fragment's moof of %d bytes is larger than the %d bytes the pipeline carries (fmp4.MaxMoof)", need, fmp4.MaxMoof)
+	case size > 0 && need > size:
+		return timeline.Arrival{}, unreadable("fragment object of %d bytes ends inside its moof of %d bytes", size, need)
+	case need > int64(len(b)):
+		if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
+			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
 		}
-		if need := int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); need <= int64(len(b)) {
-			b = b[:need]
+		b = o.Body
+		if int64(len(b)) < need {
+			// The object holds the bytes (size says so): the read fell
+			// short, which a retry may not.
+			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %d of %d bytes", len(b), need)
 		}
 	}
-	moof, err := fmp4.DecodeMoof(b)
+	moof, err := fmp4.DecodeMoof(b[:need])
 	if err != nil {
-		return timeline.Arrival{}, fmt.Errorf("fragment object: %w", err)
+		return timeline.Arrival{}, unreadable("fragment object: %w", err)
 	}
 	startSigned, dur, ok := fmp4.Timing(moof, nil)
 	if !ok || startSigned < 0 || uint64(startSigned) != obj.Start {
-		return timeline.Arrival{}, fmt.Errorf("fragment object's time %d does not match its key", startSigned)
+		return timeline.Arrival{}, unreadable("fragment object's time %d does not match its key", startSigned)
 	}
-	if o.Size > 0 {
-		size = o.Size
+	if dur == 0 || dur > math.MaxUint64-obj.Start {
+		return timeline.Arrival{}, unreadable("fragment at %d lasts %d ticks: its end is not a time", obj.Start, dur)
 	}
 	a := timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start, Duration: dur}, Size: size}
 	for _, trun := range moof.Traf.Truns {
@@ -359,7 +414,7 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 	if p, ok := o.Metadata[layout.MetaPrev]; ok {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return timeline.Arrival{}, fmt.Errorf("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
+			return timeline.Arrival{}, unreadable("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
 		}
 		a.HasPrev, a.Prev = true, v
 	}
@@ -397,24 +452,36 @@ func (h *Handler) loadChannel(ctx context.Context, name string) (*timeline.Chann
 	return ch, o.ETag, nil
 }
 
-// track returns the description of the fragment's track. The first time
-// it registers the track in the channel index from its init segment, and
-// the first track of a channel also fixes the channel's epoch (the
-// wall-clock time of media time zero): the fragment ended about when its
-// object was created. Both happen in one conditional write.
-func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time, stats *eventStats) (timeline.Track, error) {
+// track returns the description of the fragment's track and its
+// channel's epoch. The first time it registers the track in the channel
+// index from its init segment, and the first track of a channel also
+// fixes the channel's epoch (the wall-clock time of media time zero): the
+// fragment ended about when its object was created. Both happen in one
+// conditional write. It also writes the index again once it is
+// layout.StateRefresh old, so that the state's lifecycle rule never
+// removes a live channel's index, and starts a channel that nothing
+// touched for longer than the retention anew (see forgotten).
+func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arrival, at time.Time, stats *eventStats, log *slog.Logger) (timeline.Track, time.Time, error) {
+	now := h.Now()
 	h.mu.Lock()
 	cached := h.channels[obj.Channel]
 	h.mu.Unlock()
-	if cached != nil {
+	if cached != nil && !h.due(cached, now) {
+		// Safe to trust: an index written less than StateRefresh ago is
+		// neither expired nor started anew since.
 		if t, ok := cached.Track(obj.Track); ok {
-			return t, nil
+			return t, cached.Epoch, nil
 		}
 	}
 	var desc *timeline.Track
 	ch, err := h.updateChannel(ctx, obj.Channel, stats, func(ch *timeline.Channel) (bool, error) {
+		changed := h.due(ch, now)
+		if h.forgotten(ch, now) {
+			log.Info("channel starts anew: nothing touched it for longer than the retention", "epoch", ch.Epoch, "touched", ch.Touched)
+			*ch = timeline.Channel{Version: timeline.StateVersion, Name: ch.Name}
+		}
 		if _, ok := ch.Track(obj.Track); ok {
-			return false, nil
+			return changed, nil
 		}
 		if desc == nil {
 			init, err := h.Store.Get(ctx, layout.InitKey(obj.Channel, obj.Track))
@@ -423,22 +490,41 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 			}
 			t, err := fmp4.ParseInit(init.Body)
 			if err != nil {
-				return false, fmt.Errorf("init segment: %w", err)
+				return false, unreadable("init segment: %w", err)
 			}
 			t.ID = obj.Track
 			desc = &t
 		}
 		if ch.Epoch.IsZero() {
-			end := time.Duration(float64(arr.End()) / float64(desc.Timescale) * float64(time.Second))
-			ch.Epoch = at.Add(-end).Truncate(time.Millisecond).UTC()
+			ch.Epoch = at.Add(-timeline.DurationOf(arr.End(), desc.Timescale)).Truncate(time.Millisecond).UTC()
 		}
-		return ch.AddTrack(*desc), nil
+		ch.AddTrack(*desc)
+		return true, nil
 	})
 	if err != nil {
-		return timeline.Track{}, err
+		return timeline.Track{}, time.Time{}, err
 	}
 	t, _ := ch.Track(obj.Track)
-	return t, nil
+	return t, ch.Epoch, nil
+}
+
+// due reports whether the channel index must be written again to stay
+// clear of the state's lifecycle rule: it is layout.StateRefresh old (or
+// older than the field that says so). Never when nothing expires.
+func (h *Handler) due(ch *timeline.Channel, now time.Time) bool {
+	return h.Cfg.Retention > 0 && now.Sub(ch.Touched) >= layout.StateRefresh
+}
+
+// forgotten reports whether a channel index went unwritten for longer
+// than the retention plus layout.StateRefresh: since events write it at
+// least every StateRefresh, nothing happened on the channel for longer
+// than the retention, and every fragment it had is past it. Its index
+// and track states may be partly gone already (the lifecycle rule takes
+// objects in no order): the channel starts anew, with a new epoch, as a
+// channel never seen would (the relay places a returning encoder after
+// an index it read, or as a new channel when it found none).
+func (h *Handler) forgotten(ch *timeline.Channel, now time.Time) bool {
+	return h.Cfg.Retention > 0 && !ch.Touched.IsZero() && now.Sub(ch.Touched) > h.Cfg.Retention+layout.StateRefresh
 }
 
 // updateChannel applies change to the channel index with a conditional
@@ -456,12 +542,15 @@ func (h *Handler) updateChannel(ctx context.Context, name string, stats *eventSt
 		}
 		if changed {
 			ch.Version = timeline.StateVersion
+			ch.Touched = h.Now().UTC()
 			body, err := timeline.MarshalChannel(ch)
 			if err != nil {
 				return nil, err
 			}
-			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
-			if _, err = h.Store.Put(ctx, layout.ChannelStateKey(name), body, opts); err != nil {
+			key := layout.ChannelStateKey(name)
+			opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == "",
+				Tagging: layout.LifetimeOf(key).Tagging()}
+			if _, err = h.Store.Put(ctx, key, body, opts); err != nil {
 				if errors.Is(err, store.ErrPreconditionFailed) && attempt < h.Cfg.MaxRetries {
 					stats.conflicts++
 					backoff(ctx, attempt)

@@ -57,7 +57,7 @@ type fragmentEvent struct {
 // fragment, in stream order, then one per end marker (the push ends the
 // stream). Each event's time is base plus the fragment's end time, as if
 // the encoder ran in real time.
-func pushFixture(t *testing.T, st *store.Store, channel string, base time.Time) []fragmentEvent {
+func pushFixture(t testing.TB, st *store.Store, channel string, base time.Time) []fragmentEvent {
 	t.Helper()
 	objs, err := bucket.Load(storedPush)
 	if err != nil {
@@ -125,7 +125,7 @@ func handlerAt(st handler.ObjectStore, cfg handler.Config, evs []fragmentEvent) 
 	return h
 }
 
-func fragmentEnd(t *testing.T, b []byte) uint64 {
+func fragmentEnd(t testing.TB, b []byte) uint64 {
 	t.Helper()
 	n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
 	moof, err := fmp4.DecodeMoof(b[:n])

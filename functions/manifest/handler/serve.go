@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -230,6 +231,9 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 				errs[i] = fmt.Errorf("track %s: %w", t.ID, err)
 				return
 			}
+			if !st.Belongs(ch.Epoch) {
+				st = &timeline.TrackState{} // left from an earlier life of the channel
+			}
 			// What waited out the gap timeout since the last event is
 			// listed now, not at the next event (there may be none).
 			st.Settle(now, timeline.Rules{GapTimeout: h.Cfg.GapTimeout})
@@ -283,16 +287,40 @@ func ParseRange(q map[string]string, epoch, now time.Time) (*timeline.Range, err
 	return &r, nil
 }
 
+// parseInstant reads a start or end (see QueryStart). A time before the
+// epoch is the epoch: the stream has nothing earlier, and a bound must
+// never be the zero time.Time (0001-01-01T00:00:00Z parses to it), which
+// timeline.Range reads as no bound at all: an end that far back would
+// have asked for the live manifest.
 func parseInstant(name, raw string, epoch time.Time) (time.Time, error) {
 	// An unescaped '+' of a UTC offset arrives as a space.
 	if t, err := time.Parse(time.RFC3339Nano, strings.Replace(raw, " ", "+", 1)); err == nil {
+		if t.Before(epoch) {
+			return epoch, nil
+		}
 		return t, nil
 	}
 	sec, err := strconv.ParseFloat(raw, 64)
-	if err != nil || math.IsNaN(sec) || math.IsInf(sec, 0) || sec < 0 || sec > 1e10 {
+	if err != nil || math.IsNaN(sec) || math.IsInf(sec, 0) || sec < 0 || sec > maxQuerySeconds {
 		return time.Time{}, fmt.Errorf("bad %s %q: want an ISO 8601 time such as 2026-11-25T12:00:00Z, or seconds since the stream's start such as 90", name, raw)
 	}
-	return epoch.Add(time.Duration(sec * float64(time.Second))), nil
+	return epoch.Add(secondsDuration(sec)), nil
+}
+
+// maxQuerySeconds bounds a time-shift query in seconds (about 317 years):
+// beyond what a time.Duration holds, which secondsDuration saturates at.
+const maxQuerySeconds = 1e10
+
+// secondsDuration is sec seconds (finite, not negative) as a duration,
+// exact to the nanosecond (rounded down), and saturated at the largest
+// time.Duration (about 292 years) rather than wrapped: a start that far
+// is after the live edge (400), an end that far leaves the range open.
+// (Go's float-to-integer conversion of an out-of-range value is
+// undefined: on amd64 it gave the most negative duration, a start before
+// the stream, hence a live manifest from its start.)
+func secondsDuration(sec float64) time.Duration {
+	ns, _ := new(big.Float).SetPrec(128).Mul(big.NewFloat(sec), big.NewFloat(float64(time.Second))).Int64()
+	return time.Duration(max(ns, 0))
 }
 
 // available refuses a range that lies wholly outside what the state still

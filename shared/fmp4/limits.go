@@ -1,0 +1,11 @@
+package fmp4
+
+// MaxMoof is the largest moof box (header included) the pipeline carries:
+// the relay refuses a fragment whose moof, as it would store it, is
+// larger, and the manifest function reads a stored fragment's moof up to
+// this size. A real moof is far smaller: a 6 s fragment of 4K video at 60
+// frames per second is 360 trun entries, a few kilobytes (under 1 MiB even
+// with per-sample encryption data), so 8 MiB leaves room for any encoder
+// while keeping the function's read per event (a 256 MB Lambda) and the
+// relay's box held in memory per push small.
+const MaxMoof = 8 << 20
