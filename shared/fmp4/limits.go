@@ -9,3 +9,8 @@ package fmp4
 // while keeping the function's read per event (a 256 MB Lambda) and the
 // relay's box held in memory per push small.
 const MaxMoof = 8 << 20
+
+// MaxMoofIn is the largest moof the relay takes from an encoder: MaxMoof
+// less room for what RewriteHead adds (tfdt, tfxd, tfrf and the trex
+// defaults in tfhd: a few hundred bytes).
+const MaxMoofIn = MaxMoof - 4<<10

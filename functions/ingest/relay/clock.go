@@ -116,7 +116,9 @@ func trackStates(ctx context.Context, st ObjectStore, channel string, ch *timeli
 		if err != nil {
 			return nil, &storeError{fmt.Errorf("channel %s track %s: read state: %w", channel, tr.ID, err)}
 		}
-		if s, err := timeline.UnmarshalTrackState(o.Body); err == nil && tr.Timescale != 0 {
+		// A state left from the channel's earlier life (its media expired
+		// and it started anew) counts from another epoch: none.
+		if s, err := timeline.UnmarshalTrackState(o.Body); err == nil && tr.Timescale != 0 && s.Belongs(ch.Epoch) {
 			out[tr.ID] = s
 		}
 	}

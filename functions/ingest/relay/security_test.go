@@ -510,3 +510,31 @@ func largeMdat(t *testing.T, body []byte, n int) []byte {
 	binary.BigEndian.PutUint32(out[off:], binary.BigEndian.Uint32(out[off:])+8)
 	return out
 }
+
+// A moof larger than the manifest function reads (fmp4.MaxMoof, once
+// rewritten) is refused with 413 at its header, pushed or uploaded, and
+// nothing of it is stored: before, the relay stored it and its event
+// failed on every retry.
+func TestAMoofTheFunctionCannotReadIsRefused(t *testing.T) {
+	hs, st, _ := setup(t)
+	body := fixture(t)
+	moof := nth(t, body, "moof", 0)
+	huge := binary.BigEndian.AppendUint32(bytes.Clone(body[:moof.at]), uint32(fmp4.MaxMoofIn+1))
+	huge = append(append(huge, "moof"...), make([]byte, fmp4.MaxMoofIn+1-8)...)
+	if code, msg := testtool.Do(t, "POST", hs.URL+"/live/bigmoof.isml/Streams(e)", huge, true); code != 413 || !strings.Contains(msg, "moof") {
+		t.Errorf("a push of a %d-byte moof: %d %q, want 413", fmp4.MaxMoofIn+1, code, msg)
+	}
+	inits, _ := cmafRenditions(t, 1)
+	seg := binary.BigEndian.AppendUint32(nil, uint32(fmp4.MaxMoofIn+1))
+	seg = append(append(seg, "moof"...), make([]byte, fmp4.MaxMoofIn+1-8)...)
+	seg = append(seg, 0, 0, 0, 8, 'm', 'd', 'a', 't')
+	testtool.Do(t, "PUT", hs.URL+"/live/bigmoof.isml/init-stream0.m4s", inits[0], true)
+	if code, msg := testtool.Do(t, "PUT", hs.URL+"/live/bigmoof.isml/chunk-stream0-00001.m4s", seg, true); code != 413 {
+		t.Errorf("an upload of a %d-byte moof: %d %q, want 413", fmp4.MaxMoofIn+1, code, msg)
+	}
+	for _, k := range testtool.Keys(t, st) {
+		if obj, err := layout.Parse(k); err == nil && obj.Kind == layout.KindFragment {
+			t.Errorf("stored %s", k)
+		}
+	}
+}

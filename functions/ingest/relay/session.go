@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -33,8 +34,19 @@ type run struct {
 func (rl *Relay) newRun(st *stream, log *slog.Logger, received func() time.Time) *run {
 	sink := &storeSink{rl: rl, st: st, received: received, store: rl.store.forStream(st), channel: st.channel, log: log}
 	clock := &channelClock{st: sink.store, channel: st.channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
-	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift})
+	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift,
+		Limit: boxLimit})
 	return &run{rl: rl, st: st, sess: sess, sink: sink, log: log, started: time.Now()}
+}
+
+// boxLimit is the relay's limit per box type, under MaxBox: a moof the
+// manifest function can read once rewritten (fmp4.MaxMoofIn, 413 past
+// it, at its header).
+func boxLimit(typ string) int {
+	if typ == "moof" {
+		return fmp4.MaxMoofIn
+	}
+	return 0
 }
 
 // end writes the end markers of the tracks the session stored, however
