@@ -366,8 +366,9 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		// Of the state, the relay writes only the clock record and the
 		// record of a channel's uploads (their init segments, for a relay
-		// started again).
-		Actions: jsii.Strings("s3:PutObject"),
+		// started again), with the tag that expires them with the channel
+		// (layout.StateExpireTag).
+		Actions: jsii.Strings("s3:PutObject", "s3:PutObjectTagging"),
 		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.StatePrefix + "*/clock.json")),
 			*media.ArnForObjects(jsii.String(layout.StatePrefix + "*/uploads.json"))),
 	}))

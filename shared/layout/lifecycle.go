@@ -71,14 +71,15 @@ type Lifetime int
 // Lifetimes of the objects in the bucket.
 const (
 	// Kept: no rule removes it (init segments, which a live track needs
-	// however old; the relay's clock and uploads records).
+	// however old).
 	Kept Lifetime = iota
 	// ExpiresWithMedia: fragments and end markers (ExpireTag), the
 	// retention period after they were written.
 	ExpiresWithMedia
-	// ExpiresWithState: the function's state, a channel's index and its
-	// track states (StateExpireTag), the retention period plus StateGrace
-	// after they were last written.
+	// ExpiresWithState: the state of a channel, the function's (its
+	// index and track states) and the relay's (its clock and uploads
+	// records) (StateExpireTag), the retention period plus StateGrace after
+	// they were last written.
 	ExpiresWithState
 )
 
@@ -98,7 +99,8 @@ func LifetimeOf(key string) Lifetime {
 	if !ok || !ValidName(channel) {
 		return Kept
 	}
-	if doc == "channel.json" {
+	switch doc {
+	case "channel.json", "clock.json", "uploads.json":
 		return ExpiresWithState
 	}
 	if track, ok := strings.CutPrefix(doc, "tracks/"); ok && strings.HasSuffix(track, ".json") && !strings.Contains(track, "/") {

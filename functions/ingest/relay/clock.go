@@ -91,7 +91,8 @@ func (c *channelClock) Offset(ctx context.Context, q ingest.ClockQuery) (time.Du
 		off := time.Duration(math.Ceil(max(wall-encoderEnd, floor-encoderStart).Seconds())) * time.Second
 		rec = clockRecord{Offset: int64(off / time.Second), At: c.now().UTC()}
 		body, _ := json.Marshal(rec)
-		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
+		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == "",
+			Tagging: layout.LifetimeOf(key).Tagging()}
 		_, err = c.st.PutParts(ctx, key, [][]byte{body}, opts)
 		if errors.Is(err, store.ErrPreconditionFailed) && attempt < 5 {
 			continue // another connection of the encoder decided first: use its offset if it fits

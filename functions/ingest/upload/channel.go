@@ -222,6 +222,7 @@ func (c *channel) take(p *put) {
 // media places a media segment in its rendition, or holds it until an
 // init segment or a manifest places it.
 func (c *channel) media(p *put) {
+	c.record.touch(c)
 	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p}
 	if !c.placed(s) && c.hold(s) {
 		s.held()

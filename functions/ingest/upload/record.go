@@ -57,11 +57,16 @@ const (
 	recordTimeout = 30 * time.Second
 )
 
-// recordState is the channel goroutine's: init segments to record, and
-// the one write in flight.
+// recordState is the channel goroutine's: init segments to record, the
+// one write in flight, and when the record was last written (as far as
+// this relay knows): the record expires with the channel's state
+// (layout.StateExpireTag) unless it is written again, so an encoder that
+// keeps uploading has it written again every layout.StateRefresh.
 type recordState struct {
 	queue    []*recordJob
 	inFlight []*recordJob // nil when no write is in flight
+	touching bool         // a write with nothing new in flight
+	written  time.Time
 }
 
 // recordJob is an init segment to record, and the put that waits for it.
@@ -71,13 +76,30 @@ type recordJob struct {
 	put  *put
 }
 
-// recorded reports a write of the record.
+// recorded reports a write of the record (touch: one with nothing new).
 type recorded struct {
-	jobs []*recordJob
-	err  error
+	jobs  []*recordJob
+	touch bool
+	err   error
 }
 
-func (s *recordState) writing() bool { return s.inFlight != nil || len(s.queue) > 0 }
+func (s *recordState) writing() bool { return s.inFlight != nil || len(s.queue) > 0 || s.touching }
+
+// touch writes the record again, as it is, if it is older than
+// layout.StateRefresh: an encoder uploads its init segments only when it
+// starts, and the record must outlive a channel that goes on for longer
+// than the state's lifetime.
+func (s *recordState) touch(c *channel) {
+	if s.written.IsZero() || c.u.now().Sub(s.written) < layout.StateRefresh || s.writing() {
+		return
+	}
+	s.touching = true
+	go func() {
+		ctx, cancel := context.WithTimeout(c.u.ctx, recordTimeout)
+		defer cancel()
+		c.post(&recorded{touch: true, err: writeRecord(ctx, c.u.store, c.name, nil, time.Now().UTC())})
+	}()
+}
 
 // add records an init segment and answers p once it is (a record that
 // cannot be written is logged: the upload goes on, only a relay started
@@ -95,7 +117,7 @@ func (s *recordState) add(c *channel, file string, body []byte, p *put) {
 
 // next starts the next write, unless one is in flight.
 func (s *recordState) next(c *channel) {
-	if s.inFlight != nil || len(s.queue) == 0 {
+	if s.inFlight != nil || s.touching || len(s.queue) == 0 {
 		return
 	}
 	s.inFlight, s.queue = s.queue, nil
@@ -103,19 +125,28 @@ func (s *recordState) next(c *channel) {
 	go func() {
 		ctx, cancel := context.WithTimeout(c.u.ctx, recordTimeout)
 		defer cancel()
-		c.post(&recorded{jobs, writeRecord(ctx, c.u.store, c.name, jobs, time.Now().UTC())})
+		c.post(&recorded{jobs: jobs, err: writeRecord(ctx, c.u.store, c.name, jobs, time.Now().UTC())})
 	}()
 }
 
 // recorded: a write of the record is done.
 func (c *channel) recorded(m *recorded) {
-	if m.err != nil {
+	switch {
+	case m.err != nil && m.touch:
+		c.log.Warn("uploads record not written again: it may expire while the channel is live", "err", m.err)
+	case m.err != nil:
 		c.log.Warn("init segments not recorded: a relay started again will not restore their renditions", "err", m.err)
+	default:
+		c.record.written = c.u.now()
 	}
 	for _, j := range m.jobs {
 		j.put.answer(Done, nil)
 	}
-	c.record.inFlight = nil
+	if m.touch {
+		c.record.touching = false
+	} else {
+		c.record.inFlight = nil
+	}
 	c.record.next(c)
 }
 
@@ -140,9 +171,15 @@ func writeRecord(ctx context.Context, st Store, channel string, jobs []*recordJo
 		for _, j := range jobs {
 			rec.Inits[j.file] = recordedInit{Body: j.body, At: now}
 		}
+		var newest time.Time
+		for _, in := range rec.Inits {
+			if in.At.After(newest) {
+				newest = in.At
+			}
+		}
 		for name, in := range rec.Inits {
-			if now.Sub(in.At) > 24*time.Hour {
-				delete(rec.Inits, name) // an old event's
+			if newest.Sub(in.At) > 24*time.Hour {
+				delete(rec.Inits, name) // an earlier event's
 			}
 		}
 		for len(rec.Inits) > maxRecordedInits {
@@ -153,7 +190,8 @@ func writeRecord(ctx context.Context, st Store, channel string, jobs []*recordJo
 		if err != nil {
 			return err
 		}
-		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == ""}
+		opts := store.PutOptions{ContentType: "application/json", CacheControl: store.CacheNone, IfMatch: etag, IfNoneMatch: etag == "",
+			Tagging: layout.LifetimeOf(key).Tagging()}
 		_, err = st.Put(ctx, key, b, opts)
 		if errors.Is(err, store.ErrPreconditionFailed) && attempt < 8 {
 			continue // another relay recorded first: add to it
@@ -176,10 +214,11 @@ type restoreState struct {
 }
 
 // restored reports a restore: the init segments of the encoder's newest
-// start, if the channel is live.
+// start, if the channel is live, and when the newest was recorded.
 type restored struct {
-	inits map[string][]byte
-	err   error
+	inits  map[string][]byte
+	newest time.Time
+	err    error
 }
 
 // notNeeded: an init segment came first (an encoder starting), so there
@@ -205,8 +244,8 @@ func (s *restoreState) park(p *put, c *channel) bool {
 		go func() {
 			ctx, cancel := context.WithTimeout(c.u.ctx, restoreTimeout)
 			defer cancel()
-			inits, err := readRestore(ctx, c.u.store, c.u.cfg.Live, c.name, c.log)
-			c.post(&restored{inits, err})
+			inits, newest, err := readRestore(ctx, c.u.store, c.u.cfg.Live, c.name, c.log)
+			c.post(&restored{inits, newest, err})
 		}()
 	}
 	s.parked = append(s.parked, p)
@@ -224,6 +263,9 @@ func (c *channel) restored(m *restored) {
 		s.after = time.Now().Add(restoreRetry)
 	} else if len(c.closing) == 0 {
 		s.done = true
+		if c.record.written.IsZero() {
+			c.record.written = m.newest // about when the record was last written
+		}
 		n := 0
 		for _, file := range slices.Sorted(maps.Keys(m.inits)) {
 			if c.renditions[file] != nil {
@@ -274,28 +316,28 @@ func (s *restoreState) closeParked(c *channel) {
 // readRestore reads the init segments of the encoder's newest start from
 // the channel's record, if the channel is live. An error says the store
 // could not tell.
-func readRestore(ctx context.Context, st Store, live func(context.Context, string) (bool, error), channel string, log *slog.Logger) (map[string][]byte, error) {
+func readRestore(ctx context.Context, st Store, live func(context.Context, string) (bool, error), channel string, log *slog.Logger) (map[string][]byte, time.Time, error) {
 	if live == nil {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	ok, err := live(ctx, channel)
 	if err != nil {
-		return nil, fmt.Errorf("channel %s: read the channel's state: %w", channel, err)
+		return nil, time.Time{}, fmt.Errorf("channel %s: read the channel's state: %w", channel, err)
 	}
 	if !ok {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	o, err := st.Get(ctx, layout.UploadsStateKey(channel))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("channel %s: read the uploads record: %w", channel, err)
+		return nil, time.Time{}, fmt.Errorf("channel %s: read the uploads record: %w", channel, err)
 	}
 	var rec uploadRecord
 	if err := json.Unmarshal(o.Body, &rec); err != nil {
 		log.Warn("uploads not restored: the record does not parse", "err", err)
-		return nil, nil
+		return nil, time.Time{}, nil
 	}
 	var newest time.Time
 	for _, in := range rec.Inits {
@@ -309,5 +351,5 @@ func readRestore(ctx context.Context, st Store, live func(context.Context, strin
 			out[file] = in.Body
 		}
 	}
-	return out, nil
+	return out, newest, nil
 }

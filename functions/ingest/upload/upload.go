@@ -156,8 +156,10 @@ type Uploads struct {
 	abort    context.CancelFunc
 
 	// onTake, set by tests before the first Put, hears of every file a
-	// channel goroutine takes, in the order it takes them.
+	// channel goroutine takes, in the order it takes them; now, the clock
+	// of the record's age (time.Now unless a test sets another).
 	onTake func(File)
+	now    func() time.Time
 
 	mu     sync.Mutex // guards chans, closed and each channel's coming
 	chans  map[string]*channel
@@ -186,7 +188,7 @@ func New(sessions Sessions, st Store, cfg Config) *Uploads {
 		cfg.Log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Uploads{cfg: cfg, sessions: sessions, store: st, ctx: ctx, abort: cancel, chans: map[string]*channel{}}
+	return &Uploads{cfg: cfg, sessions: sessions, store: st, ctx: ctx, abort: cancel, chans: map[string]*channel{}, now: time.Now}
 }
 
 func cmpOr[T comparable](a, b T) T {

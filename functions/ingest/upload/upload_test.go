@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/synth"
@@ -473,5 +475,47 @@ func TestWhatIsRefused(t *testing.T) {
 	}
 	if n := h.u.Channels(); n > 1 {
 		t.Errorf("%d channels of state for refused uploads", n)
+	}
+}
+
+// An encoder uploads its init segments once, when it starts: the record of
+// them expires with the channel's state unless it is written again, so
+// while the encoder uploads, it is written again every StateRefresh, with
+// what it held.
+func TestUploadsRecordIsWrittenAgainWhileLive(t *testing.T) {
+	m := renditions(t, 3)[0]
+	var mu sync.Mutex
+	now := time.Now()
+	h := newHarness(t, Config{})
+	h.u.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	key := layout.UploadsStateKey("rec")
+	etag := func() string {
+		o, err := h.store.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.ETag
+	}
+	for _, u := range []struct {
+		file string
+		body []byte
+	}{{"init-stream0.m4s", m.init}, {segName(0), m.segments[0]}} {
+		if a := h.put("rec", u.file, u.body); a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	first := etag()
+	advance(time.Hour)
+	h.put("rec", segName(1), m.segments[1])
+	if etag() != first {
+		t.Error("the record was written again an hour after it was")
+	}
+	advance(layout.StateRefresh)
+	h.put("rec", segName(2), m.segments[2])
+	waitFor(t, "the record written again", func() bool { return etag() != first })
+	o, _ := h.store.Get(context.Background(), key)
+	if !bytes.Contains(o.Body, []byte(`"init-stream0.m4s"`)) {
+		t.Errorf("the record written again lost its init segment: %s", o.Body)
 	}
 }
