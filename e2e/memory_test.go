@@ -164,6 +164,11 @@ func (a *attack) raw(shape, head string, body func(w io.Writer) error) {
 
 // run starts every shape, holds it for d, and stops them.
 func (a *attack) run(d time.Duration) {
+	// A live server manifest of 20 MB, before the flood: the relay reads
+	// its box header and refuses it by its size. raw returns once it is
+	// answered.
+	a.wg.Add(1)
+	a.raw("a 20 MB live server manifest, alone", smilHead, a.hugeSMIL)
 	// Uploads of 4 MiB, sent but for their last byte.
 	for i := range 300 {
 		a.wg.Add(1)
@@ -173,11 +178,13 @@ func (a *attack) run(d time.Duration) {
 				return err
 			})
 	}
-	// Segments no rule places: 16 of 1 MiB on each of 40 channels.
+	// Segments no rule places: 16 of 1 MiB on each of 40 channels, each
+	// on a connection of its own (the relay closes one it refuses).
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	for ch := range 40 {
 		a.wg.Go(func() {
 			for k := range 16 {
-				resp, err := http.Post(fmt.Sprintf("http://%s/live/held%d.isml/x%d.m4s", a.addr, ch, k), "video/mp4", bytes.NewReader(a.segment))
+				resp, err := client.Post(fmt.Sprintf("http://%s/live/held%d.isml/x%d.m4s", a.addr, ch, k), "video/mp4", bytes.NewReader(a.segment))
 				if err != nil {
 					a.note("segment nothing places", "closed")
 					continue
@@ -212,26 +219,33 @@ func (a *attack) run(d time.Duration) {
 				return nil
 			})
 	}
-	// A live server manifest of 20 MB.
+	// A live server manifest of 20 MB, during the flood: refused, by its
+	// size or by the budget the flood has spent.
 	a.wg.Add(1)
-	go a.raw("a 20 MB live server manifest", fmt.Sprintf("POST /live/smil.isml/Streams(e) HTTP/1.1\r\nHost: relay\r\nContent-Length: %d\r\n\r\n", 24+20<<20),
-		func(w io.Writer) error {
-			box := binary.BigEndian.AppendUint32(nil, uint32(24+20<<20))
-			box = append(box, "uuid"...)
-			u := strings.ReplaceAll(ism.ServerManifestUUID, "-", "")
-			for i := 0; i < len(u); i += 2 {
-				var b byte
-				fmt.Sscanf(u[i:i+2], "%02x", &b)
-				box = append(box, b)
-			}
-			box = append(box, "<smil>"...)
-			box = append(box, bytes.Repeat([]byte("<video systemBitrate=\"1\"/>"), (20<<20-6)/26+1)...)
-			_, err := w.Write(box[:24+20<<20])
-			return err
-		})
+	go a.raw("a 20 MB live server manifest", smilHead, a.hugeSMIL)
 	time.Sleep(d)
 	close(a.stop)
 	a.wg.Wait()
+}
+
+// smilHead is the request head of hugeSMIL's push.
+var smilHead = fmt.Sprintf("POST /live/smil.isml/Streams(e) HTTP/1.1\r\nHost: relay\r\nContent-Length: %d\r\n\r\n", 24+20<<20)
+
+// hugeSMIL writes a push that begins with a live server manifest (the
+// uuid box of Smooth's ingest) of 20 MB.
+func (a *attack) hugeSMIL(w io.Writer) error {
+	box := binary.BigEndian.AppendUint32(nil, uint32(24+20<<20))
+	box = append(box, "uuid"...)
+	u := strings.ReplaceAll(ism.ServerManifestUUID, "-", "")
+	for i := 0; i < len(u); i += 2 {
+		var b byte
+		fmt.Sscanf(u[i:i+2], "%02x", &b)
+		box = append(box, b)
+	}
+	box = append(box, "<smil>"...)
+	box = append(box, bytes.Repeat([]byte("<video systemBitrate=\"1\"/>"), (20<<20-6)/26+1)...)
+	_, err := w.Write(box[:24+20<<20])
+	return err
 }
 
 // report logs how the relay answered each shape.
@@ -248,17 +262,23 @@ func (a *attack) check() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range []struct {
-		shape, want string
+		shape string
+		want  []string // at least one answer is one of these
 	}{
-		{"upload held a byte short", "503 Retry-After"},
-		{"segment nothing places", "202"},
-		{"segment nothing places", "503 Retry-After"},
-		{"a megabyte of headers", "431"},
-		{"push declaring a huge box", "503 Retry-After"},
-		{"a 20 MB live server manifest", "413"},
+		{"upload held a byte short", []string{"503 Retry-After"}},
+		{"segment nothing places", []string{"202"}},
+		{"segment nothing places", []string{"503 Retry-After"}},
+		{"a megabyte of headers", []string{"431"}},
+		{"push declaring a huge box", []string{"503 Retry-After"}},
+		{"a 20 MB live server manifest, alone", []string{"413"}},
+		{"a 20 MB live server manifest", []string{"413", "503 Retry-After"}},
 	} {
-		if a.answers[c.shape][c.want] == 0 {
-			a.t.Errorf("%s: no %s among %v", c.shape, c.want, a.answers[c.shape])
+		n := 0
+		for _, w := range c.want {
+			n += a.answers[c.shape][w]
+		}
+		if n == 0 {
+			a.t.Errorf("%s: none of %v among %v", c.shape, c.want, a.answers[c.shape])
 		}
 	}
 }
