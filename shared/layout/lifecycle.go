@@ -85,14 +85,13 @@ const (
 
 // LifetimeOf is the lifetime of the object at key.
 func LifetimeOf(key string) Lifetime {
-	if obj, err := Parse(key); err == nil {
-		if obj.Kind == KindFragment || obj.Kind == KindEnd {
-			return ExpiresWithMedia
-		}
-		return Kept
-	}
+	// A state document first: its key is on every event's path, and
+	// Parse would make an error to refuse it.
 	rest, ok := strings.CutPrefix(key, StatePrefix)
 	if !ok {
+		if obj, err := Parse(key); err == nil && (obj.Kind == KindFragment || obj.Kind == KindEnd) {
+			return ExpiresWithMedia
+		}
 		return Kept
 	}
 	channel, doc, ok := strings.Cut(rest, "/")
