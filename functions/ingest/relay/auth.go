@@ -168,8 +168,21 @@ func (rl *Relay) authorize(r *http.Request, channel, token string) error {
 	if got == "" {
 		got = credential(r)
 	}
-	if got == "" {
+	return rl.checkSecret(channel, got, got != "")
+}
+
+// checkSecret checks a credential against channel's secret (nil when
+// authentication is off or it matches): none given is 401, a wrong one
+// 403, whether or not the channel has a secret of its own.
+func (rl *Relay) checkSecret(channel, got string, given bool) error {
+	if !rl.Cfg.Secrets.On() {
+		return nil
+	}
+	if !given {
 		return &authError{http.StatusUnauthorized, "credentials required: HTTP Basic (any user name, the secret as password), a Bearer token, or /token/{secret}/live/..."}
+	}
+	if len(got) > maxCredential {
+		return &authError{http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("a credential of %d bytes: credentials are %d bytes at most", len(got), maxCredential)}
 	}
 	// Compare digests: constant time, and no length to learn. A channel
 	// that has no secret (per-channel secrets and no * default) is

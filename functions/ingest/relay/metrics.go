@@ -17,6 +17,8 @@ import (
 const (
 	kindPush   = "push"   // a Smooth or CMAF push: one long request
 	kindUpload = "upload" // a DASH or HLS upload rendition (one init segment)
+	kindRTMP   = "rtmp"   // an RTMP or RTMPS publish (a live source)
+	kindSRT    = "srt"    // an SRT publish (a live source)
 )
 
 // Buckets, in seconds: a store request takes milliseconds, and a write
@@ -41,11 +43,11 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smoothcast_active_streams",
-			Help: "Pushes and upload renditions in progress, by channel and kind (push or upload).",
+			Help: "Pushes, upload renditions and live-source publishes in progress, by channel and kind (push, upload, rtmp or srt).",
 		}, []string{"channel", "kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smoothcast_ingest_bytes_total",
-			Help: "Bytes received from encoders, by kind (push or upload).",
+			Help: "Bytes received from encoders, by kind (push, upload, rtmp or srt).",
 		}, []string{"kind"}),
 		fragments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smoothcast_fragments_total",
@@ -73,7 +75,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.active, m.bytes, m.fragments, m.storeTime, m.retries, m.errors, m.storeDelay,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series of a fixed label set exists from the start, at zero.
-	for _, k := range []string{kindPush, kindUpload} {
+	for _, k := range []string{kindPush, kindUpload, kindRTMP, kindSRT} {
 		m.bytes.WithLabelValues(k)
 	}
 	for _, o := range []string{"written", "duplicate"} {

@@ -123,13 +123,13 @@ type Relay struct {
 	mem     memory          // the memory budget every buffer draws from
 
 	// mu guards what follows. It may be held while taking a push's
-	// sessionReader.mu (Shutdown stops the pushes) or a stream's mu, never
+	// sessionReader.mu or a Live's mu (Shutdown stops them) or a stream's mu, never
 	// the other way round; errMu and a stream's mu are never held together
 	// with another lock.
 	mu        sync.Mutex
 	perStream map[string]int // pushes and upload renditions in progress per channel
-	// streams in progress, for /status; a push's reader stops it.
-	streams   map[*stream]*sessionReader
+	// streams in progress, for /status, and how Shutdown stops each.
+	streams   map[*stream]stopper
 	closing   bool          // Shutdown was called
 	inflight  int           // ingest requests in progress
 	drained   chan struct{} // closed once closing and no request is in progress

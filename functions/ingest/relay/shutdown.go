@@ -107,8 +107,8 @@ func (rl *Relay) stopAll(now bool) int {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	n := 0
-	for _, rd := range rl.streams {
-		if rd != nil && rd.stop(now) {
+	for _, sp := range rl.streams {
+		if sp != nil && sp.stop(now) {
 			n++
 		}
 	}

@@ -159,18 +159,24 @@ func (rl *Relay) streamError(st *stream, kind string, err error) {
 	rl.noteError(kind, st.channel, st.name, st.remote, err)
 }
 
+// stopper is how Shutdown stops a stream: a push's reader, a live
+// stream. stop(now) stops it at its next boundary between fragments, or
+// at once, and reports whether it was still going. It is called with
+// Relay.mu held.
+type stopper interface{ stop(now bool) bool }
+
 // register shows a stream in /status and counts it in
-// smoothcast_active_streams; unregister undoes it.
-// A push's reader (rd) is how Shutdown stops it.
-func (rl *Relay) register(st *stream, rd *sessionReader) {
+// smoothcast_active_streams; unregister undoes it. sp (nil for an upload
+// rendition, which the uploads end) is how Shutdown stops it.
+func (rl *Relay) register(st *stream, sp stopper) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if rl.streams == nil {
-		rl.streams = map[*stream]*sessionReader{}
+		rl.streams = map[*stream]stopper{}
 	}
-	rl.streams[st] = rd
-	if rl.closing && rd != nil {
-		rd.stop(false) // it came in just as the relay began to shut down
+	rl.streams[st] = sp
+	if rl.closing && sp != nil {
+		sp.stop(false) // it came in just as the relay began to shut down
 	}
 	rl.metrics.active.WithLabelValues(st.channel, st.kind).Inc()
 }
