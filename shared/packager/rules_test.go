@@ -596,7 +596,9 @@ func TestAudioLinesUpWhateverTheInterleaving(t *testing.T) {
 				want = append(want, span{f.Kind, f.Start, f.Duration})
 			}
 			sortSpans := func(s []span) {
-				slices.SortFunc(s, func(a, b span) int { return strings.Compare(string(a.kind), string(b.kind))*2 + int(max(min(int64(a.start)-int64(b.start), 1), -1)) })
+				slices.SortFunc(s, func(a, b span) int {
+					return strings.Compare(string(a.kind), string(b.kind))*2 + int(max(min(int64(a.start)-int64(b.start), 1), -1))
+				})
 			}
 			sortSpans(got)
 			sortSpans(want)
