@@ -62,7 +62,10 @@ func packet(b []byte, i int) []byte { return b[i*PacketSize : (i+1)*PacketSize] 
 func notStart(p []byte) bool { return !startsPES(p) }
 
 // Each is what an encoder or an attacker may send: a clear error naming
-// the rule, a *ingest.ProtocolError, never a panic.
+// the rule, a *ingest.ProtocolError, never a panic. An error in the first
+// segment ends the demuxer; one in a later segment leaves it as it was
+// before that segment, and the segment that follows the last good one is
+// taken.
 func TestBadInputIsAProtocolErrorThatSaysWhat(t *testing.T) {
 	aac := fixture(t, "h264_aac.ts")
 	segs := hlsSegments(t)
@@ -76,67 +79,68 @@ func TestBadInputIsAProtocolErrorThatSaysWhat(t *testing.T) {
 		name string
 		segs func() [][]byte
 		want error
+		next int // the index in segs of the segment taken after the error (0: none)
 	}{
-		{"garbage", func() [][]byte { return [][]byte{random} }, ErrSync},
-		{"garbage after good segments", func() [][]byte { return [][]byte{segs[0], random} }, ErrSync},
-		{"a segment cut inside a packet", func() [][]byte { return [][]byte{aac[:len(aac)-100]} }, ErrPacketSize},
-		{"an empty segment", func() [][]byte { return [][]byte{{}} }, ErrPacketSize},
+		{"garbage", func() [][]byte { return [][]byte{random} }, ErrSync, 0},
+		{"garbage after good segments", func() [][]byte { return [][]byte{segs[0], random} }, ErrSync, 1},
+		{"a segment cut inside a packet", func() [][]byte { return [][]byte{aac[:len(aac)-100]} }, ErrPacketSize, 0},
+		{"an empty segment", func() [][]byte { return [][]byte{{}} }, ErrPacketSize, 0},
 		{"a segment cut inside an audio PES", func() [][]byte {
 			return [][]byte{aac[:(nth(aac, pidAudio, 0, notStart)+1)*PacketSize]}
-		}, ErrTruncated},
+		}, ErrTruncated, 0},
 		{"a lost packet", func() [][]byte {
 			lost := nth(aac, pidVideo, 2, notStart)
 			return [][]byte{packetsOf(aac, func(i int, _ []byte) bool { return i != lost })}
-		}, ErrContinuity},
+		}, ErrContinuity, 0},
 		{"a packet marked in error", func() [][]byte {
 			b := bytes.Clone(aac)
 			packet(b, nth(b, pidVideo, 3, notStart))[1] |= 0x80
 			return [][]byte{b}
-		}, ErrTransport},
+		}, ErrTransport, 0},
 		{"a scrambled packet", func() [][]byte {
 			b := bytes.Clone(aac)
 			packet(b, nth(b, pidAudio, 1, startsPES))[3] |= 0x80
 			return [][]byte{b}
-		}, ErrScrambled},
-		{"timestamps going backwards", func() [][]byte { return [][]byte{segs[1], segs[0]} }, ErrBackwards},
+		}, ErrScrambled, 0},
+		{"timestamps going backwards", func() [][]byte { return [][]byte{segs[1], segs[0]} }, ErrBackwards, 2},
 		{"a PES without PTS", func() [][]byte {
 			b := bytes.Clone(aac)
 			p := packet(b, nth(b, pidVideo, 1, startsPES))
 			p[payloadAt(p)+7] &= 0x3f
 			return [][]byte{b}
-		}, ErrNoPTS},
+		}, ErrNoPTS, 0},
 		{"a PES that is not one", func() [][]byte {
 			b := bytes.Clone(aac)
 			p := packet(b, nth(b, pidVideo, 1, startsPES))
 			p[payloadAt(p)+2] = 0x07
 			return [][]byte{b}
-		}, ErrPES},
+		}, ErrPES, 0},
 		{"a PES longer than it says", func() [][]byte {
 			b := bytes.Clone(aac)
 			p := packet(b, nth(b, pidAudio, 0, startsPES))
 			p[payloadAt(p)+5] -= 10
 			return [][]byte{b}
-		}, ErrPES},
+		}, ErrPES, 0},
 		{"a broken ADTS frame", func() [][]byte {
 			b := bytes.Clone(aac)
 			p := packet(b, nth(b, pidAudio, 2, startsPES))
 			at := payloadAt(p)
 			p[at+9+int(p[at+8])] = 0x00 // the ADTS sync word
 			return [][]byte{b}
-		}, ErrStream},
+		}, ErrStream, 0},
 		{"a PMT whose CRC fails", func() [][]byte {
 			b := bytes.Clone(aac)
 			packet(b, nth(b, pidPMT, 0, startsPES))[20] ^= 0xff
 			return [][]byte{b}
-		}, ErrTables},
-		{"a program whose streams change", func() [][]byte { return [][]byte{aac, fixture(t, "hevc_ac3.ts")} }, ErrProgramChanged},
+		}, ErrTables, 0},
+		{"a program whose streams change", func() [][]byte { return [][]byte{aac, fixture(t, "hevc_ac3.ts")} }, ErrProgramChanged, 0},
 		{"no PAT or PMT", func() [][]byte {
 			return [][]byte{packetsOf(aac, func(_ int, p []byte) bool { return pidOf(p) == pidVideo })}
-		}, ErrNoProgram},
+		}, ErrNoProgram, 0},
 		{"no stream the packager takes", func() [][]byte {
 			mp2 := fixture(t, "h264_eac3_mp2.ts")
 			return [][]byte{packetsOf(mp2, func(_ int, p []byte) bool { return pidOf(p) != pidVideo && pidOf(p) != pidAudio })}
-		}, ErrNoStreams},
+		}, ErrNoStreams, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &collector{}
@@ -152,8 +156,14 @@ func TestBadInputIsAProtocolErrorThatSaysWhat(t *testing.T) {
 				t.Fatalf("got %v, want a *ingest.ProtocolError wrapping %q", err, tc.want)
 			}
 			t.Log(err)
-			if again := d.Segment(context.Background(), aac); again == nil {
-				t.Error("the demuxer took a segment after its error")
+			if tc.next == 0 {
+				if again := d.Segment(context.Background(), aac); again == nil {
+					t.Error("the demuxer took a segment after an error in its first")
+				}
+				return
+			}
+			if err := d.Segment(context.Background(), segs[tc.next]); err != nil {
+				t.Errorf("the segment after the last good one: %v", err)
 			}
 		})
 	}

@@ -66,12 +66,15 @@ func seeds(f *testing.F) [][]byte {
 }
 
 // FuzzSegment gives a demuxer its input as two segments, split at a
-// packet boundary the input chooses.
+// packet boundary the input chooses (and Span the whole).
 func FuzzSegment(f *testing.F) {
 	for i, s := range seeds(f) {
 		f.Add(s, uint16(i*7))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, split uint16) {
+		if start, end, ok := Span(b); ok && (end < start || end-start >= wrap) {
+			t.Fatalf("Span %d to %d", start, end)
+		}
 		d := New(&checker{t: t}, Options{MaxPES: 64 << 10, MaxProbe: 64 << 10})
 		at := min(int(split)*PacketSize, len(b))
 		err := d.Segment(context.Background(), b[:at])

@@ -369,35 +369,84 @@ func (d *Demuxer) End(ctx context.Context) error {
 // must be a whole number of packets; every PES in progress ends with it.
 // The program, the tracks and the timestamps continue from the previous
 // segment; the tracks are fixed at the end of the first segment at the
-// latest. On an error nothing more is accepted.
+// latest.
+//
+// An error in a segment after the one that fixed the tracks leaves the
+// Demuxer as it was before that segment (its timestamps, its program), so
+// that the next segment may follow the last good one; the Handler must
+// then forget the samples the bad segment gave it. An error before the
+// tracks are fixed ends the Demuxer.
 func (d *Demuxer) Segment(ctx context.Context, seg []byte) error {
 	if err := d.enter(modeSegment); err != nil {
 		return err
 	}
 	d.segStart = d.stats.Bytes
+	var undo func()
+	if d.fixed {
+		undo = d.checkpoint()
+	}
+	err := d.segment(ctx, seg)
+	switch {
+	case err == nil:
+		d.segments++
+	case undo != nil:
+		undo()
+		d.segments++
+	default:
+		d.fail(err)
+	}
+	return err
+}
+
+func (d *Demuxer) segment(ctx context.Context, seg []byte) error {
 	if len(seg)%PacketSize != 0 {
-		return d.fail(d.protocolErr(ErrPacketSize, "%d bytes", len(seg)))
+		return d.protocolErr(ErrPacketSize, "%d bytes", len(seg))
 	}
 	if len(seg) == 0 {
-		return d.fail(d.protocolErr(ErrPacketSize, "empty segment"))
+		return d.protocolErr(ErrPacketSize, "empty segment")
 	}
 	d.resetCC()
 	for p := seg; len(p) > 0; p = p[PacketSize:] {
 		if err := ctx.Err(); err != nil {
-			return d.fail(err)
+			return err
 		}
 		if p[0] != syncByte {
-			return d.fail(d.protocolErr(ErrSync, "byte 0x%02x", p[0]))
+			return d.protocolErr(ErrSync, "byte 0x%02x", p[0])
 		}
 		if err := d.packet(ctx, p[:PacketSize]); err != nil {
-			return d.fail(err)
+			return err
 		}
 	}
-	if err := d.flush(ctx); err != nil {
-		return d.fail(err)
+	return d.flush(ctx)
+}
+
+// checkpoint returns what puts back the state a segment may change once
+// the tracks are fixed.
+func (d *Demuxer) checkpoint() func() {
+	type streamState struct {
+		st       *stream
+		last     int64
+		hasLast  bool
+		rate     int
+		synced   bool
+		lastSize int
 	}
-	d.segments++
-	return nil
+	ref, refSet, pmtPID, program := d.ref, d.refSet, d.pmtPID, d.program
+	saved := make([]streamState, len(d.order))
+	for i, st := range d.order {
+		saved[i] = streamState{st, st.last, st.hasLast, st.rate, st.synced, st.lastSize}
+	}
+	return func() {
+		d.ref, d.refSet, d.pmtPID, d.program = ref, refSet, pmtPID, program
+		for _, s := range saved {
+			if s.st.inPES {
+				d.drop(s.st)
+			}
+			s.st.last, s.st.hasLast, s.st.rate, s.st.synced, s.st.lastSize = s.last, s.hasLast, s.rate, s.synced, s.lastSize
+		}
+		d.psi.reset()
+		d.psiBytes = [2]int{}
+	}
 }
 
 var errClosed = errors.New("tsdemux: the demuxer failed or ended: it takes no more input")

@@ -221,3 +221,31 @@ func TestOneSegmentAtATimeGivesTheTracksOnce(t *testing.T) {
 	whole, _ := demuxSegments(t, Options{}, bytes.Join(segs, nil))
 	sameSamples(t, c, whole)
 }
+
+// Span tells segments' order from their PES headers alone: each of
+// ffmpeg's segments ends (its last video frame's time and duration) where
+// the next one starts, across 2^33 too.
+func TestSpanEndsWhereTheNextSegmentStarts(t *testing.T) {
+	segs := hlsSegments(t)
+	c, err := demuxSegments(t, Options{}, segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prevEnd int64
+	for i, s := range segs {
+		start, end, ok := Span(s)
+		if !ok || end <= start || end-start > 90000 {
+			t.Fatalf("segment %d: Span %d to %d (%v)", i, start, end, ok)
+		}
+		if i == 0 && start != min(c.samples[0][0].DTS, c.samples[1][0].DTS) {
+			t.Errorf("segment 0 starts at %d, want its first sample's DTS (%d, %d)", start, c.samples[0][0].DTS, c.samples[1][0].DTS)
+		}
+		if i > 0 && start != prevEnd&(wrap-1) {
+			t.Errorf("segment %d starts at %d, the one before ends at %d", i, start, prevEnd&(wrap-1))
+		}
+		prevEnd = end
+	}
+	if _, _, ok := Span(bytes.Repeat([]byte{0x47, 0x40, 0, 0x10}, 200)); ok {
+		t.Error("Span found a time in packets without PES")
+	}
+}
