@@ -205,7 +205,8 @@ type Demuxer struct {
 	buffered  int // bytes of PES packets in progress, all streams
 	ended     bool
 	segments  int
-	segStart  int64 // Stats.Bytes where the current segment began
+	segStart  int64  // Stats.Bytes where the current segment began
+	undo      func() // puts back the state before the last segment taken
 	fixed     bool
 	tracks    []packager.Track
 	held      []heldSample
@@ -389,6 +390,7 @@ func (d *Demuxer) Segment(ctx context.Context, seg []byte) error {
 	switch {
 	case err == nil:
 		d.segments++
+		d.undo = undo
 	case undo != nil:
 		undo()
 		d.segments++
@@ -396,6 +398,20 @@ func (d *Demuxer) Segment(ctx context.Context, seg []byte) error {
 		d.fail(err)
 	}
 	return err
+}
+
+// Forget puts the Demuxer back as it was before the last segment it took
+// (the last without an error), when its caller refused that segment after
+// all (the packager did): the next segment follows the one before. It can
+// once, and only if the tracks were fixed before that segment; otherwise
+// it reports false, and the caller starts a new Demuxer.
+func (d *Demuxer) Forget() bool {
+	if d.undo == nil || d.mode != modeSegment {
+		return false
+	}
+	d.undo()
+	d.undo = nil
+	return true
 }
 
 func (d *Demuxer) segment(ctx context.Context, seg []byte) error {

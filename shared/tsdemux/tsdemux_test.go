@@ -3,6 +3,7 @@ package tsdemux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -247,5 +248,39 @@ func TestSpanEndsWhereTheNextSegmentStarts(t *testing.T) {
 	}
 	if _, _, ok := Span(bytes.Repeat([]byte{0x47, 0x40, 0, 0x10}, 200)); ok {
 		t.Error("Span found a time in packets without PES")
+	}
+}
+
+// A segment the caller refuses after all (the packager did) is forgotten:
+// the same segment, or the one after it, follows the one before as if it
+// never came. The first segment, which fixed the tracks, cannot be.
+func TestAForgottenSegmentLeavesNoTrace(t *testing.T) {
+	segs := hlsSegments(t)
+	c := &collector{}
+	d := New(c, Options{})
+	ctx := context.Background()
+	if err := d.Segment(ctx, segs[0]); err != nil || d.Forget() {
+		t.Fatalf("first segment: %v; Forget must refuse it", err)
+	}
+	n := len(c.order)
+	if err := d.Segment(ctx, segs[1]); err != nil {
+		t.Fatal(err)
+	}
+	once := slices.Clone(c.order[n:])
+	if err := d.Segment(ctx, segs[1]); !errors.Is(err, ErrBackwards) {
+		t.Fatalf("the same segment again without Forget: %v, want %v", err, ErrBackwards)
+	}
+	if !d.Forget() {
+		t.Fatal("Forget refused the second segment")
+	}
+	m := len(c.order)
+	if err := d.Segment(ctx, segs[1]); err != nil {
+		t.Fatalf("the forgotten segment again: %v", err)
+	}
+	if !slices.Equal(c.order[m:], once) {
+		t.Errorf("the segment again gave %v, first %v", c.order[m:], once)
+	}
+	if err := d.Segment(ctx, segs[2]); err != nil {
+		t.Fatal(err)
 	}
 }
