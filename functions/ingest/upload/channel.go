@@ -36,6 +36,10 @@ type channel struct {
 	// between an encoder's uploads, not the encoder.
 	forget    *time.Timer
 	forgetGen uint64
+	// TS renditions (ts.go): the bitrates each one's first segment fixed,
+	// and the ones that ended, by playlist.
+	tsRates map[string][]tsRate
+	tsEnded map[string]*rendition
 }
 
 // message is what the channel goroutine takes: *put, *closeAll, and the
@@ -137,6 +141,8 @@ func (c *channel) run() {
 			c.restored(m)
 		case *recorded:
 			c.recorded(m)
+		case *tsRates:
+			c.rememberTS(m)
 		case forgetNow:
 			if m.gen == c.forgetGen && c.empty() && c.u.retire(c) {
 				return
@@ -202,7 +208,7 @@ func (c *channel) take(p *put) {
 		return
 	}
 	switch p.kind {
-	case mediaSegment:
+	case mediaSegment, tsSegment:
 		c.media(p)
 	case playlist, mpd:
 		learn := c.hints.learnMPD
@@ -223,7 +229,7 @@ func (c *channel) take(p *put) {
 // init segment or a manifest places it.
 func (c *channel) media(p *put) {
 	c.record.touch(c)
-	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p}
+	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p, ts: p.kind == tsSegment, remote: p.file.Remote}
 	if !c.placed(s) && c.hold(s) {
 		s.held()
 	}
@@ -232,6 +238,9 @@ func (c *channel) media(p *put) {
 // placed offers s to its rendition, or refuses it when its rendition has
 // ended; false when nothing places it yet.
 func (c *channel) placed(s *segment) bool {
+	if s.ts {
+		return c.placedTS(s)
+	}
 	init := c.place(s.file)
 	if r := c.renditions[init]; r != nil {
 		c.offer(r, s)
@@ -270,13 +279,13 @@ func (c *channel) hold(s *segment) bool {
 // ("" if none can be told yet).
 func (c *channel) place(file string) string {
 	return c.hints.place(file, func(yield func(string) bool) {
-		for name := range c.renditions {
-			if !yield(name) {
+		for name, r := range c.renditions {
+			if !r.ts && !yield(name) {
 				return
 			}
 		}
 		for name := range c.gone {
-			if c.renditions[name] == nil && !yield(name) {
+			if c.renditions[name] == nil && !c.hints.ts[name] && !yield(name) {
 				return
 			}
 		}
@@ -308,8 +317,22 @@ func (c *channel) placeHeld() {
 	byRendition := map[*rendition][]*segment{}
 	kept := c.held[:0]
 	for _, s := range c.held {
-		init := c.place(s.file)
-		switch r := c.renditions[init]; {
+		var r *rendition
+		if s.ts {
+			var err error
+			if r, err = c.tsRendition(s); err != nil {
+				c.log.Warn("held segment dropped", "err", err)
+				s.answer(err)
+				c.heldBytes -= len(s.body)
+				continue
+			}
+		} else if r = c.renditions[c.place(s.file)]; r != nil && r.ts {
+			r = nil
+		}
+		switch {
+		case s.ts && r == nil:
+			kept = append(kept, s)
+			continue
 		case r != nil:
 			byRendition[r] = append(byRendition[r], s)
 		case !c.placed(s): // refused: its rendition ended
@@ -412,6 +435,12 @@ func (c *channel) end(r *rendition, clean bool, why error) {
 			c.gone = map[string]error{}
 		}
 		c.gone[r.init] = cmpOr(why, errEndedCleanly)
+		if r.ts {
+			if c.tsEnded == nil || len(c.tsEnded) >= maxGone {
+				c.tsEnded = map[string]*rendition{}
+			}
+			c.tsEnded[r.init] = r
+		}
 	}
 	c.ending++
 	r.jobs <- job{end: true, clean: clean, why: why}

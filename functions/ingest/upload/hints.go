@@ -27,9 +27,13 @@ const (
 
 // hints is what a channel's uploaded playlists and MPDs said.
 type hints struct {
-	exact map[string]string // segment file: init file (HLS media playlists)
-	stems map[string]string // HLS media playlist name less its extension: init file
+	exact map[string]string // segment file: init file (HLS media playlists), or TS playlist
+	stems map[string]string // HLS media playlist name less its extension: init file, or TS playlist
 	rules []segmentRule     // from the MPD
+	// TS media playlists (ts.go): those of the names above that are TS
+	// renditions, and each variant's BANDWIDTH by its playlist's name.
+	ts        map[string]bool
+	bandwidth map[string]int
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -57,8 +61,12 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	if err != nil {
 		return learned{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if pl.Multivariant || len(pl.Maps) == 0 {
-		return learned{}, nil // nothing of fMP4 to place
+	if pl.Multivariant {
+		h.learnVariants(pl)
+		return learned{}, nil
+	}
+	if len(pl.Maps) == 0 {
+		return h.learnTSPlaylist(file, pl), nil // MPEG-TS segments
 	}
 	init := path.Base(pl.Maps[len(pl.Maps)-1].URI)
 	if h.stems == nil {
@@ -124,7 +132,7 @@ func templateRegexp(tpl, id string) *regexp.Regexp {
 // place names the init segment, among inits (the renditions there are),
 // that a media segment belongs to; "" if none can be told yet.
 func (h *hints) place(file string, inits func(yield func(string) bool)) string {
-	if init, ok := h.exact[file]; ok {
+	if init, ok := h.exact[file]; ok && !h.ts[init] {
 		return init
 	}
 	for _, r := range h.rules {
@@ -139,7 +147,10 @@ func (h *hints) place(file string, inits func(yield func(string) bool)) string {
 	}
 	// An HLS media playlist's stem and a segment number (ffmpeg: stem%d).
 	best := ""
-	for stem := range h.stems {
+	for stem, init := range h.stems {
+		if h.ts[init] {
+			continue // a TS rendition's
+		}
 		if rest, ok := strings.CutPrefix(file, stem); ok && segmentNumber.MatchString(rest) && len(stem) > len(best) {
 			best = stem
 		}

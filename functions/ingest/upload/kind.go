@@ -20,10 +20,11 @@ const (
 	mediaSegment
 	playlist // HLS, multivariant or media
 	mpd
+	tsSegment // an MPEG-TS media segment (ts.go)
 )
 
 func (k kind) String() string {
-	return [...]string{"unknown", "init segment", "media segment", "HLS playlist", "MPD"}[k]
+	return [...]string{"unknown", "init segment", "media segment", "HLS playlist", "MPD", "MPEG-TS segment"}[k]
 }
 
 // maxManifest is the largest playlist or MPD an encoder may upload.
@@ -39,6 +40,8 @@ func classify(b []byte) kind {
 		return playlist
 	case bytes.HasPrefix(text, []byte("<")) && bytes.Contains(text, []byte("<MPD")):
 		return mpd
+	case isTS(b):
+		return tsSegment
 	}
 	for box, err := range mp4box.All(b) {
 		if err != nil {

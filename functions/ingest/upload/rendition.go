@@ -34,6 +34,17 @@ type rendition struct {
 	closed     bool       // told to end
 	timer      *time.Timer
 	timerGen   uint64 // ignores a timer that fired after it was stopped
+
+	// A TS rendition (ts.go): tsw is its worker's; the rest the channel
+	// goroutine's: the unwrapped time of its latest segment, its first
+	// segment's start, and the rendition of its key that ended before it.
+	ts         bool
+	tsw        *tsWorker
+	tsRef      int64
+	tsHasRef   bool
+	tsFirst    uint64
+	tsHasFirst bool
+	tsPrev     *rendition
 }
 
 // segment is an uploaded file on its way to a rendition.
@@ -45,6 +56,8 @@ type segment struct {
 	dups     []*put     // resends of it that came while it waited
 	release  func()     // gives a held segment's body's memory back
 	init     bool       // the rendition's init segment
+	ts       bool       // an MPEG-TS segment
+	remote   string     // who uploaded it (a TS segment starts its rendition)
 	resend   bool       // a segment already handed to the worker: nothing to store
 	spanOf   *rendition // whose track defaults start, end and timed were read with
 	start    uint64
@@ -145,6 +158,8 @@ func (r *rendition) work(u *Uploads) {
 		switch {
 		case s.resend:
 			err = results[s.start]
+		case r.tsw != nil:
+			err = r.tsw.feed(u.ctx, r.sess, s, s.put == nil)
 		default:
 			err = r.sess.Feed(u.ctx, Segment{File: s.file, Body: s.body, Received: s.received, Held: s.put == nil && !s.init})
 			if s.timed {
@@ -172,7 +187,11 @@ func (r *rendition) inMediaTime(segs []*segment) []*segment {
 // time reads where s starts and ends, once per rendition.
 func (r *rendition) time(s *segment) {
 	if s.spanOf != r {
-		s.start, s.end, s.timed = span(s.body, r.trexs)
+		if r.ts {
+			r.tsTime(s)
+		} else {
+			s.start, s.end, s.timed = span(s.body, r.trexs)
+		}
 		s.spanOf = r
 	}
 }
@@ -188,6 +207,9 @@ func (c *channel) offer(r *rendition, s *segment) {
 		return
 	}
 	r.time(s)
+	if r.ts && c.restartTS(r, s) {
+		return
+	}
 	if s.timed {
 		for _, w := range r.waiting {
 			if w.start == s.start {

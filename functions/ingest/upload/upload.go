@@ -22,6 +22,78 @@
 // sending to a channel. A channel with nothing left (no rendition,
 // nothing held, nothing recording or restoring, no request on its way in)
 // frees all its state once it has been quiet for Config.Forget.
+//
+// # MPEG-TS segments
+//
+// HLS uploads whose segments are MPEG-TS (ffmpeg's -f hls by default):
+// video and audio muxed in each .ts file, no init segment (ts.go).
+//
+// A TS rendition is the media playlist that lists its segments: its key is
+// the playlist's file name (index.m3u8, stream_0.m3u8), and it is the name
+// of its session's stream (upload:index.m3u8). A TS segment goes to the
+// rendition of the media playlist that lists it, or, before a playlist
+// lists it, of the playlist whose name, less its extension, is the
+// segment's name less a number (ffmpeg's hls muxer: index.m3u8, index7.ts;
+// stream_1.m3u8, stream_17.ts), when exactly one does. A segment nothing
+// places yet waits for the playlist (held, answered 202, as an fMP4
+// segment waits for its init segment): ffmpeg uploads each media
+// playlist right after its segment. A segment's own name alone does not
+// place it: the names of -var_stream_map's variants run together
+// (stream_10.ts is segment 0 of variant 1 and stream_010.ts segment 10
+// of variant 0).
+//
+// # MPEG-TS: order and restarts
+//
+// A rendition's segments go to its session in media time, by the same
+// rules as fMP4 segments (a resend answered with its outcome, one older
+// than the newest refused, a gap waited for): a segment's start and end
+// are read from its PES headers (tsdemux.Span; 33-bit timestamps taken
+// nearest to the rendition's previous segment), not from the playlist's
+// EXTINF and media sequence, which arrive after the segment, nor from the
+// segment's number, which not every encoder puts in its names.
+//
+// An encoder that starts again (ffmpeg restarted: its timestamps start
+// again at 1.4 s) sends a segment that starts at or before the
+// rendition's first, or further back than four of its segments, and is
+// not a resend: the rendition ends (as a drop) and a new one starts with
+// that segment, its session rebased by the channel clock (one
+// discontinuity). An encoder restarted within the last few segments'
+// time that sends the same segments again is a reconnect that resends:
+// those are answered as resends, and the stream goes on without a
+// discontinuity. A segment for a rendition that ended (EXT-X-ENDLIST,
+// idle) starts a new one unless it is a late one of the ended run.
+//
+// # MPEG-TS: packaging
+//
+// Each rendition's worker demultiplexes its segments with one
+// tsdemux.Demuxer (the program, the tracks and the timestamps carry from
+// segment to segment) and packages them with one packager.Packager with
+// Options.OnCut, cut at each segment's end: one fragment per track per
+// segment, the muxed video and audio becoming tracks of one session,
+// named as any upload's (video, audio, audio_{language}). The packager's
+// init segment, at the rendition's first segment, and each segment's
+// fragments are fed to the session as an fMP4 upload's are. A segment is
+// demultiplexed whole before the packager gets any of it, and the
+// packager drops what it held when it refuses a segment, so a refused
+// segment stores nothing. A segment whose video does not start with a key
+// frame is refused (400) with packager.ErrNoKeyFrame and what to do.
+//
+// # MPEG-TS: bitrates
+//
+// A track's bitrate (its key, QualityLevels({bitrate})) is fixed at its
+// rendition's first segment, in this order: the bitrates the rendition's
+// previous session used, when the tracks are the same (an encoder that
+// reconnects or restarts keeps its tracks' keys: MPEG-TS declares no
+// bitrate, and one measured again would differ); else the variant's
+// BANDWIDTH from the multivariant playlist, if the relay has it by then:
+// BANDWIDTH covers a muxed variant's video and audio together, so each
+// audio track gets its bitrate measured from the segment and the video
+// track what is left (an audio-only variant's one audio track gets it
+// all); else measured from the first segment (its bytes over its
+// duration, to the kbit/s). ffmpeg uploads its multivariant playlist
+// after each variant's first segment, so ffmpeg's TS renditions are
+// measured; the bitrates are remembered per rendition for as long as the
+// channel's upload state lives (a relay started again measures again).
 package upload
 
 import (
@@ -40,7 +112,7 @@ import (
 var (
 	// ErrNotMedia: neither an init segment, a media segment, an HLS
 	// playlist nor an MPD.
-	ErrNotMedia = errors.New("not an init segment, a media segment, an HLS playlist or an MPD")
+	ErrNotMedia = errors.New("not an init segment, a media segment (fMP4 or MPEG-TS), an HLS playlist or an MPD")
 	// ErrMalformed: media that is not whole boxes, or an MPD that does not
 	// parse.
 	ErrMalformed = errors.New("malformed upload")
@@ -219,6 +291,10 @@ func (u *Uploads) put(p *put) (Result, error) {
 		return 0, fmt.Errorf("channel %s: %s (%d bytes): %w", f.Channel, f.Name, len(f.Body), ErrNotMedia)
 	case initSegment, mediaSegment:
 		if err := wholeBoxes(f.Body, k); err != nil {
+			return 0, fmt.Errorf("channel %s: %s: %w", f.Channel, f.Name, err)
+		}
+	case tsSegment:
+		if err := wholePackets(f.Body); err != nil {
 			return 0, fmt.Errorf("channel %s: %s: %w", f.Channel, f.Name, err)
 		}
 	case playlist, mpd:

@@ -78,6 +78,7 @@ type fakeSession struct {
 	fed       []uint64 // tfdt of each media segment fed
 	files     []string
 	init      bool
+	initBody  []byte // the last init segment fed
 	closed    bool
 	clean     bool
 	why       error
@@ -106,7 +107,7 @@ func (s *fakeSession) Feed(_ context.Context, seg Segment) error {
 	defer func() { s.mu.Lock(); s.feeding = false; s.mu.Unlock() }()
 	if _, ok := mp4box.Find(seg.Body, "moov"); ok {
 		s.mu.Lock()
-		s.init = true
+		s.init, s.initBody = true, slices.Clone(seg.Body)
 		s.mu.Unlock()
 		return nil
 	}
