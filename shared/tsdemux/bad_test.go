@@ -137,6 +137,9 @@ func TestBadInputIsAProtocolErrorThatSaysWhat(t *testing.T) {
 		{"no PAT or PMT", func() [][]byte {
 			return [][]byte{packetsOf(aac, func(_ int, p []byte) bool { return pidOf(p) == pidVideo })}
 		}, ErrNoProgram, 0},
+		{"a segment with tables alone", func() [][]byte {
+			return [][]byte{segs[0], packetsOf(segs[1], func(_ int, p []byte) bool { return pidOf(p) != pidVideo && pidOf(p) != pidAudio })}
+		}, ErrEmptySegment, 1},
 		{"no stream the packager takes", func() [][]byte {
 			mp2 := fixture(t, "h264_eac3_mp2.ts")
 			return [][]byte{packetsOf(mp2, func(_ int, p []byte) bool { return pidOf(p) != pidVideo && pidOf(p) != pidAudio })}

@@ -151,7 +151,7 @@ func (d *Demuxer) esPacket(ctx context.Context, st *stream, pusi bool, payload [
 		}
 		st.inPES = true
 		st.synced = true
-		st.pes = make([]byte, 0, max(st.lastSize+st.lastSize/4, 2*PacketSize))
+		st.pes = d.buffer(max(st.lastSize+st.lastSize/4, 2*PacketSize))
 	} else if !st.inPES {
 		if st.synced && len(payload) > 0 && !d.opts.Lossy {
 			return d.protocolErr(ErrPES, "PID %d: %d bytes after the end of a PES", st.pid, len(payload))
@@ -203,6 +203,9 @@ func (d *Demuxer) endPES(ctx context.Context, st *stream) error {
 	d.stats.PES++
 	if st.index < 0 && d.fixed {
 		return nil // a stream left out when the tracks were fixed
+	}
+	if d.opts.Reuse && d.fixed {
+		d.used = append(d.used, buf)
 	}
 	return d.samples(ctx, st, h)
 }

@@ -80,12 +80,15 @@
 // PAT and PMT (sections, CRC, descriptors) are parsed by go-astits, and
 // the elementary streams by mediacommon's codec packages (Annex B, ADTS,
 // AC-3 and E-AC-3 sync info, random access). The packets and the PES
-// headers are read here: go-astits's demuxer alone reads 370 MB/s on this
-// machine (it copies a PES's accumulated packets again at every packet to
-// check whether it is complete), 2.7 cpu-s per GB, more than half of what
-// ffmpeg spends for a whole TS to fMP4 remux (4 cpu-s per GB), the budget
-// issue 17 sets; mediacommon's MPEG-TS reader sits on it, rewinds its
-// input to find the tracks, and cannot see a PMT change.
+// headers are read here: go-astits's demuxer alone costs 2.9 cpu-s per GB
+// of TS on this machine (it parses every packet into a new struct and
+// copies a PES's packets again at each packet to check whether it is
+// complete), more than half of what ffmpeg spends on a whole TS to fMP4
+// remux of the same file (about 4 cpu-s per GB), the budget issue 17 sets;
+// this demuxer costs 0.6 (0.5 with Options.Reuse). mediacommon's MPEG-TS
+// reader sits on go-astits, rewinds its input to find the tracks, cannot
+// see a PMT change, and takes one AC-3 frame per PES, where ffmpeg puts
+// several.
 package tsdemux
 
 import (
@@ -136,6 +139,7 @@ var (
 	ErrProgramChanged = errors.New("the program (PMT) changed its streams: start a new stream")
 	ErrNoProgram      = errors.New("no program: no PAT and PMT before the end")
 	ErrNoStreams      = errors.New("no stream the packager takes (H.264, HEVC, AAC, AC-3, E-AC-3)")
+	ErrEmptySegment   = errors.New("a segment without a frame of the program's tracks")
 )
 
 // Handler takes what a Demuxer finds.
@@ -168,6 +172,13 @@ type Options struct {
 	Lossy bool
 	// Warn, when set, is told what Lossy forgives.
 	Warn func(err error)
+	// Reuse says the Handler keeps nothing of a sample's slices past its
+	// next call into the Demuxer (Write, Segment, End): the Demuxer then
+	// reuses their memory (its PES packets') instead of allocating anew,
+	// once the tracks are fixed. The packager copies what it keeps, so a
+	// Handler that hands samples to a packager, at once or before the
+	// next segment, may set it.
+	Reuse bool
 	// Log, when set, gets a line for each stream left out.
 	Log *slog.Logger
 }
@@ -214,6 +225,11 @@ type Demuxer struct {
 
 	ref    int64 // the last unwrapped timestamp
 	refSet bool
+
+	// Reuse: PES buffers handed over since the last call, those free, and
+	// how many were reused.
+	used, free [][]byte
+	reused     int
 
 	stats Stats
 }
@@ -422,6 +438,7 @@ func (d *Demuxer) segment(ctx context.Context, seg []byte) error {
 		return d.protocolErr(ErrPacketSize, "empty segment")
 	}
 	d.resetCC()
+	samples := d.stats.Samples
 	for p := seg; len(p) > 0; p = p[PacketSize:] {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -433,7 +450,13 @@ func (d *Demuxer) segment(ctx context.Context, seg []byte) error {
 			return err
 		}
 	}
-	return d.flush(ctx)
+	if err := d.flush(ctx); err != nil {
+		return err
+	}
+	if d.stats.Samples == samples {
+		return d.protocolErr(ErrEmptySegment, "%d packets", len(seg)/PacketSize)
+	}
+	return nil
 }
 
 // checkpoint returns what puts back the state a segment may change once
@@ -476,7 +499,33 @@ func (d *Demuxer) enter(mode int) error {
 		return errors.New("tsdemux: a Demuxer takes either a stream (Write, End) or segments, not both")
 	}
 	d.mode = mode
+	// The Handler is done with what it was given (Options.Reuse).
+	for _, b := range d.used {
+		if len(d.free) < maxFree {
+			d.free = append(d.free, b[:0])
+		}
+	}
+	clear(d.used)
+	d.used = d.used[:0]
 	return nil
+}
+
+// maxFree bounds the PES buffers kept for reuse.
+const maxFree = 64
+
+// buffer is a buffer for a PES of about size bytes: a free one (Reuse),
+// else a new one.
+func (d *Demuxer) buffer(size int) []byte {
+	for i := len(d.free) - 1; i >= 0; i-- {
+		if b := d.free[i]; cap(b) >= size {
+			d.free[i] = d.free[len(d.free)-1]
+			d.free[len(d.free)-1] = nil
+			d.free = d.free[:len(d.free)-1]
+			d.reused++
+			return b
+		}
+	}
+	return make([]byte, 0, size)
 }
 
 // fail ends the Demuxer with err.

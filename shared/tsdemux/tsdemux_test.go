@@ -284,3 +284,49 @@ func TestAForgottenSegmentLeavesNoTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// copier is a collector that copies what it keeps, as Options.Reuse asks.
+type copier struct{ collector }
+
+func (c *copier) Sample(ctx context.Context, i int, s packager.Sample) error {
+	s.Frame = bytes.Clone(s.Frame)
+	nalus := make([][]byte, len(s.NALUs))
+	for k, n := range s.NALUs {
+		nalus[k] = bytes.Clone(n)
+	}
+	s.NALUs = nalus
+	return c.collector.Sample(ctx, i, s)
+}
+
+// With Reuse, a Handler that copies what it keeps gets the same samples,
+// segment by segment and as a stream.
+func TestReuseGivesTheSameSamples(t *testing.T) {
+	segs := hlsSegments(t)
+	want, err := demuxSegments(t, Options{}, segs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &copier{}
+	d := New(c, Options{Reuse: true})
+	for _, s := range segs {
+		if err := d.Segment(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameSamples(t, &c.collector, want)
+	if d.reused == 0 {
+		t.Error("no PES buffer was reused")
+	}
+	c = &copier{}
+	d = New(c, Options{Reuse: true})
+	stream := bytes.Join(segs, nil)
+	for p := stream; len(p) > 0; p = p[min(1316, len(p)):] {
+		if err := d.Write(context.Background(), p[:min(1316, len(p))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.End(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sameSamples(t, &c.collector, want)
+}

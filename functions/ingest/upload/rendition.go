@@ -52,12 +52,17 @@ type segment struct {
 	file     string
 	body     []byte
 	received time.Time
-	put      *put       // who waits for the answer; nil for a held segment
-	dups     []*put     // resends of it that came while it waited
-	release  func()     // gives a held segment's body's memory back
-	init     bool       // the rendition's init segment
-	ts       bool       // an MPEG-TS segment
-	remote   string     // who uploaded it (a TS segment starts its rendition)
+	put      *put   // who waits for the answer; nil for a held segment
+	dups     []*put // resends of it that came while it waited
+	release  func() // gives a held segment's body's memory back
+	init     bool   // the rendition's init segment
+	ts       bool   // an MPEG-TS segment
+	remote   string // who uploaded it (a TS segment starts its rendition)
+	// The rendition's order before it was handed on (forgetRefused).
+	was struct {
+		newest, next uint64
+		hasNext      bool
+	}
 	resend   bool       // a segment already handed to the worker: nothing to store
 	spanOf   *rendition // whose track defaults start, end and timed were read with
 	start    uint64
@@ -291,6 +296,7 @@ func (r *rendition) dispatch(s *segment) {
 		return
 	}
 	if s.timed && !s.resend {
+		s.was.newest, s.was.next, s.was.hasNext = r.newest, r.next, r.hasNext
 		if r.dispatched = append(r.dispatched, s.start); len(r.dispatched) > maxDispatched {
 			r.dispatched = r.dispatched[1:]
 		}
@@ -315,6 +321,9 @@ func (c *channel) fed(m *fed) {
 	if s.init && m.err == nil && s.put != nil {
 		c.record.add(c, r.init, s.body, s.put)
 		s.put = nil
+	}
+	if r.ts && m.err != nil {
+		r.forgetRefused(s)
 	}
 	s.answer(m.err)
 	if !r.closed {

@@ -255,6 +255,22 @@ func (c *channel) restartTS(r *rendition, s *segment) bool {
 	return true
 }
 
+// forgetRefused forgets that a TS segment the worker refused was handed
+// on, as its demuxer and packager do: the same segment sent again
+// (corrected) is taken anew, not answered as a resend with the refusal,
+// and, if it was the newest, the next segment follows the one before it.
+func (r *rendition) forgetRefused(s *segment) {
+	if !s.timed || s.resend {
+		return
+	}
+	if i := slices.Index(r.dispatched, s.start); i >= 0 {
+		r.dispatched = slices.Delete(r.dispatched, i, i+1)
+	}
+	if r.newest == s.start && !slices.ContainsFunc(r.dispatched, func(t uint64) bool { return t >= s.start }) {
+		r.newest, r.next, r.hasNext = s.was.newest, s.was.next, s.was.hasNext
+	}
+}
+
 // tsWorker is a TS rendition's demultiplexer and packager: its worker
 // goroutine's.
 type tsWorker struct {
@@ -335,7 +351,7 @@ func (w *tsWorker) feed(ctx context.Context, sess Session, s *segment, held bool
 
 func (w *tsWorker) segment(ctx context.Context, sess Session, s *segment, held bool) error {
 	if w.dmx == nil {
-		w.dmx = tsdemux.New(&w.seg, tsdemux.Options{Log: w.log})
+		w.dmx = tsdemux.New(&w.seg, tsdemux.Options{Log: w.log, Reuse: true})
 	}
 	if err := w.dmx.Segment(ctx, s.body); err != nil {
 		if w.pkg == nil {
