@@ -104,11 +104,14 @@ func (s *recordState) touch(c *channel) {
 // add records an init segment and answers p once it is (a record that
 // cannot be written is logged: the upload goes on, only a relay started
 // again would miss the rendition). Init segments that come while a write
-// is in flight go together in the next one.
+// is in flight go together in the next one. p is nil for what no request
+// waits for (a TS rendition's packaged init segment, ts.go).
 func (s *recordState) add(c *channel, file string, body []byte, p *put) {
 	if len(body) > maxRecordedInit {
 		c.log.Warn("init segment not recorded: a relay started again will not restore its rendition", "init", file, "bytes", len(body), "limit", maxRecordedInit)
-		p.answer(Done, nil)
+		if p != nil {
+			p.answer(Done, nil)
+		}
 		return
 	}
 	s.queue = append(s.queue, &recordJob{file: file, body: body, put: p})
@@ -140,7 +143,9 @@ func (c *channel) recorded(m *recorded) {
 		c.record.written = c.u.now()
 	}
 	for _, j := range m.jobs {
-		j.put.answer(Done, nil)
+		if j.put != nil {
+			j.put.answer(Done, nil)
+		}
 	}
 	if m.touch {
 		c.record.touching = false
@@ -268,6 +273,9 @@ func (c *channel) restored(m *restored) {
 		}
 		n := 0
 		for _, file := range slices.Sorted(maps.Keys(m.inits)) {
+			if c.restoreTS(file, m.inits[file]) {
+				continue
+			}
 			if c.renditions[file] != nil {
 				continue // uploaded meanwhile
 			}

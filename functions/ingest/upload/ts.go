@@ -3,6 +3,7 @@ package upload
 // MPEG-TS segments: the rules are in the package doc (upload.go).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
@@ -118,10 +122,68 @@ type tsRate struct {
 	bitrate  int
 }
 
-// tsRates reports the bitrates a TS rendition's first segment fixed.
+// tsRates reports the bitrates a TS rendition's first segment fixed, and
+// the init segment the packager made of it (recorded, so that a relay
+// started again keeps the bitrates).
 type tsRates struct {
 	key   string
 	rates []tsRate
+	init  []byte
+}
+
+// tsRecordPrefix marks a TS rendition's init segment in the channel's
+// record of uploads (record.go): "ts:" and its playlist's name.
+const tsRecordPrefix = "ts:"
+
+// restoreTS takes, from the record a relay started again reads, the
+// bitrates of a TS rendition (its packaged init segment's btrt and esds);
+// it reports whether file was one.
+func (c *channel) restoreTS(file string, init []byte) bool {
+	key, ok := strings.CutPrefix(file, tsRecordPrefix)
+	if !ok {
+		return false
+	}
+	if _, known := c.tsRates[key]; known {
+		return true // this relay's own, newer
+	}
+	box, found := mp4box.Find(init, "moov")
+	if !found {
+		return true
+	}
+	m, err := mp4box.Decode(box)
+	moov, isMoov := m.(*mp4.MoovBox)
+	if err != nil || !isMoov {
+		return true
+	}
+	var rates []tsRate
+	for _, trak := range moov.Traks {
+		r := tsRate{bitrate: fmp4.DeclaredBitrate(trak)}
+		if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil || len(trak.Mdia.Minf.Stbl.Stsd.Children) == 0 {
+			return true
+		}
+		switch trak.Mdia.Minf.Stbl.Stsd.Children[0].Type() {
+		case "avc1", "avc3":
+			r.codec = packager.H264
+		case "hvc1", "hev1":
+			r.codec = packager.HEVC
+		case "mp4a":
+			r.codec = packager.AAC
+		case "ac-3":
+			r.codec = packager.AC3
+		case "ec-3":
+			r.codec = packager.EAC3
+		}
+		if lang := trak.Mdia.Mdhd.GetLanguage(); r.codec.Video() || lang != "und" {
+			r.language = lang
+		}
+		if r.codec.Video() {
+			r.language = ""
+		}
+		rates = append(rates, r)
+	}
+	c.rememberTS(&tsRates{key: key, rates: rates})
+	c.log.Info("TS rendition's bitrates restored from the store", "rendition", key)
+	return true
 }
 
 // placedTS offers a TS segment to its rendition, starting one if need
@@ -181,12 +243,16 @@ func (c *channel) startTS(key string, sess Session) *rendition {
 	return r
 }
 
-// rememberTS keeps what a TS rendition's first segment fixed.
+// rememberTS keeps what a TS rendition's first segment fixed, and
+// records its init segment.
 func (c *channel) rememberTS(m *tsRates) {
 	if c.tsRates == nil || len(c.tsRates) >= maxStems {
 		c.tsRates = map[string][]tsRate{}
 	}
 	c.tsRates[m.key] = m.rates
+	if m.init != nil {
+		c.record.add(c, tsRecordPrefix+m.key, m.init, nil)
+	}
 }
 
 // tsTime reads where a TS segment starts and ends, nearest to r's
@@ -284,6 +350,11 @@ type tsWorker struct {
 	seg tsSegmentSamples
 	pkg *packager.Packager
 	out boxBuffer
+
+	// The first segment's bitrates and the init segment, reported to the
+	// channel once the init segment is stored.
+	rates []tsRate
+	init  []byte
 }
 
 // tsSegmentSamples is a tsdemux.Handler that keeps one segment's samples
@@ -340,6 +411,10 @@ func (b *boxBuffer) keepInit() {
 // the result: the init segment first, at the rendition's first segment.
 func (w *tsWorker) feed(ctx context.Context, sess Session, s *segment, held bool) error {
 	err := w.segment(ctx, sess, s, held)
+	if w.rates != nil && w.init != nil {
+		w.post(&tsRates{key: w.key, rates: w.rates, init: w.init})
+		w.rates = nil
+	}
 	clear(w.seg.samples)
 	w.seg.samples = w.seg.samples[:0]
 	if err != nil && held {
@@ -386,7 +461,7 @@ func (w *tsWorker) segment(ctx context.Context, sess Session, s *segment, held b
 		for i, t := range tracks {
 			rates[i] = tsRate{t.Codec, t.Language, t.Bitrate}
 		}
-		w.post(&tsRates{key: w.key, rates: rates})
+		w.rates = rates
 	}
 	body := w.out.b
 	w.out.b = w.out.b[:0]
@@ -396,6 +471,9 @@ func (w *tsWorker) segment(ctx context.Context, sess Session, s *segment, held b
 		end := int(moov.Pos) + len(moov.Data)
 		if err := sess.Feed(ctx, Segment{File: w.key, Body: body[:end], Received: s.received, Held: held}); err != nil {
 			return err
+		}
+		if w.init == nil {
+			w.init = bytes.Clone(body[:end])
 		}
 		body = body[end:]
 	}

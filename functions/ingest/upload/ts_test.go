@@ -1,6 +1,8 @@
 package upload
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,8 +15,10 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ingest"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/packager"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 )
 
 // tsSegments are ffmpeg's HLS upload of 2.4 s of H.264 and AAC in 0.2 s
@@ -192,8 +196,9 @@ func TestARestartedEncodersTSSegments(t *testing.T) {
 	upload(0, 1) // segment 0 is no longer remembered: a restart
 	waitFor(t, "a second session", func() bool { return len(h.sessions.sessions()) == 2 })
 	ss = h.sessions.sessions()
-	if _, _, closed, clean := ss[0].state(); !closed || clean {
-		t.Errorf("the first session: closed %v, clean %v; want ended as a drop", closed, clean)
+	waitFor(t, "the first session ended", func() bool { _, _, closed, _ := ss[0].state(); return closed })
+	if _, _, _, clean := ss[0].state(); clean {
+		t.Error("the first session ended cleanly; want a drop")
 	}
 	var files []string
 	waitFor(t, "the restart's 2 segments", func() bool { _, files, _, _ = ss[1].state(); return len(files) == 2 })
@@ -244,4 +249,53 @@ func videoPES(b []byte, n int) []byte {
 		return p[at:]
 	}
 	panic("no such PES")
+}
+
+// A relay started again (another Uploads over the same store) keeps a TS
+// rendition's bitrates: the first relay recorded the packaged init
+// segment, and the next one takes the bitrates from it, so the tracks'
+// keys stay the same.
+func TestATSRenditionsBitratesOutliveTheRelay(t *testing.T) {
+	segs := tsSegments(t)
+	h := newHarness(t, Config{Live: func(context.Context, string) (bool, error) { return true, nil }})
+	if a := h.put("c", "index.m3u8", tsPlaylist("index.m3u8", 12)); a.err != nil {
+		t.Fatal(a.err)
+	}
+	for k := range 2 {
+		if a := h.put("c", tsName(k), segs[k]); a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	waitFor(t, "the TS rendition recorded", func() bool {
+		o, err := h.store.Get(context.Background(), layout.UploadsStateKey("c"))
+		return err == nil && bytes.Contains(o.Body, []byte(`"ts:index.m3u8"`))
+	})
+	first := declared(t, h.sessions.sessions()[0])
+
+	// The relay started again, and a segment that measures otherwise
+	// (segment 5, as a relay with no record shows).
+	restart := func(st Store) []int {
+		again := &fakeSessions{}
+		u := New(again, st, Config{Log: quiet, Live: func(context.Context, string) (bool, error) { return true, nil }})
+		defer u.Close()
+		for _, f := range []struct {
+			name string
+			body []byte
+		}{{"index.m3u8", tsPlaylist("index.m3u8", 12)}, {tsName(5), segs[5]}} {
+			if _, err := u.Put(File{Channel: "c", Name: f.name, Body: f.body}); err != nil {
+				t.Fatalf("%s: %v", f.name, err)
+			}
+		}
+		ss := again.sessions()
+		if len(ss) != 1 {
+			t.Fatalf("%d sessions after the restart", len(ss))
+		}
+		return declared(t, ss[0])
+	}
+	if second := restart(h.store); !slices.Equal(first, second) {
+		t.Errorf("bitrates %v, then %v after the relay started again", first, second)
+	}
+	if fresh := restart(&storetest.Mem{}); slices.Equal(first, fresh) {
+		t.Errorf("segment 5 alone measures %v too: the test shows nothing", fresh)
+	}
 }

@@ -93,7 +93,9 @@
 // duration, to the kbit/s). ffmpeg uploads its multivariant playlist
 // after each variant's first segment, so ffmpeg's TS renditions are
 // measured; the bitrates are remembered per rendition for as long as the
-// channel's upload state lives (a relay started again measures again).
+// channel's upload state lives, and recorded with the init segments
+// (record.go: the packaged init segment, as "ts:" and the playlist's
+// name), so that a relay started again keeps them too.
 package upload
 
 import (
