@@ -240,10 +240,12 @@ type Packager struct {
 	pos    uint64 // bytes written to the sink
 	inited bool   // ftyp+moov written
 	ended  bool
-	err    error // sticky: the stream is over
-	stats  Stats
-	logged map[string]bool
-	buf    []byte // moof encoding
+	// cutNext: Cut was called without OnCut: the next key frame cuts.
+	cutNext bool
+	err     error // sticky: the stream is over
+	stats   Stats
+	logged  map[string]bool
+	buf     []byte // moof encoding
 }
 
 // maxTime bounds a timestamp, in 90 kHz ticks: fmp4.MaxMediaTime, which
@@ -315,14 +317,21 @@ func (p *Packager) Write(ctx context.Context, i int, s Sample) error {
 	return p.fail(err)
 }
 
-// Cut ends every track's fragment here (OnCut; without it too, as a
-// fragment boundary forced between key frames' cuts). The video's
-// fragment must start with a key frame: otherwise the cut is refused with
-// a *ingest.ProtocolError wrapping ErrNoKeyFrame, and nothing of it
-// reaches the sink. A cut with nothing held writes nothing.
+// Cut ends every track's fragment here (OnCut). The video's fragment
+// must start with a key frame: otherwise the cut is refused with a
+// *ingest.ProtocolError wrapping ErrNoKeyFrame, and nothing of it reaches
+// the sink. A cut with nothing held writes nothing.
+//
+// Without OnCut, fragments must start at key frames: Cut makes the
+// video's next key frame end the fragments, however short (an audio-only
+// stream's end now).
 func (p *Packager) Cut(ctx context.Context) error {
 	if err := p.usable(); err != nil {
 		return err
+	}
+	if !p.opts.OnCut && p.video != nil {
+		p.cutNext = true
+		return nil
 	}
 	return p.fail(p.cut(ctx))
 }

@@ -263,10 +263,11 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 		return protocolErr(t, "%w: no key frame for %s (limit %v): %s", ErrGOPTooLong, seconds(d, 90000), p.opts.MaxGOP, gopHint)
 	}
 	dts := s.DTS + c.delay
-	if key && !p.opts.OnCut && !t.cur.empty() && dts-t.cur.samples[0].time >= ticks(p.opts.MinFragment, 90000) {
+	if key && !p.opts.OnCut && !t.cur.empty() && (p.cutNext || dts-t.cur.samples[0].time >= ticks(p.opts.MinFragment, 90000)) {
 		if err := p.videoCut(ctx, t, dts); err != nil {
 			return err
 		}
+		p.cutNext = false
 	}
 	return p.appendVideo(t, s, key, size)
 }
