@@ -12,16 +12,18 @@ import (
 
 // fuzzOps turns fuzz input into a stream: its first byte chooses the
 // options and tracks (bit 0 OnCut, bit 1 parameter sets out of band, bit
-// 2 an E-AC-3 track instead of AAC, bit 3 small bounds), then each
+// 2 an E-AC-3 track instead of AAC, bit 3 small bounds, bit 4 AV1
+// instead of H.264: the NAL unit is then a temporal unit), then each
 // operation is an opcode byte and its operands:
 //
 //	0-3 video: NAL unit type, DTS step and PTS offset (int16 x 30 ticks),
-//	    length; opcode 1 puts the parameter sets in band, 2 an AUD first
+//	    length (uint16); opcode 1 puts the parameter sets in band, 2 an AUD
+//	    first
 //	4-5 audio: PTS step (int16 x 30 ticks), length (5: a real frame's
 //	    header first)
 //	6   Cut
 //	7   End
-func fuzzOps(f []byte, sps, pps, asc, eac3 []byte) (tracks []Track, opts Options, ops []func(p *Packager) error) {
+func fuzzOps(f []byte, sps, pps, asc, eac3, av1C []byte) (tracks []Track, opts Options, ops []func(p *Packager) error) {
 	if len(f) == 0 {
 		return nil, opts, nil
 	}
@@ -39,6 +41,12 @@ func fuzzOps(f []byte, sps, pps, asc, eac3 []byte) (tracks []Track, opts Options
 	if mode&8 != 0 {
 		opts.MaxFragmentBytes, opts.MaxFragmentSamples = 4000, 20
 	}
+	if mode&16 != 0 {
+		video = Track{Codec: AV1}
+		if mode&2 != 0 {
+			video.AV1Config = av1C
+		}
+	}
 	tracks = []Track{video, audio}
 	next := func(n int) []byte {
 		if len(f) < n {
@@ -53,11 +61,11 @@ func fuzzOps(f []byte, sps, pps, asc, eac3 []byte) (tracks []Track, opts Options
 		op := next(1)[0] % 8
 		switch {
 		case op <= 3:
-			b := next(6)
+			b := next(7)
 			typ := b[0]
 			dts += int64(int16(binary.BigEndian.Uint16(b[1:3]))) * 30
 			off := int64(int16(binary.BigEndian.Uint16(b[3:5]))) * 30
-			nalu := append([]byte{typ}, next(int(b[5]))...)
+			nalu := append([]byte{typ}, next(int(binary.BigEndian.Uint16(b[5:7])))...)
 			var nalus [][]byte
 			if op == 2 {
 				nalus = append(nalus, []byte{0x09, 0xf0})
@@ -66,6 +74,13 @@ func fuzzOps(f []byte, sps, pps, asc, eac3 []byte) (tracks []Track, opts Options
 				nalus = append(nalus, sps, pps)
 			}
 			s := Sample{DTS: dts, PTS: dts + off, NALUs: append(nalus, nalu)}
+			if video.Codec == AV1 {
+				s.NALUs = nil
+				if op == 1 {
+					s.Frame = append(s.Frame, av1C[4:]...) // its sequence header OBU
+				}
+				s.Frame = append(s.Frame, nalu...)
+			}
 			ops = append(ops, func(p *Packager) error { return p.Write(ctx, 0, s) })
 		case op <= 5:
 			b := next(3)
@@ -95,6 +110,7 @@ func FuzzPackager(f *testing.F) {
 	es := readFixture(f, "avc-aac.mp4")
 	sps, pps, asc := es[0].track.SPS[0], es[0].track.PPS[0], es[1].track.AudioConfig
 	eac3 := readFixture(f, "eac3.mp4")[0].samples[0].Frame
+	av := readFixture(f, "av1.mp4")[0]
 	key := []byte{0x65, 0x88, 0x84, 0x00, 0x10}
 	// Seeds: a GOP of video and some audio, live and on cut.
 	seed := func(mode byte) []byte {
@@ -104,7 +120,7 @@ func FuzzPackager(f *testing.F) {
 			if i%25 == 0 {
 				typ = key[0]
 			}
-			b = append(b, 1, typ, 0x00, 0x78, 0x00, 0xf0, 4, 1, 2, 3, 4) // DTS += 3600, PTS +7200
+			b = append(b, 1, typ, 0x00, 0x78, 0x00, 0xf0, 0, 4, 1, 2, 3, 4) // DTS += 3600, PTS +7200
 			b = append(b, 5, 0x00, 0x40, 8, 1, 2, 3, 4, 5, 6, 7, 8)      // PTS += 1920
 			if i == 30 {
 				b = append(b, 6)
@@ -115,9 +131,20 @@ func FuzzPackager(f *testing.F) {
 	for _, mode := range []byte{0, 1, 2, 3, 4, 6, 8} {
 		f.Add(seed(mode))
 	}
-	f.Add([]byte{2, 0, 0x65, 0x80, 0x00, 0x00, 0x00, 0, 0, 0x41, 0x00, 0x00, 0x00, 0x00, 0, 7})
+	// AV1: the fixture's first temporal units.
+	b := []byte{16 + 2}
+	for k, s := range av.samples[:30] {
+		b = append(b, 0, s.Frame[0], 0x00, 0x78, 0x00, 0x00)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s.Frame)-1))
+		b = append(b, s.Frame[1:]...)
+		if k == 20 {
+			b = append(b, 6)
+		}
+	}
+	f.Add(append(b, 7))
+	f.Add([]byte{2, 0, 0x65, 0x80, 0x00, 0x00, 0x00, 0, 0, 0, 0x41, 0x00, 0x00, 0x00, 0x00, 0, 0, 7})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		tracks, opts, ops := fuzzOps(in, sps, pps, asc, eac3)
+		tracks, opts, ops := fuzzOps(in, sps, pps, asc, eac3, av.track.AV1Config)
 		if tracks == nil {
 			return
 		}

@@ -111,6 +111,8 @@ const (
 	AAC
 	AC3
 	EAC3
+	// AV1 (Enhanced RTMP): Sample.Frame carries a temporal unit.
+	AV1
 )
 
 // String names the codec.
@@ -126,12 +128,14 @@ func (c Codec) String() string {
 		return "AC-3"
 	case EAC3:
 		return "E-AC-3"
+	case AV1:
+		return "AV1"
 	}
 	return fmt.Sprintf("codec %d", int(c))
 }
 
 // Video reports whether c is a video codec.
-func (c Codec) Video() bool { return c == H264 || c == HEVC }
+func (c Codec) Video() bool { return c == H264 || c == HEVC || c == AV1 }
 
 // Track describes one elementary stream.
 type Track struct {
@@ -141,6 +145,10 @@ type Track struct {
 	// first key frame. H.264: SPS, PPS; HEVC: VPS, SPS, PPS (NAL units
 	// without start codes).
 	VPS, SPS, PPS [][]byte
+	// AV1: the AV1CodecConfigurationRecord (Enhanced RTMP's sequence
+	// start), or nil: the packager takes the first key frame's sequence
+	// header.
+	AV1Config []byte
 	// AAC: the AudioSpecificConfig. AC-3/E-AC-3: nil (read from the frames).
 	AudioConfig []byte
 	Language    string // ISO 639-2 ("" unknown)
@@ -156,7 +164,10 @@ type Sample struct {
 	// durations.
 	DTS, PTS int64
 	NALUs    [][]byte // video: the access unit's NAL units, no start codes/lengths
-	Frame    []byte   // audio: one frame (raw AAC without ADTS; one AC-3/E-AC-3 syncframe)
+	// Audio: one frame (raw AAC without ADTS; one AC-3 syncframe; an
+	// E-AC-3 access unit: its independent substream and dependent ones).
+	// AV1: one temporal unit, OBUs in the low-overhead format.
+	Frame []byte
 }
 
 // Defaults of Options.
@@ -203,8 +214,9 @@ var (
 	// ErrParameterSets: a video track's parameter sets are missing, unreadable
 	// or change mid-stream.
 	ErrParameterSets = errors.New("video parameter sets")
-	// ErrBadFrame: an audio frame that is not of its track's codec.
-	ErrBadFrame = errors.New("malformed audio frame")
+	// ErrBadFrame: an audio frame that is not of its track's codec, or an
+	// AV1 temporal unit whose OBUs do not parse.
+	ErrBadFrame = errors.New("malformed frame")
 	// ErrTimestamps: timestamps the packager cannot keep in order.
 	ErrTimestamps = errors.New("timestamps out of order")
 )

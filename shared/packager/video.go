@@ -121,9 +121,12 @@ func (t *track) inEntry(c int, n []byte) bool {
 
 // start configures the video track at its first key frame: the key
 // frame's own parameter sets when complete, else the Track's.
-func (t *track) start(nalus [][]byte) error {
+func (t *track) start(s Sample) error {
+	if t.Codec == AV1 {
+		return t.startAV1(s.Frame)
+	}
 	var vps, sps, pps [][]byte
-	for _, n := range nalus {
+	for _, n := range s.NALUs {
 		switch c, _ := t.classify(n); c {
 		case nalVPS:
 			vps = append(vps, n)
@@ -148,8 +151,11 @@ func (t *track) start(nalus [][]byte) error {
 
 // checkParameterSets refuses in-band parameter sets that differ from the
 // sample entry's.
-func (t *track) checkParameterSets(nalus [][]byte) error {
-	for _, n := range nalus {
+func (t *track) checkParameterSets(s Sample) error {
+	if t.Codec == AV1 {
+		return t.checkAV1(s.Frame)
+	}
+	for _, n := range s.NALUs {
 		c, _ := t.classify(n)
 		if c != nalVPS && c != nalSPS && c != nalPPS || t.inEntry(c, n) {
 			continue
@@ -166,9 +172,12 @@ func (t *track) checkParameterSets(nalus [][]byte) error {
 	return nil
 }
 
-func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
-	key, vcl, sets := false, false, false
-	size := 0
+// scan reads an access unit: whether it is a key frame, holds a picture
+// and parameter sets, and the bytes it takes in a sample.
+func (t *track) scan(s Sample) (key, picture, sets bool, size int, err error) {
+	if t.Codec == AV1 {
+		return t.scanAV1(s.Frame)
+	}
 	for _, n := range s.NALUs {
 		c, ok := t.classify(n)
 		switch {
@@ -177,9 +186,17 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			sets = true
 		default:
 			size += 4 + len(n)
-			vcl = vcl || c == nalVCL || c == nalKey
+			picture = picture || c == nalVCL || c == nalKey
 			key = key || c == nalKey
 		}
+	}
+	return key, picture, sets, size, nil
+}
+
+func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
+	key, vcl, sets, size, err := t.scan(s)
+	if err != nil {
+		return protocolErr(t, "%w", err)
 	}
 	maxGOP := ticks(p.opts.MaxGOP, 90000)
 	if s.DTS > maxTime || s.DTS < -maxTime || s.PTS > maxTime || s.PTS < -maxTime {
@@ -209,7 +226,7 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			}
 			return nil
 		}
-		if err := t.start(s.NALUs); err != nil {
+		if err := t.start(s); err != nil {
 			return protocolErr(t, "%w", err)
 		}
 		if p.opts.OnCut {
@@ -223,7 +240,7 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 		c.delay = max(s.PTS-s.DTS, 0)
 		p.startAudio(s.DTS + c.delay)
 	} else if sets {
-		if err := t.checkParameterSets(s.NALUs); err != nil {
+		if err := t.checkParameterSets(s); err != nil {
 			return protocolErr(t, "%w", err)
 		}
 	}
@@ -283,6 +300,11 @@ func (p *Packager) appendVideo(t *track, s Sample, key bool, size int) error {
 	dst, err := p.reserve(t, h, size)
 	if err != nil {
 		return err
+	}
+	if t.Codec == AV1 {
+		t.appendAV1(dst, s.Frame)
+		c.lastDTS, c.hasLast = s.DTS, true
+		return nil
 	}
 	for _, n := range s.NALUs {
 		if cl, ok := t.classify(n); !ok || cl == nalAUD || cl == nalVPS || cl == nalSPS || cl == nalPPS {
