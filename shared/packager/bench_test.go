@@ -16,7 +16,7 @@ func (discard) Box(context.Context, mp4box.Box) error { return nil }
 // nullSink is a session's sink that keeps nothing.
 type nullSink struct{}
 
-func (nullSink) Init(context.Context, ingest.TrackHeader) error { return nil }
+func (nullSink) Init(context.Context, ingest.TrackHeader) error  { return nil }
 func (nullSink) Fragment(context.Context, ingest.Fragment) error { return nil }
 
 // benchStream is 48 s of a typical encoder's output, in the order a muxer

@@ -3,10 +3,10 @@ package packager
 import (
 	"encoding/json"
 	"math"
-	"slices"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 

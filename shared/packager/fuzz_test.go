@@ -121,7 +121,7 @@ func FuzzPackager(f *testing.F) {
 				typ = key[0]
 			}
 			b = append(b, 1, typ, 0x00, 0x78, 0x00, 0xf0, 0, 4, 1, 2, 3, 4) // DTS += 3600, PTS +7200
-			b = append(b, 5, 0x00, 0x40, 8, 1, 2, 3, 4, 5, 6, 7, 8)      // PTS += 1920
+			b = append(b, 5, 0x00, 0x40, 8, 1, 2, 3, 4, 5, 6, 7, 8)         // PTS += 1920
 			if i == 30 {
 				b = append(b, 6)
 			}
