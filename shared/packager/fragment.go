@@ -147,6 +147,7 @@ func (t *track) holds() bool { return !t.cur.empty() || len(t.closed) > 0 }
 // reset forgets the samples held.
 func (t *track) reset() {
 	t.cur.reset()
+	clear(t.closed) // their buffers go
 	t.closed = t.closed[:0]
 	t.cuts = t.cuts[:0]
 }
@@ -289,6 +290,7 @@ func (p *Packager) flush(ctx context.Context, t *track, cutA int64) error {
 			return err
 		}
 	}
+	clear(t.closed)
 	t.closed = t.closed[:0]
 	r := &t.cur
 	k, bytes := len(r.samples), len(r.data)-8

@@ -19,6 +19,9 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// A session is a packager's sink (and so is relay.Live, over one).
+var _ BoxSink = (*ingest.Session)(nil)
+
 // elementary is one track of a fixture as a source hands it over.
 type elementary struct {
 	track   Track

@@ -1,5 +1,5 @@
 // Package packager turns elementary streams (H.264 and HEVC access units,
-// AAC, AC-3 and E-AC-3 frames) into the top-level boxes of a fragmented
+// AV1 temporal units, AAC, AC-3 and E-AC-3 frames) into the top-level boxes of a fragmented
 // MP4 stream, one moof+mdat pair per track and fragment, and hands them to
 // a BoxSink: an *ingest.Session, or a *relay.Live over one. It sits below
 // the sources that carry elementary streams (MPEG-TS from HLS uploads and
@@ -28,7 +28,8 @@
 // # Cuts
 //
 // Without Options.OnCut, the video track's fragments end at a key frame
-// (H.264 IDR, HEVC IRAP, found from the NAL unit types) once they last at
+// (H.264 IDR, HEVC IRAP, found from the NAL unit types; AV1, a shown
+// KEY_FRAME from its frame header) once they last at
 // least MinFragment, and every other track's at the first of its frames at
 // or after that key frame's time, so that the fragments of all tracks line
 // up; an audio-only stream cuts every 2*MinFragment. With OnCut only Cut
@@ -53,8 +54,10 @@
 //
 // Sample entries are avc1 and hvc1, with the parameter sets in the
 // sample entry (the Track's, or the first key frame's own when it carries
-// a complete set: what decoders see wins). In-band parameter sets equal
-// to the sample entry's, and access unit delimiters, are stripped from the
+// a complete set: what decoders see wins); AV1's is av01 with its av1C
+// (the AV1CodecConfigurationRecord, or the first key frame's sequence
+// header). In-band parameter sets equal to the sample entry's, and access
+// unit delimiters (AV1: temporal delimiters), are stripped from the
 // samples: avc1/hvc1 want them out of band (players that do not look in
 // band, Smooth clients given CodecPrivateData, keep working), and an AUD
 // is meaningless in MP4. A parameter set that differs from the sample
@@ -68,12 +71,14 @@
 // Live (without OnCut), the stream is then over: every later call returns
 // the same error. With OnCut, the error discards what the packager held
 // since the last cut (nothing partial reaches the sink) and the packager
-// takes the next segment. Timestamps: each track's decode times are
-// strictly increasing in what it writes. Live, a video sample whose DTS
-// does not follow the previous one (equal, earlier, or more than MaxGOP
-// later) is dropped with the rest of its GOP (Stats.OutOfOrder) unless it
-// is a key frame, which then starts new fragments on every track: the
-// session sees the jump and marks a discontinuity. Dropping rather than
+// takes the next segment. Timestamps: a track's decode times increase
+// strictly from sample to sample, except where a jump starts new
+// fragments. Live, a video sample whose DTS repeats the previous one's is
+// dropped; one whose DTS is earlier, or more than MaxGOP later, is dropped
+// with the rest of its GOP (Stats.OutOfOrder), unless it is a key frame,
+// which then ends every track's fragment and starts new ones at the new
+// times: the session sees the jump, marks a discontinuity and, with a
+// clock, rebases. Audio resynchronises (above). Dropping rather than
 // refusing keeps a stream alive through a duplicated or reordered packet,
 // and a key frame after a jump is where a decoder can start again anyway.
 // With OnCut, such a sample is a *ingest.ProtocolError: an uploaded
@@ -448,7 +453,7 @@ func (p *Packager) describeCut() string {
 	case len(v.cur.samples) == 0:
 		return fmt.Sprintf("track %d (%s) has no video in it: each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec)
 	default:
-		return fmt.Sprintf("track %d (%s) starts with a frame that is not a key frame (%d frames, none a key frame before): each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec, len(v.cur.samples))
+		return fmt.Sprintf("track %d (%s): the segment's first frame (of %d) is not a key frame: each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec, len(v.cur.samples))
 	}
 }
 
