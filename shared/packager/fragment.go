@@ -65,6 +65,7 @@ type clock struct {
 	started bool   // video: its first key frame came
 	start   int64  // video: its first decode time (90 kHz, after the delay)
 	needKey bool   // video: samples were dropped, waiting for a key frame
+	flushed bool   // video: Flush wrote the GOP at hand, waiting for a key frame
 	waiting bool   // video: dropping samples before its first key frame
 	waitDTS int64  // video: the first of those samples' DTS
 	next    int64  // audio: where the next frame should start (timescale)

@@ -353,6 +353,26 @@ func (p *Packager) Cut(ctx context.Context) error {
 	return p.fail(p.cut(ctx))
 }
 
+// Flush writes what every track holds now, as Cut does with OnCut, and
+// goes on: for a source that must stop at once without ending the stream
+// (the relay shutting down: Flush, then relay.Live.Close with
+// relay.ErrShuttingDown), so that nothing it took is lost. Live, the
+// video's fragment, which starts with a key frame, ends early, and the
+// video's next one starts at its next key frame (the frames before it are
+// dropped).
+func (p *Packager) Flush(ctx context.Context) error {
+	if err := p.usable(); err != nil {
+		return err
+	}
+	if err := p.fail(p.cut(ctx)); err != nil {
+		return err
+	}
+	if v := p.video; v != nil && !p.opts.OnCut && v.clock.started {
+		v.clock.flushed = true
+	}
+	return nil
+}
+
 // End says the encoder ended the stream: the packager writes the fragments
 // it holds, as Cut does, then an mfra. A source whose encoder just stops
 // (a lost connection) does not call End: what the packager holds (a

@@ -723,3 +723,39 @@ func TestLiveCutWaitsForTheNextKeyFrame(t *testing.T) {
 		t.Errorf("%d video fragments, the first of %d ticks: want the first GOP alone, then the rest", len(video), video[0].Duration)
 	}
 }
+
+// Flush writes everything held without ending the stream (a relay
+// shutting down): the GOP at hand ends early, and the video goes on from
+// its next key frame.
+func TestFlushWritesWhatIsHeldAndGoesOn(t *testing.T) {
+	es := avcAAC(t)
+	r := newRig(t, tracksOf(es), Options{})
+	for _, st := range interleave(es) {
+		if st.i == 0 && st.s.DTS == 40*3600 {
+			if err := r.p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if r.session.Stats().Ended {
+				t.Fatal("Flush ended the stream")
+			}
+			if v := r.rec.byTrack(1); len(v) != 2 || v[1].Start+v[1].Duration != 40*3600+7200 {
+				t.Fatalf("after Flush, %d video fragments stored: want 2, up to the frame before the flush", len(v))
+			}
+		}
+		r.feed(t, []step{st})
+	}
+	if err := r.p.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.rec.frags {
+		checkStoredSamples(t, f)
+	}
+	// The video resumes at its next key frame: a gap where the frames
+	// dropped were.
+	if v := r.rec.byTrack(1); len(v) != 4 || v[2].Start != 50*3600+7200 {
+		t.Errorf("%d video fragments after the flush; want 4, the third from the key frame at 2 s", len(v))
+	}
+	if st := r.p.Stats(); st.Dropped != 3+10 {
+		t.Errorf("dropped %d, want the 3 audio frames before the video and the 10 video frames between the flush and the next key frame", st.Dropped)
+	}
+}

@@ -267,12 +267,16 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			c.delay = max(s.PTS-s.DTS, 0)
 		}
 	}
-	if c.needKey {
+	if c.needKey || c.flushed {
 		if !key {
-			p.stats.OutOfOrder++
+			if c.flushed {
+				p.stats.Dropped++
+			} else {
+				p.stats.OutOfOrder++
+			}
 			return nil
 		}
-		c.needKey = false
+		c.needKey, c.flushed = false, false
 	}
 	if key {
 		c.lastKey = s.DTS
