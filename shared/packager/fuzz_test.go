@@ -22,7 +22,7 @@ import (
 //	4-5 audio: PTS step (int16 x 30 ticks), length (5: a real frame's
 //	    header first)
 //	6   Cut
-//	7   End
+//	7   End (its operand even) or Flush (odd)
 func fuzzOps(f []byte, sps, pps, asc, eac3, av1C []byte) (tracks []Track, opts Options, ops []func(p *Packager) error) {
 	if len(f) == 0 {
 		return nil, opts, nil
@@ -93,8 +93,10 @@ func fuzzOps(f []byte, sps, pps, asc, eac3, av1C []byte) (tracks []Track, opts O
 			ops = append(ops, func(p *Packager) error { return p.Write(ctx, 1, s) })
 		case op == 6:
 			ops = append(ops, func(p *Packager) error { return p.Cut(ctx) })
-		default:
+		case next(1)[0]%2 == 0:
 			ops = append(ops, func(p *Packager) error { return p.End(ctx) })
+		default:
+			ops = append(ops, func(p *Packager) error { return p.Flush(ctx) })
 		}
 	}
 	return tracks, opts, ops
@@ -124,6 +126,9 @@ func FuzzPackager(f *testing.F) {
 			b = append(b, 5, 0x00, 0x40, 8, 1, 2, 3, 4, 5, 6, 7, 8)         // PTS += 1920
 			if i == 30 {
 				b = append(b, 6)
+			}
+			if i == 40 {
+				b = append(b, 7, 1) // Flush
 			}
 		}
 		return append(b, 7)
