@@ -23,6 +23,9 @@ type probeFrame struct {
 // every track, at the times the source gave (less the frames dropped
 // before the video starts).
 func TestFFmpegDecodesWhatThePackagerWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ffmpeg")
+	}
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	ffprobe := testtool.Require(t, "ffprobe")
 	for _, tc := range []struct {

@@ -446,19 +446,9 @@ func (p *Packager) cut(ctx context.Context) error {
 			p.discard()
 			return err
 		}
-		if err := p.emit(ctx, v, &v.cur, 0, false); err != nil {
-			return err
-		}
-		v.cur.reset()
 	}
-	for _, t := range p.tracks {
-		if t.video {
-			continue
-		}
-		if err := p.flush(ctx, t, -1); err != nil {
-			return err
-		}
-		t.cuts = t.cuts[:0]
+	if err := p.writeAll(ctx); err != nil {
+		return err
 	}
 	for _, t := range p.tracks {
 		t.committed = t.clock

@@ -261,7 +261,7 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			// A key frame after a jump: every track's fragment ends here, and
 			// the session sees the jump.
 			p.log.Warn("video timestamps jump: new fragments from this key frame", "track", t.idx, "dts", s.DTS, "previous", c.lastDTS)
-			if err := p.jumpCut(ctx, t); err != nil {
+			if err := p.writeAll(ctx); err != nil {
 				return err
 			}
 			c.delay = max(s.PTS-s.DTS, 0)
@@ -352,20 +352,22 @@ func (p *Packager) videoCut(ctx context.Context, v *track, dts int64) error {
 	return nil
 }
 
-// jumpCut ends every track's fragment where the video's timestamps jump.
-func (p *Packager) jumpCut(ctx context.Context, v *track) error {
-	if err := p.emit(ctx, v, &v.cur, 0, false); err != nil {
-		return err
-	}
-	v.cur.reset()
+// writeAll writes every track's fragment held: where the video's
+// timestamps jump, at Cut, Flush and End. The video's last sample lasts
+// as long as the one before it.
+func (p *Packager) writeAll(ctx context.Context) error {
 	for _, t := range p.tracks {
+		var err error
 		if t.video {
-			continue
+			err = p.emit(ctx, t, &t.cur, 0, false)
+			t.cur.reset()
+		} else {
+			err = p.flush(ctx, t, -1)
+			t.cuts = t.cuts[:0]
 		}
-		if err := p.flush(ctx, t, -1); err != nil {
+		if err != nil {
 			return err
 		}
-		t.cuts = t.cuts[:0]
 	}
 	return nil
 }
