@@ -236,7 +236,7 @@ type Stats struct {
 	// Dropped counts samples not written because the stream could not use
 	// them: before the video's first key frame, audio before the video
 	// starts, access units without a picture, frames of a track the init
-	// segment left out.
+	// segment left out, video between a Flush and its next key frame.
 	Dropped int
 	// OutOfOrder counts video samples dropped because their DTS did not
 	// follow the track's previous one, with the rest of their GOP.
