@@ -45,15 +45,22 @@ func FuzzTSUpload(f *testing.F) {
 				t.Fatalf("PUT %s (%d bytes): status %d %s", u.file, len(u.body), w.Code, w.Body)
 			}
 		}
-		done := make(chan struct{})
-		go func() { rl.CloseUploads(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the upload sessions did not end")
-		}
-		if n := rl.Active(); n != 0 {
-			t.Fatalf("%d sessions still counted after CloseUploads", n)
-		}
+		endUploads(t, rl)
 	})
+}
+
+// endUploads closes the relay's uploads: every session must end, and none
+// be counted after.
+func endUploads(t *testing.T, rl *relay.Relay) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { rl.CloseUploads(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upload sessions did not end")
+	}
+	if n := rl.Active(); n != 0 {
+		t.Fatalf("%d sessions still counted after CloseUploads", n)
+	}
 }

@@ -39,15 +39,6 @@ func FuzzUpload(f *testing.F) {
 				t.Fatalf("PUT %q (%d bytes): status %d %s", u.file, len(u.body), w.Code, w.Body)
 			}
 		}
-		done := make(chan struct{})
-		go func() { rl.CloseUploads(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the upload sessions did not end")
-		}
-		if n := rl.Active(); n != 0 {
-			t.Fatalf("%d sessions still counted after CloseUploads", n)
-		}
+		endUploads(t, rl)
 	})
 }
