@@ -233,6 +233,7 @@ func (c *channel) startTS(key string, sess Session) *rendition {
 	r.tsw = &tsWorker{key: key, log: c.log.With("rendition", key), post: c.post,
 		previous: c.tsRates[key], bandwidth: c.hints.bandwidth[key]}
 	if prev := c.tsEnded[key]; prev != nil {
+		prev.tsPrev = nil
 		r.tsPrev = prev // to tell a late segment of the run that ended
 	}
 	c.renditions[key] = r
@@ -296,6 +297,7 @@ func (c *channel) restartTS(r *rendition, s *segment) bool {
 	}
 	if !r.tsHasFirst {
 		r.tsFirst, r.tsHasFirst = s.start, true
+		r.tsPrev = nil // its times are this rendition's from now on
 		return false
 	}
 	if len(r.dispatched) == 0 || slices.Contains(r.dispatched, s.start) {

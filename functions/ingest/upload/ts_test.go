@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
@@ -297,5 +298,35 @@ func TestATSRenditionsBitratesOutliveTheRelay(t *testing.T) {
 	}
 	if fresh := restart(&storetest.Mem{}); slices.Equal(first, fresh) {
 		t.Errorf("segment 5 alone measures %v too: the test shows nothing", fresh)
+	}
+}
+
+// After a TS rendition ended (EXT-X-ENDLIST), a late segment of its run
+// is refused; a segment from its start again (the encoder started again)
+// starts a new session.
+func TestAfterATSRenditionEnded(t *testing.T) {
+	segs := tsSegments(t)
+	h := newHarness(t, Config{Linger: time.Millisecond})
+	for k := range 4 {
+		if a := h.put("c", tsName(k), segs[k]); a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if a := h.put("c", "index.m3u8", append(tsPlaylist("index.m3u8", 4), "#EXT-X-ENDLIST\n"...)); a.err != nil {
+		t.Fatal(a.err)
+	}
+	first := h.sessions.sessions()[0]
+	waitFor(t, "the rendition ended", func() bool { _, _, closed, _ := first.state(); return closed })
+	if _, _, _, clean := first.state(); !clean {
+		t.Error("the rendition did not end cleanly")
+	}
+	if a := h.put("c", tsName(2), segs[2]); !errors.Is(a.err, ErrConflict) {
+		t.Errorf("a late segment of the ended run: %v, want %v", a.err, ErrConflict)
+	}
+	if a := h.put("c", tsName(0), segs[0]); a.err != nil {
+		t.Fatalf("the encoder's first segment again: %v", a.err)
+	}
+	if ss := h.sessions.sessions(); len(ss) != 2 {
+		t.Fatalf("%d sessions, want a new one", len(ss))
 	}
 }
