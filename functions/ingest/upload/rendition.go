@@ -18,6 +18,7 @@ type rendition struct {
 	init  string
 	seq   int            // a channel's renditions in the order they started
 	trexs []*mp4.TrexBox // the tracks' defaults, for segment durations
+	ref   uint32         // the track whose times order its segments
 	sess  Session
 	jobs  chan job
 
@@ -123,7 +124,8 @@ const (
 
 func newRendition(c *channel, file string, init []byte, sess Session) *rendition {
 	c.seq++
-	r := &rendition{c: c, init: file, seq: c.seq, trexs: trackDefaults(init), sess: sess, jobs: make(chan job, maxInflight+1)}
+	r := &rendition{c: c, init: file, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1)}
+	r.trexs, r.ref = trackDefaults(init)
 	go r.work(c.u)
 	return r
 }
@@ -172,7 +174,7 @@ func (r *rendition) inMediaTime(segs []*segment) []*segment {
 // time reads where s starts and ends, once per rendition.
 func (r *rendition) time(s *segment) {
 	if s.spanOf != r {
-		s.start, s.end, s.timed = span(s.body, r.trexs)
+		s.start, s.end, s.timed = span(s.body, r.trexs, r.ref)
 		s.spanOf = r
 	}
 }

@@ -31,6 +31,33 @@ type media struct {
 	segments [][]byte
 }
 
+// muxedRendition is a rendition of several tracks (muxed fMP4, as
+// ffmpeg's HLS muxer writes it without -var_stream_map): one init segment
+// declaring audio then video, and segments whose one moof carries a traf
+// of each.
+func muxedRendition(t testing.TB, n int) media {
+	t.Helper()
+	s, err := synth.New(synth.Config{CMAF: true, Muxed: true, Tracks: []synth.Track{
+		{Kind: timeline.Audio, Bitrate: 64_000},
+		{Kind: timeline.Video, Bitrate: 200_000, Width: 320, Height: 180},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m media
+	if m.init, err = s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	for k := range n {
+		seg, err := s.AppendFragment(nil, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.segments = append(m.segments, seg)
+	}
+	return m
+}
+
 // renditions are the ladder as CMAF tracks.
 func renditions(t testing.TB, n int) []media {
 	t.Helper()
@@ -114,7 +141,7 @@ func (s *fakeSession) Feed(_ context.Context, seg Segment) error {
 		<-g
 	}
 	moof, _ := mp4box.Find(seg.Body, "moof")
-	m, err := fmp4.DecodeMoof(moof.Data)
+	m, err := fmp4.DecodeMoofTracks(moof.Data, 16)
 	if err != nil {
 		return err
 	}
@@ -224,7 +251,15 @@ func segName(k int) string { return fmt.Sprintf("chunk-stream0-%05d.m4s", k+1) }
 // before a reorder wait would end; the same for segments held for their
 // init segment, and for the one that comes while they are fed.
 func TestSegmentsAreFedInMediaTime(t *testing.T) {
-	m := renditions(t, 6)[0]
+	for _, r := range []struct {
+		name string
+		m    media
+	}{{"one track", renditions(t, 6)[0]}, {"muxed", muxedRendition(t, 6)}} {
+		t.Run(r.name, func(t *testing.T) { segmentsAreFedInMediaTime(t, r.m) })
+	}
+}
+
+func segmentsAreFedInMediaTime(t *testing.T, m media) {
 	for _, tc := range []struct {
 		name  string
 		order []int // -1: the init segment
@@ -517,5 +552,33 @@ func TestUploadsRecordIsWrittenAgainWhileLive(t *testing.T) {
 	o, _ := h.store.Get(context.Background(), key)
 	if !bytes.Contains(o.Body, []byte(`"init-stream0.m4s"`)) {
 		t.Errorf("the record written again lost its init segment: %s", o.Body)
+	}
+}
+
+// A muxed segment is placed in its rendition's order by the times of one
+// of its tracks, the init segment's first video track, whatever track its
+// moof lists first; a segment of one track by that track's.
+func TestSegmentSpanIsOneTracks(t *testing.T) {
+	const second = 10_000_000 // synth's timescale
+	for _, tc := range []struct {
+		name string
+		m    media
+		ref  uint32
+	}{
+		{"muxed: the video's, listed second", muxedRendition(t, 3), 2},
+		{"one track", renditions(t, 3)[0], 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trexs, ref := trackDefaults(tc.m.init)
+			if ref != tc.ref || len(trexs) == 0 {
+				t.Fatalf("timing track %d (%d trex), want %d", ref, len(trexs), tc.ref)
+			}
+			for k, seg := range tc.m.segments {
+				start, end, timed := span(seg, trexs, ref)
+				if want := uint64(k) * 2 * second; !timed || start != want || end != want+2*second {
+					t.Errorf("segment %d: %d to %d (timed %v), want the video's %d to %d", k, start, end, timed, want, want+2*second)
+				}
+			}
+		})
 	}
 }
