@@ -18,7 +18,7 @@ import (
 // muxedConfig is a small muxed stream: video and audio in one moof per
 // fragment, timed by tfdt (CMAF).
 var muxedConfig = synth.Config{
-	Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 16_000, Width: 32, Height: 16}, {Kind: timeline.Audio, Bitrate: 8000}},
+	Tracks:           []synth.Track{{Kind: timeline.Video, Bitrate: 16_000, Width: 32, Height: 16}, {Kind: timeline.Audio, Bitrate: 8000}},
 	FragmentDuration: 500 * time.Millisecond, FrameRate: 10, CMAF: true, Muxed: true,
 }
 

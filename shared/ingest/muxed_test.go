@@ -234,5 +234,5 @@ func BenchmarkSessionMuxed(b *testing.B) {
 
 type discardSink struct{}
 
-func (discardSink) Init(context.Context, TrackHeader) error { return nil }
+func (discardSink) Init(context.Context, TrackHeader) error  { return nil }
 func (discardSink) Fragment(context.Context, Fragment) error { return nil }
