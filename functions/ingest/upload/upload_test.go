@@ -582,3 +582,65 @@ func TestSegmentSpanIsOneTracks(t *testing.T) {
 		})
 	}
 }
+
+// An encoder started again under the same file names (ffmpeg restarted)
+// sends its init segment first, on a connection of its own, and its first
+// segment right after it without waiting for the answer: the relay may
+// take the segment first, while the rendition of the encoder's first start
+// is still current. The segment starts where one that rendition stored did
+// (or where its first did), but is not that segment: it waits (202) for
+// the init segment, and goes to the new rendition, first; it is neither
+// lost as a resend nor refused as out of order.
+func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
+	before := renditions(t, 12)[0]
+	// The same times, other bytes: a new start of the encoder.
+	after := muxedRendition(t, 3)
+	for _, tc := range []struct {
+		name   string
+		stored int // segments of the first start
+	}{
+		{"after a short first start: the segment's time was stored", 3},
+		{"after a long first start: only the rendition's first segment started there", 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{ReorderWait: time.Minute})
+			if a := h.put("c", "init.mp4", before.init); a.err != nil {
+				t.Fatal(a.err)
+			}
+			<-h.taken
+			for k := range tc.stored {
+				if a := h.put("c", fmt.Sprintf("index%d.m4s", k), before.segments[k]); a.err != nil {
+					t.Fatal(a.err)
+				}
+				<-h.taken
+			}
+			// The new start: its first segment taken before its init.
+			if a := h.put("c", "index0.m4s", after.segments[0]); a.err != nil || a.result != Held {
+				t.Fatalf("the new start's first segment: %v %v, want held", a.result, a.err)
+			}
+			<-h.taken
+			for _, u := range []struct {
+				file string
+				body []byte
+			}{{"init.mp4", after.init}, {"index1.m4s", after.segments[1]}} {
+				if a := h.put("c", u.file, u.body); a.err != nil || a.result != Done {
+					t.Fatalf("%s: %v %v", u.file, a.result, a.err)
+				}
+				<-h.taken
+			}
+			ss := h.sessions.sessions()
+			if len(ss) != 2 {
+				t.Fatalf("%d sessions, want 2 (one per start)", len(ss))
+			}
+			fed, _, closed, _ := ss[0].state()
+			if len(fed) != tc.stored || !closed {
+				t.Errorf("first start: fed %d segments (closed %v), want %d and closed", len(fed), closed, tc.stored)
+			}
+			var files []string
+			waitFor(t, "the new start's two segments fed", func() bool { _, files, _, _ = ss[1].state(); return len(files) >= 2 })
+			if !slices.Equal(files, []string{"index0.m4s", "index1.m4s"}) {
+				t.Errorf("new start: fed %v, want index0.m4s then index1.m4s", files)
+			}
+		})
+	}
+}
