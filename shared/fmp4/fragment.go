@@ -13,10 +13,22 @@ import (
 
 // Errors a fragment can be refused with.
 var (
+	// ErrMultiTrack: a moof of several trafs where one track's is wanted
+	// (RewriteHead, Inspect); DecodeMoofTracks and Split take those.
 	ErrMultiTrack    = errors.New("moof must carry exactly one traf")
 	ErrNoTiming      = errors.New("fragment has neither tfxd nor tfdt")
 	ErrNegativeStart = errors.New("fragment starts before time zero")
 	ErrBadDataOffset = errors.New("trun data lies outside the mdat")
+	// ErrOverlappingData: two runs of samples (of one track or two) claim
+	// the same bytes of the mdat.
+	ErrOverlappingData = errors.New("sample data of two runs overlap in the mdat")
+	// ErrTooManyTrafs: a moof carries more trafs than a stream may have
+	// tracks.
+	ErrTooManyTrafs = errors.New("moof carries too many trafs")
+	// ErrTrackTwice: a moof carries two trafs of one track.
+	ErrTrackTwice = errors.New("moof carries two trafs of one track")
+	// ErrNoTfhd: a traf without its tfhd says nothing of its track.
+	ErrNoTfhd = errors.New("traf without tfhd")
 )
 
 // FragmentInfo is what a fragment says about itself.
@@ -51,6 +63,18 @@ type Input struct {
 
 // DecodeMoof decodes a moof box from its bytes (header included).
 func DecodeMoof(b []byte) (*mp4.MoofBox, error) {
+	moof, err := decodeMoofBox(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(moof.Trafs) != 1 || moof.Traf.Tfhd == nil || len(moof.Traf.Truns) == 0 {
+		return nil, ErrMultiTrack
+	}
+	return moof, nil
+}
+
+// decodeMoofBox decodes b, which must be a moof box.
+func decodeMoofBox(b []byte) (*mp4.MoofBox, error) {
 	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("decode moof: %w", err)
@@ -58,9 +82,6 @@ func DecodeMoof(b []byte) (*mp4.MoofBox, error) {
 	moof, ok := box.(*mp4.MoofBox)
 	if !ok {
 		return nil, fmt.Errorf("decode moof: got %s box", box.Type())
-	}
-	if len(moof.Trafs) != 1 || moof.Traf.Tfhd == nil || len(moof.Traf.Truns) == 0 {
-		return nil, ErrMultiTrack
 	}
 	return moof, nil
 }

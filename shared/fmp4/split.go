@@ -7,23 +7,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
-)
-
-// Errors a muxed moof (several trafs) can be refused with, besides
-// ErrBadDataOffset.
-var (
-	// ErrOverlappingData: two runs of samples (of one track or two) claim
-	// the same bytes of the mdat.
-	ErrOverlappingData = errors.New("sample data of two runs overlap in the mdat")
-	// ErrTooManyTrafs: a moof carries more trafs than a stream may have
-	// tracks.
-	ErrTooManyTrafs = errors.New("moof carries too many trafs")
-	// ErrTrackTwice: a moof carries two trafs of one track.
-	ErrTrackTwice = errors.New("moof carries two trafs of one track")
-	// ErrNoTfhd: a traf without its tfhd says nothing of its track.
-	ErrNoTfhd = errors.New("traf without tfhd")
 )
 
 // DecodeMoofTracks decodes a moof box from its bytes (header included)
@@ -32,13 +16,9 @@ var (
 // have no trun (a track with no samples in this fragment). Split cuts it
 // per track.
 func DecodeMoofTracks(b []byte, maxTrafs int) (*mp4.MoofBox, error) {
-	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
+	moof, err := decodeMoofBox(b)
 	if err != nil {
-		return nil, fmt.Errorf("decode moof: %w", err)
-	}
-	moof, ok := box.(*mp4.MoofBox)
-	if !ok {
-		return nil, fmt.Errorf("decode moof: got %s box", box.Type())
+		return nil, err
 	}
 	switch n := len(moof.Trafs); {
 	case n == 0:

@@ -22,10 +22,9 @@ var muxedConfig = synth.Config{
 	FragmentDuration: 500 * time.Millisecond, FrameRate: 10, CMAF: true, Muxed: true,
 }
 
-// muxedFragment is fragment k of a muxed stream of cfg: its moof and
-// mdat payload as they came, and each track's samples as they lie in
-// the mdat.
-func muxedFragment(t testing.TB, cfg synth.Config, k int) (moof, mdat []byte, want map[uint32][]byte) {
+// fragmentOf is the first moof of fragment k of a stream of cfg (past
+// the styp of CMAF) and its mdat payload.
+func fragmentOf(t testing.TB, cfg synth.Config, k int) (moof, mdat []byte) {
 	t.Helper()
 	s, err := synth.New(cfg)
 	if err != nil {
@@ -38,9 +37,19 @@ func muxedFragment(t testing.TB, cfg synth.Config, k int) (moof, mdat []byte, wa
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = b[binary.BigEndian.Uint32(b):] // the styp
+	if cfg.CMAF {
+		b = b[binary.BigEndian.Uint32(b):] // the styp
+	}
 	n := binary.BigEndian.Uint32(b)
-	moof, mdat = b[:n], b[n+8:]
+	return b[:n], b[n+8 : n+binary.BigEndian.Uint32(b[n:])]
+}
+
+// muxedFragment is fragment k of a muxed stream of cfg: its moof and
+// mdat payload as they came, and each track's samples as they lie in
+// the mdat.
+func muxedFragment(t testing.TB, cfg synth.Config, k int) (moof, mdat []byte, want map[uint32][]byte) {
+	t.Helper()
+	moof, mdat = fragmentOf(t, cfg, k)
 	m, err := DecodeMoofTracks(moof, 16)
 	if err != nil {
 		t.Fatal(err)
@@ -332,19 +341,8 @@ func FuzzSplit(f *testing.F) {
 	smooth := muxedConfig
 	smooth.CMAF = false
 	smooth.AudioOffset = -20 * time.Millisecond
-	s, err := synth.New(smooth)
-	if err != nil {
-		f.Fatal(err)
-	}
-	if _, err := s.Header(); err != nil {
-		f.Fatal(err)
-	}
-	b, err := s.AppendFragment(nil, 0)
-	if err != nil {
-		f.Fatal(err)
-	}
-	n := binary.BigEndian.Uint32(b)
-	f.Add(b[:n], b[n+8:], uint64(0))
+	moof1, mdat1 := fragmentOf(f, smooth, 0)
+	f.Add(moof1, mdat1, uint64(0))
 	_, mdat0, want := muxedFragment(f, muxedConfig, 0)
 	for _, tc := range splitCases {
 		m, err := DecodeMoofTracks(moof, 16)
@@ -413,48 +411,26 @@ func BenchmarkSplit(b *testing.B) {
 	cfg := synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 3_500_000, Width: 1280, Height: 720}, {Kind: timeline.Audio, Bitrate: 128_000}}, CMAF: true, Muxed: true}
 	moof, mdat, want := muxedFragment(b, cfg, 1)
 	size := len(moof) + 8 + len(mdat)
-	// The same tracks, a moof+mdat each.
+	// The same tracks, a moof+mdat each (a Smooth push: a CMAF one
+	// carries one track).
 	var separate [][2][]byte
 	for _, c := range cfg.Split() {
-		c.Muxed = false
-		s, err := synth.New(c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.Header(); err != nil {
-			b.Fatal(err)
-		}
-		f, err := s.AppendFragment(nil, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f = f[binary.BigEndian.Uint32(f):] // the styp
-		n := binary.BigEndian.Uint32(f)
-		separate = append(separate, [2][]byte{f[:n], f[n+8:]})
+		c.Muxed, c.CMAF = false, false
+		moof, mdat := fragmentOf(b, c, 1)
+		separate = append(separate, [2][]byte{moof, mdat})
 	}
 	// One track of the muxed fragment's size.
-	one := synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: (3_500_000 + 128_000) / 2 * 2, Width: 1280, Height: 720}}, CMAF: true}
-	s, err := synth.New(one)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Header(); err != nil {
-		b.Fatal(err)
-	}
-	single, err := s.AppendFragment(nil, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	single = single[binary.BigEndian.Uint32(single):]
-	n := binary.BigEndian.Uint32(single)
-	b.Logf("muxed fragment %d bytes (video %d, audio %d), single-track fragment %d bytes", size, len(want[1]), len(want[2]), len(single))
+	one := synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 3_500_000 + 128_000, Width: 1280, Height: 720}}, CMAF: true}
+	singleMoof, singleMdat := fragmentOf(b, one, 1)
+	single := len(singleMoof) + 8 + len(singleMdat)
+	b.Logf("muxed fragment %d bytes (video %d, audio %d), single-track fragment %d bytes", size, len(want[1]), len(want[2]), single)
 
 	var dst []byte
 	b.Run("single track", func(b *testing.B) {
-		b.SetBytes(int64(len(single)))
+		b.SetBytes(int64(single))
 		b.ReportAllocs()
 		for b.Loop() {
-			head, _, _, err := RewriteHead(dst, Input{Moof: single[:n], MdatHeader: 8, Mdat: single[n+8:]})
+			head, _, _, err := RewriteHead(dst, Input{Moof: singleMoof, MdatHeader: 8, Mdat: singleMdat})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -44,7 +44,15 @@ func muxedRendition(t testing.TB, n int) media {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mediaOf(t, s, n)
+}
+
+// mediaOf is s as an encoder uploads it: its init segment and n media
+// segments.
+func mediaOf(t testing.TB, s *synth.Stream, n int) media {
+	t.Helper()
 	var m media
+	var err error
 	if m.init, err = s.Header(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,18 +79,7 @@ func renditions(t testing.TB, n int) []media {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m media
-		if m.init, err = s.Header(); err != nil {
-			t.Fatal(err)
-		}
-		for k := range n {
-			seg, err := s.AppendFragment(nil, k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.segments = append(m.segments, seg)
-		}
-		out = append(out, m)
+		out = append(out, mediaOf(t, s, n))
 	}
 	return out
 }
