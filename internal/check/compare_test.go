@@ -93,6 +93,33 @@ func TestCompare(t *testing.T) {
 			want: []string{"track video@300000 is not in dash"},
 		},
 		{
+			name:  "an AV1 track is not in Smooth, which cannot carry it",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				func() *listing {
+					l := listed(DASH, false, 0, 1)
+					l.tracks["video@300000"].codecs = "av01.0.04M.08"
+					return l
+				}(),
+			},
+		},
+		{
+			name:  "an HEVC track missing from Smooth is a problem",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				func() *listing {
+					l := listed(DASH, false, 0, 1)
+					l.tracks["video@300000"].codecs = "hvc1.1.6.L93.90"
+					return l
+				}(),
+			},
+			want: []string{"track video@300000 is not in smooth"},
+		},
+		{
 			name:  "a format that failed is not compared",
 			slack: 2,
 			listings: []*listing{
