@@ -18,6 +18,12 @@ func listed(f Format, live bool, seconds ...uint64) *listing {
 	return l
 }
 
+// withCodecs is l with its track's codec set, as DASH says it.
+func withCodecs(l *listing, codecs string) *listing {
+	l.tracks["video@300000"].codecs = codecs
+	return l
+}
+
 func TestCompare(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -98,11 +104,7 @@ func TestCompare(t *testing.T) {
 			listings: []*listing{
 				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
 				listed(HLS, false, 0, 1),
-				func() *listing {
-					l := listed(DASH, false, 0, 1)
-					l.tracks["video@300000"].codecs = "av01.0.04M.08"
-					return l
-				}(),
+				withCodecs(listed(DASH, false, 0, 1), "av01.0.04M.08"),
 			},
 		},
 		{
@@ -111,11 +113,7 @@ func TestCompare(t *testing.T) {
 			listings: []*listing{
 				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
 				listed(HLS, false, 0, 1),
-				func() *listing {
-					l := listed(DASH, false, 0, 1)
-					l.tracks["video@300000"].codecs = "hvc1.1.6.L93.90"
-					return l
-				}(),
+				withCodecs(listed(DASH, false, 0, 1), "hvc1.1.6.L93.90"),
 			},
 			want: []string{"track video@300000 is not in smooth"},
 		},

@@ -121,7 +121,7 @@ func annexB(nalus ...[][]byte) string {
 // describeAVC describes H.264 video (avc1, avc3) from its avcC.
 func describeAVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 	if v.AvcC == nil || len(v.AvcC.SPSnalus) == 0 || len(v.AvcC.PPSnalus) == 0 {
-		return fmt.Errorf("%w: %s sample entry without an avcC holding SPS and PPS", ErrUnsupportedCodec, v.Type())
+		return fmt.Errorf("%w: video sample entry %q without an avcC holding SPS and PPS", ErrUnsupportedCodec, v.Type())
 	}
 	sps, err := avc.ParseSPSNALUnit(v.AvcC.SPSnalus[0], false)
 	if err != nil {
@@ -151,7 +151,7 @@ func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 		return fmt.Errorf("%w: video sample entry %q (Dolby Vision; supported: %s)", ErrUnsupportedCodec, entry, supportedVideo)
 	}
 	if v.HvcC == nil {
-		return fmt.Errorf("%w: %s sample entry without an hvcC", ErrUnsupportedCodec, entry)
+		return fmt.Errorf("%w: video sample entry %q without an hvcC", ErrUnsupportedCodec, entry)
 	}
 	rec := &v.HvcC.DecConfRec
 	vps := rec.GetNalusForType(hevc.NALU_VPS)
@@ -159,7 +159,7 @@ func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 	pps := rec.GetNalusForType(hevc.NALU_PPS)
 	inBand := len(vps) == 0 || len(spss) == 0 || len(pps) == 0
 	if inBand && entry == "hvc1" {
-		return fmt.Errorf("%s sample entry: hvcC lacks a VPS, SPS or PPS (hvc1 keeps them there; hev1 may send them in band)", entry)
+		return fmt.Errorf("video sample entry %q: hvcC lacks a VPS, SPS or PPS (hvc1 keeps them there; hev1 may send them in band)", entry)
 	}
 	t.Codecs = hevc.CodecString(entry, &hevc.SPS{ProfileTierLevel: hevc.ProfileTierLevel{
 		GeneralProfileSpace:              rec.GeneralProfileSpace,
@@ -184,7 +184,7 @@ func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 		}
 	}
 	if t.Width == 0 || t.Height == 0 {
-		return fmt.Errorf("%s sample entry: no picture size in the sample entry or an SPS", entry)
+		return fmt.Errorf("video sample entry %q: no picture size in the sample entry or an SPS", entry)
 	}
 	if !inBand {
 		t.FourCC = strings.ToUpper(entry)
@@ -201,7 +201,7 @@ func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 // header shows as a change of codec.
 func describeAV1(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 	if v.Av1C == nil {
-		return fmt.Errorf("%w: av01 sample entry without an av1C", ErrUnsupportedCodec)
+		return fmt.Errorf("%w: video sample entry \"av01\" without an av1C", ErrUnsupportedCodec)
 	}
 	rec := &v.Av1C.CodecConfRec
 	t.Codecs = rec.CodecString("av01")
@@ -214,7 +214,7 @@ func describeAV1(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 		}
 	}
 	if t.Width == 0 || t.Height == 0 {
-		return errors.New("av01 sample entry: no picture size in the sample entry or a sequence header")
+		return errors.New(`video sample entry "av01": no picture size in the sample entry or a sequence header`)
 	}
 	var b bytes.Buffer
 	if err := rec.Encode(&b); err != nil {
@@ -239,7 +239,7 @@ func videoRange(transfer byte) string {
 // describeAAC describes AAC audio (mp4a) from its AudioSpecificConfig.
 func describeAAC(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
 	if a.Esds == nil || a.Esds.DecConfigDescriptor == nil || a.Esds.DecConfigDescriptor.DecSpecificInfo == nil {
-		return fmt.Errorf("%w: mp4a sample entry without an AudioSpecificConfig", ErrUnsupportedCodec)
+		return fmt.Errorf("%w: audio sample entry \"mp4a\" without an AudioSpecificConfig", ErrUnsupportedCodec)
 	}
 	asc := a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig
 	hdr, err := aac.DecodeAudioSpecificConfigHeader(bytes.NewReader(asc))
@@ -274,10 +274,10 @@ var ac3Kbps = [19]int{32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 
 func describeAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
 	d := a.Dac3
 	if d == nil {
-		return fmt.Errorf("%w: ac-3 sample entry without a dac3", ErrUnsupportedCodec)
+		return fmt.Errorf("%w: audio sample entry \"ac-3\" without a dac3", ErrUnsupportedCodec)
 	}
 	if int(d.FSCod) >= len(ac3Rates) || int(d.BitRateCode) >= len(ac3Kbps) {
-		return fmt.Errorf("ac-3 sample entry: dac3 sample rate code %d, bit rate code %d out of range", d.FSCod, d.BitRateCode)
+		return fmt.Errorf(`audio sample entry "ac-3": dac3 sample rate code %d, bit rate code %d out of range`, d.FSCod, d.BitRateCode)
 	}
 	var payload bytes.Buffer
 	if err := d.Encode(&payload); err != nil {
@@ -295,7 +295,7 @@ func describeAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
 func describeEAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
 	d := a.Dec3
 	if d == nil || len(d.EC3Subs) == 0 {
-		return fmt.Errorf("%w: ec-3 sample entry without a dec3", ErrUnsupportedCodec)
+		return fmt.Errorf("%w: audio sample entry \"ec-3\" without a dec3", ErrUnsupportedCodec)
 	}
 	sub := d.EC3Subs[0]
 	rate := int(a.SampleRate)
@@ -303,7 +303,7 @@ func describeEAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
 		rate = ac3Rates[sub.FSCod]
 	}
 	if rate == 0 {
-		return errors.New("ec-3 sample entry: no sample rate in the dec3 or the sample entry")
+		return errors.New(`audio sample entry "ec-3": no sample rate in the dec3 or the sample entry`)
 	}
 	var chanLoc uint16
 	if sub.NumDepSub > 0 {
