@@ -36,9 +36,10 @@ var (
 )
 
 // ffmpegUploadCodec is an HLS upload of fMP4 segments (ffmpeg -f hls
-// -hls_segment_type fmp4 -method PUT, one variant per track) of video
-// from the given encoder and the given audio, in real time.
-func ffmpegUploadCodec(ctx context.Context, ffmpeg, channelURL string, video []string, audio string, channels int) *exec.Cmd {
+// -hls_segment_type fmp4 -method PUT) of video from the given encoder and
+// the given audio, in real time: one variant per track, or muxed, one
+// variant whose segments hold both tracks.
+func ffmpegUploadCodec(ctx context.Context, ffmpeg, channelURL string, video []string, audio string, channels int, muxed bool) *exec.Cmd {
 	args := []string{"-hide_banner", "-loglevel", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
 		"-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -46,8 +47,12 @@ func ffmpegUploadCodec(ctx context.Context, ffmpeg, channelURL string, video []s
 	args = append(append(args, video...), "-b:v", "300k",
 		"-c:a", audio, "-ac", strconv.Itoa(channels), "-b:a", "192k",
 		"-t", strconv.Itoa(codecSeconds), "-method", "PUT",
-		"-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_list_size", "5",
-		"-var_stream_map", "v:0,agroup:a a:0,agroup:a", "-master_pl_name", "master.m3u8", channelURL+"/stream_%v.m3u8")
+		"-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_list_size", "5")
+	if muxed {
+		args = append(args, channelURL+"/index.m3u8")
+	} else {
+		args = append(args, "-var_stream_map", "v:0,agroup:a a:0,agroup:a", "-master_pl_name", "master.m3u8", channelURL+"/stream_%v.m3u8")
+	}
 	return exec.CommandContext(ctx, ffmpeg, args...)
 }
 
@@ -56,10 +61,10 @@ func ffmpegUploadCodec(ctx context.Context, ffmpeg, channelURL string, video []s
 // having checked with smoothcast check that every object each format lists
 // is there and that the formats agree; want is how many tracks each
 // format lists.
-func uploadCodec(t *testing.T, ffmpeg, channel string, video []string, audio string, channels int, want map[check.Format]int) (string, *smooth.Manifest) {
+func uploadCodec(t *testing.T, ffmpeg, channel string, video []string, audio string, channels int, muxed bool, want map[check.Format]int) (string, *smooth.Manifest) {
 	t.Helper()
 	st := startStack(t)
-	cmd := ffmpegUploadCodec(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml", video, audio, channels)
+	cmd := ffmpegUploadCodec(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml", video, audio, channels, muxed)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -113,8 +118,9 @@ func requireEncoders(t *testing.T, ffmpeg string, names ...string) {
 	}
 }
 
-// An encoder that uploads HEVC with E-AC-3 5.1, or with AC-3 stereo, gets
-// through, and the channel plays in every format: smoothcast check finds
+// An encoder that uploads HEVC with E-AC-3 5.1 (a variant per track), or
+// with AC-3 stereo (one muxed variant), gets through, and the channel
+// plays in every format: smoothcast check finds
 // every object each manifest lists, ffmpeg decodes the whole archive in
 // HLS and in DASH, and the manifests describe the codecs as their players
 // expect (CODECS, CHANNELS; codecs, Dolby's AudioChannelConfiguration;
@@ -133,16 +139,17 @@ func TestFFmpegUploadsHEVCAndDolbyAudio(t *testing.T) {
 	for _, tc := range []struct {
 		name, audio string
 		channels    int
+		muxed       bool
 		fourCC      string // Smooth's
 		chanmap     string // DASH's Dolby channel configuration
 		guid        string // WAVEFORMATEXTENSIBLE's SubFormat in CodecPrivateData
 	}{
-		{"E-AC-3 5.1", "eac3", 6, "EC-3", "F801", "AF87FBA7022DFB42A4D405CD93843BDD"},
-		{"AC-3 stereo", "ac3", 2, "AC-3", "A000", "2C806DE046DBCF11B4D100805F6CBBEA"},
+		{"E-AC-3 5.1", "eac3", 6, false, "EC-3", "F801", "AF87FBA7022DFB42A4D405CD93843BDD"},
+		{"AC-3 stereo, muxed", "ac3", 2, true, "AC-3", "A000", "2C806DE046DBCF11B4D100805F6CBBEA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			base, m := uploadCodec(t, ffmpeg, "hevc"+tc.audio, hevcEncoder, tc.audio, tc.channels,
+			base, m := uploadCodec(t, ffmpeg, "hevc"+tc.audio, hevcEncoder, tc.audio, tc.channels, tc.muxed,
 				map[check.Format]int{check.Smooth: 2, check.HLS: 2, check.DASH: 2})
 			codec := strings.ToLower(tc.fourCC)
 			manifestsSay(t, base+"master.m3u8", `CODECS="hvc1.1.6.L60.90,`+codec+`"`, `CHANNELS="`+strconv.Itoa(tc.channels)+`"`)
@@ -189,7 +196,7 @@ func TestFFmpegUploadsAV1(t *testing.T) {
 	}
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	requireEncoders(t, ffmpeg, "libsvtav1")
-	base, m := uploadCodec(t, ffmpeg, "av1", av1Encoder, "aac", 2, map[check.Format]int{check.Smooth: 1, check.HLS: 2, check.DASH: 2})
+	base, m := uploadCodec(t, ffmpeg, "av1", av1Encoder, "aac", 2, false, map[check.Format]int{check.Smooth: 1, check.HLS: 2, check.DASH: 2})
 	manifestsSay(t, base+"master.m3u8", `CODECS="av01.0.00M.08.0.110.02.02.02.0,mp4a.40.2"`)
 	manifestsSay(t, base+"manifest.mpd", `codecs="av01.0.00M.08.0.110.02.02.02.0"`)
 	checkDecodeSeconds(t, ffmpeg, base+"master.m3u8", codecSeconds, [][]string{{"0:v:0", "0:a:0"}})
