@@ -45,7 +45,7 @@ const (
 // FourCC and CodecPrivateData are what the Smooth manifest says: H.264
 // and HEVC their parameter sets in Annex B; AC-3 and E-AC-3 the
 // WAVEFORMATEXTENSIBLE extension IIS and Azure Media Services write
-// (smoothDolby). AV1, and an hev1 track whose parameter sets are only in
+// (describeDolby). AV1, and an hev1 track whose parameter sets are only in
 // band, get no FourCC: Smooth clients know no way to carry them, and the
 // Smooth manifest leaves them out.
 func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
