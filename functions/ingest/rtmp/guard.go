@@ -16,7 +16,8 @@ import (
 //     chunk streams before it looks at it (620 MiB for one connection),
 //     and its AMF0 decoder recurses once per nesting level with no bound:
 //     a 10 MiB command of nested arrays overflows the goroutine's 1 GB
-//     stack, which kills the process (reproduced; TestGuardRefusesDeepAMF);
+//     stack, which kills the process (reproduced; TestGuardRefuses and
+//     TestHostileInputIsRefusedAndTheNextEncoderPublishes send one);
 //   - a chunk size of 1 makes it keep a slice header per byte received.
 //
 // So a message longer than its type needs (AMF commands and metadata
@@ -171,7 +172,7 @@ func (g *guard) Write(p []byte) error {
 // fail refuses the connection, for good, with why (one of the guard's
 // errors) and what.
 func (g *guard) fail(why error, format string, args ...any) error {
-	g.err = fmt.Errorf("rtmp: %w: "+format, append([]any{why}, args...)...)
+	g.err = fmt.Errorf("rtmp: "+format+" (%w)", append(args, why)...)
 	return g.err
 }
 
@@ -278,9 +279,24 @@ func (g *guard) checkMessage(cs *chunkStream) error {
 		return g.fail(errRefused, "message type %d is not taken (AMF3, aggregate and shared object messages are not)", cs.typ)
 	}
 	if int(cs.length) > limit {
-		return g.fail(mp4box.ErrTooLarge, "message type %d of %d bytes, limit %d", cs.typ, cs.length, limit)
+		return g.fail(mp4box.ErrTooLarge, "%s of %d bytes, limit %d", typeName(cs.typ), cs.length, limit)
 	}
 	return nil
+}
+
+// typeName names a message type, for errors.
+func typeName(typ uint8) string {
+	switch typ {
+	case typeAudio:
+		return "audio message"
+	case typeVideo:
+		return "video message"
+	case typeDataAMF0:
+		return "data message (metadata)"
+	case typeCommandAMF0:
+		return "command message"
+	}
+	return fmt.Sprintf("message type %d", typ)
 }
 
 // endChunk accounts for a chunk whose body has passed.

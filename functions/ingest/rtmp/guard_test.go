@@ -310,7 +310,7 @@ func TestGuardRefuses(t *testing.T) {
 		want      error
 		wantText  string
 	}{
-		{name: "a command longer than MaxAMF (gortmplib's AMF0 decoder recurses per level)", b: nested(10 << 20), want: mp4box.ErrTooLarge, wantText: "message type 20 of 10485760 bytes, limit 16384"},
+		{name: "a command longer than MaxAMF (gortmplib's AMF0 decoder recurses per level)", b: nested(10 << 20), want: mp4box.ErrTooLarge, wantText: "command message of 10485760 bytes, limit 16384"},
 		{name: "metadata longer than MaxAMF", b: chunk0(4, typeDataAMF0, lim.MaxAMF+1), want: mp4box.ErrTooLarge},
 		{name: "a frame longer than MaxMessage", b: chunk0(6, typeVideo, lim.MaxMessage+1), want: mp4box.ErrTooLarge},
 		{name: "a control message longer than its type needs", b: chunk0(2, 5, 65), want: mp4box.ErrTooLarge},
