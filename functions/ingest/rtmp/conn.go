@@ -184,7 +184,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		s.refuse(sc, c, log, codeBadName, err.Error(), "stream publishing")
 		return
 	}
-	defer release()
+	defer release() // once is enough: it releases only its own claim
 	c.claim = cl
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -210,12 +210,16 @@ func (s *Server) serveConn(nc net.Conn) {
 	stop := context.AfterFunc(live.Context(), c.cut)
 	defer stop()
 	err = s.publish(sc, c, live, key)
-	if err != nil && !errors.Is(err, relay.ErrShuttingDown) && live.Context().Err() == nil && c.ioErr == nil {
-		// The encoder may still read: say why, as a refusal says it.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(lingerFor))
-		_ = writeStatus(sc, codeFailed, err.Error())
-	}
+	// Closing the stream ends its context: the connection must stay
+	// readable for the answer.
+	tell := stop() && err != nil && !errors.Is(err, relay.ErrShuttingDown) && c.ioErr == nil
 	live.Close(err)
+	release()
+	if tell {
+		// The encoder still reads (ffmpeg between its writes): say why, as
+		// a refusal says it.
+		s.answer(sc, c, codeFailed, err.Error())
+	}
 }
 
 // refuse answers a publish (or play) the relay does not take, and logs
@@ -226,7 +230,7 @@ func (s *Server) refuse(sc *gortmplib.ServerConn, c *netConn, log *slog.Logger, 
 }
 
 // answer sends an onStatus error and lets the encoder read it before the
-// connection closes. The reasons the relay gives never quote a secret
+// connection closes: what it sends meanwhile is read and dropped. The reasons the relay gives never quote a secret
 // (StreamKey.String hides it; gortmplib's errors are withoutSecrets).
 func (s *Server) answer(sc *gortmplib.ServerConn, c *netConn, code, reason string) {
 	_ = writeStatus(sc, code, reason)

@@ -309,16 +309,26 @@ func (e *encoder) end() error {
 }
 
 // waitClosed waits until the server has closed the encoder's connection
-// (it reads until EOF or an error).
-func (e *encoder) waitClosed(t testing.TB) {
+// (it reads until EOF or an error), and returns the description of the
+// onStatus error it sent before, if any.
+func (e *encoder) waitClosed(t testing.TB) string {
 	t.Helper()
 	_ = e.c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	status := ""
 	for {
-		if _, err := e.c.Read(); err != nil {
+		msg, err := e.c.Read()
+		if err != nil {
 			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				t.Fatal("the server did not close the connection")
 			}
-			return
+			return status
+		}
+		if cmd, ok := msg.(*message.CommandAMF0); ok && cmd.Name == "onStatus" && len(cmd.Arguments) > 1 {
+			if o, ok := cmd.Arguments[1].(amf0.Object); ok {
+				if level, _ := o.GetString("level"); level == "error" {
+					status, _ = o.GetString("description")
+				}
+			}
 		}
 	}
 }

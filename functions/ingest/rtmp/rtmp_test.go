@@ -293,7 +293,9 @@ func TestKeyFramesTooFarApartEndTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = e.send(0, len(m.samples))
-	e.waitClosed(t)
+	if told := e.waitClosed(t); !strings.Contains(told, "key frames too far apart") {
+		t.Errorf("the encoder was told %q", told)
+	}
 	h.waitIdle(t)
 	errs := h.rl.Status().RecentErrors
 	if len(errs) != 1 || errs[0].Channel != "news" || errs[0].Kind != "protocol" || !strings.Contains(errs[0].Message, "key frames too far apart") ||
