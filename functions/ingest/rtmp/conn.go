@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,11 @@ const (
 // one that does not read is dropped rather than left holding a goroutine.
 const writeTimeout = 10 * time.Second
 
+// readBuffer is what a connection reads from the network at once:
+// gortmplib reads chunk headers a few bytes at a time, and bodies a chunk
+// at a time.
+const readBuffer = 64 << 10
+
 // lingerFor is how long a refused connection is read (and discarded)
 // after its answer, so that closing it does not reset the connection
 // before the encoder has read why.
@@ -41,6 +47,7 @@ const lingerFor = 2 * time.Second
 // another.
 type netConn struct {
 	nc    net.Conn
+	br    *bufio.Reader // over nc: one read of the network for several of gortmplib's
 	guard *guard
 	// guardErr is the guard's refusal; ioErr the network's error.
 	guardErr, ioErr error
@@ -60,7 +67,7 @@ func (c *netConn) Read(p []byte) (int, error) {
 		return 0, c.guardErr
 	}
 	c.roll()
-	n, err := c.nc.Read(p)
+	n, err := c.br.Read(p)
 	if n > 0 {
 		c.n += int64(n)
 		if c.claim != nil {
@@ -145,7 +152,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	log := s.log.With("remote", remote)
-	c := &netConn{nc: nc, guard: newGuard(s.cfg.Limits, true)}
+	c := &netConn{nc: nc, br: bufio.NewReaderSize(nc, readBuffer), guard: newGuard(s.cfg.Limits, true)}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	counted := true
 	defer func() {

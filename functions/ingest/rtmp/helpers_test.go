@@ -121,7 +121,7 @@ type harness struct {
 	addr string
 }
 
-func newHarness(t *testing.T, rcfg relay.Config, cfg Config) *harness {
+func newHarness(t testing.TB, rcfg relay.Config, cfg Config) *harness {
 	t.Helper()
 	h := &harness{st: &keyStore{}, rec: logtest.New()}
 	log := slog.New(h.rec)
@@ -149,7 +149,7 @@ func newHarness(t *testing.T, rcfg relay.Config, cfg Config) *harness {
 func (h *harness) url(key string) string { return "rtmp://" + h.addr + "/live#" + key }
 
 // waitIdle waits until the relay has no stream open.
-func (h *harness) waitIdle(t *testing.T) {
+func (h *harness) waitIdle(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.rl.Active() > 0 {
@@ -180,8 +180,14 @@ type media struct {
 // at 25 fps, and AAC at 48 kHz.
 func newMedia(t testing.TB, seconds int, gop time.Duration) *media {
 	t.Helper()
+	return newMediaRate(t, seconds, gop, 300_000)
+}
+
+// newMediaRate is newMedia with a video bitrate.
+func newMediaRate(t testing.TB, seconds int, gop time.Duration, videoBitrate int) *media {
+	t.Helper()
 	cfg := synth.Config{
-		Tracks:           []synth.Track{{Kind: timeline.Video, Bitrate: 300_000, Width: 320, Height: 180}, {Kind: timeline.Audio, Bitrate: 64_000}},
+		Tracks:           []synth.Track{{Kind: timeline.Video, Bitrate: videoBitrate, Width: 320, Height: 180}, {Kind: timeline.Audio, Bitrate: 64_000}},
 		FragmentDuration: gop, CMAF: true, Timescale: 90000,
 	}
 	m := &media{}
