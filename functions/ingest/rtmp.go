@@ -35,7 +35,7 @@ func (o *rtmpOptions) check() error {
 
 // listenRTMP starts the RTMP and RTMPS listeners that are set; the
 // server (nil with neither) is closed after the relay's Shutdown, which
-// ends its publishes at a key frame. A certificate that does not load is
+// ends its publishes (what each holds is stored first). A certificate that does not load is
 // an error; an address that is taken (another relay on the machine, say)
 // is logged loudly, and the relay takes pushes all the same, as with the
 // admin address.

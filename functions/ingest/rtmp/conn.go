@@ -59,6 +59,7 @@ type netConn struct {
 	timeout time.Duration
 	rolled  time.Time // when the read deadline was last moved
 	isCut   bool
+	cutWhy  error // why the read was cut: errStopped, or nil
 }
 
 // Read reads from the network, has the guard check it, and counts it.
@@ -110,11 +111,24 @@ func (c *netConn) setTimeout(d time.Duration) {
 }
 
 // cut ends what the connection is reading, at once.
-func (c *netConn) cut() {
+func (c *netConn) cut() { c.interrupt(nil) }
+
+// interrupt ends what the connection is reading, at once, for why
+// (errStopped: the relay shuts down; nil: the stream is cut).
+func (c *netConn) interrupt(why error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.isCut = true
+	if !c.isCut {
+		c.isCut, c.cutWhy = true, why
+	}
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// stopped reports whether the read was cut because the relay shuts down.
+func (c *netConn) stopped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return errors.Is(c.cutWhy, errStopped)
 }
 
 // Write writes to the network within writeTimeout.
@@ -133,6 +147,8 @@ func (c *netConn) Write(p []byte) (int, error) {
 // but for the network's, and its text carries no secret.
 func (c *netConn) readError(err error) error {
 	switch {
+	case c.stopped():
+		return errStopped
 	case c.guardErr != nil:
 		return &ingest.ProtocolError{Err: withoutSecrets(c.guardErr)}
 	case c.ioErr != nil:
@@ -216,6 +232,17 @@ func (s *Server) serveConn(nc net.Conn) {
 	c.live = live
 	stop := context.AfterFunc(live.Context(), c.cut)
 	defer stop()
+	// Shutdown: the read stops at once, and what the packager holds is
+	// written (publish).
+	watched := make(chan struct{})
+	defer close(watched)
+	go func() {
+		select {
+		case <-live.Stopping():
+			c.interrupt(errStopped)
+		case <-watched:
+		}
+	}()
 	err = s.publish(sc, c, live, key)
 	// Closing the stream ends its context: the connection must stay
 	// readable for the answer.

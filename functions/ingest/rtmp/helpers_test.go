@@ -19,13 +19,13 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/packager"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/synth"
@@ -260,26 +260,37 @@ type encoder struct {
 	offset time.Duration // added to every timestamp
 }
 
-// dial connects an encoder and publishes to u; the publish's refusal is
-// its error.
+// dial connects an encoder and publishes m to u; the publish's refusal
+// is its error.
 func dial(t testing.TB, u string, m *media) (*encoder, error) {
+	t.Helper()
+	e, err := connect(t, u)
+	if err != nil {
+		return nil, err
+	}
+	e.m = m
+	e.vt, e.at = newTracks(m)
+	e.w = &gortmplib.Writer{Conn: e.c, Tracks: []*gortmplib.Track{e.vt, e.at}}
+	if err := e.w.Initialize(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// connect connects an encoder and publishes to u, tracks not yet sent.
+func connect(t testing.TB, u string) (*encoder, error) {
 	t.Helper()
 	pu, err := url.Parse(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &encoder{m: m, c: &gortmplib.Client{URL: pu, Publish: true}}
+	e := &encoder{c: &gortmplib.Client{URL: pu, Publish: true}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.c.Initialize(ctx); err != nil {
 		return nil, err
 	}
 	t.Cleanup(e.c.Close)
-	e.vt, e.at = newTracks(m)
-	e.w = &gortmplib.Writer{Conn: e.c, Tracks: []*gortmplib.Track{e.vt, e.at}}
-	if err := e.w.Initialize(); err != nil {
-		return nil, err
-	}
 	return e, nil
 }
 
@@ -343,7 +354,7 @@ func (e *encoder) waitClosed(t testing.TB) string {
 // 0), len(samples) when there is none.
 func (m *media) keyIndex(n int) int {
 	for i, s := range m.samples {
-		if s.video && isKey(packager.H264, s.au) {
+		if s.video && h264.IsRandomAccess(s.au) {
 			if n == 0 {
 				return i
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 
@@ -26,12 +27,13 @@ import (
 // closeStream.
 var errEnded = errors.New("rtmp: the encoder ended the stream")
 
-// errStopped ends a stream at a fragment boundary while the relay shuts
-// down.
-var errStopped = errors.New("rtmp: stopped at a fragment boundary")
+// errStopped ends a stream while the relay shuts down: what the packager
+// holds is written (Flush), whole fragments that end where the stream
+// stopped.
+var errStopped = errors.New("rtmp: stopped by the relay's shutdown")
 
 // supported is what the relay takes, for the refusal of anything else.
-const supported = "the relay takes H.264 or HEVC video and AAC or AC-3 audio"
+const supported = "the relay takes H.264, HEVC or AV1 video and AAC or AC-3 audio"
 
 // msgConn is the connection as gortmplib's Reader reads it: it ends the
 // stream at the encoder's deleteStream, keeps its metadata, and bounds
@@ -175,10 +177,12 @@ func (s *Server) publish(sc *gortmplib.ServerConn, c *netConn, live *relay.Live,
 	mc := &msgConn{sc: sc, nc: c, analysing: true, from: c.n, maxHeld: 2 * int64(s.cfg.Limits.MaxPending)}
 	r := &gortmplib.Reader{Conn: mc}
 	if err := r.Initialize(); err != nil {
-		err = c.readError(err)
-		if errors.Is(err, errEnded) {
+		switch err = c.readError(err); {
+		case errors.Is(err, errEnded):
 			live.Log().Info("rtmp: the encoder ended the stream before 2 s of media showed its tracks")
 			return nil
+		case errors.Is(err, errStopped):
+			return fmt.Errorf("channel %s: %w: %w", key.Channel, errStopped, relay.ErrShuttingDown)
 		}
 		return err
 	}
@@ -189,17 +193,14 @@ func (s *Server) publish(sc *gortmplib.ServerConn, c *netConn, live *relay.Live,
 	}
 	for {
 		if err := r.Read(); err != nil {
-			if err = c.readError(err); errors.Is(err, errEnded) {
+			switch err = c.readError(err); {
+			case errors.Is(err, errEnded):
 				return st.wrap(st.p.End(st.ctx))
+			case errors.Is(err, errStopped):
+				st.err = err
+				return st.finish()
 			}
 			return err
-		}
-		if st.err == nil && st.video == nil {
-			select {
-			case <-live.Stopping():
-				st.err = errStopped // audio only: any frame is a boundary
-			default:
-			}
 		}
 		if st.err != nil {
 			return st.finish()
@@ -235,6 +236,10 @@ func (s *Server) newStream(live *relay.Live, channel string, r *gortmplib.Reader
 			tr.codec, tr.sets = packager.HEVC, [][]byte{c.VPS, c.SPS, c.PPS}
 			pt = packager.Track{Codec: packager.HEVC, VPS: [][]byte{c.VPS}, SPS: [][]byte{c.SPS}, PPS: [][]byte{c.PPS}}
 			r.OnDataH265(t, func(pts, dts time.Duration, au [][]byte) { st.videoSample(tr, pts, dts, au) })
+		case *codecs.AV1:
+			tr.codec = packager.AV1 // the sequence header from the first key frame
+			pt = packager.Track{Codec: packager.AV1}
+			r.OnDataAV1(t, func(pts time.Duration, tu [][]byte) { st.av1Sample(tr, pts, tu) })
 		case *codecs.MPEG4Audio:
 			asc, err := c.Config.Marshal()
 			if err != nil {
@@ -276,8 +281,6 @@ func (s *Server) newStream(live *relay.Live, channel string, r *gortmplib.Reader
 // codecName names a codec the relay does not take.
 func codecName(c codecs.Codec) string {
 	switch c.(type) {
-	case *codecs.AV1:
-		return "AV1"
 	case *codecs.VP9:
 		return "VP9"
 	case *codecs.Opus:
@@ -314,27 +317,17 @@ func (st *stream) wrap(err error) error {
 	return fmt.Errorf("channel %s: %w", st.channel, err)
 }
 
-// finish ends the stream after a callback's error: at a boundary while
-// the relay shuts down (what the packager holds is whole: it is written),
-// else with the error.
+// finish ends the stream after an error: while the relay shuts down what
+// the packager holds is written first (nothing it took is lost; the
+// tracks end as drops, for the encoder's reconnect to another relay).
 func (st *stream) finish() error {
 	if !errors.Is(st.err, errStopped) {
 		return st.err
 	}
-	if err := st.p.End(st.ctx); err != nil {
+	if err := st.p.Flush(st.ctx); err != nil {
 		return st.wrap(err)
 	}
 	return fmt.Errorf("channel %s: %w: %w", st.channel, errStopped, relay.ErrShuttingDown)
-}
-
-// stopping reports whether the relay asked the stream to stop.
-func (st *stream) stopping() bool {
-	select {
-	case <-st.live.Stopping():
-		return true
-	default:
-		return false
-	}
 }
 
 // videoSample hands the packager an access unit. A sequence header again
@@ -356,12 +349,27 @@ func (st *stream) videoSample(t *track, pts, dts time.Duration, au [][]byte) {
 		st.err = st.wrap(&ingest.ProtocolError{Err: fmt.Errorf("rtmp: video: %w", err)})
 		return
 	}
-	if st.stopping() && isKey(t.codec, au) {
-		st.err = errStopped // what the packager holds is a whole fragment
-		return
-	}
 	cts := int64((pts - dts) / time.Millisecond)
 	st.err = st.wrap(st.p.Write(st.ctx, t.idx, packager.Sample{DTS: ms * 90, PTS: (ms + cts) * 90, NALUs: au}))
+}
+
+// av1Sample hands the packager an AV1 temporal unit (gortmplib hands it
+// over as OBUs).
+func (st *stream) av1Sample(t *track, pts time.Duration, tu [][]byte) {
+	if st.err != nil {
+		return
+	}
+	ms, err := t.clock.at(pts)
+	if err != nil {
+		st.err = st.wrap(&ingest.ProtocolError{Err: fmt.Errorf("rtmp: video: %w", err)})
+		return
+	}
+	b, err := av1.Bitstream(tu).Marshal()
+	if err != nil {
+		st.err = st.wrap(&ingest.ProtocolError{Err: fmt.Errorf("rtmp: video: AV1 temporal unit: %w", err)})
+		return
+	}
+	st.err = st.wrap(st.p.Write(st.ctx, t.idx, packager.Sample{DTS: ms * 90, PTS: ms * 90, Frame: b}))
 }
 
 // audioSample hands the packager an audio frame.
@@ -413,13 +421,4 @@ func equalSets(a, b [][]byte) bool {
 		}
 	}
 	return true
-}
-
-// isKey reports whether an access unit is a key frame, where a fragment
-// may start.
-func isKey(c packager.Codec, au [][]byte) bool {
-	if c == packager.HEVC {
-		return h265.IsRandomAccess(au)
-	}
-	return h264.IsRandomAccess(au)
 }

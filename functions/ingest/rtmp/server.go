@@ -8,14 +8,16 @@
 // Enhanced RTMP tags); this package only converts. Each connection that
 // publishes opens a stream through the relay (relay.OpenLive: the
 // channel's secret, the limits of pushes in progress, /status, the
-// metrics, Shutdown) and feeds a packager over it: H.264 or HEVC video
-// (legacy FLV or Enhanced RTMP) and AAC or AC-3 audio, their FLV
+// metrics, Shutdown) and feeds a packager over it: H.264, HEVC or AV1
+// video (legacy FLV or Enhanced RTMP) and AAC or AC-3 audio, their FLV
 // timestamps (32-bit milliseconds) unwrapped and counted in 90 kHz
 // ticks, cut into CMAF fragments at the encoder's key frames. The
 // encoder's deleteStream (or FCUnpublish) ends the stream (the manifests
 // turn VOD once every stream of the channel has ended); a connection that
 // breaks is a drop, and nothing of the group of pictures it was sending
-// is stored.
+// is stored. When the relay shuts down a publish stops at once: what its
+// packager holds is stored (Packager.Flush) and its tracks end as drops,
+// for the encoder's reconnect to another relay.
 //
 // A play request, an application other than live, a stream key that
 // does not parse and a second publish of a stream that is publishing are
