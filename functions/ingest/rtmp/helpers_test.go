@@ -71,7 +71,7 @@ type stored struct {
 	ends      []string                       // {"eos":true} or false, by track
 }
 
-func (s *keyStore) channel(t *testing.T, channel string) stored {
+func (s *keyStore) channel(t testing.TB, channel string) stored {
 	t.Helper()
 	out := stored{fragments: map[string][]fmp4.FragmentInfo{}}
 	for _, k := range s.Keys() {
@@ -147,6 +147,27 @@ func newHarness(t testing.TB, rcfg relay.Config, cfg Config) *harness {
 // url is the publish URL of key (the part after /live/) as gortmplib's
 // client takes it: the stream key after a #.
 func (h *harness) url(key string) string { return "rtmp://" + h.addr + "/live#" + key }
+
+// publishAll publishes the whole of m, its timestamps shifted by offset,
+// under key, ends the stream, and returns what the store then holds of
+// channel.
+func (h *harness) publishAll(t testing.TB, key, channel string, m *media, offset time.Duration) stored {
+	t.Helper()
+	e, err := dial(t, h.url(key), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.offset = offset
+	if err := e.send(0, len(m.samples)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.end(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitClosed(t)
+	h.waitIdle(t)
+	return h.st.channel(t, channel)
+}
 
 // waitIdle waits until the relay has no stream open.
 func (h *harness) waitIdle(t testing.TB) {

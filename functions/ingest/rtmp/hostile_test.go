@@ -132,23 +132,87 @@ func TestHostileInputIsRefusedAndTheNextEncoderPublishes(t *testing.T) {
 			}
 			checkWholeGOPs(t, got)
 			// The next encoder publishes as if nothing had happened.
-			next := newMedia(t, 6, 2*time.Second)
-			e, err := dial(t, h.url("news"), next)
-			if err != nil {
-				t.Fatalf("the next encoder: %v", err)
-			}
-			e.offset = 20 * time.Second // after what the channel has
-			if err := e.send(0, len(next.samples)); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.end(); err != nil {
-				t.Fatal(err)
-			}
-			e.waitClosed(t)
-			h.waitIdle(t)
-			if v := h.st.channel(t, "news").count(timeline.Video); v != tc.gops+3 {
+			next := h.publishAll(t, "news", "news", newMedia(t, 6, 2*time.Second), 20*time.Second) // after what the channel has
+			if v := next.count(timeline.Video); v != tc.gops+3 {
 				t.Errorf("after the next encoder, %d video fragments, want %d", v, tc.gops+3)
 			}
 		})
 	}
+}
+
+// The time and the connections a client may take before it publishes,
+// the silence a publisher may keep, and what gortmplib may hold while it
+// finds the tracks are bounded: each ends the connection with a clear
+// error.
+func TestConnectionLimits(t *testing.T) {
+	t.Run("a handshake that never comes", func(t *testing.T) {
+		h := newHarness(t, relay.DefaultConfig(), Config{HandshakeTimeout: 200 * time.Millisecond})
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte{3}) // C0, then nothing
+		start := time.Now()
+		waitServerClose(t, c)
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("closed after %v, want the handshake timeout (200ms)", took)
+		}
+	})
+	t.Run("connections that do not publish", func(t *testing.T) {
+		h := newHarness(t, relay.DefaultConfig(), Config{MaxConnecting: 2})
+		var conns []net.Conn
+		for range 3 {
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			conns = append(conns, c)
+		}
+		waitServerClose(t, conns[2]) // the third, at once
+		if lines := strings.Join(h.rec.Lines(), "\n"); !strings.Contains(lines, "too many connections have not published yet") {
+			t.Errorf("not logged:\n%s", lines)
+		}
+	})
+	t.Run("a publisher that falls silent", func(t *testing.T) {
+		h := newHarness(t, relay.DefaultConfig(), Config{ReadTimeout: 300 * time.Millisecond})
+		m := newMedia(t, 8, 2*time.Second)
+		e, err := dial(t, h.url("news"), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.send(0, m.keyIndex(2)+5); err != nil {
+			t.Fatal(err)
+		}
+		e.waitClosed(t)
+		h.waitIdle(t)
+		got := h.st.channel(t, "news")
+		if v := got.count(timeline.Video); v != 2 {
+			t.Errorf("stored %d video fragments, want the 2 whole GOPs", v)
+		}
+		checkEnds(t, got, 2, false)
+		if errs := h.rl.Status().RecentErrors; len(errs) != 1 || errs[0].Kind != "timeout" {
+			t.Errorf("recent errors %+v, want a timeout", errs)
+		}
+	})
+	t.Run("media that does not advance while the tracks are found", func(t *testing.T) {
+		h := newHarness(t, relay.DefaultConfig(), Config{})
+		m := newMedia(t, 2, 2*time.Second)
+		e, err := dial(t, h.url("news"), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := [][]byte{append([]byte{0x41}, make([]byte, 1<<20)...)} // a 1 MiB picture
+		for range 25 {
+			if err := e.w.WriteH264(e.vt, 0, 0, frame); err != nil {
+				break
+			}
+		}
+		e.waitClosed(t)
+		h.waitIdle(t)
+		if lines := strings.Join(h.rec.Lines(), "\n"); !strings.Contains(lines, "before 2 s of media showed which tracks the stream has") {
+			t.Errorf("not refused:\n%s", lines)
+		}
+	})
 }

@@ -305,20 +305,7 @@ func TestKeyFramesTooFarApartEndTheStream(t *testing.T) {
 func TestTimestampsUnwrapAcrossTheWrap(t *testing.T) {
 	h := newHarness(t, relay.DefaultConfig(), Config{})
 	m := newMedia(t, 8, 2*time.Second)
-	e, err := dial(t, h.url("news"), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.offset = time.Duration(1<<32-3000) * time.Millisecond // the wrap 3 s in
-	if err := e.send(0, len(m.samples)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.end(); err != nil {
-		t.Fatal(err)
-	}
-	e.waitClosed(t)
-	h.waitIdle(t)
-	got := h.st.channel(t, "news")
+	got := h.publishAll(t, "news", "news", m, time.Duration(1<<32-3000)*time.Millisecond) // the wrap 3 s in
 	if v := got.count(timeline.Video); v != 4 {
 		t.Fatalf("stored %d video fragments, want 4: %v", v, got.fragments)
 	}
