@@ -114,7 +114,8 @@ func (c *netConn) setTimeout(d time.Duration) {
 func (c *netConn) cut() { c.interrupt(nil) }
 
 // interrupt ends what the connection is reading, at once, for why
-// (errStopped: the relay shuts down; nil: the stream is cut).
+// (errStopped: the relay shuts down; errReplaced: a new publish took its
+// stream key; nil: the stream is cut).
 func (c *netConn) interrupt(why error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -125,11 +126,21 @@ func (c *netConn) interrupt(why error) {
 }
 
 // stopped reports whether the read was cut because the relay shuts down.
-func (c *netConn) stopped() bool {
+func (c *netConn) stopped() bool { return c.cutFor(errStopped) }
+
+// replaced reports whether the read was cut because a new publish of the
+// stream key took the connection's place.
+func (c *netConn) replaced() bool { return c.cutFor(errReplaced) }
+
+func (c *netConn) cutFor(why error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return errors.Is(c.cutWhy, errStopped)
+	return errors.Is(c.cutWhy, why)
 }
+
+// errReplaced ends a silent publisher whose stream key a new publish
+// took.
+var errReplaced = errors.New("rtmp: silent, its stream key taken by a new publish")
 
 // Write writes to the network within writeTimeout.
 func (c *netConn) Write(p []byte) (int, error) {
@@ -149,6 +160,10 @@ func (c *netConn) readError(err error) error {
 	switch {
 	case c.stopped():
 		return errStopped
+	case c.replaced() && c.ioErr != nil:
+		return fmt.Errorf("%w (%w)", errReplaced, c.ioErr) // a timeout, for the metrics
+	case c.replaced():
+		return errReplaced
 	case c.guardErr != nil:
 		return &ingest.ProtocolError{Err: withoutSecrets(c.guardErr)}
 	case c.ioErr != nil:
@@ -200,7 +215,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		return
 	}
 	log = log.With("channel", key.Channel, "stream", key.Stream())
-	cl := &claim{remote: remote, kick: c.cut}
+	cl := &claim{remote: remote, kick: func() { c.interrupt(errReplaced) }}
 	cl.lastRead.Store(time.Now())
 	release, err := s.claimKey(key, cl)
 	if err != nil {

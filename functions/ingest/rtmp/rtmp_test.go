@@ -175,6 +175,37 @@ func TestRefusalsSayWhy(t *testing.T) {
 	}
 }
 
+// A publisher silent for a while (its network path broke, the relay
+// has not noticed yet) gives its stream key to the encoder's reconnect:
+// the silent one ends as a drop, saying why, and the new one publishes.
+func TestAReconnectTakesASilentPublishersPlace(t *testing.T) {
+	h := newHarness(t, relay.DefaultConfig(), Config{})
+	h.srv.staleAfter = 200 * time.Millisecond
+	m := newMedia(t, 8, 2*time.Second)
+	old, err := dial(t, h.url("news"), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.send(0, m.keyIndex(1)+5); err != nil {
+		t.Fatal(err)
+	}
+	// Live: refused.
+	if _, err := dial(t, h.url("news"), m); err == nil || !strings.Contains(err.Error(), "is publishing from") {
+		t.Fatalf("a second publish while the first is live: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // the old one silent past staleAfter
+	got := h.publishAll(t, "news", "news", m, 30*time.Second)
+	if v := got.count(timeline.Video); v != 1+4 {
+		t.Errorf("stored %d video fragments, want the old publish's GOP 0 and the new one's 4", v)
+	}
+	lines := strings.Join(h.rec.Lines(), "\n")
+	for _, want := range []string{"rtmp publish takes the place of a silent connection", "its stream key taken by a new publish"} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("the log does not say %q:\n%s", want, lines)
+		}
+	}
+}
+
 // play asks to play u (gortmplib's client, the stream key after #).
 func play(t *testing.T, u string) error {
 	t.Helper()

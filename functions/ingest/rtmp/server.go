@@ -72,10 +72,11 @@ type Config struct {
 // DefaultHandshakeTimeout is Config.HandshakeTimeout's default.
 const DefaultHandshakeTimeout = 10 * time.Second
 
-// staleAfter is how long a publisher may have sent nothing before a new
-// publish of its stream key takes its place: an encoder that reconnects
-// after its network path broke need not wait for the read timeout.
-const staleAfter = 5 * time.Second
+// defaultStaleAfter is how long a publisher may have sent nothing before
+// a new publish of its stream key takes its place: an encoder that
+// reconnects after its network path broke need not wait for the read
+// timeout.
+const defaultStaleAfter = 5 * time.Second
 
 // Server accepts RTMP (and, on a TLS listener, RTMPS) connections and
 // publishes them through a relay. Its methods are safe for concurrent
@@ -84,6 +85,8 @@ type Server struct {
 	rl  *relay.Relay
 	cfg Config
 	log *slog.Logger
+
+	staleAfter time.Duration // the defaultStaleAfter; tests shorten it
 
 	mu         sync.Mutex // guards what follows; never held with another lock
 	listeners  map[net.Listener]bool
@@ -120,7 +123,7 @@ func New(rl *relay.Relay, cfg Config, log *slog.Logger) *Server {
 	if cfg.MinFragment <= 0 {
 		cfg.MinFragment = packager.DefaultMinFragment
 	}
-	return &Server{rl: rl, cfg: cfg, log: log.With("source", "rtmp"), listeners: map[net.Listener]bool{},
+	return &Server{rl: rl, cfg: cfg, log: log.With("source", "rtmp"), staleAfter: defaultStaleAfter, listeners: map[net.Listener]bool{},
 		conns: map[net.Conn]bool{}, keys: map[string]*claim{}}
 }
 
@@ -235,13 +238,14 @@ type claim struct {
 
 // claimKey makes c the publisher of k, unless another connection
 // publishes it and has received bytes within staleAfter; a silent one
-// (its network path broke) is ended and replaced. release undoes it.
+// (its network path broke) is ended (errReplaced) and replaced. release
+// undoes it.
 func (s *Server) claimKey(k StreamKey, c *claim) (release func(), err error) {
 	id := k.Channel + "/" + k.Name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.keys[id]; old != nil {
-		if silent := time.Since(old.lastRead.Load()); silent < staleAfter {
+		if silent := time.Since(old.lastRead.Load()); silent < s.staleAfter {
 			return nil, fmt.Errorf("stream key %s is publishing from %s: a second encoder of the channel publishes as %s/{name}", k, old.remote, k.Channel)
 		} else {
 			s.log.Warn("rtmp publish takes the place of a silent connection", "channel", k.Channel, "stream", k.Stream(), "remote", c.remote, "silent_remote", old.remote, "silent_for", silent.Round(time.Millisecond).String())
