@@ -232,7 +232,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		code := codeFailed
 		var perr *ingest.ProtocolError
 		switch {
-		case key.Secret == "" && reason == "authentication required", reason == "wrong secret":
+		case reason == "authentication required" || reason == "wrong secret":
 			code = codeUnauthorized
 		case errors.As(err, &perr):
 			code = codeBadName
@@ -279,8 +279,9 @@ func (s *Server) refuse(sc *gortmplib.ServerConn, c *netConn, log *slog.Logger, 
 }
 
 // answer sends an onStatus error and lets the encoder read it before the
-// connection closes: what it sends meanwhile is read and dropped. The reasons the relay gives never quote a secret
-// (StreamKey.String hides it; gortmplib's errors are withoutSecrets).
+// connection closes: what it sends meanwhile is read and dropped. The
+// reasons the relay gives never quote a secret (StreamKey.String hides
+// it; gortmplib's errors are withoutSecrets).
 func (s *Server) answer(sc *gortmplib.ServerConn, c *netConn, code, reason string) {
 	_ = writeStatus(sc, code, reason)
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
