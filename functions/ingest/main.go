@@ -35,6 +35,8 @@
 //	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
 //	-admin-addr        metrics, health and status address (default 127.0.0.1:9090; empty: none)
 //	-shutdown-timeout  how long a shutdown may take (default 10s)
+//	-rtmp-addr   RTMP listen address (default :1935; empty: none), package rtmp
+//	-rtmps-addr  RTMPS listen address (default none), with -rtmps-cert and -rtmps-key (PEM)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -90,6 +92,7 @@ type options struct {
 	secretFile, secretParameter, secret string
 	adminAddr                           string
 	headerTimeout, shutdownTimeout      time.Duration
+	rtmp                                rtmpOptions
 	settings                            *config.Set // for the log line
 }
 
@@ -119,6 +122,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	secret := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when neither -secret-parameter nor -secret-file is set")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
+	o.rtmp.define(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -130,7 +134,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if o.shutdownTimeout <= 0 {
 		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
-	return o, nil
+	return o, o.rtmp.check()
 }
 
 func run(log *slog.Logger, o options) error {
@@ -159,6 +163,14 @@ func run(log *slog.Logger, o options) error {
 	}
 	// Each connection draws its headers' cost from the budget.
 	ln = rl.Listener(ln)
+	rtmpSrv, err := listenRTMP(ctx, log, rl, o.rtmp)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if rtmpSrv != nil {
+		defer rtmpSrv.Close() // after serve's Shutdown of the relay
+	}
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
 	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
 	return serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)

@@ -48,6 +48,10 @@ func (r *run) reset() {
 
 func (r *run) empty() bool { return len(r.samples) == 0 }
 
+// presentation is when sample i is shown: its decode time and
+// composition offset (video: the source's PTS).
+func (r *run) presentation(i int) int64 { return r.samples[i].time + int64(r.samples[i].cto) }
+
 // end is where the run's last (audio) sample ends.
 func (r *run) end() int64 {
 	s := r.samples[len(r.samples)-1]

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/avc"
 	"github.com/Eyevinn/mp4ff/hevc"
@@ -284,7 +285,11 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 		return protocolErr(t, "%w: no key frame for %s (limit %v): %s", ErrGOPTooLong, seconds(d, 90000), p.opts.MaxGOP, gopHint)
 	}
 	dts := s.DTS + c.delay
-	if key && !p.opts.OnCut && !t.cur.empty() && (p.cutNext || dts-t.cur.samples[0].time >= ticks(p.opts.MinFragment, 90000)) {
+	// The fragment's length is measured in presentation time, key frame
+	// to key frame: in an open GOP (an HEVC CRA and its leading
+	// pictures) the key frame is decoded before pictures shown ahead of
+	// it, and its decode time comes a few frames short of the GOP's.
+	if key && !p.opts.OnCut && !t.cur.empty() && (p.cutNext || s.PTS-t.cur.presentation(0) >= ticks(p.opts.MinFragment-cutSlack, 90000)) {
 		if err := p.videoCut(ctx, t, dts); err != nil {
 			return err
 		}
@@ -292,6 +297,13 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 	}
 	return p.appendVideo(t, s, key, size)
 }
+
+// cutSlack is how much shorter than MinFragment a fragment a key frame
+// ends may be: timestamps in milliseconds (FLV) or rounded from another
+// timescale put a key frame one GOP after the last up to a millisecond or
+// two early, and a GOP of exactly MinFragment must still make a fragment
+// of its own rather than two GOPs.
+const cutSlack = 10 * time.Millisecond
 
 // gopHint tells an operator what to set when key frames are too far apart.
 const gopHint = "set the encoder's keyframe interval to 2 s (OBS: Settings > Output > Keyframe Interval 2 s; ffmpeg: -g at twice the frame rate, or -force_key_frames \"expr:gte(t,n_forced*2)\")"

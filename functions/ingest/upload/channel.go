@@ -333,6 +333,9 @@ func (c *channel) placeHeld() {
 		case s.ts && r == nil:
 			kept = append(kept, s)
 			continue
+		case r != nil && r == s.notFor:
+			kept = append(kept, s) // waits for the init segment that replaces r
+			continue
 		case r != nil:
 			byRendition[r] = append(byRendition[r], s)
 		case !c.placed(s): // refused: its rendition ended

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"path"
 	"slices"
@@ -300,16 +301,23 @@ func (c *channel) restartTS(r *rendition, s *segment) bool {
 		r.tsPrev = nil // its times are this rendition's from now on
 		return false
 	}
-	if len(r.dispatched) == 0 || slices.Contains(r.dispatched, s.start) {
-		return false // a resend: offer answers it
-	}
-	dur := uint64(0)
-	if r.hasNext && r.next > r.newest {
-		dur = r.next - r.newest
-	}
-	if s.start > r.tsFirst && (dur == 0 || s.start+4*dur >= r.newest) {
+	if len(r.dispatched) == 0 {
 		return false
 	}
+	if i := slices.Index(r.dispatched, s.start); i >= 0 && r.sums[i] == crc32.ChecksumIEEE(s.body) {
+		return false // a resend: offer answers it
+	} else if i < 0 {
+		dur := uint64(0)
+		if r.hasNext && r.next > r.newest {
+			dur = r.next - r.newest
+		}
+		if s.start > r.tsFirst && (dur == 0 || s.start+4*dur >= r.newest) {
+			return false
+		}
+	}
+	// From before the rendition's first segment, far back, or where a
+	// segment it has started but another one: the encoder started again
+	// (a TS rendition has no init segment to wait for).
 	c.log.Info("TS rendition starts again: its encoder restarted", "rendition", r.init, "file", s.file)
 	c.end(r, false, errRestarted)
 	sess, err := c.u.sessions.Open(c.name, r.init, s.remote)
@@ -333,6 +341,10 @@ func (r *rendition) forgetRefused(s *segment) {
 	}
 	if i := slices.Index(r.dispatched, s.start); i >= 0 {
 		r.dispatched = slices.Delete(r.dispatched, i, i+1)
+		r.sums = slices.Delete(r.sums, i, i+1)
+		if s.start == r.first && len(r.dispatched) > 0 {
+			r.first = slices.Min(r.dispatched)
+		}
 	}
 	if r.newest == s.start && !slices.ContainsFunc(r.dispatched, func(t uint64) bool { return t >= s.start }) {
 		r.newest, r.next, r.hasNext = s.was.newest, s.was.next, s.was.hasNext

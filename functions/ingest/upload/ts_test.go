@@ -330,3 +330,29 @@ func TestAfterATSRenditionEnded(t *testing.T) {
 		t.Fatalf("%d sessions, want a new one", len(ss))
 	}
 }
+
+// An encoder started again whose first segment starts where the
+// rendition's did but is another segment (new media at the same
+// timestamps) starts a new session at once: a TS rendition has no init
+// segment to wait for.
+func TestATSSegmentAgainButOtherStartsANewSession(t *testing.T) {
+	segs := tsSegments(t)
+	h := newHarness(t, Config{})
+	if a := h.put("c", "index.m3u8", tsPlaylist("index.m3u8", 12)); a.err != nil {
+		t.Fatal(a.err)
+	}
+	for k := range 3 {
+		if a := h.put("c", tsName(k), segs[k]); a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	other := slices.Clone(segs[0])
+	other[len(other)-1] ^= 0xff // the last byte of its last packet: stuffing or media, demultiplexed alike
+	if a := h.put("c", tsName(0), other); a.err != nil || a.result != Done {
+		t.Fatalf("the new encoder's first segment: %v %v", a.result, a.err)
+	}
+	waitFor(t, "a second session", func() bool { return len(h.sessions.sessions()) == 2 })
+	if _, files, _, _ := h.sessions.sessions()[1].state(); !slices.Equal(files, []string{"index0.ts"}) {
+		t.Errorf("the new session was fed %v", files)
+	}
+}

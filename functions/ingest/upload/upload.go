@@ -54,13 +54,15 @@
 //
 // An encoder that starts again (ffmpeg restarted: its timestamps start
 // again at 1.4 s) sends a segment that starts at or before the
-// rendition's first, or further back than four of its segments, and is
-// not a resend: the rendition ends (as a drop) and a new one starts with
-// that segment, its session rebased by the channel clock (one
-// discontinuity). An encoder restarted within the last few segments'
-// time that sends the same segments again is a reconnect that resends:
-// those are answered as resends, and the stream goes on without a
-// discontinuity. A segment for a rendition that ended (EXT-X-ENDLIST,
+// rendition's first, or further back than four of its segments, or where
+// a segment the relay has started but with other bytes, and is not a
+// resend: the rendition ends (as a drop) and a new one starts with that
+// segment at once (there is no init segment to wait for, as an fMP4
+// rendition does), its session rebased by the channel clock (one
+// discontinuity). An encoder restarted that sends the same segments
+// again (the same bytes at the same times, among the last few the relay
+// has) is a reconnect that resends: those are answered as resends, and
+// the stream goes on without a discontinuity. A segment for a rendition that ended (EXT-X-ENDLIST,
 // idle) starts a new one unless it is a late one of the ended run.
 //
 // # MPEG-TS: packaging
