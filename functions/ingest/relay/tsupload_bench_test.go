@@ -2,9 +2,12 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,8 +18,10 @@ import (
 	mpegtscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
+	"github.com/smoothcast/smoothcast/shared/tsdemux"
 )
 
 // tsSegments is an HLS encoder's MPEG-TS output of the synthetic encoder's
@@ -88,8 +93,11 @@ func tsSegments(b *testing.B, n int) [][]byte {
 				b.Fatal(err)
 			}
 			isVideo := frag.Moof.Traf.Tfhd.TrackID == 1
+			// A Smooth push's fragments carry their time in tfxd, not tfdt:
+			// fragment k starts k fragments in.
+			base := int64(90000 + 2*90000*k)
 			for i, fs := range samples {
-				pts := int64(fs.PresentationTime()) + 90000
+				pts := int64(fs.PresentationTime()) + base
 				if !isVideo {
 					if len(pending) == 0 {
 						apts = pts
@@ -112,14 +120,33 @@ func tsSegments(b *testing.B, n int) [][]byte {
 					au = append(au, data[4:4+l])
 					data = data[4+l:]
 				}
-				if err := w.WriteH264(video, pts, int64(fs.DecodeTime)+90000, au); err != nil {
+				if err := w.WriteH264(video, pts, int64(fs.DecodeTime)+base, au); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
 		out = append(out, bytes.Clone(buf.Bytes()))
 	}
+	for k := 1; k < len(out); k++ {
+		prev, _, _ := tsdemux.Span(out[k-1])
+		if start, _, _ := tsdemux.Span(out[k]); start <= prev {
+			b.Fatalf("segment %d starts at %d, the one before at %d", k, start, prev)
+		}
+	}
 	return out
+}
+
+// countingStore keeps nothing and counts the fragments written.
+type countingStore struct {
+	nullStore
+	fragments atomic.Int64
+}
+
+func (c *countingStore) PutParts(ctx context.Context, key string, parts [][]byte, o store.PutOptions) (string, error) {
+	if strings.Contains(key, "/Fragments(") {
+		c.fragments.Add(1)
+	}
+	return c.nullStore.PutParts(ctx, key, parts, o)
 }
 
 // BenchmarkTSUpload uploads an encoder's HLS output with MPEG-TS segments
@@ -141,7 +168,8 @@ func BenchmarkTSUpload(b *testing.B) {
 	}
 	rcfg := relay.DefaultConfig()
 	rcfg.MaxStreams = 0
-	rl := relay.New(nullStore{}, rcfg, quiet)
+	st := &countingStore{}
+	rl := relay.New(st, rcfg, quiet)
 	h := rl.Handler()
 	b.Cleanup(rl.CloseUploads)
 	b.SetBytes(int64(size))
@@ -168,5 +196,8 @@ func BenchmarkTSUpload(b *testing.B) {
 		}
 	}
 	perHour := (cpu() - before).Seconds() / float64(b.N) * 3600 / (2 * n)
+	if got := st.fragments.Load(); got != int64(2*n*b.N) {
+		b.Fatalf("%d fragments stored, want %d: every segment's video and audio", got, 2*n*b.N)
+	}
 	b.ReportMetric(perHour, "cpu-s/media-h")
 }
