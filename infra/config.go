@@ -26,6 +26,8 @@ type Config struct {
 	IngestCIDRs []netip.Prefix
 	// IngestPort is the relay's listening port.
 	IngestPort int
+	// SRTPort is the relay's SRT port (UDP), open to IngestCIDRs too.
+	SRTPort int
 	// InstanceType runs the relay (arm64: Graviton).
 	InstanceType string
 	// IngestSecretParameter names the SSM parameter (SecureString) that
@@ -56,6 +58,7 @@ func DefaultConfig() Config {
 		Retention:             24 * time.Hour,
 		IngestCIDRs:           []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		IngestPort:            8080,
+		SRTPort:               9000,
 		InstanceType:          "t4g.small",
 		IngestSecretParameter: "/smoothcast/ingest-secret",
 		Assets:                "build",
@@ -96,6 +99,11 @@ func FromContext(lookup func(key string) string) (Config, error) {
 	if v := lookup("ingestPort"); v != "" {
 		if _, err := fmt.Sscanf(v, "%d", &c.IngestPort); err != nil || c.IngestPort < 1 || c.IngestPort > 65535 {
 			bad("ingestPort", v, "want a TCP port")
+		}
+	}
+	if v := lookup("srtPort"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.SRTPort); err != nil || c.SRTPort < 1 || c.SRTPort > 65535 {
+			bad("srtPort", v, "want a UDP port")
 		}
 	}
 	if v := lookup("staleAlarmSeconds"); v != "" {

@@ -451,7 +451,8 @@ func TestDistribution(t *testing.T) {
 
 func TestRelay(t *testing.T) {
 	s := synth(t)
-	var ingress []string
+	// Per protocol: HTTP on TCP 8080, SRT on UDP 9000.
+	ingress := map[string][]string{}
 	for _, sg := range s.of("AWS::EC2::SecurityGroup") {
 		for _, r := range sg.Properties["SecurityGroupIngress"].([]any) {
 			r := r.(map[string]any)
@@ -459,15 +460,18 @@ func TestRelay(t *testing.T) {
 			if cidr == "" {
 				cidr, _ = r["CidrIpv6"].(string)
 			}
-			ingress = append(ingress, cidr)
-			if r["FromPort"] != float64(8080) || r["ToPort"] != float64(8080) {
-				t.Errorf("ingress rule %s: want port 8080 only", js(r))
+			proto, _ := r["IpProtocol"].(string)
+			ingress[proto] = append(ingress[proto], cidr)
+			if port := map[string]float64{"tcp": 8080, "udp": 9000}[proto]; r["FromPort"] != port || r["ToPort"] != port {
+				t.Errorf("ingress rule %s: want TCP port 8080 or UDP port 9000 only", js(r))
 			}
 		}
 	}
-	slices.Sort(ingress)
-	if want := []string{"2001:db8::/32", "203.0.113.0/24"}; !slices.Equal(ingress, want) {
-		t.Errorf("ingress from %v, want %v", ingress, want)
+	for _, proto := range []string{"tcp", "udp"} {
+		slices.Sort(ingress[proto])
+		if want := []string{"2001:db8::/32", "203.0.113.0/24"}; !slices.Equal(ingress[proto], want) {
+			t.Errorf("%s ingress from %v, want %v", proto, ingress[proto], want)
+		}
 	}
 	asg := s.one(t, "AWS::AutoScaling::AutoScalingGroup", "Relay").Properties
 	if asg["MinSize"] != "1" || asg["MaxSize"] != "1" {
@@ -479,7 +483,8 @@ func TestRelay(t *testing.T) {
 			t.Errorf("launch template lacks %s", want)
 		}
 	}
-	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret"} {
+	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret",
+		"-srt-addr :9000"} {
 		if !strings.Contains(lt, want) {
 			t.Errorf("user data lacks %q", want)
 		}
@@ -674,13 +679,16 @@ func asList(v any) []string {
 
 func TestOutputs(t *testing.T) {
 	s := synth(t)
-	for _, id := range []string{"IngestUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
+	for _, id := range []string{"IngestUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
 		if _, ok := s.outputs[id]; !ok {
 			t.Errorf("no output %s (have %v)", id, keys(s.outputs))
 		}
 	}
 	if !strings.Contains(js(s.outputs["IngestUrl"]), "/live/{channel}.isml/Streams({stream})") {
 		t.Errorf("ingest URL output: %s", js(s.outputs["IngestUrl"]))
+	}
+	if !strings.Contains(js(s.outputs["SrtUrl"]), ":9000?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}") {
+		t.Errorf("SRT URL output: %s", js(s.outputs["SrtUrl"]))
 	}
 }
 
@@ -704,14 +712,15 @@ func TestConfigFromContext(t *testing.T) {
 			return c.DVRWindow == 30*time.Minute && c.RetentionDays() == 1 && c.InstanceType == "t4g.small" && c.IngestCIDRs[0].String() == "192.0.2.0/24"
 		}, ""},
 		{"everything set", map[string]string{"channels": "a,b", "dvrWindow": "2h", "retention": "72h", "ingestCidrs": "203.0.113.7/24, 198.51.100.0/24",
-			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1"}, func(c Config) bool {
-			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.OriginShieldRegion == "eu-west-1"
+			"ingestPort": "9000", "srtPort": "9999", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1"}, func(c Config) bool {
+			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.SRTPort == 9999 && c.OriginShieldRegion == "eu-west-1"
 		}, ""},
 		{"retention shorter than the window", map[string]string{"dvrWindow": "2h", "retention": "1h"}, nil, "retention"},
 		{"bad CIDR", map[string]string{"ingestCidrs": "10.0.0.0/33"}, nil, "ingestCidrs"},
 		{"bad duration", map[string]string{"dvrWindow": "soon"}, nil, "dvrWindow"},
 		{"bad channel", map[string]string{"channels": "a/b"}, nil, "channels"},
 		{"bad port", map[string]string{"ingestPort": "70000"}, nil, "ingestPort"},
+		{"bad SRT port", map[string]string{"srtPort": "0"}, nil, "srtPort"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := FromContext(func(k string) string { return tc.ctx[k] })
