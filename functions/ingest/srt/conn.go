@@ -12,6 +12,7 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // conn is one admitted caller: its SRT connection, its stream in the
@@ -27,11 +28,34 @@ type conn struct {
 	timedOut atomic.Bool   // the read timeout closed the connection
 	packets  atomic.Uint64 // packets read into the backlog
 	readDone chan struct{} // closed when read returns
+
+	// media is when the stream last made progress (UnixNano): a sample
+	// for the packager, or a store write done; storing is true during a
+	// store write (the encoder is not to blame for its time). See read.
+	media   atomic.Int64
+	storing atomic.Bool
 }
 
 func newConn(s *Server, live *relay.Live, c gosrt.Conn) *conn {
-	return &conn{s: s, live: live, c: c, log: live.Log(), in: newBacklog(s.cfg.MaxBacklog), readDone: make(chan struct{})}
+	cn := &conn{s: s, live: live, c: c, log: live.Log(), in: newBacklog(s.cfg.MaxBacklog), readDone: make(chan struct{})}
+	cn.progress()
+	return cn
 }
+
+// progress notes that the stream made progress now.
+func (c *conn) progress() { c.media.Store(time.Now().UnixNano()) }
+
+// Box is the stream's session's (relay.Live.Box), its time out of the
+// encoder's account.
+func (c *conn) Box(ctx context.Context, b mp4box.Box) error {
+	c.storing.Store(true)
+	defer c.storing.Store(false)
+	defer c.progress()
+	return c.live.Box(ctx, b)
+}
+
+// Warn is relay.Live.Warn.
+func (c *conn) Warn(err error) { c.live.Warn(err) }
 
 // Read is the connection's bytes, for the ingest goroutine, counted in
 // the relay (status, metrics) as they are taken.
@@ -63,7 +87,11 @@ func (s *Server) serve(c *conn) {
 }
 
 // read copies what the caller sends into the backlog until the
-// connection ends, and ends the backlog with why it ended.
+// connection ends, and ends the backlog with why it ended. The read
+// timeout ends a connection that brings no media for that long: one
+// silent (no packet at all: a timer), and one that keeps sending what
+// yields no sample (null packets, what the demultiplexer skips as lost:
+// checked at each packet), while no store write is in progress.
 func (c *conn) read() {
 	defer close(c.readDone)
 	timeout := c.s.cfg.ReadTimeout
@@ -75,6 +103,13 @@ func (c *conn) read() {
 	for {
 		p, err := c.c.ReadPacket()
 		if err != nil {
+			c.in.close(c.why())
+			return
+		}
+		if !c.storing.Load() && time.Since(time.Unix(0, c.media.Load())) > timeout {
+			p.Decommission()
+			c.timedOut.Store(true)
+			_ = c.c.Close()
 			c.in.close(c.why())
 			return
 		}

@@ -28,7 +28,8 @@ import (
 // in hand is stored.
 func ingestTS(c *conn) error {
 	ctx := c.live.Context()
-	p := newPipeline(c.live, c.s.cfg.MaxGOP, c.live.Stopping(), c.log)
+	p := newPipeline(c, c.s.cfg.MaxGOP, c.live.Stopping(), c.log)
+	p.onSample = c.progress
 	d := tsdemux.New(p, tsdemux.Options{Lossy: true, Warn: p.lossy, Log: c.log})
 	err := d.Read(ctx, c)
 	switch {
@@ -62,6 +63,8 @@ type pipeline struct {
 
 	p        *packager.Packager
 	boundary boundary
+	// onSample, when set, is told of each sample (the read timeout).
+	onSample func()
 
 	// What Lossy forgave (the PES packets that SRT's dropped packets
 	// broke), told to the relay at most every warnEvery.
@@ -94,6 +97,9 @@ func (p *pipeline) Tracks(_ context.Context, tracks []packager.Track) error {
 
 // Sample is tsdemux.Handler's.
 func (p *pipeline) Sample(ctx context.Context, i int, s packager.Sample) error {
+	if p.onSample != nil {
+		p.onSample()
+	}
 	if !p.boundary.armed {
 		select {
 		case <-p.stopping:

@@ -246,3 +246,36 @@ func levelOf(msg string) slog.Level {
 	}
 	return slog.LevelWarn
 }
+
+// nullPackets is n MPEG-TS null packets (PID 0x1FFF): padding, no media.
+func nullPackets(n int) []byte {
+	b := make([]byte, 0, n*tsdemux.PacketSize)
+	for i := range n {
+		p := make([]byte, tsdemux.PacketSize)
+		p[0], p[1], p[2], p[3] = 0x47, 0x1f, 0xff, 0x10|byte(i&0x0f)
+		b = append(b, p...)
+	}
+	return b
+}
+
+// The read timeout counts media, not bytes: a caller that keeps its
+// connection busy with what yields no sample (null packets here) is
+// dropped as one that sends nothing is, and nothing is stored.
+func TestReadTimeoutCountsMediaNotBytes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ReadTimeout = time.Second
+	s := startServer(t, relay.DefaultConfig(), cfg, nil)
+	c, _ := publish(t, s, "padding", nullPackets(7))
+	for deadline := time.Now().Add(10 * time.Second); s.rl.Active() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a caller sending only null packets is still connected")
+		}
+		if _, err := c.Write(nullPackets(7)); err != nil {
+			break
+		}
+	}
+	s.rec.Wait(t, slog.LevelWarn, "srt publish dropped", map[string]string{"err": "no media for 1s"})
+	if got := storedOf(t, s.store, "padding"); got.inits != 0 || len(got.fragments) != 0 {
+		t.Errorf("stored %+v for a stream without media", got)
+	}
+}
