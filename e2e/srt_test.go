@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/check"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/stack"
+	"github.com/smoothcast/smoothcast/shared/layout"
 )
 
 // srtURL is the URL an SRT caller publishes channel to: the stream ID in
@@ -102,4 +104,91 @@ func checkWithSmoothcast(t *testing.T, st *stack.Stack, channel string) {
 	if err != nil || !rep.OK() {
 		t.Fatalf("smoothcast check: %v %v", err, rep.Problems)
 	}
+}
+
+// An SRT encoder killed with SIGKILL inside a GOP sends no SHUTDOWN: the
+// relay finds it gone at the peer idle timeout, stores nothing of the GOP
+// it was receiving (every fragment stored is a whole GOP of 50 frames)
+// and keeps the channel live. The encoder started again (from timestamp
+// zero) continues the channel after one discontinuity; when it ends, the
+// manifests are VOD, list exactly what is stored, and decode whole.
+func TestFFmpegSRTReconnectsAfterKill9MidGOP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	// A restart from zero is told from a reconnect when it starts further
+	// back than the drift limit from what the channel published.
+	st := startSRTStack(t, func(o *stack.Options) {
+		o.Relay.MaxDrift = 3 * time.Second
+		o.SRT.PeerIdleTimeout = 2 * time.Second
+	})
+	const channel = "srtkill"
+	base := st.EdgeURL + "/live/" + channel + ".isml/"
+	url := srtURL(st.SRTURL, channel, "", "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first := ffmpegSRTPush(ctx, ffmpeg, url, 60)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Three GOPs stored, then a second into the fourth: SIGKILL.
+	waitUntil(t, 30*time.Second, "three video fragments stored", func() bool { return videoFragments(t, st, channel) >= 3 })
+	time.Sleep(time.Second)
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	// The relay finds the caller gone: the channel is live, its end marker
+	// a drop.
+	waitUntil(t, 10*time.Second, "the killed connection ended", func() bool { return st.Relay.Active() == 0 })
+	if m := getSmooth(t, base+"Manifest"); !m.Live() {
+		t.Errorf("after a killed encoder the channel is not live: IsLive=%q", m.IsLive)
+	}
+	killed := videoFragments(t, st, channel)
+
+	// The encoder comes back, from timestamp zero, for 8 s (4 GOPs).
+	const again = 8
+	second := ffmpegSRTPush(ctx, ffmpeg, url, again)
+	if out, err := second.CombinedOutput(); err != nil {
+		t.Fatalf("second publish: %v\n%s", err, out)
+	}
+	m := waitForVOD(t, st, base)
+	checkVODManifests(t, base, 1)
+	checkSmoothFragmentsExist(t, base, m)
+	checkWithSmoothcast(t, st, channel)
+
+	var video, audio time.Duration
+	frags := 0
+	for key, info := range storedFragments(t, st, channel) {
+		obj, _ := layout.Parse(key)
+		switch obj.Track.Name {
+		case "video":
+			video += time.Duration(info.Duration) * time.Second / 90000
+			frags++
+			if info.Samples != 50 {
+				t.Errorf("%s: %d frames; every fragment stored is a whole GOP of 50", key, info.Samples)
+			}
+		case "audio":
+			audio += time.Duration(info.Duration) * time.Second / 48000
+		}
+	}
+	if frags != killed+again/2 {
+		t.Errorf("%d video fragments stored, want the %d stored before the kill and %d after", frags, killed, again/2)
+	}
+	t.Logf("killed after %d whole GOPs; then %d s more: %v of video, %v of audio stored", killed, again, video, audio)
+	checkDecodeSpan(t, ffmpeg, base+"master.m3u8", video, audio, [][]string{{"0:v:0", "0:a:0"}})
+}
+
+// videoFragments counts the video fragments stored of channel.
+func videoFragments(t *testing.T, st *stack.Stack, channel string) int {
+	t.Helper()
+	n := 0
+	for key := range storedFragments(t, st, channel) {
+		if obj, _ := layout.Parse(key); obj.Track.Name == "video" {
+			n++
+		}
+	}
+	return n
 }

@@ -31,12 +31,13 @@ func ingestTS(c *conn) error {
 	p := newPipeline(c, c.s.cfg.MaxGOP, c.live.Stopping(), c.log)
 	p.onSample = c.progress
 	d := tsdemux.New(p, tsdemux.Options{Lossy: true, Warn: p.lossy, Log: c.log})
-	err := d.Read(ctx, c)
-	switch {
+	// The connection's errors say "srt: ..."; the demultiplexer's and the
+	// packager's are *ingest.ProtocolError.
+	switch err := d.Read(ctx, c); {
 	case errors.Is(err, errStopped):
 		return fmt.Errorf("srt: stopped after the fragment in hand: %w", relay.ErrShuttingDown)
 	case err != nil:
-		return fmt.Errorf("srt: %w", err)
+		return err
 	}
 	return p.end(ctx)
 }
@@ -138,10 +139,7 @@ func (p *pipeline) end(ctx context.Context) error {
 		// tsdemux's End fixes the tracks, or says why it cannot.
 		return nil
 	}
-	if err := p.p.End(ctx); err != nil {
-		return fmt.Errorf("srt: %w", err)
-	}
-	return nil
+	return p.p.End(ctx)
 }
 
 // boundary passes the packager's boxes to the stream's session and, once
