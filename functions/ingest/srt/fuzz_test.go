@@ -51,7 +51,14 @@ func (s *stopAfter) Sample(ctx context.Context, i int, smp packager.Sample) erro
 func runPipeline(ts []byte, stop int, rec *recorder) error {
 	stopping := make(chan struct{})
 	p := newPipeline(rec, 0, stopping, slog.New(slog.DiscardHandler))
-	h := &stopAfter{pipeline: p, n: stop, stopping: stopping}
+	return runHandler(&stopAfter{pipeline: p, n: stop, stopping: stopping}, p, ts)
+}
+
+// runPipelineOn feeds ts to p as a connection would.
+func runPipelineOn(p *pipeline, ts []byte) error { return runHandler(p, p, ts) }
+
+// runHandler demultiplexes ts for h, p's or one around it, then ends p.
+func runHandler(h tsdemux.Handler, p *pipeline, ts []byte) error {
 	d := tsdemux.New(h, tsdemux.Options{Lossy: true, Warn: p.lossy})
 	if err := d.Read(context.Background(), bytes.NewReader(ts)); err != nil {
 		return err

@@ -77,6 +77,9 @@ type pipeline struct {
 const warnEvery = 10 * time.Second
 
 func newPipeline(sink liveSink, maxGOP time.Duration, stopping <-chan struct{}, log *slog.Logger) *pipeline {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &pipeline{sink: sink, maxGOP: maxGOP, stopping: stopping, log: log}
 }
 
