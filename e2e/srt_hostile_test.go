@@ -14,6 +14,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/tsedit"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
@@ -46,6 +47,13 @@ func TestSRTHostileCallersDoNotHurtTheNext(t *testing.T) {
 
 	// Broken media, each on a channel of its own: the stream ends with a
 	// protocol error that says what was wrong.
+	edit := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 	rnd := rand.New(rand.NewPCG(17, 17))
 	garbage := make([]byte, 2<<20)
 	for i := range garbage {
@@ -60,9 +68,9 @@ func TestSRTHostileCallersDoNotHurtTheNext(t *testing.T) {
 		fragments int
 	}{
 		{"garbage", garbage, "mpeg-ts", 0},
-		{"truncated", truncatePackets(ts, 20, 100), "malformed elementary stream", 0},
-		{"absurd", endlessPES(t, ts, 9<<20), "PES packet too large", 0},
-		{"backwards", shiftTimestamps(t, ts, 4.5, -3*90000), "timestamps go backwards", 4},
+		{"truncated", tsedit.TruncatePackets(ts, 20, 100), "malformed elementary stream", 0},
+		{"absurd", edit(tsedit.EndlessPES(ts, 9<<20)), "PES packet too large", 0},
+		{"backwards", edit(tsedit.ShiftTimestamps(ts, 4.5, -3*90000)), "timestamps go backwards", 4},
 	}
 	for _, m := range media {
 		if err := sendSRT(t, addr, sid(m.channel), passphrase, m.b); err != nil {
@@ -233,111 +241,4 @@ func flood(t *testing.T, addr, good, secret, passphrase string) {
 	if admitted == 0 || admitted > relay.DefaultConfig().MaxStreamsPerChannel {
 		t.Errorf("%d silent callers admitted to one channel, want 1 to %d", admitted, relay.DefaultConfig().MaxStreamsPerChannel)
 	}
-}
-
-// truncatePackets cuts every nth 188-byte packet of ts to keep bytes.
-func truncatePackets(ts []byte, nth, keep int) []byte {
-	var out []byte
-	for i := 0; i+188 <= len(ts); i += 188 {
-		p := ts[i : i+188]
-		if (i/188)%nth == nth-1 {
-			p = p[:keep]
-		}
-		out = append(out, p...)
-	}
-	return out
-}
-
-// endlessPES is ts's PAT and PMT, then a video PES that never ends: its
-// first packet, then continuation packets up to size bytes.
-func endlessPES(t *testing.T, ts []byte, size int) []byte {
-	t.Helper()
-	var out []byte
-	var video []byte
-	for i := 0; i+188 <= len(ts); i += 188 {
-		p := ts[i : i+188]
-		pid := int(p[1]&0x1f)<<8 | int(p[2])
-		if pid == 0 || pid == 0x1000 {
-			out = append(out, p...) // PAT, PMT (ffmpeg's PMT PID)
-		}
-		if start, ok := pesStart(p); ok && p[start+3] == 0xe0 && video == nil {
-			video = p
-		}
-	}
-	if video == nil {
-		t.Fatal("no video PES in the fixture")
-	}
-	out = append(out, video...)
-	cc := video[3] & 0x0f
-	for n := 0; n < size; n += 184 {
-		cc = (cc + 1) & 0x0f
-		p := make([]byte, 188)
-		p[0], p[1], p[2], p[3] = 0x47, video[1]&0x1f, video[2], 0x10|cc
-		out = append(out, p...)
-	}
-	return out
-}
-
-// pesStart is where the PES header of a packet that starts one begins.
-func pesStart(p []byte) (int, bool) {
-	if p[0] != 0x47 || p[1]&0x40 == 0 {
-		return 0, false
-	}
-	off := 4
-	if p[3]&0x20 != 0 {
-		off += 1 + int(p[4])
-	}
-	if off+19 > len(p) || p[off] != 0 || p[off+1] != 0 || p[off+2] != 1 {
-		return 0, false
-	}
-	return off, true
-}
-
-// shiftTimestamps moves the PTS and DTS of every PES that starts at or
-// after media time from (seconds after the stream's first PTS) by delta
-// (90 kHz ticks).
-func shiftTimestamps(t *testing.T, ts []byte, from float64, delta int64) []byte {
-	t.Helper()
-	out := bytes.Clone(ts)
-	first := int64(-1)
-	shifted := 0
-	for i := 0; i+188 <= len(out); i += 188 {
-		p := out[i : i+188]
-		off, ok := pesStart(p)
-		if !ok || p[off+7]&0x80 == 0 {
-			continue
-		}
-		h := p[off:]
-		pts := readTimestamp(h[9:14])
-		if first < 0 {
-			first = pts
-		}
-		if float64(pts-first)/90000 < from {
-			continue
-		}
-		writeTimestamp(h[9:14], pts+delta)
-		if h[7]&0x40 != 0 {
-			writeTimestamp(h[14:19], readTimestamp(h[14:19])+delta)
-		}
-		shifted++
-	}
-	if shifted == 0 {
-		t.Fatal("no timestamp shifted")
-	}
-	return out
-}
-
-// readTimestamp and writeTimestamp read and write a PES header's 33-bit
-// timestamp (5 bytes with marker bits), keeping its 4-bit prefix.
-func readTimestamp(b []byte) int64 {
-	return int64(b[0]>>1&7)<<30 | int64(b[1])<<22 | int64(b[2]>>1)<<15 | int64(b[3])<<7 | int64(b[4]>>1)
-}
-
-func writeTimestamp(b []byte, v int64) {
-	v &= 1<<33 - 1
-	b[0] = b[0]&0xf0 | byte(v>>29)&0x0e | 1
-	b[1] = byte(v >> 22)
-	b[2] = byte(v>>14)&0xfe | 1
-	b[3] = byte(v >> 7)
-	b[4] = byte(v<<1) | 1
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -271,11 +272,7 @@ func TestOptionsFromEnv(t *testing.T) {
 		{"the deprecated secret parameter variable, with a warning", map[string]string{"SMOOTHCAST_SECRET_PARAMETER": "/old"}, nil, 30 * time.Second, "/old", "SMOOTHCAST_SECRET_PARAMETER is deprecated", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{"SMOOTHCAST_BUCKET": "b"}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			o, err := parseOptions(tc.args, func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+			o, err := parseWithEnv(tc.args, tc.env)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
@@ -300,6 +297,14 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 }
 
+// parseWithEnv is parseOptions with env as the environment, the bucket
+// set.
+func parseWithEnv(args []string, env map[string]string) (options, error) {
+	all := map[string]string{"SMOOTHCAST_BUCKET": "b"}
+	maps.Copy(all, env)
+	return parseOptions(args, func(name string) (string, bool) { v, ok := all[name]; return v, ok })
+}
+
 // The SRT settings are read as every flag is: the passphrase from the
 // command line or SMOOTHCAST_SRT_PASSPHRASE, masked in the configuration's
 // log line; one SRT cannot use is refused at start.
@@ -319,11 +324,7 @@ func TestSRTOptions(t *testing.T) {
 		{name: "a passphrase SRT refuses", args: []string{"-srt-passphrase", "short"}, wantErr: "SRT takes 10 to 79"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{"SMOOTHCAST_BUCKET": "b"}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			o, err := parseOptions(tc.args, func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+			o, err := parseWithEnv(tc.args, tc.env)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "short") {
 					t.Fatalf("error %v, want one saying %q without the passphrase", err, tc.wantErr)

@@ -14,10 +14,10 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/tsedit"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
-	"github.com/smoothcast/smoothcast/shared/tsdemux"
 )
 
 // fixture is 8 s of H.264 (a key frame every second) and AAC in MPEG-TS
@@ -31,43 +31,14 @@ func fixture(t testing.TB) []byte {
 	return b
 }
 
-// upTo is the fixture's bytes before the first packet whose PES starts at
-// or after media time sec (PTS, from the stream's first), a whole number
-// of packets.
+// upTo is ts before its first PES at or after media time sec.
 func upTo(t testing.TB, ts []byte, sec float64) []byte {
 	t.Helper()
-	var first int64 = -1
-	for off := 0; off+tsdemux.PacketSize <= len(ts); off += tsdemux.PacketSize {
-		pts, ok := pesPTS(ts[off : off+tsdemux.PacketSize])
-		if !ok {
-			continue
-		}
-		if first < 0 {
-			first = pts
-		}
-		if float64(pts-first)/90000 >= sec {
-			return ts[:off]
-		}
+	b, err := tsedit.UpTo(ts, sec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no PES at %v s", sec)
-	return nil
-}
-
-// pesPTS is the PTS of a packet that starts a PES carrying one.
-func pesPTS(p []byte) (int64, bool) {
-	if p[0] != 0x47 || p[1]&0x40 == 0 {
-		return 0, false
-	}
-	off := 4
-	if p[3]&0x20 != 0 {
-		off += 1 + int(p[4])
-	}
-	h := p[off:]
-	if len(h) < 14 || h[0] != 0 || h[1] != 0 || h[2] != 1 || h[7]&0x80 == 0 {
-		return 0, false
-	}
-	pts := int64(h[9]>>1&7)<<30 | int64(h[10])<<22 | int64(h[11]>>1)<<15 | int64(h[12])<<7 | int64(h[13]>>1)
-	return pts, true
+	return b
 }
 
 // stored is what the store holds of a channel: fragments per track (their
@@ -247,17 +218,6 @@ func levelOf(msg string) slog.Level {
 	return slog.LevelWarn
 }
 
-// nullPackets is n MPEG-TS null packets (PID 0x1FFF): padding, no media.
-func nullPackets(n int) []byte {
-	b := make([]byte, 0, n*tsdemux.PacketSize)
-	for i := range n {
-		p := make([]byte, tsdemux.PacketSize)
-		p[0], p[1], p[2], p[3] = 0x47, 0x1f, 0xff, 0x10|byte(i&0x0f)
-		b = append(b, p...)
-	}
-	return b
-}
-
 // The read timeout counts media, not bytes: a caller that keeps its
 // connection busy with what yields no sample (null packets here) is
 // dropped as one that sends nothing is, and nothing is stored.
@@ -265,12 +225,12 @@ func TestReadTimeoutCountsMediaNotBytes(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ReadTimeout = time.Second
 	s := startServer(t, relay.DefaultConfig(), cfg, nil)
-	c, _ := publish(t, s, "padding", nullPackets(7))
+	c, _ := publish(t, s, "padding", tsedit.NullPackets(7))
 	for deadline := time.Now().Add(10 * time.Second); s.rl.Active() > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("a caller sending only null packets is still connected")
 		}
-		if _, err := c.Write(nullPackets(7)); err != nil {
+		if _, err := c.Write(tsedit.NullPackets(7)); err != nil {
 			break
 		}
 	}
