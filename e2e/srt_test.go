@@ -68,9 +68,12 @@ func TestFFmpegSRTPublishPlaysInEveryFormat(t *testing.T) {
 		secret, passphrase string
 	}{
 		{"in the clear, authentication off", "", ""},
+		{"in the clear, authentication on", secret, ""},
+		{"encrypted, authentication off", "", passphrase},
 		{"encrypted, authentication on", secret, passphrase},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			st := startSRTStack(t, func(o *stack.Options) {
 				o.SRT.Passphrase = tc.passphrase
 				if tc.secret != "" {

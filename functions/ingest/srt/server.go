@@ -75,9 +75,11 @@ type Config struct {
 
 // DefaultConfig returns the defaults: port 9000 on every interface, no
 // passphrase, 120 ms of latency (SRT's own default), 5 s of peer idle
-// timeout (libsrt's), 32 MiB of backlog per connection.
+// timeout (libsrt's), 16 MiB of backlog per connection (27 s of a
+// 5 Mbit/s stream: about the relay's StoreTimeout, 30 s, for which a push
+// waits on the store).
 func DefaultConfig() Config {
-	return Config{Addr: ":9000", Latency: 120 * time.Millisecond, PeerIdleTimeout: 5 * time.Second, MaxBacklog: 32 << 20}
+	return Config{Addr: ":9000", Latency: 120 * time.Millisecond, PeerIdleTimeout: 5 * time.Second, MaxBacklog: 16 << 20}
 }
 
 // Passphrase lengths SRT defines (SRTO_PASSPHRASE).
