@@ -75,6 +75,18 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 	if out, err := ffmpegPush(ctx, ffmpeg, st.IngestURL+path, again, true).CombinedOutput(); err != nil {
 		t.Fatalf("second push: %v\n%s", err, out)
 	}
+	checkContinuedOnce(t, st, channel)
+	t.Logf("cut at byte %d: %d fragments whole before it (%v of the 800k video, %v of audio), then %d s more", cutAt, whole, video, audio, again)
+	checkDecodeSpan(t, ffmpeg, base+"master.m3u8", video+again*time.Second, audio+again*time.Second, [][]string{{"0:v:0", "0:a:0"}})
+}
+
+// checkContinuedOnce checks channel, once its encoder that stopped and
+// started again from zero has ended: its manifests are final with one
+// discontinuity, list exactly what is stored (each fragment whole, none
+// twice), and its Smooth timeline only rises.
+func checkContinuedOnce(t *testing.T, st *stack.Stack, channel string) {
+	t.Helper()
+	base := st.EdgeURL + "/live/" + channel + ".isml/"
 	m := waitForVOD(t, st, base)
 	checkVODManifests(t, base, 1)
 	f := chaosFigures(t, st, channel, 0)
@@ -89,8 +101,6 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("cut at byte %d: %d fragments whole before it (%v of the 800k video, %v of audio), then %d s more", cutAt, whole, video, audio, again)
-	checkDecodeSpan(t, ffmpeg, base+"master.m3u8", video+again*time.Second, audio+again*time.Second, [][]string{{"0:v:0", "0:a:0"}})
 }
 
 // cuttingProxy forwards TCP connections to target; the first one is cut

@@ -26,6 +26,11 @@ type Config struct {
 	IngestCIDRs []netip.Prefix
 	// IngestPort is the relay's listening port.
 	IngestPort int
+	// RTMPPort takes RTMP publishes; RTMPSPort RTMPS, when
+	// RTMPSCertParameter names the SSM parameter (SecureString) holding
+	// the PEM certificate chain and its key (RTMPS is off without it).
+	RTMPPort, RTMPSPort int
+	RTMPSCertParameter  string
 	// SRTPort is the relay's SRT port (UDP), open to IngestCIDRs too.
 	SRTPort int
 	// InstanceType runs the relay (arm64: Graviton).
@@ -58,6 +63,8 @@ func DefaultConfig() Config {
 		Retention:             24 * time.Hour,
 		IngestCIDRs:           []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		IngestPort:            8080,
+		RTMPPort:              1935,
+		RTMPSPort:             1936,
 		SRTPort:               9000,
 		InstanceType:          "t4g.small",
 		IngestSecretParameter: "/smoothcast/ingest-secret",
@@ -96,9 +103,11 @@ func FromContext(lookup func(key string) string) (Config, error) {
 			c.IngestCIDRs = append(c.IngestCIDRs, p.Masked())
 		}
 	}
-	if v := lookup("ingestPort"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d", &c.IngestPort); err != nil || c.IngestPort < 1 || c.IngestPort > 65535 {
-			bad("ingestPort", v, "want a TCP port")
+	for key, dst := range map[string]*int{"ingestPort": &c.IngestPort, "rtmpPort": &c.RTMPPort, "rtmpsPort": &c.RTMPSPort} {
+		if v := lookup(key); v != "" {
+			if _, err := fmt.Sscanf(v, "%d", dst); err != nil || *dst < 1 || *dst > 65535 {
+				bad(key, v, "want a TCP port")
+			}
 		}
 	}
 	if v := lookup("srtPort"); v != "" {
@@ -123,7 +132,7 @@ func FromContext(lookup func(key string) string) (Config, error) {
 		}
 	}
 	for key, dst := range map[string]*string{"instanceType": &c.InstanceType, "ingestSecretParameter": &c.IngestSecretParameter,
-		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets} {
+		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets, "rtmpsCertParameter": &c.RTMPSCertParameter} {
 		if v := lookup(key); v != "" {
 			*dst = v
 		}
@@ -138,6 +147,12 @@ func FromContext(lookup func(key string) string) (Config, error) {
 	}
 	if !strings.HasPrefix(c.IngestSecretParameter, "/") {
 		bad("ingestSecretParameter", c.IngestSecretParameter, "want an SSM parameter name starting with /")
+	}
+	if c.RTMPSCertParameter != "" && !strings.HasPrefix(c.RTMPSCertParameter, "/") {
+		bad("rtmpsCertParameter", c.RTMPSCertParameter, "want an SSM parameter name starting with /")
+	}
+	if ports := map[int]bool{c.IngestPort: true, c.RTMPPort: true, c.RTMPSPort: true}; len(ports) != 3 {
+		errs = append(errs, fmt.Sprintf("ingestPort %d, rtmpPort %d and rtmpsPort %d must differ", c.IngestPort, c.RTMPPort, c.RTMPSPort))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("smoothcast configuration:\n  %s", strings.Join(errs, "\n  "))

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -120,6 +121,18 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("http://"), ingest.AttrPublicIp(),
 			jsii.String(":" + strconv.Itoa(cfg.IngestPort) + "/live/{channel}.isml/Streams({stream})")}),
 	})
+	awscdk.NewCfnOutput(stack, jsii.String("RtmpUrl"), &awscdk.CfnOutputProps{
+		Description: jsii.String("RTMP encoders (OBS: Settings > Stream, Service Custom) take this as Server, and {channel}?secret={secret} as Stream Key"),
+		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("rtmp://"), ingest.AttrPublicIp(),
+			jsii.String(":" + strconv.Itoa(cfg.RTMPPort) + "/live")}),
+	})
+	if cfg.RTMPSCertParameter != "" {
+		awscdk.NewCfnOutput(stack, jsii.String("RtmpsUrl"), &awscdk.CfnOutputProps{
+			Description: jsii.String("RTMPS encoders take this as Server (with the host name the certificate names instead of the address), and {channel}?secret={secret} as Stream Key"),
+			Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("rtmps://"), ingest.AttrPublicIp(),
+				jsii.String(":" + strconv.Itoa(cfg.RTMPSPort) + "/live")}),
+		})
+	}
 	awscdk.NewCfnOutput(stack, jsii.String("SrtUrl"), &awscdk.CfnOutputProps{
 		Description: jsii.String("SRT callers publish here (MPEG-TS; docs/encoders.md): the stream ID names the channel and carries its ingest secret"),
 		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("srt://"), ingest.AttrPublicIp(),
@@ -348,7 +361,11 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 			peer = awsec2.Peer_Ipv4(jsii.String(p.String()))
 		}
 		sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.IngestPort)), jsii.String("encoders"), nil)
-		sg.AddIngressRule(peer, awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), jsii.String("encoders (SRT)"), nil)
+		sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.RTMPPort)), jsii.String("RTMP encoders"), nil)
+		if cfg.RTMPSCertParameter != "" {
+			sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.RTMPSPort)), jsii.String("RTMPS encoders"), nil)
+		}
+		sg.AddIngressRule(peer, awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), jsii.String("SRT encoders"), nil)
 	}
 	eip := awsec2.NewCfnEIP(stack, jsii.String("IngestAddress"), &awsec2.CfnEIPProps{Domain: jsii.String("vpc")})
 
@@ -382,11 +399,19 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		Actions:   jsii.Strings("s3:ListBucket"),
 		Resources: jsii.Strings(*media.BucketArn()),
 	}))
+	parameters := []string{cfg.IngestSecretParameter}
+	if cfg.RTMPSCertParameter != "" {
+		parameters = append(parameters, cfg.RTMPSCertParameter) // the boot script reads it
+	}
+	var parameterArns []*string
+	for _, p := range parameters {
+		parameterArns = append(parameterArns, awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(strings.TrimPrefix(p, "/")),
+		}))
+	}
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions: jsii.Strings("ssm:GetParameter"),
-		Resources: jsii.Strings(*awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
-			Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(strings.TrimPrefix(cfg.IngestSecretParameter, "/")),
-		})),
+		Actions:   jsii.Strings("ssm:GetParameter"),
+		Resources: &parameterArns,
 	}))
 	// A replacement instance takes the ingest address over: this address
 	// only, and only onto an instance of this stack's relay group. The
@@ -469,7 +494,20 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 	awscdk.Tags_Of(asg).Add(jsii.String(RelayTagKey), jsii.String(stackName), &awscdk.TagProps{ApplyToLaunchedInstances: jsii.Bool(true)})
 	asgID := awscdk.Stack_Of(stack).GetLogicalId(asg.Node().DefaultChild().(awscdk.CfnElement))
 	port := strconv.Itoa(cfg.IngestPort)
-	for _, c := range []string{
+	// RTMP, and RTMPS with the certificate the boot script copies from
+	// its parameter into a file only root reads; systemd hands the
+	// relay's dynamic user a copy of it (LoadCredential, %d).
+	rtmpFlags, rtmpsCert, rtmpsUnit := " -rtmp-addr :"+strconv.Itoa(cfg.RTMPPort), []string{}, []string{}
+	if cfg.RTMPSCertParameter != "" {
+		rtmpFlags += " -rtmps-addr :" + strconv.Itoa(cfg.RTMPSPort) + " -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem"
+		rtmpsCert = []string{
+			"install -d -m 700 /etc/smoothcast",
+			"retry 30 aws ssm get-parameter --with-decryption --name " + cfg.RTMPSCertParameter + " --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem",
+			"chmod 600 /etc/smoothcast/rtmps.pem",
+		}
+		rtmpsUnit = []string{"LoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem"}
+	}
+	for _, c := range slices.Concat([]string{
 		"set -eu",
 		// The relay asset's hash: a new binary is a new launch template
 		// version, so the update policy replaces the instance.
@@ -483,6 +521,7 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		"retry() { n=$1; shift; for i in $(seq \"$n\"); do \"$@\" && return 0; sleep 2; done; return 1; }",
 		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("aws s3 cp "), binary.S3ObjectUrl(), jsii.String(" /usr/local/bin/smoothcast-ingest")}),
 		"chmod 755 /usr/local/bin/smoothcast-ingest",
+	}, rtmpsCert, []string{
 		"cat > /etc/systemd/system/smoothcast-ingest.service <<'UNIT'",
 		"[Unit]",
 		"Description=smoothcast ingest relay",
@@ -496,7 +535,8 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("Environment=SMOOTHCAST_BUCKET="), media.BucketName()}),
 		"Environment=AWS_REGION=" + *awscdk.Stack_Of(stack).Region(),
 		"Environment=SMOOTHCAST_INGEST_SECRET_PARAMETER=" + cfg.IngestSecretParameter,
-		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port + " -srt-addr :" + strconv.Itoa(cfg.SRTPort),
+	}, rtmpsUnit, []string{
+		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port + rtmpFlags + " -srt-addr :" + strconv.Itoa(cfg.SRTPort),
 		"Restart=on-failure",
 		"RestartSec=5",
 		"LimitNOFILE=65536",
@@ -510,13 +550,13 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		"retry 60 curl -so /dev/null http://127.0.0.1:" + port + "/",
 		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("retry 30 aws ec2 associate-address --allow-reassociation --instance-id \"$IID\" --allocation-id "), eip.AttrAllocationId()}),
 		"signal SUCCESS",
-	} {
+	}) {
 		ud.AddCommands(jsii.String(c))
 	}
 	nag(role, "AwsSolutions-IAM4", "AmazonSSMManagedInstanceCore gives operators Session Manager instead of SSH.")
 	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; the asset read comes from the CDK grant; ec2:AssociateAddress names the stack's Elastic IP, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+" (the group's instance, whose ID is not known before launch; the role cannot tag).")
 	nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's metrics and the relay alarms (RelayNotInService, RelayStatusCheckFailed) cover it.")
-	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs).")
+	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs), on the ingest, RTMP and RTMPS ports.")
 	return eip, asg, binary
 }
 

@@ -73,8 +73,9 @@ func synth(t *testing.T) synthesized {
 	return synthOut
 }
 
-// variant is the stack with Origin Shield on, another relay binary and a
-// 30 s stale-channel alarm (without cdk-nag: one synthesis less).
+// variant is the stack with Origin Shield on, another relay binary, a
+// 30 s stale-channel alarm and RTMPS (without cdk-nag: one synthesis
+// less).
 func variant(t *testing.T) synthesized {
 	t.Helper()
 	testtool.Require(t, "node")
@@ -82,6 +83,7 @@ func variant(t *testing.T) synthesized {
 		cfg := DefaultConfig()
 		cfg.OriginShieldRegion = "eu-west-1"
 		cfg.StaleAlarmSeconds = 30
+		cfg.RTMPSCertParameter = "/smoothcast/rtmps-cert"
 		variantOut, variantErr = synthStack(cfg, "another binary", false)
 	})
 	if variantErr != nil {
@@ -451,27 +453,11 @@ func TestDistribution(t *testing.T) {
 
 func TestRelay(t *testing.T) {
 	s := synth(t)
-	// Per protocol: HTTP on TCP 8080, SRT on UDP 9000.
-	ingress := map[string][]string{}
-	for _, sg := range s.of("AWS::EC2::SecurityGroup") {
-		for _, r := range sg.Properties["SecurityGroupIngress"].([]any) {
-			r := r.(map[string]any)
-			cidr, _ := r["CidrIp"].(string)
-			if cidr == "" {
-				cidr, _ = r["CidrIpv6"].(string)
-			}
-			proto, _ := r["IpProtocol"].(string)
-			ingress[proto] = append(ingress[proto], cidr)
-			if port := map[string]float64{"tcp": 8080, "udp": 9000}[proto]; r["FromPort"] != port || r["ToPort"] != port {
-				t.Errorf("ingress rule %s: want TCP port 8080 or UDP port 9000 only", js(r))
-			}
-		}
-	}
-	for _, proto := range []string{"tcp", "udp"} {
-		slices.Sort(ingress[proto])
-		if want := []string{"2001:db8::/32", "203.0.113.0/24"}; !slices.Equal(ingress[proto], want) {
-			t.Errorf("%s ingress from %v, want %v", proto, ingress[proto], want)
-		}
+	// The ingest port (8080), RTMP's (1935) and SRT's (UDP 9000) from the
+	// encoders' CIDRs only; RTMPS only with its certificate (TestRTMPS).
+	if ingress, want := ingressRules(s), []string{"2001:db8::/32 1935", "2001:db8::/32 8080", "2001:db8::/32 udp 9000",
+		"203.0.113.0/24 1935", "203.0.113.0/24 8080", "203.0.113.0/24 udp 9000"}; !slices.Equal(ingress, want) {
+		t.Errorf("ingress %v, want %v", ingress, want)
 	}
 	asg := s.one(t, "AWS::AutoScaling::AutoScalingGroup", "Relay").Properties
 	if asg["MinSize"] != "1" || asg["MaxSize"] != "1" {
@@ -546,6 +532,61 @@ func TestRelay(t *testing.T) {
 	match(t, "the group propagates the tag", hasProps(s, "AWS::AutoScaling::AutoScalingGroup", obj{
 		"Tags": with(obj{"Key": RelayTagKey, "Value": "Test", "PropagateAtLaunch": true}),
 	}))
+}
+
+// ingressRules lists the security groups' ingress rules, "CIDR port",
+// sorted; a rule over more than one port fails the test.
+func ingressRules(s synthesized) []string {
+	var out []string
+	for _, sg := range s.of("AWS::EC2::SecurityGroup") {
+		for _, r := range sg.Properties["SecurityGroupIngress"].([]any) {
+			r := r.(map[string]any)
+			cidr, _ := r["CidrIp"].(string)
+			if cidr == "" {
+				cidr, _ = r["CidrIpv6"].(string)
+			}
+			port := fmt.Sprint(r["FromPort"])
+			if r["IpProtocol"] == "udp" {
+				port = "udp " + port
+			}
+			if r["FromPort"] != r["ToPort"] || r["IpProtocol"] != "tcp" && r["IpProtocol"] != "udp" {
+				port = "range " + js(r)
+			}
+			out = append(out, cidr+" "+port)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RTMP listens on its port; RTMPS, once its certificate's parameter is
+// set, on its own, with the certificate copied from the parameter at boot
+// and handed to the relay's dynamic user by systemd; the role may read
+// that parameter.
+func TestRTMPS(t *testing.T) {
+	s := synth(t)
+	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935\n`)))
+	if lt := js(s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties); strings.Contains(lt, "rtmps") {
+		t.Errorf("RTMPS without a certificate: %s", lt)
+	}
+	v := variant(t)
+	if ingress, want := ingressRules(v), []string{"192.0.2.0/24 1935", "192.0.2.0/24 1936", "192.0.2.0/24 8080", "192.0.2.0/24 udp 9000"}; !slices.Equal(ingress, want) {
+		t.Errorf("ingress %v, want %v", ingress, want)
+	}
+	match(t, "the certificate copied at boot", userDataHas(v, re(`\ninstall -d -m 700 /etc/smoothcast\nretry 30 aws ssm get-parameter --with-decryption --name /smoothcast/rtmps-cert --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem\nchmod 600 /etc/smoothcast/rtmps.pem\n`)))
+	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem\n`)))
+	policy := ""
+	for id, p := range v.of("AWS::IAM::Policy") {
+		if strings.HasPrefix(id, "RelayRole") {
+			policy = js(p.Properties)
+		}
+	}
+	if !strings.Contains(policy, ":parameter/smoothcast/rtmps-cert") || !strings.Contains(policy, ":parameter/smoothcast/ingest-secret") {
+		t.Errorf("the relay may not read both parameters: %s", policy)
+	}
+	if _, ok := v.outputs["RtmpsUrl"]; !ok || !strings.Contains(js(v.outputs["RtmpsUrl"]), ":1936/live") {
+		t.Errorf("RTMPS output: %s", js(v.outputs["RtmpsUrl"]))
+	}
 }
 
 // A new relay binary is a new launch template version: the user data
@@ -679,13 +720,19 @@ func asList(v any) []string {
 
 func TestOutputs(t *testing.T) {
 	s := synth(t)
-	for _, id := range []string{"IngestUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
+	for _, id := range []string{"IngestUrl", "RtmpUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
 		if _, ok := s.outputs[id]; !ok {
 			t.Errorf("no output %s (have %v)", id, keys(s.outputs))
 		}
 	}
 	if !strings.Contains(js(s.outputs["IngestUrl"]), "/live/{channel}.isml/Streams({stream})") {
 		t.Errorf("ingest URL output: %s", js(s.outputs["IngestUrl"]))
+	}
+	if o := js(s.outputs["RtmpUrl"]); !strings.Contains(o, `"rtmp://"`) || !strings.Contains(o, `":1935/live"`) {
+		t.Errorf("RTMP URL output: %s", o)
+	}
+	if _, ok := s.outputs["RtmpsUrl"]; ok {
+		t.Error("an RTMPS URL without a certificate")
 	}
 	if !strings.Contains(js(s.outputs["SrtUrl"]), ":9000?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}") {
 		t.Errorf("SRT URL output: %s", js(s.outputs["SrtUrl"]))
@@ -712,14 +759,19 @@ func TestConfigFromContext(t *testing.T) {
 			return c.DVRWindow == 30*time.Minute && c.RetentionDays() == 1 && c.InstanceType == "t4g.small" && c.IngestCIDRs[0].String() == "192.0.2.0/24"
 		}, ""},
 		{"everything set", map[string]string{"channels": "a,b", "dvrWindow": "2h", "retention": "72h", "ingestCidrs": "203.0.113.7/24, 198.51.100.0/24",
-			"ingestPort": "9000", "srtPort": "9999", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1"}, func(c Config) bool {
-			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.SRTPort == 9999 && c.OriginShieldRegion == "eu-west-1"
+			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1", "rtmpPort": "1940", "rtmpsPort": "443", "rtmpsCertParameter": "/x/cert",
+			"srtPort": "9999"}, func(c Config) bool {
+			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.OriginShieldRegion == "eu-west-1" &&
+				c.RTMPPort == 1940 && c.RTMPSPort == 443 && c.RTMPSCertParameter == "/x/cert" && c.SRTPort == 9999
 		}, ""},
 		{"retention shorter than the window", map[string]string{"dvrWindow": "2h", "retention": "1h"}, nil, "retention"},
 		{"bad CIDR", map[string]string{"ingestCidrs": "10.0.0.0/33"}, nil, "ingestCidrs"},
 		{"bad duration", map[string]string{"dvrWindow": "soon"}, nil, "dvrWindow"},
 		{"bad channel", map[string]string{"channels": "a/b"}, nil, "channels"},
 		{"bad port", map[string]string{"ingestPort": "70000"}, nil, "ingestPort"},
+		{"bad RTMP port", map[string]string{"rtmpPort": "0"}, nil, "rtmpPort"},
+		{"one port for two listeners", map[string]string{"rtmpsPort": "8080"}, nil, "must differ"},
+		{"a certificate parameter that is not one", map[string]string{"rtmpsCertParameter": "cert"}, nil, "rtmpsCertParameter"},
 		{"bad SRT port", map[string]string{"srtPort": "0"}, nil, "srtPort"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,6 +100,7 @@ a local edge that behaves like the CloudFront distribution.
 Ingest (encoders push here, POST or PUT, chunked or not):
   http://{ingest}/live/{channel}.isml/Streams({stream})   Smooth (ffmpeg -f ismv) or CMAF, a track per stream
   http://{ingest}/live/{channel}.isml/{file}              uploads: ffmpeg -f dash or -f hls -method PUT
+  rtmp://{rtmp}/live/{channel}                            RTMP (OBS: Server rtmp://{rtmp}/live, Stream Key {channel})
   srt://{srt}?streamid=#!::r={channel},m=publish         SRT callers (MPEG-TS; the bare channel name works too)
 
 Playback (the edge):
@@ -117,6 +118,7 @@ func run(args []string) error {
 	fs := config.New("run", config.Prefix)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	ingest := fs.String("ingest-addr", "127.0.0.1:8080", "relay listen address")
+	rtmpAddr := fs.String("rtmp-addr", "127.0.0.1:1935", "RTMP listen address (empty: no RTMP)")
 	srtCfg := srt.DefaultConfig()
 	fs.StringVar(&srtCfg.Addr, "srt-addr", "127.0.0.1:9000", "SRT listen address, UDP (empty: off)")
 	fs.StringVar(&srtCfg.Passphrase, "srt-passphrase", "", "SRT encryption passphrase, 10 to 79 characters (empty: callers must not encrypt)")
@@ -178,19 +180,24 @@ func run(args []string) error {
 	// Not ctx itself: Ctrl-C must not cut the pushes before Close lets them
 	// store the fragment in hand, as the relay does on SIGTERM.
 	st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
-		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir,
+		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir, RTMPAddr: *rtmpAddr,
 		Handler: hcfg, Relay: rcfg, SRT: srtCfg, Players: *players, Log: log,
 	})
 	if err != nil {
 		return err
 	}
 	fs.Log(log, "configuration", "s3", st.S3.URL, "archive_span", hcfg.ArchiveSpan().String())
+	rtmpKey := "{channel}"
+	if rcfg.Secrets.On() {
+		rtmpKey += "?secret={secret}"
+	}
 	fmt.Printf(`
 smoothcast is running.
 
   Ingest:    %[1]s/live/{channel}.isml/Streams({stream})   (Smooth or CMAF push)
              %[1]s/live/{channel}.isml/{file}              (DASH or HLS upload)
-             %[6]s
+             %[6]s/%[7]s   (RTMP; OBS: Server %[6]s, Stream Key %[7]s)
+             %[8]s
   Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8, manifest.mpd)
   Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
@@ -203,13 +210,19 @@ Push a test pattern (two video bitrates + AAC) to channel "demo":
     -b:v:0 800k -b:v:1 300k -s:v:1 320x180 -c:a aac -b:a 96k \
     -movflags +isml+frag_keyframe -f ismv "%[1]s/live/demo.isml/Streams(demo)"
 
+or over RTMP, as OBS would (H.264 + AAC, a key frame every 2 s):
+
+  ffmpeg -re -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -c:v libx264 -preset veryfast -g 50 -b:v 800k -c:a aac -b:a 96k -f flv "%[6]s/demo"
+
 Then play:
 
   %[2]s/player/?channel=demo   (in a browser: HLS, DASH or Smooth)
   ffplay %[2]s/live/demo.isml/master.m3u8
 
 Ctrl-C stops.
-`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"), srtLine(st.SRTURL, rcfg.Secrets.On(), srtCfg.Passphrase != ""))
+`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"), cmp.Or(st.RTMPURL, "rtmp (off)"), rtmpKey,
+		srtLine(st.SRTURL, rcfg.Secrets.On(), srtCfg.Passphrase != ""))
 	<-ctx.Done()
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -38,9 +38,11 @@
 //	-secret-parameter  SSM parameter (SecureString) with the ingest secret(s)
 //	-admin-addr        metrics, health and status address (default 127.0.0.1:9090; empty: none)
 //	-shutdown-timeout  how long a shutdown may take (default 10s)
-//	-srt-addr          SRT listen address, UDP (default :9000; empty: no SRT)
-//	-srt-passphrase    SRT encryption passphrase, 10 to 79 characters (empty: none)
-//	-srt-latency       the least SRT latency the relay asks of callers (default 120ms)
+//	-rtmp-addr   RTMP listen address (default :1935; empty: none), package rtmp
+//	-rtmps-addr  RTMPS listen address (default none), with -rtmps-cert and -rtmps-key (PEM)
+//	-srt-addr    SRT listen address, UDP (default :9000; empty: none), package srt
+//	-srt-passphrase  SRT encryption passphrase, 10 to 79 characters (empty: none)
+//	-srt-latency  the least SRT latency the relay asks of callers (default 120ms)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -97,6 +99,7 @@ type options struct {
 	secretFile, secretParameter, secret string
 	adminAddr                           string
 	headerTimeout, shutdownTimeout      time.Duration
+	rtmp                                rtmpOptions
 	srt                                 srt.Config
 	settings                            *config.Set // for the log line
 }
@@ -127,10 +130,8 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	secret := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when neither -secret-parameter nor -secret-file is set")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
-	fs.StringVar(&o.srt.Addr, "srt-addr", o.srt.Addr, "SRT listen address (UDP; empty: no SRT): callers publish MPEG-TS with the stream ID #!::r={channel},m=publish")
-	fs.StringVar(&o.srt.Passphrase, "srt-passphrase", "", "SRT encryption passphrase (10 to 79 characters): callers must encrypt with it; empty: callers must not encrypt")
-	fs.Secret("srt-passphrase")
-	fs.DurationVar(&o.srt.Latency, "srt-latency", o.srt.Latency, "the least SRT latency the relay asks of callers (the time SRT has to recover lost packets; a caller may ask more)")
+	o.rtmp.define(fs)
+	defineSRT(fs, &o.srt)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -142,10 +143,10 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if o.shutdownTimeout <= 0 {
 		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
-	if err := o.srt.Validate(); err != nil {
-		return o, fmt.Errorf("-srt-passphrase or -srt-latency: %w", err)
+	if err := o.rtmp.check(); err != nil {
+		return o, err
 	}
-	return o, nil
+	return o, checkSRT(o.srt)
 }
 
 func run(log *slog.Logger, o options) error {
@@ -174,24 +175,19 @@ func run(log *slog.Logger, o options) error {
 	}
 	// Each connection draws its headers' cost from the budget.
 	ln = rl.Listener(ln)
-	srtAt := "none"
-	if o.srt.Addr != "" {
-		srtSrv, err := srt.Listen(rl, o.srt)
-		if err != nil {
-			return err
-		}
-		srtAt = srtSrv.Addr().String()
-		go func() {
-			if err := srtSrv.Serve(); err != nil {
-				log.Error("srt listener stopped", "err", err)
-			}
-		}()
-		// After serve's relay Shutdown, which ends SRT streams at a
-		// boundary between fragments, as pushes.
-		defer srtSrv.Close()
+	rtmpSrv, err := listenRTMP(ctx, log, rl, o.rtmp)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if rtmpSrv != nil {
+		defer rtmpSrv.Close() // after serve's Shutdown of the relay
+	}
+	if srtSrv := listenSRT(log, rl, o.srt); srtSrv != nil {
+		defer srtSrv.Close() // after serve's Shutdown of the relay
 	}
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
-	log.Info("ingest relay", "addr", ln.Addr().String(), "srt_addr", srtAt, "admin_addr", adminAt, "bucket", o.bucket)
+	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
 	return serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
 }
 

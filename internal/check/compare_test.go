@@ -18,6 +18,12 @@ func listed(f Format, live bool, seconds ...uint64) *listing {
 	return l
 }
 
+// withCodecs is l with its track's codec set, as DASH says it.
+func withCodecs(l *listing, codecs string) *listing {
+	l.tracks["video@300000"].codecs = codecs
+	return l
+}
+
 func TestCompare(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -91,6 +97,25 @@ func TestCompare(t *testing.T) {
 				func() *listing { l := newListing(DASH); l.ok = true; return l }(),
 			},
 			want: []string{"track video@300000 is not in dash"},
+		},
+		{
+			name:  "an AV1 track is not in Smooth, which cannot carry it",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				withCodecs(listed(DASH, false, 0, 1), "av01.0.04M.08"),
+			},
+		},
+		{
+			name:  "an HEVC track missing from Smooth is a problem",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				withCodecs(listed(DASH, false, 0, 1), "hvc1.1.6.L93.90"),
+			},
+			want: []string{"track video@300000 is not in smooth"},
 		},
 		{
 			name:  "a format that failed is not compared",

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -303,6 +304,7 @@ func (c *checker) dash(ctx context.Context, u *url.URL) *listing {
 					t.init = initRef
 				}
 				t.frags = append(t.frags, frags...)
+				t.codecs = cmp.Or(rep.Codecs, set.Codecs)
 			}
 		}
 	}

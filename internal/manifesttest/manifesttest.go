@@ -72,12 +72,18 @@ func State(durs []uint64, start uint64, gapAt int, bitrate int, fps float64) tim
 // Epoch is the wall-clock time of media time zero in Presentation.
 var Epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// The fragment durations of Presentation's video (constant) and audio
+// (AAC's, wandering), in 10 MHz ticks.
+var (
+	videoDurations = []uint64{20000000, 20000000, 20000000, 20000000, 20000000, 20000000}
+	audioDurations = []uint64{19200000, 20053333, 20053334, 20053333, 19840000, 20800000}
+)
+
 // Presentation is a channel of two video renditions (800k 640x360, 300k
 // 320x180) and AAC audio with a gap before its fourth fragment; with
 // videoLag the 300k rendition lacks the last fragment.
 func Presentation(videoLag bool) *timeline.Presentation {
-	v := []uint64{20000000, 20000000, 20000000, 20000000, 20000000, 20000000}
-	a := []uint64{19200000, 20053333, 20053334, 20053333, 19840000, 20800000}
+	v, a := videoDurations, audioDurations
 	lagging := v
 	if videoLag {
 		lagging = v[:5]
@@ -90,6 +96,33 @@ func Presentation(videoLag bool) *timeline.Presentation {
 			{Track: timeline.Track{ID: layout.TrackID{Name: "audio", Bitrate: 96000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AACL", Codecs: "mp4a.40.2", CodecPrivateData: "1190", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 4, AudioTag: 255, Language: "und"}, State: State(a, 0, 3, 96000, 46.875)},
 		},
 	}
+}
+
+// Codecs is a channel of every codec the manifests describe but H.264
+// and AAC, as fmp4.Describe describes them from ffmpeg's sample entries:
+// HEVC Main 10 with PQ (hvc1, 2000k 1280x720), HEVC Main with its
+// parameter sets (hev1, 800k 640x360) and AV1 (300k 320x180, which Smooth
+// cannot carry) as the video renditions; E-AC-3 5.1 with Dolby Atmos
+// (complexity index 16) in English, and AC-3 stereo in French.
+func Codecs() *timeline.Presentation {
+	p := Presentation(false)
+	v := func(bitrate int) timeline.TrackState { return State(videoDurations, 0, -1, bitrate, 25) }
+	a := func(bitrate int) timeline.TrackState { return State(audioDurations, 0, 3, bitrate, 46.875) }
+	// Parameter sets of 64x64 x265 streams: only their form matters here.
+	const main10CPD = "0000000140010C01FFFF02200000030090000003000003001E9598090000000142010102200000030090000003000003001EA0208104D96566924CAF016A12201208000003000800000300C840000000014401C172B42240"
+	const mainCPD = "0000000140010C01FFFF01600000030090000003000003001E9598090000000142010101600000030090000003000003001EA020810596566924CAF0168080000003008000000C84000000014401C172B42240"
+	p.Tracks = []timeline.TrackView{
+		{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 2000000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "HVC1", Codecs: "hvc1.2.4.L93.90", CodecPrivateData: main10CPD, Width: 1280, Height: 720, VideoRange: "PQ"}, State: v(2000000)},
+		{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 800000}, Kind: timeline.Video, Timescale: 10000000, FourCC: "HEV1", Codecs: "hev1.1.6.L90.90", CodecPrivateData: mainCPD, Width: 640, Height: 360}, State: v(800000)},
+		{Track: timeline.Track{ID: layout.TrackID{Name: "video", Bitrate: 300000}, Kind: timeline.Video, Timescale: 10000000, Codecs: "av01.0.04M.08", CodecPrivateData: "81040C000A0B0000002CCFFFB8204040", Width: 320, Height: 180}, State: v(300000)},
+		{Track: timeline.Track{ID: layout.TrackID{Name: "audio_eng", Bitrate: 384000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "EC-3", Codecs: "ec-3",
+			CodecPrivateData: "00063F000000AF87FBA7022DFB42A4D405CD93843BDD0C00200F000110", SamplingRate: 48000, Channels: 6, BitsPerSample: 16, PacketSize: 1536, AudioTag: 65534,
+			ChannelMap: 0xF801, JOC: 16, Language: "eng"}, State: a(384000)},
+		{Track: timeline.Track{ID: layout.TrackID{Name: "audio_fra", Bitrate: 192000}, Kind: timeline.Audio, Timescale: 10000000, FourCC: "AC-3", Codecs: "ac-3",
+			CodecPrivateData: "0006030000002C806DE046DBCF11B4D100805F6CBBEA101140", SamplingRate: 48000, Channels: 2, BitsPerSample: 16, PacketSize: 768, AudioTag: 65534,
+			ChannelMap: 0xA000, Language: "fra"}, State: a(192000)},
+	}
+	return p
 }
 
 // SameOutput fails t unless a renderer and its reference gave the same

@@ -30,6 +30,7 @@ func Fixtures() []func() *timeline.Presentation {
 		func() *timeline.Presentation { return Presentation(false) },
 		func() *timeline.Presentation { return Presentation(true) },
 		func() *timeline.Presentation { return Long(10 * time.Minute) },
+		Codecs,
 	}
 	for _, c := range shortDriftCases() {
 		out = append(out, c.Presentation)
@@ -107,14 +108,15 @@ func randomTrack(rng *rand.Rand, text, name string, bitrate int) timeline.Track 
 	tr := timeline.Track{
 		ID:               layout.TrackID{Name: name, Bitrate: bitrate},
 		Kind:             kinds[rng.IntN(len(kinds))],
-		FourCC:           Pick(rng, text, "H264", "AACL"),
-		Codecs:           Pick(rng, text, "avc1.64001e", "mp4a.40.2"),
+		FourCC:           Pick(rng, text, "H264", "AACL", "HVC1", "EC-3", ""),
+		Codecs:           Pick(rng, text, "avc1.64001e", "mp4a.40.2", "hvc1.1.6.L93.90", "av01.0.04M.08", "ec-3", "ac-3", ""),
 		CodecPrivateData: Pick(rng, text, "00000001AA0000000168", "1190"),
 		Language:         Pick(rng, text, "", "und", "eng"),
 		Role:             Pick(rng, text, "", "main", "alternate"),
+		VideoRange:       Pick(rng, text, "", "", "PQ", "HLG"),
 	}
-	ints := []int{0, 0, 1, 2, 16, 180, 1080, 44100, 48000, -1, rng.IntN(1 << 20)}
-	for _, f := range []*int{&tr.Width, &tr.Height, &tr.SamplingRate, &tr.Channels, &tr.BitsPerSample, &tr.PacketSize, &tr.AudioTag} {
+	ints := []int{0, 0, 1, 2, 16, 180, 1080, 44100, 48000, 0xF801, -1, rng.IntN(1 << 20)}
+	for _, f := range []*int{&tr.Width, &tr.Height, &tr.SamplingRate, &tr.Channels, &tr.BitsPerSample, &tr.PacketSize, &tr.AudioTag, &tr.ChannelMap, &tr.JOC} {
 		*f = ints[rng.IntN(len(ints))]
 	}
 	return tr

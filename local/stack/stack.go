@@ -6,6 +6,7 @@ package stack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/ingest/rtmp"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/local/edge"
@@ -34,6 +36,11 @@ type Options struct {
 	// /status.html; empty serves none.
 	AdminAddr string
 	S3Addr    string // default 127.0.0.1:0 (any free port)
+	// RTMPAddr, when set, takes RTMP publishes (package rtmp); RTMPSAddr
+	// with RTMPTLS, RTMPS.
+	RTMPAddr, RTMPSAddr string
+	RTMPTLS             *tls.Config
+	RTMP                rtmp.Config
 	// DataDir keeps the bucket under DataDir/s3 (s3local.Options.DataDir);
 	// empty keeps it in memory.
 	DataDir string
@@ -66,10 +73,14 @@ type Stack struct {
 	IngestURL string // http://host:port (push to IngestURL + /live/{ch}.isml/Streams({s}))
 	EdgeURL   string // http://host:port (play from EdgeURL + /live/{ch}.isml/Manifest)
 	AdminURL  string // http://host:port of the relay's metrics and status ("" without Options.AdminAddr)
-	S3        *s3local.Server
-	Store     *store.Store
-	Relay     *relay.Relay
-	Handler   *handler.Handler
+	// RTMPURL and RTMPSURL are the encoders' Server URLs (rtmp://host:port/live;
+	// "" without Options.RTMPAddr, RTMPSAddr).
+	RTMPURL, RTMPSURL string
+	RTMP              *rtmp.Server
+	S3                *s3local.Server
+	Store             *store.Store
+	Relay             *relay.Relay
+	Handler           *handler.Handler
 
 	// SRT is the relay's SRT listener, and SRTURL its srt://host:port
 	// (callers add ?streamid=#!::r={channel},m=publish): nil and ""
@@ -195,6 +206,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}
 	s.EdgeURL = play
+	if o.RTMPAddr != "" || o.RTMPSAddr != "" {
+		if err := s.serveRTMP(ctx, o); err != nil {
+			return fail(fmt.Errorf("rtmp: %w", err))
+		}
+	}
 	if o.Handler.Retention > 0 {
 		go janitor.Run(ctx, st, o.Handler.Retention, o.SweepEvery, o.Log.With("component", "janitor"))
 	}
@@ -222,6 +238,27 @@ func (s *Stack) serveIngest(ctx context.Context, addr string) (string, error) {
 		return "", err
 	}
 	return s.serveOn(ctx, s.Relay.Listener(ln), s.Relay.Handler(), relay.MaxHeaderBytes)
+}
+
+// serveRTMP takes RTMP (and RTMPS) publishes as the relay's main does.
+func (s *Stack) serveRTMP(ctx context.Context, o Options) error {
+	s.RTMP = rtmp.New(s.Relay, o.RTMP, o.Log.With("component", "relay"))
+	for _, l := range []struct {
+		addr, scheme string
+		tls          *tls.Config
+		url          *string
+	}{{o.RTMPAddr, "rtmp", nil, &s.RTMPURL}, {o.RTMPSAddr, "rtmps", o.RTMPTLS, &s.RTMPSURL}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := rtmp.Listen(ctx, l.addr, l.tls)
+		if err != nil {
+			return err
+		}
+		*l.url = l.scheme + "://" + ln.Addr().String() + "/" + rtmp.App
+		go func() { _ = s.RTMP.Serve(ln) }()
+	}
+	return nil
 }
 
 func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string, error) {
@@ -283,6 +320,9 @@ func (s *Stack) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if s.RTMP != nil {
+		errs = append(errs, s.RTMP.Close())
+	}
 	if s.SRT != nil {
 		errs = append(errs, s.SRT.Close())
 	}
@@ -323,6 +363,9 @@ func (s *Stack) crash() {
 	<-s.reconciled
 	for _, srv := range s.servers {
 		_ = srv.Close()
+	}
+	if s.RTMP != nil {
+		_ = s.RTMP.Close()
 	}
 	if s.SRT != nil {
 		_ = s.SRT.Close()

@@ -7,6 +7,7 @@ package fmp4
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/Eyevinn/mp4ff/aac"
 	"github.com/Eyevinn/mp4ff/avc"
+	"github.com/Eyevinn/mp4ff/hevc"
 	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -25,8 +27,27 @@ import (
 // manifests cannot describe.
 var ErrUnsupportedCodec = errors.New("unsupported codec")
 
+// The sample entries Describe reads, for the error that names the others.
+const (
+	supportedVideo = "avc1, avc3, hvc1, hev1 or av01"
+	supportedAudio = "mp4a (AAC), ac-3 or ec-3"
+)
+
 // Describe returns what the manifests need to know of a track, from its
 // trak box. The ID is left for the caller to fill in.
+//
+// Video: H.264 (avc1, avc3), HEVC (hvc1, hev1; codec string per ISO/IEC
+// 14496-15 Annex E) and AV1 (av01; codec string per the AV1 ISOBMFF
+// binding). Audio: AAC (mp4a), AC-3 (ac-3) and E-AC-3 (ec-3, Dolby
+// Atmos as joint object coding included). Anything else is
+// ErrUnsupportedCodec, naming the sample entry.
+//
+// FourCC and CodecPrivateData are what the Smooth manifest says: H.264
+// and HEVC their parameter sets in Annex B; AC-3 and E-AC-3 the
+// WAVEFORMATEXTENSIBLE extension IIS and Azure Media Services write
+// (describeDolby). AV1, and an hev1 track whose parameter sets are only in
+// band, get no FourCC: Smooth clients know no way to carry them, and the
+// Smooth manifest leaves them out.
 func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 	var t timeline.Track
 	if trak == nil || trak.Mdia == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Hdlr == nil ||
@@ -44,58 +65,361 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 	}
 	t.Role = Role(trak)
 	stsd := trak.Mdia.Minf.Stbl.Stsd
+	var err error
 	switch trak.Mdia.Hdlr.HandlerType {
 	case "vide":
 		t.Kind = timeline.Video
-		v := stsd.AvcX
-		if v == nil || v.AvcC == nil || len(v.AvcC.SPSnalus) == 0 || len(v.AvcC.PPSnalus) == 0 {
-			return t, fmt.Errorf("%w: video sample entry is not avc1/avc3 with SPS and PPS", ErrUnsupportedCodec)
+		switch {
+		case stsd.AvcX != nil:
+			err = describeAVC(&t, stsd.AvcX)
+		case stsd.HvcX != nil:
+			err = describeHEVC(&t, stsd.HvcX)
+		case stsd.Av01 != nil:
+			err = describeAV1(&t, stsd.Av01)
+		default:
+			err = fmt.Errorf("%w: video sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedVideo)
 		}
-		sps, err := avc.ParseSPSNALUnit(v.AvcC.SPSnalus[0], false)
-		if err != nil {
-			return t, fmt.Errorf("parse SPS: %w", err)
-		}
-		t.FourCC = "H264"
-		t.Codecs = strings.ToLower(avc.CodecString("avc1", sps))
-		t.Width, t.Height = int(v.Width), int(v.Height)
-		if t.Width == 0 || t.Height == 0 {
-			t.Width, t.Height = int(sps.Width), int(sps.Height)
-		}
-		var cpd bytes.Buffer
-		for _, nalu := range append(append([][]byte{}, v.AvcC.SPSnalus...), v.AvcC.PPSnalus...) {
-			cpd.Write([]byte{0, 0, 0, 1})
-			cpd.Write(nalu)
-		}
-		t.CodecPrivateData = strings.ToUpper(hex.EncodeToString(cpd.Bytes()))
 	case "soun":
 		t.Kind = timeline.Audio
-		a := stsd.Mp4a
-		if a == nil || a.Esds == nil || a.Esds.DecConfigDescriptor == nil || a.Esds.DecConfigDescriptor.DecSpecificInfo == nil {
-			return t, fmt.Errorf("%w: audio sample entry is not mp4a with an AudioSpecificConfig", ErrUnsupportedCodec)
+		switch {
+		case stsd.Mp4a != nil:
+			err = describeAAC(&t, stsd.Mp4a)
+		case stsd.AC3 != nil:
+			err = describeAC3(&t, stsd.AC3)
+		case stsd.EC3 != nil:
+			err = describeEAC3(&t, stsd.EC3)
+		default:
+			err = fmt.Errorf("%w: audio sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedAudio)
 		}
-		asc := a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig
-		hdr, err := aac.DecodeAudioSpecificConfigHeader(bytes.NewReader(asc))
-		if err != nil {
-			return t, fmt.Errorf("parse AudioSpecificConfig: %w", err)
-		}
-		t.Codecs = "mp4a.40." + strconv.Itoa(int(hdr.ObjectType))
-		t.FourCC = "AACL"
-		if hdr.ObjectType == aac.HEAACv1 || hdr.ObjectType == aac.HEAACv2 {
-			t.FourCC = "AACH"
-		}
-		t.SamplingRate = hdr.SamplingFrequency
-		t.Channels = int(hdr.ChannelConfiguration)
-		if t.Channels == 0 {
-			t.Channels = int(a.ChannelCount)
-		}
-		t.BitsPerSample = 16
-		t.PacketSize = 4
-		t.AudioTag = 255
-		t.CodecPrivateData = strings.ToUpper(hex.EncodeToString(asc))
 	default:
-		return t, fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
+		err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
 	}
-	return t, nil
+	return t, err
+}
+
+// entryName is the type of stsd's first sample entry, quoted, or "none".
+func entryName(stsd *mp4.StsdBox) string {
+	if len(stsd.Children) == 0 {
+		return "none"
+	}
+	return strconv.Quote(stsd.Children[0].Type())
+}
+
+// annexB is the Smooth CodecPrivateData of video parameter sets: each NAL
+// unit after a start code, in upper-case hex.
+func annexB(nalus ...[][]byte) string {
+	var b bytes.Buffer
+	for _, list := range nalus {
+		for _, nalu := range list {
+			b.Write([]byte{0, 0, 0, 1})
+			b.Write(nalu)
+		}
+	}
+	return strings.ToUpper(hex.EncodeToString(b.Bytes()))
+}
+
+// describeAVC describes H.264 video (avc1, avc3) from its avcC.
+func describeAVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
+	if v.AvcC == nil || len(v.AvcC.SPSnalus) == 0 || len(v.AvcC.PPSnalus) == 0 {
+		return fmt.Errorf("%w: video sample entry %q without an avcC holding SPS and PPS", ErrUnsupportedCodec, v.Type())
+	}
+	sps, err := avc.ParseSPSNALUnit(v.AvcC.SPSnalus[0], false)
+	if err != nil {
+		return fmt.Errorf("parse SPS: %w", err)
+	}
+	t.FourCC = "H264"
+	t.Codecs = strings.ToLower(avc.CodecString("avc1", sps))
+	t.Width, t.Height = int(v.Width), int(v.Height)
+	if t.Width == 0 || t.Height == 0 {
+		t.Width, t.Height = int(sps.Width), int(sps.Height)
+	}
+	t.CodecPrivateData = annexB(v.AvcC.SPSnalus, v.AvcC.PPSnalus)
+	return nil
+}
+
+// describeHEVC describes HEVC video (hvc1, hev1) from its hvcC: the codec
+// string from the record's profile, tier and level (ISO/IEC 14496-15
+// E.3), the size and transfer function from the SPS when it has one.
+// hvc1 must carry its parameter sets there; hev1 may have them in band
+// only, and then Smooth, whose clients build the decoder configuration
+// from CodecPrivateData, cannot carry it.
+func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
+	entry := v.Type()
+	if entry != "hvc1" && entry != "hev1" {
+		// dvh1, dvhe: Dolby Vision, whose codec string and signalling the
+		// manifests do not write.
+		return fmt.Errorf("%w: video sample entry %q (Dolby Vision; supported: %s)", ErrUnsupportedCodec, entry, supportedVideo)
+	}
+	if v.HvcC == nil {
+		return fmt.Errorf("%w: video sample entry %q without an hvcC", ErrUnsupportedCodec, entry)
+	}
+	rec := &v.HvcC.DecConfRec
+	vps := rec.GetNalusForType(hevc.NALU_VPS)
+	spss := rec.GetNalusForType(hevc.NALU_SPS)
+	pps := rec.GetNalusForType(hevc.NALU_PPS)
+	inBand := len(vps) == 0 || len(spss) == 0 || len(pps) == 0
+	if inBand && entry == "hvc1" {
+		return fmt.Errorf("video sample entry %q: hvcC lacks a VPS, SPS or PPS (hvc1 keeps them there; hev1 may send them in band)", entry)
+	}
+	t.Codecs = hevc.CodecString(entry, &hevc.SPS{ProfileTierLevel: hevc.ProfileTierLevel{
+		GeneralProfileSpace:              rec.GeneralProfileSpace,
+		GeneralTierFlag:                  rec.GeneralTierFlag,
+		GeneralProfileIDC:                rec.GeneralProfileIDC,
+		GeneralProfileCompatibilityFlags: rec.GeneralProfileCompatibilityFlags,
+		GeneralConstraintIndicatorFlags:  rec.GeneralConstraintIndicatorFlags,
+		GeneralLevelIDC:                  rec.GeneralLevelIDC,
+	}})
+	t.Width, t.Height = int(v.Width), int(v.Height)
+	if len(spss) > 0 {
+		// The SPS gives what the sample entry may lack; one mp4ff cannot
+		// parse (an extension it does not know) takes nothing away.
+		if sps, err := hevc.ParseSPSNALUnit(spss[0]); err == nil {
+			if t.Width == 0 || t.Height == 0 {
+				w, h := sps.ImageSize()
+				t.Width, t.Height = int(w), int(h)
+			}
+			if sps.VUI != nil && sps.VUI.ColourDescriptionFlag {
+				t.VideoRange = videoRange(sps.VUI.TransferCharacteristics)
+			}
+		}
+	}
+	if t.Width == 0 || t.Height == 0 {
+		return fmt.Errorf("video sample entry %q: no picture size in the sample entry or an SPS", entry)
+	}
+	if !inBand {
+		t.FourCC = strings.ToUpper(entry)
+		t.CodecPrivateData = annexB(vps, spss, pps)
+	}
+	return nil
+}
+
+// describeAV1 describes AV1 video (av01) from its av1C: the codec string
+// per the AV1 ISOBMFF binding, with the colour fields when the record
+// carries the sequence header and they differ from the defaults. Smooth
+// has no FourCC for AV1 that a client knows: FourCC stays empty, and
+// CodecPrivateData holds the av1C record, so that a change of sequence
+// header shows as a change of codec.
+func describeAV1(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
+	if v.Av1C == nil {
+		return fmt.Errorf("%w: video sample entry \"av01\" without an av1C", ErrUnsupportedCodec)
+	}
+	rec := &v.Av1C.CodecConfRec
+	t.Codecs = rec.CodecString("av01")
+	t.Width, t.Height = int(v.Width), int(v.Height)
+	if seq, err := rec.SequenceHeader(); err == nil {
+		t.Codecs = seq.CodecString("av01")
+		t.VideoRange = videoRange(seq.TransferCharacteristics)
+		if t.Width == 0 || t.Height == 0 {
+			t.Width, t.Height = int(seq.Width()), int(seq.Height())
+		}
+	}
+	if t.Width == 0 || t.Height == 0 {
+		return errors.New(`video sample entry "av01": no picture size in the sample entry or a sequence header`)
+	}
+	var b bytes.Buffer
+	if err := rec.Encode(&b); err != nil {
+		return fmt.Errorf("encode av1C: %w", err)
+	}
+	t.CodecPrivateData = strings.ToUpper(hex.EncodeToString(b.Bytes()))
+	return nil
+}
+
+// videoRange is HLS's VIDEO-RANGE for a transfer characteristics code
+// point (ISO/IEC 23091-2): PQ (16), HLG (18), else "" (SDR).
+func videoRange(transfer byte) string {
+	switch transfer {
+	case 16:
+		return "PQ"
+	case 18:
+		return "HLG"
+	}
+	return ""
+}
+
+// describeAAC describes AAC audio (mp4a) from its AudioSpecificConfig.
+func describeAAC(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
+	if a.Esds == nil || a.Esds.DecConfigDescriptor == nil || a.Esds.DecConfigDescriptor.DecSpecificInfo == nil {
+		return fmt.Errorf("%w: audio sample entry \"mp4a\" without an AudioSpecificConfig", ErrUnsupportedCodec)
+	}
+	asc := a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig
+	hdr, err := aac.DecodeAudioSpecificConfigHeader(bytes.NewReader(asc))
+	if err != nil {
+		return fmt.Errorf("parse AudioSpecificConfig: %w", err)
+	}
+	t.Codecs = "mp4a.40." + strconv.Itoa(int(hdr.ObjectType))
+	t.FourCC = "AACL"
+	if hdr.ObjectType == aac.HEAACv1 || hdr.ObjectType == aac.HEAACv2 {
+		t.FourCC = "AACH"
+	}
+	t.SamplingRate = hdr.SamplingFrequency
+	t.Channels = int(hdr.ChannelConfiguration)
+	if t.Channels == 0 {
+		t.Channels = int(a.ChannelCount)
+	}
+	t.BitsPerSample = 16
+	t.PacketSize = 4
+	t.AudioTag = 255
+	t.CodecPrivateData = strings.ToUpper(hex.EncodeToString(asc))
+	return nil
+}
+
+// ac3Rates are the sample rates of fscod 0 to 2 (ETSI TS 102 366 4.4.1.3).
+var ac3Rates = [3]int{48000, 44100, 32000}
+
+// ac3Kbps are the bitrates of AC-3's bit_rate_code 0 to 18 (ETSI TS 102
+// 366 Table F.4.1).
+var ac3Kbps = [19]int{32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640}
+
+// describeAC3 describes AC-3 audio (ac-3) from its dac3.
+func describeAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
+	d := a.Dac3
+	if d == nil {
+		return fmt.Errorf("%w: audio sample entry \"ac-3\" without a dac3", ErrUnsupportedCodec)
+	}
+	if int(d.FSCod) >= len(ac3Rates) || int(d.BitRateCode) >= len(ac3Kbps) {
+		return fmt.Errorf(`audio sample entry "ac-3": dac3 sample rate code %d, bit rate code %d out of range`, d.FSCod, d.BitRateCode)
+	}
+	var payload bytes.Buffer
+	if err := d.Encode(&payload); err != nil {
+		return fmt.Errorf("encode dac3: %w", err)
+	}
+	t.Codecs, t.FourCC = "ac-3", "AC-3"
+	layout := dolbyLayout(d.ACMod, d.LFEOn, 0)
+	describeDolby(t, ac3Rates[d.FSCod], ac3Kbps[d.BitRateCode], layout, ac3GUID, payload.Bytes()[8:])
+	return nil
+}
+
+// describeEAC3 describes E-AC-3 audio (ec-3) from its dec3: independent
+// substream 0 with its dependent substreams' channels, the programme a
+// decoder plays.
+func describeEAC3(t *timeline.Track, a *mp4.AudioSampleEntryBox) error {
+	d := a.Dec3
+	if d == nil || len(d.EC3Subs) == 0 {
+		return fmt.Errorf("%w: audio sample entry \"ec-3\" without a dec3", ErrUnsupportedCodec)
+	}
+	sub := d.EC3Subs[0]
+	rate := int(a.SampleRate)
+	if int(sub.FSCod) < len(ac3Rates) {
+		rate = ac3Rates[sub.FSCod]
+	}
+	if rate == 0 {
+		return errors.New(`audio sample entry "ec-3": no sample rate in the dec3 or the sample entry`)
+	}
+	var chanLoc uint16
+	if sub.NumDepSub > 0 {
+		chanLoc = sub.ChanLoc
+	}
+	var payload bytes.Buffer
+	if err := d.Encode(&payload); err != nil {
+		return fmt.Errorf("encode dec3: %w", err)
+	}
+	t.Codecs, t.FourCC = "ec-3", "EC-3"
+	t.JOC = int(d.JOCComplexity)
+	describeDolby(t, rate, int(d.DataRate), dolbyLayout(sub.ACMod, sub.LFEOn, chanLoc), eac3GUID, payload.Bytes()[8:])
+	return nil
+}
+
+// channelLayout is where the channels of AC-3 or E-AC-3 audio play: the
+// chanmap DASH's Dolby scheme writes, WAVEFORMATEXTENSIBLE's speaker mask
+// and the number of channels.
+type channelLayout struct {
+	chanmap uint16
+	wave    uint32
+	count   int
+}
+
+// The speakers of acmod 0 to 7 (ETSI TS 102 366 Table 4.3; acmod 0, dual
+// mono, plays as L and R), each as its chanmap bit (Table E.1.4, bit 15
+// for L) and its WAVEFORMATEXTENSIBLE speaker bit.
+var acmodSpeakers = [8][]struct {
+	chanmap uint16
+	wave    uint32
+}{
+	{{1 << 15, 0x1}, {1 << 13, 0x2}},
+	{{1 << 14, 0x4}},
+	{{1 << 15, 0x1}, {1 << 13, 0x2}},
+	{{1 << 15, 0x1}, {1 << 14, 0x4}, {1 << 13, 0x2}},
+	{{1 << 15, 0x1}, {1 << 13, 0x2}, {1 << 8, 0x100}},
+	{{1 << 15, 0x1}, {1 << 14, 0x4}, {1 << 13, 0x2}, {1 << 8, 0x100}},
+	{{1 << 15, 0x1}, {1 << 13, 0x2}, {1 << 12, 0x10}, {1 << 11, 0x20}},
+	{{1 << 15, 0x1}, {1 << 14, 0x4}, {1 << 13, 0x2}, {1 << 12, 0x10}, {1 << 11, 0x20}},
+}
+
+// chanLocSpeakers are the channels bits 0 to 8 of a dec3's chan_loc add
+// (ETSI TS 102 366 Table F.6.1: Lc/Rc, Lrs/Rrs, Cs, Ts, Lsd/Rsd, Lw/Rw,
+// Vhl/Vhr, Vhc, LFE2): their chanmap bit, WAVEFORMATEXTENSIBLE speakers
+// (none for those it has no speaker for) and channel count.
+var chanLocSpeakers = [9]struct {
+	chanmap uint16
+	wave    uint32
+	count   int
+}{
+	{1 << 10, 0x40 | 0x80, 2},
+	{1 << 9, 0x200 | 0x400, 2},
+	{1 << 8, 0x100, 1},
+	{1 << 7, 0x800, 1},
+	{1 << 6, 0, 2},
+	{1 << 5, 0, 2},
+	{1 << 4, 0x1000 | 0x4000, 2},
+	{1 << 3, 0x2000, 1},
+	{1 << 1, 0, 1},
+}
+
+// dolbyLayout is the channel layout of acmod and lfeon, with the channels
+// a dec3's chan_loc adds.
+func dolbyLayout(acmod, lfeon byte, chanLoc uint16) channelLayout {
+	var l channelLayout
+	for _, s := range acmodSpeakers[acmod&7] {
+		l.chanmap |= s.chanmap
+		l.wave |= s.wave
+		l.count++
+	}
+	if lfeon != 0 {
+		l.chanmap |= 1
+		l.wave |= 0x8
+		l.count++
+	}
+	for i, s := range chanLocSpeakers {
+		if chanLoc&(1<<i) != 0 {
+			l.chanmap |= s.chanmap
+			l.wave |= s.wave
+			l.count += s.count
+		}
+	}
+	return l
+}
+
+// The WAVEFORMATEXTENSIBLE SubFormat GUIDs of Dolby audio, as their bytes
+// are stored (the first three fields little-endian):
+// MEDIASUBTYPE_DOLBY_AC3 {E06D802C-DB46-11CF-B4D1-00805F6CBBEA} and
+// MEDIASUBTYPE_DOLBY_DDPLUS {A7FB87AF-2D02-42FB-A4D4-05CD93843BDD}.
+var (
+	ac3GUID  = []byte{0x2C, 0x80, 0x6D, 0xE0, 0x46, 0xDB, 0xCF, 0x11, 0xB4, 0xD1, 0x00, 0x80, 0x5F, 0x6C, 0xBB, 0xEA}
+	eac3GUID = []byte{0xAF, 0x87, 0xFB, 0xA7, 0x02, 0x2D, 0xFB, 0x42, 0xA4, 0xD4, 0x05, 0xCD, 0x93, 0x84, 0x3B, 0xDD}
+)
+
+// dolbySamples is the number of samples a WAVEFORMATEXTENSIBLE block of
+// AC-3 or E-AC-3 holds: one syncframe of six blocks of 256.
+const dolbySamples = 1536
+
+// describeDolby fills in what AC-3 and E-AC-3 share: the channel layout
+// and, for the Smooth manifest, the QualityLevel IIS and Azure Media
+// Services write for Dolby Digital Plus (Bento4's mp4-dash does the same):
+// AudioTag 65534 (WAVE_FORMAT_EXTENSIBLE), 16 bits per sample, PacketSize
+// the bytes of a syncframe at kbps, and as CodecPrivateData the
+// WAVEFORMATEXTENSIBLE extension: wSamplesPerBlock (1536), dwChannelMask,
+// the SubFormat GUID, then the dac3 or dec3 payload.
+func describeDolby(t *timeline.Track, rate, kbps int, l channelLayout, guid, payload []byte) {
+	t.SamplingRate = rate
+	t.Channels = l.count
+	t.ChannelMap = int(l.chanmap)
+	t.BitsPerSample = 16
+	t.AudioTag = 0xFFFE
+	t.PacketSize = kbps * 1000 / 8 * dolbySamples / rate
+	cpd := binary.LittleEndian.AppendUint16(nil, dolbySamples)
+	cpd = binary.LittleEndian.AppendUint32(cpd, l.wave)
+	cpd = append(append(cpd, guid...), payload...)
+	t.CodecPrivateData = strings.ToUpper(hex.EncodeToString(cpd))
 }
 
 // roleValue is what a role may be: DASH's values are short lowercase words.
@@ -117,20 +441,28 @@ func Role(trak *mp4.TrakBox) string {
 	return ""
 }
 
-// DeclaredBitrate is the bitrate a track's sample entry declares (btrt, or
-// the esds average bitrate), or 0.
+// DeclaredBitrate is the bitrate a track's sample entry declares (btrt,
+// the esds average bitrate, or the dac3 or dec3 bitrate), or 0.
 func DeclaredBitrate(trak *mp4.TrakBox) int {
 	if trak == nil || trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 		return 0
 	}
 	stsd := trak.Mdia.Minf.Stbl.Stsd
-	if v := stsd.AvcX; v != nil && v.Btrt != nil && v.Btrt.AvgBitrate > 0 {
-		return int(v.Btrt.AvgBitrate)
+	for _, v := range []*mp4.VisualSampleEntryBox{stsd.AvcX, stsd.HvcX, stsd.Av01} {
+		if v != nil && v.Btrt != nil && v.Btrt.AvgBitrate > 0 {
+			return int(v.Btrt.AvgBitrate)
+		}
 	}
 	if a := stsd.Mp4a; a != nil {
 		if a.Esds != nil && a.Esds.DecConfigDescriptor != nil && a.Esds.DecConfigDescriptor.AvgBitrate > 0 {
 			return int(a.Esds.DecConfigDescriptor.AvgBitrate)
 		}
+	}
+	if a := stsd.AC3; a != nil && a.Dac3 != nil && int(a.Dac3.BitRateCode) < len(ac3Kbps) {
+		return ac3Kbps[a.Dac3.BitRateCode] * 1000
+	}
+	if a := stsd.EC3; a != nil && a.Dec3 != nil {
+		return int(a.Dec3.DataRate) * 1000
 	}
 	return 0
 }

@@ -13,10 +13,22 @@ import (
 
 // Errors a fragment can be refused with.
 var (
+	// ErrMultiTrack: a moof of several trafs where one track's is wanted
+	// (RewriteHead, Inspect); DecodeMoofTracks and Split take those.
 	ErrMultiTrack    = errors.New("moof must carry exactly one traf")
 	ErrNoTiming      = errors.New("fragment has neither tfxd nor tfdt")
 	ErrNegativeStart = errors.New("fragment starts before time zero")
 	ErrBadDataOffset = errors.New("trun data lies outside the mdat")
+	// ErrOverlappingData: two runs of samples (of one track or two) claim
+	// the same bytes of the mdat.
+	ErrOverlappingData = errors.New("sample data of two runs overlap in the mdat")
+	// ErrTooManyTrafs: a moof carries more trafs than a stream may have
+	// tracks.
+	ErrTooManyTrafs = errors.New("moof carries too many trafs")
+	// ErrTrackTwice: a moof carries two trafs of one track.
+	ErrTrackTwice = errors.New("moof carries two trafs of one track")
+	// ErrNoTfhd: a traf without its tfhd says nothing of its track.
+	ErrNoTfhd = errors.New("traf without tfhd")
 )
 
 // FragmentInfo is what a fragment says about itself.
@@ -51,6 +63,18 @@ type Input struct {
 
 // DecodeMoof decodes a moof box from its bytes (header included).
 func DecodeMoof(b []byte) (*mp4.MoofBox, error) {
+	moof, err := decodeMoofBox(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(moof.Trafs) != 1 || moof.Traf.Tfhd == nil || len(moof.Traf.Truns) == 0 {
+		return nil, ErrMultiTrack
+	}
+	return moof, nil
+}
+
+// decodeMoofBox decodes b, which must be a moof box.
+func decodeMoofBox(b []byte) (*mp4.MoofBox, error) {
 	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("decode moof: %w", err)
@@ -58,9 +82,6 @@ func DecodeMoof(b []byte) (*mp4.MoofBox, error) {
 	moof, ok := box.(*mp4.MoofBox)
 	if !ok {
 		return nil, fmt.Errorf("decode moof: got %s box", box.Type())
-	}
-	if len(moof.Trafs) != 1 || moof.Traf.Tfhd == nil || len(moof.Traf.Truns) == 0 {
-		return nil, ErrMultiTrack
 	}
 	return moof, nil
 }
@@ -110,12 +131,39 @@ func Rewrite(dst []byte, in Input) ([]byte, FragmentInfo, error) {
 // and the mdat header over dst and returns them as head, and the mdat
 // payload as a slice of in.Mdat. The stored fragment is head followed by
 // payload; the relay sends the two parts as they are, so that it holds
-// each fragment's media once.
+// each fragment's media once. A moof of several trafs is refused
+// (ErrMultiTrack): DecodeMoofTracks, Split and Part.Rewrite take those.
 func RewriteHead(dst []byte, in Input) (head, payload []byte, info FragmentInfo, err error) {
 	moof, err := DecodeMoof(in.Moof)
 	if err != nil {
 		return dst, nil, info, err
 	}
+	parts, err := Split(moof, in, func(uint32) *mp4.TrexBox { return in.Trex })
+	if err != nil {
+		info.TrackID = moof.Traf.Tfhd.TrackID
+		return dst, nil, info, err
+	}
+	return parts[0].Rewrite(dst, TrackInput{Trex: in.Trex, FallbackStart: in.FallbackStart, Offset: in.Offset})
+}
+
+// TrackInput is what the rewrite of a part needs of its track.
+type TrackInput struct {
+	// Trex holds the track's defaults from the moov (may be nil).
+	Trex *mp4.TrexBox
+	// FallbackStart is used when the fragment has neither tfxd nor tfdt:
+	// the running sum of the track's sample durations.
+	FallbackStart uint64
+	// Offset (in the track's timescale) is added to the fragment's start,
+	// after any trimming: the relay rebases an encoder whose clock jumped.
+	Offset int64
+}
+
+// Rewrite is RewriteHead for one part of a moof (Split): it writes the
+// part's new moof and mdat header over dst and returns them as head, and
+// its samples (p.Data, or the part of it left after trimming) as payload.
+// It changes p's traf: rewrite a part once.
+func (p *Part) Rewrite(dst []byte, in TrackInput) (head, payload []byte, info FragmentInfo, err error) {
+	moof := p.Moof
 	traf := moof.Traf
 	tfhd := traf.Tfhd
 	info.TrackID = tfhd.TrackID
@@ -123,27 +171,8 @@ func RewriteHead(dst []byte, in Input) (head, payload []byte, info FragmentInfo,
 	if !ok {
 		start = int64(in.FallbackStart)
 	}
-	oldMoofSize := uint64(len(in.Moof))
-	// Where each trun's data starts in the mdat payload.
-	base := int64(0) // offset of the moof in the data offset's frame of reference
-	if tfhd.HasBaseDataOffset() && !tfhd.DefaultBaseIfMoof() {
-		base = int64(tfhd.BaseDataOffset) - int64(in.MoofPos)
-	}
-	pos := make([]int64, len(traf.Truns))
-	next := int64(0)
-	for i, trun := range traf.Truns {
-		if trun.HasDataOffset() {
-			pos[i] = base + int64(trun.DataOffset) - int64(oldMoofSize) - int64(in.MdatHeader)
-		} else {
-			pos[i] = next
-		}
-		size := int64(trun.SizeOfData())
-		if pos[i] < 0 || pos[i]+size > int64(len(in.Mdat)) {
-			return dst, nil, info, fmt.Errorf("%w: track %d trun %d at %d+%d, mdat payload %d bytes", ErrBadDataOffset, info.TrackID, i, pos[i], size, len(in.Mdat))
-		}
-		next = pos[i] + size
-	}
-	payload = in.Mdat
+	pos := p.pos
+	payload = p.Data
 	if start < 0 {
 		trun := traf.Truns[0]
 		if len(traf.Truns) != 1 {

@@ -18,9 +18,12 @@
 // its track's init segment) reaches the sink; a uuid box (the live server
 // manifest) over MaxServerManifest is refused before it is read.
 //
-// A moof that carries several tracks (muxed fMP4) is refused today
-// (fmp4.ErrMultiTrack); splitting it per traf belongs in Session.fragment,
-// before the rewrite.
+// A moof may carry several tracks (muxed fMP4: ffmpeg's -f mp4 and its
+// HLS fMP4 segments without -var_stream_map, a traf per track and one
+// mdat): the session splits it per traf (fmp4.Split), each track's part
+// its own moof and its own samples out of the mdat, and stores each as a
+// fragment of its track. A moof is refused whole, before anything of it
+// is stored, when any of its parts would be.
 package ingest
 
 import (
@@ -182,8 +185,9 @@ type track struct {
 	trex      *mp4.TrexBox
 	kind      timeline.Kind
 	name      string
-	bitrate   int // 0 until known
-	announced bool
+	bitrate   int  // 0 until known
+	settled   bool // bitrate measured (if need be) and made unique
+	announced bool // init segment handed to the sink
 	// nextRaw is where the next fragment should start in the encoder's own
 	// time; hasRaw tells whether a fragment came yet.
 	nextRaw int64
@@ -209,8 +213,9 @@ type Session struct {
 	smil     []ism.SMILTrack
 	moov     *mp4.MoovBox
 	tracks   map[uint32]*track
-	out      []byte // reused fragment buffer
-	moof     []byte // the pending moof, copied out of the reader's buffer
+	outs     [][]byte // reused fragment heads, one per part of a moof
+	pieces   []piece  // reused: the parts of the moof in hand
+	moof     []byte   // the pending moof, copied out of the reader's buffer
 	haveMoof bool
 	moofAt   uint64
 	stats    Stats
@@ -407,33 +412,100 @@ func (s *Session) readMoov(box mp4box.Box) error {
 	return nil
 }
 
+// piece is one track's part of the moof in hand on its way to the sink:
+// checked, then rewritten, then stored.
+type piece struct {
+	part    fmp4.Part
+	t       *track
+	id      uint32
+	raw     int64  // start in the encoder's time
+	dur     uint64 // in the track's timescale
+	dropped bool   // it starts before zero: not stored
+	head    []byte
+	payload []byte
+	info    fmp4.FragmentInfo
+	lo, hi  time.Duration // its span in the encoder's time
+}
+
+// fragment takes the moof in hand and its mdat: a fragment of one track,
+// or of several (muxed fMP4: a traf per track). A muxed moof is split per
+// traf (fmp4.Split: each track's own moof and its own samples out of the
+// mdat, as they came), then each part goes the way a single track's
+// fragment goes. Everything that can refuse the moof (its trafs, their
+// data, their tracks, their timing, the bitrates measured from them) is
+// checked for every part before the clock is asked and before any part
+// reaches the sink: a refused moof stores nothing.
 func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
-	moof, err := fmp4.DecodeMoof(s.moof)
+	moof, err := fmp4.DecodeMoofTracks(s.moof, s.opts.MaxTracks)
 	if err != nil {
 		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}
 	}
-	id := moof.Traf.Tfhd.TrackID
-	t, ok := s.tracks[id]
-	if !ok {
-		return protocolErr("moof at offset %d names track %d, which the moov does not declare", s.moofAt, id)
+	for _, traf := range moof.Trafs {
+		if id := traf.Tfhd.TrackID; s.tracks[id] == nil {
+			return protocolErr("moof at offset %d names track %d, which the moov does not declare", s.moofAt, id)
+		}
 	}
+	parts, err := fmp4.Split(moof, fmp4.Input{Moof: s.moof, MoofPos: s.moofAt, MdatHeader: mdat.HeaderSize, Mdat: mdat.Payload()},
+		func(id uint32) *mp4.TrexBox { return s.tracks[id].trex })
+	if err != nil {
+		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}
+	}
+	samples := 0
+	for i := range parts {
+		samples += parts[i].Samples()
+	}
+	if samples == 0 {
+		return protocolErr("moof at offset %d carries no samples", s.moofAt)
+	}
+	ps := s.pieces[:0]
+	defer func() { clear(ps); s.pieces = ps[:0] }()
+	for i := range parts {
+		p := &parts[i]
+		if len(parts) > 1 && p.Samples() == 0 {
+			s.log.Debug("traf without samples in a muxed moof", "track_id", p.TrackID, "offset", s.moofAt)
+			continue
+		}
+		t := s.tracks[p.TrackID]
+		ts := t.trak.Mdia.Mdhd.Timescale
+		raw, dur, timed := fmp4.Timing(p.Moof, t.trex)
+		if !timed {
+			raw = t.nextRaw
+		}
+		// Before the clock is asked and anything stored: timing no encoder
+		// sends, and tracks that disagree (with the moof's other tracks
+		// too), are refused.
+		if err := s.checkTiming(t, p.TrackID, raw, dur, ps); err != nil {
+			return err
+		}
+		ps = append(ps, piece{part: *p, t: t, id: p.TrackID, raw: raw, dur: dur, lo: fmp4.Duration(raw, ts), hi: fmp4.Duration(raw+int64(dur), ts)})
+	}
+	for i := range ps {
+		if err := s.rewrite(ctx, &ps[i], i); err != nil {
+			return err
+		}
+	}
+	for i := range ps {
+		if err := s.store(ctx, &ps[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewrite turns piece pc (the moof's i-th) into its stored fragment: it
+// tells a jump in the track's timestamps, asks the clock at the session's
+// first fragment and at a jump, rewrites the part, and settles the
+// track's bitrate. A part that starts before zero is dropped.
+func (s *Session) rewrite(ctx context.Context, pc *piece, i int) error {
+	t, id, raw := pc.t, pc.id, pc.raw
 	ts := int64(t.trak.Mdia.Mdhd.Timescale)
-	raw, dur, timed := fmp4.Timing(moof, t.trex)
-	if !timed {
-		raw = t.nextRaw
-	}
-	// Before the clock is asked and anything stored: timing no encoder
-	// sends, and tracks that disagree, are refused.
-	if err := s.checkTiming(t, id, raw, dur); err != nil {
-		return err
-	}
 	jumped := t.hasRaw && (raw < t.nextRaw || raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)))
 	if jumped {
 		s.log.Warn("encoder timestamps jump", "track", t.name, "expected", t.nextRaw, "got", raw)
 		t.disc = true
 	}
 	if s.opts.Clock != nil && (!s.clocked || jumped) {
-		q := ClockQuery{Start: ticksDuration(raw, ts, false), End: ticksDuration(raw+int64(dur), ts, true)}
+		q := ClockQuery{Start: ticksDuration(raw, ts, false), End: ticksDuration(raw+int64(pc.dur), ts, true)}
 		if t.hasPrev {
 			q.After = ticksDuration(int64(t.end), ts, true)
 		}
@@ -441,14 +513,17 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			return err
 		}
 	}
-	out, payload, info, err := fmp4.RewriteHead(s.out, fmp4.Input{
-		Moof: s.moof, MoofPos: s.moofAt, MdatHeader: mdat.HeaderSize, Mdat: mdat.Payload(),
+	if len(s.outs) <= i {
+		s.outs = append(s.outs, make([][]byte, i+1-len(s.outs))...)
+	}
+	out, payload, info, err := pc.part.Rewrite(s.outs[i], fmp4.TrackInput{
 		Trex: t.trex, FallbackStart: uint64(max(t.nextRaw, 0)), Offset: int64(s.offset/time.Second) * ts,
 	})
-	s.out = out[:0]
+	s.outs[i] = out[:0]
 	if errors.Is(err, fmp4.ErrNegativeStart) {
 		s.stats.Skipped++
 		s.log.Warn("dropping fragment that starts before time zero", "track", t.name, "err", err)
+		pc.dropped = true
 		return nil
 	}
 	if err != nil {
@@ -457,17 +532,34 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 	if info.Duration == 0 {
 		return protocolErr("track %d fragment at offset %d has zero duration", id, s.moofAt)
 	}
+	pc.head, pc.payload, pc.info = out, payload, info
+	if !t.settled {
+		if err := s.settle(t, id, len(out)+len(payload), info.Duration); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store hands piece pc's fragment (and, at the track's first, its init
+// segment) to the sink, and moves the track on past it.
+func (s *Session) store(ctx context.Context, pc *piece) error {
+	if pc.dropped {
+		return nil
+	}
+	t, id, info := pc.t, pc.id, pc.info
+	ts := int64(t.trak.Mdia.Mdhd.Timescale)
 	if info.Trimmed > 0 {
 		s.stats.Trimmed++
 	}
 	if !t.announced {
-		if err := s.announce(ctx, t, id, len(out)+len(payload), info.Duration); err != nil {
+		if err := s.announce(ctx, t, id); err != nil {
 			return err
 		}
 	}
 	f := Fragment{
 		ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind,
-		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Disc: t.disc, Head: out, Payload: payload,
+		Start: info.Start, Duration: info.Duration, HasPrev: t.hasPrev, Prev: t.prev, Disc: t.disc, Head: pc.head, Payload: pc.payload,
 	}
 	if err := s.sink.Fragment(ctx, f); err != nil {
 		return err
@@ -492,8 +584,9 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 // samples, AAC priming, may: an encoder whose every fragment says
 // 2^64-1, read as -1, repeats one time for ever); and a track's first
 // fragment that starts more than MaxSkew from the span the stream's other
-// tracks covered.
-func (s *Session) checkTiming(t *track, id uint32, raw int64, dur uint64) error {
+// tracks covered, or from the other tracks' parts of the same moof
+// (peers).
+func (s *Session) checkTiming(t *track, id uint32, raw int64, dur uint64, peers []piece) error {
 	ts := t.trak.Mdia.Mdhd.Timescale
 	if err := fmp4.CheckTiming(raw, dur, ts); err != nil {
 		return protocolErr("track %d fragment at offset %d: %w", id, s.moofAt, err)
@@ -506,20 +599,25 @@ func (s *Session) checkTiming(t *track, id uint32, raw int64, dur uint64) error 
 	if t.hasRaw {
 		return nil
 	}
-	var near *track
+	var near uint32
+	var nearLo, nearHi time.Duration
 	dist := time.Duration(math.MaxInt64)
-	for _, o := range s.tracks {
-		if o == t || !o.hasRaw {
-			continue
-		}
-		d := max(o.lo-start, start-o.hi, 0)
-		if d < dist {
-			near, dist = o, d
+	consider := func(oid uint32, lo, hi time.Duration) {
+		if d := max(lo-start, start-hi, 0); d < dist {
+			near, nearLo, nearHi, dist = oid, lo, hi, d
 		}
 	}
-	if near != nil && dist > s.opts.MaxSkew {
+	for oid, o := range s.tracks {
+		if o != t && o.hasRaw {
+			consider(oid, o.lo, o.hi)
+		}
+	}
+	for _, p := range peers {
+		consider(p.id, p.lo, p.hi)
+	}
+	if dist != time.Duration(math.MaxInt64) && dist > s.opts.MaxSkew {
 		return protocolErr("track %d fragment at offset %d: %w: the track starts at %s, %s from track %d's fragments (%s to %s): the tracks of a stream start within %v of each other",
-			id, s.moofAt, fmp4.ErrTiming, fmp4.DurationText(start), fmp4.DurationText(dist), near.trak.Tkhd.TrackID, fmp4.DurationText(near.lo), fmp4.DurationText(near.hi), s.opts.MaxSkew)
+			id, s.moofAt, fmp4.ErrTiming, fmp4.DurationText(start), fmp4.DurationText(dist), near, fmp4.DurationText(nearLo), fmp4.DurationText(nearHi), s.opts.MaxSkew)
 	}
 	return nil
 }
@@ -570,10 +668,11 @@ func (s *Session) ended(id layout.TrackID, end uint64) {
 // Ends returns where the session left each track it stored fragments of.
 func (s *Session) Ends() []TrackEnd { return s.ends }
 
-// announce settles a track's bitrate (measured from its first fragment when
-// nothing declared one), makes its ID unique in the session, and hands its
-// init segment to the sink.
-func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, dur uint64) error {
+// settle settles a track's bitrate before its first fragment is stored:
+// measured from that fragment (size bytes lasting dur ticks) when
+// nothing declared one, then made unique among the session's tracks of
+// the same name.
+func (s *Session) settle(t *track, id uint32, size int, dur uint64) error {
 	if t.bitrate == 0 {
 		ts := uint64(t.trak.Mdia.Mdhd.Timescale)
 		bps := uint64(size) * 8 * ts / dur
@@ -585,7 +684,7 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, d
 	for taken := true; taken; {
 		taken = false
 		for oid, o := range s.tracks {
-			if oid != id && o.announced && o.name == t.name && o.bitrate == t.bitrate {
+			if oid != id && o.settled && o.name == t.name && o.bitrate == t.bitrate {
 				t.bitrate++
 				taken = true
 			}
@@ -594,6 +693,13 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, size int, d
 	if err := ism.CheckBitrate(t.bitrate); err != nil {
 		return protocolErr("track %d: bitrate once made unique among the stream's tracks named %s: %w", id, t.name, err)
 	}
+	t.settled = true
+	return nil
+}
+
+// announce hands a track's init segment to the sink, once its bitrate is
+// settled.
+func (s *Session) announce(ctx context.Context, t *track, id uint32) error {
 	init, err := fmp4.InitSegment(s.moov, id)
 	if err != nil {
 		return &ProtocolError{Err: err}

@@ -166,6 +166,8 @@ func synthSeed(f *testing.F, cfg synth.Config) []byte {
 func FuzzSession(f *testing.F) {
 	f.Add(synthSeed(f, synth.Config{SMIL: true}))
 	f.Add(synthSeed(f, synth.Config{NoBitrateBoxes: true, AudioOffset: -20 * time.Millisecond}))
+	f.Add(synthSeed(f, synth.Config{CMAF: true, Muxed: true}))
+	f.Add(synthSeed(f, synth.Config{SMIL: true, Muxed: true, AudioOffset: -20 * time.Millisecond}))
 	f.Add(readFixture(f, "ffmpeg-plain.ismv")[:4000])
 	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'f'})
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/Eyevinn/mp4ff/av1"
 	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
 
@@ -47,6 +48,10 @@ func (r *run) reset() {
 
 func (r *run) empty() bool { return len(r.samples) == 0 }
 
+// presentation is when sample i is shown: its decode time and
+// composition offset (video: the source's PTS).
+func (r *run) presentation(i int) int64 { return r.samples[i].time + int64(r.samples[i].cto) }
+
 // end is where the run's last (audio) sample ends.
 func (r *run) end() int64 {
 	s := r.samples[len(r.samples)-1]
@@ -64,6 +69,7 @@ type clock struct {
 	started bool   // video: its first key frame came
 	start   int64  // video: its first decode time (90 kHz, after the delay)
 	needKey bool   // video: samples were dropped, waiting for a key frame
+	flushed bool   // video: Flush wrote the GOP at hand, waiting for a key frame
 	waiting bool   // video: dropping samples before its first key frame
 	waitDTS int64  // video: the first of those samples' DTS
 	next    int64  // audio: where the next frame should start (timescale)
@@ -84,7 +90,13 @@ type track struct {
 
 	// Video: the sample entry's parameter sets.
 	vps, sps, pps [][]byte
-	format        string // "1280x720 High@4.0", for messages
+	format        string // "1280x720 profile 100 level 40", for messages
+	// AV1: the sample entry's configuration, its sequence header (and
+	// that OBU's payload), and the OBUs of the temporal unit at hand.
+	av1c      av1.CodecConfRec
+	av1seq    *av1.SequenceHeader
+	av1seqOBU []byte
+	obus      []obuSpan
 	// Audio.
 	channels int
 	asc      []byte
@@ -114,6 +126,14 @@ func newTrack(i int, tr Track) (*track, error) {
 		if err := t.configureVideo(tr.VPS, tr.SPS, tr.PPS); err == nil {
 			t.preset = true
 		}
+	case AV1:
+		t.timescale = 90000
+		if tr.AV1Config != nil {
+			if err := t.configureAV1(tr.AV1Config, nil); err != nil {
+				return nil, fmt.Errorf("track %d (AV1): %w", i, err)
+			}
+			t.preset = true
+		}
 	case AAC:
 		if err := t.configureAAC(tr.AudioConfig); err != nil {
 			return nil, err
@@ -121,7 +141,7 @@ func newTrack(i int, tr Track) (*track, error) {
 		t.preset = true
 	case AC3, EAC3:
 	default:
-		return nil, fmt.Errorf("track %d: %v: the packager takes H.264, HEVC, AAC, AC-3 and E-AC-3", i, tr.Codec)
+		return nil, fmt.Errorf("track %d: %v: the packager takes H.264, HEVC, AV1, AAC, AC-3 and E-AC-3", i, tr.Codec)
 	}
 	return t, nil
 }
@@ -132,6 +152,7 @@ func (t *track) holds() bool { return !t.cur.empty() || len(t.closed) > 0 }
 // reset forgets the samples held.
 func (t *track) reset() {
 	t.cur.reset()
+	clear(t.closed) // their buffers go
 	t.closed = t.closed[:0]
 	t.cuts = t.cuts[:0]
 }
@@ -274,6 +295,7 @@ func (p *Packager) flush(ctx context.Context, t *track, cutA int64) error {
 			return err
 		}
 	}
+	clear(t.closed)
 	t.closed = t.closed[:0]
 	r := &t.cur
 	k, bytes := len(r.samples), len(r.data)-8
@@ -358,6 +380,10 @@ func (t *track) describe(trak *mp4.TrakBox) error {
 		}
 	case HEVC:
 		if err := trak.SetHEVCDescriptor("hvc1", t.vps, t.sps, t.pps, nil, true); err != nil {
+			return err
+		}
+	case AV1:
+		if err := trak.SetAV1Descriptor("av01", &mp4.Av1CBox{CodecConfRec: t.av1c}, uint16(t.av1seq.Width()), uint16(t.av1seq.Height())); err != nil {
 			return err
 		}
 	case AAC:

@@ -19,6 +19,9 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// A session is a packager's sink (and so is relay.Live, over one).
+var _ BoxSink = (*ingest.Session)(nil)
+
 // elementary is one track of a fixture as a source hands it over.
 type elementary struct {
 	track   Track
@@ -48,6 +51,12 @@ func readFixture(t testing.TB, name string) []elementary {
 		case stsd.HvcX != nil:
 			rec := stsd.HvcX.HvcC.DecConfRec
 			e.track = Track{Codec: HEVC, VPS: rec.GetNalusForType(hevc.NALU_VPS), SPS: rec.GetNalusForType(hevc.NALU_SPS), PPS: rec.GetNalusForType(hevc.NALU_PPS)}
+		case stsd.Av01 != nil:
+			var rec bytes.Buffer
+			if err := stsd.Av01.Av1C.CodecConfRec.Encode(&rec); err != nil {
+				t.Fatal(err)
+			}
+			e.track = Track{Codec: AV1, AV1Config: rec.Bytes()}
 		case stsd.Mp4a != nil:
 			e.track = Track{Codec: AAC, AudioConfig: stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig}
 		case stsd.AC3 != nil:
@@ -78,7 +87,10 @@ func readFixture(t testing.TB, name string) []elementary {
 			s := Sample{DTS: rescale(int64(dts), ts, 90000, roundNearest)}
 			s.PTS = rescale(int64(dts)+int64(m.CompositionTimeOffset), ts, 90000, roundNearest)
 			dts += uint64(m.Dur)
-			if e.track.Codec.Video() {
+			if e.track.Codec == AV1 {
+				// As Enhanced RTMP carries it: a temporal delimiter first.
+				s.Frame = append([]byte{0x12, 0x00}, payload...)
+			} else if e.track.Codec.Video() {
 				nalus, err := avc.GetNalusFromSample(payload)
 				if err != nil {
 					t.Fatal(err)
@@ -110,7 +122,7 @@ func interleave(es []elementary) []step {
 		}
 	}
 	at := func(st step) int64 {
-		if st.s.Frame != nil {
+		if !es[st.i].track.Codec.Video() {
 			return st.s.PTS
 		}
 		return st.s.DTS

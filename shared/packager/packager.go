@@ -1,5 +1,5 @@
 // Package packager turns elementary streams (H.264 and HEVC access units,
-// AAC, AC-3 and E-AC-3 frames) into the top-level boxes of a fragmented
+// AV1 temporal units, AAC, AC-3 and E-AC-3 frames) into the top-level boxes of a fragmented
 // MP4 stream, one moof+mdat pair per track and fragment, and hands them to
 // a BoxSink: an *ingest.Session, or a *relay.Live over one. It sits below
 // the sources that carry elementary streams (MPEG-TS from HLS uploads and
@@ -28,7 +28,8 @@
 // # Cuts
 //
 // Without Options.OnCut, the video track's fragments end at a key frame
-// (H.264 IDR, HEVC IRAP, found from the NAL unit types) once they last at
+// (H.264 IDR, HEVC IRAP, found from the NAL unit types; AV1, a shown
+// KEY_FRAME from its frame header) once they last at
 // least MinFragment, and every other track's at the first of its frames at
 // or after that key frame's time, so that the fragments of all tracks line
 // up; an audio-only stream cuts every 2*MinFragment. With OnCut only Cut
@@ -53,8 +54,10 @@
 //
 // Sample entries are avc1 and hvc1, with the parameter sets in the
 // sample entry (the Track's, or the first key frame's own when it carries
-// a complete set: what decoders see wins). In-band parameter sets equal
-// to the sample entry's, and access unit delimiters, are stripped from the
+// a complete set: what decoders see wins); AV1's is av01 with its av1C
+// (the AV1CodecConfigurationRecord, or the first key frame's sequence
+// header). In-band parameter sets equal to the sample entry's, and access
+// unit delimiters (AV1: temporal delimiters), are stripped from the
 // samples: avc1/hvc1 want them out of band (players that do not look in
 // band, Smooth clients given CodecPrivateData, keep working), and an AUD
 // is meaningless in MP4. A parameter set that differs from the sample
@@ -68,12 +71,14 @@
 // Live (without OnCut), the stream is then over: every later call returns
 // the same error. With OnCut, the error discards what the packager held
 // since the last cut (nothing partial reaches the sink) and the packager
-// takes the next segment. Timestamps: each track's decode times are
-// strictly increasing in what it writes. Live, a video sample whose DTS
-// does not follow the previous one (equal, earlier, or more than MaxGOP
-// later) is dropped with the rest of its GOP (Stats.OutOfOrder) unless it
-// is a key frame, which then starts new fragments on every track: the
-// session sees the jump and marks a discontinuity. Dropping rather than
+// takes the next segment. Timestamps: a track's decode times increase
+// strictly from sample to sample, except where a jump starts new
+// fragments. Live, a video sample whose DTS repeats the previous one's is
+// dropped; one whose DTS is earlier, or more than MaxGOP later, is dropped
+// with the rest of its GOP (Stats.OutOfOrder), unless it is a key frame,
+// which then ends every track's fragment and starts new ones at the new
+// times: the session sees the jump, marks a discontinuity and, with a
+// clock, rebases. Audio resynchronises (above). Dropping rather than
 // refusing keeps a stream alive through a duplicated or reordered packet,
 // and a key frame after a jump is where a decoder can start again anyway.
 // With OnCut, such a sample is a *ingest.ProtocolError: an uploaded
@@ -111,6 +116,8 @@ const (
 	AAC
 	AC3
 	EAC3
+	// AV1 (Enhanced RTMP): Sample.Frame carries a temporal unit.
+	AV1
 )
 
 // String names the codec.
@@ -126,12 +133,14 @@ func (c Codec) String() string {
 		return "AC-3"
 	case EAC3:
 		return "E-AC-3"
+	case AV1:
+		return "AV1"
 	}
 	return fmt.Sprintf("codec %d", int(c))
 }
 
 // Video reports whether c is a video codec.
-func (c Codec) Video() bool { return c == H264 || c == HEVC }
+func (c Codec) Video() bool { return c == H264 || c == HEVC || c == AV1 }
 
 // Track describes one elementary stream.
 type Track struct {
@@ -141,6 +150,10 @@ type Track struct {
 	// first key frame. H.264: SPS, PPS; HEVC: VPS, SPS, PPS (NAL units
 	// without start codes).
 	VPS, SPS, PPS [][]byte
+	// AV1: the AV1CodecConfigurationRecord (Enhanced RTMP's sequence
+	// start), or nil: the packager takes the first key frame's sequence
+	// header.
+	AV1Config []byte
 	// AAC: the AudioSpecificConfig. AC-3/E-AC-3: nil (read from the frames).
 	AudioConfig []byte
 	Language    string // ISO 639-2 ("" unknown)
@@ -156,7 +169,10 @@ type Sample struct {
 	// durations.
 	DTS, PTS int64
 	NALUs    [][]byte // video: the access unit's NAL units, no start codes/lengths
-	Frame    []byte   // audio: one frame (raw AAC without ADTS; one AC-3/E-AC-3 syncframe)
+	// Audio: one frame (raw AAC without ADTS; one AC-3 syncframe; an
+	// E-AC-3 access unit: its independent substream and dependent ones).
+	// AV1: one temporal unit, OBUs in the low-overhead format.
+	Frame []byte
 }
 
 // Defaults of Options.
@@ -203,8 +219,9 @@ var (
 	// ErrParameterSets: a video track's parameter sets are missing, unreadable
 	// or change mid-stream.
 	ErrParameterSets = errors.New("video parameter sets")
-	// ErrBadFrame: an audio frame that is not of its track's codec.
-	ErrBadFrame = errors.New("malformed audio frame")
+	// ErrBadFrame: an audio frame that is not of its track's codec, or an
+	// AV1 temporal unit whose OBUs do not parse.
+	ErrBadFrame = errors.New("malformed frame")
 	// ErrTimestamps: timestamps the packager cannot keep in order.
 	ErrTimestamps = errors.New("timestamps out of order")
 )
@@ -219,7 +236,7 @@ type Stats struct {
 	// Dropped counts samples not written because the stream could not use
 	// them: before the video's first key frame, audio before the video
 	// starts, access units without a picture, frames of a track the init
-	// segment left out.
+	// segment left out, video between a Flush and its next key frame.
 	Dropped int
 	// OutOfOrder counts video samples dropped because their DTS did not
 	// follow the track's previous one, with the rest of their GOP.
@@ -240,10 +257,12 @@ type Packager struct {
 	pos    uint64 // bytes written to the sink
 	inited bool   // ftyp+moov written
 	ended  bool
-	err    error // sticky: the stream is over
-	stats  Stats
-	logged map[string]bool
-	buf    []byte // moof encoding
+	// cutNext: Cut was called without OnCut: the next key frame cuts.
+	cutNext bool
+	err     error // sticky: the stream is over
+	stats   Stats
+	logged  map[string]bool
+	buf     []byte // moof encoding
 }
 
 // maxTime bounds a timestamp, in 90 kHz ticks: fmp4.MaxMediaTime, which
@@ -315,16 +334,43 @@ func (p *Packager) Write(ctx context.Context, i int, s Sample) error {
 	return p.fail(err)
 }
 
-// Cut ends every track's fragment here (OnCut; without it too, as a
-// fragment boundary forced between key frames' cuts). The video's
-// fragment must start with a key frame: otherwise the cut is refused with
-// a *ingest.ProtocolError wrapping ErrNoKeyFrame, and nothing of it
-// reaches the sink. A cut with nothing held writes nothing.
+// Cut ends every track's fragment here (OnCut). The video's fragment
+// must start with a key frame: otherwise the cut is refused with a
+// *ingest.ProtocolError wrapping ErrNoKeyFrame, and nothing of it reaches
+// the sink. A cut with nothing held writes nothing.
+//
+// Without OnCut, fragments must start at key frames: Cut makes the
+// video's next key frame end the fragments, however short (an audio-only
+// stream's end now).
 func (p *Packager) Cut(ctx context.Context) error {
 	if err := p.usable(); err != nil {
 		return err
 	}
+	if !p.opts.OnCut && p.video != nil {
+		p.cutNext = true
+		return nil
+	}
 	return p.fail(p.cut(ctx))
+}
+
+// Flush writes what every track holds now, as Cut does with OnCut, and
+// goes on: for a source that must stop at once without ending the stream
+// (the relay shutting down: Flush, then relay.Live.Close with
+// relay.ErrShuttingDown), so that nothing it took is lost. Live, the
+// video's fragment, which starts with a key frame, ends early, and the
+// video's next one starts at its next key frame (the frames before it are
+// dropped).
+func (p *Packager) Flush(ctx context.Context) error {
+	if err := p.usable(); err != nil {
+		return err
+	}
+	if err := p.fail(p.cut(ctx)); err != nil {
+		return err
+	}
+	if v := p.video; v != nil && !p.opts.OnCut && v.clock.started {
+		v.clock.flushed = true
+	}
+	return nil
 }
 
 // End says the encoder ended the stream: the packager writes the fragments
@@ -400,19 +446,9 @@ func (p *Packager) cut(ctx context.Context) error {
 			p.discard()
 			return err
 		}
-		if err := p.emit(ctx, v, &v.cur, 0, false); err != nil {
-			return err
-		}
-		v.cur.reset()
 	}
-	for _, t := range p.tracks {
-		if t.video {
-			continue
-		}
-		if err := p.flush(ctx, t, -1); err != nil {
-			return err
-		}
-		t.cuts = t.cuts[:0]
+	if err := p.writeAll(ctx); err != nil {
+		return err
 	}
 	for _, t := range p.tracks {
 		t.committed = t.clock
@@ -427,7 +463,7 @@ func (p *Packager) describeCut() string {
 	case len(v.cur.samples) == 0:
 		return fmt.Sprintf("track %d (%s) has no video in it: each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec)
 	default:
-		return fmt.Sprintf("track %d (%s) starts with a frame that is not a key frame (%d frames, none a key frame before): each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec, len(v.cur.samples))
+		return fmt.Sprintf("track %d (%s): the segment's first frame (of %d) is not a key frame: each segment starts with a key frame (ffmpeg: -force_key_frames at the segment duration; an encoder's keyframe interval equal to the segment duration)", v.idx, v.Codec, len(v.cur.samples))
 	}
 }
 

@@ -536,8 +536,14 @@ func TestBFramesHaveSignedCompositionOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	negative := false
+	var shown []int64 // presentation times, from the boxes
 	for _, f := range r.rec.byTrack(1) {
 		moof := decodeMoof(t, f)
+		at := int64(moof.Traf.Tfdt.BaseMediaDecodeTime())
+		for _, s := range moof.Traf.Trun.Samples {
+			shown = append(shown, at+int64(s.CompositionTimeOffset))
+			at += int64(s.Dur)
+		}
 		// The fragment starts at its key frame's presentation time.
 		if s := moof.Traf.Trun.Samples[0]; s.CompositionTimeOffset != 0 {
 			t.Errorf("fragment at %d: its key frame's composition offset is %d, want 0", f.Start, s.CompositionTimeOffset)
@@ -553,6 +559,16 @@ func TestBFramesHaveSignedCompositionOffsets(t *testing.T) {
 	}
 	if !negative {
 		t.Error("no negative composition offset: the B-frames' should be")
+	}
+	// Every frame is shown at its source's PTS.
+	var want []int64
+	for _, s := range es[0].samples {
+		want = append(want, s.PTS)
+	}
+	slices.Sort(shown)
+	slices.Sort(want)
+	if !slices.Equal(shown, want) {
+		t.Errorf("frames shown at %v, their source's PTS are %v", shown, want)
 	}
 }
 
@@ -606,5 +622,140 @@ func TestAudioLinesUpWhateverTheInterleaving(t *testing.T) {
 				t.Errorf("fragments %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// AV1 (Enhanced RTMP): key frames from their frame headers, temporal
+// delimiters stripped, the sequence header out of band or from the first
+// key frame, and a new one mid-stream refused.
+func TestAV1(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		outBand bool
+		change  func(k int, s *Sample)
+		err     error
+	}{
+		{name: "configuration out of band", outBand: true},
+		{name: "sequence header from the first key frame", outBand: false},
+		{name: "a new sequence header mid-stream is refused", outBand: true, change: func(k int, s *Sample) {
+			if k == 25 {
+				// A sequence header other than the stream's.
+				seq := []byte{0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x47, 0xff, 0xbf, 0xbf, 0xe0, 0x20, 0x00}
+				s.Frame = append(slices.Clone(seq), s.Frame...)
+			}
+		}, err: ErrParameterSets},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es := readFixture(t, "av1.mp4")
+			tracks := tracksOf(es)
+			if !tc.outBand {
+				tracks[0].AV1Config = nil
+			}
+			out := &boxes{}
+			p, err := New(out, tracks, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := 0
+			for k, s := range es[0].samples {
+				if tc.change != nil {
+					tc.change(k, &s)
+				}
+				if err = p.Write(ctx, 0, s); err != nil {
+					break
+				}
+				size += len(s.Frame) - 2 // less the temporal delimiter
+			}
+			if err == nil {
+				err = p.End(ctx)
+			}
+			if tc.err != nil {
+				protocolError(t, err, tc.err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := mp4.DecodeFile(bytes.NewReader(out.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Init.Moov.Trak.Mdia.Minf.Stbl.Stsd.Av01 == nil {
+				t.Fatal("no av01 sample entry")
+			}
+			if len(f.Segments) == 0 || len(f.Segments[0].Fragments) != 2 {
+				t.Fatalf("fragments %v, want 2: one per key frame (a GOP of 1 s)", f.Segments)
+			}
+			got := 0
+			for _, fr := range f.Segments[0].Fragments {
+				trun := fr.Moof.Traf.Trun
+				if trun.Samples[0].Flags != syncFlags || trun.Samples[1].Flags != nonSyncFlags {
+					t.Errorf("fragment's samples flagged %08x, %08x: want sync then non-sync", trun.Samples[0].Flags, trun.Samples[1].Flags)
+				}
+				got += int(trun.SizeOfData())
+			}
+			if got != size {
+				t.Errorf("samples of %d bytes, want the temporal units' %d without their delimiters", got, size)
+			}
+		})
+	}
+}
+
+// Without OnCut, fragments start at key frames: a Cut makes the next key
+// frame end them, however short the fragment (the fuzzer found a cut that
+// started one mid-GOP).
+func TestLiveCutWaitsForTheNextKeyFrame(t *testing.T) {
+	es := avcAAC(t)
+	r := newRig(t, tracksOf(es), Options{MinFragment: 5 * time.Second})
+	for _, st := range interleave(es) {
+		if st.i == 0 && st.s.DTS == 10*3600 {
+			if err := r.p.Cut(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.feed(t, []step{st})
+	}
+	if err := r.p.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	video := checkFragments(t, r, timeline.Video)
+	if len(video) != 2 || video[0].Duration != 90000 {
+		t.Errorf("%d video fragments, the first of %d ticks: want the first GOP alone, then the rest", len(video), video[0].Duration)
+	}
+}
+
+// Flush writes everything held without ending the stream (a relay
+// shutting down): the GOP at hand ends early, and the video goes on from
+// its next key frame.
+func TestFlushWritesWhatIsHeldAndGoesOn(t *testing.T) {
+	es := avcAAC(t)
+	r := newRig(t, tracksOf(es), Options{})
+	for _, st := range interleave(es) {
+		if st.i == 0 && st.s.DTS == 40*3600 {
+			if err := r.p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if r.session.Stats().Ended {
+				t.Fatal("Flush ended the stream")
+			}
+			if v := r.rec.byTrack(1); len(v) != 2 || v[1].Start+v[1].Duration != 40*3600+7200 {
+				t.Fatalf("after Flush, %d video fragments stored: want 2, up to the frame before the flush", len(v))
+			}
+		}
+		r.feed(t, []step{st})
+	}
+	if err := r.p.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.rec.frags {
+		checkStoredSamples(t, f)
+	}
+	// The video resumes at its next key frame: a gap where the frames
+	// dropped were.
+	if v := r.rec.byTrack(1); len(v) != 4 || v[2].Start != 50*3600+7200 {
+		t.Errorf("%d video fragments after the flush; want 4, the third from the key frame at 2 s", len(v))
+	}
+	if st := r.p.Stats(); st.Dropped != 3+10 {
+		t.Errorf("dropped %d, want the 3 audio frames before the video and the 10 video frames between the flush and the next key frame", st.Dropped)
 	}
 }

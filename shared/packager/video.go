@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/avc"
 	"github.com/Eyevinn/mp4ff/hevc"
@@ -121,9 +122,12 @@ func (t *track) inEntry(c int, n []byte) bool {
 
 // start configures the video track at its first key frame: the key
 // frame's own parameter sets when complete, else the Track's.
-func (t *track) start(nalus [][]byte) error {
+func (t *track) start(s Sample) error {
+	if t.Codec == AV1 {
+		return t.startAV1(s.Frame)
+	}
 	var vps, sps, pps [][]byte
-	for _, n := range nalus {
+	for _, n := range s.NALUs {
 		switch c, _ := t.classify(n); c {
 		case nalVPS:
 			vps = append(vps, n)
@@ -148,8 +152,11 @@ func (t *track) start(nalus [][]byte) error {
 
 // checkParameterSets refuses in-band parameter sets that differ from the
 // sample entry's.
-func (t *track) checkParameterSets(nalus [][]byte) error {
-	for _, n := range nalus {
+func (t *track) checkParameterSets(s Sample) error {
+	if t.Codec == AV1 {
+		return t.checkAV1(s.Frame)
+	}
+	for _, n := range s.NALUs {
 		c, _ := t.classify(n)
 		if c != nalVPS && c != nalSPS && c != nalPPS || t.inEntry(c, n) {
 			continue
@@ -166,9 +173,12 @@ func (t *track) checkParameterSets(nalus [][]byte) error {
 	return nil
 }
 
-func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
-	key, vcl, sets := false, false, false
-	size := 0
+// scan reads an access unit: whether it is a key frame, holds a picture
+// and parameter sets, and the bytes it takes in a sample.
+func (t *track) scan(s Sample) (key, picture, sets bool, size int, err error) {
+	if t.Codec == AV1 {
+		return t.scanAV1(s.Frame)
+	}
 	for _, n := range s.NALUs {
 		c, ok := t.classify(n)
 		switch {
@@ -177,9 +187,17 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			sets = true
 		default:
 			size += 4 + len(n)
-			vcl = vcl || c == nalVCL || c == nalKey
+			picture = picture || c == nalVCL || c == nalKey
 			key = key || c == nalKey
 		}
+	}
+	return key, picture, sets, size, nil
+}
+
+func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
+	key, vcl, sets, size, err := t.scan(s)
+	if err != nil {
+		return protocolErr(t, "%w", err)
 	}
 	maxGOP := ticks(p.opts.MaxGOP, 90000)
 	if s.DTS > maxTime || s.DTS < -maxTime || s.PTS > maxTime || s.PTS < -maxTime {
@@ -209,7 +227,7 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			}
 			return nil
 		}
-		if err := t.start(s.NALUs); err != nil {
+		if err := t.start(s); err != nil {
 			return protocolErr(t, "%w", err)
 		}
 		if p.opts.OnCut {
@@ -223,7 +241,7 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 		c.delay = max(s.PTS-s.DTS, 0)
 		p.startAudio(s.DTS + c.delay)
 	} else if sets {
-		if err := t.checkParameterSets(s.NALUs); err != nil {
+		if err := t.checkParameterSets(s); err != nil {
 			return protocolErr(t, "%w", err)
 		}
 	}
@@ -244,18 +262,22 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 			// A key frame after a jump: every track's fragment ends here, and
 			// the session sees the jump.
 			p.log.Warn("video timestamps jump: new fragments from this key frame", "track", t.idx, "dts", s.DTS, "previous", c.lastDTS)
-			if err := p.jumpCut(ctx, t); err != nil {
+			if err := p.writeAll(ctx); err != nil {
 				return err
 			}
 			c.delay = max(s.PTS-s.DTS, 0)
 		}
 	}
-	if c.needKey {
+	if c.needKey || c.flushed {
 		if !key {
-			p.stats.OutOfOrder++
+			if c.flushed {
+				p.stats.Dropped++
+			} else {
+				p.stats.OutOfOrder++
+			}
 			return nil
 		}
-		c.needKey = false
+		c.needKey, c.flushed = false, false
 	}
 	if key {
 		c.lastKey = s.DTS
@@ -263,13 +285,25 @@ func (p *Packager) writeVideo(ctx context.Context, t *track, s Sample) error {
 		return protocolErr(t, "%w: no key frame for %s (limit %v): %s", ErrGOPTooLong, seconds(d, 90000), p.opts.MaxGOP, gopHint)
 	}
 	dts := s.DTS + c.delay
-	if key && !p.opts.OnCut && !t.cur.empty() && dts-t.cur.samples[0].time >= ticks(p.opts.MinFragment, 90000) {
+	// The fragment's length is measured in presentation time, key frame
+	// to key frame: in an open GOP (an HEVC CRA and its leading
+	// pictures) the key frame is decoded before pictures shown ahead of
+	// it, and its decode time comes a few frames short of the GOP's.
+	if key && !p.opts.OnCut && !t.cur.empty() && (p.cutNext || s.PTS-t.cur.presentation(0) >= ticks(p.opts.MinFragment-cutSlack, 90000)) {
 		if err := p.videoCut(ctx, t, dts); err != nil {
 			return err
 		}
+		p.cutNext = false
 	}
 	return p.appendVideo(t, s, key, size)
 }
+
+// cutSlack is how much shorter than MinFragment a fragment a key frame
+// ends may be: timestamps in milliseconds (FLV) or rounded from another
+// timescale put a key frame one GOP after the last up to a millisecond or
+// two early, and a GOP of exactly MinFragment must still make a fragment
+// of its own rather than two GOPs.
+const cutSlack = 10 * time.Millisecond
 
 // gopHint tells an operator what to set when key frames are too far apart.
 const gopHint = "set the encoder's keyframe interval to 2 s (OBS: Settings > Output > Keyframe Interval 2 s; ffmpeg: -g at twice the frame rate, or -force_key_frames \"expr:gte(t,n_forced*2)\")"
@@ -282,6 +316,11 @@ func (p *Packager) appendVideo(t *track, s Sample, key bool, size int) error {
 	dst, err := p.reserve(t, h, size)
 	if err != nil {
 		return err
+	}
+	if t.Codec == AV1 {
+		t.appendAV1(dst, s.Frame)
+		c.lastDTS, c.hasLast = s.DTS, true
+		return nil
 	}
 	for _, n := range s.NALUs {
 		if cl, ok := t.classify(n); !ok || cl == nalAUD || cl == nalVPS || cl == nalSPS || cl == nalPPS {
@@ -325,20 +364,22 @@ func (p *Packager) videoCut(ctx context.Context, v *track, dts int64) error {
 	return nil
 }
 
-// jumpCut ends every track's fragment where the video's timestamps jump.
-func (p *Packager) jumpCut(ctx context.Context, v *track) error {
-	if err := p.emit(ctx, v, &v.cur, 0, false); err != nil {
-		return err
-	}
-	v.cur.reset()
+// writeAll writes every track's fragment held: where the video's
+// timestamps jump, at Cut, Flush and End. The video's last sample lasts
+// as long as the one before it.
+func (p *Packager) writeAll(ctx context.Context) error {
 	for _, t := range p.tracks {
+		var err error
 		if t.video {
-			continue
+			err = p.emit(ctx, t, &t.cur, 0, false)
+			t.cur.reset()
+		} else {
+			err = p.flush(ctx, t, -1)
+			t.cuts = t.cuts[:0]
 		}
-		if err := p.flush(ctx, t, -1); err != nil {
+		if err != nil {
 			return err
 		}
-		t.cuts = t.cuts[:0]
 	}
 	return nil
 }

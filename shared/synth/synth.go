@@ -81,8 +81,14 @@ type Config struct {
 	// interface 1 sends it: a cmfc ftyp and the moov of its one track
 	// (the server manifest is never sent), then per fragment an styp, a
 	// moof timed by tfdt (no tfxd) and the mdat. It ends with no mfra: the
-	// POST just completes. Use Split for one stream per track.
+	// POST just completes. Use Split for one stream per track, or Muxed.
 	CMAF bool
+	// Muxed puts every track in one moof per fragment, a traf per track
+	// in track order, and one mdat holding their samples track after
+	// track: muxed fMP4, as ffmpeg's mp4 muxer writes it with
+	// frag_keyframe (and its HLS fMP4 segments without -var_stream_map).
+	// With CMAF, the moov declares every track.
+	Muxed bool
 }
 
 // Stream generates the bytes of one push. Its methods are not safe for
@@ -122,8 +128,8 @@ func New(cfg Config) (*Stream, error) {
 	if len(cfg.Tracks) == 0 {
 		return nil, errors.New("synth: no tracks")
 	}
-	if cfg.CMAF && len(cfg.Tracks) != 1 {
-		return nil, fmt.Errorf("synth: a CMAF stream carries one track, not %d (Config.Split)", len(cfg.Tracks))
+	if cfg.CMAF && !cfg.Muxed && len(cfg.Tracks) != 1 {
+		return nil, fmt.Errorf("synth: a CMAF stream carries one track, not %d (Config.Split, or Muxed)", len(cfg.Tracks))
 	}
 	if cfg.CMAF && cfg.AudioOffset < 0 {
 		return nil, fmt.Errorf("synth: a CMAF track cannot start before zero (audio offset %v): tfdt is unsigned", cfg.AudioOffset)
@@ -311,7 +317,8 @@ func (s *Stream) aacTime(j int64) int64 {
 }
 
 // AppendFragment appends fragment k (from 0) of every track, a moof+mdat
-// pair per track in track order, to dst. Header must have been called.
+// pair per track in track order (with Muxed, one moof+mdat pair for all),
+// to dst. Header must have been called.
 func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 	if k < 0 {
 		return dst, fmt.Errorf("synth: fragment %d", k)
@@ -320,72 +327,117 @@ func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 		if t.trak == nil {
 			return dst, errors.New("synth: AppendFragment before Header")
 		}
+	}
+	if s.cfg.Muxed {
+		ids := make([]uint32, len(s.tracks))
+		for i, t := range s.tracks {
+			ids[i] = t.id
+		}
+		frag, err := mp4.CreateMultiTrackFragment(uint32(k+1), ids)
+		if err != nil {
+			return dst, err
+		}
+		for i, t := range s.tracks {
+			var err error
+			start, dur := s.samples(t, k, func(fs mp4.FullSample) {
+				if err == nil {
+					err = frag.AddFullSampleToTrack(fs, t.id)
+				}
+			})
+			if err != nil {
+				return dst, fmt.Errorf("synth: fragment %d of track %d: %w", k, t.id, err)
+			}
+			s.timed(frag.Moof.Trafs[i], start, dur)
+		}
+		return s.encode(dst, frag, k, 0)
+	}
+	for _, t := range s.tracks {
 		frag, err := mp4.CreateFragment(uint32(k+1), t.id)
 		if err != nil {
 			return dst, err
 		}
-		var start int64
-		var dur uint64
-		switch t.Kind {
-		case timeline.Video:
-			start = int64(uint64(k) * s.fragTicks)
-			base := uint64(k * t.frames)
-			var data []byte
-			for i := range t.frames {
-				data = t.avc.picture(data[:0], i, uint(k%2))
-				data = appendFiller(data, t.frameSz-len(data))
-				t0 := (base + uint64(i)) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
-				t1 := (base + uint64(i) + 1) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
-				flags := mp4.NonSyncSampleFlags
-				if i == 0 {
-					flags = mp4.SyncSampleFlags
-				}
-				frag.AddFullSample(mp4.FullSample{
-					Sample:     mp4.Sample{Flags: flags, Dur: uint32(t1 - t0), Size: uint32(len(data))},
-					DecodeTime: t0, Data: bytes.Clone(data),
-				})
-				dur += t1 - t0
-			}
-		case timeline.Audio:
-			first, end := s.audioFrames(k)
-			start = s.aacTime(first) + t.offset
-			for j := first; j < end; j++ {
-				d := uint64(s.aacTime(j+1) - s.aacTime(j))
-				frag.AddFullSample(mp4.FullSample{
-					Sample:     mp4.Sample{Flags: mp4.SyncSampleFlags, Dur: uint32(d), Size: uint32(len(t.aacRaw))},
-					DecodeTime: uint64(s.aacTime(j) + t.offset), Data: t.aacRaw,
-				})
-				dur += d
-			}
+		start, dur := s.samples(t, k, frag.AddFullSample)
+		s.timed(frag.Moof.Traf, start, dur)
+		if dst, err = s.encode(dst, frag, k, t.id); err != nil {
+			return dst, err
 		}
-		traf := frag.Moof.Traf
-		s.buf.Reset()
-		if s.cfg.CMAF {
-			// CMAF: the time is the tfdt's (start, from the first sample);
-			// each fragment is a segment of its own.
-			traf.Tfdt.Version = 1
-			if err := mp4.NewStyp("msdh", 0, []string{"msdh", "msix", "cmfs"}).Encode(&s.buf); err != nil {
-				return dst, err
-			}
-		} else {
-			// Smooth ingest carries the time in tfxd, not tfdt.
-			for i, c := range traf.Children {
-				if c == mp4.Box(traf.Tfdt) {
-					traf.Children = append(traf.Children[:i], traf.Children[i+1:]...)
-					break
-				}
-			}
-			traf.Tfdt = nil
-			tfxd := mp4.NewTfxdBox(uint64(start), dur)
-			tfxd.Tfxd.Version = 1 // 64-bit times, as encoders send them
-			_ = traf.AddChild(tfxd)
-		}
-		if err := frag.Encode(&s.buf); err != nil {
-			return dst, fmt.Errorf("synth: encode fragment %d of track %d: %w", k, t.id, err)
-		}
-		dst = append(dst, s.buf.Bytes()...)
 	}
 	return dst, nil
+}
+
+// samples adds track t's samples of fragment k with add and returns the
+// fragment's start (its tfxd time) and duration.
+func (s *Stream) samples(t *track, k int, add func(mp4.FullSample)) (start int64, dur uint64) {
+	switch t.Kind {
+	case timeline.Video:
+		start = int64(uint64(k) * s.fragTicks)
+		base := uint64(k * t.frames)
+		var data []byte
+		for i := range t.frames {
+			data = t.avc.picture(data[:0], i, uint(k%2))
+			data = appendFiller(data, t.frameSz-len(data))
+			t0 := (base + uint64(i)) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
+			t1 := (base + uint64(i) + 1) * uint64(s.cfg.Timescale) / uint64(s.cfg.FrameRate)
+			flags := mp4.NonSyncSampleFlags
+			if i == 0 {
+				flags = mp4.SyncSampleFlags
+			}
+			add(mp4.FullSample{
+				Sample:     mp4.Sample{Flags: flags, Dur: uint32(t1 - t0), Size: uint32(len(data))},
+				DecodeTime: t0, Data: bytes.Clone(data),
+			})
+			dur += t1 - t0
+		}
+	case timeline.Audio:
+		first, end := s.audioFrames(k)
+		start = s.aacTime(first) + t.offset
+		for j := first; j < end; j++ {
+			d := uint64(s.aacTime(j+1) - s.aacTime(j))
+			add(mp4.FullSample{
+				Sample:     mp4.Sample{Flags: mp4.SyncSampleFlags, Dur: uint32(d), Size: uint32(len(t.aacRaw))},
+				DecodeTime: uint64(s.aacTime(j) + t.offset), Data: t.aacRaw,
+			})
+			dur += d
+		}
+	}
+	return start, dur
+}
+
+// timed gives traf its time: CMAF's tfdt (from the first sample), or
+// Smooth ingest's tfxd in its place.
+func (s *Stream) timed(traf *mp4.TrafBox, start int64, dur uint64) {
+	if s.cfg.CMAF {
+		traf.Tfdt.Version = 1
+		return
+	}
+	for i, c := range traf.Children {
+		if c == mp4.Box(traf.Tfdt) {
+			traf.Children = append(traf.Children[:i], traf.Children[i+1:]...)
+			break
+		}
+	}
+	traf.Tfdt = nil
+	tfxd := mp4.NewTfxdBox(uint64(start), dur)
+	tfxd.Tfxd.Version = 1 // 64-bit times, as encoders send them
+	_ = traf.AddChild(tfxd)
+}
+
+// encode appends frag (fragment k; of track id, 0 when muxed) to dst,
+// after an styp for CMAF: each fragment is a segment of its own.
+func (s *Stream) encode(dst []byte, frag *mp4.Fragment, k int, id uint32) ([]byte, error) {
+	s.buf.Reset()
+	if s.cfg.CMAF {
+		if err := mp4.NewStyp("msdh", 0, []string{"msdh", "msix", "cmfs"}).Encode(&s.buf); err != nil {
+			return dst, err
+		}
+	}
+	if err := frag.Encode(&s.buf); err != nil {
+		if id == 0 {
+			return dst, fmt.Errorf("synth: encode muxed fragment %d: %w", k, err)
+		}
+		return dst, fmt.Errorf("synth: encode fragment %d of track %d: %w", k, id, err)
+	}
+	return append(dst, s.buf.Bytes()...), nil
 }
 
 // Trailer is the mfra box that ends a push (an encoder's end of stream);

@@ -31,7 +31,7 @@ type Track struct {
 	ID               layout.TrackID `json:"id"`
 	Kind             Kind           `json:"kind"`
 	Timescale        uint64         `json:"timescale"`
-	FourCC           string         `json:"fourcc"`             // Smooth FourCC: H264, AACL, ...
+	FourCC           string         `json:"fourcc"`             // Smooth FourCC: H264, AACL, ...; "" when Smooth cannot carry the track (AV1)
 	Codecs           string         `json:"codecs"`             // RFC 6381, e.g. avc1.64001e, mp4a.40.2
 	CodecPrivateData string         `json:"cpd"`                // hex, as the Smooth manifest wants it
 	Language         string         `json:"lang,omitempty"`     // ISO 639-2/T or BCP 47
@@ -42,7 +42,18 @@ type Track struct {
 	Channels         int            `json:"channels,omitempty"` // audio
 	BitsPerSample    int            `json:"bits,omitempty"`     // audio
 	PacketSize       int            `json:"packet,omitempty"`   // audio (block align)
-	AudioTag         int            `json:"tag,omitempty"`      // audio, 255 for AAC
+	AudioTag         int            `json:"tag,omitempty"`      // audio, 255 for AAC, 65534 (WAVE_FORMAT_EXTENSIBLE) for AC-3 and E-AC-3
+	// ChannelMap is the channel layout of AC-3 and E-AC-3 audio: the
+	// chanmap of ETSI TS 102 366 Table E.1.4 (bit 15 L, 14 C, 13 R, 12
+	// Ls, 11 Rs, ... 0 LFE; 0xF801 for 5.1), which DASH's Dolby channel
+	// configuration scheme carries. 0 for other codecs.
+	ChannelMap int `json:"chmap,omitempty"`
+	// JOC is the complexity index (1 to 16) of E-AC-3 carrying Dolby
+	// Atmos as joint object coding, 0 without.
+	JOC int `json:"joc,omitempty"`
+	// VideoRange is video's HDR transfer function, "PQ" (SMPTE ST 2084)
+	// or "HLG", as HLS's VIDEO-RANGE names them; "" is SDR.
+	VideoRange string `json:"range,omitempty"`
 }
 
 // RoleScheme is the scheme of the track roles (Track.Role) a CMAF kind

@@ -194,7 +194,9 @@ func TestShutdownTimeoutCutsAStuckPush(t *testing.T) {
 	start := time.Now()
 	err := rl.Shutdown(ctx)
 	took := time.Since(start)
-	if !errors.Is(err, context.DeadlineExceeded) || took > timeout+500*time.Millisecond {
+	// Near its deadline, not when the stuck push ends (never): a second
+	// of slack for a loaded machine running the race detector.
+	if !errors.Is(err, context.DeadlineExceeded) || took > 2*timeout {
 		t.Fatalf("Shutdown: %v after %v, want the deadline's error after %v", err, took, timeout)
 	}
 	waitFor(t, "the push to end", func() bool { return rl.Active() == 0 })

@@ -310,6 +310,9 @@ func (c *channel) placeHeld() {
 	for _, s := range c.held {
 		init := c.place(s.file)
 		switch r := c.renditions[init]; {
+		case r != nil && r == s.notFor:
+			kept = append(kept, s) // waits for the init segment that replaces r
+			continue
 		case r != nil:
 			byRendition[r] = append(byRendition[r], s)
 		case !c.placed(s): // refused: its rendition ended

@@ -87,49 +87,88 @@ func wholeBoxes(b []byte, k kind) error {
 	return nil
 }
 
-// trackDefaults is the track defaults (trex) of an init segment: media
-// segments may leave their sample durations to them.
-func trackDefaults(b []byte) []*mp4.TrexBox {
+// trackDefaults is the track defaults (trex) of an init segment, and the
+// track whose times place its media segments: its first video track, else
+// its first track (muxed segments carry several tracks, each in its own
+// timescale, and only one of them can order them).
+func trackDefaults(b []byte) (trexs []*mp4.TrexBox, ref uint32) {
 	box, ok := mp4box.Find(b, "moov")
 	if !ok {
-		return nil
+		return nil, 0
 	}
-	if m, err := mp4box.Decode(box); err == nil {
-		if moov, ok := m.(*mp4.MoovBox); ok && moov.Mvex != nil {
-			return moov.Mvex.Trexs
+	m, err := mp4box.Decode(box)
+	moov, ok := m.(*mp4.MoovBox)
+	if err != nil || !ok {
+		return nil, 0
+	}
+	for _, trak := range moov.Traks {
+		if trak.Tkhd == nil {
+			continue
+		}
+		video := trak.Mdia != nil && trak.Mdia.Hdlr != nil && trak.Mdia.Hdlr.HandlerType == "vide"
+		if ref == 0 || video {
+			ref = trak.Tkhd.TrackID
+		}
+		if video {
+			break
 		}
 	}
-	return nil
+	if moov.Mvex != nil {
+		trexs = moov.Mvex.Trexs
+	}
+	return trexs, ref
 }
 
 // span is where a media segment starts (the tfdt of its first moof) and
 // ends (its last moof's tfdt and duration, with its track's defaults from
-// trexs); timed is false when a moof has no tfdt.
-func span(b []byte, trexs []*mp4.TrexBox) (start, end uint64, timed bool) {
+// trexs), in the times of track ref when the segment carries it (a muxed
+// segment: a traf per track), else of whatever track its moofs carry;
+// timed is false when a moof has no tfdt.
+func span(b []byte, trexs []*mp4.TrexBox, ref uint32) (start, end uint64, timed bool) {
 	first := true
-	for box, err := range mp4box.All(b) {
-		if err != nil {
-			break
-		}
-		if box.Type != "moof" {
-			continue
-		}
-		moof, err := fmp4.DecodeMoof(box.Data)
-		if err != nil || moof.Traf.Tfdt == nil {
-			return 0, 0, false
-		}
-		t := moof.Traf.Tfdt.BaseMediaDecodeTime()
-		var trex *mp4.TrexBox
-		for _, x := range trexs {
-			if x.TrackID == moof.Traf.Tfhd.TrackID {
-				trex = x
+	for _, only := range []bool{true, false} {
+		for box, err := range mp4box.All(b) {
+			if err != nil {
+				break
+			}
+			if box.Type != "moof" {
+				continue
+			}
+			moof, err := fmp4.DecodeMoofTracks(box.Data, maxTrafs)
+			if err != nil {
+				return 0, 0, false
+			}
+			for _, traf := range moof.Trafs {
+				if only && traf.Tfhd.TrackID != ref {
+					continue
+				}
+				if traf.Tfdt == nil {
+					return 0, 0, false
+				}
+				t := traf.Tfdt.BaseMediaDecodeTime()
+				var trex *mp4.TrexBox
+				for _, x := range trexs {
+					if x.TrackID == traf.Tfhd.TrackID {
+						trex = x
+					}
+				}
+				var dur uint64
+				for _, trun := range traf.Truns {
+					dur += trun.AddSampleDefaultValues(traf.Tfhd, trex)
+				}
+				if first {
+					start, first = t, false
+				}
+				end = max(end, t+dur)
 			}
 		}
-		_, dur, _ := fmp4.Timing(moof, trex)
-		if first {
-			start, first = t, false
+		if !first {
+			break
 		}
-		end = max(end, t+dur)
 	}
 	return start, end, !first
 }
+
+// maxTrafs bounds the trafs of a moof span reads: the session refuses a
+// moof with more tracks than a stream may have.
+const maxTrafs = 64

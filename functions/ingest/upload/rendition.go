@@ -3,6 +3,7 @@ package upload
 import (
 	"cmp"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"time"
 
@@ -18,6 +19,7 @@ type rendition struct {
 	init  string
 	seq   int            // a channel's renditions in the order they started
 	trexs []*mp4.TrexBox // the tracks' defaults, for segment durations
+	ref   uint32         // the track whose times order its segments
 	sess  Session
 	jobs  chan job
 
@@ -25,6 +27,8 @@ type rendition struct {
 	// resend), the newest's start, and where the newest ends (once one
 	// was timed): a segment starting later leaves a gap, and waits.
 	dispatched []uint64
+	sums       []uint32 // the CRC-32 of each of them: a resend is the same segment
+	first      uint64   // the earliest start handed on
 	newest     uint64
 	next       uint64
 	hasNext    bool
@@ -50,7 +54,8 @@ type segment struct {
 	start    uint64
 	end      uint64
 	timed    bool
-	deadline time.Time // of its reorder wait
+	deadline time.Time  // of its reorder wait
+	notFor   *rendition // held for the rendition that replaces this one (awaitInit)
 }
 
 // held answers the request of a segment that is held: 202, stored later
@@ -123,7 +128,8 @@ const (
 
 func newRendition(c *channel, file string, init []byte, sess Session) *rendition {
 	c.seq++
-	r := &rendition{c: c, init: file, seq: c.seq, trexs: trackDefaults(init), sess: sess, jobs: make(chan job, maxInflight+1)}
+	r := &rendition{c: c, init: file, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1)}
+	r.trexs, r.ref = trackDefaults(init)
 	go r.work(c.u)
 	return r
 }
@@ -172,16 +178,18 @@ func (r *rendition) inMediaTime(segs []*segment) []*segment {
 // time reads where s starts and ends, once per rendition.
 func (r *rendition) time(s *segment) {
 	if s.spanOf != r {
-		s.start, s.end, s.timed = span(s.body, r.trexs)
+		s.start, s.end, s.timed = span(s.body, r.trexs, r.ref)
 		s.spanOf = r
 	}
 }
 
 // offer places a media segment in r's order: a resend of a segment handed
-// on already is answered with that one's outcome, one older than the
-// newest is refused (out of order), one that would leave a gap waits up
-// to Config.ReorderWait for the ones before it, and the rest go to the
-// worker.
+// on already is answered with that one's outcome, one that starts where
+// r's first did or where one handed on did but is another segment waits
+// for the init segment of an encoder that started again (awaitInit), one
+// older than the newest is refused (out of order), one that would leave a
+// gap waits up to Config.ReorderWait for the ones before it, and the rest
+// go to the worker.
 func (c *channel) offer(r *rendition, s *segment) {
 	if r.closed {
 		s.answer(fmt.Errorf("channel %s: segment %s: the rendition of %s has ended: send its init segment again: %w", c.name, s.file, r.init, ErrConflict))
@@ -202,13 +210,17 @@ func (c *channel) offer(r *rendition, s *segment) {
 		}
 	}
 	if s.timed && len(r.dispatched) > 0 {
-		if slices.Contains(r.dispatched, s.start) {
+		i := slices.Index(r.dispatched, s.start)
+		switch {
+		case i >= 0 && r.sums[i] == crc32.ChecksumIEEE(s.body):
 			c.log.Debug("segment resent: stored already", "file", s.file, "start", s.start)
 			s.resend = true
 			r.dispatch(s)
 			return
-		}
-		if s.start < r.newest {
+		case i >= 0 || s.start == r.first:
+			c.awaitInit(r, s)
+			return
+		case s.start < r.newest:
 			s.answer(fmt.Errorf("channel %s: segment %s out of order: it starts at %d, before the newest segment of %s (%d); upload each rendition's segments in order: %w",
 				c.name, s.file, s.start, r.init, r.newest, ErrConflict))
 			return
@@ -231,6 +243,21 @@ func (c *channel) offer(r *rendition, s *segment) {
 	}
 	r.dispatch(s)
 	r.release(time.Time{})
+}
+
+// awaitInit holds s, a segment r has no place for because it starts again
+// where r's first segment or a segment r stored started: an encoder that
+// started again under the same file names (ffmpeg restarted: its init
+// segment, sent first on another connection, may be taken after its
+// first segment). It waits, as a segment no rule places does (Held, for
+// Config.Hold at most), for the init segment that replaces r; stored in
+// r it would be lost as a resend, or refused as out of order.
+func (c *channel) awaitInit(r *rendition, s *segment) {
+	c.log.Info("segment starts again where its rendition did: it waits for the encoder's init segment", "file", s.file, "start", s.start, "init", r.init)
+	s.notFor = r
+	if c.hold(s) {
+		s.held()
+	}
 }
 
 // release hands on the waiting segments that no longer leave a gap, and
@@ -269,8 +296,13 @@ func (r *rendition) dispatch(s *segment) {
 		return
 	}
 	if s.timed && !s.resend {
-		if r.dispatched = append(r.dispatched, s.start); len(r.dispatched) > maxDispatched {
-			r.dispatched = r.dispatched[1:]
+		if len(r.dispatched) == 0 || s.start < r.first {
+			r.first = s.start
+		}
+		r.dispatched = append(r.dispatched, s.start)
+		r.sums = append(r.sums, crc32.ChecksumIEEE(s.body))
+		if len(r.dispatched) > maxDispatched {
+			r.dispatched, r.sums = r.dispatched[1:], r.sums[1:]
 		}
 		r.newest = max(r.newest, s.start)
 		// A segment of no known duration says nothing of where the next

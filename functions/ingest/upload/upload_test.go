@@ -31,6 +31,41 @@ type media struct {
 	segments [][]byte
 }
 
+// muxedRendition is a rendition of several tracks (muxed fMP4, as
+// ffmpeg's HLS muxer writes it without -var_stream_map): one init segment
+// declaring audio then video, and segments whose one moof carries a traf
+// of each.
+func muxedRendition(t testing.TB, n int) media {
+	t.Helper()
+	s, err := synth.New(synth.Config{CMAF: true, Muxed: true, Tracks: []synth.Track{
+		{Kind: timeline.Audio, Bitrate: 64_000},
+		{Kind: timeline.Video, Bitrate: 200_000, Width: 320, Height: 180},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mediaOf(t, s, n)
+}
+
+// mediaOf is s as an encoder uploads it: its init segment and n media
+// segments.
+func mediaOf(t testing.TB, s *synth.Stream, n int) media {
+	t.Helper()
+	var m media
+	var err error
+	if m.init, err = s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	for k := range n {
+		seg, err := s.AppendFragment(nil, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.segments = append(m.segments, seg)
+	}
+	return m
+}
+
 // renditions are the ladder as CMAF tracks.
 func renditions(t testing.TB, n int) []media {
 	t.Helper()
@@ -44,18 +79,7 @@ func renditions(t testing.TB, n int) []media {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m media
-		if m.init, err = s.Header(); err != nil {
-			t.Fatal(err)
-		}
-		for k := range n {
-			seg, err := s.AppendFragment(nil, k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.segments = append(m.segments, seg)
-		}
-		out = append(out, m)
+		out = append(out, mediaOf(t, s, n))
 	}
 	return out
 }
@@ -114,7 +138,7 @@ func (s *fakeSession) Feed(_ context.Context, seg Segment) error {
 		<-g
 	}
 	moof, _ := mp4box.Find(seg.Body, "moof")
-	m, err := fmp4.DecodeMoof(moof.Data)
+	m, err := fmp4.DecodeMoofTracks(moof.Data, 16)
 	if err != nil {
 		return err
 	}
@@ -224,7 +248,15 @@ func segName(k int) string { return fmt.Sprintf("chunk-stream0-%05d.m4s", k+1) }
 // before a reorder wait would end; the same for segments held for their
 // init segment, and for the one that comes while they are fed.
 func TestSegmentsAreFedInMediaTime(t *testing.T) {
-	m := renditions(t, 6)[0]
+	for _, r := range []struct {
+		name string
+		m    media
+	}{{"one track", renditions(t, 6)[0]}, {"muxed", muxedRendition(t, 6)}} {
+		t.Run(r.name, func(t *testing.T) { segmentsAreFedInMediaTime(t, r.m) })
+	}
+}
+
+func segmentsAreFedInMediaTime(t *testing.T, m media) {
 	for _, tc := range []struct {
 		name  string
 		order []int // -1: the init segment
@@ -517,5 +549,95 @@ func TestUploadsRecordIsWrittenAgainWhileLive(t *testing.T) {
 	o, _ := h.store.Get(context.Background(), key)
 	if !bytes.Contains(o.Body, []byte(`"init-stream0.m4s"`)) {
 		t.Errorf("the record written again lost its init segment: %s", o.Body)
+	}
+}
+
+// A muxed segment is placed in its rendition's order by the times of one
+// of its tracks, the init segment's first video track, whatever track its
+// moof lists first; a segment of one track by that track's.
+func TestSegmentSpanIsOneTracks(t *testing.T) {
+	const second = 10_000_000 // synth's timescale
+	for _, tc := range []struct {
+		name string
+		m    media
+		ref  uint32
+	}{
+		{"muxed: the video's, listed second", muxedRendition(t, 3), 2},
+		{"one track", renditions(t, 3)[0], 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trexs, ref := trackDefaults(tc.m.init)
+			if ref != tc.ref || len(trexs) == 0 {
+				t.Fatalf("timing track %d (%d trex), want %d", ref, len(trexs), tc.ref)
+			}
+			for k, seg := range tc.m.segments {
+				start, end, timed := span(seg, trexs, ref)
+				if want := uint64(k) * 2 * second; !timed || start != want || end != want+2*second {
+					t.Errorf("segment %d: %d to %d (timed %v), want the video's %d to %d", k, start, end, timed, want, want+2*second)
+				}
+			}
+		})
+	}
+}
+
+// An encoder started again under the same file names (ffmpeg restarted)
+// sends its init segment first, on a connection of its own, and its first
+// segment right after it without waiting for the answer: the relay may
+// take the segment first, while the rendition of the encoder's first start
+// is still current. The segment starts where one that rendition stored did
+// (or where its first did), but is not that segment: it waits (202) for
+// the init segment, and goes to the new rendition, first; it is neither
+// lost as a resend nor refused as out of order.
+func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
+	before := renditions(t, 12)[0]
+	// The same times, other bytes: a new start of the encoder.
+	after := muxedRendition(t, 3)
+	for _, tc := range []struct {
+		name   string
+		stored int // segments of the first start
+	}{
+		{"after a short first start: the segment's time was stored", 3},
+		{"after a long first start: only the rendition's first segment started there", 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{ReorderWait: time.Minute})
+			if a := h.put("c", "init.mp4", before.init); a.err != nil {
+				t.Fatal(a.err)
+			}
+			<-h.taken
+			for k := range tc.stored {
+				if a := h.put("c", fmt.Sprintf("index%d.m4s", k), before.segments[k]); a.err != nil {
+					t.Fatal(a.err)
+				}
+				<-h.taken
+			}
+			// The new start: its first segment taken before its init.
+			if a := h.put("c", "index0.m4s", after.segments[0]); a.err != nil || a.result != Held {
+				t.Fatalf("the new start's first segment: %v %v, want held", a.result, a.err)
+			}
+			<-h.taken
+			for _, u := range []struct {
+				file string
+				body []byte
+			}{{"init.mp4", after.init}, {"index1.m4s", after.segments[1]}} {
+				if a := h.put("c", u.file, u.body); a.err != nil || a.result != Done {
+					t.Fatalf("%s: %v %v", u.file, a.result, a.err)
+				}
+				<-h.taken
+			}
+			ss := h.sessions.sessions()
+			if len(ss) != 2 {
+				t.Fatalf("%d sessions, want 2 (one per start)", len(ss))
+			}
+			fed, _, closed, _ := ss[0].state()
+			if len(fed) != tc.stored || !closed {
+				t.Errorf("first start: fed %d segments (closed %v), want %d and closed", len(fed), closed, tc.stored)
+			}
+			var files []string
+			waitFor(t, "the new start's two segments fed", func() bool { _, files, _, _ = ss[1].state(); return len(files) >= 2 })
+			if !slices.Equal(files, []string{"index0.m4s", "index1.m4s"}) {
+				t.Errorf("new start: fed %v, want index0.m4s then index1.m4s", files)
+			}
+		})
 	}
 }

@@ -139,7 +139,8 @@ func newSegment(s timeline.Span) segment {
 }
 
 // representation is a Representation element; the fields after Codecs
-// are left out when zero, empty or nil.
+// are left out when zero, empty or nil. Properties are its
+// SupplementalProperty elements: an HDR transfer function, Dolby Atmos.
 type representation struct {
 	ID                string           `xml:"id,attr"`
 	Bandwidth         int              `xml:"bandwidth,attr"`
@@ -150,6 +151,7 @@ type representation struct {
 	SAR               string           `xml:"sar,attr,omitempty"`
 	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
 	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
+	Properties        []descriptor     `xml:"SupplementalProperty"`
 	SegmentTemplate   *segmentTemplate `xml:"SegmentTemplate"`
 }
 
@@ -324,13 +326,39 @@ func newRepresentation(g timeline.Group, tv *timeline.TrackView, shared bool) re
 		if fps, ok := tv.State.FrameRate(ts); ok {
 			r.FrameRate = frameRate(fps)
 		}
+		if tc, ok := transferCharacteristics[tv.VideoRange]; ok {
+			r.Properties = append(r.Properties, descriptor{SchemeIDURI: "urn:mpeg:mpegB:cicp:TransferCharacteristics", Value: tc})
+		}
 	case timeline.Audio:
 		r.AudioSamplingRate = tv.SamplingRate
-		if tv.Channels > 0 {
-			r.Channels = &descriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
+		r.Channels = audioChannels(tv)
+		if tv.JOC > 0 {
+			// Dolby Atmos in E-AC-3 (DASH-IF IOP 9.2.1.2, Dolby's
+			// delivery specification).
+			r.Properties = append(r.Properties,
+				descriptor{SchemeIDURI: "tag:dolby.com,2018:dash:EC3_ExtensionType:2018", Value: "JOC"},
+				descriptor{SchemeIDURI: "tag:dolby.com,2018:dash:EC3_ExtensionComplexityIndex:2018", Value: strconv.Itoa(tv.JOC)})
 		}
 	}
 	return r
+}
+
+// transferCharacteristics are the code points (ISO/IEC 23091-2) of the HDR
+// video ranges, as DASH-IF IOP's HDR signalling writes them.
+var transferCharacteristics = map[string]string{"PQ": "16", "HLG": "18"}
+
+// audioChannels is the AudioChannelConfiguration of audio track tv: for
+// AC-3 and E-AC-3 the scheme DASH-IF IOP 9.2.1.2 gives them, Dolby's, with
+// the channel map in four hex digits (F801 for 5.1); for other codecs the
+// channel count in MPEG's (23003-3). nil when the count is unknown.
+func audioChannels(tv *timeline.TrackView) *descriptor {
+	switch {
+	case (tv.Codecs == "ac-3" || tv.Codecs == "ec-3") && tv.ChannelMap > 0:
+		return &descriptor{SchemeIDURI: "tag:dolby.com,2014:dash:audio_channel_configuration:2011", Value: fmt.Sprintf("%04X", tv.ChannelMap)}
+	case tv.Channels > 0:
+		return &descriptor{SchemeIDURI: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(tv.Channels)}
+	}
+	return nil
 }
 
 // periods splits the adaptation sets' timelines at the breaks any of them
@@ -594,13 +622,16 @@ func (r *representation) write(w *xmlout.Writer, depth int) {
 	w.AttrOmit("frameRate", r.FrameRate)
 	w.AttrOmit("sar", r.SAR)
 	w.IntAttrOmit("audioSamplingRate", r.AudioSamplingRate)
-	if r.Channels == nil && r.SegmentTemplate == nil {
+	if r.Channels == nil && len(r.Properties) == 0 && r.SegmentTemplate == nil {
 		w.Empty("Representation")
 		return
 	}
 	w.Open()
 	if r.Channels != nil {
 		r.Channels.write(w, depth+1, "AudioChannelConfiguration")
+	}
+	for i := range r.Properties {
+		r.Properties[i].write(w, depth+1, "SupplementalProperty")
 	}
 	if r.SegmentTemplate != nil {
 		r.SegmentTemplate.write(w, depth+1)

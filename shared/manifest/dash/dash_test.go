@@ -45,10 +45,14 @@ func urls(t *testing.T, b []byte) (map[string][]string, *dashmpd.MPD) {
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		lag  bool
-	}{{"live.mpd", false}, {"video-lagging.mpd", true}} {
+		p    func() *timeline.Presentation
+	}{
+		{"live.mpd", func() *timeline.Presentation { return manifesttest.Presentation(false) }},
+		{"video-lagging.mpd", func() *timeline.Presentation { return manifesttest.Presentation(true) }},
+		{"codecs.mpd", manifesttest.Codecs},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := manifesttest.Presentation(tc.lag)
+			p := tc.p()
 			b, err := Render(p, Options{UTCTimingURL: layout.TimePath})
 			if err != nil {
 				t.Fatal(err)
@@ -59,22 +63,28 @@ func TestRenderGolden(t *testing.T) {
 				m.TimeShiftBufferDepth == nil || time.Duration(*m.TimeShiftBufferDepth) != 1800*time.Second {
 				t.Errorf("MPD type %s, availabilityStartTime %s, timeShiftBufferDepth %v", m.GetType(), m.AvailabilityStartTime, m.TimeShiftBufferDepth)
 			}
-			// Every URL is the key of a fragment that every rendition has.
+			// Every URL is the key of a fragment that every rendition of
+			// its group has.
+			want := map[timeline.Kind]map[string]bool{}
 			for _, g := range p.Groups() {
 				common := p.Common(g)
-				want := map[string]bool{}
+				if want[g.Kind] == nil {
+					want[g.Kind] = map[string]bool{}
+				}
 				for _, tv := range g.Views {
 					for e := range common.All() {
-						want[strings.TrimPrefix(layout.FragmentKey("ch", tv.ID, e.Start), "live/ch.isml/")] = true
+						want[g.Kind][strings.TrimPrefix(layout.FragmentKey("ch", tv.ID, e.Start), "live/ch.isml/")] = true
 					}
 				}
-				list := got[string(g.Kind)]
+			}
+			for kind, want := range want {
+				list := got[string(kind)]
 				if len(list) != len(want) {
-					t.Errorf("%s: %d segment URLs, want %d", g.Kind, len(list), len(want))
+					t.Errorf("%s: %d segment URLs, want %d", kind, len(list), len(want))
 				}
 				for _, u := range list {
 					if !want[u] {
-						t.Errorf("%s: segment URL %s names no common fragment", g.Kind, u)
+						t.Errorf("%s: segment URL %s names no common fragment", kind, u)
 					}
 				}
 			}
@@ -245,5 +255,35 @@ func TestAudioRoles(t *testing.T) {
 	}
 	if want := map[string]string{"": "main", "spa": "dub"}; !maps.Equal(got, want) {
 		t.Errorf("audio lang: role %v, want %v\n%s", got, want, b)
+	}
+}
+
+// AC-3 and E-AC-3 state their channels in Dolby's scheme, as DASH-IF IOP
+// 9.2.1.2 asks: the channel map in four hex digits; every other codec, and
+// Dolby audio whose map is unknown, the count in MPEG's.
+func TestAudioChannelConfiguration(t *testing.T) {
+	const dolby, mpeg = "tag:dolby.com,2014:dash:audio_channel_configuration:2011", "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+	for _, tc := range []struct {
+		name          string
+		track         timeline.Track
+		scheme, value string
+	}{
+		{"E-AC-3 5.1", timeline.Track{Codecs: "ec-3", Channels: 6, ChannelMap: 0xF801}, dolby, "F801"},
+		{"AC-3 mono", timeline.Track{Codecs: "ac-3", Channels: 1, ChannelMap: 0x4000}, dolby, "4000"},
+		{"E-AC-3 7.1, back surrounds from a dependent substream", timeline.Track{Codecs: "ec-3", Channels: 8, ChannelMap: 0xFA01}, dolby, "FA01"},
+		{"E-AC-3 without a channel map", timeline.Track{Codecs: "ec-3", Channels: 2}, mpeg, "2"},
+		{"AAC stereo", timeline.Track{Codecs: "mp4a.40.2", Channels: 2}, mpeg, "2"},
+		{"AAC with no channel count", timeline.Track{Codecs: "mp4a.40.2"}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := audioChannels(&timeline.TrackView{Track: tc.track})
+			var scheme, value string
+			if d != nil {
+				scheme, value = d.SchemeIDURI, d.Value
+			}
+			if scheme != tc.scheme || value != tc.value {
+				t.Errorf("AudioChannelConfiguration %q %q, want %q %q", scheme, value, tc.scheme, tc.value)
+			}
+		})
 	}
 }

@@ -28,6 +28,12 @@ const audioGroup = "audio"
 // fragments is a rendition of the one audio group, the first of the main
 // role (CMAF kind) its default. The default audio's tracks are also
 // audio-only variants, the only ones of a channel without video.
+//
+// A variant's CODECS lists its video codec (avc1, hvc1, hev1, av01) and
+// every codec of the audio group; an HDR video variant says its
+// VIDEO-RANGE. An audio rendition's CHANNELS is its channel count, with
+// LFE ("6" for 5.1), or for Dolby Atmos in E-AC-3 the complexity index
+// and JOC ("16/JOC").
 func Master(p *timeline.Presentation) []byte {
 	var video, audio []*timeline.TrackView
 	for i := range p.Tracks {
@@ -88,7 +94,12 @@ func Master(p *timeline.Presentation) []byte {
 		if a.Role == "description" {
 			b.WriteString(`CHARACTERISTICS="public.accessibility.describes-video",`)
 		}
-		if a.Channels > 0 {
+		switch {
+		case a.JOC > 0:
+			// Dolby Atmos in E-AC-3: the complexity index (the objects a
+			// decoder renders) and the coding, as Apple and Dolby say.
+			fmt.Fprintf(&b, "CHANNELS=\"%d/JOC\",", a.JOC)
+		case a.Channels > 0:
 			fmt.Fprintf(&b, "CHANNELS=\"%d\",", a.Channels)
 		}
 		fmt.Fprintf(&b, "URI=%q\n", mediaRef(p, a.ID))
@@ -112,6 +123,10 @@ func Master(p *timeline.Presentation) []byte {
 		}
 		if fps, ok := v.State.FrameRate(v.Timescale); ok {
 			fmt.Fprintf(&b, ",FRAME-RATE=%.3f", fps)
+		}
+		if v.VideoRange != "" {
+			// HDR (PQ, HLG); without the attribute, a variant is SDR.
+			b.WriteString(",VIDEO-RANGE=" + v.VideoRange)
 		}
 		if len(audio) > 0 {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)

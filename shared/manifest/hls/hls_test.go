@@ -31,6 +31,26 @@ func TestPlaylistsGolden(t *testing.T) {
 	}
 }
 
+// The multivariant playlist of HEVC, AV1, E-AC-3 with Dolby Atmos and
+// AC-3: every variant's CODECS names its video codec and every audio
+// codec of the group, the HDR variant its VIDEO-RANGE, each audio
+// rendition its CHANNELS (the complexity index and JOC for Atmos).
+func TestMasterCodecs(t *testing.T) {
+	b := Master(manifesttest.Codecs())
+	manifesttest.Golden(t, "codecs-master.m3u8", b)
+	for _, want := range []string{
+		`CODECS="hvc1.2.4.L93.90,ec-3,ac-3",RESOLUTION=1280x720,FRAME-RATE=25.000,VIDEO-RANGE=PQ,`,
+		`CODECS="hev1.1.6.L90.90,ec-3,ac-3",RESOLUTION=640x360,FRAME-RATE=25.000,AUDIO=`,
+		`CODECS="av01.0.04M.08,ec-3,ac-3",RESOLUTION=320x180,FRAME-RATE=25.000,AUDIO=`,
+		`LANGUAGE="eng",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="16/JOC",`,
+		`LANGUAGE="fra",DEFAULT=NO,AUTOSELECT=YES,CHANNELS="2",`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("multivariant playlist lacks %s:\n%s", want, b)
+		}
+	}
+}
+
 // An EXTINF may print a microsecond more than its fragment lasts
 // (extinf): 2.4999996 s can print 2.500000, which rounds to 3.
 func TestTargetDurationRounding(t *testing.T) {

@@ -10,6 +10,7 @@ package smooth
 import (
 	"encoding/xml"
 	"fmt"
+	"slices"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
@@ -105,7 +106,13 @@ func chunk(s timeline.Span) Chunk {
 // Render returns the client manifest of a live presentation. Tracks are
 // grouped into one StreamIndex per kind and track name; a StreamIndex lists
 // only the fragments that all of its quality levels have, so that every
-// URL a client can build from it exists. Empty stream indexes are left out.
+// URL a client can build from it exists. Empty stream indexes are left out,
+// and so are tracks Smooth cannot carry (carried).
+//
+// Each QualityLevel says what fmp4.Describe found: H.264 as H264, HEVC as
+// HVC1 or HEV1 (parameter sets in Annex B as CodecPrivateData), AAC as
+// AACL or AACH, AC-3 and E-AC-3 as AC-3 and EC-3 with AudioTag 65534 and
+// the WAVEFORMATEXTENSIBLE extension IIS writes as CodecPrivateData.
 func Render(p *timeline.Presentation) ([]byte, error) {
 	m, err := build(p)
 	if err != nil {
@@ -135,6 +142,9 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 	}
 	var extent timeline.Extent
 	for _, g := range p.Groups() {
+		if g.Views = carried(g.Views); len(g.Views) == 0 {
+			continue
+		}
 		si, err := renderStreamIndex(p, g, &extent)
 		if err != nil {
 			return nil, err
@@ -149,6 +159,21 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
 	}
 	return m, nil
+}
+
+// carried is the tracks of views that Smooth can carry: all but those
+// described with a codec and no FourCC (AV1, which no Smooth client
+// knows a FourCC for, and hev1 whose parameter sets are only in band,
+// which a Smooth client could not configure its decoder for). Describing
+// them under a made-up FourCC would only make clients fail on them; left
+// out, the rest of the channel plays. The HLS and DASH manifests list
+// them.
+func carried(views []*timeline.TrackView) []*timeline.TrackView {
+	uncarried := func(tv *timeline.TrackView) bool { return tv.FourCC == "" && tv.Codecs != "" }
+	if !slices.ContainsFunc(views, uncarried) {
+		return views
+	}
+	return slices.DeleteFunc(slices.Clone(views), uncarried) // the views are the caller's
 }
 
 // renderStreamIndex renders group g and adds what it lists to extent.

@@ -1,6 +1,8 @@
 package smooth
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ func TestRenderGolden(t *testing.T) {
 	}{
 		{"live.ism", manifesttest.Presentation(false)},
 		{"video-lagging.ism", manifesttest.Presentation(true)},
+		{"codecs.ism", manifesttest.Codecs()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := Render(tc.p)
@@ -78,6 +81,41 @@ func TestLiveManifestHoldsTheNewestFragmentBack(t *testing.T) {
 		}
 		if !strings.Contains(string(b), tc.want) {
 			t.Errorf("ended %v: want %s:\n%s", tc.ended, tc.want, b)
+		}
+	}
+}
+
+// Smooth describes HEVC, AC-3 and E-AC-3 as IIS did (HVC1 and HEV1 with
+// their parameter sets, AC-3 and EC-3 as WAVE_FORMAT_EXTENSIBLE audio),
+// and leaves out what no Smooth client could play, the AV1 rendition,
+// rather than describe it wrongly: a group of nothing else is no
+// StreamIndex at all, and the rest of the channel still plays.
+func TestTracksSmoothCannotCarryAreLeftOut(t *testing.T) {
+	p := manifesttest.Codecs()
+	av1 := p.Tracks[2]
+	av1.ID.Name = "video_av1"
+	p.Tracks = append(p.Tracks, av1)
+	b, err := Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	levels := map[string][]string{}
+	for _, si := range m.Streams {
+		for _, ql := range si.Levels {
+			levels[si.Name] = append(levels[si.Name], ql.FourCC)
+		}
+	}
+	want := map[string][]string{"video": {"HVC1", "HEV1"}, "audio_eng": {"EC-3"}, "audio_fra": {"AC-3"}}
+	if !maps.EqualFunc(levels, want, slices.Equal) {
+		t.Errorf("quality levels %v, want %v:\n%s", levels, want, b)
+	}
+	for _, si := range m.Streams {
+		if si.Type == "audio" && (si.Levels[0].AudioTag != 65534 || si.Levels[0].Channels == 0 || si.Levels[0].PacketSize == 0) {
+			t.Errorf("%s: %+v, want WAVE_FORMAT_EXTENSIBLE (65534) with channels and a packet size", si.Name, si.Levels[0])
 		}
 	}
 }
