@@ -30,10 +30,13 @@ func newBacklog(max int) *backlog {
 }
 
 // write appends p (copied). It fails when the unread bytes would exceed
-// the bound.
+// the bound, and once the backlog is closed.
 func (b *backlog) write(p []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
 	if n := len(b.buf) - b.off + len(p); n > b.max {
 		return fmt.Errorf("the store is %d bytes behind the encoder: %d at most", n, b.max)
 	}

@@ -13,8 +13,8 @@ type discard struct{}
 func (discard) Box(context.Context, mp4box.Box) error { return nil }
 func (discard) Warn(error)                            {}
 
-// The glue's cost on a connection's bytes: the demultiplexer, the
-// packager and the boundary sink over 8 s of MPEG-TS, the session and
+// The glue's cost on a connection's bytes: the demultiplexer and the
+// packager over 8 s of MPEG-TS, the session and
 // the store left out. Reported per media hour of this fixture (a few
 // dozen kbit/s: MB/s is the figure to scale by a stream's bitrate), on
 // one goroutine, as a connection runs it.
@@ -23,7 +23,7 @@ func BenchmarkPipeline(b *testing.B) {
 	b.SetBytes(int64(len(ts)))
 	b.ReportAllocs()
 	for b.Loop() {
-		p := newPipeline(discard{}, 0, nil, nil)
+		p := newPipeline(discard{}, 0, nil)
 		if err := runPipelineOn(p, ts); err != nil {
 			b.Fatal(err)
 		}

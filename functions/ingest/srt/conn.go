@@ -73,6 +73,17 @@ func (s *Server) serve(c *conn) {
 	// connection closes, and the ingest goroutine's read ends.
 	stop := context.AfterFunc(c.live.Context(), func() { _ = c.c.Close() })
 	defer stop()
+	// Shutdown (Stopping): the bytes received so far are read, then the
+	// stream stops (ingestTS stores what the packager holds).
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-c.live.Stopping():
+			c.in.close(errStopping)
+		case <-done:
+		}
+	}()
 	s.peers.watch(c.c.SocketId(), c.drain)
 	go c.read()
 	err := s.ingest(c)

@@ -2,6 +2,7 @@ package srt
 
 import (
 	"context"
+	"cmp"
 	"encoding/json"
 	"log/slog"
 	"maps"
@@ -41,18 +42,18 @@ func upTo(t testing.TB, ts []byte, sec float64) []byte {
 	return b
 }
 
-// stored is what the store holds of a channel: fragments per track (their
-// start times, in order), init segments, and end markers (eos: the
-// stream ended; else a drop).
+// stored is what the store holds of a channel: fragments per track (in
+// time order), init segments, and end markers (eos: the stream ended;
+// else a drop).
 type storedChannel struct {
-	fragments map[string][]uint64
+	fragments map[string][]fmp4.FragmentInfo
 	inits     int
 	ends      map[string]bool // track: eos
 }
 
 func storedOf(t *testing.T, st *store.Store, channel string) storedChannel {
 	t.Helper()
-	s := storedChannel{fragments: map[string][]uint64{}, ends: map[string]bool{}}
+	s := storedChannel{fragments: map[string][]fmp4.FragmentInfo{}, ends: map[string]bool{}}
 	for _, k := range testtool.Keys(t, st) {
 		obj, err := layout.Parse(k)
 		if err != nil || obj.Channel != channel {
@@ -60,14 +61,15 @@ func storedOf(t *testing.T, st *store.Store, channel string) storedChannel {
 		}
 		switch obj.Kind {
 		case layout.KindFragment:
-			s.fragments[obj.Track.Name] = append(s.fragments[obj.Track.Name], obj.Start)
 			o, err := st.Get(context.Background(), k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := fmp4.Inspect(o.Body); err != nil {
+			info, err := fmp4.Inspect(o.Body)
+			if err != nil {
 				t.Errorf("%s: %v", k, err)
 			}
+			s.fragments[obj.Track.Name] = append(s.fragments[obj.Track.Name], info)
 		case layout.KindInit:
 			s.inits++
 		case layout.KindEnd:
@@ -85,7 +87,7 @@ func storedOf(t *testing.T, st *store.Store, channel string) storedChannel {
 		}
 	}
 	for _, f := range s.fragments {
-		slices.Sort(f)
+		slices.SortFunc(f, func(a, b fmp4.FragmentInfo) int { return cmp.Compare(a.Start, b.Start) })
 	}
 	return s
 }
@@ -145,40 +147,43 @@ func waitClosed(t *testing.T, rl *relay.Relay) {
 // How an SRT stream ends decides what is stored: an end of stream stores
 // all of it and marks its end; a drop stores the fragments that were
 // whole and marks a drop, nothing of the GOP in hand; a relay that shuts
-// down stores the fragment in hand on every track, then stops the stream
+// down stores everything the connection brought, the GOP in hand as a
+// shorter fragment on every track (Packager.Flush), and ends the stream
 // as a drop (the channel stays live for the encoder's reconnect).
 func TestStreamEndDecidesWhatIsStored(t *testing.T) {
 	ts := fixture(t)
 	cases := []struct {
 		name string
-		// first is sent, then end happens, then the rest is sent (if the
-		// connection is still there).
+		// first is sent, then end happens, then (rest) the rest is sent.
 		first     float64 // seconds of media
 		end       func(t *testing.T, s *testServer, c gosrt.Conn, p *udpProxy)
+		rest      bool
 		fragments map[string]int // per track
-		eos       bool           // else the end markers are drops
-		logged    string
+		// video is the media time of video stored, in frames (10 fps); a
+		// GOP is 10 of them.
+		video  int
+		eos    bool // else the end markers are drops
+		logged string
 	}{
 		{name: "the caller closes: everything, then the end of stream", first: 9,
 			end:       func(t *testing.T, _ *testServer, c gosrt.Conn, _ *udpProxy) { waitSent(t, c); c.Close() },
-			fragments: map[string]int{"video": 8, "audio": 8}, eos: true, logged: "srt publish ended"},
+			fragments: map[string]int{"video": 8, "audio": 8}, video: 80, eos: true, logged: "srt publish ended"},
 		// The audio of the fourth second ends at the first frame at or
 		// after the video's cut, which the first 4.5 s of the stream do not
 		// hold whole (MPEG-TS carries audio in PES packets of several
 		// frames, ahead of the video): its fragment is lost with the GOP in
 		// hand.
-		{name: "the caller vanishes mid-GOP: the whole GOPs, then a drop", first: 4.5,
+		{name: "the caller vanishes mid-GOP: the whole GOPs, then a drop", first: 4.5, rest: true,
 			end:       func(t *testing.T, _ *testServer, c gosrt.Conn, p *udpProxy) { waitSent(t, c); p.blackhole() },
-			fragments: map[string]int{"video": 4, "audio": 3}, logged: "srt publish dropped"},
-		{name: "the relay shuts down mid-GOP: the GOP in hand on every track, then a drop", first: 3.5,
+			fragments: map[string]int{"video": 4, "audio": 3}, video: 40, logged: "srt publish dropped"},
+		// The demultiplexer holds a PES until the next one starts: of the
+		// 35 frames sent, 34 are whole.
+		{name: "the relay shuts down mid-GOP: all it received, then a drop", first: 3.5,
 			end: func(t *testing.T, s *testServer, c gosrt.Conn, _ *udpProxy) {
 				waitRead(t, s.rl, "ends", len(upTo(t, ts, 3.5)))
 				go func() { _ = s.rl.Shutdown(context.Background()) }()
-				for !s.rl.ShuttingDown() {
-					time.Sleep(time.Millisecond)
-				}
 			},
-			fragments: map[string]int{"video": 4, "audio": 4}, logged: "srt publish stopped: the relay is shutting down"},
+			fragments: map[string]int{"video": 4, "audio": 4}, video: 34, logged: "srt publish stopped: the relay is shutting down"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,13 +197,20 @@ func TestStreamEndDecidesWhatIsStored(t *testing.T) {
 			}
 			c, p := publish(t, s, "ends", first)
 			tc.end(t, s, c, p)
-			if len(first) < len(ts) {
+			if tc.rest {
 				write(t, c, ts[len(first):])
 			}
 			waitClosed(t, s.rl)
 			got := storedOf(t, s.store, "ends")
 			if !maps.Equal(got.counts(), tc.fragments) {
 				t.Errorf("fragments %v, want %v", got.counts(), tc.fragments)
+			}
+			frames := 0
+			for _, f := range got.fragments["video"] {
+				frames += f.Samples
+			}
+			if frames != tc.video {
+				t.Errorf("%d video frames stored, want %d", frames, tc.video)
 			}
 			if want := map[string]bool{"video": tc.eos, "audio": tc.eos}; !maps.Equal(got.ends, want) {
 				t.Errorf("end markers (eos) %v, want %v", got.ends, want)

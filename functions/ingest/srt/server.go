@@ -177,7 +177,7 @@ func (s *Server) Serve() error {
 }
 
 // Close stops listening, ends the connections still open (call the
-// relay's Shutdown first: it ends them at a boundary between fragments)
+// relay's Shutdown first: it stops them, what each holds stored)
 // and waits for them to close their streams.
 func (s *Server) Close() error {
 	s.ln.Close()
