@@ -1,8 +1,8 @@
 package srt
 
 import (
-	"context"
 	"cmp"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"maps"
