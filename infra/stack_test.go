@@ -565,7 +565,7 @@ func ingressRules(s synthesized) []string {
 // that parameter.
 func TestRTMPS(t *testing.T) {
 	s := synth(t)
-	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935\n`)))
+	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -srt-addr :9000\n`)))
 	if lt := js(s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties); strings.Contains(lt, "rtmps") {
 		t.Errorf("RTMPS without a certificate: %s", lt)
 	}
@@ -574,7 +574,7 @@ func TestRTMPS(t *testing.T) {
 		t.Errorf("ingress %v, want %v", ingress, want)
 	}
 	match(t, "the certificate copied at boot", userDataHas(v, re(`\ninstall -d -m 700 /etc/smoothcast\nretry 30 aws ssm get-parameter --with-decryption --name /smoothcast/rtmps-cert --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem\nchmod 600 /etc/smoothcast/rtmps.pem\n`)))
-	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem\n`)))
+	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem -srt-addr :9000\n`)))
 	policy := ""
 	for id, p := range v.of("AWS::IAM::Policy") {
 		if strings.HasPrefix(id, "RelayRole") {
