@@ -88,7 +88,7 @@ func dial(addr, streamID, passphrase string, keyLen int) (gosrt.Conn, error) {
 	if keyLen != 0 {
 		cfg.PBKeylen = keyLen
 	}
-	cfg.ConnectionTimeout = 2 * time.Second
+	cfg.ConnectionTimeout = 10 * time.Second // a loaded machine answers late
 	return gosrt.Dial("srt", addr, cfg)
 }
 
@@ -97,7 +97,7 @@ func dial(addr, streamID, passphrase string, keyLen int) (gosrt.Conn, error) {
 // why.
 func waitRefusal(t *testing.T, rec *logtest.Recorder, says string) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		for _, r := range rec.Records() {
 			if r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, "srt publish ") {
 				if reason := logtest.Attrs(r)["reason"]; !strings.Contains(reason, says) {
@@ -119,7 +119,7 @@ func rejected(r gosrt.RejectionReason) string {
 // (gosrt's Close discards what is not).
 func waitSent(t *testing.T, c gosrt.Conn) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var st gosrt.Statistics
 		c.Stats(&st)
