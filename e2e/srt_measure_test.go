@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool"
-	"github.com/smoothcast/smoothcast/shared/layout"
-	"github.com/smoothcast/smoothcast/shared/store"
 )
 
 // The SRT path's packaging cost against ffmpeg doing the same remux: an
@@ -97,7 +95,7 @@ func TestMeasureSRTCPUAgainstFFmpeg(t *testing.T) {
 		if n := segments(listenOut); n < seconds/2 {
 			t.Fatalf("ffmpeg as the SRT listener wrote %d segments", n)
 		}
-		waitUntil(t, time.Minute, "the relay stored both tracks' end markers", func() bool { return endMarkers(t, st.Store, channel) == 2 })
+		waitForEnds(t, st.Store, channel, 2)
 		relayCPU = append(relayCPU, rp.cpuSeconds()-before)
 		st.S3.Drain()
 		if n := videoFragments(t, st, channel); n != seconds/2 {
@@ -141,22 +139,4 @@ func freeUDPAddr(t *testing.T) string {
 	}
 	defer c.Close()
 	return c.LocalAddr().String()
-}
-
-// endMarkers counts the end markers stored of channel.
-func endMarkers(t *testing.T, st *store.Store, channel string) int {
-	t.Helper()
-	n := 0
-	err := st.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
-		for _, o := range page {
-			if obj, err := layout.Parse(o.Key); err == nil && obj.Kind == layout.KindEnd {
-				n++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
