@@ -408,9 +408,10 @@ func (rp *relayProcess) url(channel, stream string) string {
 
 // restart starts the relay and waits until it answers.
 func (rp *relayProcess) restart() {
-	// -admin-addr "", -rtmp-addr "": several relays run at once; their
-	// admin and RTMP ports are not under test here (extra may set them).
-	cmd := exec.Command(rp.bin, append([]string{"-addr", rp.addr, "-admin-addr", "", "-rtmp-addr", "", "-bucket", rp.st.Store.Bucket, "-endpoint", rp.st.S3.URL, "-max-drift", "3s"}, rp.extra...)...)
+	// -admin-addr "", -rtmp-addr "", -srt-addr "": several relays run at
+	// once; their admin, RTMP and SRT ports are not under test here (extra
+	// may set them).
+	cmd := exec.Command(rp.bin, append([]string{"-addr", rp.addr, "-admin-addr", "", "-rtmp-addr", "", "-srt-addr", "", "-bucket", rp.st.Store.Bucket, "-endpoint", rp.st.S3.URL, "-max-drift", "3s"}, rp.extra...)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey, "AWS_REGION=us-east-1")
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr

@@ -112,6 +112,13 @@ func TestFFmpegPushPlaysAsSmoothAndHLS(t *testing.T) {
 // checks that it is a moof whose tfxd time is the one in the URL.
 func checkSmooth(t *testing.T, base string) {
 	t.Helper()
+	checkSmoothLevels(t, base, 2)
+}
+
+// checkSmoothLevels is checkSmooth for a stream of videoLevels video
+// bitrates.
+func checkSmoothLevels(t *testing.T, base string, videoLevels int) {
+	t.Helper()
 	resp, body := get(t, base+"Manifest")
 	if resp.StatusCode != 200 {
 		t.Fatalf("Manifest: %d %s", resp.StatusCode, body)
@@ -128,7 +135,7 @@ func checkSmooth(t *testing.T, base string) {
 	}
 	checked := 0
 	for _, si := range m.Streams {
-		wantLevels := map[string]int{"video": 2, "audio": 1}[si.Type]
+		wantLevels := map[string]int{"video": videoLevels, "audio": 1}[si.Type]
 		if len(si.Levels) != wantLevels {
 			t.Errorf("%s: %d quality levels, want %d", si.Type, len(si.Levels), wantLevels)
 		}

@@ -31,6 +31,8 @@ type Config struct {
 	// the PEM certificate chain and its key (RTMPS is off without it).
 	RTMPPort, RTMPSPort int
 	RTMPSCertParameter  string
+	// SRTPort is the relay's SRT port (UDP), open to IngestCIDRs too.
+	SRTPort int
 	// InstanceType runs the relay (arm64: Graviton).
 	InstanceType string
 	// IngestSecretParameter names the SSM parameter (SecureString) that
@@ -63,6 +65,7 @@ func DefaultConfig() Config {
 		IngestPort:            8080,
 		RTMPPort:              1935,
 		RTMPSPort:             1936,
+		SRTPort:               9000,
 		InstanceType:          "t4g.small",
 		IngestSecretParameter: "/smoothcast/ingest-secret",
 		Assets:                "build",
@@ -105,6 +108,11 @@ func FromContext(lookup func(key string) string) (Config, error) {
 			if _, err := fmt.Sscanf(v, "%d", dst); err != nil || *dst < 1 || *dst > 65535 {
 				bad(key, v, "want a TCP port")
 			}
+		}
+	}
+	if v := lookup("srtPort"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.SRTPort); err != nil || c.SRTPort < 1 || c.SRTPort > 65535 {
+			bad("srtPort", v, "want a UDP port")
 		}
 	}
 	if v := lookup("staleAlarmSeconds"); v != "" {

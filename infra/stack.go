@@ -133,6 +133,11 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 				jsii.String(":" + strconv.Itoa(cfg.RTMPSPort) + "/live")}),
 		})
 	}
+	awscdk.NewCfnOutput(stack, jsii.String("SrtUrl"), &awscdk.CfnOutputProps{
+		Description: jsii.String("SRT callers publish here (MPEG-TS; docs/encoders.md): the stream ID names the channel and carries its ingest secret"),
+		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("srt://"), ingest.AttrPublicIp(),
+			jsii.String(":" + strconv.Itoa(cfg.SRTPort) + "?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}")}),
+	})
 	awscdk.NewCfnOutput(stack, jsii.String("PlayerUrl"), &awscdk.CfnOutputProps{
 		Description: jsii.String("Give the local player page this base (smoothcast run, /player/?base=...)"),
 		Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://"), s.Distribution.DistributionDomainName()}),
@@ -360,6 +365,7 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		if cfg.RTMPSCertParameter != "" {
 			sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.RTMPSPort)), jsii.String("RTMPS encoders"), nil)
 		}
+		sg.AddIngressRule(peer, awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), jsii.String("SRT encoders"), nil)
 	}
 	eip := awsec2.NewCfnEIP(stack, jsii.String("IngestAddress"), &awsec2.CfnEIPProps{Domain: jsii.String("vpc")})
 
@@ -530,7 +536,7 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		"Environment=AWS_REGION=" + *awscdk.Stack_Of(stack).Region(),
 		"Environment=SMOOTHCAST_INGEST_SECRET_PARAMETER=" + cfg.IngestSecretParameter,
 	}, rtmpsUnit, []string{
-		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port + rtmpFlags,
+		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port + rtmpFlags + " -srt-addr :" + strconv.Itoa(cfg.SRTPort),
 		"Restart=on-failure",
 		"RestartSec=5",
 		"LimitNOFILE=65536",

@@ -453,9 +453,10 @@ func TestDistribution(t *testing.T) {
 
 func TestRelay(t *testing.T) {
 	s := synth(t)
-	// The ingest port (8080) and RTMP's (1935) from the encoders' CIDRs
-	// only; RTMPS only with its certificate (TestRTMPS).
-	if ingress, want := ingressRules(s), []string{"2001:db8::/32 1935", "2001:db8::/32 8080", "203.0.113.0/24 1935", "203.0.113.0/24 8080"}; !slices.Equal(ingress, want) {
+	// The ingest port (8080), RTMP's (1935) and SRT's (UDP 9000) from the
+	// encoders' CIDRs only; RTMPS only with its certificate (TestRTMPS).
+	if ingress, want := ingressRules(s), []string{"2001:db8::/32 1935", "2001:db8::/32 8080", "2001:db8::/32 udp 9000",
+		"203.0.113.0/24 1935", "203.0.113.0/24 8080", "203.0.113.0/24 udp 9000"}; !slices.Equal(ingress, want) {
 		t.Errorf("ingress %v, want %v", ingress, want)
 	}
 	asg := s.one(t, "AWS::AutoScaling::AutoScalingGroup", "Relay").Properties
@@ -468,7 +469,8 @@ func TestRelay(t *testing.T) {
 			t.Errorf("launch template lacks %s", want)
 		}
 	}
-	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret"} {
+	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret",
+		"-srt-addr :9000"} {
 		if !strings.Contains(lt, want) {
 			t.Errorf("user data lacks %q", want)
 		}
@@ -544,7 +546,10 @@ func ingressRules(s synthesized) []string {
 				cidr, _ = r["CidrIpv6"].(string)
 			}
 			port := fmt.Sprint(r["FromPort"])
-			if r["FromPort"] != r["ToPort"] || r["IpProtocol"] != "tcp" {
+			if r["IpProtocol"] == "udp" {
+				port = "udp " + port
+			}
+			if r["FromPort"] != r["ToPort"] || r["IpProtocol"] != "tcp" && r["IpProtocol"] != "udp" {
 				port = "range " + js(r)
 			}
 			out = append(out, cidr+" "+port)
@@ -560,16 +565,16 @@ func ingressRules(s synthesized) []string {
 // that parameter.
 func TestRTMPS(t *testing.T) {
 	s := synth(t)
-	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935\n`)))
+	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -srt-addr :9000\n`)))
 	if lt := js(s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties); strings.Contains(lt, "rtmps") {
 		t.Errorf("RTMPS without a certificate: %s", lt)
 	}
 	v := variant(t)
-	if ingress, want := ingressRules(v), []string{"192.0.2.0/24 1935", "192.0.2.0/24 1936", "192.0.2.0/24 8080"}; !slices.Equal(ingress, want) {
+	if ingress, want := ingressRules(v), []string{"192.0.2.0/24 1935", "192.0.2.0/24 1936", "192.0.2.0/24 8080", "192.0.2.0/24 udp 9000"}; !slices.Equal(ingress, want) {
 		t.Errorf("ingress %v, want %v", ingress, want)
 	}
 	match(t, "the certificate copied at boot", userDataHas(v, re(`\ninstall -d -m 700 /etc/smoothcast\nretry 30 aws ssm get-parameter --with-decryption --name /smoothcast/rtmps-cert --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem\nchmod 600 /etc/smoothcast/rtmps.pem\n`)))
-	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem\n`)))
+	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem -srt-addr :9000\n`)))
 	policy := ""
 	for id, p := range v.of("AWS::IAM::Policy") {
 		if strings.HasPrefix(id, "RelayRole") {
@@ -715,7 +720,7 @@ func asList(v any) []string {
 
 func TestOutputs(t *testing.T) {
 	s := synth(t)
-	for _, id := range []string{"IngestUrl", "RtmpUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
+	for _, id := range []string{"IngestUrl", "RtmpUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
 		if _, ok := s.outputs[id]; !ok {
 			t.Errorf("no output %s (have %v)", id, keys(s.outputs))
 		}
@@ -728,6 +733,9 @@ func TestOutputs(t *testing.T) {
 	}
 	if _, ok := s.outputs["RtmpsUrl"]; ok {
 		t.Error("an RTMPS URL without a certificate")
+	}
+	if !strings.Contains(js(s.outputs["SrtUrl"]), ":9000?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}") {
+		t.Errorf("SRT URL output: %s", js(s.outputs["SrtUrl"]))
 	}
 }
 
@@ -751,9 +759,10 @@ func TestConfigFromContext(t *testing.T) {
 			return c.DVRWindow == 30*time.Minute && c.RetentionDays() == 1 && c.InstanceType == "t4g.small" && c.IngestCIDRs[0].String() == "192.0.2.0/24"
 		}, ""},
 		{"everything set", map[string]string{"channels": "a,b", "dvrWindow": "2h", "retention": "72h", "ingestCidrs": "203.0.113.7/24, 198.51.100.0/24",
-			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1", "rtmpPort": "1940", "rtmpsPort": "443", "rtmpsCertParameter": "/x/cert"}, func(c Config) bool {
+			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1", "rtmpPort": "1940", "rtmpsPort": "443", "rtmpsCertParameter": "/x/cert",
+			"srtPort": "9999"}, func(c Config) bool {
 			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.OriginShieldRegion == "eu-west-1" &&
-				c.RTMPPort == 1940 && c.RTMPSPort == 443 && c.RTMPSCertParameter == "/x/cert"
+				c.RTMPPort == 1940 && c.RTMPSPort == 443 && c.RTMPSCertParameter == "/x/cert" && c.SRTPort == 9999
 		}, ""},
 		{"retention shorter than the window", map[string]string{"dvrWindow": "2h", "retention": "1h"}, nil, "retention"},
 		{"bad CIDR", map[string]string{"ingestCidrs": "10.0.0.0/33"}, nil, "ingestCidrs"},
@@ -763,6 +772,7 @@ func TestConfigFromContext(t *testing.T) {
 		{"bad RTMP port", map[string]string{"rtmpPort": "0"}, nil, "rtmpPort"},
 		{"one port for two listeners", map[string]string{"rtmpsPort": "8080"}, nil, "must differ"},
 		{"a certificate parameter that is not one", map[string]string{"rtmpsCertParameter": "cert"}, nil, "rtmpsCertParameter"},
+		{"bad SRT port", map[string]string{"srtPort": "0"}, nil, "srtPort"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := FromContext(func(k string) string { return tc.ctx[k] })

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/config"
@@ -100,6 +101,7 @@ Ingest (encoders push here, POST or PUT, chunked or not):
   http://{ingest}/live/{channel}.isml/Streams({stream})   Smooth (ffmpeg -f ismv) or CMAF, a track per stream
   http://{ingest}/live/{channel}.isml/{file}              uploads: ffmpeg -f dash or -f hls -method PUT
   rtmp://{rtmp}/live/{channel}                            RTMP (OBS: Server rtmp://{rtmp}/live, Stream Key {channel})
+  srt://{srt}?streamid=#!::r={channel},m=publish         SRT callers (MPEG-TS; the bare channel name works too)
 
 Playback (the edge):
   http://{edge}/live/{channel}.isml/Manifest       Smooth Streaming
@@ -117,6 +119,10 @@ func run(args []string) error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	ingest := fs.String("ingest-addr", "127.0.0.1:8080", "relay listen address")
 	rtmpAddr := fs.String("rtmp-addr", "127.0.0.1:1935", "RTMP listen address (empty: no RTMP)")
+	srtCfg := srt.DefaultConfig()
+	fs.StringVar(&srtCfg.Addr, "srt-addr", "127.0.0.1:9000", "SRT listen address, UDP (empty: off)")
+	fs.StringVar(&srtCfg.Passphrase, "srt-passphrase", "", "SRT encryption passphrase, 10 to 79 characters (empty: callers must not encrypt)")
+	fs.Secret("srt-passphrase")
 	edgeAddr := fs.String("edge-addr", "127.0.0.1:8081", "edge (playback) listen address")
 	adminAddr := fs.String("admin-addr", "127.0.0.1:8082", "the relay's /metrics, /healthz, /status and /status.html (empty: off)")
 	s3Addr := fs.String("s3-addr", "127.0.0.1:0", "embedded S3 listen address (port 0: any free port)")
@@ -175,7 +181,7 @@ func run(args []string) error {
 	// store the fragment in hand, as the relay does on SIGTERM.
 	st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir, RTMPAddr: *rtmpAddr,
-		Handler: hcfg, Relay: rcfg, Players: *players, Log: log,
+		Handler: hcfg, Relay: rcfg, SRT: srtCfg, Players: *players, Log: log,
 	})
 	if err != nil {
 		return err
@@ -191,6 +197,7 @@ smoothcast is running.
   Ingest:    %[1]s/live/{channel}.isml/Streams({stream})   (Smooth or CMAF push)
              %[1]s/live/{channel}.isml/{file}              (DASH or HLS upload)
              %[6]s/%[7]s   (RTMP; OBS: Server %[6]s, Stream Key %[7]s)
+             %[8]s
   Playback:  %[2]s/live/{channel}.isml/   (Manifest, master.m3u8, manifest.mpd)
   Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
@@ -214,10 +221,28 @@ Then play:
   ffplay %[2]s/live/demo.isml/master.m3u8
 
 Ctrl-C stops.
-`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"), cmp.Or(st.RTMPURL, "rtmp (off)"), rtmpKey)
+`, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"), cmp.Or(st.RTMPURL, "rtmp (off)"), rtmpKey,
+		srtLine(st.SRTURL, rcfg.Secrets.On(), srtCfg.Passphrase != ""))
 	<-ctx.Done()
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return st.Close(sctx)
+}
+
+// srtLine is the SRT URL of `smoothcast run`'s banner: the stream ID a
+// caller gives (with the channel's secret when authentication is on), and
+// the passphrase when encryption is.
+func srtLine(base string, auth, encrypted bool) string {
+	if base == "" {
+		return "(SRT off: -srt-addr)"
+	}
+	u := base + "?streamid=#!::r={channel},m=publish"
+	if auth {
+		u += ",smoothcast_secret={secret}"
+	}
+	if encrypted {
+		u += "&passphrase={passphrase}"
+	}
+	return u + "   (SRT caller, MPEG-TS)"
 }

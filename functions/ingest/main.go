@@ -12,6 +12,9 @@
 // instance itself. A relay whose admin address is taken still takes
 // pushes, and logs an error.
 //
+// On a UDP port of its own (-srt-addr) it takes MPEG-TS over SRT from
+// callers whose stream ID is #!::r={channel},m=publish (package srt).
+//
 // On SIGTERM (or SIGINT) the relay stops taking requests (503), lets each
 // push store the fragment it is receiving and end as a drop (so that the
 // channel stays live while the encoder reconnects to another relay), ends
@@ -37,6 +40,9 @@
 //	-shutdown-timeout  how long a shutdown may take (default 10s)
 //	-rtmp-addr   RTMP listen address (default :1935; empty: none), package rtmp
 //	-rtmps-addr  RTMPS listen address (default none), with -rtmps-cert and -rtmps-key (PEM)
+//	-srt-addr    SRT listen address, UDP (default :9000; empty: none), package srt
+//	-srt-passphrase  SRT encryption passphrase, 10 to 79 characters (empty: none)
+//	-srt-latency  the least SRT latency the relay asks of callers (default 120ms)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -61,6 +67,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/shared/config"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -93,13 +100,14 @@ type options struct {
 	adminAddr                           string
 	headerTimeout, shutdownTimeout      time.Duration
 	rtmp                                rtmpOptions
+	srt                                 srt.Config
 	settings                            *config.Set // for the log line
 }
 
 // parseOptions reads the flags, each also settable as SMOOTHCAST_<FLAG>
 // (lookup reads the environment).
 func parseOptions(args []string, lookup func(string) (string, bool)) (options, error) {
-	o := options{relay: relay.DefaultConfig()}
+	o := options{relay: relay.DefaultConfig(), srt: srt.DefaultConfig()}
 	fs := config.New("smoothcast-ingest", config.Prefix)
 	fs.LookupEnv = lookup
 	region, _ := lookup("AWS_REGION")
@@ -123,6 +131,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
 	o.rtmp.define(fs)
+	defineSRT(fs, &o.srt)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -134,7 +143,10 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if o.shutdownTimeout <= 0 {
 		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
-	return o, o.rtmp.check()
+	if err := o.rtmp.check(); err != nil {
+		return o, err
+	}
+	return o, checkSRT(o.srt)
 }
 
 func run(log *slog.Logger, o options) error {
@@ -170,6 +182,9 @@ func run(log *slog.Logger, o options) error {
 	}
 	if rtmpSrv != nil {
 		defer rtmpSrv.Close() // after serve's Shutdown of the relay
+	}
+	if srtSrv := listenSRT(log, rl, o.srt); srtSrv != nil {
+		defer srtSrv.Close() // after serve's Shutdown of the relay
 	}
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
 	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)

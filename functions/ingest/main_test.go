@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -55,7 +56,8 @@ func TestShippedRelayBinaryStoresAPush(t *testing.T) {
 	}
 	adminAddr := aln.Addr().String()
 	aln.Close()
-	cmd := exec.Command(qemu, bin, "-addr", addr, "-admin-addr", adminAddr, "-endpoint", srv.URL)
+	// The unit's -srt-addr :9000 on a port of the test's own.
+	cmd := exec.Command(qemu, bin, "-addr", addr, "-admin-addr", adminAddr, "-endpoint", srv.URL, "-srt-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "SMOOTHCAST_BUCKET=relay-binary-test", "AWS_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID="+s3local.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3local.SecretKey)
 	var stderr bytes.Buffer
@@ -270,11 +272,7 @@ func TestOptionsFromEnv(t *testing.T) {
 		{"the deprecated secret parameter variable, with a warning", map[string]string{"SMOOTHCAST_SECRET_PARAMETER": "/old"}, nil, 30 * time.Second, "/old", "SMOOTHCAST_SECRET_PARAMETER is deprecated", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{"SMOOTHCAST_BUCKET": "b"}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			o, err := parseOptions(tc.args, func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+			o, err := parseWithEnv(tc.args, tc.env)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
@@ -294,6 +292,52 @@ func TestOptionsFromEnv(t *testing.T) {
 			}
 			if got := strings.Join(warnings, "\n"); tc.warning == "" && got != "" || !strings.Contains(got, tc.warning) {
 				t.Errorf("warnings %q, want %q", got, tc.warning)
+			}
+		})
+	}
+}
+
+// parseWithEnv is parseOptions with env as the environment, the bucket
+// set.
+func parseWithEnv(args []string, env map[string]string) (options, error) {
+	all := map[string]string{"SMOOTHCAST_BUCKET": "b"}
+	maps.Copy(all, env)
+	return parseOptions(args, func(name string) (string, bool) { v, ok := all[name]; return v, ok })
+}
+
+// The SRT settings are read as every flag is: the passphrase from the
+// command line or SMOOTHCAST_SRT_PASSPHRASE, masked in the configuration's
+// log line; one SRT cannot use is refused at start.
+func TestSRTOptions(t *testing.T) {
+	const pass = "srt-passphrase-0123"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		addr    string
+		pass    string
+		wantErr string
+	}{
+		{name: "defaults: port 9000, no passphrase", addr: ":9000"},
+		{name: "the passphrase from the environment", env: map[string]string{"SMOOTHCAST_SRT_PASSPHRASE": pass}, addr: ":9000", pass: pass},
+		{name: "no SRT", args: []string{"-srt-addr", ""}},
+		{name: "a passphrase SRT refuses", args: []string{"-srt-passphrase", "short"}, wantErr: "SRT takes 10 to 79"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseWithEnv(tc.args, tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "short") {
+					t.Fatalf("error %v, want one saying %q without the passphrase", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || o.srt.Addr != tc.addr || o.srt.Passphrase != tc.pass {
+				t.Fatalf("srt %q %q, %v; want %q %q", o.srt.Addr, o.srt.Passphrase, err, tc.addr, tc.pass)
+			}
+			rec := logtest.New()
+			o.settings.Log(slog.New(rec), "configuration")
+			if lines := strings.Join(rec.Lines(), "\n"); strings.Contains(lines, pass) {
+				t.Errorf("the passphrase in the log: %s", lines)
 			}
 		})
 	}

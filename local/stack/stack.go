@@ -19,6 +19,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/rtmp"
+	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/local/edge"
 	"github.com/smoothcast/smoothcast/local/janitor"
@@ -48,6 +49,9 @@ type Options struct {
 	EventWorkers int
 	Handler      handler.Config
 	Relay        relay.Config
+	// SRT is the relay's SRT listener (functions/ingest/srt); an empty
+	// SRT.Addr starts none.
+	SRT srt.Config
 	// Players is the source tree's players/ folder (npm packages of the
 	// player page); empty serves the page without its libraries.
 	Players string
@@ -77,6 +81,12 @@ type Stack struct {
 	Store             *store.Store
 	Relay             *relay.Relay
 	Handler           *handler.Handler
+
+	// SRT is the relay's SRT listener, and SRTURL its srt://host:port
+	// (callers add ?streamid=#!::r={channel},m=publish): nil and ""
+	// without Options.SRT.Addr.
+	SRT    *srt.Server
+	SRTURL string
 
 	cancel  context.CancelFunc
 	servers []*http.Server
@@ -175,6 +185,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return fail(fmt.Errorf("ingest: %w", err))
 	}
 	s.IngestURL = ingest
+	if o.SRT.Addr != "" {
+		if s.SRT, err = srt.Listen(s.Relay, o.SRT); err != nil {
+			return fail(err)
+		}
+		s.SRTURL = "srt://" + s.SRT.Addr().String()
+		go func() {
+			if err := s.SRT.Serve(); err != nil {
+				o.Log.Error("srt listener stopped", "err", err)
+			}
+		}()
+	}
 	play, err := s.serve(ctx, o.EdgeAddr, ed.Handler())
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
@@ -302,6 +323,9 @@ func (s *Stack) Close(ctx context.Context) error {
 	if s.RTMP != nil {
 		errs = append(errs, s.RTMP.Close())
 	}
+	if s.SRT != nil {
+		errs = append(errs, s.SRT.Close())
+	}
 	s.cancel()
 	if s.reconciled != nil {
 		<-s.reconciled // it stops with the stack's context
@@ -342,6 +366,9 @@ func (s *Stack) crash() {
 	}
 	if s.RTMP != nil {
 		_ = s.RTMP.Close()
+	}
+	if s.SRT != nil {
+		_ = s.SRT.Close()
 	}
 	s.Relay.CloseUploads()
 }
