@@ -630,6 +630,9 @@ func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
 			if len(ss) != 2 {
 				t.Fatalf("%d sessions, want 2 (one per start)", len(ss))
 			}
+			// The first start's session ends in its worker, after the
+			// answer to the init segment that replaced it.
+			waitFor(t, "the first start's session closed", func() bool { _, _, closed, _ := ss[0].state(); return closed })
 			fed, _, closed, _ := ss[0].state()
 			if len(fed) != tc.stored || !closed {
 				t.Errorf("first start: fed %d segments (closed %v), want %d and closed", len(fed), closed, tc.stored)
