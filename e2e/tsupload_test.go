@@ -23,6 +23,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/internal/check"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/tsedit"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/smooth"
@@ -366,19 +367,9 @@ func TestTSUploadHostileInput(t *testing.T) {
 	}
 	// A PES that never ends: the segment's tables and its first video
 	// packet, then payload without a payload unit start, 9 MiB of it.
-	var endless []byte
-	for i := 0; i+188 <= len(segs[2]); i += 188 {
-		p := segs[2][i : i+188]
-		endless = append(endless, p...)
-		if pid := uint16(p[1]&0x1f)<<8 | uint16(p[2]); pid == 0x100 && p[1]&0x40 != 0 {
-			cc := p[3] & 0x0f
-			for len(endless) < 9<<20 {
-				cc = (cc + 1) & 0x0f
-				endless = append(endless, 0x47, 0x01, 0x00, 0x10|cc)
-				endless = append(endless, bytes.Repeat([]byte{0xaa}, 184)...)
-			}
-			break
-		}
+	endless, err := tsedit.EndlessPES(segs[2], 9<<20)
+	if err != nil {
+		t.Fatal(err)
 	}
 	backwards := slices.Clone(segs[2])
 	var pes [][]byte
