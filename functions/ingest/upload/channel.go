@@ -364,7 +364,11 @@ func (c *channel) expireHeld(now time.Time) {
 	kept := c.held[:0]
 	for _, s := range c.held {
 		if now.Sub(s.received) >= c.u.cfg.Hold {
-			c.log.Warn("held segment dropped: no init segment or manifest placed it", "file", s.file, "waited", now.Sub(s.received).Round(time.Millisecond))
+			if s.stored {
+				c.log.Info("no init segment followed: the segment was a resend, stored already", "file", s.file, "start", s.start)
+			} else {
+				c.log.Warn("held segment dropped: no init segment or manifest placed it", "file", s.file, "waited", now.Sub(s.received).Round(time.Millisecond))
+			}
 			c.heldBytes -= len(s.body)
 			s.free()
 			continue

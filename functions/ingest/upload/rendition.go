@@ -74,6 +74,7 @@ type segment struct {
 	timed    bool
 	deadline time.Time  // of its reorder wait
 	notFor   *rendition // held for the rendition that replaces this one (awaitInit)
+	stored   bool       // the same bytes as the segment notFor stored at its start
 }
 
 // held answers the request of a segment that is held: 202, stored later
@@ -209,8 +210,9 @@ func (r *rendition) time(s *segment) {
 
 // offer places a media segment in r's order: a resend of a segment handed
 // on already is answered with that one's outcome, one that starts where
-// r's first did or where one handed on did but is another segment waits
-// for the init segment of an encoder that started again (awaitInit), one
+// r's first did or where one handed on did but is another segment (or is
+// r's first again after later ones) waits for the init segment of an
+// encoder that started again (awaitInit), one
 // older than the newest is refused (out of order), one that would leave a
 // gap waits up to Config.ReorderWait for the ones before it, and the rest
 // go to the worker.
@@ -238,8 +240,18 @@ func (c *channel) offer(r *rendition, s *segment) {
 	}
 	if s.timed && len(r.dispatched) > 0 {
 		i := slices.Index(r.dispatched, s.start)
+		same := i >= 0 && r.sums[i] == crc32.ChecksumIEEE(s.body)
 		switch {
-		case i >= 0 && r.sums[i] == crc32.ChecksumIEEE(s.body):
+		case same && !r.ts && s.start == r.first && r.newest > s.start:
+			// The rendition's first segment again, byte for byte, after
+			// later ones: an encoder that started again with the same
+			// output (a file looped, a test pattern), whose init segment
+			// may still be on its way. Taken as a resend, it would make
+			// the restart's next segments look like a reconnect's.
+			s.stored = true
+			c.awaitInit(r, s)
+			return
+		case same:
 			c.log.Debug("segment resent: stored already", "file", s.file, "start", s.start)
 			s.resend = true
 			r.dispatch(s)

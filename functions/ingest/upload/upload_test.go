@@ -588,19 +588,27 @@ func TestSegmentSpanIsOneTracks(t *testing.T) {
 // is still current. The segment starts where one that rendition stored did
 // (or where its first did), but is not that segment: it waits (202) for
 // the init segment, and goes to the new rendition, first; it is neither
-// lost as a resend nor refused as out of order.
+// lost as a resend nor refused as out of order. An encoder whose output
+// is the same bytes each start (a file looped, a test pattern) is told by
+// its first segment coming again after later ones.
 func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
 	before := renditions(t, 12)[0]
 	// The same times, other bytes: a new start of the encoder.
-	after := muxedRendition(t, 3)
+	other := muxedRendition(t, 3)
 	for _, tc := range []struct {
 		name   string
-		stored int // segments of the first start
+		stored int  // segments of the first start
+		same   bool // the new start sends the first's bytes
 	}{
-		{"after a short first start: the segment's time was stored", 3},
-		{"after a long first start: only the rendition's first segment started there", 12},
+		{"after a short first start: the segment's time was stored", 3, false},
+		{"after a long first start: only the rendition's first segment started there", 12, false},
+		{"the same bytes as the first start", 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			after := other
+			if tc.same {
+				after = before
+			}
 			h := newHarness(t, Config{ReorderWait: time.Minute})
 			if a := h.put("c", "init.mp4", before.init); a.err != nil {
 				t.Fatal(a.err)
