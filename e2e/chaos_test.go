@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +27,7 @@ import (
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -58,7 +63,9 @@ func chaosFragments(t *testing.T) int {
 // Meanwhile the relay is killed with SIGKILL and started again; every
 // encoder reconnects and resends the fragment it was sending. When all
 // have ended, every channel must be VOD, and nothing may be lost, listed
-// but missing, or listed twice.
+// but missing, or listed twice; a channel that fails says, per track,
+// which fragments, and what its encoders did and the store held when the
+// relay was killed.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -84,12 +91,14 @@ func TestChaos(t *testing.T) {
 	}
 	t0 := time.Now().Add(500 * time.Millisecond)
 	var reconnects atomic.Int64
+	journal := &chaosJournal{t0: t0}
 	encOn := func(rp *relayProcess, channel, stream string) *chaosEncoder {
 		s, err := synth.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects}
+		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects,
+			note: journal.by(channel, stream)}
 	}
 	enc := func(channel, stream string) *chaosEncoder { return encOn(rp, channel, stream) }
 	type plan struct {
@@ -126,6 +135,9 @@ func TestChaos(t *testing.T) {
 	wg.Go(func() {
 		time.Sleep(time.Until(killAt))
 		rp.kill9()
+		for _, p := range plans {
+			journal.storeAt(st, p.channel, "relay killed")
+		}
 		time.Sleep(time.Second)
 		rp.restart()
 	})
@@ -138,13 +150,18 @@ func TestChaos(t *testing.T) {
 		f := chaosFigures(t, st, p.channel, p.pushed)
 		report(t, "%-9s pushed %d, stored %d, listed %d (fewest of any track), lost %d, listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d, discontinuities %d (%d tracks)",
 			p.channel, f.pushed, f.stored, f.listed, f.lost, f.missing, f.unlisted, f.corrupt, f.duplicates, f.discs, len(cfg.Tracks))
-		if f.discs != p.discs*len(cfg.Tracks) {
+		wrongDiscs := f.discs != p.discs*len(cfg.Tracks)
+		lossy := f.lost != 0 || f.missing != 0 || f.unlisted != 0 || f.corrupt != 0 || f.duplicates != 0
+		if wrongDiscs || lossy {
+			t.Logf("%s:%s%s", p.channel, f.detail, journal.of(p.channel))
+		}
+		if wrongDiscs {
 			t.Errorf("%s: %d discontinuities over %d media playlists, want %d each", p.channel, f.discs, len(cfg.Tracks), p.discs)
 		}
 		for k, v := range map[string]int{"pushed": f.pushed, "stored": f.stored, "listed": f.listed, "lost": f.lost, "missing": f.missing, "unlisted": f.unlisted, "corrupt": f.corrupt, "duplicates": f.duplicates} {
 			totals[k] += v
 		}
-		if f.lost != 0 || f.missing != 0 || f.unlisted != 0 || f.corrupt != 0 || f.duplicates != 0 {
+		if lossy {
 			t.Errorf("%s: lost %d, listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d; want none", p.channel, f.lost, f.missing, f.unlisted, f.corrupt, f.duplicates)
 		}
 	}
@@ -158,6 +175,64 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// chaosJournal notes, per channel, what its encoders did and what the
+// store held when the relay was killed: a failed run says how it came
+// to lose what it lost.
+type chaosJournal struct {
+	t0    time.Time
+	mu    sync.Mutex
+	notes map[string][]string
+}
+
+func (j *chaosJournal) add(channel, line string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.notes == nil {
+		j.notes = map[string][]string{}
+	}
+	j.notes[channel] = append(j.notes[channel], fmt.Sprintf("%+.2fs %s", time.Since(j.t0).Seconds(), line))
+}
+
+// by is what an encoder of channel (stream) notes with.
+func (j *chaosJournal) by(channel, stream string) func(string, ...any) {
+	return func(format string, args ...any) { j.add(channel, stream+": "+fmt.Sprintf(format, args...)) }
+}
+
+// storeAt notes the newest fragment the store holds of each of channel's
+// tracks, and how many.
+func (j *chaosJournal) storeAt(st *stack.Stack, channel, when string) {
+	newest, count := map[string]uint64{}, map[string]int{}
+	err := st.Store.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
+		for _, o := range page {
+			if obj, err := layout.Parse(o.Key); err == nil && obj.Kind == layout.KindFragment {
+				tr := obj.Track.String()
+				newest[tr], count[tr] = max(newest[tr], obj.Start), count[tr]+1
+			}
+		}
+		return nil
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: the store holds", when)
+	for _, tr := range slices.Sorted(maps.Keys(newest)) {
+		fmt.Fprintf(&b, "; %s: %d, newest at %gs", tr, count[tr], float64(newest[tr])/1e7)
+	}
+	if err != nil {
+		fmt.Fprintf(&b, " (listing failed: %v)", err)
+	}
+	j.add(channel, b.String())
+}
+
+// of is channel's journal, a line each.
+func (j *chaosJournal) of(channel string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var b strings.Builder
+	for _, l := range j.notes[channel] {
+		b.WriteString("\n\t" + l)
+	}
+	return b.String()
+}
+
 // chaosEncoder is a live encoder that reconnects when the relay goes away.
 type chaosEncoder struct {
 	t          *testing.T
@@ -165,6 +240,7 @@ type chaosEncoder struct {
 	s          *synth.Stream
 	relay      *relayProcess
 	reconnects *atomic.Int64
+	note       func(format string, args ...any) // to the channel's journal
 }
 
 // push sends fragments [from, to), fragment k when it is due (due0 plus
@@ -179,6 +255,7 @@ func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 			return
 		}
 		sent, dropped, err := e.connection(next, to, due0.Add(time.Duration(next-from)*e.s.Config().FragmentDuration), end, cut)
+		e.note("connection from fragment %d wrote fragments up to %d: %v", next, sent, err)
 		if err == nil {
 			return
 		}
@@ -271,6 +348,10 @@ type figures struct {
 	unlisted                                          int // stored fragments no manifest lists
 	corrupt                                           int // listed fragments that are not whole, or not at their time
 	discs                                             int // EXT-X-DISCONTINUITY tags, all media playlists
+	// detail says, when a fragment is lost, missing, unlisted or broken
+	// by a discontinuity, which track and which times: CI's output is
+	// all one has of a run that failed under load.
+	detail string
 }
 
 func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) figures {
@@ -281,6 +362,7 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 	// Per track: what the Smooth manifest lists, and what the bucket holds.
 	listed, stored := map[string]int{}, map[string]int{}
 	listedKeys := map[string]bool{}
+	var diag chaosDiag
 	for _, si := range m.Streams {
 		times := fragmentStarts(t, &si)
 		for i := 1; i < len(times); i++ {
@@ -292,10 +374,13 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 			for _, tm := range times {
 				path := si.FragmentURL(ql.Bitrate, tm)
 				listed[strings.SplitN(path, "=", 2)[0]]++ // QualityLevels(b)/Fragments(name: one track
-				listedKeys[layout.LivePrefix+channel+".isml/"+path] = true
+				key := layout.LivePrefix + channel + ".isml/" + path
+				listedKeys[key] = true
+				diag.add("listed", key)
 				resp, body := get(t, base+path)
 				if resp.StatusCode != 200 {
 					f.missing++
+					diag.add("missing", key)
 					continue
 				}
 				if info, err := fmp4.Inspect(body); err != nil || info.Start != tm {
@@ -318,22 +403,27 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 		seenDASH[ref] = true
 	}
 	// HLS: no media playlist lists a segment twice.
-	for _, pl := range mediaPlaylists(t, base) {
+	for uri, pl := range mediaPlaylists(t, base) {
 		f.discs += discontinuitiesOf(pl)
+		diag.discontinuities(uri, pl)
 		seen := map[string]bool{}
 		for _, s := range pl.Segments {
 			if seen[s.URI] {
 				f.duplicates++
 			}
 			seen[s.URI] = true
+			// Segment URIs are relative to the media playlist's.
+			diag.add("hls", layout.LivePrefix+channel+".isml/"+path.Join(path.Dir(uri), strings.SplitN(s.URI, "?", 2)[0]))
 		}
 	}
 	err = st.Store.List(context.Background(), layout.LivePrefix+channel+".isml/", func(page []store.Listed) error {
 		for _, o := range page {
 			if obj, err := layout.Parse(o.Key); err == nil && obj.Kind == layout.KindFragment {
 				stored[obj.Track.String()]++
+				diag.add("stored", o.Key)
 				if !listedKeys[o.Key] {
 					f.unlisted++
+					diag.add("unlisted", o.Key)
 				}
 			}
 		}
@@ -348,7 +438,87 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 		f.listed = 0
 	}
 	f.lost = f.pushed - f.listed
+	f.detail = diag.String()
 	return f
+}
+
+// chaosDiag collects, per track, the start times (seconds) of a chaos
+// channel's fragments by what became of them.
+type chaosDiag struct {
+	times map[string]map[string][]float64 // track, then listed, stored, missing, unlisted, hls
+	discs []string                        // media playlist: where its discontinuities are
+}
+
+func (d *chaosDiag) add(what, key string) {
+	obj, err := layout.Parse(key)
+	if err != nil {
+		return
+	}
+	if d.times == nil {
+		d.times = map[string]map[string][]float64{}
+	}
+	tr := obj.Track.String()
+	if d.times[tr] == nil {
+		d.times[tr] = map[string][]float64{}
+	}
+	d.times[tr][what] = append(d.times[tr][what], float64(obj.Start)/1e7) // synth's timescale
+}
+
+func (d *chaosDiag) discontinuities(uri string, pl *hls.Playlist) {
+	for i, s := range pl.Segments {
+		if s.Discontinuity {
+			d.discs = append(d.discs, fmt.Sprintf("%s before segment %d (%s)", uri, i, s.URI))
+		}
+	}
+}
+
+// String says per track at which seconds, from the first to the last
+// any track lists, it lists nothing (lost, or a break between sessions:
+// the discontinuities say which), which fragments it stores and does
+// not list, and which it lists and cannot serve; then where the
+// discontinuities are.
+func (d *chaosDiag) String() string {
+	// A fragment's slot is its start rounded to the second (fragments
+	// last 1 s; audio starts on AAC frames, off the second by a little).
+	slot := func(s float64) int64 { return int64(math.Round(s)) }
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, w := range d.times {
+		for _, s := range w["listed"] {
+			first, last = min(first, slot(s)), max(last, slot(s))
+		}
+	}
+	var b strings.Builder
+	for _, tr := range slices.Sorted(maps.Keys(d.times)) {
+		w := d.times[tr]
+		has := map[int64]bool{}
+		for _, s := range w["listed"] {
+			has[slot(s)] = true
+		}
+		var holes []int64
+		for s := first; s <= last; s++ {
+			if !has[s] {
+				holes = append(holes, s)
+			}
+		}
+		if len(holes) == 0 && len(w["unlisted"]) == 0 && len(w["missing"]) == 0 {
+			continue
+		}
+		// The Smooth manifest lists, per StreamIndex, what every rendition
+		// of it has: one that lacks a fragment unlists its siblings'.
+		var inHLS []float64
+		for _, s := range w["unlisted"] {
+			if slices.Contains(w["hls"], s) {
+				inHLS = append(inHLS, s)
+			}
+		}
+		slices.Sort(w["stored"])
+		fmt.Fprintf(&b, "\n\ttrack %s: nothing listed at ~%vs; stored but unlisted %vs (of which its HLS playlist lists %vs); listed but missing %vs; stored %vs",
+			tr, holes, w["unlisted"], inHLS, w["missing"], w["stored"])
+	}
+	for _, s := range d.discs {
+		fmt.Fprintf(&b, "\n\tdiscontinuity: %s", s)
+	}
+	return b.String()
 }
 
 // minCount is the smallest value of counts (0 for none).
