@@ -61,11 +61,11 @@ func chaosFragments(t *testing.T) int {
 //     timestamp zero (the relay rebases it).
 //
 // Meanwhile the relay is killed with SIGKILL and started again; every
-// encoder reconnects and resends the fragment it was sending. When all
-// have ended, every channel must be VOD, and nothing may be lost, listed
-// but missing, or listed twice; a channel that fails says, per track,
-// which fragments, and what its encoders did and the store held when the
-// relay was killed.
+// encoder reconnects and resends what the origin lacks (resumeAt). When
+// all have ended, every channel must be VOD, and nothing may be lost,
+// listed but missing, or listed twice; a channel that fails says, per
+// track, which fragments, and what its encoders did and the store held
+// when the relay was killed.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -90,15 +90,15 @@ func TestChaos(t *testing.T) {
 		},
 	}
 	t0 := time.Now().Add(500 * time.Millisecond)
-	var reconnects atomic.Int64
+	var reconnects, deeper atomic.Int64
 	journal := &chaosJournal{t0: t0}
 	encOn := func(rp *relayProcess, channel, stream string) *chaosEncoder {
 		s, err := synth.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects,
-			note: journal.by(channel, stream)}
+		return &chaosEncoder{t: t, url: rp.url(channel, stream), s: s, relay: rp, reconnects: &reconnects, deeper: &deeper,
+			note: journal.by(channel, stream), origin: st.EdgeURL, channel: channel}
 	}
 	enc := func(channel, stream string) *chaosEncoder { return encOn(rp, channel, stream) }
 	type plan struct {
@@ -166,9 +166,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	req := st.S3.Requests()
-	report(t, "TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d stored but unlisted, %d corrupt, %d duplicates; relay peak RSS %.1f MiB (the busier of the two relays, across the kill); S3 %d requests, %d failed by injection; relay killed once; %d reconnections",
+	report(t, "TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d stored but unlisted, %d corrupt, %d duplicates; relay peak RSS %.1f MiB (the busier of the two relays, across the kill); S3 %d requests, %d failed by injection; relay killed once; %d reconnections, %d of them resending more than the last three fragments (the origin lacked more)",
 		totals["pushed"], totals["stored"], totals["listed"], totals["lost"], totals["missing"], totals["unlisted"], totals["corrupt"], totals["duplicates"],
-		float64(max(rp.peakRSS(), rp2.peakRSS()))/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load())
+		float64(max(rp.peakRSS(), rp2.peakRSS()))/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load(), deeper.Load())
 	// One planned drop, and one per encoder connected when the relay died.
 	if reconnects.Load() < 4 {
 		t.Errorf("%d reconnections: the relay's death did not reach the encoders", reconnects.Load())
@@ -240,7 +240,98 @@ type chaosEncoder struct {
 	s          *synth.Stream
 	relay      *relayProcess
 	reconnects *atomic.Int64
+	deeper     *atomic.Int64                    // reconnections that resent more than the last three fragments
 	note       func(format string, args ...any) // to the channel's journal
+	// origin is the edge's URL and channel the encoder's channel: where
+	// it asks which of its fragments the origin has (resumeAt).
+	origin, channel string
+}
+
+// chaosKeep is how many of the fragments it wrote last an encoder keeps
+// to resend.
+const chaosKeep = 10
+
+// resumeAt is the fragment an encoder resends from when a connection
+// that started at fragment next broke after writing fragments up to sent
+// (of a push that started at from).
+//
+// What the relay had read but not stored when it died is gone, and a
+// push acknowledges nothing per fragment: the encoder cannot tell what
+// was still in the socket buffers or the relay's hands. Resending a fixed
+// number of its last fragments is what encoders do (Azure's ingest
+// specification says two), and is not enough: a relay that a stalled or
+// throttled store keeps on one fragment for seconds, while the encoder
+// goes on writing into the buffers, is further behind than any fixed
+// number when it is killed (the suite, on a loaded machine, saw it four
+// behind with three resent). Nor can an encoder resend as far back as it
+// likes: a fragment that ends more than the relay's -max-drift (3 s
+// here) behind what the channel published looks like a restarted
+// encoder, and is rebased (an encoder its relay held back behind a
+// redundant one that resent its last three was). Both bounds are
+// measured from what the origin has, so this encoder asks the origin, as
+// a player would, which of the fragments it keeps it serves, and resends
+// from the one before the first it lacks (one it has, refused as
+// existing, so that the new connection's fragments continue its chain),
+// but not from before the broken connection's first (an earlier
+// connection's failure decided that). Where the origin serves none of the
+// encoder's times (nothing stored yet, or a rebased encoder's, which are
+// stored moved), its last three. (A rebased encoder whose own times an
+// earlier session stored is told they are all there: it resends one.)
+func (e *chaosEncoder) resumeAt(from, next, sent int) int {
+	lo := max(from, sent-chaosKeep)
+	lacks, ok := e.firstLacking(lo, sent)
+	if !ok {
+		resume := max(next, sent-3)
+		e.note("reconnecting: the origin serves none of fragments %d to %d: resending from %d", lo, sent-1, resume)
+		return resume
+	}
+	resume := max(next, lacks-1)
+	if resume < max(next, sent-3) {
+		e.deeper.Add(1)
+	}
+	e.note("reconnecting: the origin lacks fragment %d of fragments up to %d written: resending from %d", lacks, sent, resume)
+	return resume
+}
+
+// firstLacking is the fragment after the last of [lo, sent) that the
+// origin serves for every track (sent if it serves sent-1); ok is false
+// when it serves none of them.
+func (e *chaosEncoder) firstLacking(lo, sent int) (int, bool) {
+	for k := sent - 1; k >= lo; k-- {
+		if e.originHas(k) {
+			return k + 1, true
+		}
+	}
+	return lo, false
+}
+
+// probeClient asks the edge what it serves (originHas): a stalled
+// request is given up rather than waited for.
+var probeClient = &http.Client{Timeout: 10 * time.Second}
+
+// originHas reports whether the edge serves fragment k of every track; a
+// fragment it cannot say of (an error after three tries) counts as
+// lacking.
+func (e *chaosEncoder) originHas(k int) bool {
+	for i, tr := range e.s.Config().Tracks {
+		start := e.s.Start(i, k)
+		if start < 0 {
+			continue // dropped by the relay: nothing to ask for
+		}
+		key := layout.FragmentKey(e.channel, layout.TrackID{Name: tr.Name, Bitrate: tr.Bitrate}, uint64(start))
+		status := 0
+		for try := 0; try < 3 && status != http.StatusOK && status != http.StatusNotFound; try++ {
+			status = 0
+			if resp, err := probeClient.Head(e.origin + "/" + key); err == nil {
+				resp.Body.Close()
+				status = resp.StatusCode
+			}
+		}
+		if status != http.StatusOK {
+			return false
+		}
+	}
+	return true
 }
 
 // push sends fragments [from, to), fragment k when it is due (due0 plus
@@ -263,15 +354,7 @@ func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 			cut = -1 // once, as planned
 		}
 		e.reconnects.Add(1)
-		// Resend what may still have been in the socket buffers or the
-		// relay's hands when the connection broke, as an encoder keeps its
-		// last fragments: three, since a relay slowed by store faults (and
-		// a loaded machine: the race detector, other tests) may be more
-		// than two behind when it is killed. Not more: a fragment that
-		// ends more than the relay's -max-drift (3 s here) behind what the
-		// channel published looks like a restarted encoder, and is
-		// rebased.
-		next = max(next, sent-3)
+		next = e.resumeAt(from, next, sent)
 		time.Sleep(200 * time.Millisecond)
 	}
 }
