@@ -63,9 +63,11 @@ func requirePlayers(t *testing.T) string {
 // Smooth Streaming support plays the Smooth Manifest. Each plays at least
 // 10 s of the live stream with currentTime advancing and no player error,
 // and renders the lowest and then the highest video rendition when forced
-// to. The live stream comes from ffmpeg four ways: a Smooth push (-f ismv,
-// one POST for all tracks), a CMAF push (DASH-IF interface 1: one POST per
-// track), and uploads of its own DASH and HLS packaging (interface 2).
+// to. The live stream comes from ffmpeg every way an encoder gets in: a
+// Smooth push (-f ismv, one POST for all tracks), a CMAF push (DASH-IF
+// interface 1: one POST per track), uploads of its own DASH and HLS
+// packaging (interface 2: fMP4 a track per file, MPEG-TS variants, muxed
+// fMP4), and two renditions over RTMP and over SRT (a connection each).
 func TestBrowserPlayersPlayLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -74,9 +76,9 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	node := testtool.Require(t, "node")
 	chromium := testtool.Require(t, "chromium")
 	players := requirePlayers(t)
-	for _, push := range []string{"smooth push", "cmaf push", "dash upload", "hls upload"} {
+	for _, push := range []string{"smooth push", "cmaf push", "dash upload", "hls upload", "hls ts upload", "hls muxed upload", "rtmp", "srt"} {
 		t.Run(push, func(t *testing.T) {
-			st := startStackWith(t, players)
+			st := startStackWith(t, players, func(o *stack.Options) { o.RTMPAddr, o.SRT.Addr = "127.0.0.1:0", "127.0.0.1:0" })
 			channel := "players"
 			channelURL := st.IngestURL + "/live/" + channel + ".isml"
 			ctx, cancel := context.WithCancel(context.Background())
@@ -88,6 +90,14 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "dash", 150), cancel, st, channel)
 			case "hls upload":
 				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "hls", 150), cancel, st, channel)
+			case "hls ts upload":
+				pushErr = startLive(t, ffmpegTSUpload(ctx, ffmpeg, channelURL, 150, true), cancel, st, channel)
+			case "hls muxed upload":
+				pushErr = startLive(t, ffmpegMuxed(ctx, ffmpeg, channelURL, muxedHLS, 150), cancel, st, channel)
+			case "rtmp":
+				pushErr = startLive(t, ffmpegLadder(ctx, ffmpeg, "flv", st.RTMPURL+"/"+channel+"/hi", st.RTMPURL+"/"+channel+"/lo", 150), cancel, st, channel)
+			case "srt":
+				pushErr = startLive(t, ffmpegLadder(ctx, ffmpeg, "mpegts", srtURL(st.SRTURL, channel, "", ""), srtURL(st.SRTURL, channel, "", ""), 150), cancel, st, channel)
 			default:
 				cancel()
 				pushErr = startLivePush(t, ffmpeg, st, channel, 150) // stopped when the subtest ends: room for a second attempt
@@ -195,6 +205,22 @@ func ffmpegPush(ctx context.Context, ffmpeg, url string, seconds int, isml bool)
 		args = append(args, "-movflags", "+isml+frag_keyframe")
 	}
 	return exec.CommandContext(ctx, ffmpeg, append(args, "-f", "ismv", url)...)
+}
+
+// ffmpegLadder is an encoder that sends a rendition per connection (as
+// OBS or a hardware encoder set up for two outputs does): a test pattern
+// at 800 and at 300 kbit/s, each with the same AAC, in real time, for the
+// given seconds, in format (flv, mpegts) to hi and to lo.
+func ffmpegLadder(ctx context.Context, ffmpeg, format, hi, lo string, seconds int) *exec.Cmd {
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+		"-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"}
+	for _, out := range []struct{ url, rate, size string }{{hi, "800k", "640x360"}, {lo, "300k", "320x180"}} {
+		args = append(args, "-map", "0:v", "-map", "1:a",
+			"-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
+			"-b:v", out.rate, "-s", out.size, "-c:a", "aac", "-b:a", "96k", "-t", strconv.Itoa(seconds), "-f", format, out.url)
+	}
+	return exec.CommandContext(ctx, ffmpeg, args...)
 }
 
 // startLivePush starts ffmpegPush (with +isml) of the given seconds to
