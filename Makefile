@@ -34,7 +34,7 @@ test: deps ## the whole suite (brings its tools first, see deps): vet, race-enab
 	@# said so, and in CI failed) the tests run without the race detector.
 	race=-race; [ "$$($(GO) env CGO_ENABLED)" = 1 ] || { race=; echo "no C compiler (gcc): the tests run without -race" >&2; }; \
 	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test $$race -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v '/e2e$$') && \
-	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test $$race -count=1 -timeout 15m ./e2e; rc=$$?; \
+	SMOOTHCAST_MEASURE_OUT=$(CURDIR)/$(BIN)/figures.txt $(GO) test $$race -count=1 -timeout 25m ./e2e; rc=$$?; \
 	  [ ! -s $(BIN)/figures.txt ] || { echo "figures (the chaos suite's, among others):"; cat $(BIN)/figures.txt; }; exit $$rc
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
