@@ -51,8 +51,14 @@ func (m *memory) give(n int) { m.used.Add(-int64(n)) }
 
 // readAll reads r whole, up to limit+1 bytes, drawing what its buffer
 // holds from the budget as it grows; release gives it back (once, however
-// often it is called). On error, nothing stays drawn.
-func (m *memory) readAll(r io.Reader, limit int) (b []byte, release func(), err error) {
+// often it is called). On error, nothing stays drawn. size is the length
+// the sender declared (a request's Content-Length; 0 or less: unknown):
+// the buffer then grows fourfold, not twofold, and to size+1 at most, so
+// that a segment of 800 KB is copied once (64 KiB, then 256 KiB, then
+// whole) and held in 800 KB, where doubling copied it four times and held
+// 1 MiB. A sender must still send a quarter of what it makes the relay
+// draw, whatever it declares.
+func (m *memory) readAll(r io.Reader, limit, size int) (b []byte, release func(), err error) {
 	held := 0
 	grow := func(c int) error {
 		if err := m.draw(c - cap(b)); err != nil {
@@ -64,7 +70,11 @@ func (m *memory) readAll(r io.Reader, limit int) (b []byte, release func(), err 
 		b = nb
 		return nil
 	}
-	if err := grow(min(64<<10, limit+1)); err != nil {
+	first := 64 << 10
+	if size >= 0 && size < first {
+		first = size + 1
+	}
+	if err := grow(min(first, limit+1)); err != nil {
 		return nil, func() {}, err
 	}
 	for {
@@ -72,7 +82,11 @@ func (m *memory) readAll(r io.Reader, limit int) (b []byte, release func(), err 
 			if len(b) > limit {
 				break
 			}
-			if err := grow(min(2*cap(b), limit+1)); err != nil {
+			next := 2 * cap(b)
+			if size > 0 && size >= len(b) {
+				next = min(4*cap(b), size+1)
+			}
+			if err := grow(min(next, limit+1)); err != nil {
 				m.give(held)
 				return nil, func() {}, err
 			}

@@ -45,7 +45,7 @@ func (rl *Relay) serveUpload(w http.ResponseWriter, r *http.Request, up layout.U
 		body = &deadlineReader{r: r.Body, rc: http.NewResponseController(w), d: rl.Cfg.ReadTimeout,
 			minRate: rl.Cfg.MinRate, window: rl.Cfg.RateWindow, since: time.Now()}
 	}
-	b, release, err := rl.mem.readAll(body, rl.Cfg.MaxBox)
+	b, release, err := rl.mem.readAll(body, rl.Cfg.MaxBox, int(min(r.ContentLength, int64(rl.Cfg.MaxBox)+1)))
 	received := time.Now()
 	rl.metrics.bytes.WithLabelValues(kindUpload).Add(float64(len(b)))
 	if err == nil && len(b) > rl.Cfg.MaxBox {
