@@ -13,6 +13,7 @@ import (
 	"github.com/Eyevinn/mp4ff/hevc"
 	"github.com/Eyevinn/mp4ff/mp4"
 
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
@@ -67,26 +68,10 @@ func readFixture(t testing.TB, name string) []elementary {
 			t.Fatalf("%s: a track of another codec", name)
 		}
 		ts := trak.Mdia.Mdhd.Timescale
-		n := trak.GetNrSamples()
-		meta, err := trak.GetSampleData(1, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ranges, err := trak.GetRangesForSampleInterval(1, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var data []byte
-		for _, r := range ranges {
-			data = append(data, b[r.Offset:r.Offset+r.Size]...)
-		}
-		var dts uint64
-		for _, m := range meta {
-			payload := data[:m.Size]
-			data = data[m.Size:]
-			s := Sample{DTS: rescale(int64(dts), ts, 90000, roundNearest)}
-			s.PTS = rescale(int64(dts)+int64(m.CompositionTimeOffset), ts, 90000, roundNearest)
-			dts += uint64(m.Dur)
+		for _, m := range testtool.TrackSamples(t, b, trak) {
+			payload := m.Data
+			s := Sample{DTS: rescale(int64(m.DecodeTime), ts, 90000, roundNearest)}
+			s.PTS = rescale(int64(m.DecodeTime)+int64(m.CompositionTimeOffset), ts, 90000, roundNearest)
 			if e.track.Codec == AV1 {
 				// As Enhanced RTMP carries it: a temporal delimiter first.
 				s.Frame = append([]byte{0x12, 0x00}, payload...)

@@ -16,6 +16,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -35,37 +36,22 @@ func fixtureSamples(t *testing.T, name string, offset time.Duration) (*mp4.StsdB
 	trak := f.Moov.Trak
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	ts := time.Duration(trak.Mdia.Mdhd.Timescale)
-	n := trak.GetNrSamples()
-	meta, err := trak.GetSampleData(1, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ranges, err := trak.GetRangesForSampleInterval(1, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var data []byte
-	for _, r := range ranges {
-		data = append(data, b[r.Offset:r.Offset+r.Size]...)
-	}
 	var out []sample
 	// The edit list's shift: ffmpeg's first HEVC DTS is negative.
-	var dts int64
+	var shift int64
 	if trak.Edts != nil && len(trak.Edts.Elst) > 0 && len(trak.Edts.Elst[0].Entries) > 0 {
-		dts = -trak.Edts.Elst[0].Entries[0].MediaTime
+		shift = -trak.Edts.Elst[0].Entries[0].MediaTime
 	}
-	for _, m := range meta {
+	for _, m := range testtool.TrackSamples(t, b, trak) {
+		dts := shift + int64(m.DecodeTime)
 		s := sample{video: stsd.HvcX != nil || stsd.Av01 != nil, dts: offset + time.Duration(dts)*time.Second/ts}
 		s.pts = offset + time.Duration(dts+int64(m.CompositionTimeOffset))*time.Second/ts
-		payload := data[:m.Size]
-		data = data[m.Size:]
-		dts += int64(m.Dur)
 		if stsd.HvcX != nil {
-			if s.au, err = avc.GetNalusFromSample(payload); err != nil {
+			if s.au, err = avc.GetNalusFromSample(m.Data); err != nil {
 				t.Fatal(err)
 			}
 		} else {
-			s.frame = payload
+			s.frame = m.Data
 		}
 		out = append(out, s)
 	}
