@@ -404,3 +404,6 @@ func newUDPProxy(t *testing.T, server string) *udpProxy {
 }
 
 func (p *udpProxy) blackhole() { p.gone.Store(true) }
+
+// restore forwards again, as a network that came back.
+func (p *udpProxy) restore() { p.gone.Store(false) }
