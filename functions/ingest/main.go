@@ -105,7 +105,7 @@ type options struct {
 	headerTimeout, shutdownTimeout      time.Duration
 	rtmp                                rtmpOptions
 	srt                                 srt.Config
-	pulls                               pullFlag
+	pulls                               srt.PullFlag
 	settings                            *config.Set // for the log line
 }
 

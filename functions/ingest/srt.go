@@ -3,47 +3,27 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/shared/config"
 )
 
-// pullFlag is -srt-pull: repeatable, and SMOOTHCAST_SRT_PULL holds the
-// same entries separated by white space (Set splits what it is given, so
-// either way is one list). The entries are parsed by checkSRT, so that
-// no error echoes a passphrase; String masks them for the configuration's
-// log line.
-type pullFlag struct{ entries []string }
-
-func (f *pullFlag) Set(v string) error {
-	f.entries = append(f.entries, strings.Fields(v)...)
-	return nil
-}
-
-func (f *pullFlag) String() string {
-	if f == nil {
-		return ""
-	}
-	return srt.MaskPulls(strings.Join(f.entries, " "))
-}
-
 // defineSRT declares the SRT listener's flags on fs, into c; the pulls
 // go to pulls, for checkSRT.
-func defineSRT(fs *config.Set, c *srt.Config, pulls *pullFlag) {
+func defineSRT(fs *config.Set, c *srt.Config, pulls *srt.PullFlag) {
 	fs.StringVar(&c.Addr, "srt-addr", c.Addr, "SRT listen address (UDP; empty: no SRT): callers publish MPEG-TS with the stream ID #!::r={channel},m=publish")
 	fs.StringVar(&c.Passphrase, "srt-passphrase", "", "SRT encryption passphrase (10 to 79 characters): callers must encrypt with it; empty: callers must not encrypt")
 	fs.Secret("srt-passphrase")
 	fs.DurationVar(&c.Latency, "srt-latency", c.Latency, "the least SRT latency the relay asks of callers and of the encoders it calls (the time SRT has to recover lost packets; a caller may ask more)")
-	fs.Var(pulls, "srt-pull", "an SRT encoder that listens, which the relay calls: CHANNEL=srt://HOST:PORT[?streamid=ID&passphrase=PASS&latency=MS]; repeat the flag for more (the variable: entries separated by spaces)")
+	fs.Var(pulls, "srt-pull", srt.PullUsage)
 }
 
 // checkSRT reads the pulls into c and refuses SRT settings the server
 // cannot run with (a passphrase's length, never a passphrase, in the
 // error).
-func checkSRT(c *srt.Config, pulls *pullFlag) error {
-	p, err := srt.ParsePulls(strings.Join(pulls.entries, " "))
+func checkSRT(c *srt.Config, pulls *srt.PullFlag) error {
+	p, err := pulls.Pulls()
 	if err != nil {
 		return fmt.Errorf("-srt-pull (SMOOTHCAST_SRT_PULL): %w", err)
 	}

@@ -206,6 +206,30 @@ var passphraseValue = regexp.MustCompile(`(passphrase=)[^&\s]*`)
 // passphrase masked (whether the entry parses or not).
 func maskPassphrase(s string) string { return passphraseValue.ReplaceAllString(s, "${1}"+masked) }
 
-// MaskPulls is a list of pull entries, as written, for the log: each
-// passphrase masked.
-func MaskPulls(s string) string { return maskPassphrase(s) }
+// PullFlag is the -srt-pull flag (a flag.Value): repeatable, and its
+// variable (SMOOTHCAST_SRT_PULL) holds the same entries separated by
+// white space; Set splits what it is given, so either way makes one
+// list. Set only collects the entries and Pulls parses them, so that no
+// error of the flag package echoes a passphrase; String (the
+// configuration's log line) masks each passphrase.
+type PullFlag struct{ entries []string }
+
+// PullUsage is -srt-pull's usage text.
+const PullUsage = "an SRT encoder that listens, which the relay calls: CHANNEL=srt://HOST:PORT[?streamid=ID&passphrase=PASS&latency=MS]; repeat the flag for more (in the variable: entries separated by spaces)"
+
+// Set is flag.Value's.
+func (f *PullFlag) Set(v string) error {
+	f.entries = append(f.entries, strings.Fields(v)...)
+	return nil
+}
+
+// String is flag.Value's: the entries, each passphrase masked.
+func (f *PullFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return maskPassphrase(strings.Join(f.entries, " "))
+}
+
+// Pulls parses the entries (ParsePulls).
+func (f *PullFlag) Pulls() ([]Pull, error) { return ParsePulls(strings.Join(f.entries, " ")) }
