@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,6 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
-	"github.com/smoothcast/smoothcast/internal/testtool"
-	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 )
 
 // fakeEncoder is an SRT encoder in listener mode: it accepts the relay's
@@ -101,36 +100,23 @@ type pullWait struct {
 	err  error
 }
 
-// startPulls starts a relay (adjusted by rcfg) and a Server pulling
-// pulls, its retries from retryMin doubling to retryMax and its dials
-// given dialTimeout; Close is the test's, or at its end.
+// startPulls starts a relay (adjusted by rcfg) and a Server that only
+// pulls (cfg.Pull; no listener), whose pullers retry as retry says and
+// tell the test of each wait; Close is the test's, or at its end.
 func startPulls(t *testing.T, rcfg relay.Config, cfg Config, retry retryPolicy) *pullServer {
 	t.Helper()
-	_, st := testtool.Store(t, "srt-pull-test")
-	rec := logtest.New()
-	rl := relay.New(st, rcfg, slog.New(rec))
 	cfg.Addr = ""
-	s, err := Listen(rl, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.retry = retry
-	ps := &pullServer{testServer: &testServer{Server: s, rl: rl, store: st, rec: rec}, waits: make(chan pullWait, 64)}
-	s.onWait = func(_ Pull, wait time.Duration, err error) {
-		select {
-		case ps.waits <- pullWait{wait, err}:
-		default: // the test no longer listens
-		}
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	t.Cleanup(func() {
-		_ = s.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
+	waits := make(chan pullWait, 64)
+	ts := startServerWith(t, rcfg, cfg, func(s *Server) {
+		s.retry = retry
+		s.onWait = func(_ Pull, wait time.Duration, err error) {
+			select {
+			case waits <- pullWait{wait, err}:
+			default: // the test no longer listens
+			}
 		}
 	})
-	return ps
+	return &pullServer{testServer: ts, waits: waits}
 }
 
 // waited is the puller's next wait before it dials again.
@@ -258,7 +244,7 @@ func TestPullWaitsForAnEncoderThatIsNotThereYet(t *testing.T) {
 		}
 		waits = append(waits, w.wait)
 	}
-	if want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond}; !equalDurations(waits, want) {
+	if want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond}; !slices.Equal(waits, want) {
 		t.Errorf("waits %v, want %v (doubling to the cap)", waits, want)
 	}
 	logged := 0
@@ -283,18 +269,6 @@ func TestPullWaitsForAnEncoderThatIsNotThereYet(t *testing.T) {
 	if got := storedOf(t, s.store, "later").counts(); !maps.Equal(got, map[string]int{"video": 8, "audio": 8}) {
 		t.Errorf("fragments %v, want 8 of each track", got)
 	}
-}
-
-func equalDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // An encoder whose network vanishes inside a GOP is a drop (nothing of
