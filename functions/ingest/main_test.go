@@ -26,6 +26,7 @@ import (
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 )
 
 // The relay binary as make build-relay ships it (linux/arm64, static,
@@ -551,6 +552,45 @@ func TestSRTPullOptions(t *testing.T) {
 			}
 			if len(tc.want) > 0 && !strings.Contains(lines, "srt_pull=") {
 				t.Errorf("the pulls are not in the configuration's log line: %s", lines)
+			}
+		})
+	}
+}
+
+// The pulls need no listener: with -srt-addr empty, or taken by another
+// process (logged loudly), the relay still calls its encoders.
+func TestSRTPullsRunWithoutTheListener(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	for _, tc := range []struct {
+		name, addr, logged string
+	}{
+		{name: "no listener", addr: ""},
+		{name: "the listener's port taken", addr: taken.LocalAddr().String(), logged: "NO SRT PUBLISHES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each Close waits for the dial in progress (3 s)
+			o, err := parseWithEnv([]string{"-srt-addr", tc.addr, "-srt-pull", "pulled=srt://" + taken.LocalAddr().String()}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := logtest.New()
+			log := slog.New(rec)
+			rl := relay.New(&storetest.Mem{}, relay.DefaultConfig(), log)
+			srv := listenSRT(log, rl, o.srt)
+			if srv == nil {
+				t.Fatal("no SRT server for the pulls")
+			}
+			rec.Wait(t, slog.LevelInfo, "srt pull: calling the encoder", map[string]string{"channel": "pulled"})
+			if err := rl.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_ = srv.Close()
+			if lines := strings.Join(rec.Lines(), "\n"); tc.logged != "" && !strings.Contains(lines, tc.logged) {
+				t.Errorf("the log does not say %q:\n%s", tc.logged, lines)
 			}
 		})
 	}

@@ -38,8 +38,8 @@ func checkSRT(c *srt.Config, pulls *srt.PullFlag) error {
 // pulls; the server (nil without either) is closed after the relay's
 // Shutdown, which ends its streams (what each holds is stored first). An
 // address that is taken (another relay on the machine, say) is logged
-// loudly, and the relay takes pushes all the same, as with the admin and
-// RTMP addresses (the pulls too are lost then: they share the server).
+// loudly, and the relay takes pushes and pulls all the same, as with the
+// admin and RTMP addresses.
 func listenSRT(log *slog.Logger, rl *relay.Relay, c srt.Config) *srt.Server {
 	if c.Addr == "" && len(c.Pull) == 0 {
 		return nil
@@ -47,7 +47,15 @@ func listenSRT(log *slog.Logger, rl *relay.Relay, c srt.Config) *srt.Server {
 	srv, err := srt.Listen(rl, c)
 	if err != nil {
 		log.Error("srt listener (-srt-addr): NO SRT PUBLISHES; the relay takes pushes all the same", "addr", c.Addr, "err", err)
-		return nil
+		if len(c.Pull) == 0 {
+			return nil
+		}
+		// The pulls need no listener.
+		c.Addr = ""
+		if srv, err = srt.Listen(rl, c); err != nil {
+			log.Error("srt pulls (-srt-pull): none", "err", err)
+			return nil
+		}
 	}
 	if c.Addr != "" {
 		log.Info("srt listener", "addr", srv.Addr().String(), "encrypted", c.Passphrase != "")

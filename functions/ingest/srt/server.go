@@ -10,8 +10,9 @@
 //     convention "#!::r={channel},m=publish", the channel's ingest secret
 //     in smoothcast_secret, or the bare channel name) and refuses a bad
 //     one, a request to play, or a caller whose encryption does not match
-//     the relay's passphrase, with the rejection reasons SRT defines;
-//     (A pulled stream has none of this: the operator configured it.)
+//     the relay's passphrase, with the rejection reasons SRT defines
+//     (a pulled stream has none of this: the operator configured its
+//     channel and passphrase, and it asks for no secret);
 //   - opens the stream with relay.OpenLive (kind "srt": authentication,
 //     the limits of pushes in progress, /status, metrics, Shutdown), and
 //     refuses what the relay refuses (relay.LiveRefusal's words in the
@@ -20,7 +21,7 @@
 //     (shared/packager, fragments cut at key frames) into the stream's
 //     session.
 //
-// How a connection ends decides what the manifests do: a caller that
+// How a connection ends decides what the manifests do: an encoder that
 // closes its socket sends SRT's SHUTDOWN, and that is an end of stream
 // (the packager flushes what it holds, the manifests turn VOD); silence
 // for the peer idle timeout (a crash, kill -9, the network gone) or for
