@@ -3,9 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
@@ -52,6 +57,9 @@ func TestFFmpegSRTListenerIsPulledAndPlaysInEveryFormat(t *testing.T) {
 					_ = enc.Wait()
 				}
 			})
+			// gosrt's dial sends its first handshake once: a call before
+			// ffmpeg has bound its port waits out the dial timeout (3 s).
+			waitUntil(t, 10*time.Second, "ffmpeg listening on "+addr, func() bool { return udpBound(t, addr) })
 			const channel = "pulled"
 			st := startStackWith(t, "", func(o *stack.Options) {
 				o.SRT.Pull = []srt.Pull{{Channel: channel, Addr: addr, Passphrase: tc.passphrase}}
@@ -73,4 +81,24 @@ func TestFFmpegSRTListenerIsPulledAndPlaysInEveryFormat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// udpBound reports whether a socket is bound to addr's UDP port, as
+// /proc/net/udp lists them (a probe that bound the port itself could make
+// ffmpeg's bind fail).
+func udpBound(t *testing.T, addr string) bool {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Skipf("no /proc/net/udp: %v", err)
+	}
+	return strings.Contains(string(b), fmt.Sprintf(":%04X ", n))
 }

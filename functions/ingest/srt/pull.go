@@ -118,8 +118,8 @@ func (s *Server) pullOnce(p Pull, log *slog.Logger) (media bool, err error) {
 	if err != nil {
 		return false, dialError(err)
 	}
-	if s.base.Err() != nil {
-		// Closed during the dial.
+	if s.base.Err() != nil || s.rl.ShuttingDown() {
+		// Closed, or the relay shutting down, during the dial.
 		_ = c.Close()
 		s.peers.ended(c.SocketId())
 		return false, nil
