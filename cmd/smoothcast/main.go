@@ -123,6 +123,8 @@ func run(args []string) error {
 	fs.StringVar(&srtCfg.Addr, "srt-addr", "127.0.0.1:9000", "SRT listen address, UDP (empty: off)")
 	fs.StringVar(&srtCfg.Passphrase, "srt-passphrase", "", "SRT encryption passphrase, 10 to 79 characters (empty: callers must not encrypt)")
 	fs.Secret("srt-passphrase")
+	var pulls srt.PullFlag
+	fs.Var(&pulls, "srt-pull", srt.PullUsage)
 	edgeAddr := fs.String("edge-addr", "127.0.0.1:8081", "edge (playback) listen address")
 	adminAddr := fs.String("admin-addr", "127.0.0.1:8082", "the relay's /metrics, /healthz, /status and /status.html (empty: off)")
 	s3Addr := fs.String("s3-addr", "127.0.0.1:0", "embedded S3 listen address (port 0: any free port)")
@@ -147,6 +149,10 @@ func run(args []string) error {
 		}
 		return err
 	}
+	var err error
+	if srtCfg.Pull, err = pulls.Pulls(); err != nil {
+		return fmt.Errorf("-srt-pull: %w", err)
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -170,7 +176,6 @@ func run(args []string) error {
 		secrets = string(b)
 	}
 	if secrets != "" {
-		var err error
 		if rcfg.Secrets, err = relay.ParseSecrets(secrets); err != nil {
 			return err
 		}

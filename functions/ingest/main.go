@@ -13,7 +13,8 @@
 // pushes, and logs an error.
 //
 // On a UDP port of its own (-srt-addr) it takes MPEG-TS over SRT from
-// callers whose stream ID is #!::r={channel},m=publish (package srt).
+// callers whose stream ID is #!::r={channel},m=publish (package srt),
+// and it calls the SRT encoders that listen (-srt-pull).
 //
 // On SIGTERM (or SIGINT) the relay stops taking requests (503), lets each
 // push store the fragment it is receiving and end as a drop (so that the
@@ -43,6 +44,9 @@
 //	-srt-addr    SRT listen address, UDP (default :9000; empty: none), package srt
 //	-srt-passphrase  SRT encryption passphrase, 10 to 79 characters (empty: none)
 //	-srt-latency  the least SRT latency the relay asks of callers (default 120ms)
+//	-srt-pull    CHANNEL=srt://HOST:PORT[?streamid=&passphrase=&latency=ms]: an
+//	             encoder that listens, which the relay calls (repeatable;
+//	             SMOOTHCAST_SRT_PULL: entries separated by spaces)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -101,6 +105,7 @@ type options struct {
 	headerTimeout, shutdownTimeout      time.Duration
 	rtmp                                rtmpOptions
 	srt                                 srt.Config
+	pulls                               srt.PullFlag
 	settings                            *config.Set // for the log line
 }
 
@@ -131,7 +136,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
 	o.rtmp.define(fs)
-	defineSRT(fs, &o.srt)
+	defineSRT(fs, &o.srt, &o.pulls)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -146,7 +151,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if err := o.rtmp.check(); err != nil {
 		return o, err
 	}
-	return o, checkSRT(o.srt)
+	return o, checkSRT(&o.srt, &o.pulls)
 }
 
 func run(log *slog.Logger, o options) error {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
 )
 
 // The relay binary as make build-relay ships it (linux/arm64, static,
@@ -493,6 +495,102 @@ func TestListenAdmin(t *testing.T) {
 			}
 			if got := strings.Join(msgs, "\n"); (tc.logged == "") != (got == "") || !strings.Contains(got, tc.logged) {
 				t.Errorf("logged %q, want %q", got, tc.logged)
+			}
+		})
+	}
+}
+
+// The encoders the relay calls are read from -srt-pull, repeated, or
+// from SMOOTHCAST_SRT_PULL, entries separated by white space; a bad
+// entry stops the relay at start with an error that names it (its
+// passphrase masked), and the configuration's log line masks every
+// passphrase.
+func TestSRTPullOptions(t *testing.T) {
+	const pass = "pull-passphrase-0123"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    []string // the pulls, as Pull.String writes them
+		wantErr string
+	}{
+		{name: "none by default"},
+		{name: "the flag, repeated", args: []string{"-srt-pull", "news=srt://10.0.0.5:9000", "-srt-pull", "sport=srt://enc.example:9001?latency=250"},
+			want: []string{"news=srt://10.0.0.5:9000", "sport=srt://enc.example:9001?latency=250ms"}},
+		{name: "the variable, entries separated by spaces and new lines", env: map[string]string{"SMOOTHCAST_SRT_PULL": "news=srt://10.0.0.5:9000?passphrase=" + pass + "\n sport=srt://[::1]:9001?streamid=#!::r=cam1,m=request"},
+			want: []string{"news=srt://10.0.0.5:9000?passphrase=(secret)", "sport=srt://[::1]:9001?streamid=#!::r=cam1,m=request"}},
+		{name: "the flag wins over the variable", env: map[string]string{"SMOOTHCAST_SRT_PULL": "news=srt://10.0.0.5:9000"}, args: []string{"-srt-pull", "other=srt://10.0.0.6:9000"},
+			want: []string{"other=srt://10.0.0.6:9000"}},
+		{name: "a bad entry in the variable is named, its passphrase masked", env: map[string]string{"SMOOTHCAST_SRT_PULL": "news=srt://10.0.0.5:9000 bad/name=srt://10.0.0.6:9000?passphrase=" + pass},
+			wantErr: `srt pull "bad/name=srt://10.0.0.6:9000?passphrase=(secret)": channel name "bad/name"`},
+		{name: "a short passphrase is refused without being shown", args: []string{"-srt-pull", "news=srt://10.0.0.5:9000?passphrase=short"},
+			wantErr: "passphrase of 5 characters: SRT takes 10 to 79"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseWithEnv(tc.args, tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), pass) || strings.Contains(err.Error(), "short") {
+					t.Fatalf("error %v, want one saying %q without the passphrase", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range o.srt.Pull {
+				got = append(got, p.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("pulls %q, want %q", got, tc.want)
+			}
+			rec := logtest.New()
+			o.settings.Log(slog.New(rec), "configuration")
+			lines := strings.Join(rec.Lines(), "\n")
+			if strings.Contains(lines, pass) {
+				t.Errorf("a passphrase in the log: %s", lines)
+			}
+			if len(tc.want) > 0 && !strings.Contains(lines, "srt_pull=") {
+				t.Errorf("the pulls are not in the configuration's log line: %s", lines)
+			}
+		})
+	}
+}
+
+// The pulls need no listener: with -srt-addr empty, or taken by another
+// process (logged loudly), the relay still calls its encoders.
+func TestSRTPullsRunWithoutTheListener(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	for _, tc := range []struct {
+		name, addr, logged string
+	}{
+		{name: "no listener", addr: ""},
+		{name: "the listener's port taken", addr: taken.LocalAddr().String(), logged: "NO SRT PUBLISHES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each Close waits for the dial in progress (3 s)
+			o, err := parseWithEnv([]string{"-srt-addr", tc.addr, "-srt-pull", "pulled=srt://" + taken.LocalAddr().String()}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := logtest.New()
+			log := slog.New(rec)
+			rl := relay.New(&storetest.Mem{}, relay.DefaultConfig(), log)
+			srv := listenSRT(log, rl, o.srt)
+			if srv == nil {
+				t.Fatal("no SRT server for the pulls")
+			}
+			rec.Wait(t, slog.LevelInfo, "srt pull: calling the encoder", map[string]string{"channel": "pulled"})
+			if err := rl.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_ = srv.Close()
+			if lines := strings.Join(rec.Lines(), "\n"); tc.logged != "" && !strings.Contains(lines, tc.logged) {
+				t.Errorf("the log does not say %q:\n%s", tc.logged, lines)
 			}
 		})
 	}

@@ -9,38 +9,57 @@ import (
 	"github.com/smoothcast/smoothcast/shared/config"
 )
 
-// defineSRT declares the SRT listener's flags on fs, into c.
-func defineSRT(fs *config.Set, c *srt.Config) {
+// defineSRT declares the SRT listener's flags on fs, into c; the pulls
+// go to pulls, for checkSRT.
+func defineSRT(fs *config.Set, c *srt.Config, pulls *srt.PullFlag) {
 	fs.StringVar(&c.Addr, "srt-addr", c.Addr, "SRT listen address (UDP; empty: no SRT): callers publish MPEG-TS with the stream ID #!::r={channel},m=publish")
 	fs.StringVar(&c.Passphrase, "srt-passphrase", "", "SRT encryption passphrase (10 to 79 characters): callers must encrypt with it; empty: callers must not encrypt")
 	fs.Secret("srt-passphrase")
-	fs.DurationVar(&c.Latency, "srt-latency", c.Latency, "the least SRT latency the relay asks of callers (the time SRT has to recover lost packets; a caller may ask more)")
+	fs.DurationVar(&c.Latency, "srt-latency", c.Latency, "the least SRT latency the relay asks of callers and of the encoders it calls (the time SRT has to recover lost packets; a caller may ask more)")
+	fs.Var(pulls, "srt-pull", srt.PullUsage)
 }
 
-// checkSRT refuses SRT settings the listener cannot run with (the
-// passphrase's length, never the passphrase, in the error).
-func checkSRT(c srt.Config) error {
+// checkSRT reads the pulls into c and refuses SRT settings the server
+// cannot run with (a passphrase's length, never a passphrase, in the
+// error).
+func checkSRT(c *srt.Config, pulls *srt.PullFlag) error {
+	p, err := pulls.Pulls()
+	if err != nil {
+		return fmt.Errorf("-srt-pull (SMOOTHCAST_SRT_PULL): %w", err)
+	}
+	c.Pull = p
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("-srt-passphrase or -srt-latency: %w", err)
 	}
 	return nil
 }
 
-// listenSRT starts the SRT listener when its address is set; the server
-// (nil without one) is closed after the relay's Shutdown, which ends its
-// streams (what each holds is stored first). An address that is taken
-// (another relay on the machine, say) is logged loudly, and the relay
-// takes pushes all the same, as with the admin and RTMP addresses.
+// listenSRT starts the SRT listener when its address is set, and the
+// pulls; the server (nil without either) is closed after the relay's
+// Shutdown, which ends its streams (what each holds is stored first). An
+// address that is taken (another relay on the machine, say) is logged
+// loudly, and the relay takes pushes and pulls all the same, as with the
+// admin and RTMP addresses.
 func listenSRT(log *slog.Logger, rl *relay.Relay, c srt.Config) *srt.Server {
-	if c.Addr == "" {
+	if c.Addr == "" && len(c.Pull) == 0 {
 		return nil
 	}
 	srv, err := srt.Listen(rl, c)
 	if err != nil {
 		log.Error("srt listener (-srt-addr): NO SRT PUBLISHES; the relay takes pushes all the same", "addr", c.Addr, "err", err)
-		return nil
+		if len(c.Pull) == 0 {
+			return nil
+		}
+		// The pulls need no listener.
+		c.Addr = ""
+		if srv, err = srt.Listen(rl, c); err != nil {
+			log.Error("srt pulls (-srt-pull): none", "err", err)
+			return nil
+		}
 	}
-	log.Info("srt listener", "addr", srv.Addr().String(), "encrypted", c.Passphrase != "")
+	if c.Addr != "" {
+		log.Info("srt listener", "addr", srv.Addr().String(), "encrypted", c.Passphrase != "")
+	}
 	go func() {
 		if err := srv.Serve(); err != nil {
 			log.Error("srt listener (-srt-addr) failed: no more SRT publishes", "addr", c.Addr, "err", err)

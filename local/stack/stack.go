@@ -49,8 +49,9 @@ type Options struct {
 	EventWorkers int
 	Handler      handler.Config
 	Relay        relay.Config
-	// SRT is the relay's SRT listener (functions/ingest/srt); an empty
-	// SRT.Addr starts none.
+	// SRT is the relay's SRT server (functions/ingest/srt): an empty
+	// SRT.Addr starts no listener, and SRT.Pull lists the encoders that
+	// listen, which the relay calls; with neither, no server.
 	SRT srt.Config
 	// Players is the source tree's players/ folder (npm packages of the
 	// player page); empty serves the page without its libraries.
@@ -82,9 +83,9 @@ type Stack struct {
 	Relay             *relay.Relay
 	Handler           *handler.Handler
 
-	// SRT is the relay's SRT listener, and SRTURL its srt://host:port
-	// (callers add ?streamid=#!::r={channel},m=publish): nil and ""
-	// without Options.SRT.Addr.
+	// SRT is the relay's SRT server, and SRTURL its listener's
+	// srt://host:port (callers add ?streamid=#!::r={channel},m=publish):
+	// nil without Options.SRT.Addr or Pull, "" without Options.SRT.Addr.
 	SRT    *srt.Server
 	SRTURL string
 
@@ -185,11 +186,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return fail(fmt.Errorf("ingest: %w", err))
 	}
 	s.IngestURL = ingest
-	if o.SRT.Addr != "" {
+	if o.SRT.Addr != "" || len(o.SRT.Pull) > 0 {
 		if s.SRT, err = srt.Listen(s.Relay, o.SRT); err != nil {
 			return fail(err)
 		}
-		s.SRTURL = "srt://" + s.SRT.Addr().String()
+		if o.SRT.Addr != "" {
+			s.SRTURL = "srt://" + s.SRT.Addr().String()
+		}
 		go func() {
 			if err := s.SRT.Serve(); err != nil {
 				o.Log.Error("srt listener stopped", "err", err)

@@ -42,6 +42,12 @@ type LiveRequest struct {
 	// Secret is the credential the encoder presented ("" for none); it is
 	// checked as a push's is (401 without, 403 wrong: see Live's errors).
 	Secret string
+	// Configured says that the operator named this stream in the relay's
+	// own configuration (an SRT pull: the relay calls an encoder listed
+	// in -srt-pull), so no secret is asked of it. Only a source's
+	// in-process configuration sets it, never anything an encoder sends:
+	// a source that answers connections leaves it false.
+	Configured bool
 }
 
 // Live is one live-source connection's way into the store. Its source's
@@ -83,7 +89,10 @@ func (rl *Relay) OpenLive(ctx context.Context, req LiveRequest) (*Live, error) {
 		rl.refuseLive(log, req, err)
 		return nil, err
 	}
-	err := rl.checkSecret(req.Channel, req.Secret, req.Secret != "")
+	var err error
+	if !req.Configured {
+		err = rl.checkSecret(req.Channel, req.Secret, req.Secret != "")
+	}
 	var auth *authError
 	if errors.As(err, &auth) && auth.status == http.StatusUnauthorized {
 		err = &authError{auth.status, "credentials required: the channel's secret in the stream key (RTMP) or the stream ID (SRT)"}

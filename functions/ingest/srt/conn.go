@@ -15,7 +15,8 @@ import (
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
-// conn is one admitted caller: its SRT connection, its stream in the
+// conn is one encoder's connection (an admitted caller, or a pulled
+// encoder that listens): its SRT connection, its stream in the
 // relay, and the backlog between the goroutine that reads the one and the
 // one that feeds the other.
 type conn struct {
@@ -26,6 +27,7 @@ type conn struct {
 	in   *backlog
 
 	timedOut atomic.Bool   // the read timeout closed the connection
+	sampled  atomic.Bool   // the stream carried media: a sample
 	packets  atomic.Uint64 // packets read into the backlog
 	readDone chan struct{} // closed when read returns
 
@@ -44,6 +46,12 @@ func newConn(s *Server, live *relay.Live, c gosrt.Conn) *conn {
 
 // progress notes that the stream made progress now.
 func (c *conn) progress() { c.media.Store(time.Now().UnixNano()) }
+
+// sample notes a sample for the packager: progress, and media carried.
+func (c *conn) sample() {
+	c.sampled.Store(true)
+	c.progress()
+}
 
 // Box is the stream's session's (relay.Live.Box), its time out of the
 // encoder's account.
@@ -65,9 +73,10 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// serve runs a connection to its end and closes its stream with how it
-// ended: nil for an end of stream (the caller closed the connection), the
-// reason otherwise.
+// serve runs a connection to its end, an accepted caller's or a pulled
+// encoder's alike, and closes its stream with how it ended: nil for an
+// end of stream (the encoder closed the connection), the reason
+// otherwise.
 func (s *Server) serve(c *conn) {
 	// Shutdown's deadline (or Close) cuts the stream at once: the SRT
 	// connection closes, and the ingest goroutine's read ends.
@@ -97,7 +106,7 @@ func (s *Server) serve(c *conn) {
 		"undecrypted", st.Accumulated.PktRecvUndecrypt)
 }
 
-// read copies what the caller sends into the backlog until the
+// read copies what the encoder sends into the backlog until the
 // connection ends, and ends the backlog with why it ended. The read
 // timeout ends a connection that brings no media for that long: one
 // silent (no packet at all: a timer), and one that keeps sending what
@@ -156,7 +165,7 @@ func (c *conn) drain() {
 			return
 		case now := <-tick.C:
 			if now.After(deadline) {
-				c.log.Warn("srt end of stream: packets the caller sent before it closed were not delivered in time", "held", held,
+				c.log.Warn("srt end of stream: packets the encoder sent before it closed were not delivered in time", "held", held,
 					"delivered", st.Accumulated.PktRecvUnique-held, "read", c.packets.Load())
 				return
 			}
@@ -168,7 +177,7 @@ func (c *conn) drain() {
 const drainMargin, drainPoll = 500 * time.Millisecond, 5 * time.Millisecond
 
 // why says how the connection ended, once gosrt's Read has: io.EOF for
-// an end of stream (the caller sent SHUTDOWN), else the reason of a drop.
+// an end of stream (the encoder sent SHUTDOWN), else the reason of a drop.
 func (c *conn) why() error {
 	shutdown := c.s.peers.ended(c.c.SocketId())
 	switch {
@@ -179,5 +188,5 @@ func (c *conn) why() error {
 	case shutdown:
 		return io.EOF
 	}
-	return fmt.Errorf("srt: connection lost: nothing from the caller for %v (the peer idle timeout), and it did not close the connection", c.s.cfg.PeerIdleTimeout)
+	return fmt.Errorf("srt: connection lost: nothing from the encoder for %v (the peer idle timeout), and it did not close the connection", c.s.cfg.PeerIdleTimeout)
 }

@@ -26,7 +26,7 @@ import (
 func ingestTS(c *conn) error {
 	ctx := c.live.Context()
 	p := newPipeline(c, c.s.cfg.MaxGOP, c.log)
-	p.onSample = c.progress
+	p.onSample = c.sample
 	d := tsdemux.New(p, tsdemux.Options{Lossy: true, Warn: p.lossy, Log: c.log})
 	// The connection's errors say "srt: ..."; the demultiplexer's and the
 	// packager's are *ingest.ProtocolError.

@@ -3,14 +3,16 @@
 // ffmpeg (-f mpegts srt://...) send live streams over the internet.
 //
 // A Server listens on a UDP port for callers (encoders in SRT's caller
-// mode, the usual one) over github.com/datarhei/gosrt, and for each
-// connection:
+// mode, the usual one) over github.com/datarhei/gosrt, and calls the
+// encoders that listen (Config.Pull: see pull.go). For each connection:
 //
 //   - reads the stream ID (ParseStreamID: the SRT Access Control
 //     convention "#!::r={channel},m=publish", the channel's ingest secret
 //     in smoothcast_secret, or the bare channel name) and refuses a bad
 //     one, a request to play, or a caller whose encryption does not match
-//     the relay's passphrase, with the rejection reasons SRT defines;
+//     the relay's passphrase, with the rejection reasons SRT defines
+//     (a pulled stream has none of this: the operator configured its
+//     channel and passphrase, and it asks for no secret);
 //   - opens the stream with relay.OpenLive (kind "srt": authentication,
 //     the limits of pushes in progress, /status, metrics, Shutdown), and
 //     refuses what the relay refuses (relay.LiveRefusal's words in the
@@ -19,7 +21,7 @@
 //     (shared/packager, fragments cut at key frames) into the stream's
 //     session.
 //
-// How a connection ends decides what the manifests do: a caller that
+// How a connection ends decides what the manifests do: an encoder that
 // closes its socket sends SRT's SHUTDOWN, and that is an end of stream
 // (the packager flushes what it holds, the manifests turn VOD); silence
 // for the peer idle timeout (a crash, kill -9, the network gone) or for
@@ -44,8 +46,12 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// Addr is the UDP address to listen on (host:port).
+	// Addr is the UDP address to listen on (host:port); empty: none (the
+	// Server only calls the encoders of Pull).
 	Addr string
+	// Pull is the encoders that listen, which the relay calls (each on a
+	// goroutine of its own from Serve to Close; see Pull).
+	Pull []Pull
 	// Passphrase, when set, makes SRT's AES encryption mandatory: a
 	// caller must encrypt with it (any key length SRT defines, 16, 24 or
 	// 32 bytes, as the caller chooses), and one without it or with
@@ -99,6 +105,11 @@ func (c Config) Validate() error {
 	if c.MaxBacklog < 0 {
 		return fmt.Errorf("srt backlog %d: want a positive number of bytes", c.MaxBacklog)
 	}
+	for _, p := range c.Pull {
+		if err := p.validate(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -113,15 +124,22 @@ type Server struct {
 	// base is every connection's context: Close ends it.
 	base   context.Context
 	cancel context.CancelFunc
-	conns  sync.WaitGroup
+	mu     sync.Mutex     // orders startPull's Add before Close's Wait
+	conns  sync.WaitGroup // connections and pullers
 
 	// ingest turns a connection's bytes into the stream's boxes
 	// (ingestTS; tests replace it).
 	ingest func(c *conn) error
+
+	// How the pullers dial and wait between tries (defaultRetry;
+	// tests shorten them), and what a test is told of each wait.
+	retry  retryPolicy
+	onWait func(p Pull, wait time.Duration, err error)
 }
 
-// Listen opens the UDP port and starts taking handshakes: call Serve to
-// admit callers, and Close (after the relay's Shutdown) to stop.
+// Listen opens the UDP port (unless Config.Addr is empty) and starts
+// taking handshakes: call Serve to admit callers and call the encoders
+// of Config.Pull, and Close (after the relay's Shutdown) to stop.
 func Listen(rl *relay.Relay, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -141,29 +159,47 @@ func Listen(rl *relay.Relay, cfg Config) (*Server, error) {
 		log = rl.Log
 	}
 	log = log.With("source", "srt")
-	s := &Server{rl: rl, cfg: cfg, log: log, peers: newPeerLog(log)}
+	s := &Server{rl: rl, cfg: cfg, log: log, peers: newPeerLog(log), retry: defaultRetry}
 	s.ingest = ingestTS
+	s.base, s.cancel = context.WithCancel(context.Background())
+	if cfg.Addr == "" {
+		return s, nil
+	}
 	gc := gosrt.DefaultConfig()
 	gc.ReceiverLatency = cfg.Latency
 	gc.PeerIdleTimeout = cfg.PeerIdleTimeout
 	gc.Logger = s.peers
 	ln, err := gosrt.Listen("srt", cfg.Addr, gc)
 	if err != nil {
+		s.cancel()
 		return nil, fmt.Errorf("srt listener %s: %w", cfg.Addr, err)
 	}
 	s.ln = ln
-	s.base, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// Addr is the address the Server listens on.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// Addr is the address the Server listens on (nil without a listener).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
 
-// Serve admits callers until Close. Handshakes are decided one at a time
-// (stream ID, passphrase, relay.OpenLive: no I/O), so that a flood of
-// them costs one goroutine, and gosrt's backlog of 128 drops what comes
-// faster; each admitted connection runs on a goroutine of its own.
+// Serve starts calling the encoders of Config.Pull and admits callers
+// until Close (without a listener it waits for Close). Handshakes are
+// decided one at a time (stream ID, passphrase, relay.OpenLive: no I/O),
+// so that a flood of them costs one goroutine, and gosrt's backlog of
+// 128 drops what comes faster; each admitted connection runs on a
+// goroutine of its own.
 func (s *Server) Serve() error {
+	for _, p := range s.cfg.Pull {
+		s.startPull(p)
+	}
+	if s.ln == nil {
+		<-s.base.Done()
+		return nil
+	}
 	for {
 		req, err := s.ln.Accept2()
 		if err != nil {
@@ -176,12 +212,18 @@ func (s *Server) Serve() error {
 	}
 }
 
-// Close stops listening, ends the connections still open (call the
-// relay's Shutdown first: it stops them, what each holds stored)
-// and waits for them to close their streams.
+// Close stops listening and calling, ends the connections still open
+// (call the relay's Shutdown first: it stops them, what each holds
+// stored) and waits for them to close their streams, and for the
+// pullers to end (one inside a dial ends when the dial does: gosrt's
+// Dial cannot be cancelled; see pullDialTimeout).
 func (s *Server) Close() error {
-	s.ln.Close()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Lock()
 	s.cancel()
+	s.mu.Unlock()
 	s.conns.Wait()
 	return nil
 }
@@ -284,7 +326,7 @@ func reasonName(r gosrt.RejectionReason) string {
 }
 
 var reasonNames = map[gosrt.RejectionReason]string{
-	gosrt.REJ_VERSION: "REJ_VERSION", gosrt.REJ_BADSECRET: "REJ_BADSECRET", gosrt.REJ_UNSECURE: "REJ_UNSECURE",
+	gosrt.REJ_PEER: "REJ_PEER", gosrt.REJ_VERSION: "REJ_VERSION", gosrt.REJ_BADSECRET: "REJ_BADSECRET", gosrt.REJ_UNSECURE: "REJ_UNSECURE",
 	gosrt.REJX_BAD_REQUEST: "REJX_BAD_REQUEST", gosrt.REJX_UNAUTHORIZED: "REJX_UNAUTHORIZED", gosrt.REJX_FORBIDDEN: "REJX_FORBIDDEN",
 	gosrt.REJX_BAD_MODE: "REJX_BAD_MODE", gosrt.REJX_NOTSUP_MEDIA: "REJX_NOTSUP_MEDIA", gosrt.REJX_OVERLOAD: "REJX_OVERLOAD",
 	gosrt.REJX_DOWN: "REJX_DOWN", gosrt.REJX_ISE: "REJX_ISE",

@@ -38,17 +38,29 @@ type testServer struct {
 // pipeline), closed when the test ends.
 func startServer(t *testing.T, rcfg relay.Config, cfg Config, ingest func(*conn) error) *testServer {
 	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	ts := startServerWith(t, rcfg, cfg, func(s *Server) {
+		if ingest != nil {
+			s.ingest = ingest
+		}
+	})
+	ts.addr = ts.Addr().String()
+	return ts
+}
+
+// startServerWith starts a relay (adjusted by rcfg) and an SRT server
+// (cfg, as it is) over it, adjusted by setup before it serves, closed
+// when the test ends.
+func startServerWith(t *testing.T, rcfg relay.Config, cfg Config, setup func(*Server)) *testServer {
+	t.Helper()
 	_, st := testtool.Store(t, "srt-test")
 	rec := logtest.New()
 	rl := relay.New(st, rcfg, slog.New(rec))
-	cfg.Addr = "127.0.0.1:0"
 	s, err := Listen(rl, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ingest != nil {
-		s.ingest = ingest
-	}
+	setup(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
 	t.Cleanup(func() {
@@ -59,7 +71,7 @@ func startServer(t *testing.T, rcfg relay.Config, cfg Config, ingest func(*conn)
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &testServer{Server: s, rl: rl, store: st, rec: rec, addr: s.Addr().String()}
+	return &testServer{Server: s, rl: rl, store: st, rec: rec}
 }
 
 // collect is an ingest that keeps every byte a connection delivers, and
@@ -404,3 +416,6 @@ func newUDPProxy(t *testing.T, server string) *udpProxy {
 }
 
 func (p *udpProxy) blackhole() { p.gone.Store(true) }
+
+// restore forwards again, as a network that came back.
+func (p *udpProxy) restore() { p.gone.Store(false) }
