@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,7 +71,7 @@ func TestMeasureSRTCPUAgainstFFmpeg(t *testing.T) {
 		}
 
 		// ffmpeg as the SRT ingest point and the relay, at once.
-		listenOut, listenAddr := t.TempDir(), freeUDPAddr(t)
+		listenOut, listenAddr := t.TempDir(), testtool.FreeUDPAddr(t)
 		listener := exec.Command(ffmpeg, append([]string{"-hide_banner", "-loglevel", "error", "-i", "srt://" + listenAddr + "?mode=listener"}, hls(listenOut)...)...)
 		var stderr strings.Builder
 		listener.Stderr = &stderr
@@ -80,7 +79,7 @@ func TestMeasureSRTCPUAgainstFFmpeg(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := startStack(t)
-		srtAddr := freeUDPAddr(t)
+		srtAddr := testtool.FreeUDPAddr(t)
 		rp := startRelay(t, bin, st, "-srt-addr", srtAddr)
 		before := rp.cpuSeconds()
 		channel := "srtbench" + strconv.Itoa(r)
@@ -127,16 +126,4 @@ func sendTS(t *testing.T, ffmpeg, file, url string) {
 		time.Sleep(100 * time.Millisecond) // the listener is not up yet
 	}
 	t.Errorf("no SRT listener at %s", url)
-}
-
-// freeUDPAddr returns a loopback UDP address with a port free a moment
-// ago.
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }

@@ -39,7 +39,7 @@ func TestFFmpegSRTListenerIsPulledAndPlaysInEveryFormat(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			addr := freeUDPAddr(t)
+			addr := testtool.FreeUDPAddr(t)
 			q := url.Values{"mode": {"listener"}, "linger": {"1"}}
 			if tc.passphrase != "" {
 				q.Set("passphrase", tc.passphrase)

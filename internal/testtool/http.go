@@ -122,3 +122,15 @@ func (p *SteppedPush) Answer(t testing.TB, d time.Duration) (int, string) {
 
 // Conn is the push's connection (to cut it, or to set its deadlines).
 func (p *SteppedPush) Conn() net.Conn { return p.conn }
+
+// FreeUDPAddr returns a loopback UDP address nothing listens on: a port
+// the system just gave and took back (for an SRT peer the test starts).
+func FreeUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
-	"net"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 )
 
 // fakeEncoder is an SRT encoder in listener mode: it accepts the relay's
@@ -131,18 +131,6 @@ func (ps *pullServer) waited(t *testing.T) pullWait {
 	}
 }
 
-// freeUDP is a loopback UDP address nothing listens on (a port the
-// system just gave and took back).
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
 // pullGoroutines is the stacks of the goroutines of channel's puller that
 // run code of this package (gosrt's own goroutines, which it started
 // from the puller's, are the library's to end: see the report on its
@@ -233,7 +221,7 @@ func TestPullTakesAListeningEncodersStream(t *testing.T) {
 // appears the puller connects and the channel gets its stream; after it
 // the wait is back to the least.
 func TestPullWaitsForAnEncoderThatIsNotThereYet(t *testing.T) {
-	addr := freeUDP(t)
+	addr := testtool.FreeUDPAddr(t)
 	cfg := DefaultConfig()
 	cfg.Pull = []Pull{{Channel: "later", Addr: addr}}
 	s := startPulls(t, relay.DefaultConfig(), cfg, testRetry)
@@ -333,7 +321,7 @@ func TestShutdownEndsPullersPromptly(t *testing.T) {
 	t.Run("waiting to dial again", func(t *testing.T) {
 		t.Parallel()
 		cfg := DefaultConfig()
-		cfg.Pull = []Pull{{Channel: "backoff", Addr: freeUDP(t)}}
+		cfg.Pull = []Pull{{Channel: "backoff", Addr: testtool.FreeUDPAddr(t)}}
 		s := startPulls(t, relay.DefaultConfig(), cfg, retryPolicy{min: time.Hour, max: time.Hour, dialTimeout: 200 * time.Millisecond})
 		if w := s.waited(t); w.err == nil || w.wait != time.Hour {
 			t.Fatalf("wait %v after %v; want an hour after a failed dial", w.wait, w.err)
