@@ -17,6 +17,8 @@
 package layout
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"strconv"
@@ -229,6 +231,12 @@ const (
 // TimePath is the path clients fetch the server's time from (DASH
 // UTCTiming, urn:mpeg:dash:utc:http-iso:2014).
 const TimePath = "/time"
+
+// FinishedRangeMaxAge is the Cache-Control max-age of a time-shift
+// manifest whose range ended more than a minute ago (it does not change
+// any more); live manifests say a second. The CDN's cache policy must let
+// it through (its maximum TTL at least this).
+const FinishedRangeMaxAge = time.Minute
 
 // ViewerHostHeader is the request header (lower case, as Function URLs
 // deliver headers) that carries the host name viewers asked for, so that

@@ -93,7 +93,7 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		}
 		p.Range = rng
 		if rng != nil && rng.VOD && now.Sub(rng.To) > time.Minute {
-			maxAge = 60 // a range long finished does not change
+			maxAge = layout.FinishedRangeMaxAge / time.Second // a range long finished does not change
 		}
 	}
 	var body []byte
