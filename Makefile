@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 FUZZMIN   ?= 2s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short chaos synth deploy destroy bench build build-lambda build-relay fmt lint fuzz deps players clean
+.PHONY: help run test test-short chaos synth cdk-app deploy destroy bench build build-lambda build-relay fmt lint fuzz deps players clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,13 +94,22 @@ CDK := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true infra/_cdk/nod
 infra/_cdk/node_modules/.bin/cdk: infra/_cdk/package-lock.json
 	cd infra/_cdk && npm ci --no-audit --no-fund
 
-synth: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## synthesize the AWS stack into cdk.out/ (offline; the AwsSolutions checks run too)
-	$(CDK) synth --quiet
+# cdk.json's app: the assets first, so that cdk synth, deploy and
+# bootstrap work on a clean checkout.
+cdk-app: build-lambda build-relay
+	$(GO) run ./infra
 
-deploy: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## deploy to the account and region of your AWS credentials (pass context with CDK_ARGS="-c ingestCidrs=203.0.113.0/24")
+# cfn-lint's exit status is a bit mask: 2 errors, 4 warnings, 8
+# informational. Errors fail; warnings are shown.
+synth: infra/_cdk/node_modules/.bin/cdk ## synthesize the AWS stack into cdk.out/ (offline): cdk-nag's AwsSolutions checks and cfn-lint must pass (CDK_ARGS="-c relays=2" for another configuration)
+	$(CDK) synth --quiet $(CDK_ARGS)
+	@command -v cfn-lint >/dev/null || { echo "cfn-lint not found: pip install cfn-lint (1.51)" >&2; exit 1; }
+	cfn-lint cdk.out/*.template.json; rc=$$?; [ $$((rc & 2)) -eq 0 ] || { echo "cfn-lint found errors in the template" >&2; exit 1; }
+
+deploy: infra/_cdk/node_modules/.bin/cdk ## deploy to the account and region of your AWS credentials (pass context with CDK_ARGS="-c ingestCidrs=203.0.113.0/24")
 	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
 
-destroy: build-lambda build-relay infra/_cdk/node_modules/.bin/cdk ## tear the stack down (the media and log buckets are kept: empty and delete them yourself)
+destroy: infra/_cdk/node_modules/.bin/cdk ## tear the stack down (the media and log buckets are kept: empty and delete them yourself)
 	$(CDK) destroy $(CDK_ARGS)
 
 fmt: ## gofmt the tree

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -21,18 +24,34 @@ type Config struct {
 	// Retention is how long fragments are kept (the bucket's lifecycle
 	// rule, in whole days, at least one).
 	Retention time.Duration
-	// IngestCIDRs may reach the relay's ingest port. The default is a
-	// documentation range that nobody is in: set yours.
+	// IngestCIDRs may reach the relays' ingest ports (IPv4: the VPC has
+	// no IPv6). The default is a documentation range that nobody is in:
+	// set yours.
 	IngestCIDRs []netip.Prefix
-	// IngestPort is the relay's listening port.
+	// IngestPort is the relay's listening port for pushes and uploads
+	// (HTTPS, or HTTP with PlainIngest); a port below 1024 is fine.
 	IngestPort int
-	// RTMPPort takes RTMP publishes; RTMPSPort RTMPS, when
-	// RTMPSCertParameter names the SSM parameter (SecureString) holding
-	// the PEM certificate chain and its key (RTMPS is off without it).
+	// RTMPPort takes RTMP publishes (PlainIngest only); RTMPSPort RTMPS
+	// (unless PlainIngest).
 	RTMPPort, RTMPSPort int
-	RTMPSCertParameter  string
 	// SRTPort is the relay's SRT port (UDP), open to IngestCIDRs too.
 	SRTPort int
+	// Relays is how many relays run, 1 or 2: two are in two Availability
+	// Zones, each with its own address and ingest URLs, for encoders that
+	// push the same stream to both.
+	Relays int
+	// PlainIngest turns TLS off: HTTP, RTMP and SRT without encryption,
+	// the ingest secret in clear. Off by default.
+	PlainIngest bool
+	// TLSCertParameter names the SSM parameter (SecureString) holding the
+	// PEM certificate chain and key of TLS ingest (HTTPS and RTMPS). When
+	// empty, the first relay makes a self-signed certificate for the
+	// relays' addresses and keeps it in GeneratedCertParameter.
+	TLSCertParameter string
+	// SRTPassphraseParameter names the SSM parameter (SecureString)
+	// holding the SRT passphrase (10 to 79 characters) encoders must
+	// encrypt with, unless PlainIngest.
+	SRTPassphraseParameter string
 	// InstanceType runs the relay (arm64: Graviton).
 	InstanceType string
 	// IngestSecretParameter names the SSM parameter (SecureString) that
@@ -58,18 +77,20 @@ type Config struct {
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{
-		Channels:              []string{"demo"},
-		DVRWindow:             30 * time.Minute,
-		Retention:             24 * time.Hour,
-		IngestCIDRs:           []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-		IngestPort:            8080,
-		RTMPPort:              1935,
-		RTMPSPort:             1936,
-		SRTPort:               9000,
-		InstanceType:          "t4g.small",
-		IngestSecretParameter: "/smoothcast/ingest-secret",
-		Assets:                "build",
-		StaleAlarmSeconds:     60,
+		Channels:               []string{"demo"},
+		DVRWindow:              30 * time.Minute,
+		Retention:              24 * time.Hour,
+		IngestCIDRs:            []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		IngestPort:             8080,
+		RTMPPort:               1935,
+		RTMPSPort:              1936,
+		SRTPort:                9000,
+		Relays:                 1,
+		SRTPassphraseParameter: "/smoothcast/srt-passphrase",
+		InstanceType:           "t4g.small",
+		IngestSecretParameter:  "/smoothcast/ingest-secret",
+		Assets:                 "build",
+		StaleAlarmSeconds:      60,
 	}
 }
 
@@ -100,8 +121,29 @@ func FromContext(lookup func(key string) string) (Config, error) {
 				bad("ingestCidrs", v, "want comma-separated CIDRs such as 203.0.113.0/24")
 				break
 			}
+			if !p.Addr().Is4() {
+				bad("ingestCidrs", s, "want IPv4 CIDRs: the relays' VPC has no IPv6, so an IPv6 range would match nothing")
+				break
+			}
 			c.IngestCIDRs = append(c.IngestCIDRs, p.Masked())
 		}
+	}
+	if v := lookup("relays"); v != "" {
+		if v != "1" && v != "2" {
+			bad("relays", v, "want 1, or 2 for two relays in two Availability Zones")
+		} else {
+			c.Relays = int(v[0] - '0')
+		}
+	}
+	if v := lookup("plainIngest"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("plainIngest", v, "want true or false")
+		}
+		c.PlainIngest = b
+	}
+	if v := lookup("rtmpsCertParameter"); v != "" {
+		bad("rtmpsCertParameter", v, "renamed tlsCertParameter: one certificate serves HTTPS and RTMPS")
 	}
 	for key, dst := range map[string]*int{"ingestPort": &c.IngestPort, "rtmpPort": &c.RTMPPort, "rtmpsPort": &c.RTMPSPort} {
 		if v := lookup(key); v != "" {
@@ -132,10 +174,16 @@ func FromContext(lookup func(key string) string) (Config, error) {
 		}
 	}
 	for key, dst := range map[string]*string{"instanceType": &c.InstanceType, "ingestSecretParameter": &c.IngestSecretParameter,
-		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets, "rtmpsCertParameter": &c.RTMPSCertParameter} {
+		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets, "tlsCertParameter": &c.TLSCertParameter,
+		"srtPassphraseParameter": &c.SRTPassphraseParameter} {
 		if v := lookup(key); v != "" {
 			*dst = v
 		}
+	}
+	// The relay's image is Amazon Linux for arm64: a Graviton type (t4g,
+	// c7g, m7gd...), or every launch fails and the deploy rolls back.
+	if !gravitonType.MatchString(c.InstanceType) {
+		bad("instanceType", c.InstanceType, "want a Graviton (arm64) type such as t4g.small, c7g.large or m8g.medium")
 	}
 	for _, ch := range c.Channels {
 		if !layout.ValidName(ch) {
@@ -148,8 +196,10 @@ func FromContext(lookup func(key string) string) (Config, error) {
 	if !strings.HasPrefix(c.IngestSecretParameter, "/") {
 		bad("ingestSecretParameter", c.IngestSecretParameter, "want an SSM parameter name starting with /")
 	}
-	if c.RTMPSCertParameter != "" && !strings.HasPrefix(c.RTMPSCertParameter, "/") {
-		bad("rtmpsCertParameter", c.RTMPSCertParameter, "want an SSM parameter name starting with /")
+	for key, v := range map[string]string{"tlsCertParameter": c.TLSCertParameter, "srtPassphraseParameter": c.SRTPassphraseParameter} {
+		if v != "" && !strings.HasPrefix(v, "/") {
+			bad(key, v, "want an SSM parameter name starting with /")
+		}
 	}
 	if ports := map[int]bool{c.IngestPort: true, c.RTMPPort: true, c.RTMPSPort: true}; len(ports) != 3 {
 		errs = append(errs, fmt.Sprintf("ingestPort %d, rtmpPort %d and rtmpsPort %d must differ", c.IngestPort, c.RTMPPort, c.RTMPSPort))
@@ -158,6 +208,38 @@ func FromContext(lookup func(key string) string) (Config, error) {
 		return c, fmt.Errorf("smoothcast configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return c, nil
+}
+
+// gravitonType matches EC2's arm64 instance types: a family whose
+// generation is followed by g (t4g, c7gn, m8gd, x2gd, im4gn, is4gen).
+var gravitonType = regexp.MustCompile(`^[a-z]+[0-9]+g[a-z]*\.[a-z0-9]+$`)
+
+// CheckAssets tells, in one line, what to run when the built binaries
+// are missing (a clean checkout, before make build).
+func (c Config) CheckAssets() error {
+	for _, f := range []string{filepath.Join(c.Assets, "manifest", "bootstrap"), filepath.Join(c.Assets, "ingest", "smoothcast-ingest")} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("smoothcast: %s is missing: run make build (make synth and make deploy do), or give the built binaries' folder with -c assets=DIR", f)
+		}
+	}
+	return nil
+}
+
+// GeneratedCertParameter is the SSM parameter that keeps the self-signed
+// certificate the first relay of stack makes, when no TLSCertParameter
+// is given.
+func GeneratedCertParameter(stack string) string { return "/smoothcast/" + stack + "/tls-certificate" }
+
+// CertParameter is the parameter TLS ingest reads its certificate from
+// (empty with PlainIngest).
+func (c Config) CertParameter(stack string) string {
+	switch {
+	case c.PlainIngest:
+		return ""
+	case c.TLSCertParameter != "":
+		return c.TLSCertParameter
+	}
+	return GeneratedCertParameter(stack)
 }
 
 // validAlarmPeriod reports whether a CloudWatch alarm (and the CDK's

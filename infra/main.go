@@ -2,8 +2,9 @@
 // bucket, the manifest function and its Function URL, the CloudFront
 // distribution, the ingest relay, and their alarms (an SNS topic) and
 // CloudWatch dashboard. `go run ./infra` synthesizes it
-// (CDK_OUTDIR says where); `cdk deploy` (cdk.json at the repository root)
-// deploys it. Configuration comes from CDK context (see Config).
+// (CDK_OUTDIR says where) from the assets make build built; `cdk deploy`
+// (cdk.json at the repository root, whose app builds them first) deploys
+// it. Configuration comes from CDK context (see Config).
 package main
 
 import (
@@ -25,6 +26,10 @@ func main() {
 		return ""
 	})
 	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := cfg.CheckAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}

@@ -23,12 +23,24 @@ import (
 type Monitoring struct {
 	Topic     awssns.Topic
 	Dashboard awscloudwatch.Dashboard
-	// RelayInService, RelayStatusCheck, FunctionErrors and FailedEvents
-	// notify the topic.
-	RelayInService, RelayStatusCheck, FunctionErrors, FailedEvents awscloudwatch.Alarm
+	// Relays has each relay's alarms; they, FunctionErrors and
+	// FailedEvents notify the topic.
+	Relays                       []RelayAlarms
+	FunctionErrors, FailedEvents awscloudwatch.Alarm
 	// Channels has, per configured channel, the alarm that notifies
 	// (Stalled) and the two it combines.
 	Channels map[string]ChannelAlarms
+}
+
+// RelayAlarms watch one relay: InService is in ALARM when its group has
+// no instance in service (a relay stopped on purpose too, which is why
+// `smoothcast aws stop` silences it), StatusCheck when its instance
+// fails EC2's status checks.
+type RelayAlarms struct {
+	Name                   string
+	InService, StatusCheck awscloudwatch.Alarm
+	// inService is the metric InService watches, for the dashboard.
+	inService awscloudwatch.Metric
 }
 
 // ChannelAlarms watch one channel. Stale is in ALARM when no fragment was
@@ -80,7 +92,7 @@ func groupMetric(namespace, name, statistic string, group awsautoscaling.AutoSca
 // monitoring defines the alarms (relay down, a live channel without
 // fragments, function errors, failed events), the SNS topic they notify
 // (with cfg.AlarmEmail subscribed) and a dashboard.
-func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, group awsautoscaling.AutoScalingGroup) *Monitoring {
+func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, relays []Relay) *Monitoring {
 	m := &Monitoring{Channels: map[string]ChannelAlarms{}}
 	m.Topic = awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{
 		DisplayName: jsii.String("smoothcast alarms"),
@@ -124,15 +136,22 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	// replaces the instance pauses ingest for about one boot, which this
 	// rides out). Missing data breaches: a group that reports nothing
 	// cannot show that the relay is up.
-	inService := groupMetric("AWS/AutoScaling", "GroupInServiceInstances", "Minimum", group, minute)
-	m.RelayInService = alarm("RelayNotInService", "smoothcast: the ingest relay has no instance in service (encoders cannot push)",
-		inService, awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 3, awscloudwatch.TreatMissingData_BREACHING)
-	// Or in service but failing its status checks (the group replaces it
-	// after its EC2 health check). No instance, no data: the alarm above
-	// covers that.
-	m.RelayStatusCheck = alarm("RelayStatusCheckFailed", "smoothcast: the ingest relay's instance fails its EC2 status checks",
-		groupMetric("AWS/EC2", "StatusCheckFailed", "Maximum", group, minute),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 2, awscloudwatch.TreatMissingData_NOT_BREACHING)
+	for i, r := range relays {
+		id, which := relayID(i), ""
+		if len(relays) > 1 {
+			which = " " + r.Name
+		}
+		a := RelayAlarms{Name: r.Name, inService: groupMetric("AWS/AutoScaling", "GroupInServiceInstances", "Minimum", r.Group, minute)}
+		a.InService = alarm(id+"NotInService", "smoothcast: the ingest relay"+which+" has no instance in service (encoders cannot push to it)",
+			a.inService, awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 3, awscloudwatch.TreatMissingData_BREACHING)
+		// Or in service but failing its status checks (the group
+		// replaces it after its EC2 health check). No instance, no data:
+		// the alarm above covers that.
+		a.StatusCheck = alarm(id+"StatusCheckFailed", "smoothcast: the ingest relay"+which+"'s instance fails its EC2 status checks",
+			groupMetric("AWS/EC2", "StatusCheckFailed", "Maximum", r.Group, minute),
+			awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 2, awscloudwatch.TreatMissingData_NOT_BREACHING)
+		m.Relays = append(m.Relays, a)
+	}
 	// No invocation, no error: missing data is fine.
 	m.FunctionErrors = alarm("ManifestFunctionErrors", "smoothcast: the manifest function failed invocations (Lambda retries S3 events twice, then queues them)",
 		fn.MetricErrors(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute}),
@@ -141,7 +160,11 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	m.FailedEvents = alarm("ManifestFailedEvents", "smoothcast: S3 events the manifest function gave up on wait in the on-failure queue (their fragments are not in the manifests)",
 		failures.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute}),
 		awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, 0, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
-	for _, a := range []awscloudwatch.Alarm{m.RelayInService, m.RelayStatusCheck, m.FunctionErrors, m.FailedEvents} {
+	notifying := []awscloudwatch.Alarm{m.FunctionErrors, m.FailedEvents}
+	for _, r := range m.Relays {
+		notifying = append(notifying, r.InService, r.StatusCheck)
+	}
+	for _, a := range notifying {
 		a.AddAlarmAction(notify)
 		a.AddOkAction(notify)
 	}
@@ -182,14 +205,14 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 		m.Channels[ch] = c
 	}
 
-	m.Dashboard = dashboard(stack, cfg, fn, failures, group, inService, m)
+	m.Dashboard = dashboard(stack, cfg, fn, failures, relays, m)
 	return m
 }
 
 // dashboard shows the function (invocations, errors, duration), the EMF
 // metrics (fragment-to-manifest delay, events), the relay (in service,
 // network) and the alarms.
-func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, group awsautoscaling.AutoScalingGroup, inService awscloudwatch.Metric, m *Monitoring) awscloudwatch.Dashboard {
+func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures awssqs.Queue, relays []Relay, m *Monitoring) awscloudwatch.Dashboard {
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
 	graph := func(title string, left, right []awscloudwatch.IMetric) awscloudwatch.IWidget {
 		p := &awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Width: jsii.Number(8), Height: jsii.Number(6), Left: &left}
@@ -198,17 +221,24 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 		}
 		return awscloudwatch.NewGraphWidget(p)
 	}
+	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5)) // basic EC2 monitoring
 	perChannel := []awscloudwatch.IMetric{}
 	var alarms []awscloudwatch.IAlarm
 	for _, ch := range cfg.Channels {
 		perChannel = append(perChannel, labeled(emfMetric(metricname.FragmentsPublished, ch, "Sum", minute), ch))
 		alarms = append(alarms, m.Channels[ch].Stalled)
 	}
-	alarms = append(alarms, m.RelayInService, m.RelayStatusCheck, m.FunctionErrors, m.FailedEvents)
+	var inService, network []awscloudwatch.IMetric
+	for i, r := range m.Relays {
+		alarms = append(alarms, r.InService, r.StatusCheck)
+		inService = append(inService, labeled(r.inService, "relay "+r.Name+" in service"))
+		network = append(network, labeled(groupMetric("AWS/EC2", "NetworkIn", "Sum", relays[i].Group, fiveMinutes), "relay "+r.Name+" in"),
+			labeled(groupMetric("AWS/EC2", "NetworkOut", "Sum", relays[i].Group, fiveMinutes), "relay "+r.Name+" out"))
+	}
+	alarms = append(alarms, m.FunctionErrors, m.FailedEvents)
 	fnOpts := func(stat string) *awscloudwatch.MetricOptions {
 		return &awscloudwatch.MetricOptions{Statistic: jsii.String(stat), Period: minute, Label: jsii.String(stat)}
 	}
-	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5)) // basic EC2 monitoring
 	return awscloudwatch.NewDashboard(stack, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 		DashboardName:   awscdk.Stack_Of(stack).StackName(),
 		DefaultInterval: awscdk.Duration_Hours(jsii.Number(3)),
@@ -231,10 +261,7 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 						labeled(emfMetric(metricname.Errors, "", "Sum", minute), "errors")},
 					[]awscloudwatch.IMetric{failures.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute, Label: jsii.String("on-failure queue")})}),
 				graph("Fragments published per channel ("+strconv.Itoa(len(cfg.Channels))+" configured)", perChannel, nil),
-				graph("Ingest relay: in service; network (bytes per 5 minutes)",
-					[]awscloudwatch.IMetric{labeled(inService, "instances in service")},
-					[]awscloudwatch.IMetric{labeled(groupMetric("AWS/EC2", "NetworkIn", "Sum", group, fiveMinutes), "network in"),
-						labeled(groupMetric("AWS/EC2", "NetworkOut", "Sum", group, fiveMinutes), "network out")}),
+				graph("Ingest relays: in service; network (bytes per 5 minutes)", inService, network),
 			},
 		},
 	})

@@ -23,7 +23,7 @@ func dim(name string, value any) obj { return obj{"Name": name, "Value": value} 
 func TestAlarms(t *testing.T) {
 	s := synth(t)
 	topic := ref(logicalID(s.stack.Stack, s.stack.Monitoring.Topic))
-	group := ref(logicalID(s.stack.Stack, s.stack.Relay))
+	group := ref(logicalID(s.stack.Stack, s.stack.Relays[0].Group))
 	fn := ref(logicalID(s.stack.Stack, s.stack.Function))
 	queue := getAtt(logicalID(s.stack.Stack, s.stack.Failures), "QueueName")
 	notifies := obj{"AlarmActions": []any{topic}, "OKActions": []any{topic}}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/smoothcast/smoothcast/infra/boot"
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
 
@@ -43,8 +43,9 @@ type OriginStack struct {
 	// Failures is the function's on-failure queue.
 	Failures     awssqs.Queue
 	Distribution awscloudfront.Distribution
-	// Relay is the ingest relay's group, RelayBinary the relay's asset.
-	Relay       awsautoscaling.AutoScalingGroup
+	// Relays are the ingest relays (one, or two in two zones),
+	// RelayBinary the relay's asset.
+	Relays      []Relay
 	RelayBinary awss3assets.Asset
 	Monitoring  *Monitoring
 }
@@ -98,15 +99,16 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 			Id:                                  jsii.String("abort-uploads"),
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
 		}},
-		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		// Kept when the stack goes, but not when its first create rolls
+		// back (nothing is in it yet).
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN_ON_UPDATE_OR_DELETE,
 	})
 	s.Media = media
 
 	s.Function, s.Failures = manifestFunction(stack, cfg, media)
 	s.Distribution = distribution(stack, cfg, media, s.Function, logs)
-	ingest, group, binary := relay(stack, cfg, media)
-	s.Relay, s.RelayBinary = group, binary
-	s.Monitoring = monitoring(stack, cfg, s.Function, s.Failures, group)
+	s.Relays, s.RelayBinary = relays(stack, cfg, media)
+	s.Monitoring = monitoring(stack, cfg, s.Function, s.Failures, s.Relays)
 
 	for _, ch := range cfg.Channels {
 		for _, o := range []struct{ name, path string }{{"Smooth", "Manifest"}, {"HLS", "master.m3u8"}, {"DASH", "manifest.mpd"}} {
@@ -116,33 +118,62 @@ func NewOriginStack(scope constructs.Construct, id string, props *OriginStackPro
 			})
 		}
 	}
-	awscdk.NewCfnOutput(stack, jsii.String("IngestUrl"), &awscdk.CfnOutputProps{
-		Description: jsii.String("Encoders push Smooth or CMAF here (POST or PUT, chunked), or upload DASH or HLS files under /live/{channel}.isml/; {channel} and {stream} are names of [A-Za-z0-9_-]"),
-		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("http://"), ingest.AttrPublicIp(),
-			jsii.String(":" + strconv.Itoa(cfg.IngestPort) + "/live/{channel}.isml/Streams({stream})")}),
-	})
-	awscdk.NewCfnOutput(stack, jsii.String("RtmpUrl"), &awscdk.CfnOutputProps{
-		Description: jsii.String("RTMP encoders (OBS: Settings > Stream, Service Custom) take this as Server, and {channel}?secret={secret} as Stream Key"),
-		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("rtmp://"), ingest.AttrPublicIp(),
-			jsii.String(":" + strconv.Itoa(cfg.RTMPPort) + "/live")}),
-	})
-	if cfg.RTMPSCertParameter != "" {
-		awscdk.NewCfnOutput(stack, jsii.String("RtmpsUrl"), &awscdk.CfnOutputProps{
-			Description: jsii.String("RTMPS encoders take this as Server (with the host name the certificate names instead of the address), and {channel}?secret={secret} as Stream Key"),
-			Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("rtmps://"), ingest.AttrPublicIp(),
-				jsii.String(":" + strconv.Itoa(cfg.RTMPSPort) + "/live")}),
-		})
-	}
-	awscdk.NewCfnOutput(stack, jsii.String("SrtUrl"), &awscdk.CfnOutputProps{
-		Description: jsii.String("SRT callers publish here (MPEG-TS; docs/encoders.md): the stream ID names the channel and carries its ingest secret"),
-		Value: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("srt://"), ingest.AttrPublicIp(),
-			jsii.String(":" + strconv.Itoa(cfg.SRTPort) + "?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}")}),
-	})
+	ingestOutputs(stack, cfg, s.Relays, s.Monitoring)
 	awscdk.NewCfnOutput(stack, jsii.String("PlayerUrl"), &awscdk.CfnOutputProps{
 		Description: jsii.String("Give the local player page this base (smoothcast run, /player/?base=...)"),
 		Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://"), s.Distribution.DistributionDomainName()}),
 	})
 	return s
+}
+
+// ingestOutputs are each relay's URLs (the second relay's keys end in
+// B), and what `smoothcast aws` reads: the groups, the alarms that a
+// stopped relay would set off, the certificate's parameter.
+func ingestOutputs(stack awscdk.Stack, cfg Config, rs []Relay, m *Monitoring) {
+	scheme, rtmp, rtmpPort, srtQuery := "https://", "rtmps://", cfg.RTMPSPort, "&passphrase={passphrase}"
+	if cfg.PlainIngest {
+		scheme, rtmp, rtmpPort, srtQuery = "http://", "rtmp://", cfg.RTMPPort, ""
+	}
+	url := func(r Relay, prefix, suffix string) *string {
+		return awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String(prefix), r.Address.AttrPublicIp(), jsii.String(suffix)})
+	}
+	var groups, alarms []*string
+	for i, r := range rs {
+		key, which := "", ""
+		if i > 0 {
+			key, which = strings.ToUpper(r.Name), " (relay "+r.Name+", in another Availability Zone)"
+		}
+		awscdk.NewCfnOutput(stack, jsii.String("IngestUrl"+key), &awscdk.CfnOutputProps{
+			Description: jsii.String("Encoders push Smooth or CMAF here (POST or PUT, chunked), or upload DASH or HLS files under /live/{channel}.isml/; {channel} and {stream} are names of [A-Za-z0-9_-]" + which),
+			Value:       url(r, scheme, ":"+strconv.Itoa(cfg.IngestPort)+"/live/{channel}.isml/Streams({stream})"),
+		})
+		awscdk.NewCfnOutput(stack, jsii.String("RtmpUrl"+key), &awscdk.CfnOutputProps{
+			Description: jsii.String("RTMP(S) encoders (OBS: Settings > Stream, Service Custom) take this as Server, and {channel}?secret={secret} as Stream Key" + which),
+			Value:       url(r, rtmp, ":"+strconv.Itoa(rtmpPort)+"/live"),
+		})
+		awscdk.NewCfnOutput(stack, jsii.String("SrtUrl"+key), &awscdk.CfnOutputProps{
+			Description: jsii.String("SRT callers publish here (MPEG-TS; docs/encoders.md): the stream ID names the channel and carries its ingest secret" + which),
+			Value:       url(r, "srt://", ":"+strconv.Itoa(cfg.SRTPort)+"?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}"+srtQuery),
+		})
+		groups = append(groups, r.Group.AutoScalingGroupName())
+	}
+	for _, a := range m.Relays {
+		alarms = append(alarms, a.InService.AlarmName())
+	}
+	awscdk.NewCfnOutput(stack, jsii.String("RelayGroups"), &awscdk.CfnOutputProps{
+		Description: jsii.String("The relays' Auto Scaling groups (smoothcast aws stop/start)"),
+		Value:       awscdk.Fn_Join(jsii.String(","), &groups),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String("RelayAlarms"), &awscdk.CfnOutputProps{
+		Description: jsii.String("Alarms that a stopped relay sets off (smoothcast aws stop silences them, start enables them)"),
+		Value:       awscdk.Fn_Join(jsii.String(","), &alarms),
+	})
+	if p := cfg.CertParameter(*awscdk.Stack_Of(stack).StackName()); p != "" {
+		awscdk.NewCfnOutput(stack, jsii.String("TlsCertificateParameter"), &awscdk.CfnOutputProps{
+			Description: jsii.String("The ingest certificate and key (SSM SecureString); smoothcast aws status prints its SHA-256 fingerprint"),
+			Value:       jsii.String(p),
+		})
+	}
 }
 
 func outputID(channel, format string) string {
@@ -162,7 +193,20 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsla
 		Retention:     awslogs.RetentionDays_ONE_MONTH,
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
+	// A role of its own: its log group only (AWSLambdaBasicExecutionRole,
+	// the default, may write every log group of the account).
+	role := awsiam.NewRole(stack, jsii.String("ManifestRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("smoothcast manifest function: reads media, keeps channel state, writes its own log group"),
+	})
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions: jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		// (The log group's Arn attribute ends in :*, which covers its
+		// streams.)
+		Resources: jsii.Strings(*logGroup.LogGroupArn()),
+	}))
 	fn := awslambda.NewFunction(stack, jsii.String("Manifest"), &awslambda.FunctionProps{
+		Role:         role,
 		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
 		Architecture: awslambda.Architecture_ARM_64(),
 		Handler:      jsii.String("bootstrap"),
@@ -207,8 +251,7 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsla
 	if h := stack.Node().TryFindChild(jsii.String("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")); h != nil {
 		nag(h, "AwsSolutions-IAM4", "CDK's bucket-notification handler runs once at deploy with AWSLambdaBasicExecutionRole for its logs.")
 	}
-	nag(fn, "AwsSolutions-IAM4", "The function's role uses AWSLambdaBasicExecutionRole for its own log group only.")
-	nag(fn, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes of the media bucket.")
+	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes of the media bucket; log streams to the function's own log group.")
 	return fn, failures
 }
 
@@ -236,10 +279,12 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		OriginShieldEnabled: jsii.Bool(shield != nil),
 	})
 	manifests := awscloudfront.NewCachePolicy(stack, jsii.String("ManifestCache"), &awscloudfront.CachePolicyProps{
-		Comment:                    jsii.String("smoothcast manifests: half a fragment; time-shift queries in the key"),
-		MinTtl:                     awscdk.Duration_Seconds(jsii.Number(0)),
-		DefaultTtl:                 awscdk.Duration_Seconds(jsii.Number(manifestTTL)),
-		MaxTtl:                     awscdk.Duration_Seconds(jsii.Number(2)),
+		Comment:    jsii.String("smoothcast manifests: half a fragment; time-shift queries in the key"),
+		MinTtl:     awscdk.Duration_Seconds(jsii.Number(0)),
+		DefaultTtl: awscdk.Duration_Seconds(jsii.Number(manifestTTL)),
+		// Live manifests say max-age=1; a time-shift manifest of a range
+		// long finished says more, and is kept as long.
+		MaxTtl:                     awscdk.Duration_Seconds(jsii.Number(layout.FinishedRangeMaxAge.Seconds())),
 		QueryStringBehavior:        awscloudfront.CacheQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
 		HeaderBehavior:             awscloudfront.CacheHeaderBehavior_None(),
 		CookieBehavior:             awscloudfront.CacheCookieBehavior_None(),
@@ -247,10 +292,13 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		EnableAcceptEncodingBrotli: jsii.Bool(true),
 	})
 	forward := awscloudfront.NewOriginRequestPolicy(stack, jsii.String("ManifestRequest"), &awscloudfront.OriginRequestPolicyProps{
-		Comment:             jsii.String("smoothcast manifests: the viewer's host (absolute URLs) and the time-shift query"),
-		QueryStringBehavior: awscloudfront.OriginRequestQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
-		HeaderBehavior:      awscloudfront.OriginRequestHeaderBehavior_AllowList(jsii.String(layout.ViewerHostHeader)),
-		CookieBehavior:      awscloudfront.OriginRequestCookieBehavior_None(),
+		// CloudFront's names are the account's: the region keeps a second
+		// deployment elsewhere from clashing.
+		OriginRequestPolicyName: awscdk.Fn_Join(jsii.String("-"), &[]*string{awscdk.Stack_Of(stack).StackName(), awscdk.Stack_Of(stack).Region(), jsii.String("manifest-request")}),
+		Comment:                 jsii.String("smoothcast manifests: the viewer's host (absolute URLs) and the time-shift query"),
+		QueryStringBehavior:     awscloudfront.OriginRequestQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
+		HeaderBehavior:          awscloudfront.OriginRequestHeaderBehavior_AllowList(jsii.String(layout.ViewerHostHeader)),
+		CookieBehavior:          awscloudfront.OriginRequestCookieBehavior_None(),
 	})
 	viewerHost := awscloudfront.NewFunction(stack, jsii.String("ViewerHost"), &awscloudfront.FunctionProps{
 		Comment: jsii.String("Tell the manifest function which host viewers use"),
@@ -305,11 +353,12 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		Comment:         jsii.String("smoothcast: live Smooth Streaming, HLS and DASH"),
 		DefaultBehavior: mediaBehavior,
 		AdditionalBehaviors: &map[string]*awscloudfront.BehaviorOptions{
-			"live/*/FragmentInfo(*": &fragmentInfoBehavior,
-			"live/*/Manifest":       manifestBehavior,
-			"live/*.m3u8":           manifestBehavior,
-			"live/*.mpd":            manifestBehavior,
-			"time":                  manifestBehavior,
+			// CloudFront's path patterns take no parenthesis.
+			"live/*/FragmentInfo*": &fragmentInfoBehavior,
+			"live/*/Manifest":      manifestBehavior,
+			"live/*.m3u8":          manifestBehavior,
+			"live/*.mpd":           manifestBehavior,
+			"time":                 manifestBehavior,
 		},
 		ErrorResponses: &errorResponses,
 		PriceClass:     awscloudfront.PriceClass_PRICE_CLASS_100,
@@ -333,11 +382,36 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 	return dist
 }
 
-// relay is the ingest relay: one Graviton instance in an Auto Scaling
-// group of one (replaced if it fails, or when its launch template
-// changes), with a fixed address, running the relay binary under
-// systemd.
-func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, awsautoscaling.AutoScalingGroup, awss3assets.Asset) {
+// Relay is one ingest relay: an Auto Scaling group of one Graviton
+// instance in one Availability Zone, with a fixed address of its own.
+type Relay struct {
+	// Name is "a" or "b": the relay's CloudWatch dimension.
+	Name    string
+	Group   awsautoscaling.AutoScalingGroup
+	Address awsec2.CfnEIP
+}
+
+// relayID is the construct ID prefix of relay i: "Relay" for the first
+// (the logical IDs of a stack of one relay), "RelayB" for the second.
+func relayID(i int) string {
+	if i == 0 {
+		return "Relay"
+	}
+	return "Relay" + strings.ToUpper(relayName(i))
+}
+
+func relayName(i int) string { return string(rune('a' + i)) }
+
+// relays are the ingest relays, cfg.Relays of them, one per Availability
+// Zone, each an Auto Scaling group of one (replaced if it fails, or when
+// its launch template changes) with its own address, running the relay
+// binary under systemd (infra/boot). They share the bucket, the role and
+// the security group.
+func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3assets.Asset) {
+	flowLogs := awslogs.NewLogGroup(stack, jsii.String("VpcFlowLogs"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_MONTH,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
 	vpc := awsec2.NewVpc(stack, jsii.String("Vpc"), &awsec2.VpcProps{
 		MaxAzs:      jsii.Number(2),
 		NatGateways: jsii.Number(0),
@@ -345,36 +419,48 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 			Name: jsii.String("public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24),
 		}},
 		FlowLogs: &map[string]*awsec2.FlowLogOptions{
-			"Rejected": {TrafficType: awsec2.FlowLogTrafficType_REJECT},
+			"Rejected": {TrafficType: awsec2.FlowLogTrafficType_REJECT, Destination: awsec2.FlowLogDestination_ToCloudWatchLogs(flowLogs, nil)},
 		},
 	})
 	sg := awsec2.NewSecurityGroup(stack, jsii.String("IngestSecurity"), &awsec2.SecurityGroupProps{
-		Vpc:              vpc,
-		Description:      jsii.String("smoothcast ingest: the encoders' networks only"),
+		Vpc: vpc,
+		// EC2 takes only [a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*] here.
+		Description:      jsii.String("smoothcast ingest: encoder networks only"),
 		AllowAllOutbound: jsii.Bool(true),
 	})
-	for _, p := range cfg.IngestCIDRs {
-		var peer awsec2.IPeer
-		if p.Addr().Is6() {
-			peer = awsec2.Peer_Ipv6(jsii.String(p.String()))
-		} else {
-			peer = awsec2.Peer_Ipv4(jsii.String(p.String()))
-		}
-		sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.IngestPort)), jsii.String("encoders"), nil)
-		sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.RTMPPort)), jsii.String("RTMP encoders"), nil)
-		if cfg.RTMPSCertParameter != "" {
-			sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(cfg.RTMPSPort)), jsii.String("RTMPS encoders"), nil)
-		}
-		sg.AddIngressRule(peer, awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), jsii.String("SRT encoders"), nil)
+	type port struct {
+		p    awsec2.Port
+		what string
 	}
-	eip := awsec2.NewCfnEIP(stack, jsii.String("IngestAddress"), &awsec2.CfnEIPProps{Domain: jsii.String("vpc")})
+	ports := []port{{awsec2.Port_Tcp(jsii.Number(cfg.IngestPort)), "encoders (HTTPS)"}, {awsec2.Port_Tcp(jsii.Number(cfg.RTMPSPort)), "RTMPS encoders"}, {awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), "SRT encoders"}}
+	if cfg.PlainIngest {
+		ports = []port{{awsec2.Port_Tcp(jsii.Number(cfg.IngestPort)), "encoders (HTTP)"}, {awsec2.Port_Tcp(jsii.Number(cfg.RTMPPort)), "RTMP encoders"}, {awsec2.Port_Udp(jsii.Number(cfg.SRTPort)), "SRT encoders"}}
+	}
+	for _, p := range cfg.IngestCIDRs {
+		for _, port := range ports {
+			sg.AddIngressRule(awsec2.Peer_Ipv4(jsii.String(p.String())), port.p, jsii.String(port.what), nil)
+		}
+	}
+	stackName := *awscdk.Stack_Of(stack).StackName()
+	region := *awscdk.Stack_Of(stack).Region()
+	var addresses []awsec2.CfnEIP
+	for i := range cfg.Relays {
+		addresses = append(addresses, awsec2.NewCfnEIP(stack, jsii.String(strings.Replace(relayID(i), "Relay", "Ingest", 1)+"Address"), &awsec2.CfnEIPProps{Domain: jsii.String("vpc")}))
+	}
 
 	role := awsiam.NewRole(stack, jsii.String("RelayRole"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("ec2.amazonaws.com"), nil),
 		Description: jsii.String("smoothcast relay: writes media, reads the channel clock"),
-		// Session Manager instead of SSH: no port 22 anywhere.
-		ManagedPolicies: &[]awsiam.IManagedPolicy{awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("AmazonSSMManagedInstanceCore"))},
 	})
+	// Session Manager instead of SSH (no port 22 anywhere): its agent's
+	// actions only. AmazonSSMManagedInstanceCore would also let the
+	// instance read every parameter of the account.
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions: jsii.Strings("ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+			"ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel", "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage",
+			"ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"),
+		Resources: jsii.Strings("*"), // these actions have no resource type
+	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:PutObject", "s3:PutObjectTagging"),
 		Resources: jsii.Strings(*media.ArnForObjects(jsii.String(layout.LivePrefix + "*"))),
@@ -399,31 +485,48 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 		Actions:   jsii.Strings("s3:ListBucket"),
 		Resources: jsii.Strings(*media.BucketArn()),
 	}))
-	parameters := []string{cfg.IngestSecretParameter}
-	if cfg.RTMPSCertParameter != "" {
-		parameters = append(parameters, cfg.RTMPSCertParameter) // the boot script reads it
+	parameterArn := func(name string) *string {
+		return awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(strings.TrimPrefix(name, "/")),
+		})
 	}
-	var parameterArns []*string
-	for _, p := range parameters {
-		parameterArns = append(parameterArns, awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
-			Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(strings.TrimPrefix(p, "/")),
-		}))
+	readable := []*string{parameterArn(cfg.IngestSecretParameter)}
+	certParameter := cfg.CertParameter(stackName)
+	if !cfg.PlainIngest {
+		readable = append(readable, parameterArn(certParameter), parameterArn(cfg.SRTPassphraseParameter))
 	}
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("ssm:GetParameter"),
-		Resources: &parameterArns,
+		Resources: &readable,
 	}))
-	// A replacement instance takes the ingest address over: this address
-	// only, and only onto an instance of this stack's relay group. The
-	// instance's ID is not known until the group launches it, so the
-	// instance ARN is a wildcard held to the tag the launch template puts
-	// on the instance at launch (the role cannot tag anything).
-	stackName := *awscdk.Stack_Of(stack).StackName()
+	if !cfg.PlainIngest && cfg.TLSCertParameter == "" {
+		// The first relay keeps the certificate it made (put without
+		// --overwrite: it cannot replace one).
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("ssm:PutParameter"),
+			Resources: &[]*string{parameterArn(certParameter)},
+		}))
+	}
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions: jsii.Strings("ec2:AssociateAddress"),
-		Resources: jsii.Strings(*awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
-			Service: jsii.String("ec2"), Resource: jsii.String("elastic-ip"), ResourceName: eip.AttrAllocationId(),
-		})),
+		Actions:    jsii.Strings("cloudwatch:PutMetricData"),
+		Resources:  jsii.Strings("*"), // PutMetricData has no resource: the namespace condition holds it
+		Conditions: &map[string]interface{}{"StringEquals": map[string]interface{}{"cloudwatch:namespace": RelayMetricsNamespace}},
+	}))
+	// A replacement instance takes its relay's address over: these
+	// addresses only, and only onto an instance of this stack's relay
+	// groups. The instance's ID is not known until the group launches it,
+	// so the instance ARN is a wildcard held to the tag the launch
+	// template puts on the instance at launch (the role cannot tag
+	// anything).
+	var allocations []*string
+	for _, a := range addresses {
+		allocations = append(allocations, awscdk.Stack_Of(stack).FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ec2"), Resource: jsii.String("elastic-ip"), ResourceName: a.AttrAllocationId(),
+		}))
+	}
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("ec2:AssociateAddress"),
+		Resources: &allocations,
 	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions: jsii.Strings("ec2:AssociateAddress"),
@@ -434,6 +537,20 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 			"StringEquals": map[string]interface{}{"aws:ResourceTag/" + RelayTagKey: stackName},
 		},
 	}))
+	// A new instance ends its group's launch hook when the relay answers,
+	// or tells the group it is unhealthy (boot.LaunchHook): its own group
+	// only (the tag), found by its instance ID (Describe has no resource).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"),
+		Resources: jsii.Strings("*"),
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{"autoscaling:ResourceTag/" + RelayTagKey: stackName},
+		},
+	}))
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("autoscaling:DescribeAutoScalingInstances"),
+		Resources: jsii.Strings("*"),
+	}))
 	// The instance tells CloudFormation when the relay answers (the
 	// group's creation and update policies wait for it).
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
@@ -443,122 +560,118 @@ func relay(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsec2.CfnEIP, a
 	binary := awss3assets.NewAsset(stack, jsii.String("RelayBinary"), &awss3assets.AssetProps{
 		Path: jsii.String(filepath.Join(cfg.Assets, "ingest", "smoothcast-ingest")),
 	})
-	binary.GrantRead(role)
+	// The relay's own object, not the whole assets bucket (every stack's
+	// code in the account and region).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("s3:GetObject"),
+		Resources: jsii.Strings(*binary.Bucket().ArnForObjects(binary.S3ObjectKey())),
+	}))
 
-	ud := awsec2.UserData_ForLinux(nil)
-	lt := awsec2.NewLaunchTemplate(stack, jsii.String("RelayTemplate"), &awsec2.LaunchTemplateProps{
-		MachineImage:  awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_ARM_64}),
-		InstanceType:  awsec2.NewInstanceType(jsii.String(cfg.InstanceType)),
-		Role:          role,
-		SecurityGroup: sg,
-		UserData:      ud,
-		RequireImdsv2: jsii.Bool(true),
-		BlockDevices: &[]*awsec2.BlockDevice{{
-			DeviceName: jsii.String("/dev/xvda"),
-			Volume:     awsec2.BlockDeviceVolume_Ebs(jsii.Number(8), &awsec2.EbsDeviceOptions{Encrypted: jsii.Bool(true), VolumeType: awsec2.EbsDeviceVolumeType_GP3}),
-		}},
-		AssociatePublicIpAddress: jsii.Bool(true),
-	})
-	// On the instance from its launch (the launch template's tag
-	// specifications), which the AssociateAddress condition needs.
-	awscdk.Tags_Of(lt).Add(jsii.String(RelayTagKey), jsii.String(stackName), nil)
-	asg := awsautoscaling.NewAutoScalingGroup(stack, jsii.String("Relay"), &awsautoscaling.AutoScalingGroupProps{
-		Vpc:            vpc,
-		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PUBLIC},
-		LaunchTemplate: lt,
-		MinCapacity:    jsii.Number(1),
-		MaxCapacity:    jsii.Number(1),
-		HealthChecks:   awsautoscaling.HealthChecks_Ec2(&awsautoscaling.Ec2HealthChecksOptions{GracePeriod: awscdk.Duration_Minutes(jsii.Number(2))}),
-		// A new launch template version (new user data: a new relay
-		// asset, or a new AMI) replaces the instance: the old one stops,
-		// the new one takes the address and must signal that its relay
-		// answers, or the update rolls back (to an instance of the old
-		// version, which takes the address in turn). A group of one
-		// cannot keep an instance in service (MinInstancesInService must
-		// be below MaxSize), so ingest pauses for one boot; a replacing
-		// update would shorten that pause but, rolled back after the new
-		// instance took the address, would leave the old instance
-		// without it.
-		UpdatePolicy: awsautoscaling.UpdatePolicy_RollingUpdate(&awsautoscaling.RollingUpdateOptions{
-			MaxBatchSize:          jsii.Number(1),
-			MinInstancesInService: jsii.Number(0),
-			WaitOnResourceSignals: jsii.Bool(true),
-			PauseTime:             awscdk.Duration_Minutes(jsii.Number(10)),
-		}),
-		Signals: awsautoscaling.Signals_WaitForAll(&awsautoscaling.SignalsOptions{Timeout: awscdk.Duration_Minutes(jsii.Number(10))}),
-		// GroupInServiceInstances and the rest, every minute (free), for
-		// the relay-down alarm and the dashboard.
-		GroupMetrics: &[]awsautoscaling.GroupMetrics{awsautoscaling.GroupMetrics_All()},
-	})
-	// And on the group, which propagates it to what it launches.
-	awscdk.Tags_Of(asg).Add(jsii.String(RelayTagKey), jsii.String(stackName), &awscdk.TagProps{ApplyToLaunchedInstances: jsii.Bool(true)})
-	asgID := awscdk.Stack_Of(stack).GetLogicalId(asg.Node().DefaultChild().(awscdk.CfnElement))
-	port := strconv.Itoa(cfg.IngestPort)
-	// RTMP, and RTMPS with the certificate the boot script copies from
-	// its parameter into a file only root reads; systemd hands the
-	// relay's dynamic user a copy of it (LoadCredential, %d).
-	rtmpFlags, rtmpsCert, rtmpsUnit := " -rtmp-addr :"+strconv.Itoa(cfg.RTMPPort), []string{}, []string{}
-	if cfg.RTMPSCertParameter != "" {
-		rtmpFlags += " -rtmps-addr :" + strconv.Itoa(cfg.RTMPSPort) + " -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem"
-		rtmpsCert = []string{
-			"install -d -m 700 /etc/smoothcast",
-			"retry 30 aws ssm get-parameter --with-decryption --name " + cfg.RTMPSCertParameter + " --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem",
-			"chmod 600 /etc/smoothcast/rtmps.pem",
+	var names []string
+	for _, a := range addresses {
+		names = append(names, *a.AttrPublicIp())
+	}
+	subnets := vpc.PublicSubnets()
+	var out []Relay
+	for i := range cfg.Relays {
+		id, name := relayID(i), relayName(i)
+		subnet := (*subnets)[i]
+		lt := awsec2.NewLaunchTemplate(stack, jsii.String(id+"Template"), &awsec2.LaunchTemplateProps{
+			MachineImage:  awsec2.MachineImage_LatestAmazonLinux2023(&awsec2.AmazonLinux2023ImageSsmParameterProps{CpuType: awsec2.AmazonLinuxCpuType_ARM_64}),
+			InstanceType:  awsec2.NewInstanceType(jsii.String(cfg.InstanceType)),
+			Role:          role,
+			SecurityGroup: sg,
+			UserData:      awsec2.UserData_ForLinux(nil),
+			RequireImdsv2: jsii.Bool(true),
+			BlockDevices: &[]*awsec2.BlockDevice{{
+				DeviceName: jsii.String("/dev/xvda"),
+				Volume:     awsec2.BlockDeviceVolume_Ebs(jsii.Number(8), &awsec2.EbsDeviceOptions{Encrypted: jsii.Bool(true), VolumeType: awsec2.EbsDeviceVolumeType_GP3}),
+			}},
+			AssociatePublicIpAddress: jsii.Bool(true),
+		})
+		// On the instance from its launch (the launch template's tag
+		// specifications), which the AssociateAddress condition needs.
+		awscdk.Tags_Of(lt).Add(jsii.String(RelayTagKey), jsii.String(stackName), nil)
+		asg := awsautoscaling.NewAutoScalingGroup(stack, jsii.String(id), &awsautoscaling.AutoScalingGroupProps{
+			Vpc:            vpc,
+			VpcSubnets:     &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{subnet}},
+			LaunchTemplate: lt,
+			MinCapacity:    jsii.Number(1),
+			MaxCapacity:    jsii.Number(1),
+			HealthChecks:   awsautoscaling.HealthChecks_Ec2(&awsautoscaling.Ec2HealthChecksOptions{GracePeriod: awscdk.Duration_Minutes(jsii.Number(2))}),
+			// A new launch template version (new user data: a new relay
+			// asset, or a new AMI) replaces the instance: the old one
+			// stops, the new one takes the address and must signal that
+			// its relay answers, or the update rolls back (to an instance
+			// of the old version, which takes the address in turn). A
+			// group of one cannot keep an instance in service
+			// (MinInstancesInService must be below MaxSize), so this
+			// relay's ingest pauses for one boot (with two relays, the
+			// other takes the redundant encoder's stream meanwhile: they
+			// are updated one after the other); a replacing update would
+			// shorten that pause but, rolled back after the new instance
+			// took the address, would leave the old instance without it.
+			UpdatePolicy: awsautoscaling.UpdatePolicy_RollingUpdate(&awsautoscaling.RollingUpdateOptions{
+				MaxBatchSize:          jsii.Number(1),
+				MinInstancesInService: jsii.Number(0),
+				WaitOnResourceSignals: jsii.Bool(true),
+				PauseTime:             awscdk.Duration_Minutes(jsii.Number(boot.SignalTimeout)),
+			}),
+			Signals: awsautoscaling.Signals_WaitForAll(&awsautoscaling.SignalsOptions{Timeout: awscdk.Duration_Minutes(jsii.Number(boot.SignalTimeout))}),
+			// GroupInServiceInstances and the rest, every minute (free),
+			// for the relay-down alarm and the dashboard.
+			GroupMetrics: &[]awsautoscaling.GroupMetrics{awsautoscaling.GroupMetrics_All()},
+		})
+		// A replacement the group launches on its own (a failed health
+		// check, smoothcast aws start) is in service once its relay
+		// answers; a boot that fails abandons it, and the group launches
+		// another.
+		asg.AddLifecycleHook(jsii.String("Ready"), &awsautoscaling.BasicLifecycleHookProps{
+			LifecycleHookName:   jsii.String(boot.LaunchHook),
+			LifecycleTransition: awsautoscaling.LifecycleTransition_INSTANCE_LAUNCHING,
+			DefaultResult:       awsautoscaling.DefaultResult_ABANDON,
+			HeartbeatTimeout:    awscdk.Duration_Minutes(jsii.Number(boot.SignalTimeout)),
+		})
+		// Two relays are updated one after the other: the redundant
+		// encoder's stream goes on through the one not being replaced.
+		if i > 0 {
+			asg.Node().AddDependency(out[i-1].Group)
 		}
-		rtmpsUnit = []string{"LoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem"}
+		// The boot script downloads the relay and reads its parameters
+		// through the internet gateway: the instance must not boot before
+		// the subnet's route to it exists (or a deleted stack's group
+		// would outlive its route).
+		asg.Node().AddDependency(subnet.InternetConnectivityEstablished())
+		// And on the group, which propagates it to what it launches.
+		awscdk.Tags_Of(asg).Add(jsii.String(RelayTagKey), jsii.String(stackName), &awscdk.TagProps{ApplyToLaunchedInstances: jsii.Bool(true)})
+		r := boot.Relay{
+			Name: name, Stack: stackName, Region: region,
+			Resource:   *awscdk.Stack_Of(stack).GetLogicalId(asg.Node().DefaultChild().(awscdk.CfnElement)),
+			BinaryURL:  *binary.S3ObjectUrl(),
+			BinaryHash: *binary.AssetHash(), AllocationID: *addresses[i].AttrAllocationId(),
+			Bucket: *media.BucketName(), SecretParameter: cfg.IngestSecretParameter,
+			IngestPort: cfg.IngestPort, RTMPPort: cfg.RTMPPort, RTMPSPort: cfg.RTMPSPort, SRTPort: cfg.SRTPort,
+			MetricsNamespace: RelayMetricsNamespace,
+		}
+		if !cfg.PlainIngest {
+			r.TLS = &boot.TLS{CertParameter: certParameter, Generate: cfg.TLSCertParameter == "", Names: names, SRTPassphraseParameter: cfg.SRTPassphraseParameter}
+		}
+		script, err := boot.UserData(r)
+		if err != nil {
+			panic(err) // the configuration was checked: a bug
+		}
+		lt.UserData().AddCommands(jsii.String(script))
+		nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's metrics and the relay alarms (RelayNotInService, RelayStatusCheckFailed) cover it.")
+		out = append(out, Relay{Name: name, Group: asg, Address: addresses[i]})
 	}
-	for _, c := range slices.Concat([]string{
-		"set -eu",
-		// The relay asset's hash: a new binary is a new launch template
-		// version, so the update policy replaces the instance.
-		"# smoothcast-ingest asset " + *binary.AssetHash(),
-		"export AWS_DEFAULT_REGION=" + *awscdk.Stack_Of(stack).Region(),
-		"TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
-		"IID=$(curl -sH \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/instance-id)",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("signal() { aws cloudformation signal-resource --stack-name " + stackName + " --logical-resource-id "), asgID,
-			jsii.String(" --unique-id \"$IID\" --status \"$1\" || true; }")}),
-		"trap 'signal FAILURE' ERR",
-		"retry() { n=$1; shift; for i in $(seq \"$n\"); do \"$@\" && return 0; sleep 2; done; return 1; }",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("aws s3 cp "), binary.S3ObjectUrl(), jsii.String(" /usr/local/bin/smoothcast-ingest")}),
-		"chmod 755 /usr/local/bin/smoothcast-ingest",
-	}, rtmpsCert, []string{
-		"cat > /etc/systemd/system/smoothcast-ingest.service <<'UNIT'",
-		"[Unit]",
-		"Description=smoothcast ingest relay",
-		"After=network-online.target",
-		"Wants=network-online.target",
-		// Restart for ever (the default gives up after 5 starts in 10 s,
-		// for instance while the secret parameter is missing).
-		"StartLimitIntervalSec=0",
-		"[Service]",
-		"DynamicUser=yes",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("Environment=SMOOTHCAST_BUCKET="), media.BucketName()}),
-		"Environment=AWS_REGION=" + *awscdk.Stack_Of(stack).Region(),
-		"Environment=SMOOTHCAST_INGEST_SECRET_PARAMETER=" + cfg.IngestSecretParameter,
-	}, rtmpsUnit, []string{
-		"ExecStart=/usr/local/bin/smoothcast-ingest -addr :" + port + rtmpFlags + " -srt-addr :" + strconv.Itoa(cfg.SRTPort),
-		"Restart=on-failure",
-		"RestartSec=5",
-		"LimitNOFILE=65536",
-		"[Install]",
-		"WantedBy=multi-user.target",
-		"UNIT",
-		"systemctl daemon-reload",
-		"systemctl enable --now smoothcast-ingest",
-		// The relay listens once it has read its secret: then it takes
-		// the address over and tells CloudFormation it is up.
-		"retry 60 curl -so /dev/null http://127.0.0.1:" + port + "/",
-		*awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("retry 30 aws ec2 associate-address --allow-reassociation --instance-id \"$IID\" --allocation-id "), eip.AttrAllocationId()}),
-		"signal SUCCESS",
-	}) {
-		ud.AddCommands(jsii.String(c))
-	}
-	nag(role, "AwsSolutions-IAM4", "AmazonSSMManagedInstanceCore gives operators Session Manager instead of SSH.")
-	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; the asset read comes from the CDK grant; ec2:AssociateAddress names the stack's Elastic IP, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+" (the group's instance, whose ID is not known before launch; the role cannot tag).")
-	nag(asg, "AwsSolutions-AS3", "Scaling notifications would tell of one instance replaced; the group's metrics and the relay alarms (RelayNotInService, RelayStatusCheckFailed) cover it.")
-	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs), on the ingest, RTMP and RTMPS ports.")
-	return eip, asg, binary
+	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; ec2:AssociateAddress names the stack's Elastic IPs, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+
+		" (the group's instance, whose ID is not known before launch; the role cannot tag); autoscaling:CompleteLifecycleAction and SetInstanceHealth only on groups so tagged; the Session Manager agent's actions, autoscaling:DescribeAutoScalingInstances and cloudwatch:PutMetricData have no resource type (PutMetricData is held to the namespace "+RelayMetricsNamespace+").")
+	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs), on the ingest, RTMP(S) and SRT ports.")
+	return out, binary
 }
+
+// RelayMetricsNamespace is where the relays publish their health.
+const RelayMetricsNamespace = "Smoothcast/Relay"
 
 // nag suppresses a cdk-nag rule on a construct and its children, with
 // the reason it does not apply.

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/smoothcast/smoothcast/infra/boot"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
@@ -34,6 +37,8 @@ type synthesized struct {
 	// synthesized it (for logical IDs).
 	tpl   assertions.Template
 	stack *OriginStack
+	// file holds the template, for cfn-lint.
+	file string
 }
 
 type resource struct {
@@ -42,10 +47,10 @@ type resource struct {
 }
 
 var (
-	tempDirs               []string // removed by TestMain
-	synthOnce, variantOnce sync.Once
-	synthOut, variantOut   synthesized
-	synthErr, variantErr   error
+	tempDirs                          []string // removed by TestMain
+	synthOnce, variantOnce, plainOnce sync.Once
+	synthOut, variantOut, plainOut    synthesized
+	synthErr, variantErr, plainErr    error
 )
 
 func TestMain(m *testing.M) {
@@ -62,7 +67,7 @@ func synth(t *testing.T) synthesized {
 	testtool.Require(t, "node") // the CDK's jsii runtime runs on Node.js
 	synthOnce.Do(func() {
 		cfg := DefaultConfig()
-		cfg.IngestCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+		cfg.IngestCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("198.51.100.0/24")}
 		cfg.Channels = []string{"demo", "news-1"}
 		cfg.AlarmEmail = "ops@example.com"
 		synthOut, synthErr = synthStack(cfg, "binary", true)
@@ -74,22 +79,68 @@ func synth(t *testing.T) synthesized {
 }
 
 // variant is the stack with Origin Shield on, another relay binary, a
-// 30 s stale-channel alarm and RTMPS (without cdk-nag: one synthesis
-// less).
+// 30 s stale-channel alarm, two relays, a certificate of the operator's
+// and ingest on port 443, checked by cdk-nag too.
 func variant(t *testing.T) synthesized {
 	t.Helper()
 	testtool.Require(t, "node")
 	variantOnce.Do(func() {
-		cfg := DefaultConfig()
-		cfg.OriginShieldRegion = "eu-west-1"
-		cfg.StaleAlarmSeconds = 30
-		cfg.RTMPSCertParameter = "/smoothcast/rtmps-cert"
-		variantOut, variantErr = synthStack(cfg, "another binary", false)
+		variantOut, variantErr = synthStack(variantConfig(), "another binary", true)
 	})
 	if variantErr != nil {
 		t.Fatal(variantErr)
 	}
 	return variantOut
+}
+
+func variantConfig() Config {
+	cfg := DefaultConfig()
+	cfg.OriginShieldRegion = "eu-west-1"
+	cfg.StaleAlarmSeconds = 30
+	cfg.Relays = 2
+	cfg.TLSCertParameter = "/smoothcast/ingest-cert"
+	cfg.IngestPort = 443
+	return cfg
+}
+
+// plain is the stack with plain ingest (HTTP, RTMP, SRT in clear).
+func plain(t *testing.T) synthesized {
+	t.Helper()
+	testtool.Require(t, "node")
+	plainOnce.Do(func() {
+		cfg := DefaultConfig()
+		cfg.PlainIngest = true
+		plainOut, plainErr = synthStack(cfg, "binary", true)
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainOut
+}
+
+// featureFlags are cdk.json's feature flags, which cdk synth and deploy
+// give the app: the tests synthesize the template that is deployed.
+func featureFlags() (map[string]any, error) {
+	data, err := os.ReadFile("../cdk.json")
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("cdk.json: %w", err)
+	}
+	flags := map[string]any{}
+	for k, v := range doc.Context {
+		if strings.HasPrefix(k, "@aws-cdk") {
+			flags[k] = v
+		}
+	}
+	if len(flags) == 0 {
+		return nil, errors.New("cdk.json sets no feature flag")
+	}
+	return flags, nil
 }
 
 // synthStack synthesizes the stack "Test" with cfg, its assets holding
@@ -109,7 +160,11 @@ func synthStack(cfg Config, binary string, checked bool) (synthesized, error) {
 		}
 	}
 	cfg.Assets = dir
-	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(filepath.Join(dir, "cdk.out"))})
+	flags, err := featureFlags()
+	if err != nil {
+		return out, err
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(filepath.Join(dir, "cdk.out")), Context: &flags})
 	s := NewOriginStack(app, "Test", &OriginStackProps{Config: cfg})
 	out.stack = s
 	if checked {
@@ -126,7 +181,8 @@ func synthStack(cfg Config, binary string, checked bool) (synthesized, error) {
 		return out, err
 	}
 	out.resources, out.outputs = doc.Resources, doc.Outputs
-	return out, nil
+	out.file = filepath.Join(dir, "template.json")
+	return out, os.WriteFile(out.file, b, 0o644)
 }
 
 // nagChecked applies cdk-nag's AwsSolutions pack to app, synthesizes
@@ -363,12 +419,21 @@ func TestManifestFunction(t *testing.T) {
 	// The state is written with the tag of its lifecycle rule.
 	fnPolicy := ""
 	for id, p := range s.of("AWS::IAM::Policy") {
-		if strings.HasPrefix(id, "ManifestServiceRole") {
+		if strings.HasPrefix(id, "ManifestRole") {
 			fnPolicy = js(p.Properties)
 		}
 	}
 	if !strings.Contains(fnPolicy, `"s3:PutObjectTagging"`) || !strings.Contains(fnPolicy, `/state/*`) {
 		t.Errorf("the function may not tag its state: %s", fnPolicy)
+	}
+	// Its own log group, and no managed policy (AWSLambdaBasicExecutionRole
+	// would let it write every log group).
+	logs := ref(logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("ManifestLogs"))))
+	if !strings.Contains(fnPolicy, `"logs:CreateLogStream","logs:PutLogEvents"`) || !strings.Contains(fnPolicy, js(getAtt(logs["Ref"].(string), "Arn"))) {
+		t.Errorf("the function's log permissions: %s", fnPolicy)
+	}
+	if r := js(s.one(t, "AWS::IAM::Role", "ManifestRole").Properties); strings.Contains(r, "ManagedPolicyArns") {
+		t.Errorf("the function's role has a managed policy: %s", r)
 	}
 	if u := js(s.of("AWS::Lambda::Url")); !strings.Contains(u, `"AuthType":"AWS_IAM"`) {
 		t.Errorf("function URL: %s", u)
@@ -390,7 +455,7 @@ func TestDistribution(t *testing.T) {
 	for _, b := range d["CacheBehaviors"].([]any) {
 		b := b.(map[string]any)
 		patterns = append(patterns, b["PathPattern"].(string))
-		if b["PathPattern"] == "live/*/FragmentInfo(*" {
+		if b["PathPattern"] == "live/*/FragmentInfo*" {
 			// Media, as the default behaviour, with the path rewritten.
 			if b["CachePolicyId"] != def["CachePolicyId"] || b["Compress"] != false || !strings.Contains(js(b["FunctionAssociations"]), "viewer-request") {
 				t.Errorf("FragmentInfo behaviour: %s", js(b))
@@ -403,7 +468,7 @@ func TestDistribution(t *testing.T) {
 		}
 	}
 	slices.Sort(patterns)
-	if want := []string{"live/*.m3u8", "live/*.mpd", "live/*/FragmentInfo(*", "live/*/Manifest", "time"}; !slices.Equal(patterns, want) {
+	if want := []string{"live/*.m3u8", "live/*.mpd", "live/*/FragmentInfo*", "live/*/Manifest", "time"}; !slices.Equal(patterns, want) {
 		t.Errorf("behaviours %v, want %v", patterns, want)
 	}
 	for _, e := range d["CustomErrorResponses"].([]any) {
@@ -426,18 +491,18 @@ func TestDistribution(t *testing.T) {
 		"DefaultCacheBehavior": like(obj{"ResponseHeadersPolicyId": simpleCORS, "CachePolicyId": cachingOptimized}),
 	})}))
 	for pattern, cache := range map[string]any{
-		"live/*/FragmentInfo(*": cachingOptimized,
-		"live/*/Manifest":       manifestCache,
-		"live/*.m3u8":           manifestCache,
-		"live/*.mpd":            manifestCache,
-		"time":                  manifestCache,
+		"live/*/FragmentInfo*": cachingOptimized,
+		"live/*/Manifest":      manifestCache,
+		"live/*.m3u8":          manifestCache,
+		"live/*.mpd":           manifestCache,
+		"time":                 manifestCache,
 	} {
 		match(t, "behaviour "+pattern, hasProps(s, "AWS::CloudFront::Distribution", obj{"DistributionConfig": like(obj{
 			"CacheBehaviors": with(like(obj{"PathPattern": pattern, "ResponseHeadersPolicyId": simpleCORS, "CachePolicyId": cache})),
 		})}))
 	}
 	cp := js(s.of("AWS::CloudFront::CachePolicy"))
-	for _, want := range []string{`"DefaultTTL":1`, `"MaxTTL":2`, `"MinTTL":0`, `"QueryStringBehavior":"whitelist"`, `"QueryStrings":["start","end"]`, `"EnableAcceptEncodingGzip":true`} {
+	for _, want := range []string{`"DefaultTTL":1`, `"MaxTTL":60`, `"MinTTL":0`, `"QueryStringBehavior":"whitelist"`, `"QueryStrings":["start","end"]`, `"EnableAcceptEncodingGzip":true`} {
 		if !strings.Contains(cp, want) {
 			t.Errorf("manifest cache policy lacks %s: %s", want, cp)
 		}
@@ -453,10 +518,10 @@ func TestDistribution(t *testing.T) {
 
 func TestRelay(t *testing.T) {
 	s := synth(t)
-	// The ingest port (8080), RTMP's (1935) and SRT's (UDP 9000) from the
-	// encoders' CIDRs only; RTMPS only with its certificate (TestRTMPS).
-	if ingress, want := ingressRules(s), []string{"2001:db8::/32 1935", "2001:db8::/32 8080", "2001:db8::/32 udp 9000",
-		"203.0.113.0/24 1935", "203.0.113.0/24 8080", "203.0.113.0/24 udp 9000"}; !slices.Equal(ingress, want) {
+	// HTTPS (8080), RTMPS (1936) and SRT (UDP 9000) from the encoders'
+	// CIDRs only; no plain RTMP (TestPlainIngest).
+	if ingress, want := ingressRules(s), []string{"198.51.100.0/24 1936", "198.51.100.0/24 8080", "198.51.100.0/24 udp 9000",
+		"203.0.113.0/24 1936", "203.0.113.0/24 8080", "203.0.113.0/24 udp 9000"}; !slices.Equal(ingress, want) {
 		t.Errorf("ingress %v, want %v", ingress, want)
 	}
 	asg := s.one(t, "AWS::AutoScaling::AutoScalingGroup", "Relay").Properties
@@ -469,8 +534,11 @@ func TestRelay(t *testing.T) {
 			t.Errorf("launch template lacks %s", want)
 		}
 	}
-	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "Restart=on-failure", "associate-address", "export AWS_DEFAULT_REGION=", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret",
-		"-srt-addr :9000"} {
+	// The user data is infra/boot's (tested there): the stack's settings,
+	// then the embedded script and unit.
+	unit, dropIn := boot.Unit()
+	for _, want := range []string{"systemctl enable --now smoothcast-ingest", "SMOOTHCAST_INGEST_SECRET_PARAMETER=/smoothcast/ingest-secret",
+		"SMOOTHCAST_SRT_ADDR=:9000", "SMOOTHCAST_ADDR=:8080", "SC_STACK='Test'", js(unit)[1 : len(js(unit))-1], js(dropIn)[1 : len(js(dropIn))-1]} {
 		if !strings.Contains(lt, want) {
 			t.Errorf("user data lacks %q", want)
 		}
@@ -492,37 +560,39 @@ func TestRelay(t *testing.T) {
 	}
 
 	// A new launch template version (the user data names the relay
-	// asset) replaces the instance, which must signal that it is up.
-	group := logicalID(s.stack.Stack, s.stack.Relay)
+	// asset) replaces the instance, which must signal that it is up;
+	// CloudFormation waits for the boot script's ten minutes and more.
+	group := logicalID(s.stack.Stack, s.stack.Relays[0].Group)
 	template := logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("RelayTemplate")))
+	wait := fmt.Sprintf("PT%dM", boot.SignalTimeout)
+	if boot.SignalTimeout*60 < boot.WaitSeconds+120 {
+		t.Errorf("CloudFormation waits %d min for a boot script that waits %d s for the relay", boot.SignalTimeout, boot.WaitSeconds)
+	}
 	match(t, "the relay group's update policy", func() {
 		s.tpl.HasResource(jsii.String("AWS::AutoScaling::AutoScalingGroup"), like(obj{
 			"Properties": like(obj{"LaunchTemplate": obj{
 				"LaunchTemplateId": ref(template), "Version": getAtt(template, "LatestVersionNumber"),
 			}}),
 			"UpdatePolicy": like(obj{"AutoScalingRollingUpdate": obj{
-				"MaxBatchSize": 1, "MinInstancesInService": 0, "WaitOnResourceSignals": true, "PauseTime": "PT10M",
+				"MaxBatchSize": 1, "MinInstancesInService": 0, "WaitOnResourceSignals": true, "PauseTime": wait,
 			}}),
-			"CreationPolicy": obj{"ResourceSignal": obj{"Count": 1, "Timeout": "PT10M"}},
+			"CreationPolicy": obj{"ResourceSignal": obj{"Count": 1, "Timeout": wait}},
+		}))
+	})
+	// The instance boots once its subnet routes to the internet (it
+	// downloads the relay and reads its parameters).
+	match(t, "the group waits for the internet gateway and the route", func() {
+		s.tpl.HasResource(jsii.String("AWS::AutoScaling::AutoScalingGroup"), like(obj{
+			"DependsOn": with(re(`^VpcpublicSubnet1DefaultRoute`)), // which depends on the gateway's attachment
 		}))
 	})
 	hash := *s.stack.RelayBinary.AssetHash()
-	match(t, "user data: the asset's hash", userDataHas(s, re(`^# smoothcast-ingest asset `+hash+`$`)))
-	match(t, "user data: the relay binary copied from the asset", userDataHas(s,
-		re(`^aws s3 cp $`),
+	match(t, "user data: the asset's hash", userDataHas(s, re(`# smoothcast relay a; smoothcast-ingest asset `+hash+`\n`)))
+	match(t, "user data: the relay binary copied from the asset, the group signalled, the address taken", userDataHas(s,
+		re(`SC_RESOURCE='`+group+`'\nSC_BINARY_URL='$`),
 		obj{"Fn::Sub": re(`^s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/` + hash + `[.a-z0-9]*$`)},
-		re(`^ /usr/local/bin/smoothcast-ingest\nchmod 755 /usr/local/bin/smoothcast-ingest$`),
-	))
-	// systemd restarts the relay for ever, every 5 s: the start limit is
-	// off in [Unit] (where systemd reads it).
-	match(t, "user data: no start limit", userDataHas(s, re(`\[Unit\]\n(?:[^\[\n][^\n]*\n)*StartLimitIntervalSec=0\n(?:[^\[\n][^\n]*\n)*\[Service\]\n`)))
-	match(t, "user data: restart on failure", userDataHas(s, re(`^Restart=on-failure\nRestartSec=5$`)))
-	match(t, "user data: signals", userDataHas(s,
-		re(`^signal\(\) \{ aws cloudformation signal-resource --stack-name Test --logical-resource-id `+group+
-			` --unique-id "\$IID" --status "\$1" \|\| true; \}\ntrap 'signal FAILURE' ERR$`),
-		re(`^retry 60 curl -so /dev/null http://127.0.0.1:8080/\nretry 30 aws ec2 associate-address --allow-reassociation --instance-id "\$IID" --allocation-id $`),
+		re(`^'\nSC_ALLOCATION_ID='$`),
 		getAtt("IngestAddress", "AllocationId"),
-		re(`^\nsignal SUCCESS$`),
 	))
 	// The instance carries the tag that lets it take the address.
 	tag := obj{"Key": RelayTagKey, "Value": "Test"}
@@ -532,6 +602,73 @@ func TestRelay(t *testing.T) {
 	match(t, "the group propagates the tag", hasProps(s, "AWS::AutoScaling::AutoScalingGroup", obj{
 		"Tags": with(obj{"Key": RelayTagKey, "Value": "Test", "PropagateAtLaunch": true}),
 	}))
+	// Rejected traffic is logged for a month, and goes with the stack.
+	match(t, "flow logs", func() {
+		s.tpl.HasResource(jsii.String("AWS::Logs::LogGroup"), like(obj{
+			"Properties": obj{"RetentionInDays": 30}, "DeletionPolicy": "Delete",
+		}))
+		s.tpl.HasResourceProperties(jsii.String("AWS::EC2::FlowLog"), like(obj{
+			"TrafficType": "REJECT", "LogGroupName": ref(logicalID(s.stack.Stack, s.stack.Node().FindChild(jsii.String("VpcFlowLogs")))),
+		}))
+	})
+}
+
+// Two relays: one per Availability Zone (subnet), each with its own
+// address, template (its own address and group in the user data),
+// alarms and outputs; one role, one security group, one certificate.
+func TestTwoRelays(t *testing.T) {
+	v := variant(t)
+	if len(v.stack.Relays) != 2 || len(v.of("AWS::EC2::EIP")) != 2 || len(v.of("AWS::AutoScaling::AutoScalingGroup")) != 2 {
+		t.Fatalf("%d relays, %d addresses, %d groups; want 2 each", len(v.stack.Relays), len(v.of("AWS::EC2::EIP")), len(v.of("AWS::AutoScaling::AutoScalingGroup")))
+	}
+	subnets := map[string]bool{}
+	for _, g := range v.of("AWS::AutoScaling::AutoScalingGroup") {
+		subnets[js(g.Properties["VPCZoneIdentifier"])] = true
+	}
+	if len(subnets) != 2 {
+		t.Errorf("the groups share their subnets: %v", subnets)
+	}
+	for i, r := range v.stack.Relays {
+		tpl := "RelayTemplate"
+		if i == 1 {
+			tpl = "RelayBTemplate"
+		}
+		ud := js(v.one(t, "AWS::EC2::LaunchTemplate", tpl).Properties)
+		for _, want := range []string{"SC_RESOURCE='" + logicalID(v.stack.Stack, r.Group) + "'", js(getAtt(logicalID(v.stack.Stack, r.Address), "AllocationId")),
+			"SMOOTHCAST_CLOUDWATCH_RELAY=" + r.Name} {
+			if !strings.Contains(ud, want) {
+				t.Errorf("relay %s's user data lacks %s", r.Name, want)
+			}
+		}
+		// Each relay's certificate names both addresses: one certificate.
+		for _, a := range v.stack.Relays {
+			if !strings.Contains(ud, js(getAtt(logicalID(v.stack.Stack, a.Address), "PublicIp"))) {
+				t.Errorf("relay %s's certificate does not name relay %s's address", r.Name, a.Name)
+			}
+		}
+	}
+	for _, id := range []string{"IngestUrl", "IngestUrlB", "RtmpUrl", "RtmpUrlB", "SrtUrl", "SrtUrlB"} {
+		if _, ok := v.outputs[id]; !ok {
+			t.Errorf("no output %s", id)
+		}
+	}
+	if o := js(v.outputs["IngestUrlB"]); !strings.Contains(o, js(getAtt("IngestBAddress", "PublicIp"))) || !strings.Contains(o, `":443/live/{channel}.isml/Streams({stream})"`) {
+		t.Errorf("IngestUrlB: %s", o)
+	}
+	if n := len(v.of("AWS::IAM::Role")); n > len(synth(t).of("AWS::IAM::Role")) {
+		t.Errorf("two relays, %d roles: one more than one relay", n)
+	}
+	// Updated one after the other: the redundant encoder keeps a relay.
+	groupB := js((*v.tpl.ToJSON())["Resources"].(map[string]any)[logicalID(v.stack.Stack, v.stack.Relays[1].Group)])
+	if !strings.Contains(groupB, `"DependsOn":[`) || !strings.Contains(groupB, `"`+logicalID(v.stack.Stack, v.stack.Relays[0].Group)+`"`) {
+		t.Errorf("relay b's group does not wait for relay a's: %s", groupB)
+	}
+	alarms := js(v.outputs["RelayAlarms"])
+	for _, a := range v.stack.Monitoring.Relays {
+		if !strings.Contains(alarms, logicalID(v.stack.Stack, a.InService)) {
+			t.Errorf("RelayAlarms lacks relay %s's: %s", a.Name, alarms)
+		}
+	}
 }
 
 // ingressRules lists the security groups' ingress rules, "CIDR port",
@@ -559,33 +696,87 @@ func ingressRules(s synthesized) []string {
 	return out
 }
 
-// RTMP listens on its port; RTMPS, once its certificate's parameter is
-// set, on its own, with the certificate copied from the parameter at boot
-// and handed to the relay's dynamic user by systemd; the role may read
-// that parameter.
-func TestRTMPS(t *testing.T) {
-	s := synth(t)
-	match(t, "RTMP on :1935, no RTMPS", userDataHas(s, re(`ExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -srt-addr :9000\n`)))
-	if lt := js(s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties); strings.Contains(lt, "rtmps") {
-		t.Errorf("RTMPS without a certificate: %s", lt)
-	}
-	v := variant(t)
-	if ingress, want := ingressRules(v), []string{"192.0.2.0/24 1935", "192.0.2.0/24 1936", "192.0.2.0/24 8080", "192.0.2.0/24 udp 9000"}; !slices.Equal(ingress, want) {
-		t.Errorf("ingress %v, want %v", ingress, want)
-	}
-	match(t, "the certificate copied at boot", userDataHas(v, re(`\ninstall -d -m 700 /etc/smoothcast\nretry 30 aws ssm get-parameter --with-decryption --name /smoothcast/rtmps-cert --query Parameter.Value --output text > /etc/smoothcast/rtmps.pem\nchmod 600 /etc/smoothcast/rtmps.pem\n`)))
-	match(t, "the relay's RTMPS flags", userDataHas(v, re(`\nLoadCredential=rtmps.pem:/etc/smoothcast/rtmps.pem\nExecStart=/usr/local/bin/smoothcast-ingest -addr :8080 -rtmp-addr :1935 -rtmps-addr :1936 -rtmps-cert %d/rtmps.pem -rtmps-key %d/rtmps.pem -srt-addr :9000\n`)))
-	policy := ""
-	for id, p := range v.of("AWS::IAM::Policy") {
-		if strings.HasPrefix(id, "RelayRole") {
-			policy = js(p.Properties)
+// Ingest is TLS by default: HTTPS, RTMPS and SRT with a passphrase,
+// with a certificate the first relay makes and keeps in a parameter of
+// the stack's (or the operator's, TestTwoRelays' variant); plainIngest
+// turns it off: HTTP, RTMP, SRT in clear.
+func TestTLSIngest(t *testing.T) {
+	relayPolicy := func(s synthesized) string {
+		for id, p := range s.of("AWS::IAM::Policy") {
+			if strings.HasPrefix(id, "RelayRole") {
+				return js(p.Properties)
+			}
 		}
+		return ""
 	}
-	if !strings.Contains(policy, ":parameter/smoothcast/rtmps-cert") || !strings.Contains(policy, ":parameter/smoothcast/ingest-secret") {
-		t.Errorf("the relay may not read both parameters: %s", policy)
-	}
-	if _, ok := v.outputs["RtmpsUrl"]; !ok || !strings.Contains(js(v.outputs["RtmpsUrl"]), ":1936/live") {
-		t.Errorf("RTMPS output: %s", js(v.outputs["RtmpsUrl"]))
+	for _, tc := range []struct {
+		name string
+		s    synthesized
+		// env: in the relay's environment; outputs: URLs' schemes and
+		// ports; readable and puttable parameters.
+		env, notEnv       []string
+		outputs, noOutput []string
+		readable          []string
+		puttable          string
+		ingress           []string
+	}{
+		{name: "default: TLS with a certificate the first relay makes", s: synth(t),
+			env:      []string{"SMOOTHCAST_RTMP_ADDR=\\n", "SMOOTHCAST_RTMPS_ADDR=:1936", "SMOOTHCAST_TLS_CERT=" + boot.CredentialsDir + "/tls.pem", "SMOOTHCAST_SRT_PASSPHRASE_PARAMETER=/smoothcast/srt-passphrase", "SC_TLS_PARAMETER='/smoothcast/Test/tls-certificate'", "SC_TLS_GENERATE='1'"},
+			outputs:  []string{`"https://"`, `"rtmps://"`, `":1936/live"`, `passphrase={passphrase}`, `/smoothcast/Test/tls-certificate`},
+			readable: []string{"parameter/smoothcast/ingest-secret", "parameter/smoothcast/Test/tls-certificate", "parameter/smoothcast/srt-passphrase"},
+			puttable: "parameter/smoothcast/Test/tls-certificate",
+		},
+		{name: "an operator's certificate", s: variant(t),
+			env:      []string{"SC_TLS_PARAMETER='/smoothcast/ingest-cert'", "SC_TLS_GENERATE='0'", "SMOOTHCAST_ADDR=:443"},
+			outputs:  []string{`"https://"`, `/smoothcast/ingest-cert`},
+			readable: []string{"parameter/smoothcast/ingest-cert"},
+			ingress:  []string{"192.0.2.0/24 1936", "192.0.2.0/24 443", "192.0.2.0/24 udp 9000"},
+		},
+		{name: "plainIngest", s: plain(t),
+			env: []string{"SMOOTHCAST_RTMP_ADDR=:1935", "SC_TLS_PARAMETER=''"}, notEnv: []string{"SMOOTHCAST_TLS_CERT=", "SMOOTHCAST_SRT_PASSPHRASE_PARAMETER="},
+			outputs: []string{`"http://"`, `"rtmp://"`, `":1935/live"`}, noOutput: []string{"TlsCertificateParameter"},
+			readable: []string{"parameter/smoothcast/ingest-secret"},
+			ingress:  []string{"192.0.2.0/24 1935", "192.0.2.0/24 8080", "192.0.2.0/24 udp 9000"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lt := js(tc.s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties)
+			for _, want := range tc.env {
+				if !strings.Contains(lt, want) {
+					t.Errorf("user data lacks %q", want)
+				}
+			}
+			for _, not := range tc.notEnv {
+				if strings.Contains(lt, not) {
+					t.Errorf("user data has %q", not)
+				}
+			}
+			outputs := js(tc.s.outputs)
+			for _, want := range tc.outputs {
+				if !strings.Contains(outputs, want) {
+					t.Errorf("outputs lack %s: %s", want, outputs)
+				}
+			}
+			for _, o := range tc.noOutput {
+				if _, ok := tc.s.outputs[o]; ok {
+					t.Errorf("output %s", o)
+				}
+			}
+			policy := relayPolicy(tc.s)
+			for _, p := range tc.readable {
+				if !strings.Contains(policy, p) {
+					t.Errorf("the relay may not read %s: %s", p, policy)
+				}
+			}
+			if put := strings.Contains(policy, "ssm:PutParameter"); put != (tc.puttable != "") || put && !strings.Contains(policy, tc.puttable) {
+				t.Errorf("ssm:PutParameter %v, want it on %q only: %s", put, tc.puttable, policy)
+			}
+			if tc.ingress != nil {
+				if got := ingressRules(tc.s); !slices.Equal(got, tc.ingress) {
+					t.Errorf("ingress %v, want %v", got, tc.ingress)
+				}
+			}
+		})
 	}
 }
 
@@ -603,7 +794,7 @@ func TestRelayUserDataFollowsTheAsset(t *testing.T) {
 	if userData(a) == userData(b) {
 		t.Error("the user data does not change with the relay binary")
 	}
-	match(t, "user data: the other asset's hash", userDataHas(b, re(`^# smoothcast-ingest asset `+hb+`$`)))
+	match(t, "user data: the other asset's hash", userDataHas(b, re(`# smoothcast relay a; smoothcast-ingest asset `+hb+`\n`)))
 }
 
 // Origin Shield is on the manifest origin when originShieldRegion is
@@ -720,22 +911,26 @@ func asList(v any) []string {
 
 func TestOutputs(t *testing.T) {
 	s := synth(t)
-	for _, id := range []string{"IngestUrl", "RtmpUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1"} {
+	for _, id := range []string{"IngestUrl", "RtmpUrl", "SrtUrl", "PlayerUrl", "PlaySmoothdemo", "PlayHLSdemo", "PlayDASHdemo", "PlaySmoothnews1", "PlayHLSnews1", "PlayDASHnews1",
+		"RelayGroups", "RelayAlarms", "TlsCertificateParameter"} {
 		if _, ok := s.outputs[id]; !ok {
 			t.Errorf("no output %s (have %v)", id, keys(s.outputs))
 		}
 	}
-	if !strings.Contains(js(s.outputs["IngestUrl"]), "/live/{channel}.isml/Streams({stream})") {
-		t.Errorf("ingest URL output: %s", js(s.outputs["IngestUrl"]))
+	if o := js(s.outputs["IngestUrl"]); !strings.Contains(o, `"https://"`) || !strings.Contains(o, ":8080/live/{channel}.isml/Streams({stream})") {
+		t.Errorf("ingest URL output: %s", o)
 	}
-	if o := js(s.outputs["RtmpUrl"]); !strings.Contains(o, `"rtmp://"`) || !strings.Contains(o, `":1935/live"`) {
+	if o := js(s.outputs["RtmpUrl"]); !strings.Contains(o, `"rtmps://"`) || !strings.Contains(o, `":1936/live"`) {
 		t.Errorf("RTMP URL output: %s", o)
 	}
-	if _, ok := s.outputs["RtmpsUrl"]; ok {
-		t.Error("an RTMPS URL without a certificate")
-	}
-	if !strings.Contains(js(s.outputs["SrtUrl"]), ":9000?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}") {
+	if !strings.Contains(js(s.outputs["SrtUrl"]), ":9000?streamid=#!::r={channel},m=publish,smoothcast_secret={secret}\\u0026passphrase={passphrase}") {
 		t.Errorf("SRT URL output: %s", js(s.outputs["SrtUrl"]))
+	}
+	if o := js(s.outputs["RelayGroups"]); !strings.Contains(o, js(ref(logicalID(s.stack.Stack, s.stack.Relays[0].Group)))) {
+		t.Errorf("RelayGroups: %s", o)
+	}
+	if o := js(s.outputs["RelayAlarms"]); !strings.Contains(o, logicalID(s.stack.Stack, s.stack.Monitoring.Relays[0].InService)) {
+		t.Errorf("RelayAlarms: %s", o)
 	}
 }
 
@@ -759,11 +954,23 @@ func TestConfigFromContext(t *testing.T) {
 			return c.DVRWindow == 30*time.Minute && c.RetentionDays() == 1 && c.InstanceType == "t4g.small" && c.IngestCIDRs[0].String() == "192.0.2.0/24"
 		}, ""},
 		{"everything set", map[string]string{"channels": "a,b", "dvrWindow": "2h", "retention": "72h", "ingestCidrs": "203.0.113.7/24, 198.51.100.0/24",
-			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1", "rtmpPort": "1940", "rtmpsPort": "443", "rtmpsCertParameter": "/x/cert",
-			"srtPort": "9999"}, func(c Config) bool {
+			"ingestPort": "9000", "instanceType": "c7g.large", "originShieldRegion": "eu-west-1", "rtmpPort": "1940", "rtmpsPort": "443", "tlsCertParameter": "/x/cert",
+			"srtPort": "9999", "relays": "2", "srtPassphraseParameter": "/x/srt"}, func(c Config) bool {
 			return len(c.Channels) == 2 && c.RetentionDays() == 3 && c.IngestCIDRs[0].String() == "203.0.113.0/24" && c.IngestPort == 9000 && c.OriginShieldRegion == "eu-west-1" &&
-				c.RTMPPort == 1940 && c.RTMPSPort == 443 && c.RTMPSCertParameter == "/x/cert" && c.SRTPort == 9999
+				c.RTMPPort == 1940 && c.RTMPSPort == 443 && c.TLSCertParameter == "/x/cert" && c.SRTPort == 9999 && c.Relays == 2 && c.SRTPassphraseParameter == "/x/srt" &&
+				!c.PlainIngest && c.CertParameter("S") == "/x/cert"
 		}, ""},
+		{"TLS by default, a certificate the stack makes", nil, func(c Config) bool {
+			return !c.PlainIngest && c.CertParameter("S") == "/smoothcast/S/tls-certificate" && c.Relays == 1
+		}, ""},
+		{"plain ingest", map[string]string{"plainIngest": "true"}, func(c Config) bool { return c.PlainIngest && c.CertParameter("S") == "" }, ""},
+		{"a port below 1024", map[string]string{"ingestPort": "443"}, func(c Config) bool { return c.IngestPort == 443 }, ""},
+		{"IPv6 ranges match nothing in the VPC", map[string]string{"ingestCidrs": "203.0.113.0/24,2001:db8::/32"}, nil, "IPv4"},
+		{"three relays", map[string]string{"relays": "3"}, nil, "relays"},
+		{"an x86 instance type for an arm64 image", map[string]string{"instanceType": "t3.small"}, nil, "Graviton"},
+		{"another Graviton type", map[string]string{"instanceType": "m7gd.large"}, func(c Config) bool { return c.InstanceType == "m7gd.large" }, ""},
+		{"bad plainIngest", map[string]string{"plainIngest": "maybe"}, nil, "plainIngest"},
+		{"the old RTMPS certificate key", map[string]string{"rtmpsCertParameter": "/x/cert"}, nil, "renamed tlsCertParameter"},
 		{"retention shorter than the window", map[string]string{"dvrWindow": "2h", "retention": "1h"}, nil, "retention"},
 		{"bad CIDR", map[string]string{"ingestCidrs": "10.0.0.0/33"}, nil, "ingestCidrs"},
 		{"bad duration", map[string]string{"dvrWindow": "soon"}, nil, "dvrWindow"},
@@ -771,7 +978,7 @@ func TestConfigFromContext(t *testing.T) {
 		{"bad port", map[string]string{"ingestPort": "70000"}, nil, "ingestPort"},
 		{"bad RTMP port", map[string]string{"rtmpPort": "0"}, nil, "rtmpPort"},
 		{"one port for two listeners", map[string]string{"rtmpsPort": "8080"}, nil, "must differ"},
-		{"a certificate parameter that is not one", map[string]string{"rtmpsCertParameter": "cert"}, nil, "rtmpsCertParameter"},
+		{"a certificate parameter that is not one", map[string]string{"tlsCertParameter": "cert"}, nil, "tlsCertParameter"},
 		{"bad SRT port", map[string]string{"srtPort": "0"}, nil, "srtPort"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -832,5 +1039,130 @@ func TestCloudFrontFunctions(t *testing.T) {
 				t.Errorf("uri %q, viewer host %q; want %q, %q", got.URI, got.Headers[layout.ViewerHostHeader]["value"], tc.wantURI, tc.wantHost)
 			}
 		})
+	}
+}
+
+// Every configuration the issue names passes CloudFormation's linter
+// (no error; a warning is shown) and cdk-nag (no unsuppressed finding):
+// the first deploy must not roll back on what can be checked offline.
+func TestTemplatesPassCfnLintAndNag(t *testing.T) {
+	cfnLint := testtool.Require(t, "cfn-lint")
+	port := DefaultConfig()
+	port.IngestPort = 443
+	port.Channels = []string{"demo"}
+	for _, tc := range []struct {
+		name string
+		s    func(t *testing.T) synthesized
+	}{
+		{"default: one relay, TLS with a generated certificate", synth},
+		{"two relays, an operator's certificate, port 443, Origin Shield", variant},
+		{"plain ingest", plain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s(t)
+			for _, e := range s.nagErrors {
+				t.Errorf("cdk-nag: %s", e)
+			}
+			out, err := exec.Command(cfnLint, "--format", "parseable", s.file).CombinedOutput()
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode()&2 == 0 {
+				t.Logf("cfn-lint warnings:\n%s", out) // 4: warnings, 8: informational
+			} else if err != nil {
+				t.Errorf("cfn-lint: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// The defects a review of the first template found, each asserted on
+// the template (the rest: TestRelay, TestTLSIngest, TestDistribution,
+// TestConfigFromContext, infra/boot).
+func TestFirstDeployDefectsStayFixed(t *testing.T) {
+	s := synth(t)
+	// EC2 refuses an apostrophe in a security group's description.
+	for id, sg := range s.of("AWS::EC2::SecurityGroup") {
+		if d, _ := sg.Properties["GroupDescription"].(string); !regexp.MustCompile(`^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$`).MatchString(d) {
+			t.Errorf("%s: description %q has a character EC2 refuses", id, d)
+		}
+	}
+	// CloudFront's path patterns: A-Z a-z 0-9 _ - . * $ / ~ " ' @ : + &.
+	d := s.one(t, "AWS::CloudFront::Distribution", "Cdn").Properties["DistributionConfig"].(map[string]any)
+	for _, b := range d["CacheBehaviors"].([]any) {
+		if p := b.(map[string]any)["PathPattern"].(string); !regexp.MustCompile(`^[A-Za-z0-9_\-.*$/~"'@:+&]+$`).MatchString(p) {
+			t.Errorf("path pattern %q has a character CloudFront refuses", p)
+		}
+	}
+	// The relay reads its own asset, not the CDK's whole assets bucket.
+	for id, p := range s.of("AWS::IAM::Policy") {
+		if !strings.HasPrefix(id, "RelayRole") {
+			continue
+		}
+		doc := js(p.Properties)
+		for _, wide := range []string{"s3:GetBucket", "s3:List*", "s3:GetObject*"} {
+			if strings.Contains(doc, wide) {
+				t.Errorf("the relay's role grants %s: %s", wide, doc)
+			}
+		}
+		if !strings.Contains(doc, *s.stack.RelayBinary.AssetHash()) {
+			t.Errorf("the relay may not read its asset: %s", doc)
+		}
+	}
+	// A replacement is in service once its relay answers (a launch hook
+	// the boot script ends), and one whose boot fails is abandoned.
+	match(t, "the launch hook", hasProps(s, "AWS::AutoScaling::LifecycleHook", obj{
+		"LifecycleHookName": boot.LaunchHook, "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "DefaultResult": "ABANDON",
+		"HeartbeatTimeout": boot.SignalTimeout * 60, "AutoScalingGroupName": ref(logicalID(s.stack.Stack, s.stack.Relays[0].Group)),
+	}))
+	// The relay reads its own parameters, not every one of the account
+	// (AmazonSSMManagedInstanceCore allows ssm:GetParameter* on *).
+	if r := js(s.one(t, "AWS::IAM::Role", "RelayRole").Properties); strings.Contains(r, "ManagedPolicyArns") {
+		t.Errorf("the relay's role has a managed policy: %s", r)
+	}
+	for id, p := range s.of("AWS::IAM::Policy") {
+		for _, st := range p.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			for _, a := range asList(st["Action"]) {
+				if strings.HasPrefix(a, "ssm:GetParameter") && slices.Contains(asList(st["Resource"]), "*") {
+					t.Errorf("%s grants %s on every parameter", id, a)
+				}
+			}
+		}
+	}
+	// Finished time-shift manifests are cached as long as they say.
+	if cp := js(s.one(t, "AWS::CloudFront::CachePolicy", "ManifestCache").Properties); !strings.Contains(cp, fmt.Sprintf(`"MaxTTL":%d`, int(layout.FinishedRangeMaxAge.Seconds()))) {
+		t.Errorf("manifest cache policy caps what the function says: %s", cp)
+	}
+	// The logs bucket keeps CloudFront's ACL-based delivery but sets no
+	// legacy AccessControl (S3 access logs: a bucket policy).
+	if b := js(s.one(t, "AWS::S3::Bucket", "Logs").Properties); strings.Contains(b, "AccessControl") {
+		t.Errorf("the logs bucket uses the legacy AccessControl: %s", b)
+	}
+	// No managed policy on the function's role: the old suppression's
+	// reason ("own log group only") was not what the policy granted.
+	if strings.Contains(js(s.tpl.ToJSON()), "AWSLambdaBasicExecutionRole for its own log group only") {
+		t.Error("a suppression reason claims what the policy does not do")
+	}
+}
+
+// cdk.json's app runs on a clean checkout: make builds the assets first;
+// and the app alone, without them, says in one line what to run.
+func TestAppWithoutAssetsSaysWhatToRun(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Assets = t.TempDir()
+	err := cfg.CheckAssets()
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("error %v: want one line naming make build", err)
+	}
+	data, err := os.ReadFile("../cdk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ App string }
+	if err := json.Unmarshal(data, &doc); err != nil || !strings.HasPrefix(doc.App, "make ") || !strings.HasSuffix(doc.App, " cdk-app") {
+		t.Fatalf("cdk.json's app %q, want make's cdk-app (which builds the assets)", doc.App)
+	}
+	mk, _ := os.ReadFile("../Makefile")
+	if !regexp.MustCompile(`(?m)^cdk-app: build-lambda build-relay\n\t\$\(GO\) run \./infra$`).Match(mk) {
+		t.Error("the Makefile's cdk-app does not build the assets before it runs the app")
 	}
 }

@@ -23,6 +23,11 @@ var (
 	tlsDropIn string
 )
 
+// LaunchHook is the name of the relay groups' launch lifecycle hook: a
+// new instance stays out of service until its boot script ends the hook
+// (CONTINUE once the relay answers, ABANDON if the boot fails).
+const LaunchHook = "relay-ready"
+
 // CredentialsDir is where systemd hands the relay its credentials
 // (LoadCredential in tls.conf).
 const CredentialsDir = "/run/credentials/smoothcast-ingest.service"
@@ -133,7 +138,7 @@ func UserData(r Relay) (string, error) {
 		{"SC_STACK", r.Stack}, {"SC_REGION", r.Region}, {"SC_RESOURCE", r.Resource},
 		{"SC_BINARY_URL", r.BinaryURL}, {"SC_ALLOCATION_ID", r.AllocationID},
 		{"SC_TLS_PARAMETER", tlsParameter}, {"SC_TLS_GENERATE", generate}, {"SC_TLS_NAMES", strings.Join(names, " ")},
-		{"SC_HEALTH_URL", "http://" + AdminAddr + "/healthz"}, {"SC_WAIT_SECONDS", strconv.Itoa(WaitSeconds)},
+		{"SC_HEALTH_URL", "http://" + AdminAddr + "/healthz"}, {"SC_HOOK", LaunchHook}, {"SC_WAIT_SECONDS", strconv.Itoa(WaitSeconds)},
 	} {
 		if strings.ContainsAny(v.value, "'\n") {
 			return "", fmt.Errorf("relay %s: %s %q: no quote or line break allowed", r.Name, v.name, v.value)

@@ -211,6 +211,8 @@ func TestBootScript(t *testing.T) {
 				}
 			}},
 		{name: "a download that fails twice is retried", relay: "plain", env: []string{"S3_FAILS=2"}, want: "SUCCESS", minSlept: 6, maxSlept: 6},
+		{name: "a replacement the group launched: in service once the relay answers", relay: "plain", env: []string{"HOOK_WAITS=1", "HEALTH_FAILS=3"}, want: "SUCCESS", minSlept: 15, maxSlept: 15},
+		{name: "a replacement whose relay never answers is abandoned", relay: "plain", env: []string{"HOOK_WAITS=1", "HEALTH_FAILS=1000"}, want: "FAILURE", minSlept: WaitSeconds - 5, maxSlept: WaitSeconds},
 		{name: "a download that keeps failing signals failure", relay: "plain", env: []string{"S3_FAILS=100"}, want: "FAILURE", minSlept: 27, maxSlept: 27,
 			check: func(t *testing.T, b boot) {
 				if n := len(b.calls("aws s3 cp")); n != 10 {
@@ -272,9 +274,16 @@ func TestBootScript(t *testing.T) {
 				t.Errorf("exit %v after %s", b.err, tc.want)
 			}
 			// A failed boot makes the group replace the instance, also
-			// when no deploy waits for the signal.
-			if got, want := len(b.calls("aws autoscaling set-instance-health --instance-id i-0123456789abcdef0 --health-status Unhealthy")), map[bool]int{true: 0, false: 1}[tc.want == "SUCCESS"]; got != want {
+			// when no deploy waits for the signal: it abandons the launch
+			// hook, or (none waiting) marks the instance unhealthy.
+			failed := map[bool]int{true: 0, false: 1}[tc.want == "SUCCESS"]
+			hook := slices.Contains(tc.env, "HOOK_WAITS=1")
+			if got, want := len(b.calls("aws autoscaling set-instance-health --instance-id i-0123456789abcdef0 --health-status Unhealthy")), map[bool]int{true: 0, false: failed}[hook]; got != want {
 				t.Errorf("%d calls marking the instance unhealthy, want %d", got, want)
+			}
+			result := map[bool]string{true: "CONTINUE", false: "ABANDON"}[tc.want == "SUCCESS"]
+			if got := b.calls("aws autoscaling complete-lifecycle-action --lifecycle-hook-name " + LaunchHook + " --auto-scaling-group-name RelayGroup-123 --instance-id i-0123456789abcdef0 --lifecycle-action-result " + result); len(got) != 1 {
+				t.Errorf("the launch hook ended with %s %d times, want once: %q", result, len(got), b.calls("aws autoscaling"))
 			}
 			if s := b.slept(); s < tc.minSlept || s > tc.maxSlept {
 				t.Errorf("slept %d s, want %d to %d", s, tc.minSlept, tc.maxSlept)

@@ -41,9 +41,22 @@ signal() {
 fail() {
   log "failed at line $1"
   signal FAILURE
-  [[ $IID == unknown ]] || aws autoscaling set-instance-health --instance-id "$IID" --health-status Unhealthy ||
-    log "could not mark the instance unhealthy"
+  if [[ $IID != unknown ]]; then
+    lifecycle ABANDON || aws autoscaling set-instance-health --instance-id "$IID" --health-status Unhealthy ||
+      log "could not mark the instance unhealthy"
+  fi
   exit 1
+}
+
+# lifecycle RESULT: ends the launch hook SC_HOOK of the instance's group
+# (a replacement waits in it until its relay answers: in service means
+# ready); fails when none waits, at the stack's creation for instance.
+lifecycle() {
+  local group
+  group=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$IID" \
+    --query 'AutoScalingInstances[0].AutoScalingGroupName' --output text) &&
+    aws autoscaling complete-lifecycle-action --lifecycle-hook-name "$SC_HOOK" --auto-scaling-group-name "$group" \
+      --instance-id "$IID" --lifecycle-action-result "$1" 2>/dev/null
 }
 trap 'fail $LINENO' ERR
 
@@ -136,4 +149,5 @@ if ! retry $((SC_WAIT_SECONDS / 5)) 5 healthy; then
 fi
 
 retry 30 2 aws ec2 associate-address --allow-reassociation --instance-id "$IID" --allocation-id "$SC_ALLOCATION_ID" >/dev/null
+lifecycle CONTINUE || log "no launch hook waits (the stack's creation): the signal tells"
 signal SUCCESS

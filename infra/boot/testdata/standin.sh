@@ -38,6 +38,8 @@ aws)
   "ec2 associate-address")
     (($(count associate) > ${ASSOCIATE_FAILS:-0})) || exit 255 ;;
   "cloudformation signal-resource" | "autoscaling set-instance-health") ;;
+  "autoscaling describe-auto-scaling-instances") echo RelayGroup-123 ;;
+  "autoscaling complete-lifecycle-action") [[ -n ${HOOK_WAITS:-} ]] || { echo "No active Lifecycle Action found" >&2; exit 254; } ;;
   *) echo "stand-in aws: unexpected $*" >&2; exit 2 ;;
   esac ;;
 esac
