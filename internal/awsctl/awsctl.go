@@ -162,6 +162,16 @@ func (c *Control) describeStack(ctx context.Context) (stack, error) {
 	return s, nil
 }
 
+// relays reads the stack's outputs and its relay groups.
+func (c *Control) relays(ctx context.Context) (stack, []astypes.AutoScalingGroup, error) {
+	s, err := c.describeStack(ctx)
+	if err != nil {
+		return s, nil, err
+	}
+	groups, err := c.describeGroups(ctx, s.groups)
+	return s, groups, err
+}
+
 // splitList splits an output's comma-separated names, dropping blanks.
 func splitList(v string) []string {
 	var names []string
@@ -340,11 +350,7 @@ func (c *Control) alarmActions(ctx context.Context, alarms []string, enable bool
 // 0 and, when w.On, waits until no instance is left. Each relay stores
 // the fragment in hand when its instance shuts down (SIGTERM).
 func (c *Control) Stop(ctx context.Context, w Wait) error {
-	s, err := c.describeStack(ctx)
-	if err != nil {
-		return err
-	}
-	groups, err := c.describeGroups(ctx, s.groups)
+	s, groups, err := c.relays(ctx)
 	if err != nil {
 		return err
 	}
@@ -377,11 +383,7 @@ func (c *Control) Stop(ctx context.Context, w Wait) error {
 // alarms stay silenced (they would fire while the relays boot): a start
 // that waits enables them.
 func (c *Control) Start(ctx context.Context, w Wait) error {
-	s, err := c.describeStack(ctx)
-	if err != nil {
-		return err
-	}
-	groups, err := c.describeGroups(ctx, s.groups)
+	s, groups, err := c.relays(ctx)
 	if err != nil {
 		return err
 	}

@@ -65,15 +65,11 @@ type Certificate struct {
 // Status reads the stack's relay groups, alarms, ingest URLs and, when
 // ingest is TLS, the certificate's fingerprint.
 func (c *Control) Status(ctx context.Context) (Status, error) {
-	s, err := c.describeStack(ctx)
+	s, groups, err := c.relays(ctx)
 	if err != nil {
 		return Status{}, err
 	}
 	st := Status{Stack: c.Stack, Region: c.region, Outputs: s.outputs}
-	groups, err := c.describeGroups(ctx, s.groups)
-	if err != nil {
-		return st, err
-	}
 	for _, g := range groups {
 		gs := GroupStatus{Name: aws.ToString(g.AutoScalingGroupName), State: stateOf(g)}
 		for _, i := range live(g) {
