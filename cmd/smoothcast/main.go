@@ -3,6 +3,7 @@
 //	smoothcast run [flags]       the local stack: embedded S3, relay, manifest function, edge
 //	smoothcast push [flags]      the synthetic encoder: push channels of test media to a relay
 //	smoothcast check [flags]     verify a channel's manifests and every object they reference
+//	smoothcast aws stop|start|status [flags]   stop a deployed stack's relays between events, start them, show them
 //	smoothcast version           the build's version, VCS revision and Go version
 //
 // Run `smoothcast <command> -h` for a command's flags.
@@ -34,6 +35,8 @@ Commands:
   push      push synthetic live media (H.264 + AAC) to a relay: channels, tracks, bitrates, duration
   check     fetch a channel's Smooth, HLS and DASH manifests from any base URL and verify
             that every referenced object exists and the timelines agree
+  aws       stop|start|status: stop a deployed stack's relays between events (storage is all
+            that is paid), start them again (the ingest URLs stay), show their state
   version   print the version, VCS revision and time, and Go version of this build
 
 Run 'smoothcast <command> -h' for a command's flags.
@@ -58,6 +61,8 @@ func main() {
 		err = push(os.Args[2:])
 	case "check":
 		err = check(os.Args[2:])
+	case "aws":
+		err = awsCmd(os.Args[2:])
 	case "version":
 		err = version(os.Args[2:], os.Stdout)
 	default:
