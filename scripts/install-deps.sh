@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives: a C compiler (go test -race needs
-# cgo), ffmpeg, Chromium, qemu-user and GStreamer's adaptive demuxers
+# cgo), ffmpeg, Chromium, qemu-user, shellcheck, systemd-analyze, openssl,
+# cfn-lint (pip) and GStreamer's adaptive demuxers
 # (mssdemux, hlsdemux, dashdemux) from Debian's packages (and Node.js/npm
 # when missing; Node.js 20 from the npm registry when Debian's is older),
 # then the players' npm packages (dash.js, hls.js, playwright-core) from
@@ -15,6 +16,12 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user) # runs the linux/arm64 Lambda bootstrap in its test
+# The relay's boot script and unit are checked by shellcheck and
+# systemd-analyze verify, and the script's self-signed certificate made
+# with openssl, in the boot test.
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if ! command -v gst-inspect-1.0 >/dev/null 2>&1 ||
   ! gst-inspect-1.0 --exists mssdemux || ! gst-inspect-1.0 --exists souphttpsrc ||
   ! gst-inspect-1.0 --exists avdec_h264 || ! gst-inspect-1.0 --exists decodebin; then
@@ -41,6 +48,12 @@ if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)';
   npm install -g --no-audit --no-fund node@20
   hash -r
   node --version
+fi
+# CloudFormation's linter checks the synthesized templates (infra tests,
+# make synth); it comes from PyPI.
+if ! command -v cfn-lint >/dev/null 2>&1; then
+  { command -v pip3 >/dev/null 2>&1 && pip3 install --quiet cfn-lint==1.51.0; } ||
+    echo "install-deps: cfn-lint is missing and pip3 could not install it: pip3 install cfn-lint==1.51.0" >&2
 fi
 if [ ! -d players/node_modules/playwright-core ]; then
   (cd players && npm ci --no-audit --no-fund)
