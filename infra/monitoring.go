@@ -337,7 +337,7 @@ func relayHealth(stack awscdk.Stack, m *Monitoring, namespace string, relays []s
 			AuthBurst: alarm("RelayAuthBurst-"+r, fmt.Sprintf("smoothcast: relay %s refused %d or more requests for their credentials in a minute (someone guessing the ingest secret, or encoders with an old one)", r, AuthBurstPerMinute),
 				awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 					Namespace: jsii.String(namespace), MetricName: jsii.String(metricname.IngestErrors),
-					DimensionsMap: &map[string]*string{metricname.DimensionRelay: jsii.String(r), metricname.DimensionReason: jsii.String("auth")},
+					DimensionsMap: &map[string]*string{metricname.DimensionRelay: jsii.String(r), metricname.DimensionReason: jsii.String(metricname.ReasonAuth)},
 					Statistic:     jsii.String("Sum"), Period: minute,
 				}), AuthBurstPerMinute, 1),
 			NoBytesIn: alarm("RelayNoBytesIn-"+r, "smoothcast: relay "+r+" has streams in progress but received nothing for 2 minutes (the relay or its encoders hang)",

@@ -23,6 +23,10 @@ const (
 	// DimensionKind is a stream's kind: push (Smooth or CMAF), upload
 	// (DASH or HLS), rtmp or srt.
 	DimensionKind = "Kind"
+
+	// ReasonAuth is the DimensionReason of requests refused for their
+	// credentials.
+	ReasonAuth = "auth"
 )
 
 // The relay's metrics.
