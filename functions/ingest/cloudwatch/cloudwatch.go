@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -94,7 +95,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.Namespace == "":
 		return errors.New("no namespace")
-	case len(c.Namespace) > 255 || len(c.Namespace) >= 4 && c.Namespace[:4] == "AWS/":
+	case len(c.Namespace) > 255 || strings.HasPrefix(c.Namespace, "AWS/"):
 		return fmt.Errorf("namespace %q: want 1 to 255 characters, not starting with AWS/", c.Namespace)
 	case c.Relay == "" || len(c.Relay) > 1024:
 		return fmt.Errorf("relay dimension %q: want 1 to 1024 characters (the relay's name in the stack: a, b)", c.Relay)
@@ -164,7 +165,8 @@ func (p *Publisher) Run(ctx context.Context) {
 }
 
 // Publish sends the metrics once, stamped now, and returns the error
-// (logged already) of a publish that failed.
+// (logged already) of a publish that failed. Run calls it; call it
+// yourself only without Run.
 func (p *Publisher) Publish(ctx context.Context, now time.Time) error {
 	counters, gauges, gerr := read(p.reg)
 	if gerr != nil && len(counters)+len(gauges) == 0 {
