@@ -30,6 +30,9 @@ type Monitoring struct {
 	// Channels has, per configured channel, the alarm that notifies
 	// (Stalled) and the two it combines.
 	Channels map[string]ChannelAlarms
+	// Health has, per relay (its Relay dimension's value), the alarms
+	// on the health it publishes (relayHealth).
+	Health map[string]RelayHealthAlarms
 }
 
 // RelayAlarms watch one relay: InService is in ALARM when its group has
@@ -39,6 +42,9 @@ type Monitoring struct {
 type RelayAlarms struct {
 	Name                   string
 	InService, StatusCheck awscloudwatch.Alarm
+	// Silent is in ALARM when the relay publishes no health (a relay
+	// stopped on purpose too: smoothcast aws stop silences it).
+	Silent awscloudwatch.Alarm
 	// inService is the metric InService watches, for the dashboard.
 	inService awscloudwatch.Metric
 }
@@ -150,6 +156,15 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 		a.StatusCheck = alarm(id+"StatusCheckFailed", "smoothcast: the ingest relay"+which+"'s instance fails its EC2 status checks",
 			groupMetric("AWS/EC2", "StatusCheckFailed", "Maximum", r.Group, minute),
 			awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 2, awscloudwatch.TreatMissingData_NOT_BREACHING)
+		// A relay whose instance is in service but which publishes no
+		// health (it crash-loops, or hangs) is down too. It publishes a
+		// MemoryBudget every minute while it runs: missing data breaches.
+		a.Silent = alarm(id+"Silent", "smoothcast: the ingest relay"+which+" has published no health for 3 minutes (it crash-loops or hangs: journalctl -u smoothcast-ingest through Session Manager)",
+			awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+				Namespace: jsii.String(metricname.RelayNamespace), MetricName: jsii.String(metricname.MemoryBudget),
+				DimensionsMap: &map[string]*string{metricname.DimensionRelay: jsii.String(r.Name)},
+				Statistic:     jsii.String("SampleCount"), Period: minute,
+			}), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 3, awscloudwatch.TreatMissingData_BREACHING)
 		m.Relays = append(m.Relays, a)
 	}
 	// No invocation, no error: missing data is fine.
@@ -162,7 +177,7 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 		awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, 0, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
 	notifying := []awscloudwatch.Alarm{m.FunctionErrors, m.FailedEvents}
 	for _, r := range m.Relays {
-		notifying = append(notifying, r.InService, r.StatusCheck)
+		notifying = append(notifying, r.InService, r.StatusCheck, r.Silent)
 	}
 	for _, a := range notifying {
 		a.AddAlarmAction(notify)
@@ -206,6 +221,11 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	}
 
 	m.Dashboard = dashboard(stack, cfg, fn, failures, relays, m)
+	var names []string
+	for _, r := range relays {
+		names = append(names, r.Name)
+	}
+	relayHealth(stack, m, metricname.RelayNamespace, names)
 	return m
 }
 
@@ -230,7 +250,7 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 	}
 	var inService, network []awscloudwatch.IMetric
 	for i, r := range m.Relays {
-		alarms = append(alarms, r.InService, r.StatusCheck)
+		alarms = append(alarms, r.InService, r.StatusCheck, r.Silent)
 		inService = append(inService, labeled(r.inService, "relay "+r.Name+" in service"))
 		network = append(network, labeled(groupMetric("AWS/EC2", "NetworkIn", "Sum", relays[i].Group, fiveMinutes), "relay "+r.Name+" in"),
 			labeled(groupMetric("AWS/EC2", "NetworkOut", "Sum", relays[i].Group, fiveMinutes), "relay "+r.Name+" out"))
@@ -265,4 +285,127 @@ func dashboard(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures a
 			},
 		},
 	})
+}
+
+// RelayHealthAlarms watch one relay's health, as the relay publishes it
+// (functions/ingest/cloudwatch, metric names in shared/metricname). Each
+// notifies the topic; missing data (a relay stopped between events)
+// breaches none.
+type RelayHealthAlarms struct {
+	// StoreErrors: store requests failed in each of 3 minutes running
+	// (S3 refuses or times out: fragments are at risk).
+	StoreErrors awscloudwatch.Alarm
+	// MemoryNearBudget: the relay's buffers held MemoryAlarmPercent of
+	// their budget or more for 3 minutes (next, pushes get 503).
+	MemoryNearBudget awscloudwatch.Alarm
+	// AuthBurst: AuthBurstPerMinute or more requests refused for their
+	// credentials in a minute (someone guessing the secret, or a fleet
+	// of encoders with the old one).
+	AuthBurst awscloudwatch.Alarm
+	// NoBytesIn: streams in progress but no byte received for 2 minutes
+	// running (the relay, or its encoders, hang).
+	NoBytesIn awscloudwatch.Alarm
+}
+
+// Thresholds of the relay alarms.
+const (
+	// MemoryAlarmPercent is how full the relay's memory budget may get
+	// before RelayMemoryNearBudget.
+	MemoryAlarmPercent = 80
+	// AuthBurstPerMinute is how many refusals for credentials in a
+	// minute make RelayAuthBurst (an encoder that retries with a wrong
+	// secret tries a few times a minute).
+	AuthBurstPerMinute = 20
+)
+
+// relayHealth adds the alarms and dashboard widgets on the health the
+// relays publish in namespace (their -cloudwatch-namespace), one set per
+// relay (relays: their -cloudwatch-relay values), to m: the alarms notify
+// m.Topic and are in m.Relays, the widgets go below m.Dashboard's.
+func relayHealth(stack awscdk.Stack, m *Monitoring, namespace string, relays []string) {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	metric := func(relay, name, statistic string) awscloudwatch.Metric {
+		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String(namespace), MetricName: jsii.String(name),
+			DimensionsMap: &map[string]*string{metricname.DimensionRelay: jsii.String(relay)},
+			Statistic:     jsii.String(statistic), Period: minute,
+		})
+	}
+	// search charts a metric by its second dimension (Kind, Reason): a
+	// line for each value the relay publishes.
+	search := func(relay, name, dimension, statistic string) awscloudwatch.IMetric {
+		return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+			Expression: jsii.String(fmt.Sprintf(`SEARCH('{"%s",%s,%s} MetricName="%s" %s="%s"', '%s', 60)`,
+				namespace, metricname.DimensionRelay, dimension, name, metricname.DimensionRelay, relay, statistic)),
+			UsingMetrics: &map[string]awscloudwatch.IMetric{}, Period: minute,
+			Label: jsii.String("${PROP('Dim." + dimension + "')}"), // a line per value, named by it
+		})
+	}
+	notify := awscloudwatchactions.NewSnsAction(m.Topic)
+	alarm := func(id, description string, metric awscloudwatch.IMetric, threshold float64, periods int) awscloudwatch.Alarm {
+		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String(description),
+			Metric:             metric,
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+			Threshold:          jsii.Number(threshold),
+			EvaluationPeriods:  jsii.Number(float64(periods)),
+			DatapointsToAlarm:  jsii.Number(float64(periods)),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+		a.AddAlarmAction(notify)
+		a.AddOkAction(notify)
+		return a
+	}
+	m.Health = map[string]RelayHealthAlarms{}
+	var alarms []awscloudwatch.IAlarm
+	var rows []awscloudwatch.IWidget
+	graph := func(title string, width int, left, right []awscloudwatch.IMetric) awscloudwatch.IWidget {
+		p := &awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Width: jsii.Number(float64(width)), Height: jsii.Number(6), Left: &left}
+		if right != nil {
+			p.Right = &right
+		}
+		return awscloudwatch.NewGraphWidget(p)
+	}
+	for _, r := range relays {
+		used, budget := metric(r, metricname.MemoryBudgetUsed, "Maximum"), metric(r, metricname.MemoryBudget, "Maximum")
+		streams, bytesIn := metric(r, metricname.ActiveStreams, "Maximum"), metric(r, metricname.BytesIn, "Sum")
+		a := RelayHealthAlarms{
+			StoreErrors: alarm("RelayStoreErrors-"+r, "smoothcast: relay "+r+"'s store requests failed in each of 3 minutes (S3 refuses or times out: fragments may be lost; see the relay's /status)",
+				metric(r, metricname.StoreErrors, "Sum"), 1, 3),
+			MemoryNearBudget: alarm("RelayMemoryNearBudget-"+r, fmt.Sprintf("smoothcast: relay %s's buffers held %d %% of its memory budget or more for 3 minutes (past it, pushes get 503: raise -memory-budget or the instance type)", r, MemoryAlarmPercent),
+				awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+					Expression:   jsii.String("IF(budget > 0, 100 * used / budget, 0)"),
+					UsingMetrics: &map[string]awscloudwatch.IMetric{"used": used, "budget": budget},
+					Period:       minute, Label: jsii.String("budget used (%)"),
+				}), MemoryAlarmPercent, 3),
+			AuthBurst: alarm("RelayAuthBurst-"+r, fmt.Sprintf("smoothcast: relay %s refused %d or more requests for their credentials in a minute (someone guessing the ingest secret, or encoders with an old one)", r, AuthBurstPerMinute),
+				awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+					Namespace: jsii.String(namespace), MetricName: jsii.String(metricname.IngestErrors),
+					DimensionsMap: &map[string]*string{metricname.DimensionRelay: jsii.String(r), metricname.DimensionReason: jsii.String(metricname.ReasonAuth)},
+					Statistic:     jsii.String("Sum"), Period: minute,
+				}), AuthBurstPerMinute, 1),
+			NoBytesIn: alarm("RelayNoBytesIn-"+r, "smoothcast: relay "+r+" has streams in progress but received nothing for 2 minutes (the relay or its encoders hang)",
+				awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+					Expression:   jsii.String("IF(streams > 0 AND bytes == 0, 1, 0)"),
+					UsingMetrics: &map[string]awscloudwatch.IMetric{"streams": streams, "bytes": bytesIn},
+					Period:       minute, Label: jsii.String("streams without bytes"),
+				}), 1, 2),
+		}
+		m.Health[r] = a
+		alarms = append(alarms, a.StoreErrors, a.MemoryNearBudget, a.AuthBurst, a.NoBytesIn)
+		rows = append(rows,
+			graph("Relay "+r+": bytes in (per minute)", 8, []awscloudwatch.IMetric{search(r, metricname.BytesIn, metricname.DimensionKind, "Sum")},
+				[]awscloudwatch.IMetric{labeled(bytesIn, "all")}),
+			graph("Relay "+r+": streams in progress", 8, []awscloudwatch.IMetric{search(r, metricname.ActiveStreams, metricname.DimensionKind, "Maximum")},
+				[]awscloudwatch.IMetric{labeled(streams, "all")}),
+			graph("Relay "+r+": refused and failed, by reason (per minute)", 8, []awscloudwatch.IMetric{search(r, metricname.IngestErrors, metricname.DimensionReason, "Sum")}, nil),
+			graph("Relay "+r+": store errors and retries (per minute)", 12, []awscloudwatch.IMetric{
+				labeled(metric(r, metricname.StoreErrors, "Sum"), "errors"), labeled(metric(r, metricname.StoreRetries, "Sum"), "retries")}, nil),
+			graph("Relay "+r+": memory (bytes)", 12, []awscloudwatch.IMetric{
+				labeled(used, "budget used"), labeled(budget, "budget"), labeled(metric(r, metricname.ResidentMemory, "Maximum"), "resident")}, nil),
+		)
+	}
+	m.Dashboard.AddWidgets(awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
+		Title: jsii.String("Relay health alarms"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3)}))
+	m.Dashboard.AddWidgets(rows...)
 }

@@ -1,8 +1,19 @@
 package main
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 )
 
 // alarmOf is a metric alarm's properties: the metric, the comparison, the
@@ -35,6 +46,8 @@ func TestAlarms(t *testing.T) {
 			alarmOf("AWS/AutoScaling", "GroupInServiceInstances", []any{dim("AutoScalingGroupName", group)}, "Minimum", 60, "LessThanThreshold", 1, 3, "breaching")},
 		{"relay: the instance fails its status checks (no instance, no data: the other alarm)",
 			alarmOf("AWS/EC2", "StatusCheckFailed", []any{dim("AutoScalingGroupName", group)}, "Maximum", 60, "GreaterThanOrEqualToThreshold", 1, 2, "notBreaching")},
+		{"relay: in service but publishing no health for 3 minutes (it crash-loops or hangs; missing data breaches)",
+			alarmOf(metricname.RelayNamespace, metricname.MemoryBudget, []any{dim(metricname.DimensionRelay, "a")}, "SampleCount", 60, "LessThanThreshold", 1, 3, "breaching")},
 		{"function errors",
 			alarmOf("AWS/Lambda", "Errors", []any{dim("FunctionName", fn)}, "Sum", 60, "GreaterThanThreshold", 0, 1, "notBreaching")},
 		{"events in the on-failure queue",
@@ -166,5 +179,122 @@ func TestMonitoringConfig(t *testing.T) {
 		if err != nil || c.StaleAlarmSeconds != tc.seconds || c.AlarmEmail != tc.email {
 			t.Errorf("%v: %d %q %v, want %d %q", tc.ctx, c.StaleAlarmSeconds, c.AlarmEmail, err, tc.seconds, tc.email)
 		}
+	}
+}
+
+// relayHealthStack is a stack of relayHealth's alarms and widgets for
+// relays in the namespace Smoothcast/Relay (with a topic and a
+// dashboard as monitoring makes them), checked by cdk-nag: its findings
+// on them are returned.
+func relayHealthStack(t *testing.T, relays ...string) (synthesized, []string) {
+	t.Helper()
+	testtool.Require(t, "node")
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
+	stack := awscdk.NewStack(app, jsii.String("RelayHealth"), nil)
+	m := &Monitoring{
+		Topic:     awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{EnforceSSL: jsii.Bool(true)}),
+		Dashboard: awscloudwatch.NewDashboard(stack, jsii.String("Dashboard"), nil),
+	}
+	relayHealth(stack, m, metricname.RelayNamespace, relays)
+	tpl, findings := nagChecked(app, stack)
+	return synthesized{tpl: tpl, stack: &OriginStack{Stack: stack, Monitoring: m}}, findings
+}
+
+// Per relay, four alarms on the health it publishes, each notifying on
+// ALARM and OK and quiet on missing data (a relay stopped between
+// events): store errors in 3 minutes running, the memory budget 80 %
+// full for 3 minutes, a burst of refusals for credentials, streams
+// without bytes for 2 minutes. No cdk-nag finding.
+func TestRelayHealthAlarms(t *testing.T) {
+	for _, relays := range [][]string{{"a"}, {"a", "b"}} {
+		t.Run(strings.Join(relays, ","), func(t *testing.T) {
+			s, findings := relayHealthStack(t, relays...)
+			for _, f := range findings {
+				t.Error(f)
+			}
+			topic := ref(logicalID(s.stack.Stack, s.stack.Monitoring.Topic))
+			notifies := obj{"AlarmActions": []any{topic}, "OKActions": []any{topic}}
+			stat := func(relay, name, statistic string) obj {
+				return obj{"MetricStat": obj{"Metric": obj{"Namespace": "Smoothcast/Relay", "MetricName": name, "Dimensions": []any{dim("Relay", relay)}},
+					"Period": 60, "Stat": statistic}, "ReturnData": false}
+			}
+			math := func(expression string, metrics obj, threshold float64, periods int) obj {
+				all := []any{like(obj{"Expression": expression, "ReturnData": true})}
+				for _, id := range slices.Sorted(maps.Keys(metrics)) { // the template's order
+					m := metrics[id].(obj)
+					m["Id"] = id
+					all = append(all, like(m))
+				}
+				return obj{"Metrics": assertions.Match_ArrayEquals(&all), "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+					"Threshold": threshold, "EvaluationPeriods": periods, "DatapointsToAlarm": periods, "TreatMissingData": "notBreaching"}
+			}
+			if len(s.stack.Monitoring.Health) != len(relays) {
+				t.Errorf("alarms for %d relays, want %v", len(s.stack.Monitoring.Health), relays)
+			}
+			for _, r := range relays {
+				a, ok := s.stack.Monitoring.Health[r]
+				if !ok || a.StoreErrors == nil || a.MemoryNearBudget == nil || a.AuthBurst == nil || a.NoBytesIn == nil {
+					t.Errorf("relay %s: alarms %+v", r, a)
+				}
+				for _, tc := range []struct {
+					name  string
+					props obj
+				}{
+					{"store errors in each of 3 minutes",
+						alarmOf("Smoothcast/Relay", "StoreErrors", []any{dim("Relay", r)}, "Sum", 60, "GreaterThanOrEqualToThreshold", 1, 3, "notBreaching")},
+					{"20 refusals for credentials in a minute",
+						alarmOf("Smoothcast/Relay", "IngestErrors", []any{dim("Reason", "auth"), dim("Relay", r)}, "Sum", 60, "GreaterThanOrEqualToThreshold", 20, 1, "notBreaching")},
+					{"the memory budget 80 % full for 3 minutes",
+						math("IF(budget > 0, 100 * used / budget, 0)", obj{"used": stat(r, "MemoryBudgetUsed", "Maximum"), "budget": stat(r, "MemoryBudget", "Maximum")}, 80, 3)},
+					{"streams without bytes for 2 minutes",
+						math("IF(streams > 0 AND bytes == 0, 1, 0)", obj{"streams": stat(r, "ActiveStreams", "Maximum"), "bytes": stat(r, "BytesIn", "Sum")}, 1, 2)},
+				} {
+					props := tc.props
+					for k, v := range notifies {
+						props[k] = v
+					}
+					match(t, r+": "+tc.name, hasProps(s, "AWS::CloudWatch::Alarm", props))
+				}
+			}
+			match(t, "four alarms a relay", func() {
+				s.tpl.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(4*len(relays))))
+			})
+		})
+	}
+}
+
+// The dashboard shows, per relay, its alarms, bytes in and streams (by
+// kind and in all), refusals by reason, store errors and retries, and
+// memory.
+func TestRelayHealthDashboard(t *testing.T) {
+	s, _ := relayHealthStack(t, "a", "b")
+	body := js(s.tpl.FindResources(jsii.String("AWS::CloudWatch::Dashboard"), nil))
+	for _, r := range []string{"a", "b"} {
+		for _, want := range []string{
+			`\"title\":\"Relay ` + r + `: bytes in (per minute)\"`,
+			`SEARCH('{\\\"Smoothcast/Relay\\\",Relay,Kind} MetricName=\\\"BytesIn\\\" Relay=\\\"` + r + `\\\"', 'Sum', 60)`,
+			`SEARCH('{\\\"Smoothcast/Relay\\\",Relay,Kind} MetricName=\\\"ActiveStreams\\\" Relay=\\\"` + r + `\\\"', 'Maximum', 60)`,
+			`SEARCH('{\\\"Smoothcast/Relay\\\",Relay,Reason} MetricName=\\\"IngestErrors\\\" Relay=\\\"` + r + `\\\"', 'Sum', 60)`,
+			`\"Smoothcast/Relay\",\"BytesIn\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"ActiveStreams\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"StoreErrors\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"StoreRetries\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"MemoryBudgetUsed\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"MemoryBudget\",\"Relay\",\"` + r + `\"`,
+			`\"Smoothcast/Relay\",\"ResidentMemory\",\"Relay\",\"` + r + `\"`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("relay %s: the dashboard lacks %s", r, want)
+			}
+		}
+		a := s.stack.Monitoring.Health[r]
+		for _, alarm := range []awscloudwatch.Alarm{a.StoreErrors, a.MemoryNearBudget, a.AuthBurst, a.NoBytesIn} {
+			if id := logicalID(s.stack.Stack, alarm); !strings.Contains(body, `{"Fn::GetAtt":["`+id+`","Arn"]}`) {
+				t.Errorf("relay %s: the dashboard's alarm widget lacks %s", r, id)
+			}
+		}
+	}
+	if !strings.Contains(body, "${PROP('Dim.Kind')}") || !strings.Contains(body, "${PROP('Dim.Reason')}") {
+		t.Error("the searches' lines are not named by their dimension's value")
 	}
 }

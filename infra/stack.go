@@ -25,6 +25,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/infra/boot"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/metricname"
 )
 
 // OriginStackProps are the stack's properties.
@@ -158,7 +159,7 @@ func ingestOutputs(stack awscdk.Stack, cfg Config, rs []Relay, m *Monitoring) {
 		groups = append(groups, r.Group.AutoScalingGroupName())
 	}
 	for _, a := range m.Relays {
-		alarms = append(alarms, a.InService.AlarmName())
+		alarms = append(alarms, a.InService.AlarmName(), a.Silent.AlarmName())
 	}
 	awscdk.NewCfnOutput(stack, jsii.String("RelayGroups"), &awscdk.CfnOutputProps{
 		Description: jsii.String("The relays' Auto Scaling groups (smoothcast aws stop/start)"),
@@ -510,7 +511,7 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:    jsii.Strings("cloudwatch:PutMetricData"),
 		Resources:  jsii.Strings("*"), // PutMetricData has no resource: the namespace condition holds it
-		Conditions: &map[string]interface{}{"StringEquals": map[string]interface{}{"cloudwatch:namespace": RelayMetricsNamespace}},
+		Conditions: &map[string]interface{}{"StringEquals": map[string]interface{}{"cloudwatch:namespace": metricname.RelayNamespace}},
 	}))
 	// A replacement instance takes its relay's address over: these
 	// addresses only, and only onto an instance of this stack's relay
@@ -651,7 +652,7 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 			BinaryHash: *binary.AssetHash(), AllocationID: *addresses[i].AttrAllocationId(),
 			Bucket: *media.BucketName(), SecretParameter: cfg.IngestSecretParameter,
 			IngestPort: cfg.IngestPort, RTMPPort: cfg.RTMPPort, RTMPSPort: cfg.RTMPSPort, SRTPort: cfg.SRTPort,
-			MetricsNamespace: RelayMetricsNamespace,
+			MetricsNamespace: metricname.RelayNamespace,
 		}
 		if !cfg.PlainIngest {
 			r.TLS = &boot.TLS{CertParameter: certParameter, Generate: cfg.TLSCertParameter == "", Names: names, SRTPassphraseParameter: cfg.SRTPassphraseParameter}
@@ -665,13 +666,10 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 		out = append(out, Relay{Name: name, Group: asg, Address: addresses[i]})
 	}
 	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; ec2:AssociateAddress names the stack's Elastic IPs, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+
-		" (the group's instance, whose ID is not known before launch; the role cannot tag); autoscaling:CompleteLifecycleAction and SetInstanceHealth only on groups so tagged; the Session Manager agent's actions, autoscaling:DescribeAutoScalingInstances and cloudwatch:PutMetricData have no resource type (PutMetricData is held to the namespace "+RelayMetricsNamespace+").")
+		" (the group's instance, whose ID is not known before launch; the role cannot tag); autoscaling:CompleteLifecycleAction and SetInstanceHealth only on groups so tagged; the Session Manager agent's actions, autoscaling:DescribeAutoScalingInstances and cloudwatch:PutMetricData have no resource type (PutMetricData is held to the namespace "+metricname.RelayNamespace+").")
 	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs), on the ingest, RTMP(S) and SRT ports.")
 	return out, binary
 }
-
-// RelayMetricsNamespace is where the relays publish their health.
-const RelayMetricsNamespace = "Smoothcast/Relay"
 
 // nag suppresses a cdk-nag rule on a construct and its children, with
 // the reason it does not apply.

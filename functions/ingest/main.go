@@ -47,6 +47,10 @@
 //	-srt-pull    CHANNEL=srt://HOST:PORT[?streamid=&passphrase=&latency=ms]: an
 //	             encoder that listens, which the relay calls (repeatable;
 //	             SMOOTHCAST_SRT_PULL: entries separated by spaces)
+//	-cloudwatch-namespace  publish the relay's health to CloudWatch in this
+//	             namespace (empty: not at all), package cloudwatch
+//	-cloudwatch-relay      the Relay dimension's value (a, b), with it
+//	-cloudwatch-interval   how often (default 1m)
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -70,6 +74,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/smoothcast/smoothcast/functions/ingest/cloudwatch"
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/shared/config"
@@ -106,7 +111,9 @@ type options struct {
 	rtmp                                rtmpOptions
 	srt                                 srt.Config
 	pulls                               srt.PullFlag
-	settings                            *config.Set // for the log line
+	cloudwatch                          cloudwatchOptions
+	metrics                             cloudwatch.Config // from cloudwatch
+	settings                            *config.Set       // for the log line
 }
 
 // parseOptions reads the flags, each also settable as SMOOTHCAST_<FLAG>
@@ -137,6 +144,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
 	o.rtmp.define(fs)
 	defineSRT(fs, &o.srt, &o.pulls)
+	o.cloudwatch.define(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -149,6 +157,10 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
 	if err := o.rtmp.check(); err != nil {
+		return o, err
+	}
+	var err error
+	if o.metrics, err = o.cloudwatch.config(); err != nil {
 		return o, err
 	}
 	return o, checkSRT(&o.srt, &o.pulls)
@@ -192,8 +204,11 @@ func run(log *slog.Logger, o options) error {
 		defer srtSrv.Close() // after serve's Shutdown of the relay
 	}
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
+	stopMetrics := startCloudWatch(log, rl.Registry(), o.metrics, o.region)
 	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
-	return serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
+	err = serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
+	stopMetrics() // a last publish, the shutdown counted
+	return err
 }
 
 // listenAdmin opens the admin listener, if addr is set. A relay whose

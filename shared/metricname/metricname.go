@@ -3,10 +3,11 @@
 // them (Embedded Metric Format, functions/manifest/handler) and the AWS
 // stack alarms on them and charts them (infra), so both import this
 // package, which imports nothing: the CDK app does not pull the Lambda
-// handler or the S3 SDK in for a few strings.
+// handler or the S3 SDK in for a few strings. It names the relay's
+// metrics too (relay.go), for the same reason.
 //
-// Every metric is published twice: with the dimension DimensionChannel
-// and without dimensions (the total over channels).
+// Every metric of the function is published twice: with the dimension
+// DimensionChannel and without dimensions (the total over channels).
 package metricname
 
 const (
