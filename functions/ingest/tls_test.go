@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
+	"github.com/smoothcast/smoothcast/shared/store/storetest"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
+)
+
+// With -tls-cert, -addr serves HTTPS only: a push over https:// is
+// stored; a push in clear-text HTTP is answered 400 (net/http's "Client
+// sent an HTTP request to an HTTPS server"), stores nothing, and is
+// logged once for the remote host however often it comes; a client that
+// offers TLS 1.1 at most is refused. At start the certificate's
+// fingerprint, names and addresses are logged.
+func TestIngestServesHTTPSOnly(t *testing.T) {
+	body, err := os.ReadFile("../../shared/ingest/testdata/ffmpeg-isml.ismv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, _, err := tlsfile.SelfSigned(t.TempDir(), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseWithEnv([]string{"-tls-cert", certFile, "-tls-key", keyFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := logtest.New()
+	log := slog.New(rec)
+	cert, err := o.tls.load(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := cert.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rec.Find(slog.LevelInfo, "ingest certificate (-tls-cert)", map[string]string{
+		"fingerprint_sha256": tlsfile.Fingerprint(leaf.Leaf), "dns_names": "[localhost]", "ip_addresses": "[127.0.0.1 ::1]",
+	}); !ok {
+		t.Errorf("no start line with the certificate's fingerprint, names and addresses:\n%s", strings.Join(rec.Lines(), "\n"))
+	}
+	mem := &storetest.Mem{}
+	rl := relay.New(mem, relay.DefaultConfig(), log)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, log, rl, listenTLS(rl.Listener(raw), cert), nil, time.Second, 5*time.Second) }()
+	t.Cleanup(func() { stop(); <-done })
+	addr := raw.Addr().String()
+
+	for range 3 {
+		if code, msg := testtool.Do(t, "POST", "http://"+addr+"/live/clear.isml/Streams(enc1)", body, true); code != http.StatusBadRequest || !strings.Contains(msg, "HTTPS") {
+			t.Fatalf("a clear-text push: %d %q, want 400 naming HTTPS", code, msg)
+		}
+	}
+	if n := mem.Len(); n != 0 {
+		t.Fatalf("clear-text pushes stored %d objects", n)
+	}
+	// net/http logs after it has answered.
+	rec.Wait(t, slog.LevelWarn, "clear-text connection to a TLS port refused: the encoder must use https:// or rtmps:// (logged once per remote host)", map[string]string{"remote": "127.0.0.1"})
+	warned := 0
+	for _, r := range rec.Records() {
+		if strings.HasPrefix(r.Message, "clear-text connection to a TLS port refused") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d warnings for 3 clear-text pushes from one host, want 1:\n%s", warned, strings.Join(rec.Lines(), "\n"))
+	}
+
+	if _, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
+
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf.Leaf)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := client.Post("https://"+addr+"/live/secure.isml/Streams(enc1)", "video/mp4", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || mem.Len() == 0 {
+		t.Errorf("a push over HTTPS: %s, %d objects stored", resp.Status, mem.Len())
+	}
+}
+
+// The ingest certificate's flags: -tls-key without -tls-cert is refused,
+// and the key defaults to the certificate's file (one PEM holding both).
+func TestTLSOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		cert, key string
+		wantErr   string
+	}{
+		{name: "none: clear-text HTTP"},
+		{name: "a certificate and its key", args: []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, cert: "c.pem", key: "k.pem"},
+		{name: "one file holding both", args: []string{"-tls-cert", "both.pem"}, cert: "both.pem"},
+		{name: "a key without a certificate", args: []string{"-tls-key", "k.pem"}, wantErr: "-tls-key needs -tls-cert"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseWithEnv(tc.args, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || o.tls.cert != tc.cert || o.tls.key != tc.key {
+				t.Fatalf("cert %q key %q, %v; want %q %q", o.tls.cert, o.tls.key, err, tc.cert, tc.key)
+			}
+		})
+	}
+}
+
+// The SRT passphrase may come from an SSM parameter (a SecureString,
+// SMOOTHCAST_SRT_PASSPHRASE_PARAMETER), read at start as the ingest
+// secret is: the value is the passphrase, white space around it trimmed;
+// one SRT cannot use (empty, too short, too long) or a parameter that
+// does not exist stops the relay with an error that never shows the
+// passphrase; the flag and -srt-passphrase together are refused; the
+// configuration's log line names the parameter, not its value.
+func TestSRTPassphraseFromSSM(t *testing.T) {
+	const good, short = "ssm-passphrase-0123", "short-pas"
+	ssm := testtool.NewSSM(t, map[string]string{
+		"/smoothcast/srt": good + "\n", "/smoothcast/short": short, "/smoothcast/long": strings.Repeat("p", 80), "/smoothcast/empty": " ",
+	})
+	t.Setenv("AWS_ENDPOINT_URL_SSM", ssm.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		want     string
+		parseErr string
+		loadErr  string
+	}{
+		{name: "the parameter from the environment", env: map[string]string{"SMOOTHCAST_SRT_PASSPHRASE_PARAMETER": "/smoothcast/srt"}, want: good},
+		{name: "the parameter from the flag", args: []string{"-srt-passphrase-parameter", "/smoothcast/srt"}, want: good},
+		{name: "too short", args: []string{"-srt-passphrase-parameter", "/smoothcast/short"}, loadErr: "9 characters; SRT takes 10 to 79"},
+		{name: "too long", args: []string{"-srt-passphrase-parameter", "/smoothcast/long"}, loadErr: "80 characters; SRT takes 10 to 79"},
+		{name: "empty", args: []string{"-srt-passphrase-parameter", "/smoothcast/empty"}, loadErr: "/smoothcast/empty (-srt-passphrase-parameter) is empty"},
+		{name: "a parameter that does not exist", args: []string{"-srt-passphrase-parameter", "/smoothcast/none"}, loadErr: "ParameterNotFound"},
+		{name: "both the passphrase and its parameter", args: []string{"-srt-passphrase", good, "-srt-passphrase-parameter", "/smoothcast/srt"}, parseErr: "set one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseWithEnv(tc.args, tc.env)
+			if tc.parseErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.parseErr) || strings.Contains(err.Error(), good) {
+					t.Fatalf("error %v, want %q without the passphrase", err, tc.parseErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := logtest.New()
+			o.settings.Log(slog.New(rec), "configuration")
+			if lines := strings.Join(rec.Lines(), "\n"); !strings.Contains(lines, "srt_passphrase_parameter=/smoothcast/") {
+				t.Errorf("the configuration does not name the parameter: %s", lines)
+			}
+			got, err := loadSRTPassphrase(context.Background(), o.srtPassphraseParameter, "us-east-1")
+			if tc.loadErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.loadErr) || strings.Contains(err.Error(), short) {
+					t.Fatalf("error %v, want %q without the passphrase", err, tc.loadErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("passphrase %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
