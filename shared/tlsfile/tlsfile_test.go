@@ -185,7 +185,6 @@ func TestSelfSignedIsKeptUnlessItMustChange(t *testing.T) {
 	}
 }
 
-
 // A client that speaks clear-text HTTP to an HTTPS server is answered
 // 400 by net/http, and logged once per remote host, however often it
 // comes back; a failed handshake of another kind is logged once too, and
