@@ -83,8 +83,11 @@ func (w errorWriter) Write(p []byte) (int, error) {
 	if rest, ok := strings.CutPrefix(line, handshakePrefix); ok {
 		// "host:port: reason" (the host may be [v6]).
 		if i := strings.Index(rest, ": "); i > 0 {
-			reason := rest[i+2:]
-			w.h.Failed(rest[:i], reason == plainHTTPReason, reason)
+			// EOF: a connection closed before it said anything (a load
+			// balancer's or a test's TCP probe), not worth a line.
+			if reason := rest[i+2:]; reason != "EOF" {
+				w.h.Failed(rest[:i], reason == plainHTTPReason, reason)
+			}
 			return len(p), nil
 		}
 	}
