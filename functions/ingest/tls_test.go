@@ -206,3 +206,64 @@ func TestSRTPassphraseFromSSM(t *testing.T) {
 		})
 	}
 }
+
+// RTMPS takes no clear text: an rtmp:// publish to its port (RTMP's
+// handshake where TLS's was due) is closed before anything reaches the
+// relay, and logged once for the remote host however often it comes.
+func TestRTMPInClearTextToRTMPSIsRefused(t *testing.T) {
+	certFile, keyFile, _, err := tlsfile.SelfSigned(t.TempDir(), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseWithEnv([]string{"-rtmp-addr", "", "-rtmps-addr", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := logtest.New()
+	log := slog.New(rec)
+	if o.rtmp.ingestCert, err = o.tls.load(log); err != nil {
+		t.Fatal(err)
+	}
+	mem := &storetest.Mem{}
+	rl := relay.New(mem, relay.DefaultConfig(), log)
+	srv, err := listenRTMP(context.Background(), log, rl, o.rtmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	addr := rec.Wait(t, slog.LevelInfo, "rtmp listener", map[string]string{"tls": "true"})["addr"]
+	const clearText = "clear-text connection to a TLS port refused: the encoder must use https:// or rtmps:// (logged once per remote host)"
+	for i := range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// C0 (version 3) and C1 (time, zero, 1528 bytes), as an RTMP
+		// client opens.
+		if _, err := conn.Write(append([]byte{3}, make([]byte, 1536)...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("attempt %d: still open", i)
+		}
+		if len(got) > 0 && got[0] == 3 {
+			t.Fatalf("attempt %d: answered with RTMP's S0", i)
+		}
+		conn.Close()
+		if i == 0 {
+			rec.Wait(t, slog.LevelWarn, clearText, map[string]string{"remote": "127.0.0.1"})
+		}
+	}
+	// The server logs before it closes: every attempt is in by now.
+	warned := 0
+	for _, r := range rec.Records() {
+		if r.Message == clearText {
+			warned++
+		}
+	}
+	if warned != 1 || mem.Len() != 0 {
+		t.Errorf("%d warnings for 3 attempts from one host (want 1), %d objects stored (want 0):\n%s", warned, mem.Len(), strings.Join(rec.Lines(), "\n"))
+	}
+}

@@ -200,7 +200,10 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	if err != nil {
 		err = c.readError(err)
-		if _, isTLS := nc.(*tls.Conn); isTLS && c.n == 0 && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		// RTMPS: a handshake that failed (not a probe that closed) is
+		// logged once per remote host (rtmp:// to the RTMPS port, an
+		// encoder that does not trust the certificate).
+		if tc, isTLS := nc.(*tls.Conn); isTLS && !tc.ConnectionState().HandshakeComplete && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			s.handshakes.Failed(remote, tlsfile.IsClearText(err), err.Error())
 			return
 		}
