@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/ingest/rtmp"
 	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/store/storetest"
 	"github.com/smoothcast/smoothcast/shared/tlsfile"
@@ -64,13 +65,7 @@ func TestRTMPListeners(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := logtest.New()
-			log := slog.New(rec)
-			if o.rtmp.ingestCert, err = o.tls.load(log); err != nil {
-				t.Fatal(err)
-			}
-			rl := relay.New(&storetest.Mem{}, relay.DefaultConfig(), log)
-			srv, err := listenRTMP(context.Background(), log, rl, o.rtmp)
+			srv, rec, err := startRTMP(t, o, &storetest.Mem{})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("listenRTMP: %v, want %q", err, tc.err)
@@ -97,4 +92,18 @@ func TestRTMPListeners(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startRTMP runs listenRTMP as run does (-tls-cert's certificate loaded)
+// for a relay over mem, logging to rec.
+func startRTMP(t *testing.T, o options, mem *storetest.Mem) (*rtmp.Server, *logtest.Recorder, error) {
+	t.Helper()
+	rec := logtest.New()
+	log := slog.New(rec)
+	var err error
+	if o.rtmp.ingestCert, err = o.tls.load(log); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := listenRTMP(context.Background(), log, relay.New(mem, relay.DefaultConfig(), log), o.rtmp)
+	return srv, rec, err
 }

@@ -219,14 +219,8 @@ func TestRTMPInClearTextToRTMPSIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := logtest.New()
-	log := slog.New(rec)
-	if o.rtmp.ingestCert, err = o.tls.load(log); err != nil {
-		t.Fatal(err)
-	}
 	mem := &storetest.Mem{}
-	rl := relay.New(mem, relay.DefaultConfig(), log)
-	srv, err := listenRTMP(context.Background(), log, rl, o.rtmp)
+	srv, rec, err := startRTMP(t, o, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
