@@ -107,6 +107,8 @@ Ingest (encoders push here, POST or PUT, chunked or not):
   http://{ingest}/live/{channel}.isml/{file}              uploads: ffmpeg -f dash or -f hls -method PUT
   rtmp://{rtmp}/live/{channel}                            RTMP (OBS: Server rtmp://{rtmp}/live, Stream Key {channel})
   srt://{srt}?streamid=#!::r={channel},m=publish         SRT callers (MPEG-TS; the bare channel name works too)
+With -tls, the ingest is https:// only and RTMPS is rtmps://{rtmps}/live/{channel}, with a
+self-signed certificate kept in {data-dir}/tls (or -tls-cert); SRT encrypts with -srt-passphrase.
 
 Playback (the edge):
   http://{edge}/live/{channel}.isml/Manifest       Smooth Streaming
@@ -143,6 +145,8 @@ func run(args []string) error {
 	budget := config.Bytes(relay.DefaultConfig().MemoryBudget)
 	fs.BytesVar(&budget, "memory-budget", budget, "the memory the relay's buffers draw from, the local stack's share of it: past it, pushes and uploads get 503 and Retry-After (0: no bound)")
 	drift := fs.Duration("max-drift", 10*time.Second, "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
+	var tlsOpts runTLS
+	tlsOpts.define(fs)
 	players := fs.String("players", "players", "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -165,6 +169,12 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	tlsOpts.dataDir = *dataDir
+	ingestCert, err := tlsOpts.load(log, time.Now())
+	defer tlsOpts.close()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hcfg := handler.DefaultConfig()
@@ -189,10 +199,14 @@ func run(args []string) error {
 	}
 	// Not ctx itself: Ctrl-C must not cut the pushes before Close lets them
 	// store the fragment in hand, as the relay does on SIGTERM.
-	st, err := stack.Start(context.WithoutCancel(ctx), stack.Options{
+	so := stack.Options{
 		IngestAddr: *ingest, EdgeAddr: *edgeAddr, AdminAddr: *adminAddr, S3Addr: *s3Addr, DataDir: *dataDir, RTMPAddr: *rtmpAddr,
 		Handler: hcfg, Relay: rcfg, SRT: srtCfg, Players: *players, Log: log,
-	})
+	}
+	if ingestCert != nil {
+		so.IngestTLS, so.RTMPSAddr, so.RTMPTLS = ingestCert.Config(), tlsOpts.rtmpsAddr, ingestCert.Config()
+	}
+	st, err := stack.Start(context.WithoutCancel(ctx), so)
 	if err != nil {
 		return err
 	}
@@ -212,7 +226,7 @@ smoothcast is running.
   Player:    %[2]s/player/?channel=demo&format=hls   (format: hls, dash or smooth)
   Store:     %[3]s (bucket smoothcast, data in %[4]q)
   Relay:     %[5]s/status.html   (also /metrics, /healthz, /status)
-
+%[9]s
 Push a test pattern (two video bitrates + AAC) to channel "demo":
 
   ffmpeg -re -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
@@ -232,7 +246,7 @@ Then play:
 
 Ctrl-C stops.
 `, st.IngestURL, st.EdgeURL, st.S3.URL, *dataDir, cmp.Or(st.AdminURL, "(off)"), cmp.Or(st.RTMPURL, "rtmp (off)"), rtmpKey,
-		srtLine(st.SRTURL, rcfg.Secrets.On(), srtCfg.Passphrase != ""))
+		srtLine(st.SRTURL, rcfg.Secrets.On(), srtCfg.Passphrase != ""), tlsOpts.banner(ingestCert, st.IngestURL, st.RTMPSURL))
 	<-ctx.Done()
 	log.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

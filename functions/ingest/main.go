@@ -26,7 +26,11 @@
 // package shared/config). The effective configuration is logged at start,
 // secrets masked:
 //
-//	-addr       listen address (default :8080)
+//	-addr       listen address (default :8080): HTTPS only with -tls-cert
+//	-tls-cert   certificate chain, PEM, which may hold the key too (read again
+//	            when it changes; its SHA-256 fingerprint, names and addresses
+//	            are logged at start); empty: clear-text HTTP
+//	-tls-key    its private key, PEM (empty: in the -tls-cert file)
 //	-bucket     bucket (required)
 //	-region     region (default: AWS_REGION, else us-east-1)
 //	-endpoint   S3-compatible endpoint (empty: AWS)
@@ -40,9 +44,12 @@
 //	-admin-addr        metrics, health and status address (default 127.0.0.1:9090; empty: none)
 //	-shutdown-timeout  how long a shutdown may take (default 10s)
 //	-rtmp-addr   RTMP listen address (default :1935; empty: none), package rtmp
-//	-rtmps-addr  RTMPS listen address (default none), with -rtmps-cert and -rtmps-key (PEM)
+//	-rtmps-addr  RTMPS listen address (default none), with -rtmps-cert and -rtmps-key (PEM),
+//	             or else -tls-cert and -tls-key
 //	-srt-addr    SRT listen address, UDP (default :9000; empty: none), package srt
 //	-srt-passphrase  SRT encryption passphrase, 10 to 79 characters (empty: none)
+//	-srt-passphrase-parameter  SSM parameter (SecureString) with the SRT passphrase,
+//	             read at start (SMOOTHCAST_SRT_PASSPHRASE_PARAMETER)
 //	-srt-latency  the least SRT latency the relay asks of callers (default 120ms)
 //	-srt-pull    CHANNEL=srt://HOST:PORT[?streamid=&passphrase=&latency=ms]: an
 //	             encoder that listens, which the relay calls (repeatable;
@@ -51,6 +58,11 @@
 //	             namespace (empty: not at all), package cloudwatch
 //	-cloudwatch-relay      the Relay dimension's value (a, b), with it
 //	-cloudwatch-interval   how often (default 1m)
+//
+// With -tls-cert, -addr takes no clear text: net/http answers a request
+// in clear-text HTTP 400 and closes the connection, and the relay logs it
+// once per remote host (an encoder whose URL says http:// where https://
+// is due); an rtmp:// publish to the RTMPS port likewise.
 //
 // SMOOTHCAST_INGEST_SECRET may also hold the secret(s) themselves. Without
 // any, encoders are not authenticated, and the relay says so loudly.
@@ -79,6 +91,7 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/shared/config"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 func main() {
@@ -109,7 +122,9 @@ type options struct {
 	adminAddr                           string
 	headerTimeout, shutdownTimeout      time.Duration
 	rtmp                                rtmpOptions
+	tls                                 tlsOptions
 	srt                                 srt.Config
+	srtPassphraseParameter              string
 	pulls                               srt.PullFlag
 	cloudwatch                          cloudwatchOptions
 	metrics                             cloudwatch.Config // from cloudwatch
@@ -142,8 +157,9 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	secret := fs.EnvSecret("SMOOTHCAST_INGEST_SECRET", "the ingest secret(s) themselves, when neither -secret-parameter nor -secret-file is set")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "address of /metrics, /healthz, /status and /status.html (empty: not served); keep it away from encoders")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long pushes have to finish the fragment in hand before the relay exits")
+	o.tls.define(fs)
 	o.rtmp.define(fs)
-	defineSRT(fs, &o.srt, &o.pulls)
+	defineSRT(fs, &o.srt, &o.srtPassphraseParameter, &o.pulls)
 	o.cloudwatch.define(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -156,14 +172,17 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if o.shutdownTimeout <= 0 {
 		return o, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdownTimeout)
 	}
-	if err := o.rtmp.check(); err != nil {
+	if err := o.tls.check(); err != nil {
+		return o, err
+	}
+	if err := o.rtmp.check(o.tls.cert != ""); err != nil {
 		return o, err
 	}
 	var err error
 	if o.metrics, err = o.cloudwatch.config(); err != nil {
 		return o, err
 	}
-	return o, checkSRT(&o.srt, &o.pulls)
+	return o, checkSRT(&o.srt, o.srtPassphraseParameter, &o.pulls)
 }
 
 func run(log *slog.Logger, o options) error {
@@ -180,6 +199,16 @@ func run(log *slog.Logger, o options) error {
 	cfg := o.relay
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
+	if o.srtPassphraseParameter != "" {
+		if o.srt.Passphrase, err = loadSRTPassphrase(ctx, o.srtPassphraseParameter, o.region); err != nil {
+			return err
+		}
+	}
+	ingestCert, err := o.tls.load(log)
+	if err != nil {
+		return fmt.Errorf("ingest listener (-tls-cert): %w", err)
+	}
+	o.rtmp.ingestCert = ingestCert
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MemoryBudget > 0 {
 		// The garbage collector keeps the heap, garbage included, within
 		// the budget the buffers draw from.
@@ -190,8 +219,9 @@ func run(log *slog.Logger, o options) error {
 	if err != nil {
 		return fmt.Errorf("ingest listener: %w", err)
 	}
-	// Each connection draws its headers' cost from the budget.
-	ln = rl.Listener(ln)
+	// Each connection draws its headers' cost from the budget, TLS's
+	// handshake included.
+	ln = listenTLS(rl.Listener(ln), ingestCert)
 	rtmpSrv, err := listenRTMP(ctx, log, rl, o.rtmp)
 	if err != nil {
 		_ = ln.Close()
@@ -205,7 +235,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	adminLn, adminAt := listenAdmin(log, o.adminAddr)
 	stopMetrics := startCloudWatch(log, rl.Registry(), o.metrics, o.region)
-	log.Info("ingest relay", "addr", ln.Addr().String(), "admin_addr", adminAt, "bucket", o.bucket)
+	log.Info("ingest relay", "addr", ln.Addr().String(), "tls", ingestCert != nil, "admin_addr", adminAt, "bucket", o.bucket)
 	err = serve(ctx, log, rl, ln, adminLn, o.headerTimeout, o.shutdownTimeout)
 	stopMetrics() // a last publish, the shutdown counted
 	return err
@@ -236,6 +266,9 @@ func serve(ctx context.Context, log *slog.Logger, rl *relay.Relay, ln, adminLn n
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 	srv := newServer(base, "", rl.Handler(), headerTimeout)
+	// On a TLS listener, net/http answers a clear-text request 400 and
+	// logs it: once per remote host is enough.
+	srv.ErrorLog = tlsfile.NewHandshakeLog(log.With("listener", "-addr")).ErrorLog()
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("ingest listener: %w", srv.Serve(ln)) }()
 	var admin *http.Server
@@ -297,15 +330,11 @@ func logAuth(log *slog.Logger, secrets relay.Secrets, from string) {
 func loadSecrets(ctx context.Context, file, parameter, secret, region string) (relay.Secrets, string, error) {
 	switch {
 	case parameter != "":
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		v, err := getParameter(ctx, parameter, region)
 		if err != nil {
-			return relay.Secrets{}, "", fmt.Errorf("ingest secret: AWS config: %w", err)
+			return relay.Secrets{}, "", fmt.Errorf("ingest secret: %w", err)
 		}
-		out, err := ssm.NewFromConfig(awsCfg).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(parameter), WithDecryption: aws.Bool(true)})
-		if err != nil {
-			return relay.Secrets{}, "", fmt.Errorf("ingest secret: SSM parameter %s: %w", parameter, err)
-		}
-		s, err := relay.ParseSecrets(aws.ToString(out.Parameter.Value))
+		s, err := relay.ParseSecrets(v)
 		return s, "ssm:" + parameter, err
 	case file != "":
 		b, err := os.ReadFile(file)
@@ -319,4 +348,18 @@ func loadSecrets(ctx context.Context, file, parameter, secret, region string) (r
 		return s, "SMOOTHCAST_INGEST_SECRET", err
 	}
 	return relay.Secrets{}, "", nil
+}
+
+// getParameter reads an SSM parameter (a SecureString, decrypted) in
+// region.
+func getParameter(ctx context.Context, name, region string) (string, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	if err != nil {
+		return "", fmt.Errorf("AWS config: %w", err)
+	}
+	out, err := ssm.NewFromConfig(awsCfg).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return "", fmt.Errorf("SSM parameter %s: %w", name, err)
+	}
+	return aws.ToString(out.Parameter.Value), nil
 }

@@ -8,14 +8,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
+	"github.com/smoothcast/smoothcast/functions/ingest/rtmp"
 	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
 	"github.com/smoothcast/smoothcast/shared/store/storetest"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 // RTMP listens on :1935 unless turned off; RTMPS takes its address, its
-// certificate and its key together; a certificate that does not load
+// certificate and its key together, or its address and the ingest
+// listener's certificate (-tls-cert); a certificate that does not load
 // stops the relay, an address that is taken only costs its publishes
 // (logged loudly), as the admin address does.
 func TestRTMPListeners(t *testing.T) {
@@ -26,6 +30,10 @@ func TestRTMPListeners(t *testing.T) {
 	defer taken.Close()
 	bad := filepath.Join(t.TempDir(), "bad.pem")
 	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good, goodKey, _, err := tlsfile.SelfSigned(t.TempDir(), nil, time.Now())
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -42,6 +50,9 @@ func TestRTMPListeners(t *testing.T) {
 		{name: "RTMPS without a certificate", args: []string{"-rtmps-addr", "127.0.0.1:0"}, parseErr: "-rtmps-addr needs -rtmps-cert and -rtmps-key"},
 		{name: "a certificate without RTMPS", args: []string{"-rtmps-cert", bad, "-rtmps-key", bad}, parseErr: "-rtmps-addr needs"},
 		{name: "RTMPS with a certificate that does not load", args: []string{"-rtmp-addr", "", "-rtmps-addr", "127.0.0.1:0", "-rtmps-cert", bad, "-rtmps-key", bad}, err: "rtmps certificate"},
+		{name: "RTMPS with its own certificate", args: []string{"-rtmp-addr", "", "-rtmps-addr", "127.0.0.1:0", "-rtmps-cert", good, "-rtmps-key", goodKey}, listens: 1},
+		{name: "RTMPS with the ingest listener's certificate", args: []string{"-rtmp-addr", "", "-rtmps-addr", "127.0.0.1:0", "-tls-cert", good, "-tls-key", goodKey}, listens: 1},
+		{name: "RTMPS with half a certificate of its own", args: []string{"-rtmps-addr", "127.0.0.1:0", "-rtmps-cert", good, "-tls-cert", good}, parseErr: "-rtmps-addr needs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := parseOptions(append([]string{"-bucket", "b"}, tc.args...), func(string) (string, bool) { return "", false })
@@ -54,10 +65,7 @@ func TestRTMPListeners(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := logtest.New()
-			log := slog.New(rec)
-			rl := relay.New(&storetest.Mem{}, relay.DefaultConfig(), log)
-			srv, err := listenRTMP(context.Background(), log, rl, o.rtmp)
+			srv, rec, err := startRTMP(t, o, &storetest.Mem{})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("listenRTMP: %v, want %q", err, tc.err)
@@ -84,4 +92,18 @@ func TestRTMPListeners(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startRTMP runs listenRTMP as run does (-tls-cert's certificate loaded)
+// for a relay over mem, logging to rec.
+func startRTMP(t *testing.T, o options, mem *storetest.Mem) (*rtmp.Server, *logtest.Recorder, error) {
+	t.Helper()
+	rec := logtest.New()
+	log := slog.New(rec)
+	var err error
+	if o.rtmp.ingestCert, err = o.tls.load(log); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := listenRTMP(context.Background(), log, relay.New(mem, relay.DefaultConfig(), log), o.rtmp)
+	return srv, rec, err
 }

@@ -9,9 +9,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,12 +28,16 @@ import (
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 // Options configure the stack.
 type Options struct {
 	IngestAddr string // default 127.0.0.1:8080
-	EdgeAddr   string // default 127.0.0.1:8081
+	// IngestTLS, when set, makes the ingest listener HTTPS only (as the
+	// relay's -tls-cert does).
+	IngestTLS *tls.Config
+	EdgeAddr  string // default 127.0.0.1:8081
 	// AdminAddr serves the relay's /metrics, /healthz, /status and
 	// /status.html; empty serves none.
 	AdminAddr string
@@ -71,7 +77,7 @@ type Options struct {
 
 // Stack is a running local origin.
 type Stack struct {
-	IngestURL string // http://host:port (push to IngestURL + /live/{ch}.isml/Streams({s}))
+	IngestURL string // http://host:port, or https:// with Options.IngestTLS (push to IngestURL + /live/{ch}.isml/Streams({s}))
 	EdgeURL   string // http://host:port (play from EdgeURL + /live/{ch}.isml/Manifest)
 	AdminURL  string // http://host:port of the relay's metrics and status ("" without Options.AdminAddr)
 	// RTMPURL and RTMPSURL are the encoders' Server URLs (rtmp://host:port/live;
@@ -181,7 +187,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.Relay = relay.New(st, o.Relay, o.Log.With("component", "relay"))
 	ed := &edge.Edge{Store: st, Manifest: h.HandleURL, Log: o.Log.With("component", "edge"), Players: o.Players}
 
-	ingest, err := s.serveIngest(ctx, o.IngestAddr)
+	ingest, err := s.serveIngest(ctx, o.IngestAddr, o.IngestTLS, o.Log.With("component", "relay"))
 	if err != nil {
 		return fail(fmt.Errorf("ingest: %w", err))
 	}
@@ -233,14 +239,22 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 }
 
 // serveIngest serves the relay as its main does: each connection draws
-// its headers' cost from the relay's memory budget, and headers past
-// relay.MaxHeaderBytes are answered 431.
-func (s *Stack) serveIngest(ctx context.Context, addr string) (string, error) {
+// its headers' cost from the relay's memory budget, headers past
+// relay.MaxHeaderBytes are answered 431, and with tlsCfg it is HTTPS
+// only.
+func (s *Stack) serveIngest(ctx context.Context, addr string, tlsCfg *tls.Config, log *slog.Logger) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
-	return s.serveOn(ctx, s.Relay.Listener(ln), s.Relay.Handler(), relay.MaxHeaderBytes)
+	ln = s.Relay.Listener(ln)
+	if tlsCfg == nil {
+		return s.serveOn(ctx, ln, s.Relay.Handler(), relay.MaxHeaderBytes, nil)
+	}
+	// A clear-text request is answered 400 by net/http, and logged once
+	// per remote host.
+	u, err := s.serveOn(ctx, tls.NewListener(ln, tlsCfg), s.Relay.Handler(), relay.MaxHeaderBytes, tlsfile.NewHandshakeLog(log).ErrorLog())
+	return strings.Replace(u, "http://", "https://", 1), err
 }
 
 // serveRTMP takes RTMP (and RTMPS) publishes as the relay's main does.
@@ -269,16 +283,18 @@ func (s *Stack) serve(ctx context.Context, addr string, h http.Handler) (string,
 	if err != nil {
 		return "", err
 	}
-	return s.serveOn(ctx, ln, h, 0)
+	return s.serveOn(ctx, ln, h, 0, nil)
 }
 
-func (s *Stack) serveOn(ctx context.Context, ln net.Listener, h http.Handler, maxHeaderBytes int) (string, error) {
+// serveOn serves h on ln; errorLog, if set, is the server's ErrorLog.
+func (s *Stack) serveOn(ctx context.Context, ln net.Listener, h http.Handler, maxHeaderBytes int, errorLog *log.Logger) (string, error) {
 	addr := ln.Addr().String()
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errorLog,
 		// Push requests run for hours; Shutdown would wait for them forever.
 		// Their contexts end with the stack's.
 		BaseContext: func(net.Listener) context.Context { return ctx },

@@ -3,6 +3,7 @@ package rtmp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/shared/ingest"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 // onStatus codes the relay answers a publish or play with.
@@ -198,6 +200,13 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	if err != nil {
 		err = c.readError(err)
+		// RTMPS: a handshake that failed (not a probe that closed) is
+		// logged once per remote host (rtmp:// to the RTMPS port, an
+		// encoder that does not trust the certificate).
+		if tc, isTLS := nc.(*tls.Conn); isTLS && !tc.ConnectionState().HandshakeComplete && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			s.handshakes.Failed(remote, tlsfile.IsClearText(err), err.Error())
+			return
+		}
 		if c.n == 0 {
 			log.Debug("rtmp connection closed before its handshake", "err", err)
 			return

@@ -45,6 +45,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/shared/packager"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 // Config holds an RTMP server's settings.
@@ -87,6 +88,9 @@ type Server struct {
 	log *slog.Logger
 
 	staleAfter time.Duration // the defaultStaleAfter; tests shorten it
+	// handshakes logs the RTMPS connections that fail their TLS
+	// handshake (rtmp:// to the RTMPS port), once per remote host.
+	handshakes *tlsfile.HandshakeLog
 
 	mu         sync.Mutex // guards what follows; never held with another lock
 	listeners  map[net.Listener]bool
@@ -123,7 +127,8 @@ func New(rl *relay.Relay, cfg Config, log *slog.Logger) *Server {
 	if cfg.MinFragment <= 0 {
 		cfg.MinFragment = packager.DefaultMinFragment
 	}
-	return &Server{rl: rl, cfg: cfg, log: log.With("source", "rtmp"), staleAfter: defaultStaleAfter, listeners: map[net.Listener]bool{},
+	log = log.With("source", "rtmp")
+	return &Server{rl: rl, cfg: cfg, log: log, staleAfter: defaultStaleAfter, handshakes: tlsfile.NewHandshakeLog(log), listeners: map[net.Listener]bool{},
 		conns: map[net.Conn]bool{}, keys: map[string]*claim{}}
 }
 
@@ -274,19 +279,14 @@ func (t *syncTime) Load() time.Time   { t.mu.Lock(); defer t.mu.Unlock(); return
 // TLSConfig is the RTMPS listener's TLS configuration: TLS 1.2 at least,
 // the certificate chain and key read from PEM files, and read again when
 // either file changes (a renewed certificate needs no restart; one that
-// does not load is logged, and the one before it stays in use).
+// does not load is logged, and the one before it stays in use). See
+// package tlsfile.
 func TLSConfig(certFile, keyFile string, log *slog.Logger) (*tls.Config, error) {
-	if log == nil {
-		log = slog.Default()
+	k, err := tlsfile.Load(certFile, keyFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("rtmps %w", err)
 	}
-	kc := &keyPair{certFile: certFile, keyFile: keyFile, log: log}
-	if _, err := kc.get(); err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kc.get() },
-	}, nil
+	return k.Config(), nil
 }
 
 // Listen opens the RTMP listener at addr, or the RTMPS one when tlsCfg is
