@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/infra/boot"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -45,8 +46,16 @@ func TestTLSIngest(t *testing.T) {
 	pem := tlsPEM(t)
 	rtmpsAddr, srtAddr := freeAddr(t), testtool.FreeUDPAddr(t)
 	st := startStack(t)
-	rp := startRelay(t, buildRelay(t), st, "-tls-cert", pem, "-tls-key", pem, "-rtmp-addr", "", "-rtmps-addr", rtmpsAddr,
-		"-srt-addr", srtAddr, "-srt-passphrase-parameter", parameter)
+	// The relay's settings are the stack's (infra/boot), TLS on, with the
+	// test's addresses, certificate file, bucket and store in place of
+	// the instance's (and no ingest secret, no CloudWatch).
+	relay := boot.Relay{Name: "a", Region: "us-east-1", Bucket: st.Store.Bucket, IngestPort: 8080, RTMPPort: 1935, RTMPSPort: 1936, SRTPort: 9000,
+		TLS: &boot.TLS{CertParameter: "/smoothcast/Test/tls-certificate", SRTPassphraseParameter: parameter}}
+	flags := stackFlags(t, relay, map[string]string{
+		"-addr": "", "-admin-addr": "", "-rtmps-addr": rtmpsAddr, "-srt-addr": srtAddr,
+		"-tls-cert": pem, "-tls-key": pem, "-bucket": st.Store.Bucket,
+	})
+	rp := startRelay(t, buildRelay(t), st, flags...)
 	if ssm.Reads.Load() != 1 {
 		t.Fatalf("the relay read the SRT passphrase's parameter %d times, want once", ssm.Reads.Load())
 	}
@@ -127,6 +136,36 @@ func channelKeys(t *testing.T, st *stack.Stack, channel string) []string {
 		}
 	}
 	return keys
+}
+
+// stackFlags turns the relay's environment as the stack writes it
+// (boot.Relay.Environment: SMOOTHCAST_<FLAG>=value) into the flags it
+// stands for (-flag value), each replaced by replace's value where it
+// has one ("" for -addr: startRelay's own). A variable that names no
+// flag of the relay fails the relay's start, so a misspelt setting in
+// infra/boot cannot go unnoticed.
+func stackFlags(t *testing.T, r boot.Relay, replace map[string]string) []string {
+	t.Helper()
+	var flags []string
+	for _, kv := range r.Environment() {
+		k, v, _ := strings.Cut(kv, "=")
+		name, ok := strings.CutPrefix(k, "SMOOTHCAST_")
+		if !ok {
+			continue // AWS_REGION: startRelay sets the store's
+		}
+		flag := "-" + strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		if flag == "-ingest-secret-parameter" {
+			flag = "-secret-parameter" // the unit's name for it (the flag's is older)
+		}
+		if repl, ok := replace[flag]; ok {
+			if repl == "" {
+				continue
+			}
+			v = repl
+		}
+		flags = append(flags, flag, v)
+	}
+	return flags
 }
 
 // tlsPEM writes a self-signed certificate for localhost and 127.0.0.1

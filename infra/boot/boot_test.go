@@ -238,6 +238,11 @@ func TestBootScript(t *testing.T) {
 			if err != nil || !strings.Contains(string(out), "IP Address:198.51.100.7, IP Address:198.51.100.8, DNS:ingest.example.com") {
 				t.Errorf("the certificate's names: %v\n%s", err, out)
 			}
+			// Its own root, as -ca_file and the systems' trust stores want.
+			out, err = exec.Command("openssl", "x509", "-noout", "-ext", "basicConstraints", "-in", filepath.Join(b.root, "etc/smoothcast/tls.pem")).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "CA:TRUE") {
+				t.Errorf("the certificate is not its own root: %v\n%s", err, out)
+			}
 			_, dropIn := Unit()
 			if b.file(t, "etc/systemd/system/smoothcast-ingest.service.d/tls.conf") != dropIn {
 				t.Error("TLS drop-in missing")
