@@ -260,8 +260,17 @@ func manifestFunction(stack awscdk.Stack, cfg Config, media awss3.Bucket) (awsla
 // segments) and the Function URL (manifests, time).
 func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslambda.Function, logs awss3.Bucket) awscloudfront.Distribution {
 	url := fn.AddFunctionUrl(&awslambda.FunctionUrlOptions{AuthType: awslambda.FunctionUrlAuthType_AWS_IAM})
+	// CloudFront's names are the account's, not the region's: each
+	// carries the stack's name and region, so that a second deployment
+	// elsewhere does not clash.
+	cfName := func(what string) *string {
+		return awscdk.Fn_Join(jsii.String("-"), &[]*string{awscdk.Stack_Of(stack).StackName(), awscdk.Stack_Of(stack).Region(), jsii.String(what)})
+	}
 	s3Origin := awscloudfrontorigins.S3BucketOrigin_WithOriginAccessControl(media, &awscloudfrontorigins.S3BucketOriginWithOACProps{
 		OriginAccessLevels: &[]awscloudfront.AccessLevel{awscloudfront.AccessLevel_READ},
+		OriginAccessControl: awscloudfront.NewS3OriginAccessControl(stack, jsii.String("MediaAccess"), &awscloudfront.S3OriginAccessControlProps{
+			OriginAccessControlName: cfName("media"),
+		}),
 	})
 	// The state is never served: CloudFront may read live/ only.
 	media.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
@@ -276,6 +285,9 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		shield = jsii.String(cfg.OriginShieldRegion)
 	}
 	fnOrigin := awscloudfrontorigins.FunctionUrlOrigin_WithOriginAccessControl(url, &awscloudfrontorigins.FunctionUrlOriginWithOACProps{
+		OriginAccessControl: awscloudfront.NewFunctionUrlOriginAccessControl(stack, jsii.String("ManifestAccess"), &awscloudfront.FunctionUrlOriginAccessControlProps{
+			OriginAccessControlName: cfName("manifests"),
+		}),
 		OriginShieldRegion:  shield,
 		OriginShieldEnabled: jsii.Bool(shield != nil),
 	})
@@ -293,9 +305,7 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		EnableAcceptEncodingBrotli: jsii.Bool(true),
 	})
 	forward := awscloudfront.NewOriginRequestPolicy(stack, jsii.String("ManifestRequest"), &awscloudfront.OriginRequestPolicyProps{
-		// CloudFront's names are the account's: the region keeps a second
-		// deployment elsewhere from clashing.
-		OriginRequestPolicyName: awscdk.Fn_Join(jsii.String("-"), &[]*string{awscdk.Stack_Of(stack).StackName(), awscdk.Stack_Of(stack).Region(), jsii.String("manifest-request")}),
+		OriginRequestPolicyName: cfName("manifest-request"),
 		Comment:                 jsii.String("smoothcast manifests: the viewer's host (absolute URLs) and the time-shift query"),
 		QueryStringBehavior:     awscloudfront.OriginRequestQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
 		HeaderBehavior:          awscloudfront.OriginRequestHeaderBehavior_AllowList(jsii.String(layout.ViewerHostHeader)),

@@ -1128,6 +1128,14 @@ func TestFirstDeployDefectsStayFixed(t *testing.T) {
 			}
 		}
 	}
+	// CloudFront's names are the account's: each carries the region.
+	for _, typ := range []string{"AWS::CloudFront::OriginAccessControl", "AWS::CloudFront::OriginRequestPolicy", "AWS::CloudFront::CachePolicy", "AWS::CloudFront::Function"} {
+		for id, r := range s.of(typ) {
+			if !strings.Contains(js(r.Properties), `{"Ref":"AWS::Region"}`) {
+				t.Errorf("%s %s: a name without the region: %s", typ, id, js(r.Properties))
+			}
+		}
+	}
 	// Finished time-shift manifests are cached as long as they say.
 	if cp := js(s.one(t, "AWS::CloudFront::CachePolicy", "ManifestCache").Properties); !strings.Contains(cp, fmt.Sprintf(`"MaxTTL":%d`, int(layout.FinishedRangeMaxAge.Seconds()))) {
 		t.Errorf("manifest cache policy caps what the function says: %s", cp)
