@@ -221,7 +221,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	// Each connection draws its headers' cost from the budget, TLS's
 	// handshake included.
-	ln = listenTLS(rl.Listener(ln), ingestCert)
+	ln = listenTLS(rl, ln, ingestCert)
 	rtmpSrv, err := listenRTMP(ctx, log, rl, o.rtmp)
 	if err != nil {
 		_ = ln.Close()

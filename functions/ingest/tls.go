@@ -1,11 +1,11 @@
 package main
 
 import (
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/shared/config"
 	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
@@ -44,10 +44,12 @@ func (o *tlsOptions) load(log *slog.Logger) (*tlsfile.KeyPair, error) {
 	return k, nil
 }
 
-// listenTLS makes ln serve TLS with k's certificate, when k is set.
-func listenTLS(ln net.Listener, k *tlsfile.KeyPair) net.Listener {
+// listenTLS is rl's ingest listener on ln: each connection draws its
+// cost from the memory budget, and with k it serves TLS with k's
+// certificate (a refusal answered over TLS too).
+func listenTLS(rl *relay.Relay, ln net.Listener, k *tlsfile.KeyPair) net.Listener {
 	if k == nil {
-		return ln
+		return rl.Listener(ln)
 	}
-	return tls.NewListener(ln, k.Config())
+	return rl.TLSListener(ln, k.Config())
 }

@@ -66,7 +66,7 @@ func TestIngestServesHTTPSOnly(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, log, rl, listenTLS(rl.Listener(raw), cert), nil, time.Second, 5*time.Second)
+		done <- serve(ctx, log, rl, listenTLS(rl, raw, cert), nil, time.Second, 5*time.Second)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	addr := raw.Addr().String()

@@ -247,13 +247,12 @@ func (s *Stack) serveIngest(ctx context.Context, addr string, tlsCfg *tls.Config
 	if err != nil {
 		return "", err
 	}
-	ln = s.Relay.Listener(ln)
 	if tlsCfg == nil {
-		return s.serveOn(ctx, ln, s.Relay.Handler(), relay.MaxHeaderBytes, nil)
+		return s.serveOn(ctx, s.Relay.Listener(ln), s.Relay.Handler(), relay.MaxHeaderBytes, nil)
 	}
 	// A clear-text request is answered 400 by net/http, and logged once
 	// per remote host.
-	u, err := s.serveOn(ctx, tls.NewListener(ln, tlsCfg), s.Relay.Handler(), relay.MaxHeaderBytes, tlsfile.NewHandshakeLog(log).ErrorLog())
+	u, err := s.serveOn(ctx, s.Relay.TLSListener(ln, tlsCfg), s.Relay.Handler(), relay.MaxHeaderBytes, tlsfile.NewHandshakeLog(log).ErrorLog())
 	return strings.Replace(u, "http://", "https://", 1), err
 }
 

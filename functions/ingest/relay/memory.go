@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -111,9 +112,17 @@ func (m *memory) readAll(r io.Reader, limit, size int) (b []byte, release func()
 // Serve the ingest handler on it, with MaxHeaderBytes.
 func (rl *Relay) Listener(ln net.Listener) net.Listener { return &budgetListener{Listener: ln, rl: rl} }
 
+// TLSListener is Listener serving TLS with cfg: each connection draws
+// its cost before its handshake, and one the budget cannot take gets its
+// 503 over TLS (the encoder speaks nothing else on that port).
+func (rl *Relay) TLSListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	return tls.NewListener(&budgetListener{Listener: ln, rl: rl, tls: cfg}, cfg)
+}
+
 type budgetListener struct {
 	net.Listener
-	rl *Relay
+	rl  *Relay
+	tls *tls.Config // refusals are answered over TLS
 }
 
 func (l *budgetListener) Accept() (net.Conn, error) {
@@ -124,6 +133,9 @@ func (l *budgetListener) Accept() (net.Conn, error) {
 		}
 		if err := l.rl.mem.draw(connCost); err != nil {
 			l.rl.noteError(errLimit, "", "", c.RemoteAddr().String(), fmt.Errorf("connection refused: %w", err))
+			if l.tls != nil {
+				c = tls.Server(c, l.tls)
+			}
 			go refuseConn(c)
 			continue
 		}
@@ -135,7 +147,8 @@ func (l *budgetListener) Accept() (net.Conn, error) {
 // its request, and closes it.
 func refuseConn(c net.Conn) {
 	const msg = "the relay's memory budget is spent: try again shortly\n"
-	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// (Over TLS the write makes the handshake first, reads included.)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
 	_ = c.Close()
 }

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
 
 // budgetUsed is what the relay's buffers hold of its memory budget.
@@ -93,5 +95,52 @@ func TestMemoryBudget(t *testing.T) {
 	// A header past the limit: 431.
 	if code, _ := answer(http.Get(hs.URL + "/live/ok.isml/Streams(e)?" + strings.Repeat("a", relay.MaxHeaderBytes+8<<10))); code != 431 && code != 414 {
 		t.Errorf("a request line past the header limit: %d, want 431 (or 414)", code)
+	}
+}
+
+// Over TLS, a connection the budget cannot take gets its 503 over TLS
+// (the encoder speaks nothing else on that port), not a clear-text
+// answer its TLS stack would take for garbage.
+func TestMemoryBudgetRefusesOverTLS(t *testing.T) {
+	certFile, keyFile, _, err := tlsfile.SelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tlsfile.Load(certFile, keyFile, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := relay.DefaultConfig()
+	cfg.MemoryBudget = 4 << 20
+	rl := relay.New(nullStore{}, cfg, quiet)
+	hs := httptest.NewUnstartedServer(rl.Handler())
+	hs.Listener = rl.TLSListener(hs.Listener, kp.Config())
+	hs.Config.MaxHeaderBytes = relay.MaxHeaderBytes
+	hs.Start() // the listener serves TLS itself
+	defer hs.Close()
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 2 << 20 / (relay.MaxHeaderBytes + 12<<10) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("the refused connection's handshake: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Write([]byte("GET /live/m.isml/Streams(x) HTTP/1.1\r\nHost: relay\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a TLS connection past the budget: %v %v, want 503 with Retry-After over TLS", resp, err)
 	}
 }
