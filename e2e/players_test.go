@@ -138,9 +138,10 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	}
 }
 
-// playersAtOnce is how many ways TestBrowserPlayersPlayLive plays at a
-// time (three pages each): on 2 cores, with the other ways' encoders
-// running, more make the players themselves the test.
+// playersAtOnce bounds how many ways TestBrowserPlayersPlayLive plays at
+// a time (three pages and a browser each) where -parallel allows more:
+// two, as many as a 2-core machine runs anyway (-parallel defaults to
+// GOMAXPROCS), while the ways not yet played go on encoding.
 const playersAtOnce = 2
 
 // playInBrowsers runs players/drive.mjs on the live channel and checks
