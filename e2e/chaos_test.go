@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/s3local"
 	"github.com/smoothcast/smoothcast/local/stack"
@@ -46,8 +48,8 @@ func chaosFragments(t *testing.T) int {
 	return 16
 }
 
-// The chaos suite: live synthetic encoders push four channels through a
-// relay process (the production binary) into the local stack while S3
+// The chaos suite: live synthetic encoders push six channels through
+// relay processes (the production binary) into the local stack while S3
 // fails 5 % of requests (503 SlowDown, 500), stalls 1 % of them for 1.5 s,
 // and delivers events late, out of order and 30 % of them twice.
 //
@@ -59,6 +61,7 @@ func chaosFragments(t *testing.T) int {
 //     in; the encoder reconnects and resends that fragment.
 //   - restart: the encoder ends the stream halfway and starts again from
 //     timestamp zero (the relay rebases it).
+//   - zone-ahead, zone-behind: a zone goes away for good mid-event (zoneCase).
 //
 // Meanwhile the relay is killed with SIGKILL and started again; every
 // encoder reconnects and resends what the origin lacks (resumeAt). When
@@ -77,7 +80,12 @@ func TestChaos(t *testing.T) {
 	st := startStackWith(t, "", func(o *stack.Options) { o.FaultSeed = seed })
 	relayBin := buildRelay(t)
 	rp := startRelay(t, relayBin, st)
-	rp2 := startRelay(t, relayBin, st) // the redundant encoder's, sharing the bucket
+	// The redundant encoders' second relay, sharing the bucket (its
+	// /status says which relay stored the zone cases' fragments first),
+	// and the relay of the zone that goes away.
+	rp2Admin := freeTCPAddr(t)
+	rp2 := startRelay(t, relayBin, st, "-admin-addr", rp2Admin)
+	rp3 := startRelay(t, relayBin, st)
 	st.S3.SetFaults(s3local.Faults{ErrorRate: 0.05, StallRate: 0.01, Stall: 1500 * time.Millisecond,
 		DuplicateRate: 0.3, EventDelay: 300 * time.Millisecond})
 
@@ -101,6 +109,51 @@ func TestChaos(t *testing.T) {
 			note: journal.by(channel, stream), origin: st.EdgeURL, channel: channel}
 	}
 	enc := func(channel, stream string) *chaosEncoder { return encOn(rp, channel, stream) }
+	// A zone goes away for good mid-event: rp3 is killed once
+	// zone-ahead's encoder through it has written half of fragment
+	// n*4/10 (loss: the fragment in the relay's hands or its socket's,
+	// never stored), and never started again. Its encoders keep
+	// reconnecting, refused, until the event is over.
+	loss := &chaosHold{at: n * 4 / 10, reached: make(chan struct{}), gone: make(chan struct{})}
+	var zoneTries atomic.Int64 // connections the lost zone's encoders tried
+	// zoneCase is a redundant pair whose first encoder, through ahead,
+	// writes each fragment half a fragment before the second, through
+	// behind, with the same timestamps: ahead's relay stores each
+	// fragment first and behind's finds it stored (412). Which way the
+	// loss goes matters, so the suite runs both, with one loss: in
+	// zone-ahead rp3 is ahead and dies with half a fragment in hand
+	// (loss), which only the copy behind can make good, the survivor's
+	// PUTs turning from refused to written mid-connection; in
+	// zone-behind rp3 is behind, and its copies were refused. A stalled
+	// store can swap the roles for a fragment or two; the survivor's
+	// /status just before the loss says they held (roles, below).
+	zoneCase := func(channel string, ahead, behind *relayProcess) func() {
+		return func() {
+			encs := []*chaosEncoder{encOn(ahead, channel, "enc1"), encOn(behind, channel, "enc2")}
+			over := make(chan struct{}) // the survivor's push is through
+			var wg sync.WaitGroup
+			for i, e := range encs {
+				if e.relay == rp3 {
+					e.eventOver, e.reconnects = over, &zoneTries
+					if e == encs[0] {
+						e.hold = loss
+					}
+				}
+				wg.Go(func() {
+					e.push(0, n, t0.Add(time.Duration(i)*cfg.FragmentDuration/2), true, -1)
+					if e.relay != rp3 {
+						close(over)
+					}
+				})
+			}
+			wg.Wait()
+			for _, e := range encs {
+				if e.relay == rp3 && e.refused == 0 {
+					t.Errorf("%s: the lost zone's encoder was never refused: its relay did not go away", channel)
+				}
+			}
+		}
+	}
 	type plan struct {
 		channel string
 		pushed  int // distinct fragments per track the encoders produce
@@ -125,6 +178,8 @@ func TestChaos(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			e.push(0, n/2, time.Now(), true, -1) // timestamps from zero again
 		}},
+		{"zone-ahead", n, 0, zoneCase("zone-ahead", rp3, rp2)},
+		{"zone-behind", n, 0, zoneCase("zone-behind", rp2, rp3)},
 	}
 	var wg sync.WaitGroup
 	for _, p := range plans {
@@ -141,14 +196,31 @@ func TestChaos(t *testing.T) {
 		time.Sleep(time.Second)
 		rp.restart()
 	})
+	var roles map[string]streamCounts // the survivor's streams, just before the loss
+	var lostAt time.Duration
+	wg.Go(func() {
+		defer close(loss.gone)
+		select {
+		case <-loss.reached:
+		case <-time.After(time.Until(t0.Add(time.Duration(loss.at+30) * time.Second))):
+			t.Errorf("zone-ahead's encoder never wrote fragment %d through the zone to lose", loss.at)
+			return
+		}
+		lostAt = time.Since(t0)
+		roles = relayCounts(t, rp2Admin)
+		rp3.kill9()
+		for _, ch := range []string{"zone-ahead", "zone-behind"} {
+			journal.storeAt(st, ch, "zone lost")
+		}
+	})
 	wg.Wait()
 	st.S3.SetFaults(s3local.Faults{})
 
 	report(t, "fault seed %d (replay: make chaos CHAOS_FRAGMENTS=%d SMOOTHCAST_CHAOS_SEED=%d)", seed, n, seed)
 	totals := map[string]int{}
 	for _, p := range plans {
-		f := chaosFigures(t, st, p.channel, p.pushed)
-		report(t, "%-9s pushed %d, stored %d, listed %d (fewest of any track), lost %d, listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d, discontinuities %d (%d tracks)",
+		f := journal.figures(t, st, p.channel, p.pushed)
+		report(t, "%-11s pushed %d, stored %d, listed %d (fewest of any track), lost %d, listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d, discontinuities %d (%d tracks)",
 			p.channel, f.pushed, f.stored, f.listed, f.lost, f.missing, f.unlisted, f.corrupt, f.duplicates, f.discs, len(cfg.Tracks))
 		wrongDiscs := f.discs != p.discs*len(cfg.Tracks)
 		lossy := f.lost != 0 || f.missing != 0 || f.unlisted != 0 || f.corrupt != 0 || f.duplicates != 0
@@ -165,11 +237,24 @@ func TestChaos(t *testing.T) {
 			t.Errorf("%s: lost %d, listed but missing %d, stored but unlisted %d, corrupt %d, duplicates %d; want none", p.channel, f.lost, f.missing, f.unlisted, f.corrupt, f.duplicates)
 		}
 	}
+	// The zone cases ran as planned: before the loss, the survivor found
+	// stored already fragments of zone-ahead (the relay lost had stored
+	// them first), and stored fragments of zone-behind first.
+	ahead, behind := roles["zone-ahead/enc2"], roles["zone-behind/enc1"]
+	report(t, "zone lost %.1fs in: the surviving relay had found %d of its %d track fragments of zone-ahead stored already (by the relay lost), and written %d of its %d of zone-behind first; the lost zone's encoders tried %d connections after",
+		lostAt.Seconds(), ahead.duplicates, ahead.fragments, behind.fragments-behind.duplicates, behind.fragments, zoneTries.Load())
+	if ahead.duplicates == 0 {
+		t.Errorf("zone-ahead: the relay lost had stored none of the fragments first (the survivor's %d all written): not the case planned", ahead.fragments)
+	}
+	if behind.fragments-behind.duplicates == 0 {
+		t.Errorf("zone-behind: the surviving relay had stored none of the fragments first (its %d all found stored): not the case planned", behind.fragments)
+	}
 	req := st.S3.Requests()
-	report(t, "TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d stored but unlisted, %d corrupt, %d duplicates; relay peak RSS %.1f MiB (the busier of the two relays, across the kill); S3 %d requests, %d failed by injection; relay killed once; %d reconnections, %d of them resending more than the last three fragments (the origin lacked more)",
+	report(t, "TOTAL: %d fragments pushed per track, %d stored, %d listed, %d lost, %d listed but missing, %d stored but unlisted, %d corrupt, %d duplicates; relay peak RSS %.1f MiB (the busiest relay, across the kill); S3 %d requests, %d failed by injection; a relay killed once and restarted, another lost for good; %d reconnections, %d of them resending more than the last three fragments (the origin lacked more)",
 		totals["pushed"], totals["stored"], totals["listed"], totals["lost"], totals["missing"], totals["unlisted"], totals["corrupt"], totals["duplicates"],
-		float64(max(rp.peakRSS(), rp2.peakRSS()))/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load(), deeper.Load())
-	// One planned drop, and one per encoder connected when the relay died.
+		float64(max(rp.peakRSS(), rp2.peakRSS(), rp3.peakRSS()))/(1<<20), req["PUT"]+req["GET"]+req["HEAD"], req["PUT 503"]+req["PUT 500"]+req["GET 503"]+req["GET 500"], reconnects.Load(), deeper.Load())
+	// One planned drop, and one per encoder connected when the relay died
+	// (the lost zone's encoders count apart).
 	if reconnects.Load() < 4 {
 		t.Errorf("%d reconnections: the relay's death did not reach the encoders", reconnects.Load())
 	}
@@ -222,6 +307,22 @@ func (j *chaosJournal) storeAt(st *stack.Stack, channel, when string) {
 	j.add(channel, b.String())
 }
 
+// figures are channel's chaosFigures; a channel that never turns VOD (a
+// loss with nothing after it, as when a relay's twin does not take over)
+// ends the test, and the journal says which channel and what happened.
+func (j *chaosJournal) figures(t *testing.T, st *stack.Stack, channel string, pushed int) figures {
+	t.Helper()
+	counted := false
+	defer func() {
+		if !counted {
+			t.Logf("%s: not counted%s", channel, j.of(channel))
+		}
+	}()
+	f := chaosFigures(t, st, channel, pushed)
+	counted = true
+	return f
+}
+
 // of is channel's journal, a line each.
 func (j *chaosJournal) of(channel string) string {
 	j.mu.Lock()
@@ -245,6 +346,33 @@ type chaosEncoder struct {
 	// origin is the edge's URL and channel the encoder's channel: where
 	// it asks which of its fragments the origin has (resumeAt).
 	origin, channel string
+	// eventOver, when set, is closed when the event is over: until then
+	// the encoder reconnects however often it is refused (its relay's
+	// zone is gone), once a second. Without it, it gives up after 60
+	// connections.
+	eventOver <-chan struct{}
+	refused   int        // connections refused (nothing listened)
+	hold      *chaosHold // where to wait for the relay to go (once)
+}
+
+// chaosHold stops an encoder inside a fragment until its relay is gone:
+// what the relay had of it is lost for certain.
+type chaosHold struct {
+	at      int           // the fragment
+	reached chan struct{} // closed when half of it is written
+	gone    chan struct{} // closed when the relay is gone
+}
+
+// write writes the first half of frag, says so, and writes the rest
+// once the relay is gone.
+func (h *chaosHold) write(w io.Writer, frag []byte) error {
+	_, err := w.Write(frag[:len(frag)/2])
+	close(h.reached)
+	<-h.gone
+	if err == nil {
+		_, err = w.Write(frag[len(frag)/2:])
+	}
+	return err
 }
 
 // chaosKeep is how many of the fragments it wrote last an encoder keeps
@@ -338,15 +466,25 @@ func (e *chaosEncoder) originHas(k int) bool {
 // k-from+1 fragment durations), then the mfra when end is set. cut, when
 // in range, breaks the connection inside fragment cut (once). On any
 // failure it reconnects and resends from the fragment it was sending.
+//
+// A connection refused wrote nothing: the encoder tries again from the
+// same fragment (resumeAt, which asks only about fragments written,
+// would say the same).
 func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 	next := from
 	for attempt := 0; next < to || attempt == 0; attempt++ {
-		if attempt > 60 {
+		if attempt > 60 && e.eventOver == nil {
 			e.t.Errorf("%s: gave up after %d connections", e.url, attempt)
 			return
 		}
 		sent, dropped, err := e.connection(next, to, due0.Add(time.Duration(next-from)*e.s.Config().FragmentDuration), end, cut)
-		e.note("connection from fragment %d wrote fragments up to %d: %v", next, sent, err)
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		if refused {
+			e.refused++
+		}
+		if !refused || e.eventOver == nil || e.refused == 1 {
+			e.note("connection from fragment %d wrote fragments up to %d: %v", next, sent, err)
+		}
 		if err == nil {
 			return
 		}
@@ -354,8 +492,19 @@ func (e *chaosEncoder) push(from, to int, due0 time.Time, end bool, cut int) {
 			cut = -1 // once, as planned
 		}
 		e.reconnects.Add(1)
-		next = e.resumeAt(from, next, sent)
-		time.Sleep(200 * time.Millisecond)
+		if !refused {
+			next = e.resumeAt(from, next, sent)
+		}
+		pause := 200 * time.Millisecond
+		if refused && e.eventOver != nil {
+			pause = time.Second
+		}
+		select {
+		case <-e.eventOver: // nil: never
+			e.note("the event is over: %d connections refused", e.refused)
+			return
+		case <-time.After(pause):
+		}
 	}
 }
 
@@ -394,7 +543,13 @@ func (e *chaosEncoder) connection(from, to int, due0 time.Time, end bool, cut in
 				err = errors.New("connection dropped on purpose")
 				break
 			}
-			if _, err = pw.Write(frag); err == nil {
+			if h := e.hold; h != nil && k == h.at {
+				e.hold = nil
+				err = h.write(pw, frag)
+			} else {
+				_, err = pw.Write(frag)
+			}
+			if err == nil {
 				mu.Lock()
 				sent = k + 1
 				mu.Unlock()
@@ -643,16 +798,55 @@ type relayProcess struct {
 
 func startRelay(t *testing.T, bin string, st *stack.Stack, flags ...string) *relayProcess {
 	t.Helper()
+	rp := &relayProcess{t: t, bin: bin, addr: freeTCPAddr(t), st: st, extra: flags}
+	rp.restart()
+	t.Cleanup(func() { rp.kill9() })
+	return rp
+}
+
+// freeTCPAddr returns a loopback TCP address nothing listens on: a port
+// the system just gave and took back (for a relay the test starts).
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	rp := &relayProcess{t: t, bin: bin, addr: addr, st: st, extra: flags}
-	rp.restart()
-	t.Cleanup(func() { rp.kill9() })
-	return rp
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// streamCounts are a push's track fragments as its relay's /status
+// counts them: stored, of which found stored already (duplicates).
+type streamCounts struct{ fragments, duplicates int }
+
+// relayCounts reads the /status of the relay whose admin listener is at
+// admin: the counts of each push in progress, by "channel/stream". An
+// error fails the test (it may run on any goroutine) and gives nil.
+func relayCounts(t *testing.T, admin string) map[string]streamCounts {
+	resp, err := http.Get("http://" + admin + "/status")
+	if err != nil {
+		t.Errorf("relay status: %v", err)
+		return nil
+	}
+	defer resp.Body.Close()
+	var status relay.Status
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil {
+		t.Errorf("relay status: %s: %v", resp.Status, err)
+		return nil
+	}
+	counts := map[string]streamCounts{}
+	for _, ch := range status.Channels {
+		for _, s := range ch.Streams {
+			c := counts[ch.Channel+"/"+s.Stream]
+			for _, tr := range s.Tracks {
+				c.fragments += tr.Fragments
+				c.duplicates += tr.Duplicates
+			}
+			counts[ch.Channel+"/"+s.Stream] = c
+		}
+	}
+	return counts
 }
 
 func (rp *relayProcess) url(channel, stream string) string {

@@ -68,6 +68,11 @@ func requirePlayers(t *testing.T) string {
 // interface 1: one POST per track), uploads of its own DASH and HLS
 // packaging (interface 2: fMP4 a track per file, MPEG-TS variants, muxed
 // fMP4), and two renditions over RTMP and over SRT (a connection each).
+//
+// Every way's encoder starts at once, each on a channel of its own in one
+// stack, so that their warm-ups (until the channel lists five fragments)
+// overlap; then the ways play playersAtOnce at a time, each in a browser
+// of its own, and each way's encoder stops once it has played.
 func TestBrowserPlayersPlayLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -76,36 +81,68 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	node := testtool.Require(t, "node")
 	chromium := testtool.Require(t, "chromium")
 	players := requirePlayers(t)
-	for _, push := range []string{"smooth push", "cmaf push", "dash upload", "hls upload", "hls ts upload", "hls muxed upload", "rtmp", "srt"} {
-		t.Run(push, func(t *testing.T) {
-			st := startStackWith(t, players, func(o *stack.Options) { o.RTMPAddr, o.SRT.Addr = "127.0.0.1:0", "127.0.0.1:0" })
-			channel := "players"
-			channelURL := st.IngestURL + "/live/" + channel + ".isml"
-			ctx, cancel := context.WithCancel(context.Background())
-			var pushErr *bytes.Buffer
-			switch push {
-			case "cmaf push":
-				pushErr = startLive(t, ffmpegCMAFPush(ctx, ffmpeg, channelURL, 150), cancel, st, channel)
-			case "dash upload":
-				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "dash", 150), cancel, st, channel)
-			case "hls upload":
-				pushErr = startLive(t, ffmpegUpload(ctx, ffmpeg, channelURL, "hls", 150), cancel, st, channel)
-			case "hls ts upload":
-				pushErr = startLive(t, ffmpegTSUpload(ctx, ffmpeg, channelURL, 150, true), cancel, st, channel)
-			case "hls muxed upload":
-				pushErr = startLive(t, ffmpegMuxed(ctx, ffmpeg, channelURL, muxedHLS, 150), cancel, st, channel)
-			case "rtmp":
-				pushErr = startLive(t, ffmpegLadder(ctx, ffmpeg, "flv", st.RTMPURL+"/"+channel+"/hi", st.RTMPURL+"/"+channel+"/lo", 150), cancel, st, channel)
-			case "srt":
-				pushErr = startLive(t, ffmpegLadder(ctx, ffmpeg, "mpegts", srtURL(st.SRTURL, channel, "", ""), srtURL(st.SRTURL, channel, "", ""), 150), cancel, st, channel)
-			default:
-				cancel()
-				pushErr = startLivePush(t, ffmpeg, st, channel, 150) // stopped when the subtest ends: room for a second attempt
-			}
-			playInBrowsers(t, node, chromium, players, st, channel, pushErr)
+	st := startStackWith(t, players, func(o *stack.Options) { o.RTMPAddr, o.SRT.Addr = "127.0.0.1:0", "127.0.0.1:0" })
+	const seconds = 150 // each encoder's: enough for the last ways to play, twice
+	channelURL := func(channel string) string { return st.IngestURL + "/live/" + channel + ".isml" }
+	ways := []struct {
+		name string
+		push func(ctx context.Context, channel string) *exec.Cmd
+	}{
+		{"smooth push", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegPush(ctx, ffmpeg, channelURL(ch)+"/Streams(enc1)", seconds, true)
+		}},
+		{"cmaf push", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegCMAFPush(ctx, ffmpeg, channelURL(ch), seconds)
+		}},
+		{"dash upload", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegUpload(ctx, ffmpeg, channelURL(ch), "dash", seconds)
+		}},
+		{"hls upload", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegUpload(ctx, ffmpeg, channelURL(ch), "hls", seconds)
+		}},
+		{"hls ts upload", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegTSUpload(ctx, ffmpeg, channelURL(ch), seconds, true)
+		}},
+		{"hls muxed upload", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegMuxed(ctx, ffmpeg, channelURL(ch), muxedHLS, seconds)
+		}},
+		{"rtmp", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegLadder(ctx, ffmpeg, "flv", st.RTMPURL+"/"+ch+"/hi", st.RTMPURL+"/"+ch+"/lo", seconds)
+		}},
+		{"srt", func(ctx context.Context, ch string) *exec.Cmd {
+			return ffmpegLadder(ctx, ffmpeg, "mpegts", srtURL(st.SRTURL, ch, "", ""), srtURL(st.SRTURL, ch, "", ""), seconds)
+		}},
+	}
+	type live struct {
+		channel string
+		stop    context.CancelFunc
+		pushErr *bytes.Buffer
+	}
+	lives := make([]live, len(ways))
+	for i, w := range ways {
+		ctx, cancel := context.WithCancel(context.Background())
+		channel := "players-" + strings.ReplaceAll(w.name, " ", "-")
+		lives[i] = live{channel, cancel, startEncoder(t, w.push(ctx, channel), cancel)}
+	}
+	turns := make(chan struct{}, playersAtOnce)
+	for i, w := range ways {
+		t.Run(w.name, func(t *testing.T) {
+			t.Parallel()
+			l := lives[i]
+			defer l.stop()
+			waitForFragments(t, st.EdgeURL+"/live/"+l.channel+".isml/Manifest", 5, 60*time.Second)
+			turns <- struct{}{}
+			defer func() { <-turns }()
+			playInBrowsers(t, node, chromium, players, st, l.channel, l.pushErr)
 		})
 	}
 }
+
+// playersAtOnce bounds how many ways TestBrowserPlayersPlayLive plays at
+// a time (three pages and a browser each) where -parallel allows more:
+// two, as many as a 2-core machine runs anyway (-parallel defaults to
+// GOMAXPROCS), while the ways not yet played go on encoding.
+const playersAtOnce = 2
 
 // playInBrowsers runs players/drive.mjs on the live channel and checks
 // what each player did. A player that fails gets one more page: dash.js
@@ -234,9 +271,18 @@ func startLivePush(t *testing.T, ffmpeg string, st *stack.Stack, channel string,
 }
 
 // startLive starts the push command (cancel stops it), stops it when the
-// test ends, and returns once the channel's Smooth manifest lists 3 video
+// test ends, and returns once the channel's Smooth manifest lists 5 video
 // fragments. The returned buffer collects the push's errors.
 func startLive(t *testing.T, push *exec.Cmd, cancel context.CancelFunc, st *stack.Stack, channel string) *bytes.Buffer {
+	t.Helper()
+	pushErr := startEncoder(t, push, cancel)
+	waitForFragments(t, st.EdgeURL+"/live/"+channel+".isml/Manifest", 5, 40*time.Second)
+	return pushErr
+}
+
+// startEncoder starts the push command (cancel stops it) and stops it
+// when the test ends. The returned buffer collects the push's errors.
+func startEncoder(t *testing.T, push *exec.Cmd, cancel context.CancelFunc) *bytes.Buffer {
 	t.Helper()
 	var pushErr bytes.Buffer
 	push.Stderr = &pushErr
@@ -245,7 +291,6 @@ func startLive(t *testing.T, push *exec.Cmd, cancel context.CancelFunc, st *stac
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); _ = push.Wait() })
-	waitForFragments(t, st.EdgeURL+"/live/"+channel+".isml/Manifest", 5, 40*time.Second)
 	return &pushErr
 }
 
