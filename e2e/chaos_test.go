@@ -115,7 +115,7 @@ func TestChaos(t *testing.T) {
 	// never stored), and never started again. Its encoders keep
 	// reconnecting, refused, until the event is over.
 	loss := &chaosHold{at: n * 4 / 10, reached: make(chan struct{}), gone: make(chan struct{})}
-	var zoneTries atomic.Int64 // connections the lost zone's encoders tried
+	var zoneTries atomic.Int64 // connections of the lost zone's encoders that failed
 	// zoneCase is a redundant pair whose first encoder, through ahead,
 	// writes each fragment half a fragment before the second, through
 	// behind, with the same timestamps: ahead's relay stores each
@@ -241,7 +241,7 @@ func TestChaos(t *testing.T) {
 	// stored already fragments of zone-ahead (the relay lost had stored
 	// them first), and stored fragments of zone-behind first.
 	ahead, behind := roles["zone-ahead/enc2"], roles["zone-behind/enc1"]
-	report(t, "zone lost %.1fs in: the surviving relay had found %d of its %d track fragments of zone-ahead stored already (by the relay lost), and written %d of its %d of zone-behind first; the lost zone's encoders tried %d connections after",
+	report(t, "zone lost %.1fs in: the surviving relay had found %d of its %d track fragments of zone-ahead stored already (by the relay lost), and written %d of its %d of zone-behind first; the lost zone's encoders had %d connections fail after it (the ones it cut, then refusals)",
 		lostAt.Seconds(), ahead.duplicates, ahead.fragments, behind.fragments-behind.duplicates, behind.fragments, zoneTries.Load())
 	if ahead.duplicates == 0 {
 		t.Errorf("zone-ahead: the relay lost had stored none of the fragments first (the survivor's %d all written): not the case planned", ahead.fragments)
