@@ -154,10 +154,11 @@ func Master(p *timeline.Presentation) []byte {
 // variants, plays the audio-only variant first (the lowest bandwidth) and
 // drops the audio when it moves up to a video variant. With another URI
 // for the same playlist, VLC starts on the audio-only variant and never
-// shows video. hls.js, Shaka and ExoPlayer skip audio-only variants next
-// to video ones anyway, and Apple's authoring specification no longer
-// asks for one (TN2224's 64 kbit/s audio-only variant for cellular
-// networks is gone from it).
+// shows video. hls.js, Shaka Player and ExoPlayer (given CODECS) skip
+// audio-only variants next to video ones anyway, as their maintainers
+// say (hls.js #2654, shaka-player #824, ExoPlayer #721): switching
+// between audio-only and video variants is what a media source buffer
+// cannot do.
 func audioOnlyVariants(p *timeline.Presentation, b *bytes.Buffer, audio []*timeline.TrackView, name string, group bool) {
 	for _, a := range audio {
 		if a.ID.Name != name {
