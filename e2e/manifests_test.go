@@ -51,8 +51,8 @@ func starts(frags []timeline.Fragment) []uint64 {
 }
 
 // mediaPlaylists yields the URI and the parsed playlist of every media
-// playlist the multivariant playlist lists as a variant; one that does
-// not parse fails t.
+// playlist the multivariant playlist names (its variants and its
+// renditions); one that does not parse fails t.
 func mediaPlaylists(t *testing.T, base string) iter.Seq2[string, *hls.Playlist] {
 	return func(yield func(string, *hls.Playlist) bool) {
 		_, b := get(t, base+"master.m3u8")
@@ -61,14 +61,14 @@ func mediaPlaylists(t *testing.T, base string) iter.Seq2[string, *hls.Playlist] 
 			t.Errorf("master.m3u8: %v\n%s", err, b)
 			return
 		}
-		for _, v := range master.Variants {
-			_, b := get(t, base+v.URI)
+		for _, uri := range master.MediaURIs() {
+			_, b := get(t, base+uri)
 			pl, err := hls.Parse(b)
 			if err != nil {
-				t.Errorf("%s: %v\n%s", v.URI, err, b)
+				t.Errorf("%s: %v\n%s", uri, err, b)
 				continue
 			}
-			if !yield(v.URI, pl) {
+			if !yield(uri, pl) {
 				return
 			}
 		}

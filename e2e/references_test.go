@@ -127,16 +127,16 @@ func smoothReferences(ctx context.Context, base string) []string {
 }
 
 // hlsReferences are the segment URLs (relative to base) of every media
-// playlist the multivariant playlist at base lists as a variant.
+// playlist the multivariant playlist at base names.
 func hlsReferences(ctx context.Context, base string) []string {
 	master, ok := fetchParsed(ctx, base+"master.m3u8", hls.Parse)
 	if !ok {
 		return nil
 	}
 	var refs []string
-	for _, v := range master.Variants {
-		dir := v.URI[:strings.LastIndex(v.URI, "/")+1]
-		if pl, ok := fetchParsed(ctx, base+v.URI, hls.Parse); ok {
+	for _, uri := range master.MediaURIs() {
+		dir := uri[:strings.LastIndex(uri, "/")+1]
+		if pl, ok := fetchParsed(ctx, base+uri, hls.Parse); ok {
 			for _, s := range pl.Segments {
 				refs = append(refs, dir+strings.TrimSuffix(s.URI, "?.m4s"))
 			}

@@ -2,7 +2,7 @@
 # Brings what the test suite drives, when it can, or says how: a C
 # compiler (go test -race needs cgo), ffmpeg (encoder and reader),
 # Debian's Chromium and Node.js with the npm packages in players/
-# (browser players), GStreamer with its adaptive demuxers, and
+# (browser players), GStreamer with its adaptive demuxers, VLC 3, and
 # qemu-user (the shipped linux/arm64 binaries), shellcheck,
 # systemd-analyze and openssl (the relay's boot script and unit), and
 # cfn-lint (the synthesized templates).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.." || exit 1
 missing() {
   local m=()
   command -v gcc >/dev/null 2>&1 || m+=("gcc (go test -race)")
-  for tool in ffmpeg ffprobe chromium node npm gst-launch-1.0 gst-inspect-1.0 qemu-aarch64 shellcheck systemd-analyze openssl cfn-lint; do
+  for tool in ffmpeg ffprobe chromium node npm gst-launch-1.0 gst-inspect-1.0 vlc qemu-aarch64 shellcheck systemd-analyze openssl cfn-lint; do
     command -v "$tool" >/dev/null 2>&1 || m+=("$tool")
   done
   if command -v node >/dev/null 2>&1 && ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives: a C compiler (go test -race needs
 # cgo), ffmpeg, Chromium, qemu-user, shellcheck, systemd-analyze, openssl,
-# cfn-lint (pip) and GStreamer's adaptive demuxers
-# (mssdemux, hlsdemux, dashdemux) from Debian's packages (and Node.js/npm
+# cfn-lint (pip), GStreamer's adaptive demuxers
+# (mssdemux, hlsdemux, dashdemux) and VLC 3 from Debian's packages (and Node.js/npm
 # when missing; Node.js 20 from the npm registry when Debian's is older),
 # then the players' npm packages (dash.js, hls.js, playwright-core) from
 # players/package-lock.json. It needs root for the packages; make test
@@ -22,6 +22,9 @@ command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user) # runs the linux/ar
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# VLC 3 plays the three formats in e2e/vlc_test.go: the player, and its
+# adaptive streaming demuxer, decoders and command-line interface.
+command -v vlc >/dev/null 2>&1 || need+=(vlc-bin vlc-plugin-base)
 if ! command -v gst-inspect-1.0 >/dev/null 2>&1 ||
   ! gst-inspect-1.0 --exists mssdemux || ! gst-inspect-1.0 --exists souphttpsrc ||
   ! gst-inspect-1.0 --exists avdec_h264 || ! gst-inspect-1.0 --exists decodebin; then

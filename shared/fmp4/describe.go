@@ -467,8 +467,19 @@ func DeclaredBitrate(trak *mp4.TrakBox) int {
 	return 0
 }
 
+// Track header flags (ISO/IEC 14496-12 8.3.2): a disabled track is
+// treated as absent.
+const (
+	tkhdEnabled uint32 = 0x1
+	tkhdInMovie uint32 = 0x2
+)
+
 // InitSegment builds the init segment of one track of moov: a CMAF-style
-// ftyp, and a moov with the movie header, that track and its trex.
+// ftyp, and a moov with the movie header, that track and its trex. The
+// track is enabled and in the movie whatever moov says: ffmpeg's ismv
+// muxer enables only the first track of a kind in its multi-track moov
+// (flags 0x2 on the others), and a player that reads such a one-track
+// init segment has nothing to play.
 func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	if moov == nil || moov.Mvhd == nil {
 		return nil, errors.New("moov without mvhd")
@@ -497,7 +508,7 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	mvhd.NextTrackID = trackID + 1
 	out := mp4.NewMoovBox()
 	out.AddChild(&mvhd)
-	out.AddChild(trak)
+	out.AddChild(enabled(trak))
 	mvex := mp4.NewMvexBox()
 	mvex.AddChild(trex)
 	out.AddChild(mvex)
@@ -511,6 +522,25 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 		return nil, fmt.Errorf("encode init segment of track %d: %w", trackID, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// enabled is trak with its track header's enabled and in-movie flags set
+// (in-preview as it was); trak, the caller's, is left as it is.
+func enabled(trak *mp4.TrakBox) *mp4.TrakBox {
+	const want = tkhdEnabled | tkhdInMovie
+	if trak.Tkhd == nil || trak.Tkhd.Flags&want == want {
+		return trak
+	}
+	out := mp4.NewTrakBox()
+	for _, c := range trak.Children {
+		if c == trak.Tkhd {
+			tkhd := *trak.Tkhd
+			tkhd.Flags |= want
+			c = &tkhd
+		}
+		out.AddChild(c)
+	}
+	return out
 }
 
 // ParseInit decodes an init segment and describes its (first) track.

@@ -110,6 +110,41 @@ func TestInitSegmentHoldsOneTrack(t *testing.T) {
 	}
 }
 
+// A per-track init segment's track is enabled and in the movie, whatever
+// the encoder's multi-track moov said: ffmpeg's ismv muxer marks all but
+// the first track of a kind disabled (0x2), and a player takes a disabled
+// track for absent. In-preview (0x4) is kept; the encoder's moov is left
+// as it is.
+func TestInitSegmentTrackIsEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		flags, want uint32
+	}{
+		{"ffmpeg's disabled second rendition", 0x2, 0x3},
+		{"nothing set", 0x0, 0x3},
+		{"enabled and in movie", 0x3, 0x3},
+		{"enabled, in movie and in preview", 0x7, 0x7},
+		{"disabled, in preview", 0x6, 0x7},
+	} {
+		_, moov := decodedMoov(t, synth.Config{Tracks: ladder})
+		moov.Traks[1].Tkhd.Flags = tc.flags
+		b, err := InitSegment(moov, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := mp4.DecodeFile(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Moov.Trak.Tkhd.Flags; got != tc.want {
+			t.Errorf("%s: tkhd flags %#x, want %#x", tc.name, got, tc.want)
+		}
+		if moov.Traks[1].Tkhd.Flags != tc.flags {
+			t.Errorf("%s: the encoder's moov changed to %#x", tc.name, moov.Traks[1].Tkhd.Flags)
+		}
+	}
+}
+
 // fragment builds a single-track moof+mdat with mp4ff: samples of the
 // given durations and sizes (payload byte i%251), the first a sync sample
 // when sync, starting at start (tfdt; tfxd too when smooth).

@@ -26,8 +26,10 @@ const audioGroup = "audio"
 // Master renders the multivariant playlist. Every video track with
 // published fragments is a variant; every audio track with published
 // fragments is a rendition of the one audio group, the first of the main
-// role (CMAF kind) its default. The default audio's tracks are also
-// audio-only variants, the only ones of a channel without video.
+// role (CMAF kind) its default. A channel without video has the default
+// audio's tracks as its variants (audio-only variants); a channel with
+// video has none: a media playlist is either a variant or a rendition,
+// never both (audioOnlyVariants).
 //
 // A variant's CODECS lists its video codec (avc1, hvc1, hev1, av01) and
 // every codec of the audio group; an HDR video variant says its
@@ -133,24 +135,42 @@ func Master(p *timeline.Presentation) []byte {
 		}
 		b.WriteString("\n" + mediaRef(p, v.ID) + "\n")
 	}
-	// Audio-only variants (the only ones when there is no video): what a
-	// client falls back to on a link too slow for any video. Only the
-	// default audio's renditions: a variant is chosen by bandwidth, never
-	// by language or role, so a dub or a commentary must not be one. With
-	// no video, they name the audio group, so that the other languages
-	// stay selectable.
+	if len(video) == 0 && len(audio) > 0 {
+		audioOnlyVariants(p, &b, audio, audio[def].ID.Name, len(names) > 1)
+	}
+	return b.Bytes()
+}
+
+// audioOnlyVariants writes the variants of a channel without video: the
+// renditions of the default audio, name, each by its bitrate. Only the
+// default audio's: a variant is chosen by bandwidth, never by language or
+// role, so a dub or a commentary must not be one. They name the audio
+// group when it has other names (languages, roles), so that those stay
+// selectable.
+//
+// A channel with video has no audio-only variant. Its URI would be the
+// audio rendition's, and a media playlist that is both a variant and a
+// rendition is one track to VLC 3: it folds the rendition into the
+// variants, plays the audio-only variant first (the lowest bandwidth) and
+// drops the audio when it moves up to a video variant. With another URI
+// for the same playlist, VLC starts on the audio-only variant and never
+// shows video. hls.js, Shaka Player and ExoPlayer (given CODECS) skip
+// audio-only variants next to video ones anyway, as their maintainers
+// say (hls.js #2654, shaka-player #824, ExoPlayer #721): switching
+// between audio-only and video variants is what a media source buffer
+// cannot do.
+func audioOnlyVariants(p *timeline.Presentation, b *bytes.Buffer, audio []*timeline.TrackView, name string, group bool) {
 	for _, a := range audio {
-		if a.ID.Name != audio[def].ID.Name {
+		if a.ID.Name != name {
 			continue
 		}
 		avg, peak := bitrates(a)
-		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak, avg, a.Codecs)
-		if len(video) == 0 && len(names) > 1 {
-			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
+		fmt.Fprintf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak, avg, a.Codecs)
+		if group {
+			fmt.Fprintf(b, ",AUDIO=%q", audioGroup)
 		}
 		b.WriteString("\n" + mediaRef(p, a.ID) + "\n")
 	}
-	return b.Bytes()
 }
 
 // bitrates are a track's average and peak bitrates as measured from the

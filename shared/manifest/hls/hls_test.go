@@ -132,14 +132,14 @@ func TestMasterAudioRoles(t *testing.T) {
 		}
 	}
 	// Bandwidth picks variants, never a language: only the default
-	// audio is an audio-only variant, with the group when there is no
-	// video to name it.
+	// audio is an audio-only variant, with the group, and only when there
+	// is no video (TestMasterPlaylistIsAVariantOrARendition).
 	for _, tc := range []struct {
 		name   string
 		tracks []timeline.TrackView
 		want   []string
 	}{
-		{"with video", p.Tracks, []string{"QualityLevels(800000)/video.m3u8", "QualityLevels(300000)/video.m3u8", "QualityLevels(96000)/audio_eng.m3u8"}},
+		{"with video", p.Tracks, []string{"QualityLevels(800000)/video.m3u8", "QualityLevels(300000)/video.m3u8"}},
 		{"audio only", p.Tracks[2:], []string{"QualityLevels(96000)/audio_eng.m3u8"}},
 	} {
 		q := *p
@@ -188,5 +188,47 @@ func TestMasterAudioCodecsAndNames(t *testing.T) {
 	}
 	if len(names) != 3 {
 		t.Errorf("audio renditions %v, want 3", names)
+	}
+}
+
+// A media playlist is a variant or a rendition, never both: VLC 3 takes a
+// variant whose URI is also an audio rendition's for the rendition itself
+// and loses the audio when it moves to a video variant. With video, the
+// audio is a rendition only; without video, the default audio's tracks
+// are the variants.
+func TestMasterPlaylistIsAVariantOrARendition(t *testing.T) {
+	p := manifesttest.Presentation(false)
+	for _, tc := range []struct {
+		name   string
+		tracks []timeline.TrackView
+		// variants is how many variants, renditions how many audio
+		// renditions the master has.
+		variants, renditions int
+		// shared is whether a variant names a rendition's media playlist:
+		// only without video, where no variant is a video one to move to.
+		shared bool
+	}{
+		{"video and audio", p.Tracks, 2, 1, false},
+		{"audio only", p.Tracks[2:], 1, 1, true},
+	} {
+		q := *p
+		q.Tracks = tc.tracks
+		master, err := Parse(Master(&q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rendition := map[string]bool{}
+		for _, r := range master.Renditions {
+			rendition[r.URI] = true
+		}
+		for _, v := range master.Variants {
+			if rendition[v.URI] && !tc.shared {
+				t.Errorf("%s: %s is a variant and a rendition:\n%s", tc.name, v.URI, Master(&q))
+			}
+		}
+		if len(master.Variants) != tc.variants || len(master.Renditions) != tc.renditions {
+			t.Errorf("%s: %d variants and %d renditions, want %d and %d:\n%s", tc.name,
+				len(master.Variants), len(master.Renditions), tc.variants, tc.renditions, Master(&q))
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,27 @@ type Map struct {
 type ByteRange struct {
 	Length, Offset uint64
 	HasOffset      bool
+}
+
+// MediaURIs are the URIs of the media playlists a multivariant playlist
+// names, each once, in order: its variants' (EXT-X-STREAM-INF), then its
+// renditions' (EXT-X-MEDIA with a URI).
+func (p *Playlist) MediaURIs() []string {
+	var uris []string
+	add := func(u string) {
+		if u != "" && !slices.Contains(uris, u) {
+			uris = append(uris, u)
+		}
+	}
+	for _, v := range p.Variants {
+		if !v.IFrame {
+			add(v.URI)
+		}
+	}
+	for _, r := range p.Renditions {
+		add(r.URI)
+	}
+	return uris
 }
 
 // Variant is an EXT-X-STREAM-INF tag and the URI of its media playlist,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,4 +312,23 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// MediaURIs names every media playlist once: the variants', then the
+// renditions' (a rendition without a URI has none, an I-frame variant is
+// not a media playlist a player plays).
+func TestMediaURIsNameEachPlaylistOnce(t *testing.T) {
+	master := "#EXTM3U\n" +
+		"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio.m3u8\"\n" +
+		"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"b\",NAME=\"muxed\"\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=900000,AUDIO=\"a\"\nvideo.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=100000,AUDIO=\"a\"\naudio.m3u8\n" +
+		"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,URI=\"iframes.m3u8\"\n"
+	p, err := Parse([]byte(master))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.MediaURIs(), []string{"video.m3u8", "audio.m3u8"}; !slices.Equal(got, want) {
+		t.Errorf("MediaURIs %v, want %v", got, want)
+	}
 }

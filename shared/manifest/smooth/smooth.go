@@ -26,17 +26,20 @@ const DefaultTimeScale = 10_000_000
 // reference test marshals the same value with encoding/xml and compares
 // the bytes; Parse unmarshals into it.
 type Manifest struct {
-	XMLName        xml.Name `xml:"SmoothStreamingMedia"`
-	MajorVersion   int      `xml:"MajorVersion,attr"`
-	MinorVersion   int      `xml:"MinorVersion,attr"`
-	TimeScale      uint64   `xml:"TimeScale,attr"`
-	Duration       uint64   `xml:"Duration,attr"`
-	IsLive         string   `xml:"IsLive,attr"`
-	LookaheadCount int      `xml:"LookaheadCount,attr"`
+	XMLName      xml.Name `xml:"SmoothStreamingMedia"`
+	MajorVersion int      `xml:"MajorVersion,attr"`
+	MinorVersion int      `xml:"MinorVersion,attr"`
+	TimeScale    uint64   `xml:"TimeScale,attr"`
+	Duration     uint64   `xml:"Duration,attr"`
+	IsLive       string   `xml:"IsLive,attr"`
+	// LookaheadCount, LookAheadFragmentCount and DVRWindowLength are
+	// left out when zero: a finished (VOD) manifest has none (MS-SSTR
+	// 2.2.2.1 gives them to live presentations only).
+	LookaheadCount int `xml:"LookaheadCount,attr,omitempty"`
 	// LookAheadFragmentCount is the name IIS writes and GStreamer reads for
 	// what MS-SSTR calls LookaheadCount.
-	LookAheadFragmentCount int           `xml:"LookAheadFragmentCount,attr"`
-	DVRWindowLength        uint64        `xml:"DVRWindowLength,attr"`
+	LookAheadFragmentCount int           `xml:"LookAheadFragmentCount,attr,omitempty"`
+	DVRWindowLength        uint64        `xml:"DVRWindowLength,attr,omitempty"`
 	Streams                []StreamIndex `xml:"StreamIndex"`
 }
 
@@ -154,8 +157,10 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 		}
 	}
 	if p.VOD() {
-		// A finished range: clients play it from its start to its end.
+		// A finished range: clients play it from its start to its end;
+		// nothing is ahead to look for, no window slides.
 		m.IsLive, m.DVRWindowLength = "FALSE", 0
+		m.LookaheadCount, m.LookAheadFragmentCount = 0, 0
 		m.Duration = timeline.Ticks(extent.End.Sub(extent.Start), DefaultTimeScale)
 	}
 	return m, nil
@@ -248,9 +253,9 @@ func (m *Manifest) write(w *xmlout.Writer) {
 	w.UintAttr("TimeScale", m.TimeScale)
 	w.UintAttr("Duration", m.Duration)
 	w.Attr("IsLive", m.IsLive)
-	w.IntAttr("LookaheadCount", m.LookaheadCount)
-	w.IntAttr("LookAheadFragmentCount", m.LookAheadFragmentCount)
-	w.UintAttr("DVRWindowLength", m.DVRWindowLength)
+	w.IntAttrOmit("LookaheadCount", m.LookaheadCount)
+	w.IntAttrOmit("LookAheadFragmentCount", m.LookAheadFragmentCount)
+	w.UintAttrOmit("DVRWindowLength", m.DVRWindowLength)
 	if len(m.Streams) == 0 {
 		w.Empty("SmoothStreamingMedia")
 		return

@@ -119,3 +119,31 @@ func TestTracksSmoothCannotCarryAreLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// A live manifest says how far clients may look ahead (LookaheadCount,
+// and IIS's LookAHeadFragmentCount that GStreamer reads) and how long its
+// window is (DVRWindowLength); a finished one has neither: MS-SSTR gives
+// them to live presentations only.
+func TestVODManifestHasNoLookaheadNorWindow(t *testing.T) {
+	attrs := []string{"LookaheadCount=", "LookAheadFragmentCount=", "DVRWindowLength="}
+	for _, tc := range []struct {
+		name  string
+		ended bool
+	}{{"live", false}, {"ended", true}} {
+		p := manifesttest.Presentation(false)
+		p.Ended = tc.ended
+		b, err := Render(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, _, _ := strings.Cut(string(b[strings.Index(string(b), "<SmoothStreamingMedia"):]), ">")
+		for _, a := range attrs {
+			if strings.Contains(root, a) == tc.ended {
+				t.Errorf("%s: %s in %v, want it only live", tc.name, a, root)
+			}
+		}
+		if m, err := Parse(b); err != nil || m.Live() == tc.ended {
+			t.Errorf("%s: parsed back live=%v, err %v", tc.name, m != nil && m.Live(), err)
+		}
+	}
+}
