@@ -58,7 +58,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 CHAOS_FRAGMENTS ?= 600
 # SMOOTHCAST_CHAOS_SEED (from the environment or the command line) replays
 # the fault decisions of the run that logged it (RELIABILITY.md).
-chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults and a relay kill; SMOOTHCAST_CHAOS_SEED=n replays a run
+chaos: ## the chaos suite at length: CHAOS_FRAGMENTS 1-second fragments per encoder (600: 10 minutes) through S3 faults, a relay kill and a zone lost for good; SMOOTHCAST_CHAOS_SEED=n replays a run
 	SMOOTHCAST_CHAOS_SEED=$(SMOOTHCAST_CHAOS_SEED) SMOOTHCAST_CHAOS_FRAGMENTS=$(CHAOS_FRAGMENTS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./e2e 2>&1 | grep -E 'chaos_test|^(---|ok|FAIL|panic)'
 
 LATENCY_MINUTES ?= 10
