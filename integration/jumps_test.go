@@ -162,6 +162,7 @@ type playlist struct {
 	mediaSeq, discSeq int
 	starts            []uint64 // the fragments' start times, in order
 	discBefore        []int    // indexes in starts that an EXT-X-DISCONTINUITY precedes
+	gaps              int      // EXT-X-GAP segments (a hole), not in starts
 	endList           bool
 }
 
@@ -183,8 +184,12 @@ func parsePlaylist(t *testing.T, text string) playlist {
 			t.Fatalf("playlist URI %q is not a fragment's", seg.URI)
 		}
 		start, _ := strconv.ParseUint(m[1], 10, 64)
+		if seg.Gap {
+			p.gaps++
+			continue
+		}
 		if seg.Discontinuity {
-			p.discBefore = append(p.discBefore, i)
+			p.discBefore = append(p.discBefore, i-p.gaps)
 		}
 		p.starts = append(p.starts, start)
 	}
@@ -265,7 +270,8 @@ func fragmentsOf(t *testing.T, st *store.Store, channel, track string) (starts [
 // it, none and EXT-X-DISCONTINUITY-SEQUENCE:1; DASH starts a new Period
 // there. A forward skip within -max-drift is a gap, not a rebase: the
 // fragments keep the encoder's times and carry no marker, and the
-// playlists show the hole as a discontinuity (no new Period).
+// playlists show the hole as EXT-X-GAP segments, counted in the media
+// sequence, not as a discontinuity (no new Period).
 func TestTimestampJumpsInsideAConnection(t *testing.T) {
 	const before = 8 // fragments 0..7 before the jump
 	const after = 7  // fragments after it: the 10 s window slides past the jump on every track
@@ -276,6 +282,7 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 		rebased bool // the fragments after the jump are moved onto the clock
 		disc    bool // the first after the jump is marked (x-amz-meta-disc, a new Period)
 		hlsDisc bool // the playlists show a discontinuity before it
+		hlsGaps int  // the playlists show the hole before it as this many EXT-X-GAP segments
 		// knownBug skips the manifest checks (the relay's are made).
 		knownBug string
 	}{
@@ -283,7 +290,7 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 		{name: "forward beyond max-drift, encoder behind the clock catches up: kept", next: 20, lead: 60 * time.Second, disc: true, hlsDisc: true},
 		{name: "forward beyond max-drift, encoder ahead of the clock: rebased after what it stored", next: 20, lead: -3 * time.Second, rebased: true, disc: true, hlsDisc: true},
 		{name: "backward to zero, live encoder: rebased", next: 0, lead: 2 * time.Second, rebased: true, disc: true, hlsDisc: true},
-		{name: "forward skip of 4 s, within max-drift: a gap, kept", next: 10, lead: 2 * time.Second, hlsDisc: true},
+		{name: "forward skip of 4 s, within max-drift: a gap, kept", next: 10, lead: 2 * time.Second, hlsGaps: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, st := testtool.Store(t, "relay-test")
@@ -385,9 +392,9 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 					if tc.hlsDisc {
 						wantDisc, wantSeq = []int{before}, 1
 					}
-					if !slices.Equal(all.discBefore, wantDisc) || all.discSeq != 0 || all.mediaSeq != 0 {
-						t.Errorf("whole playlist: discontinuities before fragments %v, sequence %d, media sequence %d; want %v, 0, 0",
-							all.discBefore, all.discSeq, all.mediaSeq, wantDisc)
+					if !slices.Equal(all.discBefore, wantDisc) || all.discSeq != 0 || all.mediaSeq != 0 || all.gaps != tc.hlsGaps {
+						t.Errorf("whole playlist: discontinuities before fragments %v, sequence %d, media sequence %d, %d gap segments; want %v, 0, 0, %d",
+							all.discBefore, all.discSeq, all.mediaSeq, all.gaps, wantDisc, tc.hlsGaps)
 					}
 
 					// The DVR window (10 s) has slid past the jump: the
@@ -396,8 +403,8 @@ func TestTimestampJumpsInsideAConnection(t *testing.T) {
 					if len(win.discBefore) != 0 || win.discSeq != wantSeq {
 						t.Errorf("windowed playlist: discontinuities before %v, sequence %d; want none, %d", win.discBefore, win.discSeq, wantSeq)
 					}
-					if len(win.starts) == 0 || len(win.starts) > 6 || win.mediaSeq+len(win.starts) != before+after ||
-						!slices.Equal(win.starts, starts[win.mediaSeq:]) || win.starts[0] <= starts[before] {
+					if skipped := win.mediaSeq - tc.hlsGaps; len(win.starts) == 0 || len(win.starts) > 6 || win.gaps != 0 || skipped+len(win.starts) != before+after ||
+						!slices.Equal(win.starts, starts[skipped:]) || win.starts[0] <= starts[before] {
 						t.Errorf("windowed playlist: media sequence %d, %v; want the fragments after the first after the jump, numbered on",
 							win.mediaSeq, win.starts)
 					}

@@ -147,6 +147,9 @@ func (c *checker) hls(ctx context.Context, u *url.URL) *listing {
 		}
 		var frags []ref
 		for _, s := range mp.Segments {
+			if s.Gap {
+				continue // EXT-X-GAP: a hole, no object to check
+			}
 			su, err := mu.Parse(s.URI)
 			if err != nil {
 				c.fail(HLS, mu, fmt.Errorf("segment URI %q: %w", s.URI, err))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -121,13 +122,20 @@ func (r *Run) equal(o *Run) bool {
 }
 
 // Timeline is a track's published fragments in time order. FirstSeq is the
-// media sequence number (HLS EXT-X-MEDIA-SEQUENCE) of its first fragment and
-// FirstDisc the discontinuity sequence (EXT-X-DISCONTINUITY-SEQUENCE) in
-// force there: both keep counting as the window slides.
+// media sequence number of its first fragment and FirstDisc the number of
+// gaps before it: both keep counting as the window slides.
+//
+// HLS lists a hole (a gap where media time goes on: Hole) as EXT-X-GAP
+// segments (HoleSegments of them), not as a discontinuity: Holes and
+// HoleSegs count the holes trimmed away and their segments, so that
+// EXT-X-MEDIA-SEQUENCE (FirstSeq+HoleSegs) and
+// EXT-X-DISCONTINUITY-SEQUENCE (FirstDisc-Holes) keep counting too.
 type Timeline struct {
 	Runs      []Run  `json:"runs"`
 	FirstSeq  uint64 `json:"seq"`
 	FirstDisc uint64 `json:"disc,omitempty"`
+	Holes     uint64 `json:"holes,omitempty"`
+	HoleSegs  uint64 `json:"holesegs,omitempty"`
 	// BreakAt is the start of the last break trimmed away (HasBreakAt):
 	// the Period that the first fragments belong to begins there.
 	BreakAt    uint64 `json:"brkat,omitempty"`
@@ -310,6 +318,10 @@ func (tl *Timeline) TrimBefore(t uint64) {
 		i++
 		if i < len(tl.Runs) && tl.Runs[i].Gap {
 			tl.FirstDisc++
+			if prevEnd := tl.Runs[i-1].End(); Hole(prevEnd, tl.Runs[i].Start, tl.Runs[i].Break) {
+				tl.Holes++
+				tl.HoleSegs += HoleSegments(prevEnd, tl.Runs[i].Start, tl.Runs[i].DurationAt(0))
+			}
 			tl.Runs[i].Gap = false
 		}
 	}
@@ -350,6 +362,33 @@ func (tl *Timeline) TrimAfter(t uint64) {
 		r.Count = min(r.Count, r.boundaries(t-1-r.Start))
 		return
 	}
+}
+
+// Hole reports whether a gap between prevEnd and start, the end of the
+// fragment before it and the start of the one after it, is a hole: media
+// missing while the encoder's timeline goes on (lost or late fragments),
+// not a break in it. A hole is no discontinuity: the media times on each
+// side of it are those of one timeline.
+func Hole(prevEnd, start uint64, brk bool) bool { return !brk && start > prevEnd }
+
+// HoleSegments is how many segments of at most d (the duration of the
+// fragment after the hole) fill the hole from prevEnd to start: HLS lists
+// them as EXT-X-GAP segments, the hole split evenly (HoleBoundary).
+func HoleSegments(prevEnd, start, d uint64) uint64 {
+	hole := start - prevEnd
+	if d == 0 {
+		return 1
+	}
+	return hole/d + min(hole%d, 1)
+}
+
+// HoleBoundary is the start of segment k (0 <= k <= n) of the n that fill
+// the hole from prevEnd to start: prevEnd + (start-prevEnd)*k/n, exact
+// for any times.
+func HoleBoundary(prevEnd, start, k, n uint64) uint64 {
+	hi, lo := bits.Mul64(start-prevEnd, k)
+	q, _ := bits.Div64(hi, lo, n) // hi < n: k <= n
+	return prevEnd + q
 }
 
 // Entry is one fragment as the renderers see it: its media sequence

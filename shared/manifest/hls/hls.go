@@ -223,18 +223,24 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		b.WriteString("#EXT-X-PLAYLIST-TYPE:VOD\n")
 	}
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", TargetDuration(tv.State.MaxDuration, ts))
-	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", tl.FirstSeq)
-	if tl.FirstDisc > 0 {
-		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", tl.FirstDisc)
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", tl.FirstSeq+tl.HoleSegs)
+	if disc := tl.FirstDisc - tl.Holes; disc > 0 {
+		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", disc)
 	}
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
 	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
 	first := true
 	var scratch []byte // one line's numbers, reused
+	var prevEnd uint64
 	for e := range tl.All() {
-		if e.Gap {
+		switch {
+		case e.Gap && timeline.Hole(prevEnd, e.Start, e.Break):
+			scratch = appendHole(scratch[:0], id, prevEnd, e.Start, e.Duration, ts)
+			b.Write(scratch)
+		case e.Gap:
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
+		prevEnd = e.End()
 		if first || e.Gap {
 			b.WriteString("#EXT-X-PROGRAM-DATE-TIME:")
 			b.WriteString(p.Wallclock(e.Start, ts).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
@@ -252,6 +258,36 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		b.WriteString("#EXT-X-ENDLIST\n")
 	}
 	return b.Bytes(), true
+}
+
+// appendHole appends the EXT-X-GAP segments that fill the hole from
+// prevEnd to start in track id (timescale ts), d being the duration of the
+// fragment after it: timeline.HoleSegments of them, the hole split evenly.
+//
+// A hole is media lost while the encoder's timeline went on (a fragment
+// never stored, an encoder that fell behind): it is no discontinuity, and
+// must not be one. Each media playlist has its own holes, and an
+// EXT-X-DISCONTINUITY in one would give it discontinuity sequence numbers
+// that the others do not have at the same time, which RFC 8216 6.2.4
+// forbids: hls.js then never loads the audio rendition of a channel with a
+// hole in one track (its audio-stream-controller waits for a main
+// playlist that reaches the audio's last discontinuity sequence, and for a
+// video fragment of the same sequence number before it loads an audio
+// one), for good, since the sequences never meet again. EXT-X-GAP (RFC
+// 8216bis 4.4.4.7) says "no media here" with every sequence number
+// unchanged; the segments' URIs are those fragments would have, never
+// stored, which a client must not load.
+func appendHole(dst []byte, id layout.TrackID, prevEnd, start, d, ts uint64) []byte {
+	n := timeline.HoleSegments(prevEnd, start, d)
+	for k := range n {
+		from, to := timeline.HoleBoundary(prevEnd, start, k, n), timeline.HoleBoundary(prevEnd, start, k+1, n)
+		dst = append(dst, "#EXT-X-GAP\n#EXTINF:"...)
+		dst = appendExtinf(dst, from, to, ts)
+		dst = append(dst, ",\n"...)
+		dst = layout.AppendFragmentRef(dst, id, from)
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 // appendExtinf appends the EXTINF of the fragment from start to end (ticks of

@@ -71,6 +71,9 @@ type Segment struct {
 	ByteRange *ByteRange
 	// Discontinuity is whether an EXT-X-DISCONTINUITY tag precedes it.
 	Discontinuity bool
+	// Gap is whether it has an EXT-X-GAP tag: it holds no media, and a
+	// client does not load it.
+	Gap bool
 	// ProgramDateTime is its EXT-X-PROGRAM-DATE-TIME; zero when none.
 	ProgramDateTime time.Time
 	// Map is the EXT-X-MAP in force; nil when none.
@@ -282,7 +285,7 @@ func (p *parser) tag(name, value string) error {
 	case "EXT-X-MEDIA":
 		return p.rendition(value)
 	case "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE", "EXT-X-PLAYLIST-TYPE",
-		"EXT-X-ENDLIST", "EXT-X-MAP", "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME":
+		"EXT-X-ENDLIST", "EXT-X-MAP", "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME", "EXT-X-GAP":
 		if err := p.kind(false); err != nil {
 			return err
 		}
@@ -319,6 +322,8 @@ func (p *parser) mediaTag(name, value string) error {
 		p.next.ByteRange, err = parseByteRange(value)
 	case "EXT-X-DISCONTINUITY":
 		p.next.Discontinuity = true
+	case "EXT-X-GAP":
+		p.next.Gap = true
 	case "EXT-X-PROGRAM-DATE-TIME":
 		p.next.ProgramDateTime, err = parseDateTime(value)
 	}

@@ -59,14 +59,27 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 				want := &Playlist{
 					Version: Version, IndependentSegments: true,
 					TargetDuration: TargetDuration(tv.State.MaxDuration, tv.Timescale),
-					MediaSequence:  tl.FirstSeq, DiscontinuitySequence: tl.FirstDisc,
+					MediaSequence:  tl.FirstSeq + tl.HoleSegs, DiscontinuitySequence: tl.FirstDisc - tl.Holes,
 					Maps: []*Map{{URI: layout.InitRef(tv.ID)}}, Ended: p.VOD(),
 				}
 				if p.VOD() {
 					want.Type = "VOD"
 				}
+				var prevEnd uint64
 				for e := range tl.All() {
-					s := Segment{URI: string(layout.AppendFragmentRef(nil, tv.ID, e.Start)), Discontinuity: e.Gap, Map: want.Maps[0],
+					// A hole is EXT-X-GAP segments, the hole split
+					// evenly; a break a discontinuity.
+					hole := e.Gap && timeline.Hole(prevEnd, e.Start, e.Break)
+					if hole {
+						n := timeline.HoleSegments(prevEnd, e.Start, e.Duration)
+						for k := range n {
+							from, to := timeline.HoleBoundary(prevEnd, e.Start, k, n), timeline.HoleBoundary(prevEnd, e.Start, k+1, n)
+							want.Segments = append(want.Segments, Segment{URI: string(layout.AppendFragmentRef(nil, tv.ID, from)), Gap: true, Map: want.Maps[0],
+								Duration: time.Duration(micros(to, tv.Timescale)-micros(from, tv.Timescale)) * time.Microsecond})
+						}
+					}
+					prevEnd = e.End()
+					s := Segment{URI: string(layout.AppendFragmentRef(nil, tv.ID, e.Start)), Discontinuity: e.Gap && !hole, Map: want.Maps[0],
 						Duration: time.Duration(micros(e.End(), tv.Timescale)-micros(e.Start, tv.Timescale)) * time.Microsecond}
 					if len(want.Segments) == 0 || e.Gap {
 						s.ProgramDateTime = p.Wallclock(e.Start, tv.Timescale).UTC().Truncate(time.Millisecond)
@@ -142,11 +155,11 @@ seg2.m4s
 		Segments: []Segment{
 			{URI: "seg0.m4s?a=1", Duration: 2005333 * time.Microsecond, Title: "first, with a comma", Map: maps[0], Line: 13,
 				ProgramDateTime: time.Date(2026, 1, 2, 2, 4, 5, 123e6, time.UTC)},
-			{URI: "big.m4s", Duration: 4 * time.Second, ByteRange: &ByteRange{Length: 1000, Offset: 720, HasOffset: true}, Map: maps[0], Line: 18},
+			{URI: "big.m4s", Duration: 4 * time.Second, ByteRange: &ByteRange{Length: 1000, Offset: 720, HasOffset: true}, Gap: true, Map: maps[0], Line: 18},
 			{URI: "seg2.m4s", Duration: 500 * time.Millisecond, ByteRange: &ByteRange{Length: 500}, Discontinuity: true, Map: maps[1], Line: 24,
 				ProgramDateTime: time.Date(2026, 1, 2, 2, 5, 0, 0, time.UTC)},
 		},
-		Other: []Tag{{Name: "EXT-X-START", Value: "TIME-OFFSET=-6", Line: 8}, {Name: "EXT-X-GAP", Line: 17}},
+		Other: []Tag{{Name: "EXT-X-START", Value: "TIME-OFFSET=-6", Line: 8}},
 	}
 	for i := range pl.Segments {
 		if s := &pl.Segments[i]; !s.ProgramDateTime.IsZero() {
