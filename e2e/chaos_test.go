@@ -646,6 +646,11 @@ func chaosFigures(t *testing.T, st *stack.Stack, channel string, pushed int) fig
 		diag.discontinuities(uri, pl)
 		seen := map[string]bool{}
 		for _, s := range pl.Segments {
+			if s.Gap {
+				// A hole (EXT-X-GAP) names a fragment never stored: the
+				// lost-fragment count tells of it.
+				continue
+			}
 			if seen[s.URI] {
 				f.duplicates++
 			}

@@ -141,6 +141,9 @@ func TestMeasureFragmentToManifestLatency(t *testing.T) {
 					continue
 				}
 				for _, s := range pl.Segments {
+					if s.Gap {
+						continue // a hole: no fragment to measure
+					}
 					_, rest, ok := strings.Cut(s.URI, "Fragments(")
 					if !ok {
 						continue

@@ -138,6 +138,9 @@ func hlsReferences(ctx context.Context, base string) []string {
 		dir := uri[:strings.LastIndex(uri, "/")+1]
 		if pl, ok := fetchParsed(ctx, base+uri, hls.Parse); ok {
 			for _, s := range pl.Segments {
+				if s.Gap {
+					continue // EXT-X-GAP: a hole, no object to fetch
+				}
 				refs = append(refs, dir+strings.TrimSuffix(s.URI, "?.m4s"))
 			}
 		}
