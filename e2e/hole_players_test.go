@@ -91,6 +91,7 @@ func TestHLSJSPlaysAChannelWithAHoleInOneTrack(t *testing.T) {
 	}
 	for _, losing := range []timeline.Kind{timeline.Audio, timeline.Video} {
 		t.Run(string(losing), func(t *testing.T) {
+			t.Parallel() // a channel and a browser each
 			channel := "hole-" + string(losing)
 			cfg := synth.Config{CMAF: true, Tracks: []synth.Track{
 				{Kind: timeline.Video, Bitrate: 400_000, Width: 640, Height: 360},

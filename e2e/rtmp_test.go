@@ -133,6 +133,7 @@ func TestFFmpegRTMPPlaysInEveryFormat(t *testing.T) {
 		{"rtmps", st.RTMPSURL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a channel each
 			if out, err := runRTMP(t, ffmpeg, tc.server+"/"+tc.name, pushSeconds); err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", err, out)
 			}
