@@ -125,16 +125,7 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	}
 	notify := awscloudwatchactions.NewSnsAction(m.Topic)
 	alarm := func(id, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator, threshold float64, periods int, missing awscloudwatch.TreatMissingData) awscloudwatch.Alarm {
-		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String(description),
-			Metric:             metric,
-			ComparisonOperator: op,
-			Threshold:          jsii.Number(threshold),
-			EvaluationPeriods:  jsii.Number(float64(periods)),
-			DatapointsToAlarm:  jsii.Number(float64(periods)),
-			TreatMissingData:   missing,
-		})
-		return a
+		return newAlarm(stack, id, description, metric, op, threshold, periods, missing)
 	}
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
 
@@ -227,6 +218,20 @@ func monitoring(stack awscdk.Stack, cfg Config, fn awslambda.Function, failures 
 	}
 	relayHealth(stack, m, metricname.RelayNamespace, names)
 	return m
+}
+
+// newAlarm is a metric alarm that fires when periods evaluation periods
+// in a row breach threshold (the stack's alarms all count every period).
+func newAlarm(stack awscdk.Stack, id, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator, threshold float64, periods int, missing awscloudwatch.TreatMissingData) awscloudwatch.Alarm {
+	return awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(description),
+		Metric:             metric,
+		ComparisonOperator: op,
+		Threshold:          jsii.Number(threshold),
+		EvaluationPeriods:  jsii.Number(float64(periods)),
+		DatapointsToAlarm:  jsii.Number(float64(periods)),
+		TreatMissingData:   missing,
+	})
 }
 
 // dashboard shows the function (invocations, errors, duration), the EMF
@@ -343,15 +348,8 @@ func relayHealth(stack awscdk.Stack, m *Monitoring, namespace string, relays []s
 	}
 	notify := awscloudwatchactions.NewSnsAction(m.Topic)
 	alarm := func(id, description string, metric awscloudwatch.IMetric, threshold float64, periods int) awscloudwatch.Alarm {
-		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String(description),
-			Metric:             metric,
-			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-			Threshold:          jsii.Number(threshold),
-			EvaluationPeriods:  jsii.Number(float64(periods)),
-			DatapointsToAlarm:  jsii.Number(float64(periods)),
-			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-		})
+		a := newAlarm(stack, id, description, metric, awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, threshold, periods,
+			awscloudwatch.TreatMissingData_NOT_BREACHING)
 		a.AddAlarmAction(notify)
 		a.AddOkAction(notify)
 		return a
