@@ -61,6 +61,16 @@ func packet(b []byte, i int) []byte { return b[i*PacketSize : (i+1)*PacketSize] 
 
 func notStart(p []byte) bool { return !startsPES(p) }
 
+// setPTS writes t as a PES header's PTS field at b, keeping its prefix
+// and marker bits.
+func setPTS(b []byte, t int64) {
+	b[0] = b[0]&0xf1 | byte(t>>29)&0x0e
+	b[1] = byte(t >> 22)
+	b[2] = byte(t>>14) | 1
+	b[3] = byte(t >> 7)
+	b[4] = byte(t<<1) | 1
+}
+
 // Each is what an encoder or an attacker may send: a clear error naming
 // the rule, a *ingest.ProtocolError, never a panic. An error in the first
 // segment ends the demuxer; one in a later segment leaves it as it was
@@ -103,6 +113,13 @@ func TestBadInputIsAProtocolErrorThatSaysWhat(t *testing.T) {
 			return [][]byte{b}
 		}, ErrScrambled, 0},
 		{"timestamps going backwards", func() [][]byte { return [][]byte{segs[1], segs[0]} }, ErrBackwards, 2},
+		{"an audio PES that starts before the last frame of the one before", func() [][]byte {
+			b := bytes.Clone(aac)
+			first := packet(b, nth(b, pidAudio, 0, startsPES))
+			second := packet(b, nth(b, pidAudio, 1, startsPES))
+			setPTS(second[payloadAt(second)+9:], clock(first[payloadAt(first)+9:])+1)
+			return [][]byte{b}
+		}, ErrBackwards, 0},
 		{"a PES without PTS", func() [][]byte {
 			b := bytes.Clone(aac)
 			p := packet(b, nth(b, pidVideo, 1, startsPES))

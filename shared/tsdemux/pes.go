@@ -93,7 +93,6 @@ func (d *Demuxer) samples(ctx context.Context, st *stream, h pesHeader) error {
 	if st.hasLast && dts <= st.last {
 		return d.protocolErr(ErrBackwards, "PID %d: %s after %s", st.pid, ticks(dts), ticks(st.last))
 	}
-	st.last, st.hasLast = dts, true
 	if len(h.data) == 0 {
 		return d.protocolErr(ErrStream, "PID %d: empty PES", st.pid)
 	}
@@ -265,6 +264,7 @@ func (d *Demuxer) rate(st *stream, rate int) error {
 // emit hands a sample over, or holds it while the tracks are not fixed.
 func (d *Demuxer) emit(ctx context.Context, st *stream, s packager.Sample, size int) error {
 	d.stats.Samples++
+	st.last, st.hasLast = s.DTS, true
 	if d.fixed {
 		if st.index < 0 {
 			return nil

@@ -102,7 +102,7 @@ type stream struct {
 	declared int    // the PES's declared size, -1 unbounded, 0 not known yet
 	lastSize int    // the size of the previous PES, to size the next
 
-	last    int64 // the last DTS (audio: PTS) made
+	last    int64 // the DTS of the last sample made (a PES starts after it)
 	hasLast bool
 
 	audio    []byte // AAC: the AudioSpecificConfig
