@@ -54,6 +54,20 @@ type Track struct {
 	// VideoRange is video's HDR transfer function, "PQ" (SMPTE ST 2084)
 	// or "HLG", as HLS's VIDEO-RANGE names them; "" is SDR.
 	VideoRange string `json:"range,omitempty"`
+	// Label is the track's name for a person (HLS NAME, DASH Label), as
+	// the encoder gave it (a labl box in the trak's udta, an uploaded
+	// playlist's NAME); "" names it after its ID.
+	Label string `json:"label,omitempty"`
+	// Default says a player should show this text track unasked (a text
+	// track whose tkhd is enabled, HLS DEFAULT=YES).
+	Default bool `json:"default,omitempty"`
+	// Forced says the text track holds forced subtitles only: what is
+	// shown even with subtitles off (role forced-subtitle, HLS
+	// FORCED=YES).
+	Forced bool `json:"forced,omitempty"`
+	// Captions lists the CEA-608/708 caption services a video track
+	// carries in its SEI, as Captions.Services reads them: "CC1=eng;SERVICE1".
+	Captions Captions `json:"cc,omitempty"`
 }
 
 // RoleScheme is the scheme of the track roles (Track.Role) a CMAF kind
