@@ -9,6 +9,7 @@
 //	live/{channel}.isml/QualityLevels({bitrate})/Init({track}).mp4 init segment (ftyp+moov of one track)
 //	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time})  fragment (moof+mdat)
 //	live/{channel}.isml/QualityLevels({bitrate})/FragmentInfo({track}={time})  the same fragment (URL only, no key of its own)
+//	live/{channel}.isml/QualityLevels({bitrate})/Fragments({track}={time}).vtt  a WebVTT text fragment as a WebVTT file (HLS)
 //	live/{channel}.isml/QualityLevels({bitrate})/End({track}={time})       end of an encoder connection (marker, never served)
 //	state/{channel}/...                                            internal state, never served
 //
@@ -100,6 +101,15 @@ func qualityBase(channel string, t TrackID) string {
 // fragment of track t that starts at time start (in the track's timescale).
 func FragmentKey(channel string, t TrackID, start uint64) string {
 	return qualityBase(channel, t) + "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
+}
+
+// WebVTTKey is the key (and URL path, without the leading slash) of the
+// WebVTT file that holds the cues of the wvtt fragment of track t that
+// starts at start: HLS players read WebVTT subtitles as text files, not
+// as fragmented MP4. The relay stores it before the fragment, so that it
+// exists once a manifest lists the fragment.
+func WebVTTKey(channel string, t TrackID, start uint64) string {
+	return FragmentKey(channel, t, start) + ".vtt"
 }
 
 // FragmentInfoPath is the URL path (without the leading slash) a Smooth
