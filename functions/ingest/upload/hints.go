@@ -34,6 +34,14 @@ type hints struct {
 	// renditions, and each variant's BANDWIDTH by its playlist's name.
 	ts        map[string]bool
 	bandwidth map[string]int
+	// WebVTT subtitle playlists (vtt.go): each one's latest listing by
+	// its name, where each segment they listed goes, and what the
+	// multivariant playlist said of each subtitle rendition (by its
+	// playlist's name; master: a multivariant playlist came).
+	vtt     map[string]*vttListing
+	vttSegs map[string]vttPlace
+	subs    map[string]hls.Rendition
+	master  bool
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -50,7 +58,9 @@ type learned struct {
 }
 
 // empty reports whether no playlist or MPD said anything yet.
-func (h *hints) empty() bool { return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 }
+func (h *hints) empty() bool {
+	return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 && len(h.vtt) == 0 && len(h.subs) == 0
+}
 
 // learnPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
 // names the init segment of its segments, listed or to come (named after
@@ -63,7 +73,11 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	}
 	if pl.Multivariant {
 		h.learnVariants(pl)
+		h.learnSubtitles(pl)
 		return learned{}, nil
+	}
+	if isVTTPlaylist(pl) {
+		return h.learnVTTPlaylist(file, pl), nil
 	}
 	if len(pl.Maps) == 0 {
 		return h.learnTSPlaylist(file, pl), nil // MPEG-TS segments
