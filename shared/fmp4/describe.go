@@ -454,7 +454,8 @@ func Role(trak *mp4.TrakBox) string {
 }
 
 // DeclaredBitrate is the bitrate a track's sample entry declares (btrt,
-// the esds average bitrate, or the dac3 or dec3 bitrate), or 0.
+// video's or text's, the esds average bitrate, or the dac3 or dec3
+// bitrate), or 0.
 func DeclaredBitrate(trak *mp4.TrakBox) int {
 	if trak == nil || trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 		return 0
@@ -475,6 +476,12 @@ func DeclaredBitrate(trak *mp4.TrakBox) int {
 	}
 	if a := stsd.EC3; a != nil && a.Dec3 != nil {
 		return int(a.Dec3.DataRate) * 1000
+	}
+	if e := stsd.Wvtt; e != nil && e.Btrt != nil {
+		return int(e.Btrt.AvgBitrate)
+	}
+	if e := stsd.Stpp; e != nil && e.Btrt != nil {
+		return int(e.Btrt.AvgBitrate)
 	}
 	return 0
 }
