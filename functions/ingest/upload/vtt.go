@@ -15,7 +15,8 @@ package upload
 // rendition (webvtt.Init: a wvtt track, timescale 1000, the language,
 // NAME as its label, DEFAULT as tkhd's enabled flag, FORCED as the role
 // forced-subtitle, CHARACTERISTICS that transcribe dialog as caption)
-// says what EXT-X-MEDIA says, and cannot be rewritten once stored.
+// says what EXT-X-MEDIA says (plain subtitles have no role: the track
+// is text_{language}), and cannot be rewritten once stored.
 // ffmpeg uploads the multivariant playlist after each variant's first
 // segments, so its first subtitle segments wait a moment; an encoder
 // should republish it (ffmpeg: -master_pl_publish_rate) for a relay that
@@ -172,7 +173,7 @@ func (h *hints) learnSubtitles(pl *hls.Playlist) {
 // subtitleTrack is the text track the multivariant playlist describes
 // for the WebVTT playlist key.
 func (h *hints) subtitleTrack(key string) webvtt.Track {
-	t := webvtt.Track{ID: 1, Timescale: vttTimescale, Role: "subtitle"}
+	t := webvtt.Track{ID: 1, Timescale: vttTimescale}
 	r, ok := h.subs[key]
 	if !ok {
 		return t
