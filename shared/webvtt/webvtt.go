@@ -279,7 +279,7 @@ func FormatTime(d time.Duration) string {
 // file parses back to the same cues: blank lines in a payload are
 // dropped, "-->" in a payload or id becomes "--&gt;", line ends in an id
 // or settings become spaces, and an id that would read as a NOTE, STYLE
-// or REGION block is left out.
+// or REGION block is left out. The file ends with a blank line.
 func (f *File) Bytes() []byte {
 	var b strings.Builder
 	b.WriteString("WEBVTT")
@@ -310,6 +310,10 @@ func (f *File) Bytes() []byte {
 			b.WriteString(t + "\n")
 		}
 	}
+	// A blank line at the end: a reader that runs files together (ffmpeg
+	// 5.1's HLS demuxer reads a subtitle playlist's segments as one file)
+	// does not take the next file's header for the last cue's text.
+	b.WriteString("\n")
 	return []byte(b.String())
 }
 

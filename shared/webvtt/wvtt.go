@@ -210,16 +210,14 @@ func cmpUint(a, b uint64) int {
 func sameCue(a, b Cue) bool { return a.ID == b.ID && a.Settings == b.Settings && a.Text == b.Text }
 
 // ForHLS is the WebVTT file an HLS player reads for the cues of a wvtt
-// fragment that starts at start (ticks of timescale; cues in media time):
-// its X-TIMESTAMP-MAP maps LOCAL 0 to the fragment's start in 90 kHz
-// (mod 2^33), and its cue times are relative to that start (contract 3 of
-// issue 19: the relay stores it beside the fragment).
+// fragment that starts at start (ticks of timescale; cues in media time;
+// contract 3 of issue 19: the relay stores it beside the fragment). Its
+// cue times are media times, and its X-TIMESTAMP-MAP maps the fragment's
+// start (LOCAL) to the same time in 90 kHz (MPEGTS, mod 2^33): players
+// that apply the map (hls.js, Safari) place the cues by it, and one that
+// ignores it and runs the files together (ffmpeg 5.1) still reads every
+// cue at its media time.
 func ForHLS(cues []Cue, start uint64, timescale uint32) *File {
 	at := Duration(start, timescale)
-	f := &File{Map: &TimestampMap{MPEGTS: Ticks(at, 90000) % (1 << 33)}}
-	for _, c := range cues {
-		c.Start, c.End = max(c.Start-at, 0), max(c.End-at, 0)
-		f.Cues = append(f.Cues, c)
-	}
-	return f
+	return &File{Map: &TimestampMap{MPEGTS: Ticks(at, 90000) % (1 << 33), Local: at}, Cues: slices.Clone(cues)}
 }

@@ -109,20 +109,21 @@ func TestFragmentSamplesRefusesSamplesOutsideTheMdat(t *testing.T) {
 }
 
 func TestForHLS(t *testing.T) {
-	// A fragment at 2^33 ticks of 90 kHz plus 10 s (in 1 kHz): the map
-	// wraps, the cue times are relative to the fragment's start.
+	// A fragment at 2^33 ticks of 90 kHz plus 10 s (in 1 kHz): MPEGTS
+	// wraps, LOCAL is the fragment's start, the cue times media times.
 	start := uint64(1<<33)/90 + 10000
 	cues := []Cue{{Start: ms(int64(start) + 500), End: ms(int64(start) + 1500), Text: "x"}}
 	f := ForHLS(cues, start, 1000)
 	wantTS := (start * 90) % (1 << 33)
-	if f.Map == nil || f.Map.MPEGTS != wantTS || f.Map.Local != 0 {
-		t.Fatalf("map %+v, want MPEGTS %d LOCAL 0", f.Map, wantTS)
+	if f.Map == nil || f.Map.MPEGTS != wantTS || f.Map.Local != ms(int64(start)) {
+		t.Fatalf("map %+v, want MPEGTS %d LOCAL %v", f.Map, wantTS, ms(int64(start)))
 	}
-	if c := f.Cues[0]; c.Start != ms(500) || c.End != ms(1500) {
-		t.Errorf("cue %v-%v, want 500ms-1.5s", c.Start, c.End)
+	if !reflect.DeepEqual(f.Cues, cues) {
+		t.Errorf("cues %+v, want %+v", f.Cues, cues)
 	}
-	if cues[0].Start != ms(int64(start)+500) {
-		t.Error("ForHLS changed its caller's cues")
+	f.Cues[0].Text = "changed"
+	if cues[0].Text != "x" {
+		t.Error("ForHLS shares its caller's cues")
 	}
 }
 

@@ -171,8 +171,8 @@ func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
 }
 
 // webVTT stores the cues of a wvtt fragment as the WebVTT file HLS
-// players read (contract 3 of issue 19): LOCAL 0 is the fragment's
-// start. It is written before the fragment, conditionally as the
+// players read (contract 3 of issue 19; webvtt.ForHLS: cue times are
+// media times, LOCAL the fragment's start). It is written before the fragment, conditionally as the
 // fragment is, and a failure to write it fails the fragment.
 func (s *storeSink) webVTT(ctx context.Context, f ingest.Fragment, tr wvttTrack) error {
 	samples, err := webvtt.FragmentSamples(slices.Concat(f.Head, f.Payload), f.TrackID, tr.trex)

@@ -138,9 +138,9 @@ out_0.m3u8
 			t.Errorf("described as %+v", tr)
 		}
 		want := map[uint64]string{
-			0:    "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n00:00:00.500 --> 00:00:01.500\nHello\n",
-			2000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:180000,LOCAL:00:00:00.000\n",
-			4000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:360000,LOCAL:00:00:00.000\n\n00:00:00.250 --> 00:00:01.000\nBye\n",
+			0:    "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n00:00:00.500 --> 00:00:01.500\nHello\n\n",
+			2000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:180000,LOCAL:00:00:02.000\n\n",
+			4000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:360000,LOCAL:00:00:04.000\n\n00:00:04.250 --> 00:00:05.000\nBye\n\n",
 		}
 		for start, body := range want {
 			if !o.fragments[start] || o.vtt[start] != body {

@@ -63,8 +63,8 @@ func wvttFragment(t *testing.T, id layout.TrackID, start, end uint64, cues []web
 	return ingest.Fragment{ID: id, TrackID: 1, Kind: timeline.Text, Start: start, Duration: end - start, Head: b[:head], Payload: b[head:]}
 }
 
-// Each wvtt fragment's cues are stored as a WebVTT file (LOCAL 0 at the
-// fragment's start, cue times relative to it) before the fragment; an
+// Each wvtt fragment's cues are stored as a WebVTT file (cue times media
+// times, LOCAL the fragment's start) before the fragment; an
 // empty fragment (vtte) has a file without cues; other tracks have none.
 func TestSinkStoresAWebVTTFileBeforeEachWvttFragment(t *testing.T) {
 	_, st := testtool.Store(t, "vtt-sink")
@@ -93,9 +93,9 @@ func TestSinkStoresAWebVTTFileBeforeEachWvttFragment(t *testing.T) {
 		t.Fatalf("written\n%s\nwant\n%s", strings.Join(rec.keys, "\n"), strings.Join(want, "\n"))
 	}
 	wantFiles := map[uint64]string{
-		10000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:900000,LOCAL:00:00:00.000\n\n1\n00:00:00.500 --> 00:00:02.000 line:0\nacross\ntwo fragments\n",
-		12000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:1080000,LOCAL:00:00:00.000\n\n1\n00:00:00.000 --> 00:00:01.000 line:0\nacross\ntwo fragments\n",
-		14000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:1260000,LOCAL:00:00:00.000\n",
+		10000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:900000,LOCAL:00:00:10.000\n\n1\n00:00:10.500 --> 00:00:12.000 line:0\nacross\ntwo fragments\n\n",
+		12000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:1080000,LOCAL:00:00:12.000\n\n1\n00:00:12.000 --> 00:00:13.000 line:0\nacross\ntwo fragments\n\n",
+		14000: "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:1260000,LOCAL:00:00:14.000\n\n",
 	}
 	for start, body := range wantFiles {
 		o, err := st.Get(ctx, layout.WebVTTKey("ch", id, start))
