@@ -136,7 +136,7 @@ func checkCues(t *testing.T, what string, cues []webvtt.Cue, start time.Duration
 	if len(cues) != len(fixtureCues) {
 		t.Fatalf("%s: %d cues %+v, want %d", what, len(cues), cues, len(fixtureCues))
 	}
-	near := func(a, b time.Duration) bool { return (a-b).Abs() <= 2*time.Millisecond }
+	near := func(a, b time.Duration) bool { return (a - b).Abs() <= 2*time.Millisecond }
 	for i, c := range cues {
 		w := fixtureCues[i]
 		if c.Text != w.Text || !near(c.Start, w.Start+start) || !near(c.End, w.End+start) {
