@@ -210,3 +210,44 @@ func TestDASHUploadOfTextTracks(t *testing.T) {
 		}
 	}
 }
+
+// A multivariant playlist's CLOSED-CAPTIONS, uploaded before its
+// variant's init segment, reaches the stored video init segment, which
+// the manifests describe the track from (Track.Captions).
+func TestHLSClosedCaptionsReachTheStoredVideoInit(t *testing.T) {
+	inits, segs := cmafRenditions(t, 1)
+	hs, st, _ := setup(t)
+	master := `#EXTM3U
+#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="cc",NAME="English",LANGUAGE="eng",INSTREAM-ID="CC1"
+#EXT-X-STREAM-INF:BANDWIDTH=900000,CLOSED-CAPTIONS="cc"
+out_0.m3u8
+`
+	putAll(t, hs.URL+"/live/cc.isml/", []upload{
+		{"master.m3u8", []byte(master), 200},
+		{"out_0.m3u8", []byte("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init_0.mp4\"\n"), 200},
+		{"init_0.mp4", inits[0], 200},
+		{"out_00.m4s", segs[0][0], 200},
+	})
+	var found bool
+	for _, k := range testtool.Keys(t, st) {
+		obj, err := layout.Parse(k)
+		if err != nil || obj.Channel != "cc" || obj.Kind != layout.KindInit {
+			continue
+		}
+		o, err := st.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := fmp4.ParseInit(o.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found = true
+		if tr.Kind != timeline.Video || tr.Captions != "CC1=eng" {
+			t.Errorf("%s: %s with captions %q, want a video with CC1=eng", k, tr.Kind, tr.Captions)
+		}
+	}
+	if !found {
+		t.Error("no init segment stored")
+	}
+}

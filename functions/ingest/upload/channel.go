@@ -399,6 +399,13 @@ func (c *channel) startRendition(file string, body []byte, remote string, p *put
 		}
 		return err
 	}
+	if cc := c.hints.captionsOf(file); cc != "" {
+		if with, err := withCaptions(body, cc); err != nil {
+			c.log.Warn("captions not declared in the init segment", "init", file, "err", err)
+		} else {
+			body = with
+		}
+	}
 	r := newRendition(c, file, body, sess)
 	old := c.renditions[file]
 	c.renditions[file] = r

@@ -8,6 +8,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -42,6 +43,9 @@ type hints struct {
 	vttSegs map[string]vttPlace
 	subs    map[string]hls.Rendition
 	master  bool
+	// The caption services of each variant's video (captions.go), by
+	// its media playlist's stem.
+	captions map[string]timeline.Captions
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -74,6 +78,7 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	if pl.Multivariant {
 		h.learnVariants(pl)
 		h.learnSubtitles(pl)
+		h.learnCaptions(pl)
 		return learned{}, nil
 	}
 	if isVTTPlaylist(pl) {
