@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // RoleScheme is the scheme of a track's role in udta/kind (DASH's Role
@@ -120,28 +122,27 @@ func Fragment(seq, trackID uint32, samples []Sample) ([]byte, error) {
 // segment).
 func FragmentSamples(frag []byte, trackID uint32, trex *mp4.TrexBox) ([]Sample, error) {
 	var moof *mp4.MoofBox
-	var mdat *mp4.MdatBox
-	for pos := uint64(0); pos < uint64(len(frag)); {
-		box, err := mp4.DecodeBox(pos, bytes.NewReader(frag[pos:]))
+	var moofPos uint64
+	var mdat []byte // its payload
+	var mdatPos uint64
+	for box, err := range mp4box.All(frag) {
 		if err != nil {
-			return nil, fmt.Errorf("%w: fragment box at %d: %w", ErrSample, pos, err)
+			return nil, fmt.Errorf("%w: %w", ErrSample, err)
 		}
-		switch b := box.(type) {
-		case *mp4.MoofBox:
-			moof = b
-		case *mp4.MdatBox:
-			mdat = b
-		}
-		if box.Size() == 0 {
-			break
-		}
-		pos += box.Size()
-		if moof != nil && mdat != nil {
-			break
+		switch {
+		case box.Type == "moof" && moof == nil:
+			m, err := mp4box.Decode(box)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrSample, err)
+			}
+			moof, _ = m.(*mp4.MoofBox)
+			moofPos = box.Pos
+		case box.Type == "mdat" && moof != nil && mdat == nil:
+			mdat, mdatPos = box.Payload(), box.Pos+uint64(box.HeaderSize)
 		}
 	}
 	if moof == nil || mdat == nil {
-		return nil, fmt.Errorf("%w: a fragment needs a moof and an mdat", ErrSample)
+		return nil, fmt.Errorf("%w: a fragment needs a moof and an mdat after it", ErrSample)
 	}
 	var out []Sample
 	for _, traf := range moof.Trafs {
@@ -157,19 +158,19 @@ func FragmentSamples(frag []byte, trackID uint32, trex *mp4.TrexBox) ([]Sample, 
 		}
 		for _, trun := range traf.Truns {
 			trun.AddSampleDefaultValues(traf.Tfhd, trex)
-			base := moof.StartPos
+			base := moofPos
 			if traf.Tfhd.HasBaseDataOffset() {
 				base = traf.Tfhd.BaseDataOffset
 			}
 			if trun.HasDataOffset() {
 				base = uint64(int64(base) + int64(trun.DataOffset))
 			}
-			at := base - mdat.PayloadAbsoluteOffset() // wraps when before: caught below
+			at := base - mdatPos // wraps when before: caught below
 			for i, smp := range trun.Samples {
-				if at > uint64(len(mdat.Data)) || uint64(smp.Size) > uint64(len(mdat.Data))-at {
-					return nil, fmt.Errorf("%w: sample %d (%d bytes) is outside the mdat (%d bytes)", ErrSample, len(out), smp.Size, len(mdat.Data))
+				if at > uint64(len(mdat)) || uint64(smp.Size) > uint64(len(mdat))-at {
+					return nil, fmt.Errorf("%w: sample %d (%d bytes) is outside the mdat (%d bytes)", ErrSample, len(out), smp.Size, len(mdat))
 				}
-				cues, err := DecodeSample(mdat.Data[at : at+uint64(smp.Size)])
+				cues, err := DecodeSample(mdat[at : at+uint64(smp.Size)])
 				if err != nil {
 					return nil, fmt.Errorf("sample %d: %w", i, err)
 				}

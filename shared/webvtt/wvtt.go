@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	mp4bits "github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
 )
 
@@ -128,7 +129,7 @@ func DecodeSample(b []byte) ([]Cue, error) {
 			return nil, fmt.Errorf("%w: the %q box at %d has size %d, %d bytes left", ErrSample, typ, pos, size, len(b)-pos)
 		}
 		if typ == "vttc" {
-			box, err := mp4.DecodeBox(0, bytes.NewReader(b[pos:pos+size]))
+			box, err := mp4.DecodeBoxSR(0, mp4bits.NewFixedSliceReader(b[pos:pos+size]))
 			if err != nil {
 				return nil, fmt.Errorf("%w: vttc at %d: %w", ErrSample, pos, err)
 			}

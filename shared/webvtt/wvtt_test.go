@@ -183,3 +183,26 @@ func TestInit(t *testing.T) {
 		t.Errorf("mdhd %s, tkhd flags %#x: a three-letter language in mdhd, a track not default not enabled", trak.Mdia.Mdhd.GetLanguage(), trak.Tkhd.Flags)
 	}
 }
+
+// FuzzFragmentSamples: a fragment of any bytes is read or refused, never
+// a panic, and the cues of what it reads join and write as a file that
+// parses.
+func FuzzFragmentSamples(f *testing.F) {
+	cues := []Cue{{ID: "a", Start: ms(100), End: ms(900), Settings: "line:0", Text: "x\ny"}}
+	frag, err := Fragment(1, 1, Samples(cues, 0, 1000, 1000))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(frag)
+	f.Add(Sample{Cues: cues}.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		samples, err := FragmentSamples(b, 1, nil)
+		if err != nil {
+			return
+		}
+		file := ForHLS(Join(samples, 1000), 0, 1000)
+		if _, err := Parse(file.Bytes()); err != nil {
+			t.Fatalf("%v\n%q", err, file.Bytes())
+		}
+	})
+}
