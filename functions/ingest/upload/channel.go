@@ -143,6 +143,8 @@ func (c *channel) run() {
 			c.recorded(m)
 		case *tsRates:
 			c.rememberTS(m)
+		case *vttInit:
+			c.record.add(c, vttRecordPrefix+m.key, m.init, nil)
 		case forgetNow:
 			if m.gen == c.forgetGen && c.empty() && c.u.retire(c) {
 				return

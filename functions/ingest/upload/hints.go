@@ -9,6 +9,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/timeline"
+	"github.com/smoothcast/smoothcast/shared/webvtt"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -43,6 +44,9 @@ type hints struct {
 	vttSegs map[string]vttPlace
 	subs    map[string]hls.Rendition
 	master  bool
+	// recorded: the text tracks of WebVTT renditions a relay started
+	// again read from the record, by playlist.
+	recorded map[string]webvtt.Track
 	// The caption services of each variant's video (captions.go), by
 	// its media playlist's stem.
 	captions map[string]timeline.Captions

@@ -47,6 +47,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/webvtt"
 )
@@ -176,6 +177,9 @@ func (h *hints) subtitleTrack(key string) webvtt.Track {
 	t := webvtt.Track{ID: 1, Timescale: vttTimescale}
 	r, ok := h.subs[key]
 	if !ok {
+		if rec, ok := h.recorded[key]; ok {
+			return rec
+		}
 		return t
 	}
 	t.Language, t.Label, t.Default = r.Language, r.Name, r.Default
@@ -222,7 +226,8 @@ func (c *channel) ownRendition(s *segment) (*rendition, error) {
 // playlist came.
 func (c *channel) vttRendition(s *segment) (*rendition, error) {
 	p, ok := c.hints.vttSegs[s.file]
-	if !ok || !c.hints.master {
+	_, recorded := c.hints.recorded[p.key]
+	if !ok || !c.hints.master && !recorded {
 		return nil, nil
 	}
 	if r := c.renditions[p.key]; r != nil {
@@ -237,12 +242,50 @@ func (c *channel) vttRendition(s *segment) (*rendition, error) {
 	}
 	c.seq++
 	r := &rendition{c: c, init: p.key, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1), vtt: true}
-	r.vttw = &vttWorker{key: p.key, track: c.hints.subtitleTrack(p.key), log: c.log.With("rendition", p.key)}
+	r.vttw = &vttWorker{key: p.key, track: c.hints.subtitleTrack(p.key), log: c.log.With("rendition", p.key), post: c.post}
 	c.renditions[p.key] = r
 	delete(c.gone, p.key)
 	go r.work(c.u)
 	c.log.Info("WebVTT rendition starts", "rendition", p.key, "language", r.vttw.track.Language, "name", r.vttw.track.Label)
 	return r, nil
+}
+
+// vttInit reports the init segment a WebVTT rendition's session took,
+// to be recorded (record.go) as "vtt:" and its playlist's name: a relay
+// started again that never sees the multivariant playlist (ffmpeg
+// uploads it once) describes the track as before.
+type vttInit struct {
+	key  string
+	init []byte
+}
+
+// vttRecordPrefix marks a WebVTT rendition's init segment in the
+// channel's record of uploads.
+const vttRecordPrefix = "vtt:"
+
+// restoreVTT takes, from the record a relay started again reads, the
+// text track of a WebVTT rendition; it reports whether file was one.
+func (c *channel) restoreVTT(file string, init []byte) bool {
+	key, ok := strings.CutPrefix(file, vttRecordPrefix)
+	if !ok {
+		return false
+	}
+	tr, err := fmp4.ParseInit(init)
+	if err != nil {
+		c.log.Warn("WebVTT rendition not restored: its recorded init segment does not parse", "rendition", key, "err", err)
+		return true
+	}
+	if c.hints.recorded == nil || len(c.hints.recorded) >= maxStems {
+		c.hints.recorded = map[string]webvtt.Track{}
+	}
+	t := webvtt.Track{ID: 1, Timescale: vttTimescale, Language: tr.Language, Label: tr.Label, Default: tr.Default, Role: tr.Role}
+	if tr.Forced {
+		t.Role = "forced-subtitle"
+	}
+	c.hints.recorded[key] = t
+	c.log.Info("WebVTT rendition's track restored from the store", "rendition", key)
+	c.placeHeld()
+	return true
 }
 
 // vttClock is how a WebVTT rendition times its segments: the last
@@ -333,6 +376,7 @@ type vttWorker struct {
 	key    string
 	track  webvtt.Track
 	log    *slog.Logger
+	post   func(message)
 	inited bool
 	seq    uint32
 	// carry are the cues (in media time) of the segments fed that end
@@ -355,6 +399,7 @@ func (w *vttWorker) feed(ctx context.Context, sess Session, s *segment) error {
 			return err
 		}
 		w.inited = true
+		w.post(&vttInit{key: w.key, init: init})
 	}
 	f, err := webvtt.Parse(s.body)
 	if err != nil {

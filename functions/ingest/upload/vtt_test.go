@@ -2,6 +2,7 @@ package upload
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/webvtt"
 )
 
@@ -212,5 +215,50 @@ func TestIsVTTPlaylist(t *testing.T) {
 	}
 	if k := classify([]byte("\xef\xbb\xbfWEBVTT\r\n")); k != vttSegment {
 		t.Errorf("a WebVTT file with a BOM is a %v", k)
+	}
+}
+
+// A relay started again mid-stream never sees the multivariant playlist
+// again (ffmpeg uploads it once): the WebVTT rendition's track, recorded
+// with the channel's uploads, is described as before, its segments not
+// held for a playlist that never comes.
+func TestAWebVTTRenditionsTrackOutlivesTheRelay(t *testing.T) {
+	live := func(context.Context, string) (bool, error) { return true, nil }
+	h := newHarness(t, Config{Live: live})
+	if a := h.put("c", "master.m3u8", []byte(ffmpegMaster)); a.err != nil {
+		t.Fatal(a.err)
+	}
+	h.put("c", "out_00.vtt", []byte(ffmpegVTT[0]))
+	if a := h.put("c", "out_0_vtt.m3u8", vttPlaylist(1, false)); a.err != nil {
+		t.Fatal(a.err)
+	}
+	waitFor(t, "the WebVTT rendition recorded", func() bool {
+		o, err := h.store.Get(context.Background(), layout.UploadsStateKey("c"))
+		return err == nil && bytes.Contains(o.Body, []byte(`"vtt:out_0_vtt.m3u8"`))
+	})
+
+	again := &fakeSessions{}
+	u := New(again, h.store, Config{Log: quiet, Live: live, Hold: time.Minute})
+	defer u.Close()
+	if r, err := u.Put(File{Channel: "c", Name: "out_01.vtt", Body: []byte(ffmpegVTT[1])}); err != nil || r != Held {
+		t.Fatalf("out_01.vtt: %v %v, want held for its playlist", r, err)
+	}
+	if _, err := u.Put(File{Channel: "c", Name: "out_0_vtt.m3u8", Body: vttPlaylist(2, false)}); err != nil {
+		t.Fatal(err)
+	}
+	ss := again.sessions()
+	if len(ss) != 1 {
+		t.Fatalf("%d sessions after the restart, want the WebVTT rendition's", len(ss))
+	}
+	waitFor(t, "out_01.vtt fed", func() bool { fed, _, _, _ := ss[0].state(); return len(fed) == 1 })
+	ss[0].mu.Lock()
+	init := ss[0].initBody
+	ss[0].mu.Unlock()
+	tr, err := fmp4.ParseInit(init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Language != "eng" || tr.Label != "English" || !tr.Default {
+		t.Errorf("restored as %+v, want eng, English, default", tr)
 	}
 }
