@@ -310,6 +310,18 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// Sparse reports whether every track the stream declares (in its latest
+// moov) is sparse (timeline.Kind.Sparse: text): such a stream may rightly
+// send nothing for minutes, between cues. False before a moov.
+func (s *Session) Sparse() bool {
+	for _, t := range s.tracks {
+		if !t.kind.Sparse() {
+			return false
+		}
+	}
+	return len(s.tracks) > 0
+}
+
 // Stats returns what the session did so far.
 func (s *Session) Stats() Stats { return s.stats }
 
