@@ -503,6 +503,17 @@ const (
 // shown by default: Track.Default) and is put in the movie. The trak's
 // udta (kind, labl boxes) and mdia's elng go along as they are.
 func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
+	return InitSegmentWithCaptions(moov, trackID, "")
+}
+
+// InitSegmentWithCaptions is InitSegment with the CEA-608 and CEA-708
+// caption services found in the track's SEI (ScanCaptions) declared in
+// its udta, as kind boxes of timeline.CEA608Scheme and CEA708Scheme
+// (CaptionKinds): for each scheme only when the encoder's own kind boxes
+// declare none in it (an encoder that says what its captions are, with
+// their languages, is believed). Describe reads them back into
+// Track.Captions.
+func InitSegmentWithCaptions(moov *mp4.MoovBox, trackID uint32, found timeline.Captions) ([]byte, error) {
 	if moov == nil || moov.Mvhd == nil {
 		return nil, errors.New("moov without mvhd")
 	}
@@ -530,7 +541,7 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	mvhd.NextTrackID = trackID + 1
 	out := mp4.NewMoovBox()
 	out.AddChild(&mvhd)
-	out.AddChild(enabled(trak, text(trak)))
+	out.AddChild(withCaptions(enabled(trak, text(trak)), found))
 	mvex := mp4.NewMvexBox()
 	mvex.AddChild(trex)
 	out.AddChild(mvex)

@@ -569,7 +569,12 @@ func (s *Session) store(ctx context.Context, pc *piece) error {
 		s.stats.Trimmed++
 	}
 	if !t.announced {
-		if err := s.announce(ctx, t, id); err != nil {
+		var captions timeline.Captions
+		if t.kind == timeline.Video {
+			// Before the init segment is stored: it declares them.
+			captions = fmp4.ScanCaptions(t.trak, pc.head, pc.payload)
+		}
+		if err := s.announce(ctx, t, id, captions); err != nil {
 			return err
 		}
 	}
@@ -714,9 +719,10 @@ func (s *Session) settle(t *track, id uint32, size int, dur uint64) error {
 }
 
 // announce hands a track's init segment to the sink, once its bitrate is
-// settled.
-func (s *Session) announce(ctx context.Context, t *track, id uint32) error {
-	init, err := fmp4.InitSegment(s.moov, id)
+// settled, declaring the CEA-608 and CEA-708 caption services its first
+// fragment carries (fmp4.InitSegmentWithCaptions).
+func (s *Session) announce(ctx context.Context, t *track, id uint32, captions timeline.Captions) error {
+	init, err := fmp4.InitSegmentWithCaptions(s.moov, id, captions)
 	if err != nil {
 		return &ProtocolError{Err: err}
 	}
@@ -725,7 +731,7 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32) error {
 		return err
 	}
 	t.announced = true
-	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init))
+	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init), "captions", string(captions))
 	return nil
 }
 
