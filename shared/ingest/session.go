@@ -202,6 +202,8 @@ type track struct {
 	// encoder's own time (valid once hasRaw): what the stream's other
 	// tracks must agree with (Options.MaxSkew).
 	lo, hi time.Duration
+	// tx3g: 3GPP timed text, stored as WebVTT (fmp4.Tx3gToWebVTT).
+	tx3g bool
 }
 
 // Session is one encoder connection's (or one uploaded rendition's) way
@@ -366,6 +368,8 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if _, dup := tracks[id]; dup {
 			return protocolErr("moov declares track %d twice", id)
 		}
+		// 3GPP timed text (ffmpeg's mov_text) goes on as WebVTT.
+		tx3g := fmp4.Tx3gToWebVTT(trak)
 		// Refuse at once what no manifest could describe, and timing no
 		// encoder sends.
 		desc, err := fmp4.Describe(trak)
@@ -375,7 +379,7 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if err := fmp4.CheckTimescale(trak.Mdia.Mdhd.Timescale); err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}
-		t := &track{trak: trak}
+		t := &track{trak: trak, tx3g: tx3g}
 		switch trak.Mdia.Hdlr.HandlerType {
 		case "vide":
 			t.kind = timeline.Video
@@ -479,10 +483,20 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			continue
 		}
 		t := s.tracks[p.TrackID]
+		if t.tx3g {
+			p.Tx3gToWebVTT()
+		}
 		ts := t.trak.Mdia.Mdhd.Timescale
 		raw, dur, timed := fmp4.Timing(p.Moof, t.trex)
 		if !timed {
 			raw = t.nextRaw
+		}
+		if dur == 0 && t.kind.Sparse() {
+			// Text that lasts nothing shows nothing: ffmpeg ends a
+			// subtitle stream with such an empty sample.
+			s.stats.Skipped++
+			s.log.Debug("skipping text fragment of no duration", "track", t.name, "offset", s.moofAt)
+			continue
 		}
 		// Before the clock is asked and anything stored: timing no encoder
 		// sends, and tracks that disagree (with the moof's other tracks
