@@ -24,6 +24,15 @@
 // its own moof and its own samples out of the mdat, and stores each as a
 // fragment of its track. A moof is refused whole, before anything of it
 // is stored, when any of its parts would be.
+//
+// Text tracks (WebVTT wvtt, TTML/IMSC1 stpp, and 3GPP timed text tx3g,
+// stored as WebVTT: fmp4.Tx3gToWebVTT) are sparse (timeline.Kind.Sparse):
+// their timestamps may skip forward any distance (a pause between cues,
+// not a jump), a text fragment of no duration is skipped, and a stream of
+// text tracks alone says so (Sparse) so that its source may let it be
+// quiet. A video track's first fragment is scanned for CEA-608/708
+// captions in its SEI (fmp4.ScanCaptions) before its init segment is
+// stored, which then declares them (fmp4.InitSegmentWithCaptions).
 package ingest
 
 import (
