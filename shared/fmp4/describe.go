@@ -100,11 +100,13 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		default:
 			err = fmt.Errorf("%w: audio sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedAudio)
 		}
-	case "text", "subt", "sbtl":
+	default:
+		if !text(trak) {
+			err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
+			break
+		}
 		t.Kind = timeline.Text
 		err = describeText(&t, trak)
-	default:
-		err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
 	}
 	return t, err
 }
@@ -557,8 +559,9 @@ func InitSegmentWithCaptions(moov *mp4.MoovBox, trackID uint32, found timeline.C
 	return buf.Bytes(), nil
 }
 
-// text reports whether trak is a text track (its handler is one Describe
-// reads as text).
+// text reports whether trak is a text track: its handler is text (WebVTT,
+// ISO/IEC 14496-30), subt (TTML) or sbtl (3GPP timed text, as ffmpeg
+// writes it).
 func text(trak *mp4.TrakBox) bool {
 	if trak.Mdia == nil || trak.Mdia.Hdlr == nil {
 		return false
