@@ -537,7 +537,7 @@ func (s *Session) rewrite(ctx context.Context, pc *piece, i int) error {
 	ts := int64(t.trak.Mdia.Mdhd.Timescale)
 	// A text track may leave gaps of minutes (no cue, no fragment): its
 	// timestamps skipping forward are such a gap, not a jump.
-	skipped := raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)) && t.kind != timeline.Text
+	skipped := raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)) && !t.kind.Sparse()
 	jumped := t.hasRaw && (raw < t.nextRaw || skipped)
 	if jumped {
 		s.log.Warn("encoder timestamps jump", "track", t.name, "expected", t.nextRaw, "got", raw)
