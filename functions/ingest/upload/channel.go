@@ -240,11 +240,8 @@ func (c *channel) media(p *put) {
 // placed offers s to its rendition, or refuses it when its rendition has
 // ended; false when nothing places it yet.
 func (c *channel) placed(s *segment) bool {
-	if s.ts {
-		return c.placedTS(s)
-	}
-	if s.vtt {
-		return c.placedVTT(s)
+	if s.ts || s.vtt {
+		return c.placedOwn(s)
 	}
 	init := c.place(s.file)
 	if r := c.renditions[init]; r != nil {

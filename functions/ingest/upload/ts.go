@@ -188,11 +188,11 @@ func (c *channel) restoreTS(file string, init []byte) bool {
 	return true
 }
 
-// placedTS offers a TS segment to its rendition, starting one if need
-// be, or refuses it when its rendition cannot start; false when nothing
-// places it yet.
-func (c *channel) placedTS(s *segment) bool {
-	r, err := c.tsRendition(s)
+// placedOwn offers a TS or WebVTT segment to its rendition, starting one
+// if need be, or refuses it when its rendition cannot start; false when
+// nothing places it yet.
+func (c *channel) placedOwn(s *segment) bool {
+	r, err := c.ownRendition(s)
 	switch {
 	case err != nil:
 		if s.put == nil {

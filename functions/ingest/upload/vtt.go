@@ -193,25 +193,6 @@ func (h *hints) subtitleTrack(key string) webvtt.Track {
 	return t
 }
 
-// placedVTT offers a WebVTT segment to its rendition, starting one if
-// need be; false when it waits for its playlist or the multivariant
-// playlist.
-func (c *channel) placedVTT(s *segment) bool {
-	r, err := c.vttRendition(s)
-	switch {
-	case err != nil:
-		if s.put == nil {
-			c.log.Warn("held segment dropped", "err", err)
-		}
-		s.answer(err)
-		return true
-	case r == nil:
-		return false
-	}
-	c.offer(r, s)
-	return true
-}
-
 // ownRendition is the rendition of a segment that starts its own (TS,
 // WebVTT); nil if nothing places it yet.
 func (c *channel) ownRendition(s *segment) (*rendition, error) {
