@@ -144,7 +144,11 @@ func (c *channel) run() {
 		case *tsRates:
 			c.rememberTS(m)
 		case *vttInit:
-			c.record.add(c, vttRecordPrefix+m.key, m.init, nil)
+			prefix := vttRecordPrefix
+			if m.avTS {
+				prefix = vttTSRecordPrefix
+			}
+			c.record.add(c, prefix+m.key, m.init, nil)
 		case forgetNow:
 			if m.gen == c.forgetGen && c.empty() && c.u.retire(c) {
 				return

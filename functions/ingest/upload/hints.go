@@ -9,7 +9,6 @@ import (
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/timeline"
-	"github.com/smoothcast/smoothcast/shared/webvtt"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -45,9 +44,12 @@ type hints struct {
 	vttSegs map[string]vttPlace
 	subs    map[string]hls.Rendition
 	master  bool
+	// subsAV: the media playlists of the variants that name each
+	// subtitle playlist's group, by the subtitle playlist's name.
+	subsAV map[string][]string
 	// recorded: the text tracks of WebVTT renditions a relay started
 	// again read from the record, by playlist.
-	recorded map[string]webvtt.Track
+	recorded map[string]recordedVTT
 	// The caption services of each variant's video (captions.go), by
 	// its media playlist's stem.
 	captions map[string]timeline.Captions

@@ -10,8 +10,9 @@ package upload
 // keyed (and its session's stream named) by the playlist's name, as a TS
 // rendition is.
 //
-// A WebVTT segment waits (held, 202) until its playlist lists it and a
-// multivariant playlist came: the init segment the relay makes for the
+// A WebVTT segment waits (held, 202) until its playlist lists it, a
+// multivariant playlist came, and the media playlist of a variant that
+// names its group came (whether its A/V is MPEG-TS sets its cue times): the init segment the relay makes for the
 // rendition (webvtt.Init: a wvtt track, timescale 1000, the language,
 // NAME as its label, DEFAULT as tkhd's enabled flag, FORCED as the role
 // forced-subtitle, CHARACTERISTICS that transcribe dialog as caption)
@@ -165,10 +166,42 @@ func (h *hints) learnSubtitles(pl *hls.Playlist) {
 			continue
 		}
 		if h.subs == nil || len(h.subs) >= maxStems {
-			h.subs = map[string]hls.Rendition{}
+			h.subs, h.subsAV = map[string]hls.Rendition{}, map[string][]string{}
 		}
-		h.subs[path.Base(strings.SplitN(r.URI, "?", 2)[0])] = r
+		key := path.Base(strings.SplitN(r.URI, "?", 2)[0])
+		h.subs[key] = r
+		var av []string
+		for _, v := range pl.Variants {
+			if v.Subtitles == r.GroupID && !v.IFrame && len(av) < maxStems {
+				av = append(av, path.Base(strings.SplitN(v.URI, "?", 2)[0]))
+			}
+		}
+		h.subsAV[key] = av
 	}
+}
+
+// avOf tells whether the A/V segments beside WebVTT playlist key are
+// MPEG-TS (ts), once a media playlist of a variant that names its group
+// came (known); a subtitle playlist no variant names goes with the
+// channel's media playlists, as do the renditions a relay started again
+// restores.
+func (h *hints) avOf(key string) (ts, known bool) {
+	if rec, ok := h.recorded[key]; ok && h.subsAV[key] == nil {
+		return rec.avTS, true
+	}
+	av, ok := h.subsAV[key]
+	if !ok || len(av) == 0 {
+		return len(h.ts) > 0, true
+	}
+	for _, pl := range av {
+		if h.ts[pl] {
+			return true, true
+		}
+		if _, fmp4 := h.stems[strings.TrimSuffix(pl, path.Ext(pl))]; fmp4 {
+			return false, true
+		}
+	}
+	return false, false
 }
 
 // subtitleTrack is the text track the multivariant playlist describes
@@ -178,7 +211,7 @@ func (h *hints) subtitleTrack(key string) webvtt.Track {
 	r, ok := h.subs[key]
 	if !ok {
 		if rec, ok := h.recorded[key]; ok {
-			return rec
+			return rec.track
 		}
 		return t
 	}
@@ -211,11 +244,15 @@ func (c *channel) vttRendition(s *segment) (*rendition, error) {
 	if !ok || !c.hints.master && !recorded {
 		return nil, nil
 	}
+	avTS, known := c.hints.avOf(p.key)
 	if r := c.renditions[p.key]; r != nil {
 		if !r.vtt {
 			return nil, fmt.Errorf("channel %s: segment %s: WebVTT, and %s is a rendition of other segments: %w", c.name, s.file, p.key, ErrConflict)
 		}
 		return r, nil
+	}
+	if !known {
+		return nil, nil // its cue times depend on its variant's segments
 	}
 	sess, err := c.u.sessions.Open(c.name, p.key, s.remote)
 	if err != nil {
@@ -223,7 +260,8 @@ func (c *channel) vttRendition(s *segment) (*rendition, error) {
 	}
 	c.seq++
 	r := &rendition{c: c, init: p.key, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1), vtt: true}
-	r.vttw = &vttWorker{key: p.key, track: c.hints.subtitleTrack(p.key), log: c.log.With("rendition", p.key), post: c.post}
+	r.vttc.avTS = avTS
+	r.vttw = &vttWorker{key: p.key, track: c.hints.subtitleTrack(p.key), avTS: avTS, log: c.log.With("rendition", p.key), post: c.post}
 	c.renditions[p.key] = r
 	delete(c.gone, p.key)
 	go r.work(c.u)
@@ -232,23 +270,39 @@ func (c *channel) vttRendition(s *segment) (*rendition, error) {
 }
 
 // vttInit reports the init segment a WebVTT rendition's session took,
-// to be recorded (record.go) as "vtt:" and its playlist's name: a relay
-// started again that never sees the multivariant playlist (ffmpeg
-// uploads it once) describes the track as before.
+// to be recorded (record.go) as "vtt:" (or "vtt+ts:" beside MPEG-TS A/V)
+// and its playlist's name: a relay started again that never sees the
+// multivariant playlist (ffmpeg uploads it once) describes the track,
+// and times its cues, as before.
 type vttInit struct {
 	key  string
 	init []byte
+	avTS bool
 }
 
-// vttRecordPrefix marks a WebVTT rendition's init segment in the
-// channel's record of uploads.
-const vttRecordPrefix = "vtt:"
+// The prefixes that mark a WebVTT rendition's init segment in the
+// channel's record of uploads, beside fMP4 or MPEG-TS A/V.
+const (
+	vttRecordPrefix   = "vtt:"
+	vttTSRecordPrefix = "vtt+ts:"
+)
+
+// recordedVTT is a WebVTT rendition a relay started again read from the
+// record.
+type recordedVTT struct {
+	track webvtt.Track
+	avTS  bool
+}
 
 // restoreVTT takes, from the record a relay started again reads, the
 // text track of a WebVTT rendition; it reports whether file was one.
 func (c *channel) restoreVTT(file string, init []byte) bool {
 	key, ok := strings.CutPrefix(file, vttRecordPrefix)
-	if !ok {
+	keyTS, avTS := strings.CutPrefix(file, vttTSRecordPrefix)
+	switch {
+	case avTS:
+		key = keyTS
+	case !ok:
 		return false
 	}
 	tr, err := fmp4.ParseInit(init)
@@ -257,13 +311,13 @@ func (c *channel) restoreVTT(file string, init []byte) bool {
 		return true
 	}
 	if c.hints.recorded == nil || len(c.hints.recorded) >= maxStems {
-		c.hints.recorded = map[string]webvtt.Track{}
+		c.hints.recorded = map[string]recordedVTT{}
 	}
 	t := webvtt.Track{ID: 1, Timescale: vttTimescale, Language: tr.Language, Label: tr.Label, Default: tr.Default, Role: tr.Role}
 	if tr.Forced {
 		t.Role = "forced-subtitle"
 	}
-	c.hints.recorded[key] = t
+	c.hints.recorded[key] = recordedVTT{track: t, avTS: avTS}
 	c.log.Info("WebVTT rendition's track restored from the store", "rendition", key)
 	c.placeHeld()
 	return true
@@ -273,6 +327,7 @@ func (c *channel) restoreVTT(file string, init []byte) bool {
 // X-TIMESTAMP-MAP it unwrapped, where the segment after its newest starts
 // in cue time, and the times of its latest segments.
 type vttClock struct {
+	avTS   bool // its variant's A/V segments are MPEG-TS
 	mpegts int64
 	hasRef bool
 	next   uint64
@@ -332,13 +387,13 @@ func (r *rendition) vttTime(s *segment) {
 // its timestamp map's, unwrapped nearest the rendition's last one, else
 // the default (see the rules above).
 func (r *rendition) vttShift(m *webvtt.TimestampMap) time.Duration {
+	k := &r.vttc
 	if m == nil {
-		if len(r.c.hints.ts) > 0 {
+		if k.avTS {
 			return ffmpegTSStart
 		}
 		return 0
 	}
-	k := &r.vttc
 	ts := int64(m.MPEGTS)
 	if k.hasRef {
 		d := (ts - k.mpegts) & (1<<33 - 1)
@@ -356,6 +411,7 @@ func (r *rendition) vttShift(m *webvtt.TimestampMap) time.Duration {
 type vttWorker struct {
 	key    string
 	track  webvtt.Track
+	avTS   bool // recorded with the init segment
 	log    *slog.Logger
 	post   func(message)
 	inited bool
@@ -380,7 +436,7 @@ func (w *vttWorker) feed(ctx context.Context, sess Session, s *segment) error {
 			return err
 		}
 		w.inited = true
-		w.post(&vttInit{key: w.key, init: init})
+		w.post(&vttInit{key: w.key, init: init, avTS: w.avTS})
 	}
 	f, err := webvtt.Parse(s.body)
 	if err != nil {

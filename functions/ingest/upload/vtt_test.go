@@ -74,8 +74,10 @@ func fedCues(t *testing.T, s *fakeSession) (cues []webvtt.Cue, ranges [][2]uint6
 // segment of a wvtt track with EXT-X-MEDIA's language, name and default,
 // then a fragment per segment (an empty one too), each the segment's
 // range, its cues at their times (a cue that lasts past its segment,
-// which ffmpeg writes in that segment only, in the fragments after too): the output's time, plus 1.4 s when the
-// A/V is MPEG-TS (ffmpeg's mpegts muxer starts there).
+// which ffmpeg writes in that segment only, in the fragments after too):
+// the output's time, plus 1.4 s when the A/V is MPEG-TS (ffmpeg's mpegts
+// muxer starts there), which the variant's media playlist tells, whenever
+// it comes.
 func TestFFmpegsWebVTTSegmentsBecomeATextRendition(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -87,22 +89,31 @@ func TestFFmpegsWebVTTSegmentsBecomeATextRendition(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, Config{})
+			// The variant's media playlist: MPEG-TS segments, or fMP4 ones
+			// (EXT-X-MAP).
+			avPlaylist := tsPlaylist("out_0.m3u8", 0)
+			if !tc.avTS {
+				avPlaylist = []byte("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init_0.mp4\"\n")
+			}
 			for k, seg := range ffmpegVTT {
 				// Each waits for the playlist that lists it (its EXTINF).
 				if a := h.put("c", fmt.Sprintf("out_0%d.vtt", k), []byte(seg)); a.err != nil || a.result != Held {
 					t.Fatalf("%s: %v %v, want held", a.file, a.result, a.err)
 				}
-				if tc.avTS {
-					if a := h.put("c", "out_0.m3u8", tsPlaylist("out_0.m3u8", 0)); a.err != nil {
-						t.Fatal(a.err)
-					}
-				}
-				if a := h.put("c", "out_0_vtt.m3u8", vttPlaylist(k+1, false)); a.err != nil {
-					t.Fatal(a.err)
-				}
+				files := []string{"out_0.m3u8", "out_0_vtt.m3u8"}
 				if k == 0 {
-					if a := h.put("c", "master.m3u8", []byte(ffmpegMaster)); a.err != nil {
-						t.Fatal(a.err)
+					// Uploads on parallel connections: the variant's
+					// playlist may come last, and the first segments
+					// wait for it.
+					files = []string{"out_0_vtt.m3u8", "master.m3u8", "out_0.m3u8"}
+				}
+				for _, f := range files {
+					body := map[string][]byte{"out_0.m3u8": avPlaylist, "out_0_vtt.m3u8": vttPlaylist(k+1, false), "master.m3u8": []byte(ffmpegMaster)}[f]
+					if a := h.put("c", f, body); a.err != nil {
+						t.Fatalf("%s: %v", f, a.err)
+					}
+					if k == 0 && f == "master.m3u8" && len(h.sessions.sessions()) != 0 {
+						t.Fatal("the text rendition started before its variant's playlist said what its A/V is")
 					}
 				}
 			}
@@ -162,8 +173,10 @@ func TestWebVTTSegmentsWithATimestampMap(t *testing.T) {
 		fmt.Sprintf("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:%d,LOCAL:00:00:00.000\n\n00:03.000 --> 00:03.500\nb\n", near), // MPEGTS as the first: no wrap yet
 		"WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:01.000\n\n00:05.000 --> 00:05.500\nc\n",                     // 2^33 ↔ 1 s: wrapped
 	}
-	if a := h.put("c", "master.m3u8", []byte(ffmpegMaster)); a.err != nil {
-		t.Fatal(a.err)
+	for f, body := range map[string][]byte{"master.m3u8": []byte(ffmpegMaster), "out_0.m3u8": tsPlaylist("out_0.m3u8", 0)} {
+		if a := h.put("c", f, body); a.err != nil {
+			t.Fatal(a.err)
+		}
 	}
 	for k, seg := range segs {
 		h.put("c", fmt.Sprintf("out_0%d.vtt", k), []byte(seg))
@@ -220,13 +233,16 @@ func TestIsVTTPlaylist(t *testing.T) {
 
 // A relay started again mid-stream never sees the multivariant playlist
 // again (ffmpeg uploads it once): the WebVTT rendition's track, recorded
-// with the channel's uploads, is described as before, its segments not
-// held for a playlist that never comes.
+// with the channel's uploads, is described and timed as before, its
+// segments not held for a playlist that never comes.
 func TestAWebVTTRenditionsTrackOutlivesTheRelay(t *testing.T) {
 	live := func(context.Context, string) (bool, error) { return true, nil }
 	h := newHarness(t, Config{Live: live})
-	if a := h.put("c", "master.m3u8", []byte(ffmpegMaster)); a.err != nil {
-		t.Fatal(a.err)
+	for _, f := range []string{"master.m3u8", "out_0.m3u8"} {
+		body := map[string][]byte{"master.m3u8": []byte(ffmpegMaster), "out_0.m3u8": tsPlaylist("out_0.m3u8", 0)}[f]
+		if a := h.put("c", f, body); a.err != nil {
+			t.Fatal(a.err)
+		}
 	}
 	h.put("c", "out_00.vtt", []byte(ffmpegVTT[0]))
 	if a := h.put("c", "out_0_vtt.m3u8", vttPlaylist(1, false)); a.err != nil {
@@ -234,7 +250,7 @@ func TestAWebVTTRenditionsTrackOutlivesTheRelay(t *testing.T) {
 	}
 	waitFor(t, "the WebVTT rendition recorded", func() bool {
 		o, err := h.store.Get(context.Background(), layout.UploadsStateKey("c"))
-		return err == nil && bytes.Contains(o.Body, []byte(`"vtt:out_0_vtt.m3u8"`))
+		return err == nil && bytes.Contains(o.Body, []byte(`"vtt+ts:out_0_vtt.m3u8"`))
 	})
 
 	again := &fakeSessions{}
@@ -260,5 +276,9 @@ func TestAWebVTTRenditionsTrackOutlivesTheRelay(t *testing.T) {
 	}
 	if tr.Language != "eng" || tr.Label != "English" || !tr.Default {
 		t.Errorf("restored as %+v, want eng, English, default", tr)
+	}
+	// Its cues as before the restart: beside MPEG-TS A/V (1.4 s later).
+	if cues, _ := fedCues(t, ss[0]); len(cues) != 1 || cues[0].Start != 4480*time.Millisecond {
+		t.Errorf("cues %+v, want the second cue at 4.48 s", cues)
 	}
 }
