@@ -101,7 +101,10 @@ func TestHLSSubtitlesUploadIsATextTrack(t *testing.T) {
 #EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.64001f,mp4a.40.2",SUBTITLES="subs"
 out_0.m3u8
 `
-	ups := []upload{{"init-stream0.m4s", inits[0], 200}}
+	// The variant's media playlist (fMP4: its EXT-X-MAP), which tells
+	// the subtitles' cue times are its media time.
+	ups := []upload{{"out_0.m3u8", []byte("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init-stream0.m4s\"\n"), 200},
+		{"init-stream0.m4s", inits[0], 200}}
 	for k := range n {
 		ups = append(ups, upload{fmt.Sprintf("out_0%d.vtt", k), []byte(vtts[k]), http.StatusAccepted},
 			upload{fmt.Sprintf("chunk-stream0-%05d.m4s", k+1), segs[0][k], 200},
