@@ -56,6 +56,7 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 					t.Fatalf("%s: %s: %v\n%s", name, tv.ID, err, b)
 				}
 				tl := p.Windowed(&tv)
+				vtt := webVTT(&tv) // WebVTT files, without EXT-X-MAP
 				want := &Playlist{
 					Version: Version, IndependentSegments: true,
 					TargetDuration: TargetDuration(tv.State.MaxDuration, tv.Timescale),
@@ -64,6 +65,12 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 				}
 				if p.VOD() {
 					want.Type = "VOD"
+				}
+				var wantMap *Map
+				if vtt {
+					want.Maps = nil
+				} else {
+					wantMap = want.Maps[0]
 				}
 				var prevEnd uint64
 				for e := range tl.All() {
@@ -74,12 +81,12 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 						n := timeline.HoleSegments(prevEnd, e.Start, e.Duration)
 						for k := range n {
 							from, to := timeline.HoleBoundary(prevEnd, e.Start, k, n), timeline.HoleBoundary(prevEnd, e.Start, k+1, n)
-							want.Segments = append(want.Segments, Segment{URI: string(layout.AppendFragmentRef(nil, tv.ID, from)), Gap: true, Map: want.Maps[0],
+							want.Segments = append(want.Segments, Segment{URI: string(appendSegmentRef(nil, tv.ID, from, vtt)), Gap: true, Map: wantMap,
 								Duration: time.Duration(micros(to, tv.Timescale)-micros(from, tv.Timescale)) * time.Microsecond})
 						}
 					}
 					prevEnd = e.End()
-					s := Segment{URI: string(layout.AppendFragmentRef(nil, tv.ID, e.Start)), Discontinuity: e.Gap && !hole, Map: want.Maps[0],
+					s := Segment{URI: string(appendSegmentRef(nil, tv.ID, e.Start, vtt)), Discontinuity: e.Gap && !hole, Map: wantMap,
 						Duration: time.Duration(micros(e.End(), tv.Timescale)-micros(e.Start, tv.Timescale)) * time.Microsecond}
 					if len(want.Segments) == 0 || e.Gap {
 						s.ProgramDateTime = p.Wallclock(e.Start, tv.Timescale).UTC().Truncate(time.Millisecond)

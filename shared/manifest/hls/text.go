@@ -14,6 +14,10 @@ import (
 // subtitleGroup is the GROUP-ID of the text tracks' renditions.
 const subtitleGroup = "subs"
 
+// quotable makes a label an HLS quoted-string, which cannot hold a
+// double quote, CR or LF (RFC 8216 4.2) and has no escapes.
+var quotable = strings.NewReplacer(`"`, "'", "\r", " ", "\n", " ")
+
 // captionsOf is the multivariant playlist's view of the text tracks and
 // the CEA-608/708 captions of its videos: what subtitles writes as
 // renditions, and what each variant says of them.
@@ -94,7 +98,7 @@ func textRenditions(b *bytes.Buffer, p *timeline.Presentation, video []*timeline
 		if strings.HasPrefix(t.Codecs, "stpp") && !slices.Contains(c.codecs, t.Codecs) {
 			c.codecs = append(c.codecs, t.Codecs)
 		}
-		name := t.Label
+		name := quotable.Replace(t.Label)
 		if name == "" {
 			name = t.ID.Name
 		}
@@ -105,7 +109,7 @@ func textRenditions(b *bytes.Buffer, p *timeline.Presentation, video []*timeline
 			name = t.ID.Name + " " + strconv.Itoa(n)
 		}
 		used[name] = true
-		fmt.Fprintf(b, "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=%q,NAME=%q,", subtitleGroup, name)
+		fmt.Fprintf(b, "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=%q,NAME=\"%s\",", subtitleGroup, name)
 		if t.Language != "" && t.Language != "und" {
 			fmt.Fprintf(b, "LANGUAGE=%q,", t.Language)
 		}
