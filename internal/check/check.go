@@ -9,6 +9,7 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -119,6 +120,9 @@ type ref struct {
 	key   string // url without its query: what is requested once
 	time  uint64 // the fragment's start in the track's timescale
 	timed bool   // time is known
+	// webVTT: the object is a WebVTT file (a .vtt path: what HLS lists
+	// for a wvtt text track), not a fragment.
+	webVTT bool
 }
 
 // listedTrack is what one format lists for one track.
@@ -271,10 +275,11 @@ func (c *checker) fail(f Format, u *url.URL, err error) {
 }
 
 // objectRe picks the track and time out of a smoothcast object path.
-var objectRe = regexp.MustCompile(`QualityLevels\((\d+)\)/(?:Fragments\(([^=()/]+)=(\d+)\)|Init\(([^()/]+)\)\.mp4)$`)
+var objectRe = regexp.MustCompile(`QualityLevels\((\d+)\)/(?:Fragments\(([^=()/]+)=(\d+)\)(?:\.vtt)?|Init\(([^()/]+)\)\.mp4)$`)
 
 // parseObject reads an object URL the smoothcast way: its track
-// ("name@bitrate") and, for a fragment, its start time.
+// ("name@bitrate") and, for a fragment (or the WebVTT file of a wvtt
+// fragment, layout.WebVTTKey), its start time.
 func parseObject(u *url.URL) (track string, time uint64, timed, ok bool) {
 	m := objectRe.FindStringSubmatch(u.Path)
 	if m == nil {
@@ -290,7 +295,7 @@ func parseObject(u *url.URL) (track string, time uint64, timed, ok bool) {
 func newRef(u *url.URL, time uint64, timed bool) ref {
 	k := *u
 	k.RawQuery, k.ForceQuery, k.Fragment = "", false, ""
-	return ref{url: u.String(), key: k.String(), time: time, timed: timed}
+	return ref{url: u.String(), key: k.String(), time: time, timed: timed, webVTT: strings.HasSuffix(k.Path, ".vtt")}
 }
 
 // result is the answer for one object.
@@ -399,6 +404,12 @@ func (c *checker) fetch(ctx context.Context, j job) result {
 		}
 		return res
 	}
+	if j.r.webVTT {
+		if err := isWebVTT(body); err != nil {
+			res.bad, res.err = true, err.Error()
+		}
+		return res
+	}
 	info, err := fmp4.Inspect(body)
 	if err != nil {
 		res.bad, res.err = true, err.Error()
@@ -406,6 +417,18 @@ func (c *checker) fetch(ctx context.Context, j job) result {
 	}
 	res.start, res.inited = info.Start, true
 	return res
+}
+
+// isWebVTT checks that b is a WebVTT file: the WEBVTT signature (after
+// an optional byte order mark), then a space, a tab or the end of the
+// line (W3C WebVTT 4.1).
+func isWebVTT(b []byte) error {
+	b = bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF"))
+	rest, ok := bytes.CutPrefix(b, []byte("WEBVTT"))
+	if !ok || len(rest) > 0 && !strings.ContainsRune(" \t\r\n", rune(rest[0])) {
+		return fmt.Errorf("not a WebVTT file: starts %q", b[:min(len(b), 16)])
+	}
+	return nil
 }
 
 // isInit checks that b is an init segment: top-level boxes, an ftyp first
@@ -438,7 +461,8 @@ func (c *checker) tally(listings []*listing, results map[string]result) {
 						c.problem("%s %s: init segment %s: %s", l.format, id, t.init.url, res.describe())
 					}
 				}
-			} else if l.format != Smooth {
+			} else if l.format != Smooth && !slices.ContainsFunc(t.frags, func(f ref) bool { return f.webVTT }) {
+				// WebVTT files need none.
 				c.problem("%s %s: no init segment listed", l.format, id)
 			}
 			for _, f := range t.frags {
@@ -517,10 +541,10 @@ func (c *checker) compare(listings []*listing) {
 			}
 		}
 		switch {
-		case len(out) == 1 && out[0] == string(Smooth) && uncarried(id, in):
-			// fmp4.Describe gives AV1 no FourCC and the Smooth manifest
-			// leaves it out: no Smooth client could play it.
-			c.note("track %s is AV1, which Smooth cannot carry: not in smooth", id)
+		case len(out) == 1 && out[0] == string(Smooth) && uncarried(id, in) != "":
+			// fmp4.Describe gives AV1 and WebVTT no FourCC and the Smooth
+			// manifest leaves them out: no Smooth client could play them.
+			c.note("track %s is %s, which Smooth cannot carry: not in smooth", id, uncarried(id, in))
 		case len(out) > 0:
 			c.problem("track %s is not in %s", id, strings.Join(out, ", "))
 		}
@@ -528,15 +552,20 @@ func (c *checker) compare(listings []*listing) {
 	}
 }
 
-// uncarried reports whether a format says track id is AV1, which Smooth
-// cannot carry.
-func uncarried(id string, in []*listing) bool {
+// uncarried is what Smooth cannot carry that a format says track id
+// is: "AV1", "WebVTT" (DASH's codecs wvtt, or HLS's WebVTT files), or
+// "".
+func uncarried(id string, in []*listing) string {
 	for _, l := range in {
-		if strings.HasPrefix(l.tracks[id].codecs, "av01") {
-			return true
+		t := l.tracks[id]
+		switch {
+		case strings.HasPrefix(t.codecs, "av01"):
+			return "AV1"
+		case t.codecs == "wvtt", slices.ContainsFunc(t.frags, func(f ref) bool { return f.webVTT }):
+			return "WebVTT"
 		}
 	}
-	return false
+	return ""
 }
 
 func (c *checker) compareTrack(id string, in []*listing) {

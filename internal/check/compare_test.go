@@ -108,6 +108,25 @@ func TestCompare(t *testing.T) {
 			},
 		},
 		{
+			name:  "a WebVTT text track is not in Smooth, which cannot carry it",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				withCodecs(listed(DASH, false, 0, 1), "wvtt"),
+			},
+		},
+		{
+			name:  "an IMSC1 text track missing from Smooth is a problem",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				withCodecs(listed(DASH, false, 0, 1), "stpp.ttml.im1t"),
+			},
+			want: []string{"track video@300000 is not in smooth"},
+		},
+		{
 			name:  "an HEVC track missing from Smooth is a problem",
 			slack: 2,
 			listings: []*listing{
@@ -146,8 +165,42 @@ func TestCompare(t *testing.T) {
 // templates and attribute lists are the parsers' (smooth, hls and dash
 // packages) and tested there.
 func TestParseObject(t *testing.T) {
-	u, _ := url.Parse("http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s")
-	if id, tm, timed, ok := parseObject(u); id != "video@300000" || tm != 20000000 || !timed || !ok {
-		t.Errorf("parseObject = %q %d %v %v", id, tm, timed, ok)
+	for _, tc := range []struct {
+		url    string
+		id     string
+		tm     uint64
+		webVTT bool
+	}{
+		{"http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s", "video@300000", 20000000, false},
+		// A wvtt fragment's cues as a WebVTT file: the same track and time.
+		{"http://h/live/c.isml/QualityLevels(1000)/Fragments(text_eng=4000).vtt", "text_eng@1000", 4000, true},
+	} {
+		u, _ := url.Parse(tc.url)
+		if id, tm, timed, ok := parseObject(u); id != tc.id || tm != tc.tm || !timed || !ok {
+			t.Errorf("parseObject(%s) = %q %d %v %v", tc.url, id, tm, timed, ok)
+		}
+		if r := newRef(u, tc.tm, true); r.webVTT != tc.webVTT {
+			t.Errorf("%s: webVTT %v", tc.url, r.webVTT)
+		}
+	}
+}
+
+// A WebVTT file starts with its signature, then a space, a tab or a line
+// end; a fragment or an HTML error page listed as one is bad.
+func TestIsWebVTT(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{"WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:900000,LOCAL:00:00:00.000\n\n00:00.000 --> 00:01.000\nhi\n", true},
+		{"\xEF\xBB\xBFWEBVTT - a title\r\n", true},
+		{"WEBVTT", true},
+		{"WEBVTTX\n", false},
+		{"\x00\x00\x00\x18moof", false},
+		{"<html>", false},
+	} {
+		if err := isWebVTT([]byte(tc.body)); (err == nil) != tc.ok {
+			t.Errorf("isWebVTT(%q) = %v", tc.body, err)
+		}
 	}
 }
