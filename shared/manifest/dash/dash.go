@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/sparse"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -198,7 +199,9 @@ func build(p *timeline.Presentation, o Options) (*mpd, error) {
 		if common.Empty() {
 			continue
 		}
-		if g.Kind != timeline.Text {
+		if g.Kind == timeline.Text {
+			common = sparse.Close(common) // its silences
+		} else {
 			// A text track may end long before the others (no cue
 			// since): the MPD's extent is the audio's and video's.
 			extent.Add(p, &common, g.Views[0].Timescale)

@@ -114,9 +114,11 @@ func TestTextAdaptationSets(t *testing.T) {
 	}
 }
 
-// A text track's holes stay holes in its SegmentTimeline (a t after
-// each), and a text track that ended early does not end the MPD early:
-// a finished channel lasts as long as its audio and video.
+// A text track's holes (its silences) are covered by the fragment
+// before each, listed as lasting until the next (sparse.Close: dash.js
+// waits for ever in a hole of a text SegmentTimeline), and a text track
+// that ended early does not end the MPD early: a finished channel lasts
+// as long as its audio and video.
 func TestTextHolesAndEarlyEnd(t *testing.T) {
 	p := manifesttest.Text()
 	p.Ended = true
@@ -132,14 +134,15 @@ func TestTextHolesAndEarlyEnd(t *testing.T) {
 		if as.ContentType != "text" || as.Lang != "fra" {
 			continue
 		}
-		var ts []uint64
+		var ts, ds []uint64
 		for _, s := range as.SegmentTemplate.SegmentTimeline.S {
 			if s.T != nil {
 				ts = append(ts, *s.T)
 			}
+			ds = append(ds, s.D)
 		}
-		if want := []uint64{2000, 8000}; !slices.Equal(ts, want) {
-			t.Errorf("forced subtitles' S@t %v, want %v", ts, want)
+		if want := []uint64{2000}; !slices.Equal(ts, want) || !slices.Equal(ds, []uint64{6000, 2000}) {
+			t.Errorf("forced subtitles' S@t %v, S@d %v; want t %v, d [6000 2000]", ts, ds, want)
 		}
 	}
 	without := manifesttest.Text()

@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/sparse"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -241,6 +242,9 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 		si.TimeScale = timescale
 	}
 	common := p.Common(g)
+	if kind == timeline.Text {
+		common = sparse.Close(common) // its silences (sparse.Close)
+	}
 	if last, ok := common.Last(); ok && !p.VOD() {
 		// Each fragment's tfrf announces the next one. A live manifest
 		// lists a fragment only once the fragment it announces is

@@ -36,8 +36,9 @@ func TestTextGolden(t *testing.T) {
 
 // A TTML text track is a StreamIndex of Type text with the Subtype of
 // its role (CAPT for captions, SUBT for subtitles), its Language and a
-// TTML quality level; WebVTT tracks are left out; a text track that ends
-// early does not shorten a finished presentation.
+// TTML quality level, its silences covered by the fragment before each;
+// WebVTT tracks are left out; a text track that ends early does not
+// shorten a finished presentation.
 func TestTextStreamIndex(t *testing.T) {
 	p := manifesttest.Text()
 	p.Tracks[len(p.Tracks)-1].FourCC, p.Tracks[len(p.Tracks)-1].Codecs = "TTML", "stpp.ttml.im1t" // the forced subtitles in TTML too
@@ -55,6 +56,12 @@ func TestTextStreamIndex(t *testing.T) {
 	for _, si := range m.Streams {
 		if si.Type == "text" {
 			got[si.Name] = text{si.Subtype, si.Language, si.Levels[0].FourCC}
+		}
+		// Its silence is covered by the fragment before it (sparse.Close).
+		if si.Name == "text_fra_forced-subtitle" {
+			if len(si.C) != 2 || si.C[0].T == nil || *si.C[0].T != 2000 || si.C[0].D != 6000 || si.C[1].T != nil || si.C[1].D != 2000 {
+				t.Errorf("forced subtitles' c elements %+v, want t=2000 d=6000, then d=2000", si.C)
+			}
 		}
 	}
 	want := map[string]text{
