@@ -158,7 +158,8 @@ type Options struct {
 	Clock Clock
 	// MaxJump is how far a track's timestamps may skip forward before the
 	// skip counts as a discontinuity (default 10 s); any step backwards is
-	// one.
+	// one. A text track's may skip forward any distance: a gap between
+	// cues.
 	MaxJump time.Duration
 	// MaxSkew bounds how far apart the tracks of one stream may start
 	// (default DefaultMaxSkew): a track's first fragment must start within
@@ -499,7 +500,10 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 func (s *Session) rewrite(ctx context.Context, pc *piece, i int) error {
 	t, id, raw := pc.t, pc.id, pc.raw
 	ts := int64(t.trak.Mdia.Mdhd.Timescale)
-	jumped := t.hasRaw && (raw < t.nextRaw || raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)))
+	// A text track may leave gaps of minutes (no cue, no fragment): its
+	// timestamps skipping forward are such a gap, not a jump.
+	skipped := raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)) && t.kind != timeline.Text
+	jumped := t.hasRaw && (raw < t.nextRaw || skipped)
 	if jumped {
 		s.log.Warn("encoder timestamps jump", "track", t.name, "expected", t.nextRaw, "got", raw)
 		t.disc = true

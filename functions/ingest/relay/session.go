@@ -80,9 +80,14 @@ type storeSink struct {
 	dupes    int
 }
 
+// contentType is the Content-Type of a track's init segment and
+// fragments: text tracks' are ISOBMFF without audio or video (RFC 4337).
 func contentType(k timeline.Kind) string {
-	if k == timeline.Audio {
+	switch k {
+	case timeline.Audio:
 		return "audio/mp4"
+	case timeline.Text:
+		return "application/mp4"
 	}
 	return "video/mp4"
 }
