@@ -15,7 +15,7 @@ const TextCaptions timeline.Captions = "CC1=eng;CC3=fra;SERVICE1=eng"
 //
 //   - text_eng: WebVTT (wvtt, no Smooth FourCC) at 1 kHz, labelled
 //     "English", the default; its third and fourth fragments are missing
-//     (no cue for 4 s: a hole);
+//     (no cue for 4 s: a pause);
 //   - text_eng_caption: IMSC1 (stpp.ttml.im1t, Smooth's TTML) at 10 MHz,
 //     role caption, labelled "English CC"; it ends two fragments before
 //     the videos (no cue since);
@@ -40,13 +40,14 @@ func Text() *timeline.Presentation {
 }
 
 // textState is a text track's state of 2 s fragments (timescale ts),
-// fragment i from i*2 s, for the indexes listed only: the timeline's
-// rules make the missing ones between them a hole.
+// fragment i from i*2 s, for the indexes listed only: the missing ones
+// between them are pauses (timeline.AppendSparse), as the manifest
+// function publishes a text track.
 func textState(ts uint64, bitrate int, present ...int) timeline.TrackState {
 	var s timeline.TrackState
 	d := 2 * ts
 	for _, i := range present {
-		s.Timeline.Append(timeline.Fragment{Start: uint64(i) * d, Duration: d}, !s.Timeline.Empty() && s.Timeline.End() != uint64(i)*d)
+		s.Timeline.AppendSparse(timeline.Fragment{Start: uint64(i) * d, Duration: d})
 		s.MaxDuration = d
 		size := int64(bitrate / 8 * 2)
 		s.Bytes += size

@@ -242,15 +242,19 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	var scratch []byte // one line's numbers, reused
 	var prevEnd uint64
 	for e := range tl.All() {
+		// A sparse track's pause between cues (no fragment) is filled as a
+		// hole is: hls.js places a subtitle playlist's segments one after
+		// the other.
+		pause := !first && timeline.Pause(prevEnd, e.Start, e.Duration, e.Gap)
 		switch {
-		case e.Gap && timeline.Hole(prevEnd, e.Start, e.Break):
+		case e.Gap && timeline.Hole(prevEnd, e.Start, e.Break), pause:
 			scratch = appendHole(scratch[:0], id, prevEnd, e.Start, e.Duration, ts, vtt)
 			b.Write(scratch)
 		case e.Gap:
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		prevEnd = e.End()
-		if first || e.Gap {
+		if first || e.Gap || pause {
 			b.WriteString("#EXT-X-PROGRAM-DATE-TIME:")
 			b.WriteString(p.Wallclock(e.Start, ts).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 			b.WriteByte('\n')

@@ -74,9 +74,10 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 				}
 				var prevEnd uint64
 				for e := range tl.All() {
-					// A hole is EXT-X-GAP segments, the hole split
-					// evenly; a break a discontinuity.
-					hole := e.Gap && timeline.Hole(prevEnd, e.Start, e.Break)
+					// A hole, or a sparse track's pause, is EXT-X-GAP
+					// segments, split evenly; a break a discontinuity.
+					pause := len(want.Segments) > 0 && timeline.Pause(prevEnd, e.Start, e.Duration, e.Gap)
+					hole := e.Gap && timeline.Hole(prevEnd, e.Start, e.Break) || pause
 					if hole {
 						n := timeline.HoleSegments(prevEnd, e.Start, e.Duration)
 						for k := range n {
@@ -88,7 +89,7 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 					prevEnd = e.End()
 					s := Segment{URI: string(appendSegmentRef(nil, tv.ID, e.Start, vtt)), Discontinuity: e.Gap && !hole, Map: wantMap,
 						Duration: time.Duration(micros(e.End(), tv.Timescale)-micros(e.Start, tv.Timescale)) * time.Microsecond}
-					if len(want.Segments) == 0 || e.Gap {
+					if len(want.Segments) == 0 || e.Gap || pause {
 						s.ProgramDateTime = p.Wallclock(e.Start, tv.Timescale).UTC().Truncate(time.Millisecond)
 					}
 					want.Segments = append(want.Segments, s)

@@ -193,3 +193,46 @@ func TestTextHolesAreGapSegments(t *testing.T) {
 		}
 	}
 }
+
+// As the window slides past a text track's pauses (published one
+// fragment at a time, trimmed as TrackState.Apply trims), every segment
+// of its playlist, the EXT-X-GAP ones included, keeps its media sequence
+// number (RFC 8216 6.2.1: hls.js matches the segments of successive
+// playlists by them), and none is a discontinuity.
+func TestSubtitleSequencesHoldAsTheWindowSlidesPastAPause(t *testing.T) {
+	const ts, n, window = 1000, 40, 20 * time.Second
+	silent := func(i int) bool { return i%10 >= 4 && i%10 < 8 || i == 21 } // pauses of 8 s and 2 s
+	var s timeline.TrackState
+	seen := map[string]numbered{}
+	for i := range n {
+		if silent(i) {
+			continue
+		}
+		s.Timeline.AppendSparse(timeline.Fragment{Start: uint64(i) * 2 * ts, Duration: 2 * ts})
+		s.MaxDuration = 2 * ts
+		if w := timeline.Ticks(window, ts); s.Timeline.End() > w {
+			s.Timeline.TrimBefore(s.Timeline.End() - w)
+		}
+		p := &timeline.Presentation{Channel: "ch", Epoch: manifesttest.Epoch,
+			Tracks: []timeline.TrackView{{Track: timeline.Track{ID: textEng, Kind: timeline.Text, Timescale: ts, Codecs: "wvtt"}, State: s}}}
+		b, _ := Media(p, textEng)
+		for uri, got := range numberedOf(t, b) {
+			if got.cc != 0 {
+				t.Fatalf("after fragment %d, %s is in discontinuity sequence %d:\n%s", i, uri, got.cc, b)
+			}
+			if was, ok := seen[uri]; ok && was != got {
+				t.Fatalf("after fragment %d, %s is %+v, was %+v:\n%s", i, uri, got, was, b)
+			}
+			seen[uri] = got
+		}
+	}
+	gaps := 0
+	for _, s := range seen {
+		if s.gap {
+			gaps++
+		}
+	}
+	if gaps == 0 {
+		t.Error("no pause was ever listed as EXT-X-GAP segments")
+	}
+}

@@ -5,12 +5,13 @@ package sparse
 
 import "github.com/smoothcast/smoothcast/shared/timeline"
 
-// Close returns tl with each hole closed: the fragment before a hole
-// (timeline.Hole: media time went on, no fragment came) is listed as
-// lasting until the fragment after it starts. A break (the encoder's
-// timeline restarted) stays a gap. Sequence numbers are tl's.
+// Close returns tl, the timeline of a sparse track (timeline.Kind.Sparse),
+// with each silence closed: the fragment before a pause between cues
+// (timeline.AppendSparse) or a hole (timeline.Hole) is listed as lasting
+// until the fragment after it starts. A break (the encoder's timeline
+// restarted) stays a gap. Sequence numbers are tl's.
 //
-// A text track's holes are its silences. dash.js 5 asks for the text
+// A text track's pauses are its silences. dash.js 5 asks for the text
 // segment that covers the end of the last one it loaded, by time, and
 // finds none in a hole: it then waits at that time for ever, and shows
 // no cue after the first silence of a live channel. Listed as lasting
@@ -31,7 +32,7 @@ func Close(tl timeline.Timeline) timeline.Timeline {
 	started := false
 	for e := range tl.All() {
 		if started {
-			if e.Gap && timeline.Hole(prev.End(), e.Start, e.Break) {
+			if Silence(prev.End(), e) {
 				prev.Duration = e.Start - prev.Start
 				e.Gap = false
 			}
@@ -45,14 +46,20 @@ func Close(tl timeline.Timeline) timeline.Timeline {
 	return out
 }
 
-// hasHole reports whether tl has a hole.
+// Silence reports whether a sparse track is silent between prevEnd, the
+// end of a fragment, and e, the next: e starts later, and not after a
+// break.
+func Silence(prevEnd uint64, e timeline.Entry) bool { return !e.Break && e.Start > prevEnd }
+
+// hasHole reports whether tl has a silence.
 func hasHole(tl *timeline.Timeline) bool {
+	started := false
 	var prevEnd uint64
 	for e := range tl.All() {
-		if e.Gap && timeline.Hole(prevEnd, e.Start, e.Break) {
+		if started && Silence(prevEnd, e) {
 			return true
 		}
-		prevEnd = e.End()
+		prevEnd, started = e.End(), true
 	}
 	return false
 }
