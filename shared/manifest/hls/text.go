@@ -75,7 +75,8 @@ func (c *captionsOf) addCodecs(codecs string) string {
 // accessibility characteristics. A WebVTT rendition's playlist lists
 // WebVTT files (Media); an IMSC1 one lists fMP4 fragments, and the
 // variants' CODECS then name its codec (stpp.ttml.im1t), as RFC 8216bis
-// 4.4.6.2 asks of every format a rendition of the variant holds.
+// 4.4.6.2 asks of every format a rendition of the variant holds. The
+// group holds one format (subtitleTracks).
 //
 // Each distinct list of caption services (timeline.Captions) of the
 // videos is a CLOSED-CAPTIONS group, "cc", "cc2", ...: one rendition per
@@ -85,12 +86,7 @@ func (c *captionsOf) addCodecs(codecs string) string {
 // out (the track's description, not the manifest, is wrong).
 func textRenditions(b *bytes.Buffer, p *timeline.Presentation, video []*timeline.TrackView) *captionsOf {
 	c := &captionsOf{cc: map[timeline.Captions]string{}}
-	var text []*timeline.TrackView
-	for _, g := range p.Groups() {
-		if g.Kind == timeline.Text && !g.Views[0].State.Timeline.Empty() {
-			text = append(text, g.Views[0])
-		}
-	}
+	text := subtitleTracks(p)
 	used := map[string]bool{}
 	def := slices.IndexFunc(text, func(t *timeline.TrackView) bool { return t.Default && !t.Forced })
 	for i, t := range text {
@@ -156,6 +152,31 @@ func textRenditions(b *bytes.Buffer, p *timeline.Presentation, video []*timeline
 		}
 	}
 	return c
+}
+
+// subtitleTracks are the text tracks the SUBTITLES group lists: the
+// first track of each text name that has fragments, all of one format.
+// A channel with WebVTT and IMSC1 tracks lists its WebVTT ones only: a
+// group holds one format, since a player learns a rendition's format
+// from the CODECS of the variants that name its group (hls.js gives
+// every rendition of the group the text codec CODECS names, and parsed
+// a WebVTT rendition beside an IMSC1 one as IMSC1: no cue), and a group
+// per format would need every variant twice (one per group). WebVTT is
+// what every HLS player reads (Safari, hls.js, ffmpeg, VLC); the IMSC1
+// tracks stay in DASH and Smooth.
+func subtitleTracks(p *timeline.Presentation) []*timeline.TrackView {
+	var text []*timeline.TrackView
+	vtt := false
+	for _, g := range p.Groups() {
+		if g.Kind == timeline.Text && !g.Views[0].State.Timeline.Empty() {
+			text = append(text, g.Views[0])
+			vtt = vtt || webVTT(g.Views[0])
+		}
+	}
+	if vtt {
+		text = slices.DeleteFunc(text, func(tv *timeline.TrackView) bool { return !webVTT(tv) })
+	}
+	return text
 }
 
 // webVTT reports whether track tv's HLS segments are WebVTT files: a

@@ -1,6 +1,7 @@
 package hls
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,11 +48,17 @@ func TestTextPlaylistsGolden(t *testing.T) {
 // Each text track is a SUBTITLES rendition with its language, its label
 // as NAME, and its flags: DEFAULT=YES for the default one only,
 // FORCED=YES for forced subtitles, the accessibility characteristics of
-// captions (SDH); every variant names the group, and CODECS names IMSC1
-// (stpp) but never WebVTT. Each CEA-608/708 service of the videos is a
-// CLOSED-CAPTIONS rendition that the variants name.
+// captions (SDH); every variant names the group, and CODECS never names
+// WebVTT. Each CEA-608/708 service of the videos is a CLOSED-CAPTIONS
+// rendition that the variants name.
 func TestSubtitleAndCaptionRenditions(t *testing.T) {
-	master, err := Parse(Master(manifesttest.Text()))
+	p := manifesttest.Text()
+	for i := range p.Tracks {
+		if p.Tracks[i].ID == textCC { // WebVTT captions too
+			p.Tracks[i].Codecs, p.Tracks[i].FourCC = "wvtt", ""
+		}
+	}
+	master, err := Parse(Master(p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +92,7 @@ func TestSubtitleAndCaptionRenditions(t *testing.T) {
 		t.Fatalf("%d variants, want 2", len(master.Variants))
 	}
 	for _, v := range master.Variants {
-		if v.Subtitles != "subs" || v.ClosedCaptions != "cc" || !strings.HasSuffix(v.Codecs, ",mp4a.40.2,stpp.ttml.im1t") || strings.Contains(v.Codecs, "wvtt") {
+		if v.Subtitles != "subs" || v.ClosedCaptions != "cc" || !strings.HasSuffix(v.Codecs, ",mp4a.40.2") {
 			t.Errorf("variant %s: SUBTITLES %q, CLOSED-CAPTIONS %q, CODECS %q", v.URI, v.Subtitles, v.ClosedCaptions, v.Codecs)
 		}
 	}
@@ -234,5 +241,43 @@ func TestSubtitleSequencesHoldAsTheWindowSlidesPastAPause(t *testing.T) {
 	}
 	if gaps == 0 {
 		t.Error("no pause was ever listed as EXT-X-GAP segments")
+	}
+}
+
+// A channel of IMSC1 text tracks lists them, and its variants' CODECS
+// name IMSC1; a channel of WebVTT and IMSC1 tracks lists its WebVTT ones
+// only, CODECS naming no text codec: hls.js gives every rendition of a
+// group the text codec of the variants' CODECS, and parsed a WebVTT
+// rendition beside an IMSC1 one as IMSC1 (no cue, seen in Chromium).
+func TestSubtitleGroupHoldsOneFormat(t *testing.T) {
+	imsc := manifesttest.Text()
+	imsc.Tracks = slices.DeleteFunc(imsc.Tracks, func(tv timeline.TrackView) bool { return tv.Codecs == "wvtt" })
+	for _, tc := range []struct {
+		name  string
+		p     *timeline.Presentation
+		names []string
+		codec string // the text codec every variant's CODECS ends with
+	}{
+		{"IMSC1 only", imsc, []string{"English CC"}, ",stpp.ttml.im1t"},
+		{"WebVTT and IMSC1", manifesttest.Text(), []string{"English", "Français (forcé)"}, ",mp4a.40.2"},
+	} {
+		master, err := Parse(Master(tc.p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range master.Renditions {
+			if r.Type == "SUBTITLES" {
+				names = append(names, r.Name)
+			}
+		}
+		if !slices.Equal(names, tc.names) {
+			t.Errorf("%s: subtitle renditions %q, want %q", tc.name, names, tc.names)
+		}
+		for _, v := range master.Variants {
+			if !strings.HasSuffix(v.Codecs, tc.codec) {
+				t.Errorf("%s: variant %s CODECS %q, want it to end %q", tc.name, v.URI, v.Codecs, tc.codec)
+			}
+		}
 	}
 }
