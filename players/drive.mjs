@@ -13,7 +13,7 @@
 // The cues mode plays one page per format and text track instead, and
 // prints what each page's player put in its text tracks (cuesMode):
 //
-//   node players/drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <format>:<text track>...
+//   node players/drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <format>:<text track>[@<channel>]...
 import { chromium } from "playwright-core";
 
 const cuesMode = process.argv[2] === "cues";
@@ -99,9 +99,10 @@ async function play(browser, format) {
 // returns what the player did and every cue its text tracks held
 // (window.smoothcast.cues: {track, start, end, text}, media element
 // times). params are more query parameters for the page (start=0 plays
-// the archive from its start). ok: no player error, playing, and some
+// the archive from its start); pageChannel is the channel (the
+// command's, unless the page's argument names another after an @). ok: no player error, playing, and some
 // cue.
-async function playCues(browser, format, text, params) {
+async function playCues(browser, format, text, params, pageChannel) {
   const page = await browser.newPage();
   const console_ = [], failed = [];
   page.on("console", (m) => { if (m.type() === "error") console_.push(m.text()); });
@@ -109,8 +110,8 @@ async function playCues(browser, format, text, params) {
   page.on("response", (r) => {
     if (r.status() >= 400) failed.push(`${r.status()} ${r.url().replace(edge, "")}`);
   });
-  const result = { format, text, ok: false };
-  const q = new URLSearchParams({ channel, format, text, ...params });
+  const result = { format, text, channel: pageChannel, ok: false };
+  const q = new URLSearchParams({ channel: pageChannel, format, text, ...params });
   try {
     await page.goto(`${edge}/player/?${q}`);
     await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
@@ -138,9 +139,12 @@ async function playCues(browser, format, text, params) {
 
 if (cuesMode) {
   const params = Object.fromEntries(formats.filter((a) => a.includes("=")).map((a) => a.split(/=(.*)/s).slice(0, 2)));
-  const pages = formats.filter((a) => !a.includes("=")).map((a) => a.split(/:(.*)/s).slice(0, 2));
+  const pages = formats.filter((a) => !a.includes("=")).map((a) => {
+    const [spec, ch] = a.split("@");
+    return [...spec.split(/:(.*)/s).slice(0, 2), ch || channel];
+  });
   if (!edge || !channel || !(seconds > 0) || pages.length === 0 || pages.some(([f, t]) => !f || !t)) {
-    console.error("usage: node drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <hls|dash|smooth>:<text track>...");
+    console.error("usage: node drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <hls|dash|smooth>:<text track>[@<channel>]...");
     process.exit(2);
   }
   const browser = await chromium.launch({
@@ -150,7 +154,7 @@ if (cuesMode) {
   });
   let ok = true;
   try {
-    const results = await Promise.all(pages.map(([f, t]) => playCues(browser, f, t, params)));
+    const results = await Promise.all(pages.map(([f, t, ch]) => playCues(browser, f, t, params, ch)));
     for (const r of results) {
       ok &&= r.ok;
       console.log(JSON.stringify(r));
