@@ -137,16 +137,10 @@ async function playCues(browser, format, text, params, pageChannel) {
   return result;
 }
 
-if (cuesMode) {
-  const params = Object.fromEntries(formats.filter((a) => a.includes("=")).map((a) => a.split(/=(.*)/s).slice(0, 2)));
-  const pages = formats.filter((a) => !a.includes("=")).map((a) => {
-    const [spec, ch] = a.split("@");
-    return [...spec.split(/:(.*)/s).slice(0, 2), ch || channel];
-  });
-  if (!edge || !channel || !(seconds > 0) || pages.length === 0 || pages.some(([f, t]) => !f || !t)) {
-    console.error("usage: node drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <hls|dash|smooth>:<text track>[@<channel>]...");
-    process.exit(2);
-  }
+// runAll launches Chromium, runs the pages start gives (promises of
+// results), prints each result as a JSON line and exits: 0 when every
+// result is ok.
+async function runAll(start) {
   const browser = await chromium.launch({
     executablePath,
     headless: true,
@@ -154,7 +148,7 @@ if (cuesMode) {
   });
   let ok = true;
   try {
-    const results = await Promise.all(pages.map(([f, t, ch]) => playCues(browser, f, t, params, ch)));
+    const results = await Promise.all(start(browser));
     for (const r of results) {
       ok &&= r.ok;
       console.log(JSON.stringify(r));
@@ -165,19 +159,17 @@ if (cuesMode) {
   process.exit(ok ? 0 : 1);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio"],
-});
-let ok = true;
-try {
-  const results = await Promise.all(formats.map((f) => play(browser, f)));
-  for (const r of results) {
-    ok &&= r.ok;
-    console.log(JSON.stringify(r));
+if (cuesMode) {
+  const params = Object.fromEntries(formats.filter((a) => a.includes("=")).map((a) => a.split(/=(.*)/s).slice(0, 2)));
+  const pages = formats.filter((a) => !a.includes("=")).map((a) => {
+    const [spec, ch] = a.split("@");
+    return [...spec.split(/:(.*)/s).slice(0, 2), ch || channel];
+  });
+  if (!edge || !channel || !(seconds > 0) || pages.length === 0 || pages.some(([f, t]) => !f || !t)) {
+    console.error("usage: node drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <hls|dash|smooth>:<text track>[@<channel>]...");
+    process.exit(2);
   }
-} finally {
-  await browser.close();
+  await runAll((browser) => pages.map(([f, t, ch]) => playCues(browser, f, t, params, ch)));
 }
-process.exit(ok ? 0 : 1);
+
+await runAll((browser) => formats.map((f) => play(browser, f)));

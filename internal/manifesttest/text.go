@@ -1,6 +1,8 @@
 package manifesttest
 
 import (
+	"time"
+
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -56,4 +58,23 @@ func textState(ts uint64, bitrate int, present ...int) timeline.TrackState {
 		s.PeakBytes, s.PeakTicks = size, d
 	}
 	return s
+}
+
+// TextRequest is a way to render Text: as it is (live), time-shifted
+// from 3 s, or finished.
+type TextRequest struct {
+	Name   string
+	Change func(p *timeline.Presentation)
+}
+
+// TextRequests are the ways the renderers' golden text manifests render
+// Text: "live", "timeshift" and "vod".
+func TextRequests() []TextRequest {
+	return []TextRequest{
+		{"live", func(*timeline.Presentation) {}},
+		{"timeshift", func(p *timeline.Presentation) {
+			p.Range = &timeline.Range{From: Epoch.Add(3 * time.Second), Query: "start=3"}
+		}},
+		{"vod", func(p *timeline.Presentation) { p.Ended = true }},
+	}
 }

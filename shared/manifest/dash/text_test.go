@@ -15,24 +15,16 @@ import (
 // and finished; each parses, and every text segment URL it gives is a
 // fragment of its track.
 func TestTextGolden(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		change func(p *timeline.Presentation)
-	}{
-		{"text-live.mpd", func(*timeline.Presentation) {}},
-		{"text-timeshift.mpd", func(p *timeline.Presentation) {
-			p.Range = &timeline.Range{From: manifesttest.Epoch.Add(3 * time.Second), Query: "start=3"}
-		}},
-		{"text-vod.mpd", func(p *timeline.Presentation) { p.Ended = true }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range manifesttest.TextRequests() {
+		t.Run(tc.Name, func(t *testing.T) {
 			p := manifesttest.Text()
-			tc.change(p)
+			tc.Change(p)
+			name := "text-" + tc.Name + ".mpd"
 			b, err := Render(p, Options{UTCTimingURL: layout.TimePath})
 			if err != nil {
 				t.Fatal(err)
 			}
-			manifesttest.Golden(t, tc.name, b)
+			manifesttest.Golden(t, name, b)
 			got, _ := urls(t, b)
 			want := map[string]bool{}
 			for _, tv := range p.Tracks {

@@ -20,26 +20,17 @@ var (
 // The playlists of a channel with text tracks and captions, live, time-
 // shifted and finished.
 func TestTextPlaylistsGolden(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		change func(p *timeline.Presentation)
-	}{
-		{"live", func(*timeline.Presentation) {}},
-		{"timeshift", func(p *timeline.Presentation) {
-			p.Range = &timeline.Range{From: manifesttest.Epoch.Add(3 * time.Second), Query: "start=3"}
-		}},
-		{"vod", func(p *timeline.Presentation) { p.Ended = true }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range manifesttest.TextRequests() {
+		t.Run(tc.Name, func(t *testing.T) {
 			p := manifesttest.Text()
-			tc.change(p)
-			manifesttest.Golden(t, "text-"+tc.name+"-master.m3u8", Master(p))
+			tc.Change(p)
+			manifesttest.Golden(t, "text-"+tc.Name+"-master.m3u8", Master(p))
 			for _, id := range []layout.TrackID{textEng, textCC, textForced} {
 				b, ok := Media(p, id)
 				if !ok {
 					t.Fatalf("no playlist for %s", id)
 				}
-				manifesttest.Golden(t, "text-"+tc.name+"-"+id.Name+".m3u8", b)
+				manifesttest.Golden(t, "text-"+tc.Name+"-"+id.Name+".m3u8", b)
 			}
 		})
 	}

@@ -2,34 +2,24 @@ package smooth
 
 import (
 	"testing"
-	"time"
 
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
-	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // The manifest of a channel with text tracks, live, time-shifted and
 // finished: the TTML track is a text StreamIndex, the WebVTT ones are
 // left out (MS-SSTR knows no WebVTT).
 func TestTextGolden(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		change func(p *timeline.Presentation)
-	}{
-		{"text-live.ism", func(*timeline.Presentation) {}},
-		{"text-timeshift.ism", func(p *timeline.Presentation) {
-			p.Range = &timeline.Range{From: manifesttest.Epoch.Add(3 * time.Second), Query: "start=3"}
-		}},
-		{"text-vod.ism", func(p *timeline.Presentation) { p.Ended = true }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range manifesttest.TextRequests() {
+		t.Run(tc.Name, func(t *testing.T) {
 			p := manifesttest.Text()
-			tc.change(p)
+			tc.Change(p)
+			name := "text-" + tc.Name + ".ism"
 			b, err := Render(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			manifesttest.Golden(t, tc.name, b)
+			manifesttest.Golden(t, name, b)
 		})
 	}
 }
