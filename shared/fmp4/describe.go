@@ -100,11 +100,13 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		default:
 			err = fmt.Errorf("%w: audio sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedAudio)
 		}
-	case "text", "subt", "sbtl":
+	default:
+		if !text(trak) {
+			err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
+			break
+		}
 		t.Kind = timeline.Text
 		err = describeText(&t, trak)
-	default:
-		err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
 	}
 	return t, err
 }
@@ -503,6 +505,17 @@ const (
 // shown by default: Track.Default) and is put in the movie. The trak's
 // udta (kind, labl boxes) and mdia's elng go along as they are.
 func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
+	return InitSegmentWithCaptions(moov, trackID, "")
+}
+
+// InitSegmentWithCaptions is InitSegment with the CEA-608 and CEA-708
+// caption services found in the track's SEI (ScanCaptions) declared in
+// its udta, as kind boxes of timeline.CEA608Scheme and CEA708Scheme
+// (CaptionKinds): for each scheme only when the encoder's own kind boxes
+// declare none in it (an encoder that says what its captions are, with
+// their languages, is believed). Describe reads them back into
+// Track.Captions.
+func InitSegmentWithCaptions(moov *mp4.MoovBox, trackID uint32, found timeline.Captions) ([]byte, error) {
 	if moov == nil || moov.Mvhd == nil {
 		return nil, errors.New("moov without mvhd")
 	}
@@ -530,7 +543,7 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	mvhd.NextTrackID = trackID + 1
 	out := mp4.NewMoovBox()
 	out.AddChild(&mvhd)
-	out.AddChild(enabled(trak, text(trak)))
+	out.AddChild(withCaptions(enabled(trak, text(trak)), found))
 	mvex := mp4.NewMvexBox()
 	mvex.AddChild(trex)
 	out.AddChild(mvex)
@@ -546,8 +559,9 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// text reports whether trak is a text track (its handler is one Describe
-// reads as text).
+// text reports whether trak is a text track: its handler is text (WebVTT,
+// ISO/IEC 14496-30), subt (TTML) or sbtl (3GPP timed text, as ffmpeg
+// writes it).
 func text(trak *mp4.TrakBox) bool {
 	if trak.Mdia == nil || trak.Mdia.Hdlr == nil {
 		return false

@@ -20,8 +20,9 @@ const ttmlNamespace = "http://www.w3.org/ns/ttml"
 // Codecs "stpp.ttml." and the profile its mime box names, im1t when it
 // names none; FourCC TTML, as Smooth carries TTML text streams). Default
 // is the track header's enabled flag, Forced the role forced-subtitle.
-// Anything else, 3GPP timed text (tx3g, what ffmpeg's ismv and mp4
-// muxers write for a subtitle stream) among it, is ErrUnsupportedCodec.
+// Anything else is ErrUnsupportedCodec: 3GPP timed text (tx3g, what
+// ffmpeg's ismv and mp4 muxers write for a subtitle stream) among it,
+// which the ingest session turns into WebVTT first (Tx3gToWebVTT).
 func describeText(t *timeline.Track, trak *mp4.TrakBox) error {
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	switch {

@@ -66,9 +66,12 @@ func (p *Presentation) hasDense() bool {
 	return false
 }
 
-// liveEdge is the latest end, in wall-clock time, of the tracks that are
-// not sparse (of every track when all are), and whether any has media.
-func (p *Presentation) liveEdge() (edge time.Time, ok bool) {
+// LiveEdge is the latest end, in wall-clock time, of the tracks that are
+// not sparse (of every track when all are): where the channel's media
+// ends, whatever its text tracks last sent. ok is false when no track has
+// media. A renderer that fills a text track's pauses (HLS) fills them up
+// to the DVR window this edge ends (see Windowed).
+func (p *Presentation) LiveEdge() (edge time.Time, ok bool) {
 	dense := p.hasDense()
 	for i := range p.Tracks {
 		tv := &p.Tracks[i]
@@ -125,7 +128,7 @@ func (p *Presentation) Windowed(tv *TrackView) Timeline {
 	var tl Timeline
 	if p.Range == nil {
 		tl = tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
-		if edge, ok := p.liveEdge(); ok && tv.Kind.Sparse() && p.DVRWindow > 0 {
+		if edge, ok := p.LiveEdge(); ok && tv.Kind.Sparse() && p.DVRWindow > 0 {
 			tl.TrimBefore(p.MediaTime(edge.Add(-p.DVRWindow), tv.Timescale))
 		}
 	} else {

@@ -128,8 +128,9 @@ func sparseView(frags ...Fragment) TrackView {
 
 // A channel ends when its video and audio end: a text track quiet since
 // long before, its connection left open, does not hold it live; its DVR
-// window slides with the video's, and its end does not cut the stream's
-// duration short. A channel of text alone ends with its text.
+// window slides with the video's (the live edge is the video's end), and
+// its end does not cut the stream's duration short. A channel of text
+// alone ends with its text.
 func TestSparseTracksFollowTheChannel(t *testing.T) {
 	epoch := t0
 	video := TrackView{Track: Track{Kind: Video, Timescale: 1000}}
@@ -141,6 +142,9 @@ func TestSparseTracksFollowTheChannel(t *testing.T) {
 	text := sparseView(Fragment{0, 2000}, Fragment{10000, 2000}, Fragment{20000, 2000}, Fragment{40000, 2000}) // quiet after 42 s
 	p := Presentation{Epoch: epoch, DVRWindow: 30 * time.Second, Tracks: []TrackView{video, text}}
 	now := epoch.Add(2 * time.Minute)
+	if edge, ok := p.LiveEdge(); !ok || !edge.Equal(epoch.Add(60*time.Second)) {
+		t.Errorf("live edge %v (%v), want the video's end at 60 s", edge.Sub(epoch), ok)
+	}
 	if !p.Finished(now) {
 		t.Error("a channel whose video ended is live while its text track is quiet")
 	}
@@ -160,6 +164,9 @@ func TestSparseTracksFollowTheChannel(t *testing.T) {
 		t.Errorf("extent from %v, first end %v; want 30 s, and 60 s (the video's end, not the text's at 42 s)", e.Start.Sub(epoch), e.FirstEnd.Sub(epoch))
 	}
 	alone := Presentation{Epoch: epoch, Tracks: []TrackView{text}}
+	if edge, ok := alone.LiveEdge(); !ok || !edge.Equal(epoch.Add(42*time.Second)) {
+		t.Errorf("live edge of text alone %v (%v), want its end at 42 s", edge.Sub(epoch), ok)
+	}
 	if alone.Finished(now) {
 		t.Error("a channel of text alone ended without its end of stream")
 	}

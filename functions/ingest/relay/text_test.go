@@ -3,10 +3,14 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"testing"
+	"time"
 
+	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -84,5 +88,70 @@ func TestCMAFPushWithTextTracks(t *testing.T) {
 	}
 	if inits != 2 || eos != 3 {
 		t.Errorf("%d text init segments, %d end-of-stream markers; want 2 and one per track", inits, eos)
+	}
+}
+
+// A push of text tracks alone (a DASH-IF ingest text track on its own
+// connection) may send nothing for longer than ReadTimeout, and less than
+// the rate floor, between cues: it is kept (up to SparseReadTimeout) and
+// what it sends after is stored. A video push as quiet is dropped.
+func TestQuietTextPushIsKept(t *testing.T) {
+	const quietFor = time.Second
+	for _, tc := range []struct {
+		name string
+		tr   synth.Track
+		kept bool
+	}{
+		{"text", synth.Track{Kind: timeline.Text, Language: "eng"}, true},
+		{"video", synth.Track{Kind: timeline.Video, Bitrate: 100_000, Width: 160, Height: 90}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := relay.DefaultConfig()
+			cfg.ReadTimeout, cfg.SparseReadTimeout = 200*time.Millisecond, time.Minute
+			cfg.MinRate, cfg.RateWindow = 1000, 100*time.Millisecond
+			hs, st, _, _ := newRelay(t, cfg)
+			s, err := synth.New(synth.Config{CMAF: true, Tracks: []synth.Track{tc.tr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := s.Header()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first, err = s.AppendFragment(first, 0); err != nil {
+				t.Fatal(err)
+			}
+			push := testtool.OpenPush(t, hs.URL, "/live/q.isml/Streams("+tc.name+")")
+			push.Send(t, first)
+			if !tc.kept {
+				if code, msg := push.Answer(t, 5*time.Second); code != http.StatusRequestTimeout {
+					t.Fatalf("quiet video push: %d %s, want 408", code, msg)
+				}
+				return
+			}
+			// Nothing comes back while the push is quiet.
+			_ = push.Conn().SetReadDeadline(time.Now().Add(quietFor))
+			if n, err := push.Conn().Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the relay answered a push quiet for %v: %d bytes, %v", quietFor, n, err)
+			}
+			_ = push.Conn().SetReadDeadline(time.Time{})
+			next, err := s.AppendFragment(nil, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			push.Send(t, next)
+			if code, msg := push.Finish(t); code != http.StatusOK {
+				t.Fatalf("text push after a quiet second: %d %s", code, msg)
+			}
+			if frags, eos := stored(t, st, "q"); len(frags) != 1 || eos != 1 {
+				t.Errorf("fragments %v, %d ends; want both fragments of the text track and its end", frags, eos)
+			} else {
+				for id, n := range frags {
+					if n != 2 {
+						t.Errorf("%s: %d fragments, want 2", id, n)
+					}
+				}
+			}
+		})
 	}
 }

@@ -276,9 +276,11 @@ func (c *channel) hold(s *segment) bool {
 }
 
 // place names the rendition a media segment belongs to, current or gone
-// ("" if none can be told yet).
+// ("" if none can be told yet): the one the encoder's manifests or the
+// names place it with, else the only rendition there is when nothing
+// else could claim the segment (unclaimed).
 func (c *channel) place(file string) string {
-	return c.hints.place(file, func(yield func(string) bool) {
+	inits := func(yield func(string) bool) {
 		for name, r := range c.renditions {
 			if !r.ts && !yield(name) {
 				return
@@ -289,7 +291,32 @@ func (c *channel) place(file string) string {
 				return
 			}
 		}
-	})
+	}
+	if init := c.hints.named(file, inits); init != "" {
+		return init
+	}
+	if init := c.hints.only(inits); init != "" && unclaimed(file, init) {
+		return init
+	}
+	return ""
+}
+
+// unclaimed reports whether no rendition but init, the channel's only one
+// while no manifest said anything, could claim a segment named file: an
+// init segment that names no rendition (ffmpeg's hls muxer with one
+// variant: init.mp4) is its encoder's only one, and a segment named as
+// the init segment but for a number (video-0.mp4, video-1.m4s) is of its
+// rendition. An init segment that names its rendition (ffmpeg's hls
+// muxer with -var_stream_map: init_0.mp4, its segments stream_0N.m4s; its
+// dash muxer: init-stream0.m4s) is one of several whose init segments and
+// manifests may come after their first segments, on other connections:
+// a segment of another name waits for them (held, 202), as any segment
+// no rule places does. Neither the segment's tracks nor its times could
+// tell: every rendition's one track is track 1, and two renditions of
+// one kind start together.
+func unclaimed(file, init string) bool {
+	key := fileKey(file, true)
+	return fileKey(init, false) == "" || key != "" && fileKey(init, true) == key
 }
 
 // learnt acts on what a playlist or MPD said: segments held may now be

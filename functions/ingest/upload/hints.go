@@ -16,7 +16,8 @@ import (
 // (EXT-X-ENDLIST, a static MPD). Before any manifest says so, a segment
 // goes to the rendition whose init segment's name matches its own
 // (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s) or to
-// the only rendition there is.
+// the only rendition there is, when nothing else could claim it
+// (channel.place).
 
 // Bounds on what a channel's hints hold.
 const (
@@ -130,8 +131,18 @@ func templateRegexp(tpl, id string) *regexp.Regexp {
 }
 
 // place names the init segment, among inits (the renditions there are),
-// that a media segment belongs to; "" if none can be told yet.
+// that a media segment belongs to, by every rule, the guess of the only
+// rendition included; "" if none can be told yet.
 func (h *hints) place(file string, inits func(yield func(string) bool)) string {
+	if init := h.named(file, inits); init != "" {
+		return init
+	}
+	return h.only(inits)
+}
+
+// named names the init segment, among inits, that the encoder's manifests
+// or the names place a media segment with; "" if they do not tell yet.
+func (h *hints) named(file string, inits func(yield func(string) bool)) string {
 	if init, ok := h.exact[file]; ok && !h.ts[init] {
 		return init
 	}
@@ -160,9 +171,8 @@ func (h *hints) place(file string, inits func(yield func(string) bool)) string {
 	}
 	// The same name once the words init/chunk and the number are gone
 	// (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s).
-	key, match, n := fileKey(file, true), "", 0
+	key, match := fileKey(file, true), ""
 	for name := range inits {
-		n++
 		if fileKey(name, false) == key {
 			if match != "" {
 				return "" // ambiguous
@@ -170,13 +180,19 @@ func (h *hints) place(file string, inits func(yield func(string) bool)) string {
 			match = name
 		}
 	}
-	if match != "" {
-		return match
+	return match
+}
+
+// only is the one rendition there is while no playlist or MPD said
+// anything: a guess, which channel.place takes only for a segment that
+// nothing else could claim.
+func (h *hints) only(inits func(yield func(string) bool)) string {
+	n, only := 0, ""
+	for name := range inits {
+		n, only = n+1, name
 	}
 	if n == 1 && len(h.stems) == 0 && len(h.rules) == 0 {
-		for name := range inits {
-			return name
-		}
+		return only
 	}
 	return ""
 }

@@ -653,3 +653,27 @@ func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
 		})
 	}
 }
+
+// The only rendition there is, before any manifest says anything, takes
+// a segment that no manifest and no name place only when nothing else
+// could claim it: its init segment names no rendition, or the segment is
+// named as the init segment but for a number. Another variant's segment
+// waits for its own init segment and playlist.
+func TestTheOnlyRenditionTakesWhatNothingElseCouldClaim(t *testing.T) {
+	for _, tc := range []struct {
+		init, file string
+		want       bool
+	}{
+		{"init.mp4", "index0.m4s", true},                       // ffmpeg -f hls, one variant
+		{"file-0.m4s", "file-1.m4s", true},                     // one numbered sequence
+		{"init_0.mp4", "stream_10.m4s", false},                 // -var_stream_map: variant 1's segment 0
+		{"init_0.mp4", "stream_00.m4s", false},                 // its own, told by its playlist
+		{"init-stream0.m4s", "chunk-stream1-00001.m4s", false}, // ffmpeg -f dash: representation 1's
+		{"init_0.mp4", "00001.m4s", false},                     // a name that names nothing
+		{"video.mp4", "whatever-12.m4s", false},
+	} {
+		if got := unclaimed(tc.file, tc.init); got != tc.want {
+			t.Errorf("only %s: %s unclaimed %v, want %v", tc.init, tc.file, got, tc.want)
+		}
+	}
+}
