@@ -538,11 +538,27 @@ func (c *checker) compare(listings []*listing) {
 			// fmp4.Describe gives AV1 and WebVTT no FourCC and the Smooth
 			// manifest leaves them out: no Smooth client could play them.
 			c.note("track %s is %s, which Smooth cannot carry: not in smooth", id, uncarried(id, in))
+		case len(out) == 1 && out[0] == string(HLS) && imscBesideWebVTT(id, in, ok):
+			// HLS's subtitle group holds one format, WebVTT when there is
+			// some (hls.subtitleTracks).
+			c.note("track %s is IMSC1 beside WebVTT tracks, which HLS lists alone: not in hls", id)
 		case len(out) > 0:
 			c.problem("track %s is not in %s", id, strings.Join(out, ", "))
 		}
 		c.compareTrack(id, in)
 	}
+}
+
+// imscBesideWebVTT reports whether a format says track id is IMSC1
+// (stpp) and the HLS listing among all has WebVTT files.
+func imscBesideWebVTT(id string, in, all []*listing) bool {
+	imsc := slices.ContainsFunc(in, func(l *listing) bool { return strings.HasPrefix(l.tracks[id].codecs, "stpp") })
+	vtt := slices.ContainsFunc(all, func(l *listing) bool {
+		return l.format == HLS && slices.ContainsFunc(l.order, func(t string) bool {
+			return slices.ContainsFunc(l.tracks[t].frags, func(f ref) bool { return f.vtt })
+		})
+	})
+	return imsc && vtt
 }
 
 // uncarried names what a format says track id is when Smooth cannot

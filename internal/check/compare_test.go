@@ -27,6 +27,17 @@ func withCodecs(l *listing, codecs string) *listing {
 	return l
 }
 
+// withWebVTT is l with a WebVTT text track too, as HLS lists one (WebVTT
+// files) or DASH (codecs wvtt).
+func withWebVTT(l *listing) *listing {
+	t := l.track("text_eng@1000")
+	t.frags = []ref{{time: 0, timed: true, vtt: l.format == HLS}}
+	if l.format == DASH {
+		t.codecs = "wvtt"
+	}
+	return l
+}
+
 func TestCompare(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -118,6 +129,25 @@ func TestCompare(t *testing.T) {
 				listed(HLS, false, 0, 1),
 				withCodecs(listed(DASH, false, 0, 1), "wvtt"),
 			},
+		},
+		{
+			name:  "an IMSC1 track beside WebVTT ones is not in HLS, which lists one format",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				withWebVTT(func() *listing { l := newListing(HLS); l.ok = true; return l }()),
+				withWebVTT(withCodecs(listed(DASH, false, 0, 1), "stpp.ttml.im1t")),
+			},
+		},
+		{
+			name:  "an IMSC1 track missing from HLS without WebVTT beside it is a problem",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				func() *listing { l := newListing(HLS); l.ok = true; return l }(),
+				withCodecs(listed(DASH, false, 0, 1), "stpp.ttml.im1t"),
+			},
+			want: []string{"track video@300000 is not in hls"},
 		},
 		{
 			name:  "an HEVC track missing from Smooth is a problem",

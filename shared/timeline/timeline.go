@@ -341,6 +341,13 @@ func (tl *Timeline) TrimBefore(t uint64) {
 				tl.HoleSegs += HoleSegments(prevEnd, tl.Runs[i].Start, tl.Runs[i].DurationAt(0))
 			}
 			tl.Runs[i].Gap = false
+		} else if i < len(tl.Runs) {
+			// A pause of a sparse track: HLS fills it with EXT-X-GAP
+			// segments too, which keep their numbers.
+			r, prevEnd := &tl.Runs[i], tl.Runs[i-1].End()
+			if Pause(prevEnd, r.Start, r.DurationAt(0), r.Gap) {
+				tl.HoleSegs += HoleSegments(prevEnd, r.Start, r.DurationAt(0))
+			}
 		}
 	}
 	tl.Runs = append(tl.Runs[:0], tl.Runs[i:]...)
@@ -388,6 +395,16 @@ func (tl *Timeline) TrimAfter(t uint64) {
 // not a break in it. A hole is no discontinuity: the media times on each
 // side of it are those of one timeline.
 func Hole(prevEnd, start uint64, brk bool) bool { return !brk && start > prevEnd }
+
+// Pause reports whether the time between prevEnd and start, the end of
+// a fragment and the start of the next one (d long, gap its marker), is
+// a pause of a sparse track (AppendSparse): no gap marker, and more than
+// the 1 % of d that Append takes for an encoder's rounding. HLS fills a
+// pause with EXT-X-GAP segments, HoleSegments of them, as it fills a
+// hole; TrimBefore counts them in HoleSegs.
+func Pause(prevEnd, start, d uint64, gap bool) bool {
+	return !gap && start > prevEnd && (start-prevEnd)*100 > d
+}
 
 // HoleSegments is how many segments of at most d (the duration of the
 // fragment after the hole) fill the hole from prevEnd to start: HLS lists
