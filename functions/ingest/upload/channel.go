@@ -143,6 +143,12 @@ func (c *channel) run() {
 			c.recorded(m)
 		case *tsRates:
 			c.rememberTS(m)
+		case *vttInit:
+			prefix := vttRecordPrefix
+			if m.avTS {
+				prefix = vttTSRecordPrefix
+			}
+			c.record.add(c, prefix+m.key, m.init, nil)
 		case forgetNow:
 			if m.gen == c.forgetGen && c.empty() && c.u.retire(c) {
 				return
@@ -208,7 +214,7 @@ func (c *channel) take(p *put) {
 		return
 	}
 	switch p.kind {
-	case mediaSegment, tsSegment:
+	case mediaSegment, tsSegment, vttSegment:
 		c.media(p)
 	case playlist, mpd:
 		learn := c.hints.learnMPD
@@ -229,7 +235,7 @@ func (c *channel) take(p *put) {
 // init segment or a manifest places it.
 func (c *channel) media(p *put) {
 	c.record.touch(c)
-	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p, ts: p.kind == tsSegment, remote: p.file.Remote}
+	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p, ts: p.kind == tsSegment, vtt: p.kind == vttSegment, remote: p.file.Remote}
 	if !c.placed(s) && c.hold(s) {
 		s.held()
 	}
@@ -238,8 +244,8 @@ func (c *channel) media(p *put) {
 // placed offers s to its rendition, or refuses it when its rendition has
 // ended; false when nothing places it yet.
 func (c *channel) placed(s *segment) bool {
-	if s.ts {
-		return c.placedTS(s)
+	if s.ts || s.vtt {
+		return c.placedOwn(s)
 	}
 	init := c.place(s.file)
 	if r := c.renditions[init]; r != nil {
@@ -282,12 +288,12 @@ func (c *channel) hold(s *segment) bool {
 func (c *channel) place(file string) string {
 	inits := func(yield func(string) bool) {
 		for name, r := range c.renditions {
-			if !r.ts && !yield(name) {
+			if !r.ts && !r.vtt && !yield(name) {
 				return
 			}
 		}
 		for name := range c.gone {
-			if c.renditions[name] == nil && !c.hints.ts[name] && !yield(name) {
+			if c.renditions[name] == nil && !c.hints.ts[name] && c.hints.vtt[name] == nil && !yield(name) {
 				return
 			}
 		}
@@ -345,19 +351,19 @@ func (c *channel) placeHeld() {
 	kept := c.held[:0]
 	for _, s := range c.held {
 		var r *rendition
-		if s.ts {
+		if s.ts || s.vtt {
 			var err error
-			if r, err = c.tsRendition(s); err != nil {
+			if r, err = c.ownRendition(s); err != nil {
 				c.log.Warn("held segment dropped", "err", err)
 				s.answer(err)
 				c.heldBytes -= len(s.body)
 				continue
 			}
-		} else if r = c.renditions[c.place(s.file)]; r != nil && r.ts {
+		} else if r = c.renditions[c.place(s.file)]; r != nil && (r.ts || r.vtt) {
 			r = nil
 		}
 		switch {
-		case s.ts && r == nil:
+		case (s.ts || s.vtt) && r == nil:
 			kept = append(kept, s)
 			continue
 		case r != nil && r == s.notFor:
@@ -422,6 +428,13 @@ func (c *channel) startRendition(file string, body []byte, remote string, p *put
 			p.answer(0, err)
 		}
 		return err
+	}
+	if cc := c.hints.captionsOf(file); cc != "" {
+		if with, err := withCaptions(body, cc); err != nil {
+			c.log.Warn("captions not declared in the init segment", "init", file, "err", err)
+		} else {
+			body = with
+		}
 	}
 	r := newRendition(c, file, body, sess)
 	old := c.renditions[file]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -35,6 +36,23 @@ type hints struct {
 	// renditions, and each variant's BANDWIDTH by its playlist's name.
 	ts        map[string]bool
 	bandwidth map[string]int
+	// WebVTT subtitle playlists (vtt.go): each one's latest listing by
+	// its name, where each segment they listed goes, and what the
+	// multivariant playlist said of each subtitle rendition (by its
+	// playlist's name; master: a multivariant playlist came).
+	vtt     map[string]*vttListing
+	vttSegs map[string]vttPlace
+	subs    map[string]hls.Rendition
+	master  bool
+	// subsAV: the media playlists of the variants that name each
+	// subtitle playlist's group, by the subtitle playlist's name.
+	subsAV map[string][]string
+	// recorded: the text tracks of WebVTT renditions a relay started
+	// again read from the record, by playlist.
+	recorded map[string]recordedVTT
+	// The caption services of each variant's video (captions.go), by
+	// its media playlist's stem.
+	captions map[string]timeline.Captions
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -51,7 +69,9 @@ type learned struct {
 }
 
 // empty reports whether no playlist or MPD said anything yet.
-func (h *hints) empty() bool { return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 }
+func (h *hints) empty() bool {
+	return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 && len(h.vtt) == 0 && len(h.subs) == 0
+}
 
 // learnPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
 // names the init segment of its segments, listed or to come (named after
@@ -64,7 +84,12 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	}
 	if pl.Multivariant {
 		h.learnVariants(pl)
+		h.learnSubtitles(pl)
+		h.learnCaptions(pl)
 		return learned{}, nil
+	}
+	if isVTTPlaylist(pl) {
+		return h.learnVTTPlaylist(file, pl), nil
 	}
 	if len(pl.Maps) == 0 {
 		return h.learnTSPlaylist(file, pl), nil // MPEG-TS segments

@@ -101,6 +101,7 @@ type fakeSession struct {
 	mu        sync.Mutex
 	fed       []uint64 // tfdt of each media segment fed
 	files     []string
+	bodies    [][]byte // each media segment fed
 	init      bool
 	initBody  []byte // the last init segment fed
 	closed    bool
@@ -150,6 +151,7 @@ func (s *fakeSession) Feed(_ context.Context, seg Segment) error {
 	}
 	s.fed = append(s.fed, m.Traf.Tfdt.BaseMediaDecodeTime())
 	s.files = append(s.files, seg.File)
+	s.bodies = append(s.bodies, slices.Clone(seg.Body))
 	return nil
 }
 
