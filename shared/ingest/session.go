@@ -222,6 +222,9 @@ type Session struct {
 	clocked  bool          // the clock was asked
 	offset   time.Duration // added to every timestamp (whole seconds)
 	ends     []TrackEnd
+	// emsgs are the in-band events (emsg boxes) that came since the last
+	// moof: the next moof's fragments carry them (events.go).
+	emsgs []*mp4.EmsgBox
 }
 
 // NewSession returns a session that writes to sink.
@@ -270,7 +273,9 @@ func (s *Session) Box(ctx context.Context, box mp4box.Box) error {
 		return protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
 	}
 	switch box.Type {
-	case "ftyp", "free", "skip", "styp", "sidx", "prft", "emsg", "mfro", "tfra":
+	case "ftyp", "free", "skip", "styp", "sidx", "prft", "mfro", "tfra":
+	case "emsg":
+		s.emsg(box)
 	case "uuid":
 		return s.uuid(box)
 	case "moov":
@@ -484,11 +489,16 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			return err
 		}
 	}
+	carriers := s.carriers(ps)
 	for i := range ps {
+		if carriers[i] {
+			s.carry(&ps[i])
+		}
 		if err := s.store(ctx, &ps[i]); err != nil {
 			return err
 		}
 	}
+	s.emsgs = s.emsgs[:0]
 	return nil
 }
 

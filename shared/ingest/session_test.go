@@ -167,6 +167,7 @@ func FuzzSession(f *testing.F) {
 	f.Add(synthSeed(f, synth.Config{SMIL: true}))
 	f.Add(synthSeed(f, synth.Config{NoBitrateBoxes: true, AudioOffset: -20 * time.Millisecond}))
 	f.Add(synthSeed(f, synth.Config{CMAF: true, Muxed: true}))
+	f.Add(synthSeed(f, synth.Config{CMAF: true, Muxed: true, Markers: []synth.Marker{{Fragment: 1, ID: 1, Out: true}, {Fragment: 1, ID: 2, V0: true}}}))
 	f.Add(synthSeed(f, synth.Config{SMIL: true, Muxed: true, AudioOffset: -20 * time.Millisecond}))
 	f.Add(readFixture(f, "ffmpeg-plain.ismv")[:4000])
 	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'f'})
