@@ -1,11 +1,13 @@
 package handler
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -25,4 +27,18 @@ func (h *Handler) events(emsgs []*mp4.EmsgBox, arr timeline.Arrival, tr timeline
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
+// cueMarkers reads the choice of HLS marker tags (hls.QueryMarkers):
+// true for hls.MarkersCue, false without the parameter, an error for any
+// other value.
+func cueMarkers(q map[string]string) (bool, error) {
+	v, ok := q[hls.QueryMarkers]
+	switch {
+	case !ok:
+		return false, nil
+	case v == hls.MarkersCue:
+		return true, nil
+	}
+	return false, fmt.Errorf("bad %s: %q (the one choice is %s)", hls.QueryMarkers, v, hls.MarkersCue)
 }

@@ -68,9 +68,10 @@ type mpd struct {
 }
 
 type period struct {
-	ID     string          `xml:"id,attr"`
-	Start  string          `xml:"start,attr"`
-	Assets []adaptationSet `xml:"AdaptationSet"`
+	ID           string          `xml:"id,attr"`
+	Start        string          `xml:"start,attr"`
+	EventStreams []eventStream   `xml:"EventStream"`
+	Assets       []adaptationSet `xml:"AdaptationSet"`
 }
 
 // adaptationSet is an AdaptationSet element: Lang and the sizes are left
@@ -84,6 +85,7 @@ type adaptationSet struct {
 	StartWithSAP     int              `xml:"startWithSAP,attr"`
 	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
 	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
+	Inband           *descriptor      `xml:"InbandEventStream"`
 	Role             *descriptor      `xml:"Role"`
 	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
 	Representations  []representation `xml:"Representation"`
@@ -294,6 +296,9 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 			as.Lang = tv0.Language
 		}
 	}
+	if carriesEvents(g) {
+		as.Inband = &inband
+	}
 	for _, tv := range g.Views {
 		if g.Kind == timeline.Video {
 			as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
@@ -395,12 +400,18 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 		parts = splitAt(p, begins, groups, commons, maxDur)
 	}
 	var out []period
+	evs := p.Events()
 	for k, part := range parts {
 		begin, id := origin, "0"
 		if k > 0 {
 			begin, id = begins[k-1], "b"+strconv.FormatInt(begins[k-1].Sub(p.Epoch).Milliseconds(), 10)
 		}
 		per := period{ID: id, Start: duration(max(begin.Sub(origin), 0))}
+		var end time.Time
+		if k < len(begins) {
+			end = begins[k]
+		}
+		per.EventStreams = eventStreams(evs, p, begin, end)
 		for i := range part {
 			if part[i].Empty() {
 				continue
@@ -525,11 +536,14 @@ func (per *period) write(w *xmlout.Writer, depth int) {
 	w.Start(depth, "Period")
 	w.Attr("id", per.ID)
 	w.Attr("start", per.Start)
-	if len(per.Assets) == 0 {
+	if len(per.Assets) == 0 && len(per.EventStreams) == 0 {
 		w.Empty("Period")
 		return
 	}
 	w.Open()
+	for i := range per.EventStreams {
+		per.EventStreams[i].write(w, depth+1)
+	}
 	for i := range per.Assets {
 		per.Assets[i].write(w, depth+1)
 	}
@@ -549,6 +563,9 @@ func (as *adaptationSet) write(w *xmlout.Writer, depth int) {
 	w.IntAttrOmit("maxWidth", as.MaxWidth)
 	w.IntAttrOmit("maxHeight", as.MaxHeight)
 	w.Open() // the SegmentTemplate, at least
+	if as.Inband != nil {
+		as.Inband.write(w, depth+1, "InbandEventStream")
+	}
 	if as.Role != nil {
 		as.Role.write(w, depth+1, "Role")
 	}
