@@ -9,12 +9,18 @@
 // until the player reports each one rendered. The exit status is 0 when
 // every format played without a player error and rendered both ends of
 // the ladder.
+//
+// With --events, each page plays live for <seconds> of media time without
+// forcing renditions, and its line adds the ad markers the player
+// reported (window.smoothcast.events: see reportEvents in the player
+// page); the exit status is 0 when every format played without an error.
 import { chromium } from "playwright-core";
 
-const [edge, channel, secondsArg, ...formats] = process.argv.slice(2);
+const eventsMode = process.argv[2] === "--events";
+const [edge, channel, secondsArg, ...formats] = process.argv.slice(eventsMode ? 3 : 2);
 const seconds = Number(secondsArg);
 if (!edge || !channel || !(seconds > 0) || formats.length === 0) {
-  console.error("usage: node drive.mjs <edge URL> <channel> <seconds> <hls|dash|smooth>...");
+  console.error("usage: node drive.mjs [--events] <edge URL> <channel> <seconds> <hls|dash|smooth>...");
   process.exit(2);
 }
 
@@ -88,6 +94,33 @@ async function play(browser, format) {
   return result;
 }
 
+// playEvents plays format live for the given seconds of media time and
+// reports the ad markers the player saw (--events).
+async function playEvents(browser, format) {
+  const page = await browser.newPage();
+  const console_ = [];
+  page.on("pageerror", (e) => console_.push(String(e)));
+  const result = { format, ok: false };
+  try {
+    await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
+    await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
+    result.start = await page.evaluate(() => document.getElementById("video").currentTime);
+    await waitFor(page, `${seconds} s of playback`,
+      ([t0, s]) => document.getElementById("video").currentTime - t0 >= s, [result.start, seconds], (seconds + 30) * 1000);
+  } catch (e) {
+    result.failure = e.message;
+  }
+  Object.assign(result, await page.evaluate(() => ({
+    end: document.getElementById("video").currentTime,
+    events: window.smoothcast.events,
+    errors: window.smoothcast.errors,
+  })));
+  result.ok = !result.failure && result.errors.length === 0;
+  if (console_.length) result.console = console_.slice(0, 10);
+  await page.close();
+  return result;
+}
+
 const browser = await chromium.launch({
   executablePath,
   headless: true,
@@ -95,7 +128,7 @@ const browser = await chromium.launch({
 });
 let ok = true;
 try {
-  const results = await Promise.all(formats.map((f) => play(browser, f)));
+  const results = await Promise.all(formats.map((f) => (eventsMode ? playEvents : play)(browser, f)));
   for (const r of results) {
     ok &&= r.ok;
     console.log(JSON.stringify(r));

@@ -87,7 +87,10 @@ func EventOf(e *mp4.EmsgBox, start uint64, ts uint32, offset int64) (timeline.Ev
 	if e.TimeScale == 0 || ts == 0 {
 		return timeline.Event{}, fmt.Errorf("%w: timescale 0", ErrEmsgTime)
 	}
-	ev := timeline.Event{Scheme: e.SchemeIDURI, Value: e.Value, ID: e.ID, Data: e.MessageData}
+	// The emsg's value is left out: the stored emsg has none, as the
+	// InbandEventStream that announces them says (DASH players match an
+	// emsg to its InbandEventStream by scheme and value).
+	ev := timeline.Event{Scheme: e.SchemeIDURI, ID: e.ID, Data: e.MessageData}
 	var ok bool
 	if e.Version == 0 {
 		var delta uint64
@@ -131,7 +134,7 @@ func rescale(t, from, to uint64) (uint64, bool) {
 // DASH in-band events and the manifest function read).
 func AppendEmsg(dst []byte, ev timeline.Event, ts uint32) []byte {
 	e := &mp4.EmsgBox{Version: 1, TimeScale: ts, PresentationTime: ev.Time, EventDuration: unknownDuration,
-		ID: ev.ID, SchemeIDURI: ev.Scheme, Value: ev.Value, MessageData: ev.Data}
+		ID: ev.ID, SchemeIDURI: ev.Scheme, MessageData: ev.Data}
 	if ev.Duration > 0 && ev.Duration < unknownDuration {
 		e.EventDuration = uint32(ev.Duration)
 	}

@@ -19,7 +19,6 @@ const MaxEvents = 4096
 // one event.
 type Event struct {
 	Scheme string `json:"scheme"`
-	Value  string `json:"value,omitempty"`
 	ID     uint32 `json:"id"`
 	// Time is the event's presentation time in ticks of the track's
 	// timescale, on the channel's timeline (the splice point: it may fall
