@@ -40,6 +40,7 @@ type channel struct {
 	// and the ones that ended, by playlist.
 	tsRates map[string][]tsRate
 	tsEnded map[string]*rendition
+	marks   markState // ad markers (markers.go)
 }
 
 // message is what the channel goroutine takes: *put, *closeAll, and the
@@ -295,6 +296,7 @@ func (c *channel) place(file string) string {
 // learnt acts on what a playlist or MPD said: segments held may now be
 // placed, and renditions whose stream ended end once they are quiet.
 func (c *channel) learnt(l learned) {
+	c.learnMarks(l)
 	c.placeHeld()
 	if l.all {
 		c.log.Info("MPD is static: the channel's renditions end")
