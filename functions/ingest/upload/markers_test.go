@@ -31,7 +31,7 @@ type fedSegment struct {
 }
 
 func (f *emsgSessions) Open(channel, rendition, remote string) (Session, error) { return f, nil }
-func (f *emsgSessions) Close(bool, error)                                        {}
+func (f *emsgSessions) Close(bool, error)                                       {}
 
 func (f *emsgSessions) Feed(_ context.Context, seg Segment) error {
 	if _, ok := mp4box.Find(seg.Body, "moov"); ok {

@@ -22,8 +22,8 @@ type rendition struct {
 	ref   uint32         // the track whose times order its segments
 	// timescale is ref's: the ad markers' times are in it (markers.go).
 	timescale uint32
-	sess  Session
-	jobs  chan job
+	sess      Session
+	jobs      chan job
 
 	// Segments handed to the worker: starts of the latest (to tell a
 	// resend), the newest's start, and where the newest ends (once one
