@@ -20,10 +20,11 @@ type rendition struct {
 	seq   int            // a channel's renditions in the order they started
 	trexs []*mp4.TrexBox // the tracks' defaults, for segment durations
 	ref   uint32         // the track whose times order its segments
+	sess  Session
+	jobs  chan job
+
 	// timescale is ref's: the ad markers' times are in it (markers.go).
 	timescale uint32
-	sess      Session
-	jobs      chan job
 
 	// Segments handed to the worker: starts of the latest (to tell a
 	// resend), the newest's start, and where the newest ends (once one
