@@ -1,0 +1,127 @@
+package handler_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/scte35"
+	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// withMarkers puts, at the head of every video fragment of the fixture in
+// st, an SCTE-35 ad marker half a second into it (the same in both video
+// renditions, as an encoder sends it in each), as the relay stores them,
+// and updates the events' sizes. It returns the markers' times.
+func withMarkers(t *testing.T, st *store.Store, evs []fragmentEvent) []uint64 {
+	t.Helper()
+	ctx := context.Background()
+	var times []uint64
+	for i, fe := range evs {
+		obj, err := layout.Parse(fe.key)
+		if err != nil || obj.Kind != layout.KindFragment || obj.Track.Name != "video" {
+			continue
+		}
+		o, err := st.Get(ctx, fe.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := obj.Start + 5_000_000
+		ev := timeline.Event{Scheme: scte35.Scheme, ID: uint32(obj.Start / 10_000_000), Time: at, Data: scte35.Insert(uint32(at/10_000_000), true, 0)}
+		body := append(fmp4.AppendEmsg(nil, ev, 10_000_000), o.Body...)
+		if _, err := st.Put(ctx, fe.key, body, store.PutOptions{ContentType: o.ContentType, Metadata: o.Metadata}); err != nil {
+			t.Fatal(err)
+		}
+		evs[i].ev.Records[0].S3.Object.Size = int64(len(body))
+		if obj.Track.Bitrate == 60000 {
+			times = append(times, at)
+		}
+	}
+	if len(times) < 2 {
+		t.Fatalf("the fixture has %d video fragments", len(times))
+	}
+	return times
+}
+
+// The ad markers in the fragments' heads end in the manifests as if each
+// event came once, in order, whatever the order, the repeats and the
+// concurrency of the events: each marker once (both video renditions
+// carry it), at its time, in HLS and DASH.
+func TestMarkersInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testing.T) {
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	cfg := handler.DefaultConfig()
+	_, refStore := newStore(t)
+	refEvents := pushFixture(t, refStore, "ch", base)
+	times := withMarkers(t, refStore, refEvents)
+	ref := handlerAt(refStore, cfg, refEvents)
+	for _, fe := range refEvents {
+		if err := ref.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := render(t, ref, "ch")
+	mpd := want[layout.DASHManifestPath("ch")]
+	for _, at := range times {
+		if strings.Count(mpd, fmt.Sprintf(`<Event presentationTime="%d" id=`, at)) != 1 {
+			t.Errorf("the in-order MPD does not list the marker at %d once:\n%s", at, mpd)
+		}
+	}
+	for path, body := range want {
+		if strings.HasSuffix(path, ".m3u8") && !strings.HasSuffix(path, "master.m3u8") && strings.Count(body, "#EXT-X-DATERANGE") != len(times) {
+			t.Errorf("%s: want %d DATERANGE tags:\n%s", path, len(times), body)
+		}
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			_, st := newStore(t)
+			evs := pushFixture(t, st, "ch", base)
+			withMarkers(t, st, evs)
+			rng := rand.New(rand.NewPCG(seed, 35))
+			var all []events.S3Event
+			for _, fe := range evs {
+				for range 2 + rng.IntN(2) {
+					all = append(all, fe.ev)
+				}
+			}
+			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+			work := make(chan events.S3Event)
+			var wg sync.WaitGroup
+			errs := make(chan error, len(all))
+			for range 8 {
+				h := handlerAt(st, cfg, evs)
+				wg.Go(func() {
+					for ev := range work {
+						if err := h.HandleS3(context.Background(), ev); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			for _, ev := range all {
+				work <- ev
+			}
+			close(work)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			got := render(t, handlerAt(st, cfg, evs), "ch")
+			for path, w := range want {
+				if got[path] != w {
+					t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
+				}
+			}
+		})
+	}
+}
