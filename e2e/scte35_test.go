@@ -41,7 +41,8 @@ type adMarker struct {
 // EventStream, and emsg boxes in the fragments): a synthetic CMAF push
 // carrying them as emsg boxes, played live by hls.js and dash.js in
 // Chromium, which report them at their media times, and whose manifests
-// carry them live, time-shifted and after the stream ended; and an HLS
+// carry them live, time-shifted and after the stream ended (dash.js's
+// Smooth support plays the fragments that carry them); and an HLS
 // upload whose playlists carry CUE-OUT, CUE-IN and a DATERANGE (ffmpeg
 // made its segments; the test uploads them with playlists of its own, as
 // ffmpeg's hls muxer writes no such tags).
@@ -109,8 +110,10 @@ func markersOfAPush(t *testing.T, st *stack.Stack, node, chromium, players strin
 
 	// The players, live: each reports every marker at its media time.
 	// dash.js reports the MPD's events and the emsg boxes of the
-	// fragments it loaded (the first two markers' at least).
-	reports := driveEvents(t, node, chromium, players, st, channel, 14, "hls", "dash")
+	// fragments it loaded (the first two markers' at least). dash.js's
+	// Smooth support plays the same fragments, emsg boxes first, without
+	// an error (driveEvents checks each format played).
+	reports := driveEvents(t, node, chromium, players, st, channel, 14, "hls", "dash", "smooth")
 	for _, m := range want {
 		at := epoch.Add(m.at).UTC().Format("2006-01-02T15:04:05.000Z")
 		payload := base64.StdEncoding.EncodeToString(m.section)
