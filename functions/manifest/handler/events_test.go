@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
@@ -86,42 +83,8 @@ func TestMarkersInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *test
 			_, st := newStore(t)
 			evs := pushFixture(t, st, "ch", base)
 			withMarkers(t, st, evs)
-			rng := rand.New(rand.NewPCG(seed, 35))
-			var all []events.S3Event
-			for _, fe := range evs {
-				for range 2 + rng.IntN(2) {
-					all = append(all, fe.ev)
-				}
-			}
-			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-			work := make(chan events.S3Event)
-			var wg sync.WaitGroup
-			errs := make(chan error, len(all))
-			for range 8 {
-				h := handlerAt(st, cfg, evs)
-				wg.Go(func() {
-					for ev := range work {
-						if err := h.HandleS3(context.Background(), ev); err != nil {
-							errs <- err
-						}
-					}
-				})
-			}
-			for _, ev := range all {
-				work <- ev
-			}
-			close(work)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			got := render(t, handlerAt(st, cfg, evs), "ch")
-			for path, w := range want {
-				if got[path] != w {
-					t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
-				}
-			}
+			handleShuffled(t, st, cfg, evs, rand.New(rand.NewPCG(seed, 35)))
+			sameManifests(t, render(t, handlerAt(st, cfg, evs), "ch"), want)
 		})
 	}
 }
