@@ -3,7 +3,9 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,6 +127,149 @@ func TestMarkersRideTheNextVideoFragment(t *testing.T) {
 			rec.Wait(t, slog.LevelWarn, "dropping a malformed ad marker (emsg)", map[string]string{"err": "CRC"})
 			rec.Wait(t, slog.LevelWarn, "dropping a malformed ad marker (emsg)", map[string]string{"err": "emsg"})
 			rec.Wait(t, slog.LevelDebug, "dropping an emsg of another scheme", map[string]string{"scheme": "urn:other"})
+		})
+	}
+}
+
+// fakeQueue is a channel's ad markers between connections, for one
+// taker.
+type fakeQueue struct{ put, taken []*mp4.EmsgBox }
+
+func (q *fakeQueue) Put(e *mp4.EmsgBox) { q.put = append(q.put, e) }
+func (q *fakeQueue) Take() []*mp4.EmsgBox {
+	out := q.put[len(q.taken):]
+	q.taken = append(q.taken, out...)
+	return out
+}
+
+// dataPush is a push of one data track (handler meta) of timescale ts:
+// a timed-metadata track (evte sample entry, samples of emib boxes), or
+// a sparse track as Azure Media Services took SCTE-35 (another sample
+// entry, tfxd times, one message per fragment); samples[k] is fragment
+// k's, at start[k].
+func dataPush(t *testing.T, evte bool, ts uint32, starts []uint64, samples [][]byte) []byte {
+	t.Helper()
+	init := mp4.CreateEmptyInit()
+	init.AddEmptyTrack(ts, "meta", "und")
+	init.Moov.Trak.Mdia.Minf.Stbl.Stsd.AddChild(&mp4.EvteBox{DataReferenceIndex: 1})
+	var b bytes.Buffer
+	if err := init.Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	body := slices.Clone(b.Bytes())
+	if !evte {
+		body = bytes.Replace(body, []byte("evte"), []byte("urim"), 1)
+	}
+	for k, data := range samples {
+		frag, err := mp4.CreateFragment(uint32(k+1), init.Moov.Trak.Tkhd.TrackID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frag.AddFullSample(mp4.FullSample{Sample: mp4.Sample{Flags: mp4.SyncSampleFlags, Dur: 0, Size: uint32(len(data))}, DecodeTime: starts[k], Data: data})
+		if !evte {
+			traf := frag.Moof.Traf
+			traf.Children = slices.DeleteFunc(traf.Children, func(c mp4.Box) bool { return c == mp4.Box(traf.Tfdt) })
+			traf.Tfdt = nil
+			x := mp4.NewTfxdBox(starts[k], 0)
+			x.Tfxd.Version = 1
+			_ = traf.AddChild(x)
+		}
+		b.Reset()
+		if err := frag.Encode(&b); err != nil {
+			t.Fatal(err)
+		}
+		body = append(body, b.Bytes()...)
+	}
+	return body
+}
+
+// amsMessage is a sparse fragment's mdat as Azure Media Services took
+// it: version 1, id, presentation_time_delta, the section.
+func amsMessage(version, id, delta uint32, section []byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, version)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, delta)
+	return append(b, section...)
+}
+
+// emibSample is a timed-metadata sample of one emib box.
+func emibSample(t *testing.T, delta int64, id uint32, scheme string, section []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := (&mp4.EmibBox{PresentationTimeDelta: delta, Id: id, SchemeIdURI: scheme, MessageData: section}).Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// A data track's samples become ad markers: a sparse track's messages
+// (Azure Media Services' form) at their fragment's time plus their
+// delta, a timed-metadata track's emib boxes at their sample's time plus
+// theirs. On a connection with no media they go to the channel's queue;
+// a media connection takes them before its next moof and its video
+// fragment carries them. A malformed message, a section that fails its
+// CRC, and another scheme are dropped; the push is not refused.
+func TestDataTrackSamplesBecomeMarkers(t *testing.T) {
+	const ts = 90000
+	out, in := scte35.Insert(1, true, 30*time.Second), scte35.Insert(1, false, 0)
+	bad := scte35.Insert(2, true, 0)
+	bad[len(bad)-1] ^= 1
+	for _, tc := range []struct {
+		name    string
+		evte    bool
+		samples [][]byte
+	}{
+		{"sparse track (Azure Media Services)", false, [][]byte{
+			amsMessage(1, 7, 9000, out), amsMessage(2, 8, 0, in), amsMessage(1, 9, 0, bad), {1, 2}, amsMessage(1, 10, 0, in)}},
+		{"timed-metadata track (evte)", true, [][]byte{
+			emibSample(t, 9000, 7, scte35.Scheme, out), emibSample(t, 0, 8, "urn:other", in), emibSample(t, 0, 9, scte35.Scheme, bad), {1, 2}, emibSample(t, 0, 10, scte35.Scheme, in)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			starts := []uint64{180000, 360000, 540000, 720000, 900000}
+			q := &fakeQueue{}
+			rec := logtest.New()
+			sink := &recordingSink{}
+			if _, err := run(NewSession(sink, rec.Logger(), Options{Markers: q}), bytes.NewReader(dataPush(t, tc.evte, ts, starts, tc.samples))); err != nil {
+				t.Fatalf("the data track's push is refused: %v", err)
+			}
+			if len(sink.frags)+len(sink.inits) != 0 {
+				t.Errorf("a data track stored %d fragments and %d init segments", len(sink.frags), len(sink.inits))
+			}
+			want := []struct {
+				id uint32
+				at uint64
+			}{{7, 180000 + 9000}, {10, 900000}}
+			if len(q.put) != len(want) {
+				t.Fatalf("%d markers queued, want %d", len(q.put), len(want))
+			}
+			for i, e := range q.put {
+				if e.ID != want[i].id || e.PresentationTime != want[i].at || e.TimeScale != ts || e.Version != 1 {
+					t.Errorf("marker %d: id %d at %d/%d, want id %d at %d/%d", i, e.ID, e.PresentationTime, e.TimeScale, want[i].id, want[i].at, ts)
+				}
+			}
+			rec.Wait(t, slog.LevelWarn, "dropping a malformed ad marker (emsg)", map[string]string{"err": "CRC"})
+
+			// A video connection of the channel takes them before its
+			// first moof: its first video fragment carries them.
+			s, err := synth.New(synth.Config{CMAF: true, Timescale: ts, Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body bytes.Buffer
+			if _, err := s.WriteTo(context.Background(), &body, synth.Range{Count: 2}); err != nil {
+				t.Fatal(err)
+			}
+			video := &recordingSink{}
+			if _, err := run(NewSession(video, quiet, Options{Markers: q}), &body); err != nil {
+				t.Fatal(err)
+			}
+			got := storedEvents(t, video.frags[0], ts)
+			if len(got) != 2 || got[0].Time != want[0].at || got[1].Time != want[1].at || !bytes.Equal(got[0].Data, out) {
+				t.Errorf("the first video fragment carries %+v", got)
+			}
+			if len(storedEvents(t, video.frags[1], ts)) != 0 {
+				t.Error("the second video fragment carries markers taken already")
+			}
 		})
 	}
 }

@@ -160,6 +160,11 @@ type Options struct {
 	// skip counts as a discontinuity (default 10 s); any step backwards is
 	// one.
 	MaxJump time.Duration
+	// Markers, when set, hands ad markers between the connections of a
+	// channel: those of a data track on a connection with no media to
+	// carry them (a Smooth sparse track on a POST of its own) go to it,
+	// and a connection that stores media takes them for its next moof.
+	Markers MarkerQueue
 	// MaxSkew bounds how far apart the tracks of one stream may start
 	// (default DefaultMaxSkew): a track's first fragment must start within
 	// MaxSkew of the span the stream's other tracks have covered, in the
@@ -201,6 +206,10 @@ type track struct {
 	// encoder's own time (valid once hasRaw): what the stream's other
 	// tracks must agree with (Options.MaxSkew).
 	lo, hi time.Duration
+	// data, for a data track (a sparse SCTE-35 track, timed metadata),
+	// says what its samples hold: they become ad markers, never
+	// fragments (events.go).
+	data *dataTrack
 }
 
 // Session is one encoder connection's (or one uploaded rendition's) way
@@ -358,6 +367,10 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if _, dup := tracks[id]; dup {
 			return protocolErr("moov declares track %d twice", id)
 		}
+		if d := s.dataTrackOf(trak); d != nil {
+			tracks[id] = &track{trak: trak, trex: trexOf(moov, id), data: d}
+			continue
+		}
 		// Refuse at once what no manifest could describe, and timing no
 		// encoder sends.
 		desc, err := fmp4.Describe(trak)
@@ -376,13 +389,7 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		default:
 			t.kind = timeline.Text
 		}
-		if moov.Mvex != nil {
-			for _, tx := range moov.Mvex.Trexs {
-				if tx.TrackID == id {
-					t.trex = tx
-				}
-			}
-		}
+		t.trex = trexOf(moov, id)
 		t.name = TrackName(t.kind, desc)
 		for _, st := range s.smil {
 			if st.TrackID == id {
@@ -455,6 +462,9 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 	if err != nil {
 		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}
 	}
+	if parts = s.dataParts(parts); len(parts) == 0 {
+		return nil // a data track's fragment: its samples became ad markers
+	}
 	samples := 0
 	for i := range parts {
 		samples += parts[i].Samples()
@@ -489,6 +499,7 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			return err
 		}
 	}
+	s.takeQueued()
 	carriers := s.carriers(ps)
 	for i := range ps {
 		if carriers[i] {
