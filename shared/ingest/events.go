@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 
 	"github.com/Eyevinn/mp4ff/mp4"
@@ -225,9 +226,10 @@ func (d *dataTrack) events(smp fmp4.TimedSample, ts uint32) []*mp4.EmsgBox {
 }
 
 // takeQueued adds the markers other connections of the channel handed
-// on (Options.Markers) to those the next moof carries.
+// on (Options.Markers) to those the next moof carries, on a connection
+// with video: the video fragments carry the markers, as a push's own.
 func (s *Session) takeQueued() {
-	if s.opts.Markers == nil {
+	if s.opts.Markers == nil || !slices.ContainsFunc(slices.Collect(maps.Values(s.tracks)), func(t *track) bool { return t.data == nil && t.kind == timeline.Video }) {
 		return
 	}
 	for _, e := range s.opts.Markers.Take() {

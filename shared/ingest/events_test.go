@@ -3,9 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"log/slog"
-	"slices"
 	"testing"
 	"time"
 
@@ -142,66 +140,6 @@ func (q *fakeQueue) Take() []*mp4.EmsgBox {
 	return out
 }
 
-// dataPush is a push of one data track (handler meta) of timescale ts:
-// a timed-metadata track (evte sample entry, samples of emib boxes), or
-// a sparse track as Azure Media Services took SCTE-35 (another sample
-// entry, tfxd times, one message per fragment); samples[k] is fragment
-// k's, at start[k].
-func dataPush(t *testing.T, evte bool, ts uint32, starts []uint64, samples [][]byte) []byte {
-	t.Helper()
-	init := mp4.CreateEmptyInit()
-	init.AddEmptyTrack(ts, "meta", "und")
-	init.Moov.Trak.Mdia.Minf.Stbl.Stsd.AddChild(&mp4.EvteBox{DataReferenceIndex: 1})
-	var b bytes.Buffer
-	if err := init.Encode(&b); err != nil {
-		t.Fatal(err)
-	}
-	body := slices.Clone(b.Bytes())
-	if !evte {
-		body = bytes.Replace(body, []byte("evte"), []byte("urim"), 1)
-	}
-	for k, data := range samples {
-		frag, err := mp4.CreateFragment(uint32(k+1), init.Moov.Trak.Tkhd.TrackID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		frag.AddFullSample(mp4.FullSample{Sample: mp4.Sample{Flags: mp4.SyncSampleFlags, Dur: 0, Size: uint32(len(data))}, DecodeTime: starts[k], Data: data})
-		if !evte {
-			traf := frag.Moof.Traf
-			traf.Children = slices.DeleteFunc(traf.Children, func(c mp4.Box) bool { return c == mp4.Box(traf.Tfdt) })
-			traf.Tfdt = nil
-			x := mp4.NewTfxdBox(starts[k], 0)
-			x.Tfxd.Version = 1
-			_ = traf.AddChild(x)
-		}
-		b.Reset()
-		if err := frag.Encode(&b); err != nil {
-			t.Fatal(err)
-		}
-		body = append(body, b.Bytes()...)
-	}
-	return body
-}
-
-// amsMessage is a sparse fragment's mdat as Azure Media Services took
-// it: version 1, id, presentation_time_delta, the section.
-func amsMessage(version, id, delta uint32, section []byte) []byte {
-	b := binary.BigEndian.AppendUint32(nil, version)
-	b = binary.BigEndian.AppendUint32(b, id)
-	b = binary.BigEndian.AppendUint32(b, delta)
-	return append(b, section...)
-}
-
-// emibSample is a timed-metadata sample of one emib box.
-func emibSample(t *testing.T, delta int64, id uint32, scheme string, section []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := (&mp4.EmibBox{PresentationTimeDelta: delta, Id: id, SchemeIdURI: scheme, MessageData: section}).Encode(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // A data track's samples become ad markers: a sparse track's messages
 // (Azure Media Services' form) at their fragment's time plus their
 // delta, a timed-metadata track's emib boxes at their sample's time plus
@@ -220,16 +158,20 @@ func TestDataTrackSamplesBecomeMarkers(t *testing.T) {
 		samples [][]byte
 	}{
 		{"sparse track (Azure Media Services)", false, [][]byte{
-			amsMessage(1, 7, 9000, out), amsMessage(2, 8, 0, in), amsMessage(1, 9, 0, bad), {1, 2}, amsMessage(1, 10, 0, in)}},
+			synth.AMSMessage(1, 7, 9000, out), synth.AMSMessage(2, 8, 0, in), synth.AMSMessage(1, 9, 0, bad), {1, 2}, synth.AMSMessage(1, 10, 0, in)}},
 		{"timed-metadata track (evte)", true, [][]byte{
-			emibSample(t, 9000, 7, scte35.Scheme, out), emibSample(t, 0, 8, "urn:other", in), emibSample(t, 0, 9, scte35.Scheme, bad), {1, 2}, emibSample(t, 0, 10, scte35.Scheme, in)}},
+			synth.EmibSample(9000, 7, scte35.Scheme, out), synth.EmibSample(0, 8, "urn:other", in), synth.EmibSample(0, 9, scte35.Scheme, bad), {1, 2}, synth.EmibSample(0, 10, scte35.Scheme, in)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			starts := []uint64{180000, 360000, 540000, 720000, 900000}
 			q := &fakeQueue{}
 			rec := logtest.New()
 			sink := &recordingSink{}
-			if _, err := run(NewSession(sink, rec.Logger(), Options{Markers: q}), bytes.NewReader(dataPush(t, tc.evte, ts, starts, tc.samples))); err != nil {
+			push, err := synth.DataTrack{Timescale: ts, Evte: tc.evte, Parent: "video", Starts: starts, Samples: tc.samples}.Push()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := run(NewSession(sink, rec.Logger(), Options{Markers: q}), bytes.NewReader(push)); err != nil {
 				t.Fatalf("the data track's push is refused: %v", err)
 			}
 			if len(sink.frags)+len(sink.inits) != 0 {
