@@ -10,17 +10,25 @@
 // every format played without a player error and rendered both ends of
 // the ladder.
 //
-// With --events, each page plays live for <seconds> of media time without
-// forcing renditions, and its line adds the ad markers the player
+// The cues mode plays one page per format and text track instead, and
+// prints what each page's player put in its text tracks (cuesMode):
+//
+//   node players/drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <format>:<text track>[@<channel>]...
+//
+// The --events mode plays each format live for <seconds> of media time
+// without forcing renditions, and its line adds the ad markers the player
 // reported (window.smoothcast.events: see reportEvents in the player
-// page); the exit status is 0 when every format played without an error.
+// page); the exit status is 0 when every format played without an error:
+//
+//   node players/drive.mjs --events <edge URL> <channel> <seconds> hls dash
 import { chromium } from "playwright-core";
 
+const cuesMode = process.argv[2] === "cues";
 const eventsMode = process.argv[2] === "--events";
-const [edge, channel, secondsArg, ...formats] = process.argv.slice(eventsMode ? 3 : 2);
+const [edge, channel, secondsArg, ...formats] = process.argv.slice(cuesMode || eventsMode ? 3 : 2);
 const seconds = Number(secondsArg);
-if (!edge || !channel || !(seconds > 0) || formats.length === 0) {
-  console.error("usage: node drive.mjs [--events] <edge URL> <channel> <seconds> <hls|dash|smooth>...");
+if (!cuesMode && (!edge || !channel || !(seconds > 0) || formats.length === 0)) {
+  console.error("usage: node drive.mjs <edge URL> <channel> <seconds> <hls|dash|smooth>...");
   process.exit(2);
 }
 
@@ -94,6 +102,84 @@ async function play(browser, format) {
   return result;
 }
 
+// playCues plays channel in format on a page of its own with text track
+// text (a label or a language) selected, for seconds of media time, and
+// returns what the player did and every cue its text tracks held
+// (window.smoothcast.cues: {track, start, end, text}, media element
+// times). params are more query parameters for the page (start=0 plays
+// the archive from its start); pageChannel is the channel (the
+// command's, unless the page's argument names another after an @). ok: no player error, playing, and some
+// cue.
+async function playCues(browser, format, text, params, pageChannel) {
+  const page = await browser.newPage();
+  const console_ = [], failed = [];
+  page.on("console", (m) => { if (m.type() === "error") console_.push(m.text()); });
+  page.on("pageerror", (e) => console_.push(String(e)));
+  page.on("response", (r) => {
+    if (r.status() >= 400) failed.push(`${r.status()} ${r.url().replace(edge, "")}`);
+  });
+  const result = { format, text, channel: pageChannel, ok: false };
+  const q = new URLSearchParams({ channel: pageChannel, format, text, ...params });
+  try {
+    await page.goto(`${edge}/player/?${q}`);
+    await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
+    result.start = await page.evaluate(() => document.getElementById("video").currentTime);
+    await waitFor(page, `${seconds} s of playback`,
+      ([t0, s]) => document.getElementById("video").currentTime - t0 >= s, [result.start, seconds], (seconds + 30) * 1000);
+  } catch (e) {
+    result.failure = e.message;
+  }
+  try {
+    Object.assign(result, await page.evaluate(() => ({
+      end: document.getElementById("video").currentTime,
+      paused: document.getElementById("video").paused,
+      textTracks: window.smoothcast.textTracks,
+      cues: window.smoothcast.cues,
+      errors: window.smoothcast.errors,
+    })));
+    result.ok = !result.failure && result.errors.length === 0 && !result.paused && result.cues.length > 0;
+  } catch {}
+  if (console_.length) result.console = console_.slice(0, 10);
+  if (failed.length) result.failed = failed.slice(-20);
+  await page.close();
+  return result;
+}
+
+// runAll launches Chromium, runs the pages start gives (promises of
+// results), prints each result as a JSON line and exits: 0 when every
+// result is ok.
+async function runAll(start) {
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio"],
+  });
+  let ok = true;
+  try {
+    const results = await Promise.all(start(browser));
+    for (const r of results) {
+      ok &&= r.ok;
+      console.log(JSON.stringify(r));
+    }
+  } finally {
+    await browser.close();
+  }
+  process.exit(ok ? 0 : 1);
+}
+
+if (cuesMode) {
+  const params = Object.fromEntries(formats.filter((a) => a.includes("=")).map((a) => a.split(/=(.*)/s).slice(0, 2)));
+  const pages = formats.filter((a) => !a.includes("=")).map((a) => {
+    const [spec, ch] = a.split("@");
+    return [...spec.split(/:(.*)/s).slice(0, 2), ch || channel];
+  });
+  if (!edge || !channel || !(seconds > 0) || pages.length === 0 || pages.some(([f, t]) => !f || !t)) {
+    console.error("usage: node drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <hls|dash|smooth>:<text track>[@<channel>]...");
+    process.exit(2);
+  }
+  await runAll((browser) => pages.map(([f, t, ch]) => playCues(browser, f, t, params, ch)));
+}
+
 // playEvents plays format live for the given seconds of media time and
 // reports the ad markers the player saw (--events).
 async function playEvents(browser, format) {
@@ -121,19 +207,8 @@ async function playEvents(browser, format) {
   return result;
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--mute-audio"],
-});
-let ok = true;
-try {
-  const results = await Promise.all(formats.map((f) => (eventsMode ? playEvents : play)(browser, f)));
-  for (const r of results) {
-    ok &&= r.ok;
-    console.log(JSON.stringify(r));
-  }
-} finally {
-  await browser.close();
+if (eventsMode) {
+  await runAll((browser) => formats.map((f) => playEvents(browser, f)));
 }
-process.exit(ok ? 0 : 1);
+
+await runAll((browser) => formats.map((f) => play(browser, f)));

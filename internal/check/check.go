@@ -9,6 +9,7 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -119,6 +120,7 @@ type ref struct {
 	key   string // url without its query: what is requested once
 	time  uint64 // the fragment's start in the track's timescale
 	timed bool   // time is known
+	vtt   bool   // a WebVTT file (.vtt: HLS subtitles), not a fragment
 }
 
 // listedTrack is what one format lists for one track.
@@ -271,10 +273,11 @@ func (c *checker) fail(f Format, u *url.URL, err error) {
 }
 
 // objectRe picks the track and time out of a smoothcast object path.
-var objectRe = regexp.MustCompile(`QualityLevels\((\d+)\)/(?:Fragments\(([^=()/]+)=(\d+)\)|Init\(([^()/]+)\)\.mp4)$`)
+var objectRe = regexp.MustCompile(`QualityLevels\((\d+)\)/(?:Fragments\(([^=()/]+)=(\d+)\)(?:\.vtt)?|Init\(([^()/]+)\)\.mp4)$`)
 
 // parseObject reads an object URL the smoothcast way: its track
-// ("name@bitrate") and, for a fragment, its start time.
+// ("name@bitrate") and, for a fragment (or a wvtt fragment's cues as a
+// WebVTT file, layout.WebVTTKey), its start time.
 func parseObject(u *url.URL) (track string, time uint64, timed, ok bool) {
 	m := objectRe.FindStringSubmatch(u.Path)
 	if m == nil {
@@ -290,7 +293,7 @@ func parseObject(u *url.URL) (track string, time uint64, timed, ok bool) {
 func newRef(u *url.URL, time uint64, timed bool) ref {
 	k := *u
 	k.RawQuery, k.ForceQuery, k.Fragment = "", false, ""
-	return ref{url: u.String(), key: k.String(), time: time, timed: timed}
+	return ref{url: u.String(), key: k.String(), time: time, timed: timed, vtt: strings.HasSuffix(u.Path, ".vtt")}
 }
 
 // result is the answer for one object.
@@ -399,6 +402,14 @@ func (c *checker) fetch(ctx context.Context, j job) result {
 		}
 		return res
 	}
+	if j.r.vtt {
+		// Its cue times say nothing of the fragment's start in the
+		// track's timescale: only what it is is checked.
+		if !bytes.HasPrefix(bytes.TrimPrefix(body, []byte("\uFEFF")), []byte("WEBVTT")) {
+			res.bad, res.err = true, "not a WebVTT file (no WEBVTT header)"
+		}
+		return res
+	}
 	info, err := fmp4.Inspect(body)
 	if err != nil {
 		res.bad, res.err = true, err.Error()
@@ -438,7 +449,7 @@ func (c *checker) tally(listings []*listing, results map[string]result) {
 						c.problem("%s %s: init segment %s: %s", l.format, id, t.init.url, res.describe())
 					}
 				}
-			} else if l.format != Smooth {
+			} else if l.format != Smooth && !allVTT(t.frags) {
 				c.problem("%s %s: no init segment listed", l.format, id)
 			}
 			for _, f := range t.frags {
@@ -470,6 +481,12 @@ func (c *checker) tally(listings []*listing, results map[string]result) {
 		}
 		return order[a.Format] < order[b.Format]
 	})
+}
+
+// allVTT reports whether frags are WebVTT files, which need no init
+// segment (and there are some).
+func allVTT(frags []ref) bool {
+	return len(frags) > 0 && !slices.ContainsFunc(frags, func(r ref) bool { return !r.vtt })
 }
 
 func (r result) describe() string {
@@ -517,10 +534,14 @@ func (c *checker) compare(listings []*listing) {
 			}
 		}
 		switch {
-		case len(out) == 1 && out[0] == string(Smooth) && uncarried(id, in):
-			// fmp4.Describe gives AV1 no FourCC and the Smooth manifest
-			// leaves it out: no Smooth client could play it.
-			c.note("track %s is AV1, which Smooth cannot carry: not in smooth", id)
+		case len(out) == 1 && out[0] == string(Smooth) && uncarried(id, in) != "":
+			// fmp4.Describe gives AV1 and WebVTT no FourCC and the Smooth
+			// manifest leaves them out: no Smooth client could play them.
+			c.note("track %s is %s, which Smooth cannot carry: not in smooth", id, uncarried(id, in))
+		case len(out) == 1 && out[0] == string(HLS) && imscBesideWebVTT(id, in, ok):
+			// HLS's subtitle group holds one format, WebVTT when there is
+			// some (hls.subtitleTracks).
+			c.note("track %s is IMSC1 beside WebVTT tracks, which HLS lists alone: not in hls", id)
 		case len(out) > 0:
 			c.problem("track %s is not in %s", id, strings.Join(out, ", "))
 		}
@@ -528,15 +549,30 @@ func (c *checker) compare(listings []*listing) {
 	}
 }
 
-// uncarried reports whether a format says track id is AV1, which Smooth
-// cannot carry.
-func uncarried(id string, in []*listing) bool {
+// imscBesideWebVTT reports whether a format says track id is IMSC1
+// (stpp) and the HLS listing among all has WebVTT files.
+func imscBesideWebVTT(id string, in, all []*listing) bool {
+	imsc := slices.ContainsFunc(in, func(l *listing) bool { return strings.HasPrefix(l.tracks[id].codecs, "stpp") })
+	vtt := slices.ContainsFunc(all, func(l *listing) bool {
+		return l.format == HLS && slices.ContainsFunc(l.order, func(t string) bool {
+			return slices.ContainsFunc(l.tracks[t].frags, func(f ref) bool { return f.vtt })
+		})
+	})
+	return imsc && vtt
+}
+
+// uncarried names what a format says track id is when Smooth cannot
+// carry it (AV1, WebVTT), "" otherwise.
+func uncarried(id string, in []*listing) string {
 	for _, l := range in {
-		if strings.HasPrefix(l.tracks[id].codecs, "av01") {
-			return true
+		switch c := l.tracks[id].codecs; {
+		case strings.HasPrefix(c, "av01"):
+			return "AV1"
+		case c == "wvtt":
+			return "WebVTT"
 		}
 	}
-	return false
+	return ""
 }
 
 func (c *checker) compareTrack(id string, in []*listing) {

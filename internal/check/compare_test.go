@@ -1,6 +1,9 @@
 package check
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -21,6 +24,17 @@ func listed(f Format, live bool, seconds ...uint64) *listing {
 // withCodecs is l with its track's codec set, as DASH says it.
 func withCodecs(l *listing, codecs string) *listing {
 	l.tracks["video@300000"].codecs = codecs
+	return l
+}
+
+// withWebVTT is l with a WebVTT text track too, as HLS lists one (WebVTT
+// files) or DASH (codecs wvtt).
+func withWebVTT(l *listing) *listing {
+	t := l.track("text_eng@1000")
+	t.frags = []ref{{time: 0, timed: true, vtt: l.format == HLS}}
+	if l.format == DASH {
+		t.codecs = "wvtt"
+	}
 	return l
 }
 
@@ -108,6 +122,34 @@ func TestCompare(t *testing.T) {
 			},
 		},
 		{
+			name:  "a WebVTT track is not in Smooth, which cannot carry it",
+			slack: 2,
+			listings: []*listing{
+				func() *listing { l := newListing(Smooth); l.ok = true; return l }(),
+				listed(HLS, false, 0, 1),
+				withCodecs(listed(DASH, false, 0, 1), "wvtt"),
+			},
+		},
+		{
+			name:  "an IMSC1 track beside WebVTT ones is not in HLS, which lists one format",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				withWebVTT(func() *listing { l := newListing(HLS); l.ok = true; return l }()),
+				withWebVTT(withCodecs(listed(DASH, false, 0, 1), "stpp.ttml.im1t")),
+			},
+		},
+		{
+			name:  "an IMSC1 track missing from HLS without WebVTT beside it is a problem",
+			slack: 2,
+			listings: []*listing{
+				listed(Smooth, false, 0, 1),
+				func() *listing { l := newListing(HLS); l.ok = true; return l }(),
+				withCodecs(listed(DASH, false, 0, 1), "stpp.ttml.im1t"),
+			},
+			want: []string{"track video@300000 is not in hls"},
+		},
+		{
 			name:  "an HEVC track missing from Smooth is a problem",
 			slack: 2,
 			listings: []*listing{
@@ -146,8 +188,78 @@ func TestCompare(t *testing.T) {
 // templates and attribute lists are the parsers' (smooth, hls and dash
 // packages) and tested there.
 func TestParseObject(t *testing.T) {
-	u, _ := url.Parse("http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s")
-	if id, tm, timed, ok := parseObject(u); id != "video@300000" || tm != 20000000 || !timed || !ok {
-		t.Errorf("parseObject = %q %d %v %v", id, tm, timed, ok)
+	for _, tc := range []struct {
+		url, id string
+		time    uint64
+		vtt     bool
+	}{
+		{"http://h/live/c.isml/QualityLevels(300000)/Fragments(video=20000000)?.m4s", "video@300000", 20000000, false},
+		{"http://h/live/c.isml/QualityLevels(1000)/Fragments(text_eng=40000000).vtt", "text_eng@1000", 40000000, true},
+	} {
+		u, _ := url.Parse(tc.url)
+		if id, tm, timed, ok := parseObject(u); id != tc.id || tm != tc.time || !timed || !ok {
+			t.Errorf("parseObject(%s) = %q %d %v %v", tc.url, id, tm, timed, ok)
+		}
+		if r := newRef(u, tc.time, true); r.vtt != tc.vtt {
+			t.Errorf("%s: WebVTT %v, want %v", tc.url, r.vtt, tc.vtt)
+		}
+	}
+}
+
+// An HLS subtitle playlist of WebVTT files lists no init segment, and
+// needs none; a WebVTT file must be one. A playlist of fragments without
+// an init segment is still a problem.
+func TestWebVTTSegments(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "=0).vtt"):
+			_, _ = io.WriteString(w, "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n00:00:00.000 --> 00:00:01.000\nHello\n")
+		default:
+			_, _ = io.WriteString(w, "<html>not a cue</html>")
+		}
+	}))
+	defer srv.Close()
+	track := func(paths ...string) *listing {
+		l := newListing(HLS)
+		l.ok = true
+		tr := l.track("text_eng@1000")
+		for _, p := range paths {
+			u, _ := url.Parse(srv.URL + p)
+			_, tm, timed, _ := parseObject(u)
+			tr.frags = append(tr.frags, newRef(u, tm, timed))
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		l    *listing
+		want []string
+	}{
+		{"WebVTT files", track("/live/c.isml/QualityLevels(1000)/Fragments(text_eng=0).vtt"), nil},
+		{"not a WebVTT file", track("/live/c.isml/QualityLevels(1000)/Fragments(text_eng=10000000).vtt"), []string{"not a WebVTT file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &checker{client: srv.Client(), opts: Options{Concurrency: 1}, rep: &Report{}}
+			results, err := c.fetchAll(t.Context(), []*listing{tc.l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.tally([]*listing{tc.l}, results)
+			if len(c.rep.Problems) != len(tc.want) {
+				t.Fatalf("problems %q, want %q", c.rep.Problems, tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(c.rep.Problems[i], w) {
+					t.Errorf("problem %q, want %q", c.rep.Problems[i], w)
+				}
+			}
+		})
+	}
+	c := &checker{rep: &Report{}}
+	l := newListing(HLS)
+	l.track("video@1").frags = []ref{{url: "x", key: "x"}}
+	c.tally([]*listing{l}, nil)
+	if len(c.rep.Problems) != 1 || !strings.Contains(c.rep.Problems[0], "no init segment listed") {
+		t.Errorf("problems %q, want one: no init segment listed", c.rep.Problems)
 	}
 }

@@ -31,6 +31,7 @@ func Fixtures() []func() *timeline.Presentation {
 		func() *timeline.Presentation { return Presentation(true) },
 		func() *timeline.Presentation { return Long(10 * time.Minute) },
 		Codecs,
+		Text,
 	}
 	for _, c := range shortDriftCases() {
 		out = append(out, c.Presentation)
@@ -114,6 +115,10 @@ func randomTrack(rng *rand.Rand, text, name string, bitrate int) timeline.Track 
 		Language:         Pick(rng, text, "", "und", "eng"),
 		Role:             Pick(rng, text, "", "main", "alternate"),
 		VideoRange:       Pick(rng, text, "", "", "PQ", "HLG"),
+		Label:            Pick(rng, text, "", "", "English", "Français (forcé)"),
+		Captions:         timeline.Captions(Pick(rng, text, "", "", "CC1=eng;CC3=fra", "CC1;SERVICE2=fra", "bad")),
+		Default:          rng.IntN(3) == 0,
+		Forced:           rng.IntN(4) == 0,
 	}
 	ints := []int{0, 0, 1, 2, 16, 180, 1080, 44100, 48000, 0xF801, -1, rng.IntN(1 << 20)}
 	for _, f := range []*int{&tr.Width, &tr.Height, &tr.SamplingRate, &tr.Channels, &tr.BitsPerSample, &tr.PacketSize, &tr.AudioTag, &tr.ChannelMap, &tr.JOC} {
@@ -283,6 +288,7 @@ func Requests() []func(*timeline.Presentation) {
 		func(p *timeline.Presentation) {
 			for i := range p.Tracks {
 				p.Tracks[i].Language, p.Tracks[i].Role = `fr&"<ca>"`, "dub'\t"
+				p.Tracks[i].Label = "<Sous-titres & \"légendes\">\n"
 			}
 		},
 	}

@@ -80,6 +80,14 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) {
 		e.serveManifest(w, r) // the function tells the time (DASH UTCTiming)
 		return
 	}
+	if base, ok := strings.CutSuffix(r.URL.Path, ".vtt"); ok {
+		// A wvtt fragment's cues as a WebVTT file (layout.WebVTTKey),
+		// text/vtt as stored.
+		if obj, err := layout.Parse(base); err == nil && obj.Kind == layout.KindFragment {
+			e.serveObject(w, r, strings.TrimPrefix(r.URL.Path, "/"))
+			return
+		}
+	}
 	obj, err := layout.Parse(r.URL.Path)
 	if err != nil {
 		notFound(w)

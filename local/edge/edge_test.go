@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -30,6 +31,11 @@ func TestRouting(t *testing.T) {
 		}
 	}
 	put(layout.FragmentKey("ch", v, 20000000), fragment)
+	text := layout.TrackID{Name: "text_eng", Bitrate: 1000}
+	vtt := []byte("WEBVTT\n")
+	if _, err := st.Put(ctx, layout.WebVTTKey("ch", text, 2000), vtt, store.PutOptions{ContentType: "text/vtt", CacheControl: "public, max-age=31536000, immutable"}); err != nil {
+		t.Fatal(err)
+	}
 	put(layout.EndKey("ch", v, 40000000), []byte(`{"eos":true}`))
 	put(layout.ChannelStateKey("ch"), []byte(`{}`))
 	var asked []string
@@ -49,6 +55,9 @@ func TestRouting(t *testing.T) {
 		{"/" + layout.FragmentInfoPath("ch", v, 20000000), 200, string(fragment)},
 		{"/" + layout.FragmentInfoPath("ch", v, 22000000), 404, ""},
 		{"/" + layout.FragmentKey("ch", v, 22000000), 404, ""},
+		{"/" + layout.WebVTTKey("ch", text, 2000), 200, string(vtt)},
+		{"/" + layout.WebVTTKey("ch", text, 4000), 404, ""},
+		{"/" + layout.SmoothManifestPath("ch") + ".vtt", 404, ""},
 		{"/" + layout.EndKey("ch", v, 40000000), 404, ""},
 		{"/" + layout.ChannelStateKey("ch"), 404, ""},
 		{"/live/ch.isml/QualityLevels(800000)/../../../state/ch/channel.json", 404, ""},
@@ -64,6 +73,9 @@ func TestRouting(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tc.status || tc.body != "" && string(b) != tc.body {
 				t.Errorf("%d %q, want %d %q", resp.StatusCode, b, tc.status, tc.body)
+			}
+			if strings.HasSuffix(tc.path, ".vtt") && tc.status == 200 && resp.Header.Get("Content-Type") != "text/vtt" {
+				t.Errorf("Content-Type %q, want text/vtt", resp.Header.Get("Content-Type"))
 			}
 			if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 				t.Errorf("no CORS header: %v", resp.Header)

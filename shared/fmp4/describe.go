@@ -31,6 +31,7 @@ var ErrUnsupportedCodec = errors.New("unsupported codec")
 const (
 	supportedVideo = "avc1, avc3, hvc1, hev1 or av01"
 	supportedAudio = "mp4a (AAC), ac-3 or ec-3"
+	supportedText  = "wvtt (WebVTT) or stpp (TTML, IMSC1)"
 )
 
 // Describe returns what the manifests need to know of a track, from its
@@ -39,8 +40,14 @@ const (
 // Video: H.264 (avc1, avc3), HEVC (hvc1, hev1; codec string per ISO/IEC
 // 14496-15 Annex E) and AV1 (av01; codec string per the AV1 ISOBMFF
 // binding). Audio: AAC (mp4a), AC-3 (ac-3) and E-AC-3 (ec-3, Dolby
-// Atmos as joint object coding included). Anything else is
-// ErrUnsupportedCodec, naming the sample entry.
+// Atmos as joint object coding included). Text (handler text or subt):
+// WebVTT (wvtt) and TTML or IMSC1 (stpp); see describeText. Anything else
+// is ErrUnsupportedCodec, naming the sample entry or the handler.
+//
+// Every kind: Language from mdhd, or elng when it has one; Role from a
+// kind box (Role); Label from a labl box (Label); Captions, the CEA-608
+// and CEA-708 services the kind boxes of the caption schemes declare
+// (DeclaredCaptions).
 //
 // FourCC and CodecPrivateData are what the Smooth manifest says: H.264
 // and HEVC their parameter sets in Annex B; AC-3 and E-AC-3 the
@@ -64,6 +71,8 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 		t.Language = e.Language
 	}
 	t.Role = Role(trak)
+	t.Label = Label(trak, t.Language)
+	t.Captions = DeclaredCaptions(trak)
 	stsd := trak.Mdia.Minf.Stbl.Stsd
 	var err error
 	switch trak.Mdia.Hdlr.HandlerType {
@@ -92,7 +101,12 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 			err = fmt.Errorf("%w: audio sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedAudio)
 		}
 	default:
-		err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
+		if !text(trak) {
+			err = fmt.Errorf("%w: handler %q", ErrUnsupportedCodec, trak.Mdia.Hdlr.HandlerType)
+			break
+		}
+		t.Kind = timeline.Text
+		err = describeText(&t, trak)
 	}
 	return t, err
 }
@@ -442,7 +456,8 @@ func Role(trak *mp4.TrakBox) string {
 }
 
 // DeclaredBitrate is the bitrate a track's sample entry declares (btrt,
-// the esds average bitrate, or the dac3 or dec3 bitrate), or 0.
+// video's or text's, the esds average bitrate, or the dac3 or dec3
+// bitrate), or 0.
 func DeclaredBitrate(trak *mp4.TrakBox) int {
 	if trak == nil || trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 		return 0
@@ -464,6 +479,12 @@ func DeclaredBitrate(trak *mp4.TrakBox) int {
 	if a := stsd.EC3; a != nil && a.Dec3 != nil {
 		return int(a.Dec3.DataRate) * 1000
 	}
+	if e := stsd.Wvtt; e != nil && e.Btrt != nil {
+		return int(e.Btrt.AvgBitrate)
+	}
+	if e := stsd.Stpp; e != nil && e.Btrt != nil {
+		return int(e.Btrt.AvgBitrate)
+	}
 	return 0
 }
 
@@ -475,12 +496,26 @@ const (
 )
 
 // InitSegment builds the init segment of one track of moov: a CMAF-style
-// ftyp, and a moov with the movie header, that track and its trex. The
-// track is enabled and in the movie whatever moov says: ffmpeg's ismv
-// muxer enables only the first track of a kind in its multi-track moov
-// (flags 0x2 on the others), and a player that reads such a one-track
-// init segment has nothing to play.
+// ftyp, and a moov with the movie header, that track and its trex. A
+// video or audio track is enabled and in the movie whatever moov says:
+// ffmpeg's ismv muxer enables only the first track of a kind in its
+// multi-track moov (flags 0x2 on the others), and a player that reads
+// such a one-track init segment has nothing to play. A text track keeps
+// its enabled flag as the encoder wrote it (it says whether the track is
+// shown by default: Track.Default) and is put in the movie. The trak's
+// udta (kind, labl boxes) and mdia's elng go along as they are.
 func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
+	return InitSegmentWithCaptions(moov, trackID, "")
+}
+
+// InitSegmentWithCaptions is InitSegment with the CEA-608 and CEA-708
+// caption services found in the track's SEI (ScanCaptions) declared in
+// its udta, as kind boxes of timeline.CEA608Scheme and CEA708Scheme
+// (CaptionKinds): for each scheme only when the encoder's own kind boxes
+// declare none in it (an encoder that says what its captions are, with
+// their languages, is believed). Describe reads them back into
+// Track.Captions.
+func InitSegmentWithCaptions(moov *mp4.MoovBox, trackID uint32, found timeline.Captions) ([]byte, error) {
 	if moov == nil || moov.Mvhd == nil {
 		return nil, errors.New("moov without mvhd")
 	}
@@ -508,7 +543,7 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	mvhd.NextTrackID = trackID + 1
 	out := mp4.NewMoovBox()
 	out.AddChild(&mvhd)
-	out.AddChild(enabled(trak))
+	out.AddChild(withCaptions(enabled(trak, text(trak)), found))
 	mvex := mp4.NewMvexBox()
 	mvex.AddChild(trex)
 	out.AddChild(mvex)
@@ -524,10 +559,28 @@ func InitSegment(moov *mp4.MoovBox, trackID uint32) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// enabled is trak with its track header's enabled and in-movie flags set
-// (in-preview as it was); trak, the caller's, is left as it is.
-func enabled(trak *mp4.TrakBox) *mp4.TrakBox {
-	const want = tkhdEnabled | tkhdInMovie
+// text reports whether trak is a text track: its handler is text (WebVTT,
+// ISO/IEC 14496-30), subt (TTML) or sbtl (3GPP timed text, as ffmpeg
+// writes it).
+func text(trak *mp4.TrakBox) bool {
+	if trak.Mdia == nil || trak.Mdia.Hdlr == nil {
+		return false
+	}
+	switch trak.Mdia.Hdlr.HandlerType {
+	case "text", "subt", "sbtl":
+		return true
+	}
+	return false
+}
+
+// enabled is trak with its track header's in-movie flag set and, unless
+// keep (a text track's), its enabled flag (in-preview as it was); trak,
+// the caller's, is left as it is.
+func enabled(trak *mp4.TrakBox, keep bool) *mp4.TrakBox {
+	want := tkhdEnabled | tkhdInMovie
+	if keep {
+		want = tkhdInMovie
+	}
 	if trak.Tkhd == nil || trak.Tkhd.Flags&want == want {
 		return trak
 	}

@@ -314,8 +314,8 @@ func TestDescribeEAC3ReducedRate(t *testing.T) {
 	}
 }
 
-// FuzzDescribe decodes arbitrary moov boxes, seeded with every fixture's,
-// and describes their tracks: Describe never panics, and what it describes
+// FuzzDescribe decodes arbitrary moov boxes, seeded with every fixture's
+// and text tracks', and describes their tracks: Describe never panics, and what it describes
 // is whole (a codec string, a timescale, a size or a rate and channels, a
 // CodecPrivateData in hex).
 func FuzzDescribe(f *testing.F) {
@@ -324,6 +324,15 @@ func FuzzDescribe(f *testing.F) {
 	for _, file := range append(files, more...) {
 		var b bytes.Buffer
 		if err := fixtureMoov(f, file).Encode(&b); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	for _, entry := range []string{"wvtt", "stpp"} { // text tracks, with a kind and a labl box
+		var b bytes.Buffer
+		init := textInit(f, entry, "en-GB", tkhdEnabled, &mp4.KindBox{SchemeURI: timeline.RoleScheme, Value: "caption"},
+			&mp4.LablBox{Language: "en", Label: "English"}, &mp4.KindBox{SchemeURI: timeline.CEA608Scheme, Value: "CC1=eng"})
+		if err := init.Moov.Encode(&b); err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b.Bytes())

@@ -24,7 +24,7 @@ const year = 36525 * 24 * time.Hour / 100
 
 // pushOf is a synthetic push of n 2 s fragments of a small video and an
 // audio track, as an encoder sends it.
-func pushOf(t *testing.T, cfg synth.Config, n int) []byte {
+func pushOf(t testing.TB, cfg synth.Config, n int) []byte {
 	t.Helper()
 	if len(cfg.Tracks) == 0 {
 		cfg.Tracks = []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}, {Kind: timeline.Audio, Bitrate: 8_000}}

@@ -24,6 +24,15 @@
 // its own moof and its own samples out of the mdat, and stores each as a
 // fragment of its track. A moof is refused whole, before anything of it
 // is stored, when any of its parts would be.
+//
+// Text tracks (WebVTT wvtt, TTML/IMSC1 stpp, and 3GPP timed text tx3g,
+// stored as WebVTT: fmp4.Tx3gToWebVTT) are sparse (timeline.Kind.Sparse):
+// their timestamps may skip forward any distance (a pause between cues,
+// not a jump), a text fragment of no duration is skipped, and a stream of
+// text tracks alone says so (Sparse) so that its source may let it be
+// quiet. A video track's first fragment is scanned for CEA-608/708
+// captions in its SEI (fmp4.ScanCaptions) before its init segment is
+// stored, which then declares them (fmp4.InitSegmentWithCaptions).
 package ingest
 
 import (
@@ -158,7 +167,8 @@ type Options struct {
 	Clock Clock
 	// MaxJump is how far a track's timestamps may skip forward before the
 	// skip counts as a discontinuity (default 10 s); any step backwards is
-	// one.
+	// one. A text track's may skip forward any distance: a gap between
+	// cues.
 	MaxJump time.Duration
 	// Markers, when set, hands ad markers between the connections of a
 	// channel: those of a data track on a connection with no media to
@@ -210,6 +220,8 @@ type track struct {
 	// says what its samples hold: they become ad markers, never
 	// fragments (events.go).
 	data *dataTrack
+	// tx3g: 3GPP timed text, stored as WebVTT (fmp4.Tx3gToWebVTT).
+	tx3g bool
 }
 
 // Session is one encoder connection's (or one uploaded rendition's) way
@@ -323,6 +335,18 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// Sparse reports whether every track the stream declares (in its latest
+// moov) is sparse (timeline.Kind.Sparse: text): such a stream may rightly
+// send nothing for minutes, between cues. False before a moov.
+func (s *Session) Sparse() bool {
+	for _, t := range s.tracks {
+		if !t.kind.Sparse() {
+			return false
+		}
+	}
+	return len(s.tracks) > 0
+}
+
 // Stats returns what the session did so far.
 func (s *Session) Stats() Stats { return s.stats }
 
@@ -371,6 +395,8 @@ func (s *Session) readMoov(box mp4box.Box) error {
 			tracks[id] = &track{trak: trak, trex: trexOf(moov, id), data: d}
 			continue
 		}
+		// 3GPP timed text (ffmpeg's mov_text) goes on as WebVTT.
+		tx3g := fmp4.Tx3gToWebVTT(trak)
 		// Refuse at once what no manifest could describe, and timing no
 		// encoder sends.
 		desc, err := fmp4.Describe(trak)
@@ -380,7 +406,7 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if err := fmp4.CheckTimescale(trak.Mdia.Mdhd.Timescale); err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}
-		t := &track{trak: trak}
+		t := &track{trak: trak, tx3g: tx3g}
 		switch trak.Mdia.Hdlr.HandlerType {
 		case "vide":
 			t.kind = timeline.Video
@@ -481,10 +507,20 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			continue
 		}
 		t := s.tracks[p.TrackID]
+		if t.tx3g {
+			p.Tx3gToWebVTT()
+		}
 		ts := t.trak.Mdia.Mdhd.Timescale
 		raw, dur, timed := fmp4.Timing(p.Moof, t.trex)
 		if !timed {
 			raw = t.nextRaw
+		}
+		if dur == 0 && t.kind.Sparse() {
+			// Text that lasts nothing shows nothing: ffmpeg ends a
+			// subtitle stream with such an empty sample.
+			s.stats.Skipped++
+			s.log.Debug("skipping text fragment of no duration", "track", t.name, "offset", s.moofAt)
+			continue
 		}
 		// Before the clock is asked and anything stored: timing no encoder
 		// sends, and tracks that disagree (with the moof's other tracks
@@ -520,7 +556,10 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 func (s *Session) rewrite(ctx context.Context, pc *piece, i int) error {
 	t, id, raw := pc.t, pc.id, pc.raw
 	ts := int64(t.trak.Mdia.Mdhd.Timescale)
-	jumped := t.hasRaw && (raw < t.nextRaw || raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)))
+	// A text track may leave gaps of minutes (no cue, no fragment): its
+	// timestamps skipping forward are such a gap, not a jump.
+	skipped := raw-t.nextRaw > int64(s.opts.MaxJump.Seconds()*float64(ts)) && !t.kind.Sparse()
+	jumped := t.hasRaw && (raw < t.nextRaw || skipped)
 	if jumped {
 		s.log.Warn("encoder timestamps jump", "track", t.name, "expected", t.nextRaw, "got", raw)
 		t.disc = true
@@ -574,7 +613,12 @@ func (s *Session) store(ctx context.Context, pc *piece) error {
 		s.stats.Trimmed++
 	}
 	if !t.announced {
-		if err := s.announce(ctx, t, id); err != nil {
+		var captions timeline.Captions
+		if t.kind == timeline.Video {
+			// Before the init segment is stored: it declares them.
+			captions = fmp4.ScanCaptions(t.trak, pc.head, pc.payload)
+		}
+		if err := s.announce(ctx, t, id, captions); err != nil {
 			return err
 		}
 	}
@@ -719,9 +763,10 @@ func (s *Session) settle(t *track, id uint32, size int, dur uint64) error {
 }
 
 // announce hands a track's init segment to the sink, once its bitrate is
-// settled.
-func (s *Session) announce(ctx context.Context, t *track, id uint32) error {
-	init, err := fmp4.InitSegment(s.moov, id)
+// settled, declaring the CEA-608 and CEA-708 caption services its first
+// fragment carries (fmp4.InitSegmentWithCaptions).
+func (s *Session) announce(ctx context.Context, t *track, id uint32, captions timeline.Captions) error {
+	init, err := fmp4.InitSegmentWithCaptions(s.moov, id, captions)
 	if err != nil {
 		return &ProtocolError{Err: err}
 	}
@@ -730,7 +775,7 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32) error {
 		return err
 	}
 	t.announced = true
-	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init))
+	s.log.Info("track", "track", h.ID.String(), "kind", t.kind, "track_id", id, "init_bytes", len(init), "captions", string(captions))
 	return nil
 }
 

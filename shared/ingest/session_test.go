@@ -180,6 +180,11 @@ func FuzzSession(f *testing.F) {
 		}
 	}
 	f.Add(readFixture(f, "ffmpeg-plain.ismv")[:4000])
+	f.Add(readFixture(f, "ffmpeg-text.ismv")) // 3GPP timed text, stored as WebVTT
+	text := synth.Track{Kind: timeline.Text, Language: "eng", TextOptions: synth.TextOptions{CueEvery: 2}}
+	f.Add(synthSeed(f, synth.Config{SMIL: true, Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}, text}}))
+	text.Codec = "stpp"
+	f.Add(synthSeed(f, synth.Config{CMAF: true, Tracks: []synth.Track{text}}))
 	f.Add([]byte{0, 0, 0, 8, 'm', 'o', 'o', 'f'})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		sink := &recordingSink{}

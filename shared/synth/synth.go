@@ -8,7 +8,9 @@
 // The media is real: video is H.264 Constrained Baseline (flat gray
 // pictures, an IDR picture at the start of every fragment) and audio is
 // AAC-LC stereo silence, both padded with filler so that each track carries
-// the bitrate it declares. Any H.264 and AAC decoder plays it.
+// the bitrate it declares. Any H.264 and AAC decoder plays it. Text tracks
+// (WebVTT in wvtt, or IMSC1 in stpp) carry cues of known text (Cue) and
+// may leave gaps (Track.Gap).
 package synth
 
 import (
@@ -31,8 +33,11 @@ const serverManifestUUID = "\xa5\xd4\x0b\x30\xe8\x14\x11\xdd\xba\x2f\x08\x00\x20
 
 // Track is one track of a synthetic stream.
 type Track struct {
-	Kind    timeline.Kind // timeline.Video or timeline.Audio
-	Bitrate int           // bits per second, declared and carried
+	Kind timeline.Kind // timeline.Video, timeline.Audio or timeline.Text
+	// Bitrate is bits per second, declared and carried; a text track's
+	// may be 0 (declared nowhere: the receiver measures it), and what it
+	// carries is its cues, whatever it declares.
+	Bitrate int
 	// Name is the SMIL trackName; empty leaves it out (the relay then
 	// names the track after its kind).
 	Name string
@@ -43,6 +48,11 @@ type Track struct {
 	// Role, when set, is a DASH role (main, dub, commentary, ...) the
 	// header declares in a CMAF kind box.
 	Role string
+	// Label, when set, is the track's name for a person, in a labl box
+	// (a group label) of its udta.
+	Label string
+	// TextOptions are a text track's (see text.go).
+	TextOptions
 }
 
 // Ladder is a broadcaster's usual ladder: five H.264 renditions from
@@ -152,7 +162,7 @@ func New(cfg Config) (*Stream, error) {
 	s := &Stream{cfg: cfg, fragTicks: ticks(cfg.FragmentDuration, cfg.Timescale)}
 	for i, tr := range cfg.Tracks {
 		t := &track{Track: tr, id: uint32(i + 1)}
-		if tr.Bitrate <= 0 {
+		if tr.Bitrate < 0 || tr.Bitrate == 0 && tr.Kind != timeline.Text {
 			return nil, fmt.Errorf("synth: track %d: bitrate %d", i+1, tr.Bitrate)
 		}
 		switch tr.Kind {
@@ -173,6 +183,10 @@ func New(cfg Config) (*Stream, error) {
 			// In two parts, so that an offset of years does not overflow.
 			ts := int64(cfg.Timescale)
 			t.offset = int64(cfg.AudioOffset/time.Second)*ts + int64(cfg.AudioOffset%time.Second)*ts/int64(time.Second)
+		case timeline.Text:
+			if err := tr.TextOptions.check(); err != nil {
+				return nil, fmt.Errorf("synth: track %d: %w", i+1, err)
+			}
 		default:
 			return nil, fmt.Errorf("synth: track %d: kind %q not supported", i+1, tr.Kind)
 		}
@@ -221,10 +235,19 @@ func (s *Stream) Header() ([]byte, error) {
 		if lang == "" {
 			lang = "und"
 		}
-		trak := init.AddEmptyTrack(s.cfg.Timescale, string(t.Kind), lang)
+		media := string(t.Kind)
+		if t.Kind == timeline.Text {
+			media = t.handler()
+		}
+		trak := init.AddEmptyTrack(s.cfg.Timescale, media, lang)
+		udta := &mp4.UdtaBox{}
 		if t.Role != "" {
-			udta := &mp4.UdtaBox{}
 			udta.AddChild(&mp4.KindBox{SchemeURI: timeline.RoleScheme, Value: t.Role})
+		}
+		if t.Label != "" {
+			udta.AddChild(&mp4.LablBox{Flags: mp4.LablIsGroupLabelFlag, Language: lang, Label: t.Label})
+		}
+		if len(udta.Children) > 0 {
 			trak.AddChild(udta)
 		}
 		switch t.Kind {
@@ -244,6 +267,8 @@ func (s *Stream) Header() ([]byte, error) {
 				dcd := trak.Mdia.Minf.Stbl.Stsd.Mp4a.Esds.DecConfigDescriptor
 				dcd.AvgBitrate, dcd.MaxBitrate = uint32(t.Bitrate), uint32(t.Bitrate)
 			}
+		case timeline.Text:
+			s.textHeader(t, trak)
 		}
 		t.trak = trak
 	}
@@ -277,13 +302,17 @@ func (s *Stream) serverManifest() string {
 		fmt.Fprintf(&b, "<param name=%q value=%q valuetype=\"data\"/>\n", name, value)
 	}
 	for _, t := range s.tracks {
-		fmt.Fprintf(&b, "<%s systemBitrate=\"%d\">\n", t.Kind, t.Bitrate)
+		elem := string(t.Kind)
+		if t.Kind == timeline.Text {
+			elem = "textstream"
+		}
+		fmt.Fprintf(&b, "<%s systemBitrate=\"%d\">\n", elem, t.Bitrate)
 		param("systemBitrate", strconv.Itoa(t.Bitrate))
 		param("trackID", strconv.Itoa(int(t.id)))
 		if t.Name != "" {
 			param("trackName", t.Name)
 		}
-		fmt.Fprintf(&b, "</%s>\n", t.Kind)
+		fmt.Fprintf(&b, "</%s>\n", elem)
 	}
 	b.WriteString("</switch>\n</body>\n</smil>\n")
 	return b.String()
@@ -293,7 +322,7 @@ func (s *Stream) serverManifest() string {
 // time; negative for audio with a negative offset in fragment 0).
 func (s *Stream) Start(i, k int) int64 {
 	t := s.tracks[i]
-	if t.Kind == timeline.Video {
+	if t.Kind != timeline.Audio {
 		return int64(uint64(k) * s.fragTicks)
 	}
 	first, _ := s.audioFrames(k)
@@ -320,7 +349,8 @@ func (s *Stream) aacTime(j int64) int64 {
 
 // AppendFragment appends fragment k (from 0) of every track, a moof+mdat
 // pair per track in track order (with Muxed, one moof+mdat pair for all),
-// to dst. Header must have been called.
+// to dst; a text track whose Gap holds k has none. Header must have been
+// called.
 func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 	if k < 0 {
 		return dst, fmt.Errorf("synth: fragment %d", k)
@@ -331,15 +361,21 @@ func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 		}
 	}
 	if s.cfg.Muxed {
-		ids := make([]uint32, len(s.tracks))
-		for i, t := range s.tracks {
-			ids[i] = t.id
+		var ids []uint32
+		var sent []*track
+		for _, t := range s.tracks {
+			if t.sends(k) {
+				ids, sent = append(ids, t.id), append(sent, t)
+			}
+		}
+		if len(sent) == 0 {
+			return dst, nil
 		}
 		frag, err := mp4.CreateMultiTrackFragment(uint32(k+1), ids)
 		if err != nil {
 			return dst, err
 		}
-		for i, t := range s.tracks {
+		for i, t := range sent {
 			var err error
 			start, dur := s.samples(t, k, func(fs mp4.FullSample) {
 				if err == nil {
@@ -354,6 +390,9 @@ func (s *Stream) AppendFragment(dst []byte, k int) ([]byte, error) {
 		return s.encode(dst, frag, k, 0)
 	}
 	for _, t := range s.tracks {
+		if !t.sends(k) {
+			continue
+		}
 		frag, err := mp4.CreateFragment(uint32(k+1), t.id)
 		if err != nil {
 			return dst, err
@@ -401,6 +440,9 @@ func (s *Stream) samples(t *track, k int, add func(mp4.FullSample)) (start int64
 			})
 			dur += d
 		}
+	case timeline.Text:
+		start = int64(uint64(k) * s.fragTicks)
+		dur = s.textSamples(t, k, add)
 	}
 	return start, dur
 }

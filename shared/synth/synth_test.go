@@ -168,7 +168,8 @@ func TestConfigErrors(t *testing.T) {
 		{"fractional frames", Config{Tracks: ladder, FragmentDuration: 1010 * time.Millisecond}, "whole number of frames"},
 		{"odd size", Config{Tracks: []Track{{Kind: timeline.Video, Bitrate: 1, Width: 641, Height: 360}}}, "even sizes"},
 		{"zero bitrate", Config{Tracks: []Track{{Kind: timeline.Audio}}}, "bitrate"},
-		{"text track", Config{Tracks: []Track{{Kind: timeline.Text, Bitrate: 1000}}}, "not supported"},
+		{"text codec", Config{Tracks: []Track{{Kind: timeline.Text, Bitrate: 1000, TextOptions: TextOptions{Codec: "tx3g"}}}}, "text codec"},
+		{"data track", Config{Tracks: []Track{{Kind: "data", Bitrate: 1000}}}, "not supported"},
 		{"sample rate", Config{Tracks: ladder, SampleRate: 12345}, "sample rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

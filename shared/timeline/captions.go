@@ -69,3 +69,13 @@ func MakeCaptions(services []Caption) Captions {
 	}
 	return Captions(strings.Join(parts, ";"))
 }
+
+// The schemes of the udta kind boxes (and of DASH's Accessibility
+// descriptors) that declare the CEA-608 and CEA-708 caption services a
+// video carries (ANSI/SCTE 214-1 6.7.1; DASH-IF IOP 6.4.3). Their values
+// list the services: CEA-608 "CC1=eng;CC3=fra" (or "CC1;CC3" without
+// languages), CEA-708 "1=lang:eng;2=lang:fra" (or "1;2").
+const (
+	CEA608Scheme = "urn:scte:dash:cc:cea-608:2015"
+	CEA708Scheme = "urn:scte:dash:cc:cea-708:2015"
+)

@@ -39,12 +39,16 @@ type Presentation struct {
 }
 
 // Finished reports whether every track that has media has finished (see
-// TrackState.Finished) at time now, and at least one has.
+// TrackState.Finished) at time now, and at least one has. Sparse tracks
+// (text) count only in a channel that has nothing else: one that went
+// quiet long before the stream ended, or whose encoder left it open, does
+// not keep the channel live.
 func (p *Presentation) Finished(now time.Time) bool {
 	some := false
+	dense := p.hasDense()
 	for i := range p.Tracks {
 		tv := &p.Tracks[i]
-		if tv.State.Timeline.Empty() {
+		if tv.State.Timeline.Empty() || dense && tv.Kind.Sparse() {
 			continue
 		}
 		if !tv.State.Finished(now, tv.Timescale) {
@@ -53,6 +57,35 @@ func (p *Presentation) Finished(now time.Time) bool {
 		some = true
 	}
 	return some
+}
+
+// hasDense reports whether a track that is not sparse has media.
+func (p *Presentation) hasDense() bool {
+	for i := range p.Tracks {
+		if !p.Tracks[i].Kind.Sparse() && !p.Tracks[i].State.Timeline.Empty() {
+			return true
+		}
+	}
+	return false
+}
+
+// LiveEdge is the latest end, in wall-clock time, of the tracks that are
+// not sparse (of every track when all are): where the channel's media
+// ends, whatever its text tracks last sent. ok is false when no track has
+// media. A renderer that fills a text track's pauses (HLS) fills them up
+// to the DVR window this edge ends (see Windowed).
+func (p *Presentation) LiveEdge() (edge time.Time, ok bool) {
+	dense := p.hasDense()
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		if tv.State.Timeline.Empty() || dense && tv.Kind.Sparse() {
+			continue
+		}
+		if end := p.Wallclock(tv.State.Timeline.End(), tv.Timescale); !ok || end.After(edge) {
+			edge, ok = end, true
+		}
+	}
+	return edge, ok
 }
 
 // Range is a time-shift request in wall-clock time. A zero From starts at
@@ -91,11 +124,16 @@ func (p *Presentation) Track(id layout.TrackID) (*TrackView, bool) {
 // the fragments that overlap it (so that a start-over begins with the
 // fragment holding From). A finished stream keeps its DVR window, so that
 // its playlists only gain an end; its whole archive is a range away
-// (start=0).
+// (start=0). The DVR window ends at the track's own end, except a sparse
+// track's, which ends where the channel's other tracks end (a text track
+// quiet for an hour lists no cue older than the video's window).
 func (p *Presentation) Windowed(tv *TrackView) Timeline {
 	var tl Timeline
 	if p.Range == nil {
 		tl = tv.State.Timeline.Window(Ticks(p.DVRWindow, tv.Timescale))
+		if edge, ok := p.LiveEdge(); ok && tv.Kind.Sparse() && p.DVRWindow > 0 {
+			tl.TrimBefore(p.MediaTime(edge.Add(-p.DVRWindow), tv.Timescale))
+		}
 	} else {
 		tl = tv.State.Timeline.Window(0)
 	}
@@ -207,7 +245,10 @@ type Extent struct {
 	Start time.Time // the earliest start
 	End   time.Time // the latest end
 	// FirstEnd is the earliest end: up to there every timeline has media.
+	// Sparse timelines (AddSparse) count only when there is nothing else.
 	FirstEnd time.Time
+	// sparse: only sparse timelines were added.
+	sparse bool
 }
 
 // Empty reports whether nothing was added.
@@ -219,9 +260,24 @@ func (e *Extent) Add(p *Presentation, tl *Timeline, timescale uint64) {
 	if tl.Empty() {
 		return
 	}
+	e.add(p, tl, timescale, false)
+}
+
+// AddSparse widens e by tl, the timeline of a sparse track (Kind.Sparse),
+// in ticks of timescale: its start and end count, but its end is no
+// FirstEnd while other timelines are added (a text track quiet since an
+// hour before the end does not cut a finished stream's duration short).
+func (e *Extent) AddSparse(p *Presentation, tl *Timeline, timescale uint64) {
+	e.add(p, tl, timescale, true)
+}
+
+func (e *Extent) add(p *Presentation, tl *Timeline, timescale uint64, sparse bool) {
+	if tl.Empty() {
+		return
+	}
 	s, end := p.Wallclock(tl.Start(), timescale), p.Wallclock(tl.End(), timescale)
 	if e.Empty() {
-		e.Start, e.End, e.FirstEnd = s, end, end
+		e.Start, e.End, e.FirstEnd, e.sparse = s, end, end, sparse
 		return
 	}
 	if s.Before(e.Start) {
@@ -230,7 +286,10 @@ func (e *Extent) Add(p *Presentation, tl *Timeline, timescale uint64) {
 	if end.After(e.End) {
 		e.End = end
 	}
-	if end.Before(e.FirstEnd) {
+	switch {
+	case e.sparse && !sparse:
+		e.FirstEnd, e.sparse = end, false
+	case e.sparse == sparse && end.Before(e.FirstEnd):
 		e.FirstEnd = end
 	}
 }

@@ -25,6 +25,15 @@ const (
 	Text  Kind = "text"
 )
 
+// Sparse reports whether tracks of kind k are sparse: text, whose
+// encoder may send no fragment for minutes (no cue), or fragments of any
+// length. Time between a sparse track's fragments is a pause, not media
+// lost: its timeline lists only the fragments that came, with no hole
+// (Timeline.AppendSparse, Rules.Sparse); it neither holds back nor ends
+// the channel (Presentation.Finished), and its window slides with the
+// channel's other tracks (Presentation.Windowed).
+func (k Kind) Sparse() bool { return k == Text }
+
 // Track describes one track of a channel as its init segment and the
 // encoder declared it: everything a manifest needs besides the timeline.
 type Track struct {
@@ -296,6 +305,11 @@ type Rules struct {
 	// Window is how much of the timeline the state keeps, in the track's
 	// timescale (0: everything).
 	Window uint64
+	// Sparse: the track is sparse (Kind.Sparse): a fragment that does not
+	// start where the timeline ends follows a pause, not lost media, and
+	// is published without a gap marker (Timeline.AppendSparse). A break
+	// in the encoder's timeline (Arrival.Disc) is still one.
+	Sparse bool
 }
 
 // Outcome says what Apply did with an arrival.
@@ -433,9 +447,12 @@ func (s *TrackState) endedBefore(t, published uint64) bool {
 // fragment, so that the state depends only on what was published, not on
 // how many fragments one event let through.
 func (s *TrackState) publish(a Arrival, gap bool, rules Rules) {
-	if a.Disc {
+	switch {
+	case a.Disc:
 		s.Timeline.AppendBreak(a.Fragment)
-	} else {
+	case rules.Sparse:
+		s.Timeline.AppendSparse(a.Fragment)
+	default:
 		s.Timeline.Append(a.Fragment, gap)
 	}
 	if rules.Window > 0 && s.Timeline.End() > rules.Window {

@@ -294,6 +294,24 @@ func (tl *Timeline) fold() {
 	tl.Runs = append(tl.Runs[:j], folded)
 }
 
+// AppendSparse adds f, a fragment of a sparse track (Kind.Sparse), after
+// the last fragment: time between them is a pause between cues, not
+// missing media. A fragment that starts where the timeline ends extends
+// it as Append does; one that starts later begins a run of its own
+// without a gap marker: no discontinuity and no hole (HLS EXT-X-GAP).
+// Renderers list such a run at its own time: Smooth and DASH give its
+// first fragment its time (Span.Follows is false); HLS, whose segments
+// follow each other, fills the pause (from the previous Entry's End to
+// this one's Start) with segments of no cue. The caller guarantees what
+// Append needs.
+func (tl *Timeline) AppendSparse(f Fragment) {
+	if n := len(tl.Runs); n > 0 && tl.Runs[n-1].End() != f.Start {
+		tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1})
+		return
+	}
+	tl.Append(f, false)
+}
+
 // AppendBreak adds f after a break in the encoder's timeline (a gap that
 // starts a new DASH Period). The caller guarantees what Append needs.
 func (tl *Timeline) AppendBreak(f Fragment) {
@@ -323,6 +341,13 @@ func (tl *Timeline) TrimBefore(t uint64) {
 				tl.HoleSegs += HoleSegments(prevEnd, tl.Runs[i].Start, tl.Runs[i].DurationAt(0))
 			}
 			tl.Runs[i].Gap = false
+		} else if i < len(tl.Runs) {
+			// A pause of a sparse track: HLS fills it with EXT-X-GAP
+			// segments too, which keep their numbers.
+			r, prevEnd := &tl.Runs[i], tl.Runs[i-1].End()
+			if Pause(prevEnd, r.Start, r.DurationAt(0), r.Gap) {
+				tl.HoleSegs += HoleSegments(prevEnd, r.Start, r.DurationAt(0))
+			}
 		}
 	}
 	tl.Runs = append(tl.Runs[:0], tl.Runs[i:]...)
@@ -370,6 +395,16 @@ func (tl *Timeline) TrimAfter(t uint64) {
 // not a break in it. A hole is no discontinuity: the media times on each
 // side of it are those of one timeline.
 func Hole(prevEnd, start uint64, brk bool) bool { return !brk && start > prevEnd }
+
+// Pause reports whether the time between prevEnd and start, the end of
+// a fragment and the start of the next one (d long, gap its marker), is
+// a pause of a sparse track (AppendSparse): no gap marker, and more than
+// the 1 % of d that Append takes for an encoder's rounding. HLS fills a
+// pause with EXT-X-GAP segments, HoleSegments of them, as it fills a
+// hole; TrimBefore counts them in HoleSegs.
+func Pause(prevEnd, start, d uint64, gap bool) bool {
+	return !gap && start > prevEnd && (start-prevEnd)*100 > d
+}
 
 // HoleSegments is how many segments of at most d (the duration of the
 // fragment after the hole) fill the hole from prevEnd to start: HLS lists
@@ -467,6 +502,9 @@ func Common(tls ...Timeline) Timeline {
 	out := Timeline{BreakAt: tls[0].BreakAt, HasBreakAt: tls[0].HasBreakAt}
 	first := true
 	prevEnd := uint64(0)
+	// skipped: a timeline had a fragment since the last common one that
+	// not all have (missing media in the common timeline).
+	skipped := false
 	for {
 		// The largest head start is the earliest candidate all can share.
 		maxStart := heads[0].Start
@@ -481,6 +519,7 @@ func Common(tls ...Timeline) Timeline {
 					return out
 				}
 				heads[i] = e
+				skipped = true
 			}
 			if heads[i].Start != maxStart || heads[i].Duration != heads[0].Duration {
 				agreed = false
@@ -490,16 +529,21 @@ func Common(tls ...Timeline) Timeline {
 			if first {
 				out.FirstSeq, out.FirstDisc = heads[0].Seq, heads[0].Disc
 			}
-			brk := false
+			brk, gap := false, false
 			for _, h := range heads {
-				brk = brk || h.Break
+				brk, gap = brk || h.Break, gap || h.Gap
 			}
-			if brk && !first {
+			switch {
+			case brk && !first:
 				out.AppendBreak(heads[0].Fragment)
-			} else {
+			case !first && !gap && !skipped && (heads[0].Start-prevEnd)*100 > heads[0].Duration:
+				// Every timeline pauses here, none marks a gap: sparse
+				// tracks' pause (those that are not mark their holes).
+				out.AppendSparse(heads[0].Fragment)
+			default:
 				out.Append(heads[0].Fragment, !first && (heads[0].Start != prevEnd || heads[0].Gap))
 			}
-			first = false
+			first, skipped = false, false
 			prevEnd = heads[0].End()
 			for i := range heads {
 				e, ok := nexts[i]()
@@ -518,6 +562,7 @@ func Common(tls ...Timeline) Timeline {
 					return out
 				}
 				heads[i] = e
+				skipped = true
 				break
 			}
 		}

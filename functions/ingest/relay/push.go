@@ -47,6 +47,9 @@ func (rl *Relay) servePush(w http.ResponseWriter, r *http.Request, ip layout.Ing
 	rl.register(st, rd)
 	defer rl.unregister(st)
 	run := rl.newRun(st, log, func() time.Time { return rd.lastRead })
+	if d, ok := body.(*deadlineReader); ok {
+		d.sparse, d.sparseTimeout = run.sess.Sparse, rl.Cfg.SparseReadTimeout
+	}
 	stats, err := ingest.Read(r.Context(), body, run.sess, ingest.ReadOptions{Boundary: rd.boundary, Alloc: rl.mem.draw, Free: rl.mem.give})
 	if err != nil && outcomeOf(err).kind == errStore {
 		// A store that kept failing for StoreTimeout is answered at once:
@@ -104,23 +107,37 @@ func (rl *Relay) answerPush(w http.ResponseWriter, rc *http.ResponseController, 
 }
 
 // deadlineReader extends the connection's read deadline before every read,
-// and ends a body that arrives slower than minRate over a window.
+// and ends a body that arrives slower than minRate over a window. A push
+// whose tracks are all text (sparse, when set, says so: it is called in
+// the session's goroutine, which reads) gets sparseTimeout when longer,
+// and no rate floor.
 type deadlineReader struct {
-	r       io.Reader
-	rc      *http.ResponseController
-	d       time.Duration
-	minRate float64
-	window  time.Duration
-	since   time.Time // start of the current window
-	got     int64     // bytes in it
+	r             io.Reader
+	rc            *http.ResponseController
+	d             time.Duration
+	minRate       float64
+	window        time.Duration
+	since         time.Time // start of the current window
+	got           int64     // bytes in it
+	sparse        func() bool
+	sparseTimeout time.Duration
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	if d.d > 0 {
-		_ = d.rc.SetReadDeadline(time.Now().Add(d.d))
+	timeout, sparse := d.d, d.sparse != nil && d.sparse()
+	if sparse && timeout > 0 {
+		timeout = max(timeout, d.sparseTimeout)
+	}
+	if timeout > 0 {
+		_ = d.rc.SetReadDeadline(time.Now().Add(timeout))
 	}
 	n, err := d.r.Read(p)
 	d.got += int64(n)
+	if sparse {
+		// Text trickles by nature: a window starts anew at every read.
+		d.since, d.got = time.Now(), 0
+		return n, err
+	}
 	if d.minRate > 0 && d.window > 0 {
 		if el := time.Since(d.since); el >= d.window {
 			if rate := float64(d.got) / el.Seconds(); rate < d.minRate {

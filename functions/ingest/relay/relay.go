@@ -45,6 +45,11 @@ type Config struct {
 	// ReadTimeout drops an encoder that sends nothing for this long; a slow
 	// but live one is kept (the deadline rolls with every read).
 	ReadTimeout time.Duration
+	// SparseReadTimeout replaces ReadTimeout, when longer, for a push
+	// whose tracks are all text (a DASH-IF ingest text track on its own
+	// connection): it may rightly send nothing for minutes between cues,
+	// and MinRate does not apply to it.
+	SparseReadTimeout time.Duration
 	// MaxDrift is how far an encoder's timestamps may stray from the
 	// channel's clock before the relay rebases them (a restarted encoder);
 	// it is also the largest forward skip that is not a discontinuity.
@@ -80,12 +85,12 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of
-// silence, 10 s of drift, 30 s of store failures, 10 s per store request,
+// silence (30 min for a push of text tracks alone), 10 s of drift, 30 s of store failures, 10 s per store request,
 // 16 pushes per channel and 256 in all, at least 1000 bytes/s a minute,
 // 2 s for an uploaded segment to wait for the ones before it, 1 GiB of
 // memory (half of the AWS stack's t4g.small).
 func DefaultConfig() Config {
-	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, MaxDrift: 10 * time.Second,
+	return Config{MaxBox: 64 << 20, MaxTracks: 16, ReadTimeout: 30 * time.Second, SparseReadTimeout: 30 * time.Minute, MaxDrift: 10 * time.Second,
 		StoreTimeout: 30 * time.Second, AttemptTimeout: 10 * time.Second, MaxStreams: 256, MaxStreamsPerChannel: 16,
 		MinRate: 1000, RateWindow: time.Minute, ReorderWait: 2 * time.Second, MemoryBudget: 1 << 30}
 }

@@ -6,14 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
+	"github.com/smoothcast/smoothcast/shared/webvtt"
 )
 
 // run is one session of the relay's, whatever its source (a push, an
@@ -78,11 +83,26 @@ type storeSink struct {
 	log      *slog.Logger
 	written  int
 	dupes    int
+	// The session's wvtt tracks, by track: each of their fragments is
+	// also stored as a WebVTT file (layout.WebVTTKey), before it.
+	wvtt map[layout.TrackID]wvttTrack
 }
 
+// wvttTrack is what the WebVTT file of a wvtt fragment needs of its
+// track's init segment.
+type wvttTrack struct {
+	timescale uint32
+	trex      *mp4.TrexBox
+}
+
+// contentType is the Content-Type of a track's init segment and
+// fragments: text tracks' are ISOBMFF without audio or video (RFC 4337).
 func contentType(k timeline.Kind) string {
-	if k == timeline.Audio {
+	switch k {
+	case timeline.Audio:
 		return "audio/mp4"
+	case timeline.Text:
+		return "application/mp4"
 	}
 	return "video/mp4"
 }
@@ -90,6 +110,12 @@ func contentType(k timeline.Kind) string {
 // Init stores a track's init segment.
 func (s *storeSink) Init(ctx context.Context, h ingest.TrackHeader) error {
 	s.st.announced(h.ID, h.Kind)
+	if tr, ok := wvttOf(h.Init); ok {
+		if s.wvtt == nil {
+			s.wvtt = map[layout.TrackID]wvttTrack{}
+		}
+		s.wvtt[h.ID] = tr
+	}
 	key := layout.InitKey(s.channel, h.ID)
 	_, err := s.store.Put(ctx, key, h.Init, store.PutOptions{
 		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
@@ -118,6 +144,11 @@ func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
 	if f.Disc {
 		opts.Metadata[layout.MetaDisc] = "1"
 	}
+	if tr, ok := s.wvtt[f.ID]; ok {
+		if err := s.webVTT(ctx, f, tr); err != nil {
+			return err
+		}
+	}
 	_, err := s.store.PutParts(ctx, key, [][]byte{f.Head, f.Payload}, opts)
 	answered := time.Now()
 	dup := errors.Is(err, store.ErrPreconditionFailed)
@@ -137,6 +168,48 @@ func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
 	s.written++
 	s.rl.metrics.fragments.WithLabelValues("written").Inc()
 	return nil
+}
+
+// webVTT stores the cues of a wvtt fragment as the WebVTT file HLS
+// players read (contract 3 of issue 19; webvtt.ForHLS: cue times are
+// media times, LOCAL the fragment's start). It is written before the fragment, conditionally as the
+// fragment is, and a failure to write it fails the fragment.
+func (s *storeSink) webVTT(ctx context.Context, f ingest.Fragment, tr wvttTrack) error {
+	samples, err := webvtt.FragmentSamples(slices.Concat(f.Head, f.Payload), f.TrackID, tr.trex)
+	if err != nil {
+		return &ingest.ProtocolError{Err: fmt.Errorf("channel %s track %s fragment %d: %w", s.channel, f.ID, f.Start, err)}
+	}
+	body := webvtt.ForHLS(webvtt.Join(samples, tr.timescale), f.Start, tr.timescale).Bytes()
+	_, err = s.store.Put(ctx, layout.WebVTTKey(s.channel, f.ID, f.Start), body, store.PutOptions{
+		ContentType: "text/vtt", CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag})
+	if err != nil && !errors.Is(err, store.ErrPreconditionFailed) {
+		return &storeError{fmt.Errorf("channel %s track %s fragment %d: its WebVTT file: %w", s.channel, f.ID, f.Start, err)}
+	}
+	return nil
+}
+
+// wvttOf reads, from a track's init segment, whether it is a wvtt track,
+// and what its fragments' WebVTT files need.
+func wvttOf(init []byte) (wvttTrack, bool) {
+	box, ok := mp4box.Find(init, "moov")
+	if !ok {
+		return wvttTrack{}, false
+	}
+	m, err := mp4box.Decode(box)
+	moov, isMoov := m.(*mp4.MoovBox)
+	if err != nil || !isMoov || moov.Trak == nil {
+		return wvttTrack{}, false
+	}
+	trak := moov.Trak
+	if trak.Mdia == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil ||
+		len(trak.Mdia.Minf.Stbl.Stsd.Children) == 0 || trak.Mdia.Minf.Stbl.Stsd.Children[0].Type() != "wvtt" || trak.Mdia.Mdhd.Timescale == 0 {
+		return wvttTrack{}, false
+	}
+	tr := wvttTrack{timescale: trak.Mdia.Mdhd.Timescale}
+	if moov.Mvex != nil {
+		tr.trex = moov.Mvex.Trex
+	}
+	return tr, true
 }
 
 // EndMarker is the body of an end marker (layout.EndKey).

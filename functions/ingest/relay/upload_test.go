@@ -142,6 +142,45 @@ func TestUploadsAreStoredAsPushesAre(t *testing.T) {
 			}
 			return append(ups, upload{"master.m3u8", []byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nstream_0.m3u8\n"), 200})
 		}},
+		// Each variant's init segment, first segment and playlist come on
+		// connections of their own: another variant's first segment may
+		// come before its init segment and before any playlist, while the
+		// channel has one rendition; it waits (202) for its own.
+		{"ffmpeg -f hls -var_stream_map: other variants' first segments before their init segments and any playlist", func() []upload {
+			ups := []upload{
+				{"init_0.mp4", inits[0], 200},
+				{"stream_20.m4s", segs[2][0], http.StatusAccepted}, // the audio's
+				{"stream_10.m4s", segs[1][0], http.StatusAccepted}, // the other video's
+				{"stream_00.m4s", segs[0][0], http.StatusAccepted},
+				{"stream_0.m3u8", hlsPlaylist(0, 1, false), 200},
+			}
+			for _, r := range []int{2, 1} {
+				ups = append(ups, upload{fmt.Sprintf("init_%d.mp4", r), inits[r], 200}, upload{fmt.Sprintf("stream_%d.m3u8", r), hlsPlaylist(r, 1, false), 200})
+			}
+			for k := 1; k < n; k++ {
+				for r := range inits {
+					ups = append(ups, upload{fmt.Sprintf("stream_%d%d.m4s", r, k), segs[r][k], 200}, upload{fmt.Sprintf("stream_%d.m3u8", r), hlsPlaylist(r, k+1, k == n-1), 200})
+				}
+			}
+			return ups
+		}},
+		{"ffmpeg -f dash: other representations' first segments before their init segments and the MPD", func() []upload {
+			ups := []upload{
+				{"init-stream0.m4s", inits[0], 200},
+				{dashName(2, 0), segs[2][0], http.StatusAccepted},
+				{dashName(1, 0), segs[1][0], http.StatusAccepted},
+				{dashName(0, 0), segs[0][0], 200},
+				{"init-stream2.m4s", inits[2], 200},
+				{"init-stream1.m4s", inits[1], 200},
+			}
+			for k := 1; k < n; k++ {
+				for r := range inits {
+					ups = append(ups, upload{dashName(r, k), segs[r][k], 200})
+				}
+				ups = append(ups, upload{"manifest.mpd", []byte(mpd("dynamic")), 200})
+			}
+			return append(ups, upload{"manifest.mpd", []byte(mpd("static")), 200})
+		}},
 		{"names no rule places wait for the MPD", func() []upload {
 			var ups []upload
 			for r, b := range inits {

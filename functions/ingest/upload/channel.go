@@ -144,6 +144,12 @@ func (c *channel) run() {
 			c.recorded(m)
 		case *tsRates:
 			c.rememberTS(m)
+		case *vttInit:
+			prefix := vttRecordPrefix
+			if m.avTS {
+				prefix = vttTSRecordPrefix
+			}
+			c.record.add(c, prefix+m.key, m.init, nil)
 		case forgetNow:
 			if m.gen == c.forgetGen && c.empty() && c.u.retire(c) {
 				return
@@ -209,7 +215,7 @@ func (c *channel) take(p *put) {
 		return
 	}
 	switch p.kind {
-	case mediaSegment, tsSegment:
+	case mediaSegment, tsSegment, vttSegment:
 		c.media(p)
 	case playlist, mpd:
 		learn := c.hints.learnMPD
@@ -230,7 +236,7 @@ func (c *channel) take(p *put) {
 // init segment or a manifest places it.
 func (c *channel) media(p *put) {
 	c.record.touch(c)
-	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p, ts: p.kind == tsSegment, remote: p.file.Remote}
+	s := &segment{file: p.file.Name, body: p.file.Body, received: p.file.Received, put: p, ts: p.kind == tsSegment, vtt: p.kind == vttSegment, remote: p.file.Remote}
 	if !c.placed(s) && c.hold(s) {
 		s.held()
 	}
@@ -239,8 +245,8 @@ func (c *channel) media(p *put) {
 // placed offers s to its rendition, or refuses it when its rendition has
 // ended; false when nothing places it yet.
 func (c *channel) placed(s *segment) bool {
-	if s.ts {
-		return c.placedTS(s)
+	if s.ts || s.vtt {
+		return c.placedOwn(s)
 	}
 	init := c.place(s.file)
 	if r := c.renditions[init]; r != nil {
@@ -277,20 +283,47 @@ func (c *channel) hold(s *segment) bool {
 }
 
 // place names the rendition a media segment belongs to, current or gone
-// ("" if none can be told yet).
+// ("" if none can be told yet): the one the encoder's manifests or the
+// names place it with, else the only rendition there is when nothing
+// else could claim the segment (unclaimed).
 func (c *channel) place(file string) string {
-	return c.hints.place(file, func(yield func(string) bool) {
+	inits := func(yield func(string) bool) {
 		for name, r := range c.renditions {
-			if !r.ts && !yield(name) {
+			if !r.ts && !r.vtt && !yield(name) {
 				return
 			}
 		}
 		for name := range c.gone {
-			if c.renditions[name] == nil && !c.hints.ts[name] && !yield(name) {
+			if c.renditions[name] == nil && !c.hints.ts[name] && c.hints.vtt[name] == nil && !yield(name) {
 				return
 			}
 		}
-	})
+	}
+	if init := c.hints.named(file, inits); init != "" {
+		return init
+	}
+	if init := c.hints.only(inits); init != "" && unclaimed(file, init) {
+		return init
+	}
+	return ""
+}
+
+// unclaimed reports whether no rendition but init, the channel's only one
+// while no manifest said anything, could claim a segment named file: an
+// init segment that names no rendition (ffmpeg's hls muxer with one
+// variant: init.mp4) is its encoder's only one, and a segment named as
+// the init segment but for a number (video-0.mp4, video-1.m4s) is of its
+// rendition. An init segment that names its rendition (ffmpeg's hls
+// muxer with -var_stream_map: init_0.mp4, its segments stream_0N.m4s; its
+// dash muxer: init-stream0.m4s) is one of several whose init segments and
+// manifests may come after their first segments, on other connections:
+// a segment of another name waits for them (held, 202), as any segment
+// no rule places does. Neither the segment's tracks nor its times could
+// tell: every rendition's one track is track 1, and two renditions of
+// one kind start together.
+func unclaimed(file, init string) bool {
+	key := fileKey(file, true)
+	return fileKey(init, false) == "" || key != "" && fileKey(init, true) == key
 }
 
 // learnt acts on what a playlist or MPD said: segments held may now be
@@ -320,19 +353,19 @@ func (c *channel) placeHeld() {
 	kept := c.held[:0]
 	for _, s := range c.held {
 		var r *rendition
-		if s.ts {
+		if s.ts || s.vtt {
 			var err error
-			if r, err = c.tsRendition(s); err != nil {
+			if r, err = c.ownRendition(s); err != nil {
 				c.log.Warn("held segment dropped", "err", err)
 				s.answer(err)
 				c.heldBytes -= len(s.body)
 				continue
 			}
-		} else if r = c.renditions[c.place(s.file)]; r != nil && r.ts {
+		} else if r = c.renditions[c.place(s.file)]; r != nil && (r.ts || r.vtt) {
 			r = nil
 		}
 		switch {
-		case s.ts && r == nil:
+		case (s.ts || s.vtt) && r == nil:
 			kept = append(kept, s)
 			continue
 		case r != nil && r == s.notFor:
@@ -397,6 +430,13 @@ func (c *channel) startRendition(file string, body []byte, remote string, p *put
 			p.answer(0, err)
 		}
 		return err
+	}
+	if cc := c.hints.captionsOf(file); cc != "" {
+		if with, err := withCaptions(body, cc); err != nil {
+			c.log.Warn("captions not declared in the init segment", "init", file, "err", err)
+		} else {
+			body = with
+		}
 	}
 	r := newRendition(c, file, body, sess)
 	old := c.renditions[file]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
+	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
 // The encoder's own manifests are hints: they say which init segment a
@@ -16,7 +17,8 @@ import (
 // (EXT-X-ENDLIST, a static MPD). Before any manifest says so, a segment
 // goes to the rendition whose init segment's name matches its own
 // (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s) or to
-// the only rendition there is.
+// the only rendition there is, when nothing else could claim it
+// (channel.place).
 
 // Bounds on what a channel's hints hold.
 const (
@@ -34,6 +36,23 @@ type hints struct {
 	// renditions, and each variant's BANDWIDTH by its playlist's name.
 	ts        map[string]bool
 	bandwidth map[string]int
+	// WebVTT subtitle playlists (vtt.go): each one's latest listing by
+	// its name, where each segment they listed goes, and what the
+	// multivariant playlist said of each subtitle rendition (by its
+	// playlist's name; master: a multivariant playlist came).
+	vtt     map[string]*vttListing
+	vttSegs map[string]vttPlace
+	subs    map[string]hls.Rendition
+	master  bool
+	// subsAV: the media playlists of the variants that name each
+	// subtitle playlist's group, by the subtitle playlist's name.
+	subsAV map[string][]string
+	// recorded: the text tracks of WebVTT renditions a relay started
+	// again read from the record, by playlist.
+	recorded map[string]recordedVTT
+	// The caption services of each variant's video (captions.go), by
+	// its media playlist's stem.
+	captions map[string]timeline.Captions
 }
 
 // segmentRule places media segments by an MPD's SegmentTemplate.
@@ -54,7 +73,9 @@ type learned struct {
 }
 
 // empty reports whether no playlist or MPD said anything yet.
-func (h *hints) empty() bool { return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 }
+func (h *hints) empty() bool {
+	return len(h.exact) == 0 && len(h.stems) == 0 && len(h.rules) == 0 && len(h.vtt) == 0 && len(h.subs) == 0
+}
 
 // learnPlaylist learns from an HLS playlist: a media playlist's EXT-X-MAP
 // names the init segment of its segments, listed or to come (named after
@@ -67,7 +88,12 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 	}
 	if pl.Multivariant {
 		h.learnVariants(pl)
+		h.learnSubtitles(pl)
+		h.learnCaptions(pl)
 		return learned{}, nil
+	}
+	if isVTTPlaylist(pl) {
+		return h.learnVTTPlaylist(file, pl), nil
 	}
 	if len(pl.Maps) == 0 {
 		return h.learnTSPlaylist(file, pl), nil // MPEG-TS segments
@@ -136,8 +162,18 @@ func templateRegexp(tpl, id string) *regexp.Regexp {
 }
 
 // place names the init segment, among inits (the renditions there are),
-// that a media segment belongs to; "" if none can be told yet.
+// that a media segment belongs to, by every rule, the guess of the only
+// rendition included; "" if none can be told yet.
 func (h *hints) place(file string, inits func(yield func(string) bool)) string {
+	if init := h.named(file, inits); init != "" {
+		return init
+	}
+	return h.only(inits)
+}
+
+// named names the init segment, among inits, that the encoder's manifests
+// or the names place a media segment with; "" if they do not tell yet.
+func (h *hints) named(file string, inits func(yield func(string) bool)) string {
 	if init, ok := h.exact[file]; ok && !h.ts[init] {
 		return init
 	}
@@ -166,9 +202,8 @@ func (h *hints) place(file string, inits func(yield func(string) bool)) string {
 	}
 	// The same name once the words init/chunk and the number are gone
 	// (ffmpeg's dash muxer: init-stream0.m4s, chunk-stream0-00001.m4s).
-	key, match, n := fileKey(file, true), "", 0
+	key, match := fileKey(file, true), ""
 	for name := range inits {
-		n++
 		if fileKey(name, false) == key {
 			if match != "" {
 				return "" // ambiguous
@@ -176,13 +211,19 @@ func (h *hints) place(file string, inits func(yield func(string) bool)) string {
 			match = name
 		}
 	}
-	if match != "" {
-		return match
+	return match
+}
+
+// only is the one rendition there is while no playlist or MPD said
+// anything: a guess, which channel.place takes only for a segment that
+// nothing else could claim.
+func (h *hints) only(inits func(yield func(string) bool)) string {
+	n, only := 0, ""
+	for name := range inits {
+		n, only = n+1, name
 	}
 	if n == 1 && len(h.stems) == 0 && len(h.rules) == 0 {
-		for name := range inits {
-			return name
-		}
+		return only
 	}
 	return ""
 }

@@ -24,6 +24,26 @@ const ffmpegMPD = `<?xml version="1.0" encoding="utf-8"?>
  </Period>
 </MPD>`
 
+// textMPD is an MPD with a video and two text AdaptationSets, WebVTT and
+// IMSC1 in fMP4, as a packager that writes CMAF text tracks uploads it.
+const textMPD = `<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" profiles="urn:mpeg:dash:profile:isoff-live:2011">
+ <Period id="0" start="PT0.0S">
+  <AdaptationSet id="0" contentType="video">
+   <Representation id="0" bandwidth="800000"><SegmentTemplate timescale="10000000" initialization="init-stream$RepresentationID$.m4s" media="chunk-stream$RepresentationID$-$Number%05d$.m4s" startNumber="1"/></Representation>
+  </AdaptationSet>
+  <AdaptationSet id="1" contentType="text" mimeType="application/mp4" lang="en">
+   <Role schemeIdUri="urn:mpeg:dash:role:2011" value="subtitle"/>
+   <SegmentTemplate timescale="1000" initialization="text-$RepresentationID$.mp4" media="text-$RepresentationID$-$Number%06d$.m4s"/>
+   <Representation id="eng" codecs="wvtt" bandwidth="1000"/>
+  </AdaptationSet>
+  <AdaptationSet id="2" contentType="text" mimeType="application/mp4" lang="fr">
+   <SegmentTemplate timescale="1000" initialization="text-$RepresentationID$.mp4" media="text-$RepresentationID$-$Number%06d$.m4s"/>
+   <Representation id="fra" codecs="stpp.ttml.im1t" bandwidth="2000"/>
+  </AdaptationSet>
+ </Period>
+</MPD>`
+
 // The rules that place a media segment with its init segment, from what
 // the encoder's manifests said, or from names alone before they say
 // anything.
@@ -57,6 +77,8 @@ func TestPlacement(t *testing.T) {
 			nil, "chunk-stream1-00002.m4s", "init-stream1.m4s"},
 		{"the only rendition there is", []string{"video.mp4"}, nil, "whatever-12.m4s", "video.mp4"},
 		{"nothing tells yet", []string{"a.mp4", "b.mp4"}, nil, "seg-3.m4s", ""},
+		{"an MPD's text AdaptationSet (DASH-IF ingest: wvtt or stpp in fMP4)", []string{"init-stream0.m4s", "text-eng.mp4"},
+			func(h *hints) error { _, err := h.learnMPD([]byte(textMPD)); return err }, "text-eng-000004.m4s", "text-eng.mp4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h hints

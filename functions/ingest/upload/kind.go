@@ -20,11 +20,12 @@ const (
 	mediaSegment
 	playlist // HLS, multivariant or media
 	mpd
-	tsSegment // an MPEG-TS media segment (ts.go)
+	tsSegment  // an MPEG-TS media segment (ts.go)
+	vttSegment // a WebVTT segment of an HLS subtitle playlist (vtt.go)
 )
 
 func (k kind) String() string {
-	return [...]string{"unknown", "init segment", "media segment", "HLS playlist", "MPD", "MPEG-TS segment"}[k]
+	return [...]string{"unknown", "init segment", "media segment", "HLS playlist", "MPD", "MPEG-TS segment", "WebVTT segment"}[k]
 }
 
 // maxManifest is the largest playlist or MPD an encoder may upload.
@@ -36,6 +37,8 @@ const maxManifest = 1 << 20
 func classify(b []byte) kind {
 	text := bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
 	switch {
+	case isWebVTT(text):
+		return vttSegment
 	case bytes.HasPrefix(text, []byte("#EXTM3U")):
 		return playlist
 	case bytes.HasPrefix(text, []byte("<")) && bytes.Contains(text, []byte("<MPD")):

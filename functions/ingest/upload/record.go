@@ -273,7 +273,7 @@ func (c *channel) restored(m *restored) {
 		}
 		n := 0
 		for _, file := range slices.Sorted(maps.Keys(m.inits)) {
-			if c.restoreTS(file, m.inits[file]) {
+			if c.restoreTS(file, m.inits[file]) || c.restoreVTT(file, m.inits[file]) {
 				continue
 			}
 			if c.renditions[file] != nil {

@@ -52,6 +52,12 @@ type rendition struct {
 	tsFirst    uint64
 	tsHasFirst bool
 	tsPrev     *rendition
+
+	// A WebVTT rendition (vtt.go): vttw is its worker's; vttc its
+	// timing, the channel goroutine's.
+	vtt  bool
+	vttw *vttWorker
+	vttc vttClock
 }
 
 // segment is an uploaded file on its way to a rendition.
@@ -64,6 +70,10 @@ type segment struct {
 	release  func() // gives a held segment's body's memory back
 	init     bool   // the rendition's init segment
 	ts       bool   // an MPEG-TS segment
+	vtt      bool   // a WebVTT segment
+	// vttShift is what a WebVTT segment's cue times add up to become
+	// media times (its X-TIMESTAMP-MAP, or the default one).
+	vttShift time.Duration
 	remote   string // who uploaded it (a TS segment starts its rendition)
 	// The rendition's order before it was handed on (forgetRefused).
 	was struct {
@@ -178,7 +188,11 @@ func (r *rendition) work(u *Uploads) {
 		case r.tsw != nil:
 			err = r.tsw.feed(u.ctx, r.sess, s, s.put == nil)
 		default:
-			err = r.sess.Feed(u.ctx, Segment{File: s.file, Body: s.withMarks(), Received: s.received, Held: s.put == nil && !s.init})
+			if r.vttw != nil {
+				err = r.vttw.feed(u.ctx, r.sess, s)
+			} else {
+				err = r.sess.Feed(u.ctx, Segment{File: s.file, Body: s.withMarks(), Received: s.received, Held: s.put == nil && !s.init})
+			}
 			if s.timed {
 				if results[s.start] = err; len(order) == maxDispatched {
 					delete(results, order[0])
@@ -204,9 +218,12 @@ func (r *rendition) inMediaTime(segs []*segment) []*segment {
 // time reads where s starts and ends, once per rendition.
 func (r *rendition) time(s *segment) {
 	if s.spanOf != r {
-		if r.ts {
+		switch {
+		case r.ts:
 			r.tsTime(s)
-		} else {
+		case r.vtt:
+			r.vttTime(s)
+		default:
 			s.start, s.end, s.timed = span(s.body, r.trexs, r.ref)
 		}
 		s.spanOf = r
@@ -247,7 +264,7 @@ func (c *channel) offer(r *rendition, s *segment) {
 		i := slices.Index(r.dispatched, s.start)
 		same := i >= 0 && r.sums[i] == crc32.ChecksumIEEE(s.body)
 		switch {
-		case same && !r.ts && s.start == r.first && r.newest > s.start:
+		case same && !r.ts && !r.vtt && s.start == r.first && r.newest > s.start:
 			// The rendition's first segment again, byte for byte, after
 			// later ones: an encoder that started again with the same
 			// output (a file looped, a test pattern), whose init segment
@@ -261,7 +278,7 @@ func (c *channel) offer(r *rendition, s *segment) {
 			s.resend = true
 			r.dispatch(s)
 			return
-		case !r.ts && (i >= 0 || s.start == r.first): // a TS rendition's: restartTS
+		case !r.ts && !r.vtt && (i >= 0 || s.start == r.first): // a TS rendition's: restartTS
 			c.awaitInit(r, s)
 			return
 		case s.start < r.newest:

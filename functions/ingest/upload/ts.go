@@ -20,6 +20,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/packager"
+	"github.com/smoothcast/smoothcast/shared/timeline"
 	"github.com/smoothcast/smoothcast/shared/tsdemux"
 )
 
@@ -187,11 +188,11 @@ func (c *channel) restoreTS(file string, init []byte) bool {
 	return true
 }
 
-// placedTS offers a TS segment to its rendition, starting one if need
-// be, or refuses it when its rendition cannot start; false when nothing
-// places it yet.
-func (c *channel) placedTS(s *segment) bool {
-	r, err := c.tsRendition(s)
+// placedOwn offers a TS or WebVTT segment to its rendition, starting one
+// if need be, or refuses it when its rendition cannot start; false when
+// nothing places it yet.
+func (c *channel) placedOwn(s *segment) bool {
+	r, err := c.ownRendition(s)
 	switch {
 	case err != nil:
 		if s.put == nil {
@@ -232,7 +233,7 @@ func (c *channel) startTS(key string, sess Session) *rendition {
 	c.seq++
 	r := &rendition{c: c, init: key, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1), ts: true}
 	r.tsw = &tsWorker{key: key, log: c.log.With("rendition", key), post: c.post,
-		previous: c.tsRates[key], bandwidth: c.hints.bandwidth[key]}
+		previous: c.tsRates[key], bandwidth: c.hints.bandwidth[key], captions: c.hints.captionsOf(key)}
 	if prev := c.tsEnded[key]; prev != nil {
 		prev.tsPrev = nil
 		r.tsPrev = prev // to tell a late segment of the run that ended
@@ -357,8 +358,9 @@ type tsWorker struct {
 	key       string
 	log       *slog.Logger
 	post      func(message)
-	previous  []tsRate // the rendition's previous session's bitrates
-	bandwidth int      // the variant's BANDWIDTH, 0 if unknown
+	previous  []tsRate          // the rendition's previous session's bitrates
+	bandwidth int               // the variant's BANDWIDTH, 0 if unknown
+	captions  timeline.Captions // what the multivariant playlist said its video carries
 
 	dmx *tsdemux.Demuxer
 	seg tsSegmentSamples
@@ -483,11 +485,15 @@ func (w *tsWorker) segment(ctx context.Context, sess Session, s *segment, held b
 	// fMP4 upload's does.
 	if moov, ok := mp4box.Find(body, "moov"); ok {
 		end := int(moov.Pos) + len(moov.Data)
-		if err := sess.Feed(ctx, Segment{File: w.key, Body: body[:end], Received: s.received, Held: held}); err != nil {
+		init, err := withCaptions(body[:end], w.captions)
+		if err != nil {
+			return fmt.Errorf("segment %s: %w", s.file, err)
+		}
+		if err := sess.Feed(ctx, Segment{File: w.key, Body: init, Received: s.received, Held: held}); err != nil {
 			return err
 		}
 		if w.init == nil {
-			w.init = bytes.Clone(body[:end])
+			w.init = bytes.Clone(init)
 		}
 		body = body[end:]
 	}

@@ -116,7 +116,7 @@ import (
 var (
 	// ErrNotMedia: neither an init segment, a media segment, an HLS
 	// playlist nor an MPD.
-	ErrNotMedia = errors.New("not an init segment, a media segment (fMP4 or MPEG-TS), an HLS playlist or an MPD")
+	ErrNotMedia = errors.New("not an init segment, a media segment (fMP4, MPEG-TS or WebVTT), an HLS playlist or an MPD")
 	// ErrMalformed: media that is not whole boxes, or an MPD that does not
 	// parse.
 	ErrMalformed = errors.New("malformed upload")
@@ -299,6 +299,10 @@ func (u *Uploads) put(p *put) (Result, error) {
 		}
 	case tsSegment:
 		if err := wholePackets(f.Body); err != nil {
+			return 0, fmt.Errorf("channel %s: %s: %w", f.Channel, f.Name, err)
+		}
+	case vttSegment:
+		if err := checkWebVTT(f.Body); err != nil {
 			return 0, fmt.Errorf("channel %s: %s: %w", f.Channel, f.Name, err)
 		}
 	case playlist, mpd:

@@ -101,6 +101,7 @@ type fakeSession struct {
 	mu        sync.Mutex
 	fed       []uint64 // tfdt of each media segment fed
 	files     []string
+	bodies    [][]byte // each media segment fed
 	init      bool
 	initBody  []byte // the last init segment fed
 	closed    bool
@@ -150,6 +151,7 @@ func (s *fakeSession) Feed(_ context.Context, seg Segment) error {
 	}
 	s.fed = append(s.fed, m.Traf.Tfdt.BaseMediaDecodeTime())
 	s.files = append(s.files, seg.File)
+	s.bodies = append(s.bodies, slices.Clone(seg.Body))
 	return nil
 }
 
@@ -651,5 +653,29 @@ func TestAnEncoderStartedAgainUnderTheSameNames(t *testing.T) {
 				t.Errorf("new start: fed %v, want index0.m4s then index1.m4s", files)
 			}
 		})
+	}
+}
+
+// The only rendition there is, before any manifest says anything, takes
+// a segment that no manifest and no name place only when nothing else
+// could claim it: its init segment names no rendition, or the segment is
+// named as the init segment but for a number. Another variant's segment
+// waits for its own init segment and playlist.
+func TestTheOnlyRenditionTakesWhatNothingElseCouldClaim(t *testing.T) {
+	for _, tc := range []struct {
+		init, file string
+		want       bool
+	}{
+		{"init.mp4", "index0.m4s", true},                       // ffmpeg -f hls, one variant
+		{"file-0.m4s", "file-1.m4s", true},                     // one numbered sequence
+		{"init_0.mp4", "stream_10.m4s", false},                 // -var_stream_map: variant 1's segment 0
+		{"init_0.mp4", "stream_00.m4s", false},                 // its own, told by its playlist
+		{"init-stream0.m4s", "chunk-stream1-00001.m4s", false}, // ffmpeg -f dash: representation 1's
+		{"init_0.mp4", "00001.m4s", false},                     // a name that names nothing
+		{"video.mp4", "whatever-12.m4s", false},
+	} {
+		if got := unclaimed(tc.file, tc.init); got != tc.want {
+			t.Errorf("only %s: %s unclaimed %v, want %v", tc.init, tc.file, got, tc.want)
+		}
 	}
 }

@@ -96,9 +96,10 @@ func (c Config) ArchiveSpan() time.Duration {
 	return c.DVRWindow
 }
 
-// rules are the publication rules for a track of the given timescale.
-func (c Config) rules(timescale uint64) timeline.Rules {
-	return timeline.Rules{GapTimeout: c.GapTimeout, Window: timeline.Ticks(c.ArchiveSpan(), timescale)}
+// rules are the publication rules for track tr: its timescale sizes the
+// window, and a sparse (text) track's pauses are no holes.
+func (c Config) rules(tr timeline.Track) timeline.Rules {
+	return timeline.Rules{GapTimeout: c.GapTimeout, Window: timeline.Ticks(c.ArchiveSpan(), tr.Timescale), Sparse: tr.Kind.Sparse()}
 }
 
 // Handler handles S3 events and manifest requests.
@@ -257,7 +258,7 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 		return err
 	}
 	evs := h.events(emsgs, arr, tr, log)
-	rules := h.Cfg.rules(tr.Timescale)
+	rules := h.Cfg.rules(tr)
 	var out timeline.Outcome
 	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
@@ -291,7 +292,7 @@ func (h *Handler) end(ctx context.Context, obj layout.Object, key string, at tim
 	if err != nil {
 		return err
 	}
-	rules := h.Cfg.rules(tr.Timescale)
+	rules := h.Cfg.rules(tr)
 	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		changed := st.ApplyEnd(timeline.End{Time: obj.Start, Stream: m.Stream}, at, rules)
 		if m.Stream {

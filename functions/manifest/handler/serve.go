@@ -239,7 +239,7 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 			}
 			// What waited out the gap timeout since the last event is
 			// listed now, not at the next event (there may be none).
-			st.Settle(now, timeline.Rules{GapTimeout: h.Cfg.GapTimeout})
+			st.Settle(now, timeline.Rules{GapTimeout: h.Cfg.GapTimeout, Sparse: t.Kind.Sparse()})
 			p.Tracks[i].State = *st
 		})
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/sparse"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -74,8 +75,10 @@ type period struct {
 	Assets       []adaptationSet `xml:"AdaptationSet"`
 }
 
-// adaptationSet is an AdaptationSet element: Lang and the sizes are left
-// out when empty or zero.
+// adaptationSet is an AdaptationSet element: Lang, the sizes and Label
+// are left out when empty or zero. Its elements are in the order of the
+// MPD schema: InbandEventStream (events.go), Label, Accessibility, Role
+// (text.go: text tracks and the videos' captions).
 type adaptationSet struct {
 	ID               int              `xml:"id,attr"`
 	ContentType      string           `xml:"contentType,attr"`
@@ -86,7 +89,9 @@ type adaptationSet struct {
 	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
 	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
 	Inband           *descriptor      `xml:"InbandEventStream"`
-	Role             *descriptor      `xml:"Role"`
+	Label            string           `xml:"Label,omitempty"`
+	Accessibility    []descriptor     `xml:"Accessibility"`
+	Roles            []descriptor     `xml:"Role"`
 	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
 	Representations  []representation `xml:"Representation"`
 }
@@ -189,14 +194,20 @@ func build(p *timeline.Presentation, o Options) (*mpd, error) {
 	var groups []timeline.Group
 	var commons []timeline.Timeline
 	for _, g := range p.Groups() {
-		if g.Kind != timeline.Video && g.Kind != timeline.Audio {
+		if g.Kind != timeline.Video && g.Kind != timeline.Audio && g.Kind != timeline.Text {
 			continue
 		}
 		common := p.Common(g)
 		if common.Empty() {
 			continue
 		}
-		extent.Add(p, &common, g.Views[0].Timescale)
+		if g.Kind == timeline.Text {
+			common = sparse.Close(common) // its silences
+		} else {
+			// A text track may end long before the others (no cue
+			// since): the MPD's extent is the audio's and video's.
+			extent.Add(p, &common, g.Views[0].Timescale)
+		}
 		groups, commons = append(groups, g), append(commons, common)
 	}
 	assets, maxDur, err := adaptationSets(p, groups)
@@ -280,7 +291,7 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 		ID:               id,
 		SegmentAlignment: true,
 		StartWithSAP:     1,
-		Role:             &descriptor{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")},
+		Roles:            []descriptor{{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")}},
 		SegmentTemplate: segmentTemplate{
 			Timescale:      ts,
 			Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
@@ -295,6 +306,11 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 		if tv0.Language != "" && tv0.Language != "und" {
 			as.Lang = tv0.Language
 		}
+	case timeline.Text:
+		textAdaptationSet(&as, tv0)
+	}
+	if g.Kind == timeline.Video {
+		as.Accessibility = captionsAccessibility(g.Views)
 	}
 	if carriesEvents(g) {
 		as.Inband = &inband
@@ -375,6 +391,9 @@ func audioChannels(tv *timeline.TrackView) *descriptor {
 func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group, commons []timeline.Timeline, assets []adaptationSet, maxDur time.Duration) []period {
 	var breaks []time.Time
 	for i, c := range commons {
+		if groups[i].Kind == timeline.Text {
+			continue // a text track's Periods are the others'
+		}
 		ts := groups[i].Views[0].Timescale
 		if c.HasBreakAt {
 			breaks = append(breaks, p.Wallclock(c.BreakAt, ts))
@@ -566,8 +585,14 @@ func (as *adaptationSet) write(w *xmlout.Writer, depth int) {
 	if as.Inband != nil {
 		as.Inband.write(w, depth+1, "InbandEventStream")
 	}
-	if as.Role != nil {
-		as.Role.write(w, depth+1, "Role")
+	if as.Label != "" {
+		writeLabel(w, depth+1, as.Label)
+	}
+	for i := range as.Accessibility {
+		as.Accessibility[i].write(w, depth+1, "Accessibility")
+	}
+	for i := range as.Roles {
+		as.Roles[i].write(w, depth+1, "Role")
 	}
 	as.SegmentTemplate.write(w, depth+1)
 	for i := range as.Representations {

@@ -1,6 +1,8 @@
 // Package hls renders HLS playlists (RFC 8216, version 7, fMP4 segments) of
 // a live presentation: a multivariant playlist with audio as an
-// EXT-X-MEDIA group, and a media playlist per track. Pure functions from a
+// EXT-X-MEDIA group, text tracks as a SUBTITLES group and the videos'
+// CEA-608/708 captions as CLOSED-CAPTIONS (text.go), and a media playlist
+// per track. Pure functions from a
 // timeline.Presentation to bytes. Parse reads playlists back, the
 // project's own and encoders' (parse.go).
 package hls
@@ -35,7 +37,7 @@ const audioGroup = "audio"
 // every codec of the audio group; an HDR video variant says its
 // VIDEO-RANGE. An audio rendition's CHANNELS is its channel count, with
 // LFE ("6" for 5.1), or for Dolby Atmos in E-AC-3 the complexity index
-// and JOC ("16/JOC").
+// and JOC ("16/JOC"). Text tracks and captions: textRenditions.
 func Master(p *timeline.Presentation) []byte {
 	var video, audio []*timeline.TrackView
 	for i := range p.Tracks {
@@ -106,6 +108,7 @@ func Master(p *timeline.Presentation) []byte {
 		}
 		fmt.Fprintf(&b, "URI=%q\n", mediaRef(p, a.ID))
 	}
+	text := textRenditions(&b, p, video)
 	// A variant's bitrates add the highest of the audio renditions it may
 	// play with.
 	audioAvg, audioPeak := 0, 0
@@ -118,6 +121,7 @@ func Master(p *timeline.Presentation) []byte {
 		if audioCodecs != "" {
 			codecs += "," + audioCodecs
 		}
+		codecs = text.addCodecs(codecs)
 		avg, peak := bitrates(v)
 		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak+audioPeak, avg+audioAvg, codecs)
 		if v.Width > 0 && v.Height > 0 {
@@ -133,10 +137,11 @@ func Master(p *timeline.Presentation) []byte {
 		if len(audio) > 0 {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
 		}
+		text.variantAttrs(&b, v)
 		b.WriteString("\n" + mediaRef(p, v.ID) + "\n")
 	}
 	if len(video) == 0 && len(audio) > 0 {
-		audioOnlyVariants(p, &b, audio, audio[def].ID.Name, len(names) > 1)
+		audioOnlyVariants(p, &b, audio, audio[def].ID.Name, len(names) > 1, text)
 	}
 	return b.Bytes()
 }
@@ -159,16 +164,17 @@ func Master(p *timeline.Presentation) []byte {
 // say (hls.js #2654, shaka-player #824, ExoPlayer #721): switching
 // between audio-only and video variants is what a media source buffer
 // cannot do.
-func audioOnlyVariants(p *timeline.Presentation, b *bytes.Buffer, audio []*timeline.TrackView, name string, group bool) {
+func audioOnlyVariants(p *timeline.Presentation, b *bytes.Buffer, audio []*timeline.TrackView, name string, group bool, text *captionsOf) {
 	for _, a := range audio {
 		if a.ID.Name != name {
 			continue
 		}
 		avg, peak := bitrates(a)
-		fmt.Fprintf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak, avg, a.Codecs)
+		fmt.Fprintf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d,CODECS=%q", peak, avg, text.addCodecs(a.Codecs))
 		if group {
 			fmt.Fprintf(b, ",AUDIO=%q", audioGroup)
 		}
+		text.variantAttrs(b, nil)
 		b.WriteString("\n" + mediaRef(p, a.ID) + "\n")
 	}
 }
@@ -229,21 +235,28 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", disc)
 	}
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
-	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
+	vtt := webVTT(tv)
+	if !vtt {
+		fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
+	}
 	first := true
 	var scratch []byte // one line's numbers, reused
 	var prevEnd uint64
 	ads := newMarkers(p)
 	for e := range tl.All() {
+		// A sparse track's pause between cues (no fragment) is filled as a
+		// hole is: hls.js places a subtitle playlist's segments one after
+		// the other.
+		pause := !first && timeline.Pause(prevEnd, e.Start, e.Duration, e.Gap)
 		switch {
-		case e.Gap && timeline.Hole(prevEnd, e.Start, e.Break):
-			scratch = appendHole(scratch[:0], id, prevEnd, e.Start, e.Duration, ts)
+		case e.Gap && timeline.Hole(prevEnd, e.Start, e.Break), pause:
+			scratch = appendHole(scratch[:0], id, prevEnd, e.Start, e.Duration, ts, vtt)
 			b.Write(scratch)
 		case e.Gap:
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		prevEnd = e.End()
-		if first || e.Gap {
+		if first || e.Gap || pause {
 			b.WriteString("#EXT-X-PROGRAM-DATE-TIME:")
 			b.WriteString(p.Wallclock(e.Start, ts).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 			b.WriteByte('\n')
@@ -253,7 +266,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		b.WriteString("#EXTINF:")
 		scratch = appendExtinf(scratch[:0], e.Start, e.End(), ts)
 		scratch = append(scratch, ",\n"...)
-		scratch = layout.AppendFragmentRef(scratch, id, e.Start)
+		scratch = appendSegmentRef(scratch, id, e.Start, vtt)
 		scratch = append(scratch, '\n')
 		b.Write(scratch)
 	}
@@ -281,14 +294,14 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 // 8216bis 4.4.4.7) says "no media here" with every sequence number
 // unchanged; the segments' URIs are those fragments would have, never
 // stored, which a client must not load.
-func appendHole(dst []byte, id layout.TrackID, prevEnd, start, d, ts uint64) []byte {
+func appendHole(dst []byte, id layout.TrackID, prevEnd, start, d, ts uint64, vtt bool) []byte {
 	n := timeline.HoleSegments(prevEnd, start, d)
 	for k := range n {
 		from, to := timeline.HoleBoundary(prevEnd, start, k, n), timeline.HoleBoundary(prevEnd, start, k+1, n)
 		dst = append(dst, "#EXT-X-GAP\n#EXTINF:"...)
 		dst = appendExtinf(dst, from, to, ts)
 		dst = append(dst, ",\n"...)
-		dst = layout.AppendFragmentRef(dst, id, from)
+		dst = appendSegmentRef(dst, id, from, vtt)
 		dst = append(dst, '\n')
 	}
 	return dst

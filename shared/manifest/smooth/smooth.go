@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/sparse"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -43,10 +44,13 @@ type Manifest struct {
 	Streams                []StreamIndex `xml:"StreamIndex"`
 }
 
-// StreamIndex is a StreamIndex element. Language, TimeScale and the sizes
-// are left out when empty or zero.
+// StreamIndex is a StreamIndex element. Subtype, Language, TimeScale
+// and the sizes are left out when empty or zero.
 type StreamIndex struct {
-	Type          string         `xml:"Type,attr"`
+	Type string `xml:"Type,attr"`
+	// Subtype is a text stream's kind (MS-SSTR 2.2.2.3): SUBT, CAPT or
+	// DESC (textSubtype).
+	Subtype       string         `xml:"Subtype,attr,omitempty"`
 	Name          string         `xml:"Name,attr"`
 	Language      string         `xml:"Language,attr,omitempty"`
 	TimeScale     uint64         `xml:"TimeScale,attr,omitempty"`
@@ -116,6 +120,10 @@ func chunk(s timeline.Span) Chunk {
 // HVC1 or HEV1 (parameter sets in Annex B as CodecPrivateData), AAC as
 // AACL or AACH, AC-3 and E-AC-3 as AC-3 and EC-3 with AudioTag 65534 and
 // the WAVEFORMATEXTENSIBLE extension IIS writes as CodecPrivateData.
+// A TTML text track (stpp, FourCC TTML) is a StreamIndex of Type text
+// with its Subtype (textSubtype) and Language, its holes left between c
+// elements; a WebVTT one (no FourCC) is left out, as MS-SSTR knows no
+// WebVTT.
 func Render(p *timeline.Presentation) ([]byte, error) {
 	m, err := build(p)
 	if err != nil {
@@ -166,6 +174,21 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 	return m, nil
 }
 
+// textSubtype is the Subtype of a text StreamIndex whose track has DASH
+// role role: CAPT for captions (subtitles for the deaf and hard of
+// hearing), DESC for a description, SUBT for the rest (subtitles, forced
+// subtitles), as MS-SSTR 2.2.2.3 names them and dash.js maps them back
+// to DASH roles.
+func textSubtype(role string) string {
+	switch role {
+	case "caption":
+		return "CAPT"
+	case "description":
+		return "DESC"
+	}
+	return "SUBT"
+}
+
 // carried is the tracks of views that Smooth can carry: all but those
 // described with a codec and no FourCC (AV1, which no Smooth client
 // knows a FourCC for, and hev1 whose parameter sets are only in band,
@@ -209,13 +232,19 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 		}
 		si.Levels = append(si.Levels, ql)
 	}
-	if kind == timeline.Video {
+	switch kind {
+	case timeline.Video:
 		si.DisplayWidth, si.DisplayHeight = si.MaxWidth, si.MaxHeight
+	case timeline.Text:
+		si.Subtype = textSubtype(views[0].Role)
 	}
 	if timescale != DefaultTimeScale {
 		si.TimeScale = timescale
 	}
 	common := p.Common(g)
+	if kind == timeline.Text {
+		common = sparse.Close(common) // its silences (sparse.Close)
+	}
 	if last, ok := common.Last(); ok && !p.VOD() {
 		// Each fragment's tfrf announces the next one. A live manifest
 		// lists a fragment only once the fragment it announces is
@@ -225,7 +254,11 @@ func renderStreamIndex(p *timeline.Presentation, g timeline.Group, extent *timel
 		// is still missing; one that did could stall on its 404s.
 		common.TrimAfter(last.Start)
 	}
-	extent.Add(p, &common, timescale)
+	if kind != timeline.Text {
+		// A text track may end long before the others (no cue since):
+		// the presentation lasts as long as its audio and video.
+		extent.Add(p, &common, timescale)
+	}
 	for _, r := range common.Runs {
 		si.Chunks += int(r.Count)
 	}
@@ -272,6 +305,7 @@ func (m *Manifest) write(w *xmlout.Writer) {
 func (si *StreamIndex) write(w *xmlout.Writer, depth int) {
 	w.Start(depth, "StreamIndex")
 	w.Attr("Type", si.Type)
+	w.AttrOmit("Subtype", si.Subtype)
 	w.Attr("Name", si.Name)
 	w.AttrOmit("Language", si.Language)
 	w.UintAttrOmit("TimeScale", si.TimeScale)
