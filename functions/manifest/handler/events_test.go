@@ -78,6 +78,27 @@ func TestMarkersInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *test
 			t.Errorf("%s: want %d DATERANGE tags:\n%s", path, len(times), body)
 		}
 	}
+	// ?markers=cue: the breaks as CUE tags, carried on to the media
+	// playlists; any other value is refused.
+	for q, status := range map[string]int{"cue": 200, "daterange": 400} {
+		req := urlRequest("GET", "/"+layout.MasterPlaylistPath("ch"))
+		req.QueryStringParameters = map[string]string{"markers": q}
+		resp, err := ref.HandleURL(context.Background(), req)
+		if err != nil || resp.StatusCode != status {
+			t.Errorf("markers=%s: %v %d %s, want %d", q, err, resp.StatusCode, resp.Body, status)
+		}
+		if status == 200 && !strings.Contains(resp.Body, ".m3u8?markers=cue\n") {
+			t.Errorf("markers=cue: the multivariant playlist does not carry it on:\n%s", resp.Body)
+		}
+	}
+	req := urlRequest("GET", "/"+layout.MediaPlaylistPath("ch", layout.TrackID{Name: "video", Bitrate: 60000}))
+	req.QueryStringParameters = map[string]string{"markers": "cue"}
+	// Both markers start a break of no said duration: the second falls
+	// in the first, which no IN ends.
+	if resp, err := ref.HandleURL(context.Background(), req); err != nil || strings.Count(resp.Body, "#EXT-X-CUE-OUT\n") != 1 ||
+		!strings.Contains(resp.Body, "#EXT-X-CUE-OUT-CONT:ElapsedTime=1.500\n") || strings.Contains(resp.Body, "DATERANGE") {
+		t.Errorf("markers=cue: want a CUE-OUT, its CONT and no DATERANGE: %v\n%s", err, resp.Body)
+	}
 	for seed := uint64(1); seed <= 3; seed++ {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			_, st := newStore(t)
