@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smoothcast/smoothcast/internal/check"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/manifest/hls"
@@ -160,6 +161,13 @@ func markersOfAPush(t *testing.T, st *stack.Stack, node, chromium, players strin
 		t.Fatalf("pushes: %s", pushErr.String())
 	}
 	waitForVOD(t, st, base)
+	// smoothcast check reads the fragments, emsg boxes first, as every
+	// format lists them.
+	if rep, err := check.Run(context.Background(), nil, st.EdgeURL, channel, check.Options{}); err != nil {
+		t.Errorf("smoothcast check: %v", err)
+	} else if !rep.OK() {
+		t.Errorf("smoothcast check: %v", rep.Problems)
+	}
 	// The manifests of the ended stream, its whole archive, a range and
 	// the CUE tags.
 	checkMarkers(t, base, "", epoch, want)
