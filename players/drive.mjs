@@ -14,10 +14,18 @@
 // prints what each page's player put in its text tracks (cuesMode):
 //
 //   node players/drive.mjs cues <edge URL> <channel> <seconds> [name=value...] <format>:<text track>[@<channel>]...
+//
+// The --events mode plays each format live for <seconds> of media time
+// without forcing renditions, and its line adds the ad markers the player
+// reported (window.smoothcast.events: see reportEvents in the player
+// page); the exit status is 0 when every format played without an error:
+//
+//   node players/drive.mjs --events <edge URL> <channel> <seconds> hls dash
 import { chromium } from "playwright-core";
 
 const cuesMode = process.argv[2] === "cues";
-const [edge, channel, secondsArg, ...formats] = process.argv.slice(cuesMode ? 3 : 2);
+const eventsMode = process.argv[2] === "--events";
+const [edge, channel, secondsArg, ...formats] = process.argv.slice(cuesMode || eventsMode ? 3 : 2);
 const seconds = Number(secondsArg);
 if (!cuesMode && (!edge || !channel || !(seconds > 0) || formats.length === 0)) {
   console.error("usage: node drive.mjs <edge URL> <channel> <seconds> <hls|dash|smooth>...");
@@ -170,6 +178,37 @@ if (cuesMode) {
     process.exit(2);
   }
   await runAll((browser) => pages.map(([f, t, ch]) => playCues(browser, f, t, params, ch)));
+}
+
+// playEvents plays format live for the given seconds of media time and
+// reports the ad markers the player saw (--events).
+async function playEvents(browser, format) {
+  const page = await browser.newPage();
+  const console_ = [];
+  page.on("pageerror", (e) => console_.push(String(e)));
+  const result = { format, ok: false };
+  try {
+    await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
+    await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
+    result.start = await page.evaluate(() => document.getElementById("video").currentTime);
+    await waitFor(page, `${seconds} s of playback`,
+      ([t0, s]) => document.getElementById("video").currentTime - t0 >= s, [result.start, seconds], (seconds + 30) * 1000);
+  } catch (e) {
+    result.failure = e.message;
+  }
+  Object.assign(result, await page.evaluate(() => ({
+    end: document.getElementById("video").currentTime,
+    events: window.smoothcast.events,
+    errors: window.smoothcast.errors,
+  })));
+  result.ok = !result.failure && result.errors.length === 0;
+  if (console_.length) result.console = console_.slice(0, 10);
+  await page.close();
+  return result;
+}
+
+if (eventsMode) {
+  await runAll((browser) => formats.map((f) => playEvents(browser, f)));
 }
 
 await runAll((browser) => formats.map((f) => play(browser, f)));

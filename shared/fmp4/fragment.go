@@ -288,16 +288,29 @@ func selfContained(tfhd *mp4.TfhdBox, trex *mp4.TrexBox) {
 // Rewrite stores it.
 var ErrNotStored = errors.New("not a stored fragment")
 
-// Inspect checks that b is a fragment as Rewrite stores it (one moof with
+// Inspect checks that b is a fragment as Rewrite stores it (any emsg
+// boxes the relay keeps, at most MaxFragmentEvents, then one moof with
 // a tfdt, and a tfxd that agrees with it when present, followed by one
 // mdat that holds every sample the truns describe) and describes it.
 // Readers use it on what they fetch back from the store or the CDN.
 func Inspect(b []byte) (FragmentInfo, error) {
 	var info FragmentInfo
 	var boxes []mp4box.Box
+	events := 0
 	for box, err := range mp4box.All(b) {
 		if err != nil {
 			return info, fmt.Errorf("%w: %w", ErrNotStored, err)
+		}
+		if len(boxes) == 0 && box.Type == "emsg" {
+			// In-band events (ad markers) come before the moof.
+			if events++; events > MaxFragmentEvents {
+				return info, fmt.Errorf("%w: more than %d emsg boxes", ErrNotStored, MaxFragmentEvents)
+			}
+			if _, err := DecodeEmsg(box.Data); err != nil {
+				return info, fmt.Errorf("%w: %w", ErrNotStored, err)
+			}
+			b = b[box.Size():]
+			continue
 		}
 		boxes = append(boxes, box)
 		if len(boxes) > 2 {

@@ -170,6 +170,11 @@ type Options struct {
 	// one. A text track's may skip forward any distance: a gap between
 	// cues.
 	MaxJump time.Duration
+	// Markers, when set, hands ad markers between the connections of a
+	// channel: those of a data track on a connection with no media to
+	// carry them (a Smooth sparse track on a POST of its own) go to it,
+	// and a connection that stores media takes them for its next moof.
+	Markers MarkerQueue
 	// MaxSkew bounds how far apart the tracks of one stream may start
 	// (default DefaultMaxSkew): a track's first fragment must start within
 	// MaxSkew of the span the stream's other tracks have covered, in the
@@ -211,6 +216,10 @@ type track struct {
 	// encoder's own time (valid once hasRaw): what the stream's other
 	// tracks must agree with (Options.MaxSkew).
 	lo, hi time.Duration
+	// data, for a data track (a sparse SCTE-35 track, timed metadata),
+	// says what its samples hold: they become ad markers, never
+	// fragments (events.go).
+	data *dataTrack
 	// tx3g: 3GPP timed text, stored as WebVTT (fmp4.Tx3gToWebVTT).
 	tx3g bool
 }
@@ -234,6 +243,9 @@ type Session struct {
 	clocked  bool          // the clock was asked
 	offset   time.Duration // added to every timestamp (whole seconds)
 	ends     []TrackEnd
+	// emsgs are the in-band events (emsg boxes) that came since the last
+	// moof: the next moof's fragments carry them (events.go).
+	emsgs []*mp4.EmsgBox
 }
 
 // NewSession returns a session that writes to sink.
@@ -282,7 +294,9 @@ func (s *Session) Box(ctx context.Context, box mp4box.Box) error {
 		return protocolErr("moof at offset %d is followed by %s, not mdat", s.moofAt, box.Type)
 	}
 	switch box.Type {
-	case "ftyp", "free", "skip", "styp", "sidx", "prft", "emsg", "mfro", "tfra":
+	case "ftyp", "free", "skip", "styp", "sidx", "prft", "mfro", "tfra":
+	case "emsg":
+		s.emsg(box)
 	case "uuid":
 		return s.uuid(box)
 	case "moov":
@@ -377,6 +391,10 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if _, dup := tracks[id]; dup {
 			return protocolErr("moov declares track %d twice", id)
 		}
+		if d := s.dataTrackOf(trak); d != nil {
+			tracks[id] = &track{trak: trak, trex: trexOf(moov, id), data: d}
+			continue
+		}
 		// 3GPP timed text (ffmpeg's mov_text) goes on as WebVTT.
 		tx3g := fmp4.Tx3gToWebVTT(trak)
 		// Refuse at once what no manifest could describe, and timing no
@@ -397,13 +415,7 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		default:
 			t.kind = timeline.Text
 		}
-		if moov.Mvex != nil {
-			for _, tx := range moov.Mvex.Trexs {
-				if tx.TrackID == id {
-					t.trex = tx
-				}
-			}
-		}
+		t.trex = trexOf(moov, id)
 		t.name = TrackName(t.kind, desc)
 		for _, st := range s.smil {
 			if st.TrackID == id {
@@ -476,6 +488,9 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 	if err != nil {
 		return &ProtocolError{Err: fmt.Errorf("moof at offset %d: %w", s.moofAt, err)}
 	}
+	if parts = s.dataParts(parts); len(parts) == 0 {
+		return nil // a data track's fragment: its samples became ad markers
+	}
 	samples := 0
 	for i := range parts {
 		samples += parts[i].Samples()
@@ -520,11 +535,17 @@ func (s *Session) fragment(ctx context.Context, mdat mp4box.Box) error {
 			return err
 		}
 	}
+	s.takeQueued()
+	carriers := s.carriers(ps)
 	for i := range ps {
+		if carriers[i] {
+			s.carry(&ps[i])
+		}
 		if err := s.store(ctx, &ps[i]); err != nil {
 			return err
 		}
 	}
+	s.emsgs = s.emsgs[:0]
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
+	"github.com/smoothcast/smoothcast/shared/scte35"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -167,7 +168,17 @@ func FuzzSession(f *testing.F) {
 	f.Add(synthSeed(f, synth.Config{SMIL: true}))
 	f.Add(synthSeed(f, synth.Config{NoBitrateBoxes: true, AudioOffset: -20 * time.Millisecond}))
 	f.Add(synthSeed(f, synth.Config{CMAF: true, Muxed: true}))
+	f.Add(synthSeed(f, synth.Config{CMAF: true, Muxed: true, Markers: []synth.Marker{{Fragment: 1, ID: 1, Out: true}, {Fragment: 1, ID: 2, V0: true}}}))
 	f.Add(synthSeed(f, synth.Config{SMIL: true, Muxed: true, AudioOffset: -20 * time.Millisecond}))
+	for _, evte := range []bool{false, true} {
+		sample := synth.AMSMessage(1, 1, 0, scte35.Insert(1, true, 0))
+		if evte {
+			sample = synth.EmibSample(0, 1, scte35.Scheme, scte35.Insert(1, true, 0))
+		}
+		if b, err := (synth.DataTrack{Timescale: 90000, Evte: evte, Starts: []uint64{0, 9000}, Samples: [][]byte{sample, sample}}).Push(); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Add(readFixture(f, "ffmpeg-plain.ismv")[:4000])
 	f.Add(readFixture(f, "ffmpeg-text.ismv")) // 3GPP timed text, stored as WebVTT
 	text := synth.Track{Kind: timeline.Text, Language: "eng", TextOptions: synth.TextOptions{CueEvery: 2}}

@@ -99,6 +99,8 @@ type Config struct {
 	// frag_keyframe (and its HLS fMP4 segments without -var_stream_map).
 	// With CMAF, the moov declares every track.
 	Muxed bool
+	// Markers are SCTE-35 ad markers sent in band (events.go).
+	Markers []Marker
 }
 
 // Stream generates the bytes of one push. Its methods are not safe for
@@ -473,6 +475,7 @@ func (s *Stream) encode(dst []byte, frag *mp4.Fragment, k int, id uint32) ([]byt
 			return dst, err
 		}
 	}
+	s.appendMarkers(k, id)
 	if err := frag.Encode(&s.buf); err != nil {
 		if id == 0 {
 			return dst, fmt.Errorf("synth: encode muxed fragment %d: %w", k, err)

@@ -33,6 +33,9 @@ type Presentation struct {
 	// Oldest, when set, leaves out fragments that start before it: they
 	// are past retention, or soon will be.
 	Oldest time.Time
+	// CueMarkers asks HLS for ad markers as EXT-X-CUE-OUT, -CONT and
+	// -IN tags instead of EXT-X-DATERANGE (events.go).
+	CueMarkers bool
 }
 
 // Finished reports whether every track that has media has finished (see

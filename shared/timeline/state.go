@@ -218,6 +218,9 @@ type TrackState struct {
 	// Epoch is the epoch of the channel index this state was written
 	// under (zero in a state written before it was kept): see Belongs.
 	Epoch time.Time `json:"epoch,omitzero"`
+	// Events are the in-band events (ad markers) of the track's
+	// fragments, in time order (AddEvents).
+	Events []Event `json:"events,omitempty"`
 }
 
 // Belongs reports whether the state belongs to the channel whose index
@@ -455,6 +458,7 @@ func (s *TrackState) publish(a Arrival, gap bool, rules Rules) {
 	if rules.Window > 0 && s.Timeline.End() > rules.Window {
 		s.Timeline.TrimBefore(s.Timeline.End() - rules.Window)
 	}
+	s.trimEvents()
 	// Ends at or before a are followed now: the stream went on.
 	s.Ends = slices.DeleteFunc(s.Ends, func(e Ending) bool { return e.Time <= a.Start })
 	if len(s.Ends) == 0 {

@@ -126,6 +126,7 @@ type Relay struct {
 
 	uploads *upload.Uploads // interface 2: the upload source
 	mem     memory          // the memory budget every buffer draws from
+	markers markerQueues    // ad markers between a channel's connections (markers.go)
 
 	// mu guards what follows. It may be held while taking a push's
 	// sessionReader.mu or a Live's mu (Shutdown stops them) or a stream's mu, never

@@ -40,7 +40,7 @@ func (rl *Relay) newRun(st *stream, log *slog.Logger, received func() time.Time)
 	sink := &storeSink{rl: rl, st: st, received: received, store: rl.store.forStream(st), channel: st.channel, log: log}
 	clock := &channelClock{st: sink.store, channel: st.channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
 	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift,
-		Limit: boxLimit})
+		Limit: boxLimit, Markers: rl.markers.tap(st.channel)})
 	return &run{rl: rl, st: st, sess: sess, sink: sink, log: log, started: time.Now()}
 }
 

@@ -40,6 +40,7 @@ type channel struct {
 	// and the ones that ended, by playlist.
 	tsRates map[string][]tsRate
 	tsEnded map[string]*rendition
+	marks   markState // ad markers (markers.go)
 }
 
 // message is what the channel goroutine takes: *put, *closeAll, and the
@@ -328,6 +329,7 @@ func unclaimed(file, init string) bool {
 // learnt acts on what a playlist or MPD said: segments held may now be
 // placed, and renditions whose stream ended end once they are quiet.
 func (c *channel) learnt(l learned) {
+	c.learnMarks(l)
 	c.placeHeld()
 	if l.all {
 		c.log.Info("MPD is static: the channel's renditions end")

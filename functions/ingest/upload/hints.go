@@ -66,6 +66,10 @@ type segmentRule struct {
 type learned struct {
 	ended []string // init files
 	all   bool
+	// marks are a media playlist's ad markers, markErrs the malformed
+	// ones (markers.go).
+	marks    []mark
+	markErrs []error
 }
 
 // empty reports whether no playlist or MPD said anything yet.
@@ -112,10 +116,12 @@ func (h *hints) learnPlaylist(file string, b []byte) (learned, error) {
 		}
 		h.exact[path.Base(strings.SplitN(seg.URI, "?", 2)[0])] = path.Base(seg.Map.URI)
 	}
+	var l learned
+	l.marks, l.markErrs = marksOf(pl)
 	if pl.Ended {
-		return learned{ended: []string{init}}, nil
+		l.ended = []string{init}
 	}
-	return learned{}, nil
+	return l, nil
 }
 
 // learnMPD learns from an MPD which init segment each media segment

@@ -23,6 +23,9 @@ type rendition struct {
 	sess  Session
 	jobs  chan job
 
+	// timescale is ref's: the ad markers' times are in it (markers.go).
+	timescale uint32
+
 	// Segments handed to the worker: starts of the latest (to tell a
 	// resend), the newest's start, and where the newest ends (once one
 	// was timed): a segment starting later leaves a gap, and waits.
@@ -85,6 +88,7 @@ type segment struct {
 	deadline time.Time  // of its reorder wait
 	notFor   *rendition // held for the rendition that replaces this one (awaitInit)
 	stored   bool       // the same bytes as the segment notFor stored at its start
+	marks    []byte     // emsg boxes of the ad markers fed before it (markers.go)
 }
 
 // held answers the request of a segment that is held: 202, stored later
@@ -159,6 +163,7 @@ func newRendition(c *channel, file string, init []byte, sess Session) *rendition
 	c.seq++
 	r := &rendition{c: c, init: file, seq: c.seq, sess: sess, jobs: make(chan job, maxInflight+1)}
 	r.trexs, r.ref = trackDefaults(init)
+	r.timescale = refTimescale(init, r.ref)
 	go r.work(c.u)
 	return r
 }
@@ -186,7 +191,7 @@ func (r *rendition) work(u *Uploads) {
 			if r.vttw != nil {
 				err = r.vttw.feed(u.ctx, r.sess, s)
 			} else {
-				err = r.sess.Feed(u.ctx, Segment{File: s.file, Body: s.body, Received: s.received, Held: s.put == nil && !s.init})
+				err = r.sess.Feed(u.ctx, Segment{File: s.file, Body: s.withMarks(), Received: s.received, Held: s.put == nil && !s.init})
 			}
 			if s.timed {
 				if results[s.start] = err; len(order) == maxDispatched {
@@ -365,6 +370,9 @@ func (r *rendition) dispatch(s *segment) {
 		// A segment of no known duration says nothing of where the next
 		// one starts.
 		r.next, r.hasNext = max(r.next, s.end), s.end > s.start
+	}
+	if !s.resend {
+		r.c.markDispatch(r, s)
 	}
 	r.inflight++
 	r.stopTimer()

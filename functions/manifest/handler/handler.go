@@ -14,7 +14,6 @@ package handler
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/smoothcast/smoothcast/shared/emf"
@@ -249,7 +249,7 @@ const headBytes = 64 << 10
 
 func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, size int64, at time.Time, log *slog.Logger, began time.Time, stats *eventStats) error {
 	log = log.With("start", obj.Start)
-	arr, err := h.readArrival(ctx, key, obj, size)
+	arr, emsgs, err := h.readArrival(ctx, key, obj, size)
 	if err != nil {
 		return err
 	}
@@ -257,12 +257,16 @@ func (h *Handler) fragment(ctx context.Context, obj layout.Object, key string, s
 	if err != nil {
 		return err
 	}
+	evs := h.events(emsgs, arr, tr, log)
 	rules := h.Cfg.rules(tr)
 	var out timeline.Outcome
 	return h.updateTrack(ctx, obj, epoch, log, began, at, stats, func(st *timeline.TrackState) (string, bool, error) {
 		var changed bool
 		var err error
 		out, changed, err = st.Apply(arr, at, rules)
+		if err == nil && st.AddEvents(evs) {
+			changed = true
+		}
 		return out.String(), changed, err
 	})
 }
@@ -364,49 +368,50 @@ func backoff(ctx context.Context, attempt int) {
 // readArrival reads the head of the fragment object: its moof gives the
 // duration, and its metadata the previous fragment on the encoder's
 // connection. What the object's bytes get wrong is an unreadableError.
-func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object, size int64) (timeline.Arrival, error) {
+func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object, size int64) (timeline.Arrival, []*mp4.EmsgBox, error) {
 	o, err := h.Store.GetRange(ctx, key, 0, headBytes-1)
 	if err != nil {
-		return timeline.Arrival{}, fmt.Errorf("read fragment: %w", err)
+		return timeline.Arrival{}, nil, fmt.Errorf("read fragment: %w", err)
 	}
 	if o.Size > 0 {
 		size = o.Size
 	}
 	b := o.Body
 	if len(b) < 8 {
-		return timeline.Arrival{}, unreadable("fragment object of %d bytes holds no moof", len(b))
+		return timeline.Arrival{}, nil, unreadable("fragment object of %d bytes holds no moof", len(b))
 	}
-	need := int64(binary.BigEndian.Uint32(b))
+	// The moof, after the emsg boxes (in-band events) the relay may put
+	// before it: a second read when they do not fit the first.
+	emsgs, moofAt, need, err := fmp4.StoredHead(b)
 	switch {
-	case need < 8:
-		// 0 (to the end of the file) and 1 (a 64-bit size) are not what
-		// the relay writes, nor is anything shorter than a box header.
-		return timeline.Arrival{}, unreadable("fragment's first box has size field %d", need)
-	case need > fmp4.MaxMoof:
-		return timeline.Arrival{}, unreadable("fragment's moof of %d bytes is larger than the %d bytes the pipeline carries (fmp4.MaxMoof)", need, fmp4.MaxMoof)
+	case err != nil:
+		return timeline.Arrival{}, nil, unreadable("fragment object: %w", err)
 	case size > 0 && need > size:
-		return timeline.Arrival{}, unreadable("fragment object of %d bytes ends inside its moof of %d bytes", size, need)
+		return timeline.Arrival{}, nil, unreadable("fragment object of %d bytes ends inside its moof (or the emsg boxes before it): %d bytes", size, need)
 	case need > int64(len(b)):
 		if o, err = h.Store.GetRange(ctx, key, 0, need-1); err != nil {
-			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %w", err)
+			return timeline.Arrival{}, nil, fmt.Errorf("read fragment moof: %w", err)
 		}
 		b = o.Body
 		if int64(len(b)) < need {
 			// The object holds the bytes (size says so): the read fell
 			// short, which a retry may not.
-			return timeline.Arrival{}, fmt.Errorf("read fragment moof: %d of %d bytes", len(b), need)
+			return timeline.Arrival{}, nil, fmt.Errorf("read fragment moof: %d of %d bytes", len(b), need)
+		}
+		if emsgs, moofAt, need, err = fmp4.StoredHead(b); err != nil || need > int64(len(b)) {
+			return timeline.Arrival{}, nil, unreadable("fragment object: head of %d bytes: %v", need, err)
 		}
 	}
-	moof, err := fmp4.DecodeMoof(b[:need])
+	moof, err := fmp4.DecodeMoof(b[moofAt:need])
 	if err != nil {
-		return timeline.Arrival{}, unreadable("fragment object: %w", err)
+		return timeline.Arrival{}, nil, unreadable("fragment object: %w", err)
 	}
 	startSigned, dur, ok := fmp4.Timing(moof, nil)
 	if !ok || startSigned < 0 || uint64(startSigned) != obj.Start {
-		return timeline.Arrival{}, unreadable("fragment object's time %d does not match its key", startSigned)
+		return timeline.Arrival{}, nil, unreadable("fragment object's time %d does not match its key", startSigned)
 	}
 	if dur == 0 || dur > math.MaxUint64-obj.Start {
-		return timeline.Arrival{}, unreadable("fragment at %d lasts %d ticks: its end is not a time", obj.Start, dur)
+		return timeline.Arrival{}, nil, unreadable("fragment at %d lasts %d ticks: its end is not a time", obj.Start, dur)
 	}
 	a := timeline.Arrival{Fragment: timeline.Fragment{Start: obj.Start, Duration: dur}, Size: size}
 	for _, trun := range moof.Traf.Truns {
@@ -415,12 +420,12 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 	if p, ok := o.Metadata[layout.MetaPrev]; ok {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return timeline.Arrival{}, unreadable("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
+			return timeline.Arrival{}, nil, unreadable("fragment metadata %s=%q: %w", layout.MetaPrev, p, err)
 		}
 		a.HasPrev, a.Prev = true, v
 	}
 	a.Disc = o.Metadata[layout.MetaDisc] == "1"
-	return a, nil
+	return a, emsgs, nil
 }
 
 func (h *Handler) loadTrackState(ctx context.Context, key string) (*timeline.TrackState, string, error) {

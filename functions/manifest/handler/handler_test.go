@@ -187,47 +187,58 @@ func TestEventsInAnyOrderDuplicatedAndConcurrentGiveTheInOrderManifests(t *testi
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			srv, st := newStore(t)
 			evs := pushFixture(t, st, "ch", base)
-			// Every event twice or three times, shuffled, on 8 concurrent
-			// "invocations", each a separate handler (no shared warm cache).
-			rng := rand.New(rand.NewPCG(seed, 42))
-			var all []events.S3Event
-			for _, fe := range evs {
-				for range 2 + rng.IntN(2) {
-					all = append(all, fe.ev)
-				}
-			}
-			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 			putsBefore := srv.Requests()[http.MethodPut]
-			work := make(chan events.S3Event)
-			var wg sync.WaitGroup
-			errs := make(chan error, len(all))
-			for range 8 {
-				h := handlerAt(st, cfg, evs)
-				wg.Go(func() {
-					for ev := range work {
-						if err := h.HandleS3(context.Background(), ev); err != nil {
-							errs <- err
-						}
-					}
-				})
-			}
-			for _, ev := range all {
-				work <- ev
-			}
-			close(work)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			got := render(t, handlerAt(st, cfg, evs), "ch")
-			for path, w := range want {
-				if got[path] != w {
-					t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
+			all := handleShuffled(t, st, cfg, evs, rand.New(rand.NewPCG(seed, 42)))
+			sameManifests(t, render(t, handlerAt(st, cfg, evs), "ch"), want)
+			t.Logf("%d events (%d distinct) → %d state writes", all, len(evs), srv.Requests()[http.MethodPut]-putsBefore)
+		})
+	}
+}
+
+// handleShuffled hands every event of evs two or three times, shuffled by
+// rng, to 8 concurrent "invocations", each a separate handler (no shared
+// warm cache), and returns how many events it handed.
+func handleShuffled(t *testing.T, st *store.Store, cfg handler.Config, evs []fragmentEvent, rng *rand.Rand) int {
+	t.Helper()
+	var all []events.S3Event
+	for _, fe := range evs {
+		for range 2 + rng.IntN(2) {
+			all = append(all, fe.ev)
+		}
+	}
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	work := make(chan events.S3Event)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(all))
+	for range 8 {
+		h := handlerAt(st, cfg, evs)
+		wg.Go(func() {
+			for ev := range work {
+				if err := h.HandleS3(context.Background(), ev); err != nil {
+					errs <- err
 				}
 			}
-			t.Logf("%d events (%d distinct) → %d state writes", len(all), len(evs), srv.Requests()[http.MethodPut]-putsBefore)
 		})
+	}
+	for _, ev := range all {
+		work <- ev
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	return len(all)
+}
+
+// sameManifests fails t for each manifest of got that is not want's.
+func sameManifests(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for path, w := range want {
+		if got[path] != w {
+			t.Errorf("%s differs from in-order processing:\ngot:\n%s\nwant:\n%s", path, got[path], w)
+		}
 	}
 }
 

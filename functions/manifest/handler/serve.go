@@ -88,6 +88,9 @@ func (h *Handler) HandleURL(ctx context.Context, req events.LambdaFunctionURLReq
 		if err == nil && rng != nil {
 			err = available(p, rng)
 		}
+		if err == nil {
+			p.CueMarkers, err = cueMarkers(req.QueryStringParameters)
+		}
 		if err != nil {
 			return textResponse(http.StatusBadRequest, err.Error()+"\n"), nil
 		}

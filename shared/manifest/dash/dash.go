@@ -69,15 +69,16 @@ type mpd struct {
 }
 
 type period struct {
-	ID     string          `xml:"id,attr"`
-	Start  string          `xml:"start,attr"`
-	Assets []adaptationSet `xml:"AdaptationSet"`
+	ID           string          `xml:"id,attr"`
+	Start        string          `xml:"start,attr"`
+	EventStreams []eventStream   `xml:"EventStream"`
+	Assets       []adaptationSet `xml:"AdaptationSet"`
 }
 
 // adaptationSet is an AdaptationSet element: Lang, the sizes and Label
 // are left out when empty or zero. Its elements are in the order of the
-// MPD schema: Label, Accessibility, Role (text.go: text tracks and the
-// videos' captions).
+// MPD schema: InbandEventStream (events.go), Label, Accessibility, Role
+// (text.go: text tracks and the videos' captions).
 type adaptationSet struct {
 	ID               int              `xml:"id,attr"`
 	ContentType      string           `xml:"contentType,attr"`
@@ -87,6 +88,7 @@ type adaptationSet struct {
 	StartWithSAP     int              `xml:"startWithSAP,attr"`
 	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
 	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
+	Inband           *descriptor      `xml:"InbandEventStream"`
 	Label            string           `xml:"Label,omitempty"`
 	Accessibility    []descriptor     `xml:"Accessibility"`
 	Roles            []descriptor     `xml:"Role"`
@@ -310,6 +312,9 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 	if g.Kind == timeline.Video {
 		as.Accessibility = captionsAccessibility(g.Views)
 	}
+	if carriesEvents(g) {
+		as.Inband = &inband
+	}
 	for _, tv := range g.Views {
 		if g.Kind == timeline.Video {
 			as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
@@ -414,12 +419,18 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 		parts = splitAt(p, begins, groups, commons, maxDur)
 	}
 	var out []period
+	evs := p.Events()
 	for k, part := range parts {
 		begin, id := origin, "0"
 		if k > 0 {
 			begin, id = begins[k-1], "b"+strconv.FormatInt(begins[k-1].Sub(p.Epoch).Milliseconds(), 10)
 		}
 		per := period{ID: id, Start: duration(max(begin.Sub(origin), 0))}
+		var end time.Time
+		if k < len(begins) {
+			end = begins[k]
+		}
+		per.EventStreams = eventStreams(evs, p, begin, end)
 		for i := range part {
 			if part[i].Empty() {
 				continue
@@ -544,11 +555,14 @@ func (per *period) write(w *xmlout.Writer, depth int) {
 	w.Start(depth, "Period")
 	w.Attr("id", per.ID)
 	w.Attr("start", per.Start)
-	if len(per.Assets) == 0 {
+	if len(per.Assets) == 0 && len(per.EventStreams) == 0 {
 		w.Empty("Period")
 		return
 	}
 	w.Open()
+	for i := range per.EventStreams {
+		per.EventStreams[i].write(w, depth+1)
+	}
 	for i := range per.Assets {
 		per.Assets[i].write(w, depth+1)
 	}
@@ -568,6 +582,9 @@ func (as *adaptationSet) write(w *xmlout.Writer, depth int) {
 	w.IntAttrOmit("maxWidth", as.MaxWidth)
 	w.IntAttrOmit("maxHeight", as.MaxHeight)
 	w.Open() // the SegmentTemplate, at least
+	if as.Inband != nil {
+		as.Inband.write(w, depth+1, "InbandEventStream")
+	}
 	if as.Label != "" {
 		writeLabel(w, depth+1, as.Label)
 	}

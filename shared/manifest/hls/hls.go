@@ -189,10 +189,11 @@ func bitrates(tv *timeline.TrackView) (avg, peak int) {
 	return tv.ID.Bitrate, tv.ID.Bitrate
 }
 
-// mediaRef is the URI of a media playlist, carrying a time-shift query on.
+// mediaRef is the URI of a media playlist, carrying a time-shift query
+// and the choice of marker tags on.
 func mediaRef(p *timeline.Presentation, id layout.TrackID) string {
-	if p.Range != nil && p.Range.Query != "" {
-		return layout.MediaPlaylistRef(id) + "?" + p.Range.Query
+	if q := query(p); q != "" {
+		return layout.MediaPlaylistRef(id) + "?" + q
 	}
 	return layout.MediaPlaylistRef(id)
 }
@@ -241,6 +242,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	first := true
 	var scratch []byte // one line's numbers, reused
 	var prevEnd uint64
+	ads := newMarkers(p)
 	for e := range tl.All() {
 		// A sparse track's pause between cues (no fragment) is filled as a
 		// hole is: hls.js places a subtitle playlist's segments one after
@@ -260,6 +262,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 			b.WriteByte('\n')
 		}
 		first = false
+		b.Write(ads.before(scratch[:0], p.Wallclock(e.Start, ts), p.Wallclock(e.End(), ts)))
 		b.WriteString("#EXTINF:")
 		scratch = appendExtinf(scratch[:0], e.Start, e.End(), ts)
 		scratch = append(scratch, ",\n"...)
@@ -267,6 +270,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 		scratch = append(scratch, '\n')
 		b.Write(scratch)
 	}
+	b.Write(ads.rest(scratch[:0]))
 	if p.VOD() {
 		b.WriteString("#EXT-X-ENDLIST\n")
 	}
