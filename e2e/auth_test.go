@@ -19,6 +19,7 @@ func TestFFmpegAuthenticatesWithBasicCredentials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	const secret = "e2e-secret-0123456789abcdef"
 	st := startStackWith(t, "", func(o *stack.Options) {

@@ -245,6 +245,15 @@ func checkDecodeSpan(t *testing.T, ffmpeg, url string, video, audio time.Duratio
 	}
 }
 
+// besideAnother lets a test run beside one other such test, once the
+// suite's other tests have ended (go test runs its parallel top-level
+// tests last, -parallel at a time: GOMAXPROCS, 2 here). It is for tests
+// whose time is an encoder's real time rather than the machine's, that
+// judge media and manifests rather than timing, and that change no
+// process-wide state (no t.Setenv): a pair of them costs the suite the
+// longer one's time, not both.
+func besideAnother(t *testing.T) { t.Parallel() }
+
 // framecrc is what ffmpeg's framecrc muxer prints for the streams maps
 // of url, decoded with no error.
 func framecrc(t *testing.T, ffmpeg, url string, maps []string, inputArgs ...string) string {

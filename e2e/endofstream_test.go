@@ -24,6 +24,7 @@ func TestEndOfStreamTurnsVODAndARestartContinues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	// Sessions of 8 s: a restart is told from a reconnect when it starts
 	// further back than the drift limit from what the channel published.

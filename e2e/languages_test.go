@@ -29,6 +29,7 @@ func TestCMAFAudioLanguagesAndRoles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	ffprobe := testtool.Require(t, "ffprobe")
 	cfg := synth.Config{CMAF: true, Tracks: []synth.Track{

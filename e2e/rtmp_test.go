@@ -150,6 +150,7 @@ func TestFFmpegRTMPAuthentication(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	const secret = "rtmp-e2e-secret-0123456789"
 	st := startRTMPStack(t, func(o *stack.Options) {
@@ -188,6 +189,7 @@ func TestFFmpegRTMPReconnectAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	// A restart is told from a reconnect when it starts further back than
 	// the drift limit from what the channel published.
@@ -254,6 +256,7 @@ func TestFFmpegRTMPKeyFramesTooFarApart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	st := startRTMPStack(t)
 	cmd := ffmpegRTMP(context.Background(), ffmpeg, st.RTMPURL+"/longgop", 16, 600)

@@ -108,6 +108,7 @@ func TestFFmpegHLSUploadWithSubtitles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	node := testtool.Require(t, "node")
 	chromium := testtool.Require(t, "chromium")

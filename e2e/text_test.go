@@ -105,7 +105,7 @@ func TestPlayersShowTextCues(t *testing.T) {
 		fragments = 24 // 48 s of push, more than the test plays
 		gapFrom   = 9  // the text tracks send nothing from 18 s
 		gapCount  = 3  // to 24 s
-		played    = 18 // seconds of media each page plays
+		played    = 22 // seconds of media each page plays: past the gap from a start as early as 2 s
 		frame     = 0.04
 	)
 	gap := synth.Gap{From: gapFrom, Count: gapCount}
