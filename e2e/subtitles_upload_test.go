@@ -115,14 +115,17 @@ func TestFFmpegHLSUploadWithSubtitles(t *testing.T) {
 	players := requirePlayers(t)
 	st := startStackWith(t, players)
 	const channel = "subtitles"
-	cmd := ffmpegSubtitlesUpload(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml", pushSeconds)
+	// 10 s: the fixture's last cue ends at 9 s.
+	cmd := ffmpegSubtitlesUpload(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml", 10)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("ffmpeg -f hls -method PUT: %v\n%s", err, stderr.String())
 	}
 	base := st.EdgeURL + "/live/" + channel + ".isml/"
+	began := time.Now()
 	waitForVOD(t, st, base)
+	t.Logf("VOD %v after the upload", time.Since(began).Round(time.Millisecond))
 
 	cues, tracks, videoStart := storedCues(t, st, channel)
 	if len(tracks) != 1 || !strings.HasPrefix(tracks[0], "text_eng@") {
@@ -168,7 +171,8 @@ func TestFFmpegHLSUploadWithSubtitles(t *testing.T) {
 	// (the first frame plays at 0), so a cue shows when the frame it
 	// goes with does. A cue across a fragment boundary is two cues there
 	// (one per WebVTT file), joined here.
-	results := runCuesDriver(t, node, chromium, players, st, channel, pushSeconds-3, []string{"start=0", "hls:eng"})
+	began = time.Now()
+	results := runCuesDriver(t, node, chromium, players, st, channel, 9, []string{"start=0", "hls:eng"})
 	if len(results) != 1 || !results[0].OK {
 		t.Fatalf("hls.js: %+v", results)
 	}
@@ -176,7 +180,7 @@ func TestFFmpegHLSUploadWithSubtitles(t *testing.T) {
 	for _, c := range results[0].Cues {
 		shown = append(shown, webvtt.Cue{Start: time.Duration(c.Start * float64(time.Second)), End: time.Duration(c.End * float64(time.Second)), Text: c.Text})
 	}
-	t.Logf("hls.js played %.1f s to %.1f s: %+v", results[0].Start, results[0].End, shown)
+	t.Logf("hls.js played %.1f s to %.1f s in %v: %+v", results[0].Start, results[0].End, time.Since(began).Round(time.Millisecond), shown)
 	checkCues(t, "hls.js", joinCues(shown), 0, 40*time.Millisecond)
 }
 

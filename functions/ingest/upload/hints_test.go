@@ -130,12 +130,21 @@ func TestWhatEndsRenditions(t *testing.T) {
 func FuzzHints(f *testing.F) {
 	f.Add("stream_0.m3u8", []byte("#EXTM3U\n#EXT-X-MAP:URI=\"init_0.mp4\"\n#EXTINF:2,\nstream_00.m4s\n#EXT-X-ENDLIST\n"), []byte(ffmpegMPD), "stream_01.m4s")
 	f.Add("x.m3u8", []byte("#EXTM3U\n#EXT-X-MAP:URI=\"$$.mp4\"\n"), []byte(`<MPD><Period><AdaptationSet><Representation id="(."><SegmentTemplate initialization="$RepresentationID$[" media="$Number%099d$"/></Representation></AdaptationSet></Period></MPD>`), "x1.m4s")
+	f.Add("out_0_vtt.m3u8", []byte("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2,\nout_07.vtt\n"), []byte(ffmpegMPD), "out_07.vtt")
+	f.Add("master.m3u8", []byte(ffmpegMaster), []byte(textMPD), "out_00.vtt")
 	f.Fuzz(func(t *testing.T, file string, pl, mpd []byte, segment string) {
 		var h hints
 		_, _ = h.learnPlaylist(file, pl)
+		_, _ = h.learnPlaylist("master.m3u8", []byte(ffmpegMaster))
 		_, _ = h.learnMPD(mpd)
-		if len(h.exact) > maxExactSegments || len(h.rules) > maxRules || len(h.stems) > maxStems {
-			t.Fatalf("%d segment names, %d rules, %d playlists", len(h.exact), len(h.rules), len(h.stems))
+		if len(h.exact) > maxExactSegments || len(h.rules) > maxRules || len(h.stems) > maxStems ||
+			len(h.vttSegs) > maxExactSegments || len(h.vtt) > maxStems || len(h.subs) > maxStems || len(h.captions) > maxStems {
+			t.Fatalf("%d segment names, %d rules, %d playlists, %d WebVTT segments and %d playlists, %d subtitle renditions, %d captioned variants",
+				len(h.exact), len(h.rules), len(h.stems), len(h.vttSegs), len(h.vtt), len(h.subs), len(h.captions))
+		}
+		for key := range h.vtt {
+			_, _ = h.avOf(key)
+			_ = h.subtitleTrack(key)
 		}
 		inits := map[string]bool{"init_0.mp4": true, "init-stream0.m4s": true}
 		for name := range h.stems {
