@@ -298,7 +298,7 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 		// Live manifests say max-age=1; a time-shift manifest of a range
 		// long finished says more, and is kept as long.
 		MaxTtl:                     awscdk.Duration_Seconds(jsii.Number(layout.FinishedRangeMaxAge.Seconds())),
-		QueryStringBehavior:        awscloudfront.CacheQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
+		QueryStringBehavior:        awscloudfront.CacheQueryStringBehavior_AllowList(*jsii.Strings(layout.ManifestQueries()...)...),
 		HeaderBehavior:             awscloudfront.CacheHeaderBehavior_None(),
 		CookieBehavior:             awscloudfront.CacheCookieBehavior_None(),
 		EnableAcceptEncodingGzip:   jsii.Bool(true),
@@ -306,8 +306,8 @@ func distribution(stack awscdk.Stack, cfg Config, media awss3.Bucket, fn awslamb
 	})
 	forward := awscloudfront.NewOriginRequestPolicy(stack, jsii.String("ManifestRequest"), &awscloudfront.OriginRequestPolicyProps{
 		OriginRequestPolicyName: cfName("manifest-request"),
-		Comment:                 jsii.String("smoothcast manifests: the viewer's host (absolute URLs) and the time-shift query"),
-		QueryStringBehavior:     awscloudfront.OriginRequestQueryStringBehavior_AllowList(jsii.String("start"), jsii.String("end")),
+		Comment:                 jsii.String("smoothcast manifests: the viewer's host (absolute URLs), the time-shift and marker queries"),
+		QueryStringBehavior:     awscloudfront.OriginRequestQueryStringBehavior_AllowList(*jsii.Strings(layout.ManifestQueries()...)...),
 		HeaderBehavior:          awscloudfront.OriginRequestHeaderBehavior_AllowList(jsii.String(layout.ViewerHostHeader)),
 		CookieBehavior:          awscloudfront.OriginRequestCookieBehavior_None(),
 	})

@@ -502,7 +502,7 @@ func TestDistribution(t *testing.T) {
 		})}))
 	}
 	cp := js(s.of("AWS::CloudFront::CachePolicy"))
-	for _, want := range []string{`"DefaultTTL":1`, `"MaxTTL":60`, `"MinTTL":0`, `"QueryStringBehavior":"whitelist"`, `"QueryStrings":["start","end"]`, `"EnableAcceptEncodingGzip":true`} {
+	for _, want := range []string{`"DefaultTTL":1`, `"MaxTTL":60`, `"MinTTL":0`, `"QueryStringBehavior":"whitelist"`, `"QueryStrings":["start","end","markers"]`, `"EnableAcceptEncodingGzip":true`} {
 		if !strings.Contains(cp, want) {
 			t.Errorf("manifest cache policy lacks %s: %s", want, cp)
 		}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,13 +139,21 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 // serveManifest calls the manifest function the way CloudFront calls a
-// Function URL origin.
+// Function URL origin, with the query parameters CloudFront forwards.
 func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
+	// CloudFront forwards only the query parameters its origin request
+	// policy allows.
+	forwarded := url.Values{}
+	for _, k := range layout.ManifestQueries() {
+		if v, ok := r.URL.Query()[k]; ok {
+			forwarded[k] = v
+		}
+	}
 	req := events.LambdaFunctionURLRequest{
 		Version:        "2.0",
 		RawPath:        r.URL.Path,
-		RawQueryString: r.URL.RawQuery,
+		RawQueryString: forwarded.Encode(),
 		Headers:        map[string]string{},
 		RequestContext: events.LambdaFunctionURLRequestContext{
 			HTTP: events.LambdaFunctionURLRequestContextHTTPDescription{
@@ -165,10 +174,10 @@ func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		req.Headers["x-forwarded-proto"] = "https"
 	}
-	if q := r.URL.Query(); len(q) > 0 {
+	if len(forwarded) > 0 {
 		req.QueryStringParameters = map[string]string{}
-		for k := range q {
-			req.QueryStringParameters[k] = q.Get(k)
+		for k := range forwarded {
+			req.QueryStringParameters[k] = forwarded.Get(k)
 		}
 	}
 	resp, err := e.Manifest(r.Context(), req)

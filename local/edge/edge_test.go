@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,5 +88,31 @@ func TestRouting(t *testing.T) {
 	}
 	if len(asked) != 2 {
 		t.Errorf("the manifest function was asked for %v, want the two manifests only", asked)
+	}
+}
+
+// The manifest function gets the query parameters CloudFront's origin
+// request policy forwards (layout.ManifestQueries), and no other: a
+// parameter left out of the policy is left out locally too.
+func TestManifestGetsOnlyTheForwardedQuery(t *testing.T) {
+	var got events.LambdaFunctionURLRequest
+	e := &Edge{Log: slog.New(slog.DiscardHandler),
+		Manifest: func(_ context.Context, req events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
+			got = req
+			return events.LambdaFunctionURLResponse{StatusCode: 200}, nil
+		}}
+	srv := httptest.NewServer(e.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/" + layout.SmoothManifestPath("ch") + "?start=10&cb=123&markers=cue&end=20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := map[string]string{"start": "10", "end": "20", "markers": "cue"}
+	if !maps.Equal(got.QueryStringParameters, want) {
+		t.Errorf("query parameters %v, want %v", got.QueryStringParameters, want)
+	}
+	if got.RawQueryString != "end=20&markers=cue&start=10" {
+		t.Errorf("raw query %q", got.RawQueryString)
 	}
 }

@@ -103,6 +103,19 @@ func FragmentKey(channel string, t TrackID, start uint64) string {
 	return qualityBase(channel, t) + "Fragments(" + t.Name + "=" + strconv.FormatUint(start, 10) + ")"
 }
 
+// The query parameters a manifest URL may carry: a time-shift range
+// (QueryStart, QueryEnd: a wall-clock time in RFC 3339 or seconds since
+// the stream's start) and the form of HLS ad markers (QueryMarkers).
+const (
+	QueryStart   = "start"
+	QueryEnd     = "end"
+	QueryMarkers = "markers"
+)
+
+// ManifestQueries are the query parameters that change a manifest: the
+// CDN keys its cache on them and forwards them, and no other.
+func ManifestQueries() []string { return []string{QueryStart, QueryEnd, QueryMarkers} }
+
 // WebVTTKey is the key (and URL path, without the leading slash) of the
 // WebVTT file that holds the cues of the wvtt fragment of track t that
 // starts at start: HLS players read WebVTT subtitles as text files, not

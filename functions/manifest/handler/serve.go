@@ -255,8 +255,8 @@ func (h *Handler) Presentation(ctx context.Context, channel string) (*timeline.P
 // (RFC 3339: 2026-11-25T12:00:00Z, fractions and offsets allowed) or a
 // number of seconds since the stream's start (media time zero: 90, 12.5).
 const (
-	QueryStart = "start"
-	QueryEnd   = "end"
+	QueryStart = layout.QueryStart
+	QueryEnd   = layout.QueryEnd
 )
 
 // ParseRange reads a time-shift request from query parameters: nil when

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/scte35"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -12,7 +13,7 @@ import (
 // carry ad markers: MarkersCue for EXT-X-CUE-OUT, -CONT and -IN (what
 // many ad servers still read), else EXT-X-DATERANGE.
 const (
-	QueryMarkers = "markers"
+	QueryMarkers = layout.QueryMarkers
 	MarkersCue   = "cue"
 )
 
