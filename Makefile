@@ -41,19 +41,10 @@ test: deps ## the whole suite (brings its tools first, see deps): vet, race-enab
 test-short: ## unit tests only (no ffmpeg, no end-to-end)
 	$(GO) test -short -count=1 $(PKGS)
 
-# A failed run is run again, verbosely: a finding is written to the
-# package's testdata/fuzz/ and replayed first, so it fails again; a run
-# that passes the second time was the fuzzing engine's own hiccup (a
-# worker lost under load), whose first output is shown.
-fuzz: ## run every fuzz target for FUZZTIME each
-	@out=$$(mktemp); for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg >$$out 2>&1 || { \
-	      echo "$$f failed; its output:"; grep -v '^fuzz: elapsed' $$out | tail -20; echo "running $$f again"; \
-	      $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMIN) $$pkg || { rm -f $$out; exit 1; }; }; \
-	  done; \
-	done; rm -f $$out
+FUZZJOBS  ?= 2
+
+fuzz: ## run every fuzz target for FUZZTIME each, FUZZJOBS at a time (scripts/fuzz.sh: a failure is run again, the finding first)
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMIN=$(FUZZMIN) FUZZJOBS=$(FUZZJOBS) scripts/fuzz.sh
 
 CHAOS_FRAGMENTS ?= 600
 # SMOOTHCAST_CHAOS_SEED (from the environment or the command line) replays

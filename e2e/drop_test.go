@@ -29,6 +29,7 @@ func TestFFmpegConnectionDropsMidFragment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	st := startStackWith(t, "", func(o *stack.Options) { o.Relay.MaxDrift = 3 * time.Second })
 	const channel = "drop"

@@ -27,6 +27,7 @@ func TestUploadsGoOnAfterTheRelayIsKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	st := startStack(t)
 	rp := startRelay(t, buildRelay(t), st)

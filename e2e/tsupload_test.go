@@ -339,6 +339,7 @@ func TestTSUploadHostileInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
 	}
+	besideAnother(t)
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	const maxBox = 12 << 20 // over tsdemux.DefaultMaxPES
 	st := startStackWith(t, "", func(o *stack.Options) { o.Relay.MaxBox = maxBox })
