@@ -14,6 +14,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/internal/check"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -63,6 +64,59 @@ func pushSkipping(ctx context.Context, url string, s *synth.Stream, count int, s
 	return nil
 }
 
+// livePushes are the CMAF pushes of one synthetic channel, a POST per
+// track, running until the test ends; errors holds what they reported
+// (other than the test's end), guarded by mu.
+type livePushes struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errors bytes.Buffer
+	// Streams are the pushed streams, one per track of the config in its
+	// order (synth.Config.Split).
+	Streams []*synth.Stream
+}
+
+// Wait waits until every push has sent its fragments (or the test ended).
+func (p *livePushes) Wait() { p.wg.Wait() }
+
+// String is what the pushes reported so far.
+func (p *livePushes) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.errors.String()
+}
+
+// pushSplit pushes cfg to channel as a CMAF push per track, fragments
+// fragments each, paced like a live encoder (pushSkipping); skip, if not
+// nil, says which fragments a track leaves out. The pushes stop when the
+// test ends, before its stack does.
+func pushSplit(t *testing.T, st *stack.Stack, channel string, cfg synth.Config, fragments int, skip func(synth.Track) []int) *livePushes {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &livePushes{}
+	t.Cleanup(func() { cancel(); p.wg.Wait() })
+	for i, c := range cfg.Split() {
+		s, err := synth.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Streams = append(p.Streams, s)
+		var lose []int
+		if skip != nil {
+			lose = skip(c.Tracks[0])
+		}
+		url := fmt.Sprintf("%s/live/%s.isml/Streams(track%d)", st.IngestURL, channel, i)
+		p.wg.Go(func() {
+			if err := pushSkipping(ctx, url, s, fragments, lose...); err != nil && ctx.Err() == nil {
+				p.mu.Lock()
+				fmt.Fprintf(&p.errors, "%s track %d: %v\n", channel, i, err)
+				p.mu.Unlock()
+			}
+		})
+	}
+	return p
+}
+
 // hls.js plays a live channel one of whose kinds of track lost fragments
 // the others have (what an SRT encoder gave when the relay fell behind and
 // packets were lost): each track is a CMAF push of its own (synthetic
@@ -98,29 +152,12 @@ func TestHLSJSPlaysAChannelWithAHoleInOneTrack(t *testing.T) {
 				{Kind: timeline.Video, Bitrate: 150_000, Width: 320, Height: 180},
 				{Kind: timeline.Audio, Bitrate: 64_000},
 			}}
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			var pushErr bytes.Buffer
-			var mu sync.Mutex
-			defer func() { cancel(); wg.Wait() }()
-			for i, c := range cfg.Split() {
-				s, err := synth.New(c)
-				if err != nil {
-					t.Fatal(err)
+			pushes := pushSplit(t, st, channel, cfg, fragments, func(tr synth.Track) []int {
+				if tr.Kind == losing {
+					return lost
 				}
-				var skip []int
-				if c.Tracks[0].Kind == losing {
-					skip = lost
-				}
-				url := fmt.Sprintf("%s/live/%s.isml/Streams(track%d)", st.IngestURL, channel, i)
-				wg.Go(func() {
-					if err := pushSkipping(ctx, url, s, fragments, skip...); err != nil && ctx.Err() == nil {
-						mu.Lock()
-						fmt.Fprintf(&pushErr, "track %d: %v\n", i, err)
-						mu.Unlock()
-					}
-				})
-			}
+				return nil
+			})
 			base := st.EdgeURL + "/live/" + channel + ".isml/"
 			waitForFragments(t, base+"Manifest", first+4, time.Minute)
 
@@ -146,15 +183,13 @@ func TestHLSJSPlaysAChannelWithAHoleInOneTrack(t *testing.T) {
 
 			// The formats agree, and every object they list is there: the
 			// gap segments are no objects.
-			if rep, err := check.Run(ctx, nil, st.EdgeURL, channel, check.Options{}); err != nil || !rep.OK() {
+			if rep, err := check.Run(context.Background(), nil, st.EdgeURL, channel, check.Options{}); err != nil || !rep.OK() {
 				t.Errorf("smoothcast check: %v %v", err, rep.Problems)
 			}
 
 			playInBrowsers(t, node, chromium, players, st, channel, new(bytes.Buffer), "hls")
 			if t.Failed() {
-				mu.Lock()
-				defer mu.Unlock()
-				t.Logf("pushes: %s", pushErr.String())
+				t.Logf("pushes: %s", pushes)
 			}
 		})
 	}

@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,25 +88,7 @@ func markersOfAPush(t *testing.T, st *stack.Stack, node, chromium, players strin
 		}
 		want = append(want, adMarker{at: time.Duration(m.Fragment)*2*time.Second + m.At, kind: kind, section: m.Payload()})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var pushErr bytes.Buffer
-	defer func() { cancel(); wg.Wait() }()
-	for i, c := range cfg.Split() {
-		s, err := synth.New(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := fmt.Sprintf("%s/live/%s.isml/Streams(track%d)", st.IngestURL, channel, i)
-		wg.Go(func() {
-			if err := pushSkipping(ctx, u, s, fragments); err != nil {
-				mu.Lock()
-				fmt.Fprintf(&pushErr, "track %d: %v\n", i, err)
-				mu.Unlock()
-			}
-		})
-	}
+	pushes := pushSplit(t, st, channel, cfg, fragments, nil)
 	base := st.EdgeURL + "/live/" + channel + ".isml/"
 	waitForFragments(t, base+"Manifest", 3, 40*time.Second)
 	epoch := availabilityStart(t, base)
@@ -156,9 +137,9 @@ func markersOfAPush(t *testing.T, st *stack.Stack, node, chromium, players strin
 		}
 	}
 
-	wg.Wait()
-	if pushErr.Len() > 0 {
-		t.Fatalf("pushes: %s", pushErr.String())
+	pushes.Wait()
+	if errs := pushes.String(); errs != "" {
+		t.Fatalf("pushes: %s", errs)
 	}
 	waitForVOD(t, st, base)
 	// smoothcast check reads the fragments, emsg boxes first, as every

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,30 +115,23 @@ func TestPlayersShowTextCues(t *testing.T) {
 		{Kind: timeline.Text, Language: "fra", Label: "Français", Bitrate: 2000, TextOptions: synth.TextOptions{Codec: "stpp", CueEvery: 2, Gap: gap}},
 	}}
 	imsc := synth.Config{CMAF: true, Tracks: []synth.Track{cfg.Tracks[0], cfg.Tracks[3]}}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var pushErr bytes.Buffer
-	defer func() { cancel(); wg.Wait() }()
-	streams := map[string]*synth.Stream{} // by language, the text tracks'
+	streams := map[string]*synth.Stream{} // by language, the text tracks' (the same cues on both channels)
+	var pushes []*livePushes
 	for ch, cfg := range map[string]synth.Config{channel: cfg, channel + "-imsc": imsc} {
+		p := pushSplit(t, st, ch, cfg, fragments, nil)
 		for i, c := range cfg.Split() {
-			s, err := synth.New(c)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if c.Tracks[0].Kind == timeline.Text {
-				streams[c.Tracks[0].Language] = s // the same cues on both channels
+				streams[c.Tracks[0].Language] = p.Streams[i]
 			}
-			url := fmt.Sprintf("%s/live/%s.isml/Streams(track%d)", st.IngestURL, ch, i)
-			wg.Go(func() {
-				if err := pushSkipping(ctx, url, s, fragments); err != nil && ctx.Err() == nil {
-					mu.Lock()
-					fmt.Fprintf(&pushErr, "%s track %d: %v\n", ch, i, err)
-					mu.Unlock()
-				}
-			})
 		}
+		pushes = append(pushes, p)
+	}
+	pushErr := func() string {
+		var b strings.Builder
+		for _, p := range pushes {
+			b.WriteString(p.String())
+		}
+		return b.String()
 	}
 	base := st.EdgeURL + "/live/" + channel + ".isml/"
 	waitForFragments(t, base+"Manifest", 4, time.Minute)
@@ -161,7 +153,7 @@ func TestPlayersShowTextCues(t *testing.T) {
 			t.Logf("%s: %s %.3f-%.3f %q", name, c.Track, c.Start, c.End, c.Text)
 		}
 		if !r.OK {
-			t.Errorf("%s: %s; errors %.300v; console %v; failed %v; paused %v; %d cues\npushes: %s", name, r.Failure, r.Errors, r.Console, r.Failed, r.Paused, len(r.Cues), pushErr.String())
+			t.Errorf("%s: %s; errors %.300v; console %v; failed %v; paused %v; %d cues\npushes: %s", name, r.Failure, r.Errors, r.Console, r.Failed, r.Paused, len(r.Cues), pushErr())
 			continue
 		}
 		if r.Start > gapFrom*fragSec || r.End < (gapFrom+gapCount)*fragSec {
@@ -208,7 +200,7 @@ func TestPlayersShowTextCues(t *testing.T) {
 	// carry, and each object they list is there (a WebVTT file for
 	// HLS's WebVTT segments).
 	for _, ch := range []string{channel, channel + "-imsc"} {
-		if rep, err := check.Run(ctx, nil, st.EdgeURL, ch, check.Options{}); err != nil || !rep.OK() {
+		if rep, err := check.Run(context.Background(), nil, st.EdgeURL, ch, check.Options{}); err != nil || !rep.OK() {
 			t.Errorf("smoothcast check %s: %v %v", ch, err, rep.Problems)
 		}
 	}
