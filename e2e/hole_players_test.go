@@ -187,7 +187,7 @@ func TestHLSJSPlaysAChannelWithAHoleInOneTrack(t *testing.T) {
 				t.Errorf("smoothcast check: %v %v", err, rep.Problems)
 			}
 
-			playInBrowsers(t, node, chromium, players, st, channel, new(bytes.Buffer), "hls")
+			playInBrowsers(t, node, chromium, players, st, channel, "hls")
 			if t.Failed() {
 				t.Logf("pushes: %s", pushes)
 			}

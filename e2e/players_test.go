@@ -117,14 +117,14 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 	type live struct {
 		channel string
 		stop    context.CancelFunc
-		pushErr *bytes.Buffer
 	}
 	lives := make([]live, len(ways))
 	start := func(from int) { // the encoders of the group of ways from
 		for i := from; i < min(from+playersAtOnce, len(ways)); i++ {
 			ctx, cancel := context.WithCancel(context.Background())
 			channel := "players-" + strings.ReplaceAll(ways[i].name, " ", "-")
-			lives[i] = live{channel, cancel, startEncoder(t, ways[i].push(ctx, channel), cancel)}
+			startEncoder(t, ways[i].push(ctx, channel), cancel)
+			lives[i] = live{channel, cancel}
 		}
 	}
 	start(0)
@@ -141,7 +141,7 @@ func TestBrowserPlayersPlayLive(t *testing.T) {
 					l := lives[i]
 					defer l.stop()
 					waitForFragments(t, st.EdgeURL+"/live/"+l.channel+".isml/Manifest", 5, 60*time.Second)
-					playInBrowsers(t, node, chromium, players, st, l.channel, l.pushErr)
+					playInBrowsers(t, node, chromium, players, st, l.channel)
 				})
 			}
 		})
@@ -164,14 +164,14 @@ const playersAtOnce = 2
 // switch with two seconds buffered ahead (1 run in 5 of the hole test, a
 // loaded machine). Both attempts are logged; a player that fails twice
 // fails the test.
-func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, pushErr *bytes.Buffer, formats ...string) {
+func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats ...string) {
 	t.Helper()
 	if len(formats) == 0 {
 		formats = []string{"hls", "dash", "smooth"}
 	}
 	failures := map[string]string{}
 	for attempt := 1; attempt <= 2 && len(formats) > 0; attempt++ {
-		results, stderr := runDriver(t, node, chromium, players, st, channel, formats, pushErr)
+		results, stderr := runDriver(t, node, chromium, players, st, channel, formats)
 		var again []string
 		for _, f := range formats {
 			r, ok := results[f]
@@ -193,33 +193,49 @@ func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stac
 	}
 }
 
-// runDriver plays formats in Chromium at once and returns each player's
-// result, and the driver's stderr.
-func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats []string, pushErr *bytes.Buffer) (map[string]playerResult, string) {
+// drive runs players/drive.mjs (Debian's Chromium, headless) with args,
+// for at most timeout, and decodes each line it prints as a T: what one
+// page's player did. A line that is not a T fails the test; a driver that
+// fails without printing a line stops it, with its stderr. It returns
+// the results and the driver's stderr.
+func drive[T any](t *testing.T, node, chromium string, timeout time.Duration, args ...string) ([]T, string) {
 	t.Helper()
-	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer dcancel()
-	args := append([]string{filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10"}, formats...)
-	cmd := exec.CommandContext(dctx, node, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	results := map[string]playerResult{}
+	var out []T
 	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		var r playerResult
+		var r T
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Errorf("driver output %q: %v", sc.Text(), err)
 			continue
 		}
+		out = append(out, r)
+	}
+	if runErr != nil && len(out) == 0 {
+		t.Fatalf("driver: %v\n%s", runErr, stderr.String())
+	}
+	return out, stderr.String()
+}
+
+// runDriver plays formats in Chromium at once and returns each player's
+// result, and the driver's stderr.
+func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats []string) (map[string]playerResult, string) {
+	t.Helper()
+	args := append([]string{filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10"}, formats...)
+	list, stderr := drive[playerResult](t, node, chromium, 3*time.Minute, args...)
+	results := map[string]playerResult{}
+	for _, r := range list {
 		results[r.Format] = r
 		t.Logf("%s: played %.1f s (from %.1f), renditions %v rendered in order %v, errors %v, failed requests %v", r.Format, r.End-r.Start, r.Start, r.Levels, r.Rendered, r.Errors, r.Failed)
 	}
-	if runErr != nil && len(results) == 0 {
-		t.Fatalf("driver: %v\n%s\nffmpeg: %s", runErr, stderr.String(), pushErr.String())
-	}
-	return results, stderr.String()
+	return results, stderr
 }
 
 // judgePlayer says what is wrong with a player's result ("" if nothing):

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -328,23 +326,10 @@ func (r eventsResult) has(ok func(playerEvent) bool) bool {
 // (players/drive.mjs --events) and returns what each player reported.
 func driveEvents(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, seconds int, formats ...string) map[string]eventsResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	args := append([]string{filepath.Join(players, "drive.mjs"), "--events", st.EdgeURL, channel, strconv.Itoa(seconds)}, formats...)
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	_ = cmd.Run() // its status says what the results say
+	list, stderr := drive[eventsResult](t, node, chromium, 2*time.Minute, args...)
 	out := map[string]eventsResult{}
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r eventsResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Errorf("driver output %q: %v", sc.Text(), err)
-			continue
-		}
+	for _, r := range list {
 		out[r.Format] = r
 		t.Logf("%s: played %.1f s (from %.1f s), %d markers reported, errors %v", r.Format, r.End-r.Start, r.Start, len(r.Events), r.Errors)
 		if !r.OK {
@@ -352,7 +337,7 @@ func driveEvents(t *testing.T, node, chromium, players string, st *stack.Stack, 
 		}
 	}
 	if len(out) != len(formats) {
-		t.Fatalf("driver: %d results of %d\n%s", len(out), len(formats), stderr.String())
+		t.Fatalf("driver: %d results of %d\n%s", len(out), len(formats), stderr)
 	}
 	return out
 }

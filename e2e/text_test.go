@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,28 +43,8 @@ type cueResult struct {
 // "format:text track" of pages, for seconds of media time each.
 func runCuesDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, seconds int, pages []string) []cueResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	args := append([]string{filepath.Join(players, "drive.mjs"), "cues", st.EdgeURL, channel, fmt.Sprint(seconds)}, pages...)
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var out []cueResult
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(nil, 16<<20)
-	for sc.Scan() {
-		var r cueResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Errorf("driver output %q: %v", sc.Text(), err)
-			continue
-		}
-		out = append(out, r)
-	}
-	if runErr != nil && len(out) == 0 {
-		t.Fatalf("driver: %v\n%s", runErr, stderr.String())
-	}
+	out, _ := drive[cueResult](t, node, chromium, 2*time.Minute, args...)
 	return out
 }
 
