@@ -413,6 +413,10 @@ func TestSPEKECloseEndsFetches(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 	}
+	// After Close, a period not kept is an error, asked of no one.
+	if _, err := s.Period(context.Background(), "other", 0); err == nil || srv.Requests("other", 0) != 0 {
+		t.Errorf("a period after Close: %v, %d requests", err, srv.Requests("other", 0))
+	}
 }
 
 func TestSPEKESigV4(t *testing.T) {
@@ -420,13 +424,27 @@ func TestSPEKESigV4(t *testing.T) {
 	creds := aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", SessionToken: "session"}
 	clk := newClock()
 	srv := speketest.New(t, speketest.Options{Credentials: &creds, Region: "eu-west-1"})
-	t.Run("a signed request is taken by an IAM-authorized key server", func(t *testing.T) {
+	t.Run("a request signed at the clock's time is taken by an IAM-authorized key server", func(t *testing.T) {
+		var sent http.Header
 		s := newSPEKE(t, srv, keys.SPEKEConfig{
 			Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken),
 			Region:      "eu-west-1", Now: clk.Now,
+			HTTPClient: &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+				sent = r.Header.Clone()
+				return http.DefaultTransport.RoundTrip(r)
+			})},
 		})
 		if _, err := s.Period(ctx, "live", 0); err != nil {
 			t.Fatal(err)
+		}
+		for h, want := range map[string]string{
+			"X-Amz-Date":           "20261207T200000Z",
+			"X-Amz-Security-Token": "session",
+			"Authorization":        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261207/eu-west-1/execute-api/aws4_request, SignedHeaders=",
+		} {
+			if got := sent.Get(h); !strings.HasPrefix(got, want) {
+				t.Errorf("%s: %q, want %q", h, got, want)
+			}
 		}
 	})
 	t.Run("without credentials or with others it is refused", func(t *testing.T) {
@@ -473,3 +491,8 @@ func TestNewSPEKERefuses(t *testing.T) {
 		})
 	}
 }
+
+// roundTripper is an http.RoundTripper of a function.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
