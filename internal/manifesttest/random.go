@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -23,8 +24,9 @@ var OddStrings = []string{
 
 // Fixtures are the presentations the renderers' tests use, small enough
 // to fuzz from: the golden files' channel with and without a lagging
-// rendition, 10 minutes of the benchmarks' channel, and the first
-// fragments of each drift case.
+// rendition, 10 minutes of the benchmarks' channel, the codecs' and the
+// text tracks' channels, the encrypted ones, and the first fragments of
+// each drift case.
 func Fixtures() []func() *timeline.Presentation {
 	out := []func() *timeline.Presentation{
 		func() *timeline.Presentation { return Presentation(false) },
@@ -32,6 +34,8 @@ func Fixtures() []func() *timeline.Presentation {
 		func() *timeline.Presentation { return Long(10 * time.Minute) },
 		Codecs,
 		Text,
+		func() *timeline.Presentation { return Encrypted(cenc.CBCS) },
+		EncryptedPerTrack,
 	}
 	for _, c := range shortDriftCases() {
 		out = append(out, c.Presentation)

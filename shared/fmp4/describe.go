@@ -7,6 +7,7 @@ package fmp4
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/Eyevinn/mp4ff/aac"
 	"github.com/Eyevinn/mp4ff/avc"
+	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/hevc"
 	"github.com/Eyevinn/mp4ff/mp4"
 
@@ -43,6 +45,12 @@ const (
 // Atmos as joint object coding included). Text (handler text or subt):
 // WebVTT (wvtt) and TTML or IMSC1 (stpp); see describeText. Anything else
 // is ErrUnsupportedCodec, naming the sample entry or the handler.
+//
+// An encrypted track (encv, enca: Common Encryption, ISO/IEC 23001-7) is
+// described as the clear track its sinf's frma names, from the same
+// configuration boxes, with its Protection: the scheme (schm: cbcs or
+// cenc) and the default KID (tenc). The DRM systems' pssh boxes are in
+// the moov, not the trak: ParseInit and DescribeInit add them.
 //
 // Every kind: Language from mdhd, or elng when it has one; Role from a
 // kind box (Role); Label from a labl box (Label); Captions, the CEA-608
@@ -78,18 +86,38 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 	switch trak.Mdia.Hdlr.HandlerType {
 	case "vide":
 		t.Kind = timeline.Video
+		v, entry := stsd.Encv, ""
+		if v != nil {
+			if entry, t.Protection, err = protection(v.Sinf); err != nil {
+				return t, err
+			}
+		}
 		switch {
 		case stsd.AvcX != nil:
 			err = describeAVC(&t, stsd.AvcX)
 		case stsd.HvcX != nil:
-			err = describeHEVC(&t, stsd.HvcX)
+			err = describeHEVC(&t, stsd.HvcX, stsd.HvcX.Type())
 		case stsd.Av01 != nil:
 			err = describeAV1(&t, stsd.Av01)
+		case entry == "avc1" || entry == "avc3":
+			err = describeAVC(&t, v)
+		case entry == "hvc1" || entry == "hev1" || entry == "dvh1" || entry == "dvhe":
+			err = describeHEVC(&t, v, entry)
+		case entry == "av01":
+			err = describeAV1(&t, v)
+		case v != nil:
+			err = fmt.Errorf("%w: encrypted video sample entry of format %q (supported: %s)", ErrUnsupportedCodec, entry, supportedVideo)
 		default:
 			err = fmt.Errorf("%w: video sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedVideo)
 		}
 	case "soun":
 		t.Kind = timeline.Audio
+		a, entry := stsd.Enca, ""
+		if a != nil {
+			if entry, t.Protection, err = protection(a.Sinf); err != nil {
+				return t, err
+			}
+		}
 		switch {
 		case stsd.Mp4a != nil:
 			err = describeAAC(&t, stsd.Mp4a)
@@ -97,6 +125,14 @@ func Describe(trak *mp4.TrakBox) (timeline.Track, error) {
 			err = describeAC3(&t, stsd.AC3)
 		case stsd.EC3 != nil:
 			err = describeEAC3(&t, stsd.EC3)
+		case entry == "mp4a":
+			err = describeAAC(&t, a)
+		case entry == "ac-3":
+			err = describeAC3(&t, a)
+		case entry == "ec-3":
+			err = describeEAC3(&t, a)
+		case a != nil:
+			err = fmt.Errorf("%w: encrypted audio sample entry of format %q (supported: %s)", ErrUnsupportedCodec, entry, supportedAudio)
 		default:
 			err = fmt.Errorf("%w: audio sample entry %s (supported: %s)", ErrUnsupportedCodec, entryName(stsd), supportedAudio)
 		}
@@ -157,8 +193,10 @@ func describeAVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
 // hvc1 must carry its parameter sets there; hev1 may have them in band
 // only, and then Smooth, whose clients build the decoder configuration
 // from CodecPrivateData, cannot carry it.
-func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox) error {
-	entry := v.Type()
+//
+// entry is the sample entry's type: v's own, or for an encrypted track
+// (encv) its sinf's original format.
+func describeHEVC(t *timeline.Track, v *mp4.VisualSampleEntryBox, entry string) error {
 	if entry != "hvc1" && entry != "hev1" {
 		// dvh1, dvhe: Dolby Vision, whose codec string and signalling the
 		// manifests do not write.
@@ -463,20 +501,20 @@ func DeclaredBitrate(trak *mp4.TrakBox) int {
 		return 0
 	}
 	stsd := trak.Mdia.Minf.Stbl.Stsd
-	for _, v := range []*mp4.VisualSampleEntryBox{stsd.AvcX, stsd.HvcX, stsd.Av01} {
+	for _, v := range []*mp4.VisualSampleEntryBox{stsd.AvcX, stsd.HvcX, stsd.Av01, stsd.Encv} {
 		if v != nil && v.Btrt != nil && v.Btrt.AvgBitrate > 0 {
 			return int(v.Btrt.AvgBitrate)
 		}
 	}
-	if a := stsd.Mp4a; a != nil {
+	if a := cmp.Or(stsd.Mp4a, stsd.Enca); a != nil {
 		if a.Esds != nil && a.Esds.DecConfigDescriptor != nil && a.Esds.DecConfigDescriptor.AvgBitrate > 0 {
 			return int(a.Esds.DecConfigDescriptor.AvgBitrate)
 		}
 	}
-	if a := stsd.AC3; a != nil && a.Dac3 != nil && int(a.Dac3.BitRateCode) < len(ac3Kbps) {
+	if a := cmp.Or(stsd.AC3, stsd.Enca); a != nil && a.Dac3 != nil && int(a.Dac3.BitRateCode) < len(ac3Kbps) {
 		return ac3Kbps[a.Dac3.BitRateCode] * 1000
 	}
-	if a := stsd.EC3; a != nil && a.Dec3 != nil {
+	if a := cmp.Or(stsd.EC3, stsd.Enca); a != nil && a.Dec3 != nil {
 		return int(a.Dec3.DataRate) * 1000
 	}
 	if e := stsd.Wvtt; e != nil && e.Btrt != nil {
@@ -596,7 +634,8 @@ func enabled(trak *mp4.TrakBox, keep bool) *mp4.TrakBox {
 	return out
 }
 
-// ParseInit decodes an init segment and describes its (first) track.
+// ParseInit decodes an init segment and describes its (first) track
+// (DescribeInit).
 func ParseInit(b []byte) (timeline.Track, error) {
 	f, err := mp4.DecodeFile(bytes.NewReader(b))
 	if err != nil {
@@ -605,5 +644,70 @@ func ParseInit(b []byte) (timeline.Track, error) {
 	if f.Init == nil || f.Init.Moov == nil || f.Init.Moov.Trak == nil {
 		return timeline.Track{}, errors.New("init segment has no track")
 	}
-	return Describe(f.Init.Moov.Trak)
+	return DescribeInit(f.Init.Moov, f.Init.Moov.Trak)
+}
+
+// DescribeInit is Describe of trak, one of moov's tracks, with, when the
+// track is encrypted, the DRM systems of moov's pssh boxes (each whole
+// box, in their order) in its Protection. A pssh that names key IDs but
+// not the track's default KID is left out: it is for another track.
+func DescribeInit(moov *mp4.MoovBox, trak *mp4.TrakBox) (timeline.Track, error) {
+	t, err := Describe(trak)
+	if err != nil || t.Protection == nil || moov == nil {
+		return t, err
+	}
+	for _, p := range moov.Psshs {
+		if len(p.SystemID) != 16 || !namesKID(p, t.Protection.KID) {
+			continue
+		}
+		sw := bits.NewFixedSliceWriter(int(p.Size()))
+		if err := p.EncodeSW(sw); err != nil {
+			return t, fmt.Errorf("encode pssh of system %s: %w", p.SystemID, err)
+		}
+		t.Protection.Systems = append(t.Protection.Systems, timeline.ProtectionSystem{ID: p.SystemID.String(), PSSH: sw.Bytes()})
+	}
+	return t, nil
+}
+
+// namesKID reports whether pssh box p is for key kid (UUID form): it
+// names no key IDs (version 0), or kid among them.
+func namesKID(p *mp4.PsshBox, kid string) bool {
+	if len(p.KIDs) == 0 {
+		return true
+	}
+	for _, k := range p.KIDs {
+		if len(k) == 16 && k.String() == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// The protection schemes the manifests signal (ISO/IEC 23001-7 4.2): the
+// two CMAF allows. cens and cbc1 are refused: no format signals them to
+// players that play them.
+const (
+	schemeCBCS = "cbcs"
+	schemeCENC = "cenc"
+)
+
+// protection reads an encrypted sample entry's sinf: the original format
+// (frma) and the track's protection (schm, tenc).
+func protection(sinf *mp4.SinfBox) (format string, p *timeline.Protection, err error) {
+	if sinf == nil || sinf.Frma == nil {
+		return "", nil, errors.New("encrypted sample entry without sinf/frma: its original format is unknown")
+	}
+	format = sinf.Frma.DataFormat
+	if sinf.Schm == nil || sinf.Schi == nil || sinf.Schi.Tenc == nil {
+		return format, nil, fmt.Errorf("encrypted %q sample entry without schm or tenc", format)
+	}
+	scheme := sinf.Schm.SchemeType
+	if scheme != schemeCBCS && scheme != schemeCENC {
+		return format, nil, fmt.Errorf("%w: encrypted %q sample entry of scheme %q (supported: cbcs, cenc)", ErrUnsupportedCodec, format, scheme)
+	}
+	tenc := sinf.Schi.Tenc
+	if len(tenc.DefaultKID) != 16 || tenc.DefaultIsProtected != 1 {
+		return format, nil, fmt.Errorf("encrypted %q sample entry: tenc declares no protection or no default KID", format)
+	}
+	return format, &timeline.Protection{Scheme: scheme, KID: tenc.DefaultKID.String()}, nil
 }

@@ -1,11 +1,13 @@
 package timeline
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -77,6 +79,57 @@ type Track struct {
 	// Captions lists the CEA-608/708 caption services a video track
 	// carries in its SEI, as Captions.Services reads them: "CC1=eng;SERVICE1".
 	Captions Captions `json:"cc,omitempty"`
+	// Protection is how the track's media is encrypted (Common
+	// Encryption, from its init segment's sinf and pssh boxes); nil for a
+	// clear track. A track is clear or encrypted for its whole life.
+	Protection *Protection `json:"protection,omitempty"`
+}
+
+// Protection is a track's Common Encryption (ISO/IEC 23001-7), as its
+// init segment declares it: what the manifests signal (DASH
+// ContentProtection, HLS EXT-X-KEY, Smooth ProtectionHeader).
+type Protection struct {
+	Scheme  string             `json:"scheme"`            // cbcs or cenc
+	KID     string             `json:"kid"`               // default KID (tenc), UUID form
+	Systems []ProtectionSystem `json:"systems,omitempty"` // from the init's pssh boxes, in their order
+}
+
+// ProtectionSystem is one DRM system a protected track is signalled for:
+// a pssh box of its init segment.
+type ProtectionSystem struct {
+	ID   string `json:"id"`   // system ID, UUID form
+	PSSH []byte `json:"pssh"` // the whole pssh box
+}
+
+// Equal reports whether p and q describe the same protection (both nil:
+// two clear tracks).
+func (p *Protection) Equal(q *Protection) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.Scheme == q.Scheme && p.KID == q.KID && slices.EqualFunc(p.Systems, q.Systems, func(a, b ProtectionSystem) bool {
+		return a.ID == b.ID && bytes.Equal(a.PSSH, b.PSSH)
+	})
+}
+
+// System returns the system of ID id (UUID form), if p has it.
+func (p *Protection) System(id string) (ProtectionSystem, bool) {
+	if p != nil {
+		for _, s := range p.Systems {
+			if strings.EqualFold(s.ID, id) {
+				return s, true
+			}
+		}
+	}
+	return ProtectionSystem{}, false
+}
+
+// Equal reports whether t and u describe the same track: the fields
+// compared with ==, the protection with Protection.Equal.
+func (t Track) Equal(u Track) bool {
+	tp, up := t.Protection, u.Protection
+	t.Protection, u.Protection = nil, nil
+	return t == u && tp.Equal(up)
 }
 
 // RoleScheme is the scheme of the track roles (Track.Role) a CMAF kind
@@ -117,7 +170,7 @@ func (c *Channel) Track(id layout.TrackID) (Track, bool) {
 func (c *Channel) AddTrack(t Track) bool {
 	for i, old := range c.Tracks {
 		if old.ID == t.ID {
-			if old == t {
+			if old.Equal(t) {
 				return false
 			}
 			c.Tracks[i] = t

@@ -54,6 +54,8 @@ type Options struct {
 // attributes are left out when empty.
 type mpd struct {
 	XMLName                    xml.Name     `xml:"urn:mpeg:dash:schema:mpd:2011 MPD"`
+	XmlnsCenc                  string       `xml:"xmlns:cenc,attr,omitempty"` // when a track is encrypted (protection.go)
+	XmlnsMspr                  string       `xml:"xmlns:mspr,attr,omitempty"` // when one has a PlayReady pssh
 	Profiles                   string       `xml:"profiles,attr"`
 	Type                       string       `xml:"type,attr"`
 	AvailabilityStartTime      string       `xml:"availabilityStartTime,attr,omitempty"`
@@ -77,23 +79,27 @@ type period struct {
 
 // adaptationSet is an AdaptationSet element: Lang, the sizes and Label
 // are left out when empty or zero. Its elements are in the order of the
-// MPD schema: InbandEventStream (events.go), Label, Accessibility, Role
+// MPD schema: ContentProtection (protection.go), InbandEventStream
+// (events.go), Label, Accessibility, Role
 // (text.go: text tracks and the videos' captions).
 type adaptationSet struct {
-	ID               int              `xml:"id,attr"`
-	ContentType      string           `xml:"contentType,attr"`
-	MimeType         string           `xml:"mimeType,attr"`
-	Lang             string           `xml:"lang,attr,omitempty"`
-	SegmentAlignment bool             `xml:"segmentAlignment,attr"`
-	StartWithSAP     int              `xml:"startWithSAP,attr"`
-	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
-	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
-	Inband           *descriptor      `xml:"InbandEventStream"`
-	Label            string           `xml:"Label,omitempty"`
-	Accessibility    []descriptor     `xml:"Accessibility"`
-	Roles            []descriptor     `xml:"Role"`
-	SegmentTemplate  segmentTemplate  `xml:"SegmentTemplate"`
-	Representations  []representation `xml:"Representation"`
+	ID               int    `xml:"id,attr"`
+	ContentType      string `xml:"contentType,attr"`
+	MimeType         string `xml:"mimeType,attr"`
+	Lang             string `xml:"lang,attr,omitempty"`
+	SegmentAlignment bool   `xml:"segmentAlignment,attr"`
+	StartWithSAP     int    `xml:"startWithSAP,attr"`
+	MaxWidth         int    `xml:"maxWidth,attr,omitempty"`
+	MaxHeight        int    `xml:"maxHeight,attr,omitempty"`
+	// ContentProtection is the tracks' protection when they share one
+	// (protection.go).
+	ContentProtection []contentProtection `xml:"ContentProtection"`
+	Inband            *descriptor         `xml:"InbandEventStream"`
+	Label             string              `xml:"Label,omitempty"`
+	Accessibility     []descriptor        `xml:"Accessibility"`
+	Roles             []descriptor        `xml:"Role"`
+	SegmentTemplate   segmentTemplate     `xml:"SegmentTemplate"`
+	Representations   []representation    `xml:"Representation"`
 }
 
 // descriptor is an element of two attributes, schemeIdUri and value:
@@ -149,17 +155,20 @@ func newSegment(s timeline.Span) segment {
 // are left out when zero, empty or nil. Properties are its
 // SupplementalProperty elements: an HDR transfer function, Dolby Atmos.
 type representation struct {
-	ID                string           `xml:"id,attr"`
-	Bandwidth         int              `xml:"bandwidth,attr"`
-	Codecs            string           `xml:"codecs,attr"`
-	Width             int              `xml:"width,attr,omitempty"`
-	Height            int              `xml:"height,attr,omitempty"`
-	FrameRate         string           `xml:"frameRate,attr,omitempty"`
-	SAR               string           `xml:"sar,attr,omitempty"`
-	AudioSamplingRate int              `xml:"audioSamplingRate,attr,omitempty"`
-	Channels          *descriptor      `xml:"AudioChannelConfiguration"`
-	Properties        []descriptor     `xml:"SupplementalProperty"`
-	SegmentTemplate   *segmentTemplate `xml:"SegmentTemplate"`
+	ID                string      `xml:"id,attr"`
+	Bandwidth         int         `xml:"bandwidth,attr"`
+	Codecs            string      `xml:"codecs,attr"`
+	Width             int         `xml:"width,attr,omitempty"`
+	Height            int         `xml:"height,attr,omitempty"`
+	FrameRate         string      `xml:"frameRate,attr,omitempty"`
+	SAR               string      `xml:"sar,attr,omitempty"`
+	AudioSamplingRate int         `xml:"audioSamplingRate,attr,omitempty"`
+	Channels          *descriptor `xml:"AudioChannelConfiguration"`
+	// ContentProtection is the track's protection when the tracks of its
+	// AdaptationSet do not share one.
+	ContentProtection []contentProtection `xml:"ContentProtection"`
+	Properties        []descriptor        `xml:"SupplementalProperty"`
+	SegmentTemplate   *segmentTemplate    `xml:"SegmentTemplate"`
 }
 
 // Render returns the MPD of a live presentation. Each group of tracks of
@@ -225,6 +234,7 @@ func build(p *timeline.Presentation, o Options) (*mpd, error) {
 		origin = extent.Start
 	}
 	m.Periods = periods(p, origin, groups, commons, assets, maxDur)
+	m.namespaces()
 	newest := extent.End
 	if extent.Empty() {
 		newest = p.Epoch
@@ -315,11 +325,17 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 	if carriesEvents(g) {
 		as.Inband = &inband
 	}
+	p, shared := groupProtection(g)
+	as.ContentProtection = contentProtections(p)
 	for _, tv := range g.Views {
 		if g.Kind == timeline.Video {
 			as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
 		}
-		as.Representations = append(as.Representations, newRepresentation(g, tv, seen[tv.ID.Bitrate] > 1))
+		r := newRepresentation(g, tv, seen[tv.ID.Bitrate] > 1)
+		if !shared {
+			r.ContentProtection = contentProtections(tv.Protection)
+		}
+		as.Representations = append(as.Representations, r)
 	}
 	return as
 }
@@ -526,6 +542,8 @@ func (m *mpd) size() int {
 func (m *mpd) write(w *xmlout.Writer) {
 	w.Start(0, "MPD")
 	w.Attr("xmlns", "urn:mpeg:dash:schema:mpd:2011")
+	w.AttrOmit("xmlns:cenc", m.XmlnsCenc)
+	w.AttrOmit("xmlns:mspr", m.XmlnsMspr)
 	w.Attr("profiles", m.Profiles)
 	w.Attr("type", m.Type)
 	w.AttrOmit("availabilityStartTime", m.AvailabilityStartTime)
@@ -582,6 +600,9 @@ func (as *adaptationSet) write(w *xmlout.Writer, depth int) {
 	w.IntAttrOmit("maxWidth", as.MaxWidth)
 	w.IntAttrOmit("maxHeight", as.MaxHeight)
 	w.Open() // the SegmentTemplate, at least
+	for i := range as.ContentProtection {
+		as.ContentProtection[i].write(w, depth+1)
+	}
 	if as.Inband != nil {
 		as.Inband.write(w, depth+1, "InbandEventStream")
 	}
@@ -664,13 +685,16 @@ func (r *representation) write(w *xmlout.Writer, depth int) {
 	w.AttrOmit("frameRate", r.FrameRate)
 	w.AttrOmit("sar", r.SAR)
 	w.IntAttrOmit("audioSamplingRate", r.AudioSamplingRate)
-	if r.Channels == nil && len(r.Properties) == 0 && r.SegmentTemplate == nil {
+	if r.Channels == nil && len(r.ContentProtection) == 0 && len(r.Properties) == 0 && r.SegmentTemplate == nil {
 		w.Empty("Representation")
 		return
 	}
 	w.Open()
 	if r.Channels != nil {
 		r.Channels.write(w, depth+1, "AudioChannelConfiguration")
+	}
+	for i := range r.ContentProtection {
+		r.ContentProtection[i].write(w, depth+1)
 	}
 	for i := range r.Properties {
 		r.Properties[i].write(w, depth+1, "SupplementalProperty")

@@ -37,7 +37,8 @@ const audioGroup = "audio"
 // every codec of the audio group; an HDR video variant says its
 // VIDEO-RANGE. An audio rendition's CHANNELS is its channel count, with
 // LFE ("6" for 5.1), or for Dolby Atmos in E-AC-3 the complexity index
-// and JOC ("16/JOC"). Text tracks and captions: textRenditions.
+// and JOC ("16/JOC"). Text tracks and captions: textRenditions. The DRM
+// systems of encrypted tracks: an EXT-X-SESSION-KEY each (protection.go).
 func Master(p *timeline.Presentation) []byte {
 	var video, audio []*timeline.TrackView
 	for i := range p.Tracks {
@@ -54,6 +55,7 @@ func Master(p *timeline.Presentation) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	writeSessionKeys(&b, video, audio)
 	audioCodecs := ""
 	names, used := map[string]int{}, map[string]bool{}
 	for _, a := range audio {
@@ -215,6 +217,8 @@ func TargetDuration(maxDur, timescale uint64) uint64 {
 }
 
 // Media renders the media playlist of track id, cut to the DVR window.
+// An encrypted track's key tags follow its EXT-X-MAP (protection.go): the
+// init segment is clear, its media segments encrypted.
 // ok is false when the channel has no such track.
 func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	tv, ok := p.Track(id)
@@ -238,6 +242,7 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	vtt := webVTT(tv)
 	if !vtt {
 		fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
+		writeKeys(&b, tv)
 	}
 	first := true
 	var scratch []byte // one line's numbers, reused

@@ -43,6 +43,8 @@ type Playlist struct {
 	Variants []Variant
 	// Renditions are its EXT-X-MEDIA tags, in order.
 	Renditions []Rendition
+	// SessionKeys are its EXT-X-SESSION-KEY tags, in order.
+	SessionKeys []Key
 
 	TargetDuration        uint64 // EXT-X-TARGETDURATION, in seconds
 	MediaSequence         uint64 // EXT-X-MEDIA-SEQUENCE
@@ -50,7 +52,10 @@ type Playlist struct {
 	Type                  string // EXT-X-PLAYLIST-TYPE: VOD, EVENT or empty
 	// Maps are a media playlist's EXT-X-MAP tags, in order; each segment
 	// names the one in force for it.
-	Maps     []*Map
+	Maps []*Map
+	// Keys are a media playlist's EXT-X-KEY tags, in order; each segment
+	// names those in force for it.
+	Keys     []*Key
 	Segments []Segment
 	Ended    bool // EXT-X-ENDLIST
 
@@ -78,8 +83,24 @@ type Segment struct {
 	ProgramDateTime time.Time
 	// Map is the EXT-X-MAP in force; nil when none.
 	Map *Map
+	// Keys are the EXT-X-KEY tags in force, one per KEYFORMAT: for each
+	// the last before the segment; none after a METHOD=NONE (RFC 8216bis
+	// 4.4.4.4).
+	Keys []*Key
 	// Line is the line of its URI, from 1.
 	Line int
+}
+
+// Key is an EXT-X-KEY or EXT-X-SESSION-KEY tag: how segments are
+// encrypted and where a client gets the key (RFC 8216bis 4.4.4.4).
+type Key struct {
+	Method            string // NONE, AES-128, SAMPLE-AES, SAMPLE-AES-CTR…
+	URI               string // "" with METHOD=NONE
+	IV                string // as written (0x and hex), "" when none
+	KeyFormat         string // KEYFORMAT, "identity" when absent
+	KeyFormatVersions string // KEYFORMATVERSIONS as written, "" when absent
+	KeyID             string // KEYID (a DRM system's extension, 0x and hex), "" when none
+	Line              int    // of the tag, from 1
 }
 
 // Map is an EXT-X-MAP tag: the media initialization section.
@@ -209,6 +230,7 @@ type parser struct {
 	variant     Variant
 	variantLine int
 	curMap      *Map
+	curKeys     []*Key
 }
 
 func (p *parser) parseLine(line string) error {
@@ -244,7 +266,7 @@ func (p *parser) uri(line string) error {
 		if len(p.pl.Segments) == MaxSegments {
 			return fmt.Errorf("more than %d segments", MaxSegments)
 		}
-		p.next.URI, p.next.Line, p.next.Map = line, p.line, p.curMap
+		p.next.URI, p.next.Line, p.next.Map, p.next.Keys = line, p.line, p.curMap, p.curKeys
 		p.pl.Segments = append(p.pl.Segments, p.next)
 		p.next, p.infLine = Segment{}, 0
 	default:
@@ -284,8 +306,20 @@ func (p *parser) tag(name, value string) error {
 		return p.streamInf(name == "EXT-X-I-FRAME-STREAM-INF", value)
 	case "EXT-X-MEDIA":
 		return p.rendition(value)
+	case "EXT-X-SESSION-KEY":
+		if err := p.multivariantTag(); err != nil {
+			return err
+		}
+		k, err := parseKey(value, p.line)
+		if err == nil && k.Method == "NONE" {
+			err = errors.New("METHOD=NONE in a session key")
+		}
+		if err == nil {
+			p.pl.SessionKeys = append(p.pl.SessionKeys, *k)
+		}
+		return err
 	case "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE", "EXT-X-DISCONTINUITY-SEQUENCE", "EXT-X-PLAYLIST-TYPE",
-		"EXT-X-ENDLIST", "EXT-X-MAP", "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME", "EXT-X-GAP":
+		"EXT-X-ENDLIST", "EXT-X-MAP", "EXT-X-KEY", "EXTINF", "EXT-X-BYTERANGE", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME", "EXT-X-GAP":
 		if err := p.kind(false); err != nil {
 			return err
 		}
@@ -316,6 +350,8 @@ func (p *parser) mediaTag(name, value string) error {
 		p.pl.Ended = true
 	case "EXT-X-MAP":
 		err = p.addMap(value)
+	case "EXT-X-KEY":
+		err = p.addKey(value)
 	case "EXTINF":
 		err = p.extinf(value)
 	case "EXT-X-BYTERANGE":
@@ -360,6 +396,50 @@ func (p *parser) addMap(value string) error {
 	p.curMap = &m
 	p.pl.Maps = append(p.pl.Maps, &m)
 	return nil
+}
+
+// addKey takes an EXT-X-KEY: it replaces the key in force of its
+// KEYFORMAT; METHOD=NONE ends them all.
+func (p *parser) addKey(value string) error {
+	if len(p.pl.Keys) == MaxOther {
+		return fmt.Errorf("more than %d keys", MaxOther)
+	}
+	k, err := parseKey(value, p.line)
+	if err != nil {
+		return err
+	}
+	p.pl.Keys = append(p.pl.Keys, k)
+	if k.Method == "NONE" {
+		p.curKeys = nil
+		return nil
+	}
+	keys := slices.DeleteFunc(slices.Clone(p.curKeys), func(o *Key) bool { return o.KeyFormat == k.KeyFormat })
+	p.curKeys = append(keys, k)
+	return nil
+}
+
+// parseKey reads the attributes of a key tag at line: METHOD is
+// required, and a URI unless it is NONE (when no other attribute may be
+// there).
+func parseKey(value string, line int) (*Key, error) {
+	k := &Key{Line: line}
+	strs := map[string]*string{"METHOD": &k.Method, "URI": &k.URI, "IV": &k.IV, "KEYFORMAT": &k.KeyFormat,
+		"KEYFORMATVERSIONS": &k.KeyFormatVersions, "KEYID": &k.KeyID}
+	if err := readAttributes(value, strs, func(string, string) error { return nil }); err != nil {
+		return nil, err
+	}
+	switch {
+	case k.Method == "":
+		return nil, errors.New("no METHOD")
+	case k.Method == "NONE" && (k.URI != "" || k.IV != "" || k.KeyFormat != "" || k.KeyFormatVersions != ""):
+		return nil, errors.New("METHOD=NONE with other attributes")
+	case k.Method != "NONE" && k.URI == "":
+		return nil, fmt.Errorf("METHOD=%s without a URI", k.Method)
+	}
+	if k.KeyFormat == "" && k.Method != "NONE" {
+		k.KeyFormat = "identity"
+	}
+	return k, nil
 }
 
 // multivariantTag notes a tag of a multivariant playlist that adds a

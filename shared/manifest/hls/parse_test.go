@@ -1,6 +1,8 @@
 package hls
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -75,6 +81,11 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 				} else {
 					wantMap = want.Maps[0]
 				}
+				want.Keys = wantKeys(t, tv.Protection)
+				var keys []*Key
+				if len(want.Keys) > 0 {
+					keys = want.Keys
+				}
 				var prevEnd uint64
 				for e := range tl.All() {
 					// A hole, or a sparse track's pause, is EXT-X-GAP
@@ -85,12 +96,12 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 						n := timeline.HoleSegments(prevEnd, e.Start, e.Duration)
 						for k := range n {
 							from, to := timeline.HoleBoundary(prevEnd, e.Start, k, n), timeline.HoleBoundary(prevEnd, e.Start, k+1, n)
-							want.Segments = append(want.Segments, Segment{URI: string(appendSegmentRef(nil, tv.ID, from, vtt)), Gap: true, Map: wantMap,
+							want.Segments = append(want.Segments, Segment{URI: string(appendSegmentRef(nil, tv.ID, from, vtt)), Gap: true, Map: wantMap, Keys: keys,
 								Duration: time.Duration(micros(to, tv.Timescale)-micros(from, tv.Timescale)) * time.Microsecond})
 						}
 					}
 					prevEnd = e.End()
-					s := Segment{URI: string(appendSegmentRef(nil, tv.ID, e.Start, vtt)), Discontinuity: e.Gap && !hole, Map: wantMap,
+					s := Segment{URI: string(appendSegmentRef(nil, tv.ID, e.Start, vtt)), Discontinuity: e.Gap && !hole, Map: wantMap, Keys: keys,
 						Duration: time.Duration(micros(e.End(), tv.Timescale)-micros(e.Start, tv.Timescale)) * time.Microsecond}
 					if len(want.Segments) == 0 || e.Gap || pause {
 						s.ProgramDateTime = p.Wallclock(e.Start, tv.Timescale).UTC().Truncate(time.Millisecond)
@@ -106,12 +117,56 @@ func TestParseReadsWhatTheRenderersWrite(t *testing.T) {
 					}
 					s.Line = 0
 				}
+				for _, k := range pl.Keys {
+					k.Line = 0
+				}
 				if !reflect.DeepEqual(pl, want) {
 					t.Errorf("%s: %s reads as\n%+v\nwant\n%+v\n%s", name, tv.ID, pl, want, b)
 				}
 			}
 		}
 	}
+}
+
+// wantKeys are the EXT-X-KEY tags (as Parse reads them, without their
+// lines) that say protection p, one per DRM system HLS knows, in its
+// order: nil for a clear track.
+func wantKeys(t *testing.T, p *timeline.Protection) []*Key {
+	if p == nil {
+		return nil
+	}
+	kid, err := cenc.ParseKID(p.KID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	method := map[string]string{"cbcs": "SAMPLE-AES", "cenc": "SAMPLE-AES-CTR"}[p.Scheme]
+	var out []*Key
+	for _, s := range p.Systems {
+		box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(s.PSSH))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := box.(*mp4.PsshBox).Data
+		k := &Key{Method: method, KeyFormatVersions: "1"}
+		switch s.ID {
+		case cenc.ClearKey.UUID():
+			k.KeyFormat, k.URI = "org.w3.clearkey", "data:text/plain;base64,"+base64.StdEncoding.EncodeToString(kid[:])
+		case cenc.Widevine.UUID():
+			k.KeyFormat, k.URI = "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed", "data:text/plain;base64,"+base64.StdEncoding.EncodeToString(s.PSSH)
+			k.KeyID = "0x" + hex.EncodeToString(kid[:])
+		case cenc.PlayReady.UUID():
+			k.KeyFormat, k.URI = "com.microsoft.playready", "data:text/plain;charset=UTF-16;base64,"+base64.StdEncoding.EncodeToString(data)
+		case cenc.FairPlay.UUID():
+			if p.Scheme != "cbcs" {
+				continue
+			}
+			k.KeyFormat, k.URI = "com.apple.streamingkeydelivery", string(data)
+		default:
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // unquotable is whether a language of p has a character an HLS

@@ -42,6 +42,10 @@ type Manifest struct {
 	LookAheadFragmentCount int           `xml:"LookAheadFragmentCount,attr,omitempty"`
 	DVRWindowLength        uint64        `xml:"DVRWindowLength,attr,omitempty"`
 	Streams                []StreamIndex `xml:"StreamIndex"`
+	// Protection is there when a stream is encrypted and signalled for
+	// PlayReady (protection.go); after the streams, as Microsoft's own
+	// PlayReady manifests have it.
+	Protection *Protection `xml:"Protection"`
 }
 
 // StreamIndex is a StreamIndex element. Subtype, Language, TimeScale
@@ -123,7 +127,8 @@ func chunk(s timeline.Span) Chunk {
 // A TTML text track (stpp, FourCC TTML) is a StreamIndex of Type text
 // with its Subtype (textSubtype) and Language, its holes left between c
 // elements; a WebVTT one (no FourCC) is left out, as MS-SSTR knows no
-// WebVTT.
+// WebVTT. An encrypted channel signalled for PlayReady has its Protection
+// element (protection.go).
 func Render(p *timeline.Presentation) ([]byte, error) {
 	m, err := build(p)
 	if err != nil {
@@ -152,6 +157,7 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 		DVRWindowLength:        timeline.Ticks(p.DVRWindow, DefaultTimeScale),
 	}
 	var extent timeline.Extent
+	var listed [][]*timeline.TrackView
 	for _, g := range p.Groups() {
 		if g.Views = carried(g.Views); len(g.Views) == 0 {
 			continue
@@ -162,8 +168,10 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 		}
 		if si.Chunks > 0 {
 			m.Streams = append(m.Streams, si)
+			listed = append(listed, g.Views)
 		}
 	}
+	m.Protection = protection(listed)
 	if p.VOD() {
 		// A finished range: clients play it from its start to its end;
 		// nothing is ahead to look for, no window slides.
@@ -296,6 +304,9 @@ func (m *Manifest) write(w *xmlout.Writer) {
 	w.Open()
 	for i := range m.Streams {
 		m.Streams[i].write(w, 1)
+	}
+	if m.Protection != nil {
+		m.Protection.write(w, 1)
 	}
 	w.End(0, "SmoothStreamingMedia")
 }

@@ -1,0 +1,200 @@
+package fmp4_test
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
+	"github.com/smoothcast/smoothcast/shared/fmp4/fmp4test"
+	"github.com/smoothcast/smoothcast/shared/synth"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// clearInit is the init segment fmp4.InitSegment stores for the first
+// track of an MP4 file, its sample tables emptied.
+func clearInit(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(b))
+	if err != nil || f.Moov == nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	// An encoder's moov lists no samples: fragments carry them.
+	stts := f.Moov.Traks[0].Mdia.Minf.Stbl.Stts
+	stts.SampleCount, stts.SampleTimeDelta = nil, nil
+	init, err := fmp4.InitSegment(f.Moov, f.Moov.Traks[0].Tkhd.TrackID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return init
+}
+
+// synthInits are the init segments of a synthetic stream's tracks: H.264
+// and AAC.
+func synthInits(t testing.TB) [][]byte {
+	t.Helper()
+	s, err := synth.New(synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := s.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(hdr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, trak := range f.Moov.Traks {
+		init, err := fmp4.InitSegment(f.Moov, trak.Tkhd.TrackID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, init)
+	}
+	return out
+}
+
+func mustKID(t testing.TB, s string) cenc.KID {
+	t.Helper()
+	k, err := cenc.ParseKID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// An encrypted track describes as the clear one it was made from (codec
+// string, sizes, CodecPrivateData, declared bitrate), plus its
+// protection: the scheme, the default KID and, from the moov, each DRM
+// system's whole pssh box in order; for every codec the relay encrypts and
+// both schemes.
+func TestEncryptedInitDescribesAsTheClearTrackPlusItsProtection(t *testing.T) {
+	kid := mustKID(t, "0123456789abcdef0123456789abcdef")
+	other := mustKID(t, "fedcba9876543210fedcba9876543210")
+	clearKey := cenc.ClearKeyPSSH(kid)
+	widevine := cenc.PSSH(cenc.Widevine, nil, []byte{0x12, 0x10, 0x01, 0x23})
+	playReady := cenc.PSSH(cenc.PlayReady, []cenc.KID{kid}, []byte("pro"))
+	otherTrack := cenc.ClearKeyPSSH(other) // another key's: left out
+	inits := map[string][]byte{}
+	synthInit := synthInits(t)
+	inits["avc1 (synth)"], inits["mp4a (synth)"] = synthInit[0], synthInit[1]
+	for name, file := range map[string]string{
+		"hvc1": "testdata/hevc-hvc1.mp4", "hev1": "testdata/hevc-hev1.mp4", "hvc1 PQ": "testdata/hevc-main10-pq.mp4",
+		"av01": "../packager/testdata/av1.mp4", "ac-3": "testdata/ac3-5.1.mp4", "ec-3": "testdata/eac3-5.1.mp4",
+		"ec-3 JOC": "../packager/testdata/eac3.mp4", "avc1 (ffmpeg)": "../packager/testdata/avc-small.mp4",
+	} {
+		inits[name] = clearInit(t, file)
+	}
+	for name, init := range inits {
+		for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
+			t.Run(name+" "+string(scheme), func(t *testing.T) {
+				want, err := fmp4.ParseInit(init)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want.Protection != nil {
+					t.Fatalf("clear init described as protected: %+v", want.Protection)
+				}
+				enc, _, err := fmp4test.Protect(init, scheme, kid, clearKey, widevine, otherTrack, playReady)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := fmp4.ParseInit(enc)
+				if err != nil {
+					t.Fatalf("ParseInit of the encrypted init: %v", err)
+				}
+				want.Protection = &timeline.Protection{Scheme: string(scheme), KID: "01234567-89ab-cdef-0123-456789abcdef", Systems: []timeline.ProtectionSystem{
+					{ID: "1077efec-c0b2-4d02-ace3-3c1e52e2fb4b", PSSH: clearKey},
+					{ID: "edef8ba9-79d6-4ace-a3c8-27dcd51d21ed", PSSH: widevine},
+					{ID: "9a04f079-9840-4286-ab92-e65be0885f95", PSSH: playReady},
+				}}
+				if !got.Equal(want) {
+					t.Errorf("\n got %+v %+v\nwant %+v %+v", got, got.Protection, want, want.Protection)
+				}
+				if !strings.Contains(string(enc), "enc") || !bytes.Contains(enc, []byte("sinf")) {
+					t.Fatal("the init is not protected")
+				}
+				cm, _ := mp4.DecodeFile(bytes.NewReader(init))
+				em, _ := mp4.DecodeFile(bytes.NewReader(enc))
+				if c, e := fmp4.DeclaredBitrate(cm.Moov.Trak), fmp4.DeclaredBitrate(em.Moov.Trak); c != e {
+					t.Errorf("declared bitrate %d, clear %d", e, c)
+				}
+			})
+		}
+	}
+}
+
+// An encrypted sample entry the manifests cannot signal is refused, with
+// what is wrong: a scheme CMAF does not allow, a sinf without its
+// original format or its tenc, a tenc that protects nothing.
+func TestEncryptedInitThatCannotBeSignalledIsRefused(t *testing.T) {
+	kid := mustKID(t, "0123456789abcdef0123456789abcdef")
+	for _, tc := range []struct {
+		name   string
+		change func(sinf *mp4.SinfBox)
+		want   string
+	}{
+		{"cens scheme", func(s *mp4.SinfBox) { s.Schm.SchemeType = "cens" }, `scheme "cens"`},
+		{"no frma", func(s *mp4.SinfBox) { s.Frma = nil }, "original format"},
+		{"no tenc", func(s *mp4.SinfBox) { s.Schi.Tenc = nil }, "without schm or tenc"},
+		{"not protected", func(s *mp4.SinfBox) { s.Schi.Tenc.DefaultIsProtected = 0 }, "no protection"},
+		{"unknown format", func(s *mp4.SinfBox) { s.Frma.DataFormat = "vp09" }, `format "vp09"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, _, err := fmp4test.Protect(synthInits(t)[0], cenc.CBCS, kid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := mp4.DecodeFile(bytes.NewReader(enc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(f.Moov.Trak.Mdia.Minf.Stbl.Stsd.Encv.Sinf)
+			if _, err := fmp4.Describe(f.Moov.Trak); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Describe: %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseInitProtected decodes arbitrary init segments, seeded with
+// encrypted ones of both schemes with pssh boxes: ParseInit never
+// panics, and a protection it describes is whole (a scheme the manifests
+// signal, a default KID, each system's ID and a pssh box of that system).
+func FuzzParseInitProtected(f *testing.F) {
+	kid := cenc.KID{1, 2, 3}
+	for i, init := range synthInits(f) {
+		scheme := []cenc.Scheme{cenc.CBCS, cenc.CENC}[i%2]
+		enc, _, err := fmp4test.Protect(init, scheme, kid, cenc.ClearKeyPSSH(kid), cenc.PSSH(cenc.PlayReady, nil, []byte("pro")))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := fmp4.ParseInit(b)
+		if err != nil || got.Protection == nil {
+			return
+		}
+		p := got.Protection
+		if _, err := cenc.ParseKID(p.KID); err != nil || p.Scheme != "cbcs" && p.Scheme != "cenc" {
+			t.Errorf("protection %+v", p)
+		}
+		for _, s := range p.Systems {
+			id, err := cenc.ParseKID(s.ID)
+			if err != nil || len(s.PSSH) < 32 || string(s.PSSH[4:8]) != "pssh" || !bytes.Equal(s.PSSH[12:28], id[:]) {
+				t.Errorf("system %s: pssh %x", s.ID, s.PSSH)
+			}
+		}
+	})
+}

@@ -1,0 +1,129 @@
+package hls
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// The KEYFORMATs of the DRM systems a protected track is signalled for
+// (RFC 8216bis 4.4.4.4; each system's own name for it, as hls.js, Shaka
+// Player, ExoPlayer and Apple's players know them).
+const (
+	keyFormatClearKey  = "org.w3.clearkey"
+	keyFormatWidevine  = "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"
+	keyFormatPlayReady = "com.microsoft.playready"
+	keyFormatFairPlay  = "com.apple.streamingkeydelivery"
+)
+
+// keyMethod is the METHOD of a Common Encryption scheme: SAMPLE-AES for
+// cbcs (RFC 8216bis: the fMP4 segments are encrypted with 'cbcs'),
+// SAMPLE-AES-CTR for cenc.
+func keyMethod(scheme string) string {
+	if scheme == string(cenc.CENC) {
+		return "SAMPLE-AES-CTR"
+	}
+	return "SAMPLE-AES"
+}
+
+// keyAttributes are the attribute lists of the key tags (EXT-X-KEY in a
+// media playlist, EXT-X-SESSION-KEY in the multivariant one) of
+// protection p, one per DRM system of its pssh boxes that HLS knows, in
+// the init segment's order:
+//
+//   - ClearKey: URI a data URI of the 16-byte default KID (what hls.js
+//     takes as the key ID of an org.w3.clearkey key);
+//   - Widevine: URI a data URI of the whole pssh box, KEYID the default
+//     KID in hex (Shaka Packager's and hls.js's form);
+//   - PlayReady: URI a data URI of the PlayReady Object (UTF-16, as
+//     Microsoft's HLS signalling has it), which hls.js reads the KID from;
+//   - FairPlay: URI the pssh's data, the skd:// URI of smoothcast's
+//     convention, KEYFORMATVERSIONS 1; cbcs only (FairPlay has no cenc).
+//
+// A system it does not know is left out. None for a clear track (nil p).
+func keyAttributes(p *timeline.Protection) []string {
+	if p == nil {
+		return nil
+	}
+	kid, err := cenc.ParseKID(p.KID)
+	if err != nil {
+		return nil
+	}
+	method := "METHOD=" + keyMethod(p.Scheme)
+	var out []string
+	for _, s := range p.Systems {
+		id, err := cenc.ParseKID(s.ID)
+		if err != nil {
+			continue
+		}
+		switch id {
+		case cenc.ClearKey:
+			out = append(out, method+`,KEYFORMAT="`+keyFormatClearKey+`",KEYFORMATVERSIONS="1",URI="data:text/plain;base64,`+base64.StdEncoding.EncodeToString(kid[:])+`"`)
+		case cenc.Widevine:
+			out = append(out, method+`,KEYFORMAT="`+keyFormatWidevine+`",KEYFORMATVERSIONS="1",URI="data:text/plain;base64,`+base64.StdEncoding.EncodeToString(s.PSSH)+`",KEYID=0x`+hex.EncodeToString(kid[:]))
+		case cenc.PlayReady:
+			if pro := psshData(s.PSSH); len(pro) > 0 {
+				out = append(out, method+`,KEYFORMAT="`+keyFormatPlayReady+`",KEYFORMATVERSIONS="1",URI="data:text/plain;charset=UTF-16;base64,`+base64.StdEncoding.EncodeToString(pro)+`"`)
+			}
+		case cenc.FairPlay:
+			if uri := psshData(s.PSSH); p.Scheme == string(cenc.CBCS) && quotableURI(uri) {
+				out = append(out, method+`,KEYFORMAT="`+keyFormatFairPlay+`",KEYFORMATVERSIONS="1",URI="`+string(uri)+`"`)
+			}
+		}
+	}
+	return out
+}
+
+// quotableURI reports whether b is a URI a quoted-string can hold: not
+// empty, no double quote, no line break or other control (RFC 8216 4.2).
+func quotableURI(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// psshData is the data of a whole pssh box, nil when the bytes are not
+// one.
+func psshData(b []byte) []byte {
+	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
+	if p, ok := box.(*mp4.PsshBox); ok && err == nil {
+		return p.Data
+	}
+	return nil
+}
+
+// writeKeys writes the EXT-X-KEY tags of track tv's protection.
+func writeKeys(b *bytes.Buffer, tv *timeline.TrackView) {
+	for _, a := range keyAttributes(tv.Protection) {
+		b.WriteString("#EXT-X-KEY:" + a + "\n")
+	}
+}
+
+// writeSessionKeys writes the multivariant playlist's EXT-X-SESSION-KEY
+// tags: each key tag of the tracks it lists once, in their order, so that
+// a client can start its DRM sessions before it loads a media playlist.
+func writeSessionKeys(b *bytes.Buffer, tracks ...[]*timeline.TrackView) {
+	seen := map[string]bool{}
+	for _, list := range tracks {
+		for _, tv := range list {
+			for _, a := range keyAttributes(tv.Protection) {
+				if !seen[a] {
+					seen[a] = true
+					b.WriteString("#EXT-X-SESSION-KEY:" + a + "\n")
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,62 @@
+package smooth
+
+import (
+	"encoding/base64"
+
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
+	"github.com/smoothcast/smoothcast/shared/timeline"
+)
+
+// Protection is the Protection element (MS-SSTR 2.2.2.2): what a client
+// needs to play the presentation's protected streams.
+type Protection struct {
+	Headers []ProtectionHeader `xml:"ProtectionHeader"`
+}
+
+// ProtectionHeader is a ProtectionHeader element: a DRM system's header
+// (SystemID, a UUID) as base64 (Content).
+type ProtectionHeader struct {
+	SystemID string `xml:"SystemID,attr"`
+	Content  string `xml:",chardata"`
+}
+
+// protection is the Protection element of the streams' tracks: the
+// PlayReady Object of the first track that has a PlayReady pssh, as the
+// one ProtectionHeader of SystemID PlayReady's. Smooth signals one
+// protection for the whole presentation, and its clients (dash.js's Smooth
+// support, ExoPlayer) read PlayReady's header only. nil when no track has
+// one: a channel signalled for ClearKey or Widevine alone is encrypted all
+// the same, and a Smooth client without its header cannot play it.
+func protection(streams [][]*timeline.TrackView) *Protection {
+	for _, views := range streams {
+		for _, tv := range views {
+			s, ok := tv.Protection.System(cenc.PlayReady.UUID())
+			if !ok {
+				continue
+			}
+			box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(s.PSSH))
+			if p, isPssh := box.(*mp4.PsshBox); err == nil && isPssh && len(p.Data) > 0 {
+				return &Protection{Headers: []ProtectionHeader{{SystemID: cenc.PlayReady.UUID(), Content: base64.StdEncoding.EncodeToString(p.Data)}}}
+			}
+		}
+	}
+	return nil
+}
+
+// write writes the Protection element at depth.
+func (p *Protection) write(w *xmlout.Writer, depth int) {
+	w.Start(depth, "Protection")
+	w.Open()
+	for _, h := range p.Headers {
+		w.Start(depth+1, "ProtectionHeader")
+		w.Attr("SystemID", h.SystemID)
+		w.Open()
+		w.Escape(h.Content)
+		w.Buf = append(w.Buf, "</ProtectionHeader>"...)
+	}
+	w.End(depth, "Protection")
+}
