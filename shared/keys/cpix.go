@@ -453,6 +453,11 @@ func hlsAttr(list, name string) string {
 // checkPSSHBox: box is one whole pssh box of system id naming kid (when
 // it names KIDs: version 1).
 func checkPSSHBox(box []byte, id cenc.SystemID, kid cenc.KID) error {
+	// The box's size is the data's, checked before mp4ff reads it (which
+	// would allocate what a size field says).
+	if len(box) < 8 || binary.BigEndian.Uint32(box) != uint32(len(box)) || string(box[4:8]) != "pssh" {
+		return errors.New("PSSH: not one whole pssh box")
+	}
 	b, err := mp4.DecodeBox(0, bytes.NewReader(box))
 	if err != nil {
 		return fmt.Errorf("PSSH: not a pssh box: %w", err)

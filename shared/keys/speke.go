@@ -280,7 +280,7 @@ func (s *SPEKE) prefetch(channel string, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ck := s.channel(channel)
-	if _, ok := ck.periods[n]; ok || s.cfg.Now().Before(ck.holdUntil) || s.ctx.Err() != nil {
+	if _, ok := ck.periods[n]; ok || s.cfg.Now().Before(ck.holdUntil) {
 		return
 	}
 	s.start(ck, channel, n)
@@ -290,6 +290,11 @@ func (s *SPEKE) prefetch(channel string, n uint64) {
 // its own (Close waits for it). s.mu is held.
 func (s *SPEKE) start(ck *channelKeys, channel string, n uint64) *fetch {
 	f := &fetch{n: n, done: make(chan struct{})}
+	if err := s.ctx.Err(); err != nil { // closed: no new fetch
+		f.err = fmt.Errorf("channel %s: key period %d: key source closed: %w", channel, n, err)
+		close(f.done)
+		return f
+	}
 	ck.periods[n] = f
 	s.wg.Add(1)
 	go func() {

@@ -333,9 +333,15 @@ func checkContract(list *node, keys map[cenc.KID]string, periods map[string]uint
 	if err := onlyKids(list, "ContentKeyUsageRule"); err != nil {
 		return nil, fmt.Errorf("Malformed encryption contract: %w", err)
 	}
+	filters := 0
+	for _, r := range list.kids {
+		filters += len(r.children(nsCPIX, "AudioFilter")) + len(r.children(nsCPIX, "VideoFilter"))
+	}
+	if filters == 0 {
+		return nil, fmt.Errorf("Missing CPIX encryption contract")
+	}
 	out := map[cenc.KID]uint64{}
 	types := map[string]bool{}
-	filters := 0
 	for _, r := range list.kids {
 		kid, err := kidAttr(r)
 		if err != nil {
@@ -364,7 +370,6 @@ func checkContract(list *node, keys map[cenc.KID]string, periods map[string]uint
 			return nil, fmt.Errorf("Malformed encryption contract: %w", err)
 		}
 		audio, video := r.children(nsCPIX, "AudioFilter"), r.children(nsCPIX, "VideoFilter")
-		filters += len(audio) + len(video)
 		if len(audio)+len(video) == 0 {
 			return nil, fmt.Errorf("Malformed encryption contract: rule %q has no AudioFilter or VideoFilter", tt)
 		}
@@ -390,9 +395,6 @@ func checkContract(list *node, keys map[cenc.KID]string, periods map[string]uint
 		default:
 			out[kid] = 0
 		}
-	}
-	if filters == 0 {
-		return nil, fmt.Errorf("Missing CPIX encryption contract")
 	}
 	for kid := range keys {
 		if _, ok := out[kid]; !ok {

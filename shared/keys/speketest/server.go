@@ -242,14 +242,33 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	root, _ := parse(body) // checked
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("X-Speke-Version", r.Header.Get("X-Speke-Version"))
+	w.Header().Set("X-Speke-User-Agent", UserAgent)
+	_, _ = io.WriteString(w, respond(root, mode))
+}
+
+// Respond is the stand-in's answer (mode Answer) to a request document,
+// or the specification's rule it breaks; without HTTP, so without the
+// headers' checks: for fuzz seeds and benchmarks.
+func Respond(request []byte) ([]byte, error) {
+	root, err := parse(request)
+	if err != nil {
+		return nil, fmt.Errorf("not an XML document: %w", err)
+	}
+	if _, err := checkRequest(root); err != nil {
+		return nil, err
+	}
+	return []byte(respond(root, Answer)), nil
+}
+
+// respond fills the checked request document in and writes it.
+func respond(root *node, mode Mode) string {
 	answer(root, mode)
 	var out strings.Builder
 	out.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
 	write(&out, root, map[string]string{nsCPIX: "cpix", nsPSKC: "pskc"}, true)
-	w.Header().Set("Content-Type", "application/xml")
-	w.Header().Set("X-Speke-Version", r.Header.Get("X-Speke-Version"))
-	w.Header().Set("X-Speke-User-Agent", UserAgent)
-	_, _ = io.WriteString(w, out.String())
+	return out.String()
 }
 
 // check checks the request: its signature (when asked), headers and
