@@ -206,6 +206,9 @@ func run(args []string) error {
 	}
 	rcfg.Keys = keySource
 	log.Info("encryption", "keys_from", keysFrom)
+	if c, ok := keySource.(interface{ Close() }); ok {
+		defer c.Close() // a key server's prefetches
+	}
 	// Not ctx itself: Ctrl-C must not cut the pushes before Close lets them
 	// store the fragment in hand, as the relay does on SIGTERM.
 	so := stack.Options{

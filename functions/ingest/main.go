@@ -215,6 +215,9 @@ func run(log *slog.Logger, o options) error {
 	}
 	cfg.Keys = keySource
 	log.Info("encryption", "keys_from", keysFrom)
+	if c, ok := keySource.(interface{ Close() }); ok {
+		defer c.Close() // a key server's prefetches
+	}
 	if o.srtPassphraseParameter != "" {
 		if o.srt.Passphrase, err = loadSRTPassphrase(ctx, o.srtPassphraseParameter, o.region); err != nil {
 			return err

@@ -15,7 +15,9 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/keys"
+	"github.com/smoothcast/smoothcast/shared/keys/speketest"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
@@ -253,4 +255,88 @@ func TestKeyServerFailureNeverPublishesClearMedia(t *testing.T) {
 			t.Errorf("/status's recent errors do not have the key server's failure: %+v", rl.Status().RecentErrors)
 		}
 	})
+}
+
+// A channel whose keys come from a SPEKE v2 key server (the stand-in,
+// which checks each request document against the specification) and
+// rotate every fragment: each fragment is encrypted with its own
+// period's key, which decrypts it to the clear channel's media and no
+// other period's key does; the init segments carry every DRM system's
+// pssh and the first period's key as their default.
+func TestSPEKEKeysRotateEveryFragment(t *testing.T) {
+	srv := speketest.New(t, speketest.Options{ContentIDPrefix: "test/"})
+	src, err := keys.NewSPEKE(keys.SPEKEConfig{URL: srv.URL, RotateEvery: 1, ContentIDPrefix: "test/", KIDSalt: []byte("test/"), Channels: []string{"drm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	cfg := relay.DefaultConfig()
+	cfg.Keys = src
+	hs, st, rec, _ := newRelay(t, cfg)
+	for _, ch := range []string{"clear", "drm"} {
+		if code, msg := testtool.Do(t, "POST", hs.URL+"/live/"+ch+".isml/Streams(enc1)", fixture(t), true); code != 200 {
+			t.Fatalf("push to %s: %d %s\n%s", ch, code, msg, strings.Join(rec.Lines(), "\n"))
+		}
+	}
+	clear, drm := objectsOf(t, st, "clear"), objectsOf(t, st, "drm")
+	periods := map[uint64]cenc.Period{}
+	period := func(n uint64) cenc.Period {
+		if p, ok := periods[n]; ok {
+			return p
+		}
+		p, err := src.Period(context.Background(), "drm", n)
+		if err != nil {
+			t.Fatalf("period %d: %v", n, err)
+		}
+		periods[n] = p
+		return p
+	}
+	inits := map[string][]byte{}
+	for name, body := range drm {
+		if obj, err := layout.Parse(layout.LivePrefix + "drm.isml/" + name); err == nil && obj.Kind == layout.KindInit {
+			tr, err := fmp4.ParseInit(body)
+			if err != nil || tr.Protection == nil {
+				t.Fatalf("%s: %v %+v", name, err, tr.Protection)
+			}
+			if got := len(tr.Protection.Systems); got != 3 {
+				t.Errorf("%s carries %d DRM systems' pssh, want Widevine, PlayReady and FairPlay", name, got)
+			}
+			if tr.Protection.KID != period(0).Key.KID.UUID() {
+				t.Errorf("%s: default KID %s, want period 0's %s", name, tr.Protection.KID, period(0).Key.KID)
+			}
+			inits[name[:strings.LastIndex(name, "/")]] = body
+		}
+	}
+	kids := map[cenc.KID]bool{}
+	for name, body := range drm {
+		obj, err := layout.Parse(layout.LivePrefix + "drm.isml/" + name)
+		if err != nil || obj.Kind != layout.KindFragment {
+			continue
+		}
+		info, err := fmp4.Inspect(body)
+		if err != nil || info.Duration == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		n := obj.Start / info.Duration
+		p := period(n)
+		kids[p.Key.KID] = true
+		init := inits[name[:strings.LastIndex(name, "/")]]
+		dec, err := cenc.Decrypt(init, body, map[cenc.KID]cenc.Key{p.Key.KID: p.Key})
+		if err != nil || !bytes.Equal(mdatOf(t, dec), mdatOf(t, clear[name])) {
+			t.Errorf("%s (period %d) does not decrypt with its period's key %s: %v", name, n, p.Key.KID, err)
+		}
+		other := period(n + 1)
+		if dec, err := cenc.Decrypt(init, body, map[cenc.KID]cenc.Key{other.Key.KID: other.Key, p.Key.KID: {KID: p.Key.KID}}); err == nil && bytes.Equal(mdatOf(t, dec), mdatOf(t, clear[name])) {
+			t.Errorf("%s (period %d) decrypts without its key", name, n)
+		}
+	}
+	if len(kids) < 2 {
+		t.Errorf("%d keys across the fragments, want one per fragment", len(kids))
+	}
+	if srv.Requests("drm", 0) == 0 || srv.Requests("drm", 1) == 0 {
+		t.Errorf("the key server was asked for period 0 %d times, 1 %d times", srv.Requests("drm", 0), srv.Requests("drm", 1))
+	}
+	if _, ok := rec.Find(slog.LevelInfo, "key rotated", nil); !ok {
+		t.Errorf("no log line says the key rotated")
+	}
 }
