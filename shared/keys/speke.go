@@ -41,8 +41,9 @@ type SPEKEConfig struct {
 	// ContentIDPrefix is put before the channel's name in CPIX@contentId
 	// (e.g. "smoothcast/prod/").
 	ContentIDPrefix string
-	// KIDSalt keys the KIDs' derivation (see SPEKE): a secret of the
-	// deployment, the same for all its relays.
+	// KIDSalt keys the KIDs' derivation (see SPEKE): the same for all
+	// the relays of a deployment, another for another deployment (KIDs
+	// are public: it need not be secret).
 	KIDSalt []byte
 	// Channels are the channels encrypted; none: every channel.
 	Channels []string
