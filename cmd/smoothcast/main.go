@@ -200,7 +200,7 @@ func run(args []string) error {
 	} else {
 		log.Warn("ingest authentication is off (fine on this machine; set -ingest-secret-file or SMOOTHCAST_INGEST_SECRET to try it)")
 	}
-	keySource, keysFrom, err := keyOpts.Source(ctx, nil)
+	keySource, keysFrom, err := keyOpts.Source(ctx, log.With("component", "keys"), nil)
 	if err != nil {
 		return fmt.Errorf("encryption: %w", err)
 	}

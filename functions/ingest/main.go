@@ -203,7 +203,7 @@ func run(log *slog.Logger, o options) error {
 	cfg := o.relay
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
-	keySource, keysFrom, err := o.keys.Source(ctx, func(ctx context.Context) (keys.SSMGetter, error) {
+	keySource, keysFrom, err := o.keys.Source(ctx, log.With("component", "keys"), func(ctx context.Context) (keys.SSMGetter, error) {
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.region))
 		if err != nil {
 			return nil, fmt.Errorf("AWS config: %w", err)

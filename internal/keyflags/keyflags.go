@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -68,8 +69,9 @@ var ErrBoth = errors.New("-key-file or -key-parameter, and -speke-url: give one"
 
 // Source makes the key source the options describe (nil: no
 // encryption), and says in a few words where its keys come from. ssm
-// gives the SSM client -key-parameter is read with.
-func (o *Options) Source(ctx context.Context, ssm func(context.Context) (keys.SSMGetter, error)) (keys.Source, string, error) {
+// gives the SSM client -key-parameter is read with; a key server's
+// client logs to log.
+func (o *Options) Source(ctx context.Context, log *slog.Logger, ssm func(context.Context) (keys.SSMGetter, error)) (keys.Source, string, error) {
 	scheme, err := cenc.ParseScheme(o.Scheme)
 	if err != nil {
 		return nil, "", fmt.Errorf("-encryption-scheme: %w", err)
@@ -102,7 +104,7 @@ func (o *Options) Source(ctx context.Context, ssm func(context.Context) (keys.SS
 		}
 		return keys.NewStatic(ks, scheme), fmt.Sprintf("SSM parameter %s (%d channels, %s)", o.KeyParameter, len(ks), scheme), nil
 	case o.SPEKE.URL != "":
-		return o.speke(ctx, scheme)
+		return o.speke(ctx, log, scheme)
 	}
 	if o.SPEKE.RotateEvery != 0 {
 		return nil, "", errors.New("-key-rotation-fragments needs -speke-url")
@@ -143,7 +145,7 @@ func systemList(s string) ([]cenc.SystemID, error) {
 }
 
 // speke is the SPEKE v2 key source of the options.
-func (o *Options) speke(ctx context.Context, scheme cenc.Scheme) (keys.Source, string, error) {
+func (o *Options) speke(ctx context.Context, log *slog.Logger, scheme cenc.Scheme) (keys.Source, string, error) {
 	systems, err := systemList(o.SPEKE.Systems)
 	if err != nil {
 		return nil, "", err
@@ -152,7 +154,7 @@ func (o *Options) speke(ctx context.Context, scheme cenc.Scheme) (keys.Source, s
 		return nil, "", fmt.Errorf("-key-rotation-fragments %d: want 0 or more", o.SPEKE.RotateEvery)
 	}
 	cfg := keys.SPEKEConfig{URL: o.SPEKE.URL, Scheme: scheme, RotateEvery: o.SPEKE.RotateEvery, Systems: systems,
-		ContentIDPrefix: o.SPEKE.ContentID, KIDSalt: []byte(o.SPEKE.ContentID), Channels: channelList(o.SPEKE.Channels)}
+		ContentIDPrefix: o.SPEKE.ContentID, KIDSalt: []byte(o.SPEKE.ContentID), Channels: channelList(o.SPEKE.Channels), Logger: log}
 	if o.SPEKE.Region != "" {
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.SPEKE.Region))
 		if err != nil {

@@ -3,6 +3,7 @@ package keyflags
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,7 @@ func TestFlagsMakeTheirKeySource(t *testing.T) {
 			if err := fs.Parse(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			src, from, err := o.Source(context.Background(), noSSM)
+			src, from, err := o.Source(context.Background(), slog.New(slog.DiscardHandler), noSSM)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one naming %q", err, tc.err)

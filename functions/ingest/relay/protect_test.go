@@ -265,7 +265,7 @@ func TestKeyServerFailureNeverPublishesClearMedia(t *testing.T) {
 // pssh and the first period's key as their default.
 func TestSPEKEKeysRotateEveryFragment(t *testing.T) {
 	srv := speketest.New(t, speketest.Options{ContentIDPrefix: "test/"})
-	src, err := keys.NewSPEKE(keys.SPEKEConfig{URL: srv.URL, RotateEvery: 1, ContentIDPrefix: "test/", KIDSalt: []byte("test/"), Channels: []string{"drm"}})
+	src, err := keys.NewSPEKE(keys.SPEKEConfig{URL: srv.URL, RotateEvery: 1, ContentIDPrefix: "test/", KIDSalt: []byte("test/"), Channels: []string{"drm"}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
