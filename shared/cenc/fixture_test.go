@@ -56,10 +56,18 @@ func storeFragment(t testing.TB, moov *mp4.MoovBox, trackID uint32, b []byte) st
 	return stored{init: init, head: head, payload: payload, entry: f.Moov.Trak.Mdia.Minf.Stbl.Stsd.Children[0].Type()}
 }
 
-// synthStored is fragment k of a synthetic track (synth: H.264 or AAC).
+// synthStored is fragment k of a synthetic track (synth: H.264 or AAC)
+// of 2 s fragments.
 func synthStored(t testing.TB, tr synth.Track, k int) stored {
 	t.Helper()
-	s, err := synth.New(synth.Config{Tracks: []synth.Track{tr}, CMAF: true})
+	return synthStoredOf(t, synth.Config{Tracks: []synth.Track{tr}}, k)
+}
+
+// synthStoredOf is fragment k of the first track of cfg.
+func synthStoredOf(t testing.TB, cfg synth.Config, k int) stored {
+	t.Helper()
+	cfg.CMAF = true
+	s, err := synth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -408,8 +408,14 @@ func decodeInit(b []byte) (*mp4.InitSegment, error) {
 	}
 	// mp4ff fills f.Init only for a moov whose sample tables are empty.
 	moov := f.Moov
-	if moov == nil || len(moov.Traks) != 1 || len(f.Segments) != 0 {
-		return nil, errors.New("cenc: init segment: want a moov of one track, and no fragment")
+	moovs := 0
+	for _, c := range f.Children {
+		if c.Type() == "moov" {
+			moovs++
+		}
+	}
+	if moov == nil || moovs != 1 || len(moov.Traks) != 1 || len(f.Segments) != 0 {
+		return nil, errors.New("cenc: init segment: want one moov, of one track, and no fragment")
 	}
 	trak := moov.Trak
 	if trak.Tkhd == nil || trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Minf == nil ||
