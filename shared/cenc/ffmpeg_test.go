@@ -91,14 +91,7 @@ func TestFFmpegDecryptsWhatFragmentEncrypts(t *testing.T) {
 		}{{cenc.CENC, period(k1)}, {cenc.CENC, period(k2)}, {cenc.CBCS, period(k1)}} {
 			p := tc.p
 			t.Run(name+"/"+string(tc.scheme)+"/"+p.Key.String(), func(t *testing.T) {
-				tr, err := cenc.NewTrack(s.init, tc.scheme)
-				if err != nil {
-					t.Fatal(err)
-				}
-				init, err := tr.Init(period(k1))
-				if err != nil {
-					t.Fatal(err)
-				}
+				tr, init := protected(t, s, tc.scheme)
 				h, b, err := tr.Fragment(s.head, s.payload, p, k1.KID)
 				if err != nil {
 					t.Fatal(err)

@@ -113,14 +113,7 @@ func TestMalformedInputIsAnError(t *testing.T) {
 func TestDecryptNeedsTheKey(t *testing.T) {
 	k1, k2 := keys(t)
 	s := synthStored(t, synth.Track{Kind: timeline.Audio, Bitrate: 64_000}, 1)
-	tr, err := cenc.NewTrack(s.init, cenc.CENC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := tr.Init(period(k1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, init := protected(t, s, cenc.CENC)
 	h, p, err := tr.Fragment(s.head, s.payload, period(k2), k1.KID)
 	if err != nil {
 		t.Fatal(err)
@@ -154,21 +147,10 @@ func FuzzFragment(f *testing.F) {
 			scheme = cenc.CBCS
 		}
 		for _, st := range inits {
-			tr, err := cenc.NewTrack(st.init, scheme)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := period(k1)
-			if rotated {
-				p = period(k2)
-			}
-			h, b, err := tr.Fragment(head, payload, p, k1.KID)
+			tr, init := protected(t, st, scheme)
+			h, b, err := tr.Fragment(head, payload, periodOf(t, rotated), k1.KID)
 			if err != nil {
 				continue
-			}
-			init, err := tr.Init(period(k1))
-			if err != nil {
-				t.Fatal(err)
 			}
 			clear, err := cenc.Decrypt(init, join(h, b), map[cenc.KID]cenc.Key{k1.KID: k1, k2.KID: k2})
 			if err != nil {

@@ -74,8 +74,8 @@ func NewTrack(clearInit []byte, scheme Scheme) (*Track, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cenc: track %d (%s): %w", t.trackID, entry, err)
 	}
-	if t.ipd.Trex == nil {
-		return nil, fmt.Errorf("cenc: track %d: init segment has no trex", t.trackID)
+	if t.ipd.Trex == nil || t.ipd.Trex.TrackID != t.trackID {
+		return nil, fmt.Errorf("cenc: track %d: init segment has no trex of the track", t.trackID)
 	}
 	return t, nil
 }
@@ -158,13 +158,13 @@ func (t *Track) Init(p Period) ([]byte, error) {
 func (t *Track) Fragment(head, payload []byte, p Period, defaultKID KID) (newHead, newPayload []byte, err error) {
 	emsgEnd, moofEnd, err := splitHead(head, len(payload))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+		return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 	}
 	var pssh []*mp4.PsshBox
 	rotated := p.Key.KID != defaultKID
 	if rotated {
 		if pssh, err = decodePSSH(p.PSSH); err != nil {
-			return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+			return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 		}
 	}
 	t.buf = append(t.buf[:0], payload...)
@@ -173,7 +173,7 @@ func (t *Track) Fragment(head, payload []byte, p Period, defaultKID KID) (newHea
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+		return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 	}
 	out := make([]byte, 0, emsgEnd+len(newHead)+len(head)-moofEnd)
 	out = append(out, head[:emsgEnd]...)
