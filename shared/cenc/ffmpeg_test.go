@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,21 +64,27 @@ func framecrc(t *testing.T, ffmpeg string, file []byte, key []byte) (string, err
 
 // ffmpeg, a player that knows nothing of smoothcast, decrypts what
 // Fragment encrypts (its decryption_key) and decodes the same frames as
-// from the clear fragment: AVC and HEVC by subsamples, AAC whole; cenc
-// with the init's key and with a rotated one (the moof's pssh and seig
-// group in its way), cbcs with the init's (ffmpeg 5.1 takes cbcs's
-// constant IV from tenc alone, never from a seig group). Without the key
-// it decodes other frames.
+// from the clear fragment: AVC, HEVC and AV1 by subsamples, AAC, AC-3, E-AC-3
+// and Opus whole; cenc with the init's key and with a rotated one (the
+// moof's pssh and seig group in its way), cbcs with the init's (ffmpeg
+// 5.1 takes cbcs's constant IV from tenc alone, never from a seig
+// group). Without the key it decodes other frames.
 func TestFFmpegDecryptsWhatFragmentEncrypts(t *testing.T) {
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	k1, k2 := keys(t)
 	const frag = "frag_keyframe+empty_moov+default_base_moof"
 	video := []string{"-f", "lavfi", "-i", "testsrc=size=320x180:rate=25", "-t", "1", "-pix_fmt", "yuv420p", "-movflags", frag}
+	// delay_moov: the moov waits for the first (E-)AC-3 frame's parameters.
+	sine := []string{"-f", "lavfi", "-i", "sine=f=440:sample_rate=48000", "-t", "1", "-movflags", frag + "+delay_moov", "-frag_duration", "2000000"}
+	with := func(base []string, more ...string) []string { return append(slices.Clip(base), more...) }
 	sources := map[string][]string{
-		"avc":  append(video, "-c:v", "libx264", "-g", "25"),
-		"hevc": append(video, "-c:v", "libx265", "-x265-params", "keyint=25:log-level=error", "-tag:v", "hvc1"),
-		"aac": {"-f", "lavfi", "-i", "sine=f=440:sample_rate=48000", "-t", "1", "-c:a", "aac", "-b:a", "64k",
-			"-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "2000000"},
+		"avc":    with(video, "-c:v", "libx264", "-g", "25"),
+		"hevc":   with(video, "-c:v", "libx265", "-x265-params", "keyint=25:log-level=error", "-tag:v", "hvc1"),
+		"av1":    with(video, "-c:v", "libsvtav1", "-g", "25", "-preset", "12"),
+		"aac":    with(sine, "-c:a", "aac", "-b:a", "64k"),
+		"ac-3":   with(sine, "-c:a", "ac3", "-b:a", "96k"),
+		"e-ac-3": with(sine, "-c:a", "eac3", "-b:a", "96k"),
+		"opus":   with(sine, "-c:a", "libopus", "-b:a", "64k"),
 	}
 	for name, args := range sources {
 		s := ffmpegStored(t, ffmpeg, args...)
