@@ -146,10 +146,13 @@ func (t *Track) Init(p Period) ([]byte, error) {
 // Fragment encrypts one stored fragment of the track with period p's
 // key. head is what precedes the media: any emsg boxes, the moof (one
 // traf, one trun, a tfdt) and the mdat header; payload is the mdat's
-// data. It returns the new head (the emsg boxes as they were, the moof
-// with senc, saiz and saio, its trun data offset moved by what the moof
-// grew, and the mdat header) and the encrypted payload, in a buffer the
-// Track owns and reuses: valid until the next call. When p's key is not
+// data. It returns the new head, a new slice (the emsg boxes as they
+// were, the moof with senc, saiz and saio, its trun data offset moved by
+// what the moof grew, and the mdat header as it was: the payload keeps
+// its size), and the encrypted payload, in a buffer the Track owns and
+// reuses: valid until the next call. cbcs audio (whole samples, a
+// constant IV) has no senc, saiz nor saio (CMAF's recommendation, as
+// mp4ff writes it). When p's key is not
 // defaultKID (the init segment's), the traf also carries an sgpd of one
 // seig entry (p's KID, and cbcs's pattern and constant IV or cenc's IV
 // size) and an sbgp mapping every sample to it, and the moof p's pssh
