@@ -29,6 +29,9 @@ func join(b ...[]byte) []byte { return bytes.Join(b, nil) }
 // styp) of track trackID of moov, as the relay stores it.
 func storeFragment(t testing.TB, moov *mp4.MoovBox, trackID uint32, b []byte) stored {
 	t.Helper()
+	for _, trak := range moov.Traks {
+		emptyTables(trak)
+	}
 	init, err := fmp4.InitSegment(moov, trackID)
 	if err != nil {
 		t.Fatal(err)
@@ -56,10 +59,43 @@ func storeFragment(t testing.TB, moov *mp4.MoovBox, trackID uint32, b []byte) st
 	return stored{init: init, head: head, payload: payload, entry: f.Moov.Trak.Mdia.Minf.Stbl.Stsd.Children[0].Type()}
 }
 
-// synthStored is fragment k of a synthetic track (synth: H.264 or AAC).
+// emptyTables leaves trak's sample tables (of a progressive file) empty,
+// as in an encoder's fragmented MP4, its sample entry kept.
+func emptyTables(trak *mp4.TrakBox) {
+	minf := trak.Mdia.Minf
+	stbl := mp4.NewStblBox()
+	stbl.AddChild(minf.Stbl.Stsd)
+	stbl.AddChild(&mp4.SttsBox{})
+	stbl.AddChild(&mp4.StscBox{})
+	stbl.AddChild(&mp4.StszBox{})
+	stbl.AddChild(&mp4.StcoBox{})
+	for i, c := range minf.Children {
+		if c == mp4.Box(minf.Stbl) {
+			minf.Children[i] = stbl
+		}
+	}
+	minf.Stbl = stbl
+	trak.Edts = nil
+	for i, c := range trak.Children {
+		if c.Type() == "edts" {
+			trak.Children = append(trak.Children[:i], trak.Children[i+1:]...)
+			break
+		}
+	}
+}
+
+// synthStored is fragment k of a synthetic track (synth: H.264 or AAC)
+// of 2 s fragments.
 func synthStored(t testing.TB, tr synth.Track, k int) stored {
 	t.Helper()
-	s, err := synth.New(synth.Config{Tracks: []synth.Track{tr}, CMAF: true})
+	return synthStoredOf(t, synth.Config{Tracks: []synth.Track{tr}}, k)
+}
+
+// synthStoredOf is fragment k of the first track of cfg.
+func synthStoredOf(t testing.TB, cfg synth.Config, k int) stored {
+	t.Helper()
+	cfg.CMAF = true
+	s, err := synth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

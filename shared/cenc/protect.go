@@ -74,8 +74,8 @@ func NewTrack(clearInit []byte, scheme Scheme) (*Track, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cenc: track %d (%s): %w", t.trackID, entry, err)
 	}
-	if t.ipd.Trex == nil {
-		return nil, fmt.Errorf("cenc: track %d: init segment has no trex", t.trackID)
+	if t.ipd.Trex == nil || t.ipd.Trex.TrackID != t.trackID {
+		return nil, fmt.Errorf("cenc: track %d: init segment has no trex of the track", t.trackID)
 	}
 	return t, nil
 }
@@ -146,10 +146,13 @@ func (t *Track) Init(p Period) ([]byte, error) {
 // Fragment encrypts one stored fragment of the track with period p's
 // key. head is what precedes the media: any emsg boxes, the moof (one
 // traf, one trun, a tfdt) and the mdat header; payload is the mdat's
-// data. It returns the new head (the emsg boxes as they were, the moof
-// with senc, saiz and saio, its trun data offset moved by what the moof
-// grew, and the mdat header) and the encrypted payload, in a buffer the
-// Track owns and reuses: valid until the next call. When p's key is not
+// data. It returns the new head, a new slice (the emsg boxes as they
+// were, the moof with senc, saiz and saio, its trun data offset moved by
+// what the moof grew, and the mdat header as it was: the payload keeps
+// its size), and the encrypted payload, in a buffer the Track owns and
+// reuses: valid until the next call. cbcs audio (whole samples, a
+// constant IV) has no senc, saiz nor saio (CMAF's recommendation, as
+// mp4ff writes it). When p's key is not
 // defaultKID (the init segment's), the traf also carries an sgpd of one
 // seig entry (p's KID, and cbcs's pattern and constant IV or cenc's IV
 // size) and an sbgp mapping every sample to it, and the moof p's pssh
@@ -158,13 +161,13 @@ func (t *Track) Init(p Period) ([]byte, error) {
 func (t *Track) Fragment(head, payload []byte, p Period, defaultKID KID) (newHead, newPayload []byte, err error) {
 	emsgEnd, moofEnd, err := splitHead(head, len(payload))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+		return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 	}
 	var pssh []*mp4.PsshBox
 	rotated := p.Key.KID != defaultKID
 	if rotated {
 		if pssh, err = decodePSSH(p.PSSH); err != nil {
-			return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+			return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 		}
 	}
 	t.buf = append(t.buf[:0], payload...)
@@ -173,7 +176,7 @@ func (t *Track) Fragment(head, payload []byte, p Period, defaultKID KID) (newHea
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cenc: fragment of track %d: %w", t.trackID, err)
+		return nil, nil, fmt.Errorf("cenc: fragment of track %d (%s): %w", t.trackID, t.entry, err)
 	}
 	out := make([]byte, 0, emsgEnd+len(newHead)+len(head)-moofEnd)
 	out = append(out, head[:emsgEnd]...)
@@ -408,8 +411,14 @@ func decodeInit(b []byte) (*mp4.InitSegment, error) {
 	}
 	// mp4ff fills f.Init only for a moov whose sample tables are empty.
 	moov := f.Moov
-	if moov == nil || len(moov.Traks) != 1 || len(f.Segments) != 0 {
-		return nil, errors.New("cenc: init segment: want a moov of one track, and no fragment")
+	moovs := 0
+	for _, c := range f.Children {
+		if c.Type() == "moov" {
+			moovs++
+		}
+	}
+	if moov == nil || moovs != 1 || len(moov.Traks) != 1 || len(f.Segments) != 0 {
+		return nil, errors.New("cenc: init segment: want one moov, of one track, and no fragment")
 	}
 	trak := moov.Trak
 	if trak.Tkhd == nil || trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Minf == nil ||

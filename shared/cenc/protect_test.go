@@ -41,6 +41,31 @@ func period(k cenc.Key) cenc.Period {
 	}}
 }
 
+// periodOf is the init's period, or the rotated one.
+func periodOf(t testing.TB, rotated bool) cenc.Period {
+	k1, k2 := keys(t)
+	if rotated {
+		return period(k2)
+	}
+	return period(k1)
+}
+
+// protected is a Track of s in scheme, and its init segment for the
+// period of the first key.
+func protected(t testing.TB, s stored, scheme cenc.Scheme) (*cenc.Track, []byte) {
+	t.Helper()
+	tr, err := cenc.NewTrack(s.init, scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := keys(t)
+	init, err := tr.Init(period(k1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, init
+}
+
 // wantConstantIV and wantFirstIV are the contract's derived IVs, written
 // here again from the contract's words.
 func wantConstantIV(k cenc.Key) []byte {
@@ -84,18 +109,8 @@ func TestEncryptedFragmentDecryptsToTheClearOne(t *testing.T) {
 			for _, rotated := range []bool{false, true} {
 				for _, emsg := range [][]byte{nil, em} {
 					t.Run(fmt.Sprintf("%s/%s/rotated=%v/emsg=%v", name, scheme, rotated, emsg != nil), func(t *testing.T) {
-						tr, err := cenc.NewTrack(s.init, scheme)
-						if err != nil {
-							t.Fatal(err)
-						}
-						init, err := tr.Init(period(k1))
-						if err != nil {
-							t.Fatal(err)
-						}
-						p := period(k1)
-						if rotated {
-							p = period(k2)
-						}
+						tr, init := protected(t, s, scheme)
+						p := periodOf(t, rotated)
 						head := join(emsg, s.head)
 						payload := bytes.Clone(s.payload)
 						keepHead, keepPayload := bytes.Clone(head), bytes.Clone(payload)
@@ -137,14 +152,7 @@ func TestProtectedInitSignalsTheScheme(t *testing.T) {
 	for name, s := range tracks(t) {
 		for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
 			t.Run(name+"/"+string(scheme), func(t *testing.T) {
-				tr, err := cenc.NewTrack(s.init, scheme)
-				if err != nil {
-					t.Fatal(err)
-				}
-				init, err := tr.Init(period(k1))
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, init := protected(t, s, scheme)
 				moov := decodeMoov(t, init)
 				var sinf *mp4.SinfBox
 				switch e := moov.Trak.Mdia.Minf.Stbl.Stsd.Children[0].(type) {
@@ -223,19 +231,13 @@ func encode(t testing.TB, b mp4.Box) []byte {
 // of one seig entry, an sbgp of every sample, the period's pssh boxes in
 // the moof (none of these for the init's key).
 func TestEncryptedFragmentBoxes(t *testing.T) {
-	k1, k2 := keys(t)
+	k1, _ := keys(t)
 	for name, s := range tracks(t) {
 		for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
 			for _, rotated := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/rotated=%v", name, scheme, rotated), func(t *testing.T) {
-					tr, err := cenc.NewTrack(s.init, scheme)
-					if err != nil {
-						t.Fatal(err)
-					}
-					p := period(k1)
-					if rotated {
-						p = period(k2)
-					}
+					tr, _ := protected(t, s, scheme)
+					p := periodOf(t, rotated)
 					nh, np, err := tr.Fragment(s.head, s.payload, p, k1.KID)
 					if err != nil {
 						t.Fatal(err)
