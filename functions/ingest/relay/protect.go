@@ -6,9 +6,11 @@ import (
 	"fmt"
 
 	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ingest"
 	"github.com/smoothcast/smoothcast/shared/keys"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -148,6 +150,12 @@ func (s *storeSink) protectFragment(ctx context.Context, f *ingest.Fragment) err
 	head, payload, err := pt.enc.Fragment(f.Head, f.Payload, p, pt.defaultKID)
 	if err != nil {
 		return &ingest.ProtocolError{Err: fmt.Errorf("channel %s track %s fragment %d: encrypt: %w", s.channel, f.ID, f.Start, err)}
+	}
+	if len(head) > fmp4.MaxMoof {
+		// What the manifest function reads of a fragment: encryption's
+		// boxes (8 bytes or so per sample) must not take a moof taken
+		// just under the limit over it.
+		return &ingest.ProtocolError{Err: fmt.Errorf("channel %s track %s fragment %d: encrypted, its head is %d bytes, over %d: %w", s.channel, f.ID, f.Start, len(head), fmp4.MaxMoof, mp4box.ErrTooLarge)}
 	}
 	f.Head, f.Payload = head, payload
 	return nil
