@@ -3,17 +3,28 @@ package handler_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/mp4"
+
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/fmp4/fmp4test"
 	"github.com/smoothcast/smoothcast/shared/layout"
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
 
@@ -168,4 +179,198 @@ func TestEncryptedFragmentsGiveTheClearManifestsPlusTheirProtection(t *testing.T
 			}
 		})
 	}
+}
+
+// serveChannel serves what a viewer reads of st through h, as the CDN
+// does: the manifests from the handler, every other object from the
+// bucket.
+func serveChannel(t *testing.T, st *store.Store, h *handler.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		if obj, err := layout.Parse(strings.TrimPrefix(r.URL.Path, "/")); err != nil || obj.Kind == layout.KindFragment || obj.Kind == layout.KindInit {
+			o, err := st.Get(r.Context(), strings.TrimPrefix(r.URL.Path, "/"))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(o.Body)
+			return
+		}
+		resp, err := h.HandleURL(r.Context(), urlRequest("GET", path))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for k, v := range resp.Headers {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.WriteString(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// ffmpeg reads an encrypted channel's HLS and DASH manifests and the
+// encrypted init segments they name: the streams, with their codecs and
+// sizes, are the clear channel's; and the video the MPD lists, decrypted
+// with the keys, decodes to the clear channel's frames.
+func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
+	ffprobe := testtool.Require(t, "ffprobe")
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	k, err := cenc.ParseKey("0123456789abcdef0123456789abcdef:00112233445566778899aabbccddeeff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := k
+	rotated.KID[0] = 0xfe // another key ID
+	_, st := newStore(t)
+	evs := pushFixture(t, st, "ch", base)
+	encryptFixture(t, st, "ch", evs, cenc.CENC, k, rotated)
+	h := handlerAt(st, handler.DefaultConfig(), evs)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := serveChannel(t, st, h)
+	for _, path := range []string{layout.MasterPlaylistPath("ch"), layout.DASHManifestPath("ch")} {
+		out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", url+"/"+path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
+		}
+		for _, want := range []string{"h264,160,90", "aac"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("ffprobe %s finds no %s stream:\n%s", path, want, out)
+			}
+		}
+	}
+	// The video the MPD lists, fetched from the encrypted channel and
+	// from the clear one, decrypted by mp4ff (ffmpeg 5.1's -decryption_key
+	// fails on mp4ff's cenc and cbcs alike: "leftover packet bytes after
+	// subsample processing"), decodes to the clear frames.
+	_, clearStore := newStore(t)
+	clearEvents := pushFixture(t, clearStore, "ch", base)
+	clearHandler := handlerAt(clearStore, handler.DefaultConfig(), clearEvents)
+	for _, fe := range clearEvents {
+		if err := clearHandler.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clearURL := serveChannel(t, clearStore, clearHandler)
+	enc := listedVideo(t, url)
+	dec, err := decrypt(enc, map[cenc.KID]cenc.Key{k.KID: k, rotated.KID: rotated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(dec, enc) {
+		t.Fatal("decryption changed nothing")
+	}
+	clearFrames, decFrames := frameCRCs(t, ffmpeg, listedVideo(t, clearURL)), frameCRCs(t, ffmpeg, dec)
+	if len(decFrames) < 100 || !slices.Equal(decFrames, clearFrames) {
+		t.Errorf("the decrypted video decodes to %d frames, the clear one to %d: not the same", len(decFrames), len(clearFrames))
+	}
+	if encFrames := frameCRCs(t, ffmpeg, enc); slices.Equal(encFrames, clearFrames) {
+		t.Errorf("the encrypted video decodes to the clear frames")
+	}
+}
+
+// listedVideo is the 60k video the MPD at url lists: its init segment
+// and its segments, joined.
+func listedVideo(t *testing.T, url string) []byte {
+	t.Helper()
+	h := url + "/live/ch.isml/"
+	m, err := dash.Parse(get(t, url+"/"+layout.DASHManifestPath("ch")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var media []byte
+	for rep, tmpl := range dash.Representations(m) {
+		if rep.Id != "60000" {
+			continue
+		}
+		init, err := tmpl.InitURL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		media = get(t, h+init)
+		segs, err := tmpl.Segments()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range segs {
+			u, err := tmpl.MediaURL(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			media = append(media, get(t, h+u)...)
+		}
+	}
+	if len(media) == 0 {
+		t.Fatal("the MPD lists no 60k video")
+	}
+	return media
+}
+
+// decrypt is the clear file of an encrypted one (init segment and
+// fragments), keys by KID, as mp4ff decrypts it.
+func decrypt(b []byte, keys map[cenc.KID]cenc.Key) ([]byte, error) {
+	f, err := mp4.DecodeFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	info, err := mp4.DecryptInit(f.Init)
+	if err != nil {
+		return nil, err
+	}
+	byKID := map[string][]byte{}
+	for kid, k := range keys {
+		byKID[hex.EncodeToString(kid[:])] = bytes.Clone(k.Value[:])
+	}
+	for _, seg := range f.Segments {
+		if err := mp4.DecryptSegmentWithKeys(seg, info, nil, byKID, true); err != nil {
+			return nil, err
+		}
+	}
+	var out bytes.Buffer
+	if err := f.Encode(&out); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// frameCRCs are the CRCs of the video frames ffmpeg decodes from file
+// bytes b (those of frames it cannot decode are left out).
+func frameCRCs(t *testing.T, ffmpeg string, b []byte) []string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "video.mp4")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(ffmpeg, "-v", "quiet", "-i", file, "-map", "0:v:0", "-f", "framecrc", "-").Output()
+	var crcs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "0, ") {
+			fields := strings.Split(line, ",")
+			crcs = append(crcs, strings.TrimSpace(fields[len(fields)-1]))
+		}
+	}
+	return crcs
+}
+
+// get is the body of url, which must be there.
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
 }
