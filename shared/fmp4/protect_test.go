@@ -39,11 +39,11 @@ func clearInit(t testing.TB, path string) []byte {
 	return init
 }
 
-// synthInits are the init segments of a synthetic stream's tracks: H.264
-// and AAC.
-func synthInits(t testing.TB) [][]byte {
+// synthStream is a synthetic stream of cfg, its moov and the init
+// segment of each of its tracks.
+func synthStream(t testing.TB, cfg synth.Config) (*synth.Stream, *mp4.MoovBox, [][]byte) {
 	t.Helper()
-	s, err := synth.New(synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	s, err := synth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +55,23 @@ func synthInits(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
+	var inits [][]byte
 	for _, trak := range f.Moov.Traks {
 		init, err := fmp4.InitSegment(f.Moov, trak.Tkhd.TrackID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, init)
+		inits = append(inits, init)
 	}
-	return out
+	return s, f.Moov, inits
+}
+
+// synthInits are the init segments of a synthetic stream's tracks: H.264
+// and AAC.
+func synthInits(t testing.TB) [][]byte {
+	t.Helper()
+	_, _, inits := synthStream(t, synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	return inits
 }
 
 func mustKID(t testing.TB, s string) cenc.KID {
@@ -206,32 +214,17 @@ func FuzzParseInitProtected(f *testing.F) {
 // track's init segment.
 func storedVideoFragment(t testing.TB, fps int, dur time.Duration, k int) (init, frag []byte) {
 	t.Helper()
-	s, err := synth.New(synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 4_000_000}}, FrameRate: fps, FragmentDuration: dur})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hdr, err := s.Header()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := mp4.DecodeFile(bytes.NewReader(hdr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	trak := f.Moov.Traks[0]
-	if init, err = fmp4.InitSegment(f.Moov, trak.Tkhd.TrackID); err != nil {
-		t.Fatal(err)
-	}
+	s, moov, inits := synthStream(t, synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 4_000_000}}, FrameRate: fps, FragmentDuration: dur})
 	b, err := s.AppendFragment(nil, k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := binary.BigEndian.Uint32(b)
-	head, payload, _, err := fmp4.RewriteHead(nil, fmp4.Input{Moof: b[:n], MdatHeader: 8, Mdat: b[n+8 : n+binary.BigEndian.Uint32(b[n:])], Trex: f.Moov.Mvex.Trex})
+	head, payload, _, err := fmp4.RewriteHead(nil, fmp4.Input{Moof: b[:n], MdatHeader: 8, Mdat: b[n+8 : n+binary.BigEndian.Uint32(b[n:])], Trex: moov.Mvex.Trex})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return init, append(head, payload...)
+	return inits[0], append(head, payload...)
 }
 
 // Encryption grows a stored fragment's moof by its sample auxiliary

@@ -109,6 +109,18 @@ func encryptFixture(t *testing.T, st *store.Store, ch string, evs []fragmentEven
 	}
 }
 
+// handled is handlerAt's handler of st after it handled evs, in order.
+func handled(t *testing.T, st *store.Store, cfg handler.Config, evs []fragmentEvent) *handler.Handler {
+	t.Helper()
+	h := handlerAt(st, cfg, evs)
+	for _, fe := range evs {
+		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
 // protectionLines matches what the manifests add for an encrypted track:
 // DASH's ContentProtection elements and the namespaces they need, HLS's
 // key tags, Smooth's Protection element.
@@ -135,12 +147,7 @@ func TestEncryptedFragmentsGiveTheClearManifestsPlusTheirProtection(t *testing.T
 	_, clearStore := newStore(t)
 	clearEvents := pushFixture(t, clearStore, "ch", base)
 	withMarkers(t, clearStore, clearEvents)
-	ref := handlerAt(clearStore, cfg, clearEvents)
-	for _, fe := range clearEvents {
-		if err := ref.HandleS3(context.Background(), fe.ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ref := handled(t, clearStore, cfg, clearEvents)
 	want := render(t, ref, "ch")
 	for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
 		t.Run(string(scheme), func(t *testing.T) {
@@ -148,12 +155,7 @@ func TestEncryptedFragmentsGiveTheClearManifestsPlusTheirProtection(t *testing.T
 			evs := pushFixture(t, st, "ch", base)
 			withMarkers(t, st, evs)
 			encryptFixture(t, st, "ch", evs, scheme, k, rotated)
-			h := handlerAt(st, cfg, evs)
-			for _, fe := range evs {
-				if err := h.HandleS3(context.Background(), fe.ev); err != nil {
-					t.Fatal(err)
-				}
-			}
+			h := handled(t, st, cfg, evs)
 			p, err := h.Presentation(context.Background(), "ch")
 			if err != nil {
 				t.Fatal(err)
@@ -229,12 +231,7 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 	_, st := newStore(t)
 	evs := pushFixture(t, st, "ch", base)
 	encryptFixture(t, st, "ch", evs, cenc.CENC, k, rotated)
-	h := handlerAt(st, handler.DefaultConfig(), evs)
-	for _, fe := range evs {
-		if err := h.HandleS3(context.Background(), fe.ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := handled(t, st, handler.DefaultConfig(), evs)
 	url := serveChannel(t, st, h)
 	for _, path := range []string{layout.MasterPlaylistPath("ch"), layout.DASHManifestPath("ch")} {
 		out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", url+"/"+path).CombinedOutput()
@@ -253,12 +250,7 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 	// subsample processing"), decodes to the clear frames.
 	_, clearStore := newStore(t)
 	clearEvents := pushFixture(t, clearStore, "ch", base)
-	clearHandler := handlerAt(clearStore, handler.DefaultConfig(), clearEvents)
-	for _, fe := range clearEvents {
-		if err := clearHandler.HandleS3(context.Background(), fe.ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	clearHandler := handled(t, clearStore, handler.DefaultConfig(), clearEvents)
 	clearURL := serveChannel(t, clearStore, clearHandler)
 	enc := listedVideo(t, url)
 	dec, err := decrypt(enc, map[cenc.KID]cenc.Key{k.KID: k, rotated.KID: rotated})
