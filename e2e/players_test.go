@@ -166,16 +166,31 @@ const playersAtOnce = 2
 // fails the test.
 func playInBrowsers(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats ...string) {
 	t.Helper()
+	playInBrowsersWith(t, node, chromium, players, st, channel, playOptions{}, formats...)
+}
+
+// playOptions change what playInBrowsersWith asks of each player.
+type playOptions struct {
+	seconds int      // of media time each plays (0: 10)
+	params  []string // more name=value query parameters for each page
+}
+
+// playInBrowsersWith is playInBrowsers with the options o.
+func playInBrowsersWith(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, o playOptions, formats ...string) {
+	t.Helper()
+	if o.seconds == 0 {
+		o.seconds = 10
+	}
 	if len(formats) == 0 {
 		formats = []string{"hls", "dash", "smooth"}
 	}
 	failures := map[string]string{}
 	for attempt := 1; attempt <= 2 && len(formats) > 0; attempt++ {
-		results, stderr := runDriver(t, node, chromium, players, st, channel, formats)
+		results, stderr := runDriver(t, node, chromium, players, st, channel, o, formats)
 		var again []string
 		for _, f := range formats {
 			r, ok := results[f]
-			why := judgePlayer(r, ok)
+			why := judgePlayer(r, ok, o.seconds)
 			if why == "" {
 				delete(failures, f)
 				continue
@@ -226,10 +241,11 @@ func drive[T any](t *testing.T, node, chromium string, timeout time.Duration, ar
 
 // runDriver plays formats in Chromium at once and returns each player's
 // result, and the driver's stderr.
-func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, formats []string) (map[string]playerResult, string) {
+func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, channel string, o playOptions, formats []string) (map[string]playerResult, string) {
 	t.Helper()
-	args := append([]string{filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, "10"}, formats...)
-	list, stderr := drive[playerResult](t, node, chromium, 3*time.Minute, args...)
+	args := append([]string{filepath.Join(players, "drive.mjs"), st.EdgeURL, channel, strconv.Itoa(o.seconds)}, o.params...)
+	args = append(args, formats...)
+	list, stderr := drive[playerResult](t, node, chromium, 3*time.Minute+time.Duration(o.seconds)*time.Second, args...)
 	results := map[string]playerResult{}
 	for _, r := range list {
 		results[r.Format] = r
@@ -239,17 +255,17 @@ func runDriver(t *testing.T, node, chromium, players string, st *stack.Stack, ch
 }
 
 // judgePlayer says what is wrong with a player's result ("" if nothing):
-// it played 10 s of the live stream with no error and rendered every
-// rendition it was forced to.
-func judgePlayer(r playerResult, ok bool) string {
+// it played the given seconds of the live stream with no error and
+// rendered every rendition it was forced to.
+func judgePlayer(r playerResult, ok bool, seconds int) string {
 	switch {
 	case !ok:
 		return "no result"
 	case !r.OK:
 		return fmt.Sprintf("%s; errors %v; console %v; failed requests %v\nat %.2f s (paused %v, readyState %d), buffered %v, last requests:\n%s",
 			r.Failure, r.Errors, r.Console, r.Failed, r.At, r.Paused, r.ReadyState, r.Buffered, strings.Join(r.Requests, "\n"))
-	case r.End-r.Start < 10:
-		return fmt.Sprintf("currentTime advanced %.1f s, want 10", r.End-r.Start)
+	case r.End-r.Start < float64(seconds):
+		return fmt.Sprintf("currentTime advanced %.1f s, want %d", r.End-r.Start, seconds)
 	}
 	for _, l := range r.Levels {
 		if !slices.Contains(r.Rendered, l) {

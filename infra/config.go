@@ -72,6 +72,28 @@ type Config struct {
 	// AlarmEmail, when set, is subscribed to the alarms' SNS topic (the
 	// address must confirm the subscription).
 	AlarmEmail string
+	// Encryption is how the relays encrypt channels (issue 20); zero: in
+	// the clear.
+	Encryption Encryption
+}
+
+// Encryption is the relays' encryption: static keys from an SSM
+// parameter, or a SPEKE v2 key server (docs/operations.md, "Encrypted
+// channels").
+type Encryption struct {
+	// KeyParameter names the SSM parameter (SecureString) holding the
+	// key file's lines, {channel}={KID hex}:{key hex}.
+	KeyParameter string
+	// Scheme is cbcs (default) or cenc.
+	Scheme string
+	// SPEKEURL is the key server's URL; a URL of API Gateway
+	// (execute-api) is called with SigV4, the relay role allowed to invoke it.
+	SPEKEURL string
+	// SPEKESystems and SPEKEChannels are the relay's -speke-systems and
+	// -speke-channels (empty: its defaults).
+	SPEKESystems, SPEKEChannels string
+	// RotateEvery is -key-rotation-fragments.
+	RotateEvery int
 }
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
@@ -175,7 +197,9 @@ func FromContext(lookup func(key string) string) (Config, error) {
 	}
 	for key, dst := range map[string]*string{"instanceType": &c.InstanceType, "ingestSecretParameter": &c.IngestSecretParameter,
 		"originShieldRegion": &c.OriginShieldRegion, "assets": &c.Assets, "tlsCertParameter": &c.TLSCertParameter,
-		"srtPassphraseParameter": &c.SRTPassphraseParameter} {
+		"srtPassphraseParameter": &c.SRTPassphraseParameter, "keyParameter": &c.Encryption.KeyParameter,
+		"encryptionScheme": &c.Encryption.Scheme, "spekeUrl": &c.Encryption.SPEKEURL, "spekeSystems": &c.Encryption.SPEKESystems,
+		"spekeChannels": &c.Encryption.SPEKEChannels} {
 		if v := lookup(key); v != "" {
 			*dst = v
 		}
@@ -196,7 +220,26 @@ func FromContext(lookup func(key string) string) (Config, error) {
 	if !strings.HasPrefix(c.IngestSecretParameter, "/") {
 		bad("ingestSecretParameter", c.IngestSecretParameter, "want an SSM parameter name starting with /")
 	}
-	for key, v := range map[string]string{"tlsCertParameter": c.TLSCertParameter, "srtPassphraseParameter": c.SRTPassphraseParameter} {
+	if v := lookup("keyRotationFragments"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 {
+			bad("keyRotationFragments", v, "want a number of fragments, 1 or more")
+		} else {
+			c.Encryption.RotateEvery = n
+		}
+	}
+	if e := c.Encryption; e.KeyParameter != "" && e.SPEKEURL != "" {
+		errs = append(errs, "keyParameter and spekeUrl: give one (static keys, or a key server)")
+	}
+	if e := c.Encryption; e.RotateEvery > 0 && e.SPEKEURL == "" {
+		bad("keyRotationFragments", strconv.Itoa(e.RotateEvery), "key rotation needs a key server (spekeUrl)")
+	}
+	if v := c.Encryption.Scheme; v != "" && v != "cbcs" && v != "cenc" {
+		bad("encryptionScheme", v, "want cbcs or cenc")
+	}
+	if v := c.Encryption.SPEKEURL; v != "" && !strings.HasPrefix(v, "https://") {
+		bad("spekeUrl", v, "want an https:// URL")
+	}
+	for key, v := range map[string]string{"tlsCertParameter": c.TLSCertParameter, "srtPassphraseParameter": c.SRTPassphraseParameter, "keyParameter": c.Encryption.KeyParameter} {
 		if v != "" && !strings.HasPrefix(v, "/") {
 			bad(key, v, "want an SSM parameter name starting with /")
 		}

@@ -506,10 +506,21 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 	if !cfg.PlainIngest {
 		readable = append(readable, parameterArn(certParameter), parameterArn(cfg.SRTPassphraseParameter))
 	}
+	if cfg.Encryption.KeyParameter != "" {
+		readable = append(readable, parameterArn(cfg.Encryption.KeyParameter))
+	}
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("ssm:GetParameter"),
 		Resources: &readable,
 	}))
+	if api, ok := executeAPI(cfg.Encryption.SPEKEURL); ok {
+		// The key server behind API Gateway with IAM authorization:
+		// the relay may POST to its copyProtection resources only.
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("execute-api:Invoke"),
+			Resources: jsii.Strings(api.arn),
+		}))
+	}
 	if !cfg.PlainIngest && cfg.TLSCertParameter == "" {
 		// The first relay keeps the certificate it made (put without
 		// --overwrite: it cannot replace one).
@@ -664,6 +675,11 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 			IngestPort: cfg.IngestPort, RTMPPort: cfg.RTMPPort, RTMPSPort: cfg.RTMPSPort, SRTPort: cfg.SRTPort,
 			MetricsNamespace: metricname.RelayNamespace,
 		}
+		if e := cfg.Encryption; e.KeyParameter != "" || e.SPEKEURL != "" {
+			api, _ := executeAPI(e.SPEKEURL)
+			r.Keys = &boot.Keys{Parameter: e.KeyParameter, Scheme: e.Scheme, SPEKEURL: e.SPEKEURL, SPEKESystems: e.SPEKESystems,
+				SPEKEChannels: e.SPEKEChannels, SigV4Region: api.region, RotateEvery: e.RotateEvery}
+		}
 		if !cfg.PlainIngest {
 			r.TLS = &boot.TLS{CertParameter: certParameter, Generate: cfg.TLSCertParameter == "", Names: names, SRTPassphraseParameter: cfg.SRTPassphraseParameter}
 		}
@@ -676,7 +692,7 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 		out = append(out, Relay{Name: name, Group: asg, Address: addresses[i]})
 	}
 	nag(role, "AwsSolutions-IAM5", "Object access is scoped to the live/ and state/ prefixes; ec2:AssociateAddress names the stack's Elastic IPs, and instance/* only for instances tagged "+RelayTagKey+"="+stackName+
-		" (the group's instance, whose ID is not known before launch; the role cannot tag); autoscaling:CompleteLifecycleAction and SetInstanceHealth only on groups so tagged; the Session Manager agent's actions, autoscaling:DescribeAutoScalingInstances and cloudwatch:PutMetricData have no resource type (PutMetricData is held to the namespace "+metricname.RelayNamespace+").")
+		" (the group's instance, whose ID is not known before launch; the role cannot tag); autoscaling:CompleteLifecycleAction and SetInstanceHealth only on groups so tagged; the Session Manager agent's actions, autoscaling:DescribeAutoScalingInstances and cloudwatch:PutMetricData have no resource type (PutMetricData is held to the namespace "+metricname.RelayNamespace+"); with a SPEKE key server behind API Gateway, execute-api:Invoke is POST on its stage in any account (the key provider's).")
 	nag(sg, "AwsSolutions-EC23", "Ingress is limited to the configured encoder CIDRs (context ingestCidrs), on the ingest, RTMP(S) and SRT ports.")
 	return out, binary
 }
@@ -685,4 +701,29 @@ func relays(stack awscdk.Stack, cfg Config, media awss3.Bucket) ([]Relay, awss3a
 // the reason it does not apply.
 func nag(c constructs.IConstruct, rule, reason string) {
 	cdknag.NagSuppressions_AddResourceSuppressions(c, &[]*cdknag.NagPackSuppression{{Id: jsii.String(rule), Reason: jsii.String(reason)}}, jsii.Bool(true))
+}
+
+// keyServerAPI is a key server behind API Gateway: its region, and the
+// ARN the relay role may invoke.
+type keyServerAPI struct{ region, arn string }
+
+// executeAPI reads an API Gateway URL
+// (https://{api}.execute-api.{region}.amazonaws.com/{stage}/…): a key
+// server the relay calls with SigV4. The ARN allows POST on the stage's
+// resources in any account (the key provider's API is usually in its
+// own).
+func executeAPI(u string) (keyServerAPI, bool) {
+	host, rest, ok := strings.Cut(strings.TrimPrefix(u, "https://"), "/")
+	if !ok || !strings.HasPrefix(u, "https://") {
+		return keyServerAPI{}, false
+	}
+	labels := strings.Split(host, ".")
+	if len(labels) != 5 || labels[1] != "execute-api" || labels[3] != "amazonaws" || labels[4] != "com" {
+		return keyServerAPI{}, false
+	}
+	stage, _, _ := strings.Cut(rest, "/")
+	if stage == "" {
+		return keyServerAPI{}, false
+	}
+	return keyServerAPI{region: labels[2], arn: fmt.Sprintf("arn:aws:execute-api:%s:*:%s/%s/POST/*", labels[2], labels[0], stage)}, true
 }

@@ -100,6 +100,7 @@ func variantConfig() Config {
 	cfg.Relays = 2
 	cfg.TLSCertParameter = "/smoothcast/ingest-cert"
 	cfg.IngestPort = 443
+	cfg.Encryption = Encryption{SPEKEURL: "https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod/copyProtection", SPEKESystems: "widevine,playready", RotateEvery: 30}
 	return cfg
 }
 
@@ -110,6 +111,7 @@ func plain(t *testing.T) synthesized {
 	plainOnce.Do(func() {
 		cfg := DefaultConfig()
 		cfg.PlainIngest = true
+		cfg.Encryption = Encryption{KeyParameter: "/smoothcast/keys", Scheme: "cenc"}
 		plainOut, plainErr = synthStack(cfg, "binary", true)
 	})
 	if plainErr != nil {
@@ -780,6 +782,59 @@ func TestTLSIngest(t *testing.T) {
 	}
 }
 
+// The relays get their encryption settings, and may read what they need
+// and no more: static keys from their SSM parameter (plain's), or a
+// SPEKE key server behind API Gateway, invoked with the relay role's
+// SigV4 (variant's); without either (the default), neither.
+func TestEncryptionSettings(t *testing.T) {
+	relayPolicy := func(s synthesized) string {
+		for id, p := range s.of("AWS::IAM::Policy") {
+			if strings.HasPrefix(id, "RelayRole") {
+				return js(p.Properties)
+			}
+		}
+		return ""
+	}
+	for _, tc := range []struct {
+		name      string
+		s         synthesized
+		env       []string
+		policy    []string
+		notPolicy []string
+	}{
+		{name: "none", s: synth(t), policy: nil, notPolicy: []string{"execute-api", "parameter/smoothcast/keys"}},
+		{name: "static keys", s: plain(t), env: []string{"SMOOTHCAST_KEY_PARAMETER=/smoothcast/keys", "SMOOTHCAST_ENCRYPTION_SCHEME=cenc"},
+			policy: []string{"parameter/smoothcast/keys"}, notPolicy: []string{"execute-api"}},
+		{name: "SPEKE behind API Gateway", s: variant(t),
+			env: []string{"SMOOTHCAST_SPEKE_URL=https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod/copyProtection", "SMOOTHCAST_SPEKE_SYSTEMS=widevine,playready",
+				"SMOOTHCAST_SPEKE_SIGV4_REGION=eu-west-1", "SMOOTHCAST_KEY_ROTATION_FRAGMENTS=30"},
+			policy: []string{"execute-api:Invoke", "arn:aws:execute-api:eu-west-1:*:abc123defg/prod/POST/*"}, notPolicy: []string{"parameter/smoothcast/keys"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lt := js(tc.s.one(t, "AWS::EC2::LaunchTemplate", "RelayTemplate").Properties)
+			for _, want := range tc.env {
+				if !strings.Contains(lt, want) {
+					t.Errorf("user data lacks %q", want)
+				}
+			}
+			if len(tc.env) == 0 && strings.Contains(lt, "SMOOTHCAST_KEY_") || len(tc.env) == 0 && strings.Contains(lt, "SMOOTHCAST_SPEKE_") {
+				t.Errorf("user data has encryption settings: %s", lt)
+			}
+			policy := relayPolicy(tc.s)
+			for _, want := range tc.policy {
+				if !strings.Contains(policy, want) {
+					t.Errorf("the relay policy lacks %s: %s", want, policy)
+				}
+			}
+			for _, not := range tc.notPolicy {
+				if strings.Contains(policy, not) {
+					t.Errorf("the relay policy has %s: %s", not, policy)
+				}
+			}
+		})
+	}
+}
+
 // A new relay binary is a new launch template version: the user data
 // names the asset.
 func TestRelayUserDataFollowsTheAsset(t *testing.T) {
@@ -980,6 +1035,17 @@ func TestConfigFromContext(t *testing.T) {
 		{"one port for two listeners", map[string]string{"rtmpsPort": "8080"}, nil, "must differ"},
 		{"a certificate parameter that is not one", map[string]string{"tlsCertParameter": "cert"}, nil, "tlsCertParameter"},
 		{"bad SRT port", map[string]string{"srtPort": "0"}, nil, "srtPort"},
+		{"static keys", map[string]string{"keyParameter": "/x/keys", "encryptionScheme": "cenc"}, func(c Config) bool {
+			return c.Encryption.KeyParameter == "/x/keys" && c.Encryption.Scheme == "cenc"
+		}, ""},
+		{"a key server with rotation", map[string]string{"spekeUrl": "https://keys.example.com/speke/v2", "keyRotationFragments": "30", "spekeSystems": "widevine"}, func(c Config) bool {
+			return c.Encryption.SPEKEURL == "https://keys.example.com/speke/v2" && c.Encryption.RotateEvery == 30 && c.Encryption.SPEKESystems == "widevine"
+		}, ""},
+		{"static keys and a key server", map[string]string{"keyParameter": "/x/keys", "spekeUrl": "https://keys.example.com/"}, nil, "give one"},
+		{"rotation without a key server", map[string]string{"keyParameter": "/x/keys", "keyRotationFragments": "10"}, nil, "keyRotationFragments"},
+		{"bad scheme", map[string]string{"keyParameter": "/x/keys", "encryptionScheme": "aes"}, nil, "encryptionScheme"},
+		{"a key server in clear", map[string]string{"spekeUrl": "http://keys.example.com/"}, nil, "spekeUrl"},
+		{"a key parameter that is not one", map[string]string{"keyParameter": "keys"}, nil, "keyParameter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := FromContext(func(k string) string { return tc.ctx[k] })

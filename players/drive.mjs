@@ -2,7 +2,10 @@
 // (headless, through playwright-core), one page per format at once, and
 // prints one JSON line per format with what the player did:
 //
-//   node players/drive.mjs <edge URL> <channel> <seconds> hls dash smooth
+//   node players/drive.mjs <edge URL> <channel> <seconds> [name=value...] hls dash smooth
+//
+// name=value arguments are more query parameters for each page (for
+// example clearkey={KID hex}:{key hex}, the keys of an encrypted channel).
 //
 // Each page plays live for at least <seconds> of media time. Meanwhile the
 // driver forces the lowest and then the highest video rendition and waits
@@ -42,6 +45,16 @@ async function waitFor(page, what, fn, arg, timeoutMs) {
   }
 }
 
+// pageParams are the name=value arguments, more query parameters for
+// every page (play and playEvents).
+const pageParams = Object.fromEntries(formats.filter((a) => a.includes("=")).map((a) => a.split(/=(.*)/s).slice(0, 2)));
+const pageFormats = formats.filter((a) => !a.includes("="));
+
+// pageURL is the player page playing channel in format.
+function pageURL(format) {
+  return `${edge}/player/?${new URLSearchParams({ channel, format, ...pageParams })}`;
+}
+
 async function play(browser, format) {
   const page = await browser.newPage();
   const console_ = [];
@@ -57,7 +70,7 @@ async function play(browser, format) {
   });
   const result = { format, ok: false };
   try {
-    await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
+    await page.goto(pageURL(format));
     await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
     result.start = await page.evaluate(() => document.getElementById("video").currentTime);
     const levels = await page.evaluate(() => window.smoothcast.levels);
@@ -188,7 +201,7 @@ async function playEvents(browser, format) {
   page.on("pageerror", (e) => console_.push(String(e)));
   const result = { format, ok: false };
   try {
-    await page.goto(`${edge}/player/?channel=${encodeURIComponent(channel)}&format=${format}`);
+    await page.goto(pageURL(format));
     await waitFor(page, "playback start", () => document.getElementById("video").currentTime > 0.5, null, 30000);
     result.start = await page.evaluate(() => document.getElementById("video").currentTime);
     await waitFor(page, `${seconds} s of playback`,
@@ -208,7 +221,7 @@ async function playEvents(browser, format) {
 }
 
 if (eventsMode) {
-  await runAll((browser) => formats.map((f) => playEvents(browser, f)));
+  await runAll((browser) => pageFormats.map((f) => playEvents(browser, f)));
 }
 
-await runAll((browser) => formats.map((f) => play(browser, f)));
+await runAll((browser) => pageFormats.map((f) => play(browser, f)));

@@ -24,6 +24,7 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/keyflags"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/config"
 )
@@ -147,6 +148,8 @@ func run(args []string) error {
 	drift := fs.Duration("max-drift", 10*time.Second, "how far an encoder's timestamps may stray from the channel clock before the relay rebases them (a restarted encoder), and the largest forward skip that is not a discontinuity")
 	var tlsOpts runTLS
 	tlsOpts.define(fs)
+	var keyOpts keyflags.Options
+	keyOpts.Define(fs, false)
 	players := fs.String("players", "players", "the source tree's players/ folder, whose npm packages the player page at /player/ loads")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -196,6 +199,15 @@ func run(args []string) error {
 		}
 	} else {
 		log.Warn("ingest authentication is off (fine on this machine; set -ingest-secret-file or SMOOTHCAST_INGEST_SECRET to try it)")
+	}
+	keySource, keysFrom, err := keyOpts.Source(ctx, log.With("component", "keys"), nil)
+	if err != nil {
+		return fmt.Errorf("encryption: %w", err)
+	}
+	rcfg.Keys = keySource
+	log.Info("encryption", "keys_from", keysFrom)
+	if c, ok := keySource.(interface{ Close() }); ok {
+		defer c.Close() // a key server's prefetches
 	}
 	// Not ctx itself: Ctrl-C must not cut the pushes before Close lets them
 	// store the fragment in hand, as the relay does on SIGTERM.

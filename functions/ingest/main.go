@@ -89,7 +89,9 @@ import (
 	"github.com/smoothcast/smoothcast/functions/ingest/cloudwatch"
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/ingest/srt"
+	"github.com/smoothcast/smoothcast/internal/keyflags"
 	"github.com/smoothcast/smoothcast/shared/config"
+	"github.com/smoothcast/smoothcast/shared/keys"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/tlsfile"
 )
@@ -127,6 +129,7 @@ type options struct {
 	srtPassphraseParameter              string
 	pulls                               srt.PullFlag
 	cloudwatch                          cloudwatchOptions
+	keys                                keyflags.Options
 	metrics                             cloudwatch.Config // from cloudwatch
 	settings                            *config.Set       // for the log line
 }
@@ -161,6 +164,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	o.rtmp.define(fs)
 	defineSRT(fs, &o.srt, &o.srtPassphraseParameter, &o.pulls)
 	o.cloudwatch.define(fs)
+	o.keys.Define(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -199,6 +203,21 @@ func run(log *slog.Logger, o options) error {
 	cfg := o.relay
 	cfg.Secrets = secrets
 	logAuth(log, secrets, from)
+	keySource, keysFrom, err := o.keys.Source(ctx, log.With("component", "keys"), func(ctx context.Context) (keys.SSMGetter, error) {
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.region))
+		if err != nil {
+			return nil, fmt.Errorf("AWS config: %w", err)
+		}
+		return ssm.NewFromConfig(awsCfg), nil
+	})
+	if err != nil {
+		return fmt.Errorf("encryption: %w", err)
+	}
+	cfg.Keys = keySource
+	log.Info("encryption", "keys_from", keysFrom)
+	if c, ok := keySource.(interface{ Close() }); ok {
+		defer c.Close() // a key server's prefetches
+	}
 	if o.srtPassphraseParameter != "" {
 		if o.srt.Passphrase, err = loadSRTPassphrase(ctx, o.srtPassphraseParameter, o.region); err != nil {
 			return err

@@ -73,6 +73,18 @@ type Relay struct {
 	// MetricsNamespace, when set, is where the relay publishes its
 	// health to CloudWatch.
 	MetricsNamespace string
+	// Keys, when set, encrypts channels (issue 20).
+	Keys *Keys
+}
+
+// Keys is where a relay gets its channels' keys: the relay's
+// -key-parameter, or -speke-url and its companions.
+type Keys struct {
+	Parameter, Scheme                     string
+	SPEKEURL, SPEKESystems, SPEKEChannels string
+	// SigV4Region signs the key server's requests (API Gateway).
+	SigV4Region string
+	RotateEvery int
 }
 
 // TLS is how a relay gets its certificate and SRT passphrase.
@@ -115,6 +127,19 @@ func (r Relay) Environment() []string {
 	}
 	if r.MetricsNamespace != "" {
 		env = append(env, "SMOOTHCAST_CLOUDWATCH_NAMESPACE="+r.MetricsNamespace, "SMOOTHCAST_CLOUDWATCH_RELAY="+r.Name)
+	}
+	if k := r.Keys; k != nil {
+		for _, v := range []struct{ name, value string }{
+			{"KEY_PARAMETER", k.Parameter}, {"ENCRYPTION_SCHEME", k.Scheme}, {"SPEKE_URL", k.SPEKEURL},
+			{"SPEKE_SYSTEMS", k.SPEKESystems}, {"SPEKE_CHANNELS", k.SPEKEChannels}, {"SPEKE_SIGV4_REGION", k.SigV4Region},
+		} {
+			if v.value != "" {
+				env = append(env, "SMOOTHCAST_"+v.name+"="+v.value)
+			}
+		}
+		if k.RotateEvery > 0 {
+			env = append(env, "SMOOTHCAST_KEY_ROTATION_FRAGMENTS="+strconv.Itoa(k.RotateEvery))
+		}
 	}
 	return env
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/internal/testtool"
+	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/keys"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
 	"github.com/smoothcast/smoothcast/shared/store/storetest"
@@ -102,7 +104,10 @@ func proxy(d *storetest.Drain, piece int) http.Handler {
 //     default CRC32 trailer checksum on every PUT, which the store does
 //     not send;
 //   - relay+embedded-s3: the relay into the embedded S3 server, whose own
-//     work counts too.
+//     work counts too;
+//   - relay-cbcs and relay-cenc: the relay encrypting every stream's audio
+//     and video (issue 20) with a store that keeps nothing, against relay;
+//     relay+s3-client-tls-cbcs against relay+s3-client-tls.
 //
 // MB/s is what the server side took. cpu-s/GB counts the whole process:
 // the pushing clients on every side alike, and the endpoint's draining
@@ -116,14 +121,25 @@ func BenchmarkIngest(b *testing.B) {
 		name  string
 		start func(b *testing.B) (http.Handler, *storetest.Drain)
 	}
-	relayOn := func(tls, crc32 bool) func(b *testing.B) (http.Handler, *storetest.Drain) {
+	// encrypted is the relay's configuration with every stream's channel
+	// (b0…b3) encrypted with scheme.
+	encrypted := func(scheme cenc.Scheme) relay.Config {
+		cfg := relay.DefaultConfig()
+		ks := map[string]cenc.Key{}
+		for i := range 4 {
+			ks[fmt.Sprintf("b%d", i)] = cenc.Key{KID: cenc.KID{byte(i), 1}, Value: [16]byte{byte(i), 2}}
+		}
+		cfg.Keys = keys.NewStatic(ks, scheme)
+		return cfg
+	}
+	relayOn := func(tls, crc32 bool, cfg relay.Config) func(b *testing.B) (http.Handler, *storetest.Drain) {
 		return func(b *testing.B) (http.Handler, *storetest.Drain) {
 			d := storetest.NewDrain(b, tls)
 			st := d.Store(b)
 			if crc32 {
 				storetest.WithSDKChecksums(st)
 			}
-			return relay.New(st, relay.DefaultConfig(), quiet).Handler(), d
+			return relay.New(st, cfg, quiet).Handler(), d
 		}
 	}
 	proxyOn := func(tls bool) func(b *testing.B) (http.Handler, *storetest.Drain) {
@@ -144,9 +160,16 @@ func BenchmarkIngest(b *testing.B) {
 		{"relay", func(*testing.B) (http.Handler, *storetest.Drain) {
 			return relay.New(nullStore{}, relay.DefaultConfig(), quiet).Handler(), nil
 		}},
-		{"relay+s3-client", relayOn(false, false)},
-		{"relay+s3-client-tls", relayOn(true, false)},
-		{"relay+s3-client-tls-crc32", relayOn(true, true)},
+		{"relay-cbcs", func(*testing.B) (http.Handler, *storetest.Drain) {
+			return relay.New(nullStore{}, encrypted(cenc.CBCS), quiet).Handler(), nil
+		}},
+		{"relay-cenc", func(*testing.B) (http.Handler, *storetest.Drain) {
+			return relay.New(nullStore{}, encrypted(cenc.CENC), quiet).Handler(), nil
+		}},
+		{"relay+s3-client", relayOn(false, false, relay.DefaultConfig())},
+		{"relay+s3-client-tls", relayOn(true, false, relay.DefaultConfig())},
+		{"relay+s3-client-tls-cbcs", relayOn(true, false, encrypted(cenc.CBCS))},
+		{"relay+s3-client-tls-crc32", relayOn(true, true, relay.DefaultConfig())},
 		{"relay+embedded-s3", func(b *testing.B) (http.Handler, *storetest.Drain) {
 			_, st := testtool.Store(b, "bench-ingest")
 			return relay.New(st, relay.DefaultConfig(), quiet).Handler(), nil

@@ -25,9 +25,10 @@ const (
 	errTimeout  = "timeout"   // an encoder silent or slower than the rate floor (408)
 	errConflict = "conflict"  // an upload out of order, or to an ended rendition (409)
 	errShutdown = "shutdown"  // refused: the relay is shutting down (503)
+	errKey      = "key"       // no key for an encrypted channel (503), or going on with the last one
 )
 
-var errorKinds = []string{errProtocol, errTooLarge, errAuth, errLimit, errStore, errRead, errTimeout, errConflict, errShutdown}
+var errorKinds = []string{errProtocol, errTooLarge, errAuth, errLimit, errStore, errRead, errTimeout, errConflict, errShutdown, errKey}
 
 // Errors of the relay's own.
 var (
@@ -73,6 +74,7 @@ func outcomeOf(err error) outcome {
 	var lim *limitError
 	var auth *authError
 	var se *storeError
+	var ke *keyError
 	var ne net.Error
 	switch {
 	case errors.Is(err, errShuttingDown), errors.Is(err, upload.ErrClosed):
@@ -88,6 +90,11 @@ func outcomeOf(err error) outcome {
 		return outcome{http.StatusServiceUnavailable, "refused: memory budget", errLimit}
 	case errors.Is(err, upload.ErrBusy):
 		return outcome{http.StatusServiceUnavailable, "refused: limit", errLimit}
+	case errors.As(err, &ke):
+		// Never stored in the clear: the encoder sends it again later.
+		return outcome{http.StatusServiceUnavailable, "failed: key server", errKey}
+	case errors.Is(err, errProtection):
+		return outcome{http.StatusConflict, "refused: protection", errConflict}
 	case errors.Is(err, upload.ErrConflict):
 		return outcome{http.StatusConflict, "refused: conflict", errConflict}
 	case errors.Is(err, upload.ErrTooLarge):

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/functions/ingest/upload"
+	"github.com/smoothcast/smoothcast/shared/keys"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/store"
 )
@@ -82,6 +83,9 @@ type Config struct {
 	// encoder uploads on parallel connections, and the segment it sent
 	// first may arrive second. Zero stores it at once.
 	ReorderWait time.Duration
+	// Keys, when set, encrypts the audio and video of the channels it has
+	// a plan for (protect.go); nil stores every channel in the clear.
+	Keys keys.Source
 }
 
 // DefaultConfig returns the defaults: 64 MiB boxes, 16 tracks, 30 s of

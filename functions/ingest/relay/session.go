@@ -37,7 +37,8 @@ type run struct {
 // newRun opens a session for st's channel. received says when the bytes
 // of what is being fed last came (for smoothcast_fragment_store_delay).
 func (rl *Relay) newRun(st *stream, log *slog.Logger, received func() time.Time) *run {
-	sink := &storeSink{rl: rl, st: st, received: received, store: rl.store.forStream(st), channel: st.channel, log: log}
+	sink := &storeSink{rl: rl, st: st, received: received, store: rl.store.forStream(st), channel: st.channel, log: log,
+		prot: newProtection(rl.Cfg.Keys, st.channel)}
 	clock := &channelClock{st: sink.store, channel: st.channel, maxDrift: rl.Cfg.MaxDrift, now: time.Now, log: log}
 	sess := ingest.NewSession(sink, log, ingest.Options{MaxBox: rl.Cfg.MaxBox, MaxTracks: rl.Cfg.MaxTracks, Clock: clock, MaxJump: rl.Cfg.MaxDrift,
 		Limit: boxLimit, Markers: rl.markers.tap(st.channel)})
@@ -86,6 +87,9 @@ type storeSink struct {
 	// The session's wvtt tracks, by track: each of their fragments is
 	// also stored as a WebVTT file (layout.WebVTTKey), before it.
 	wvtt map[layout.TrackID]wvttTrack
+	// prot encrypts the audio and video of a channel that has keys
+	// (protect.go).
+	prot protection
 }
 
 // wvttTrack is what the WebVTT file of a wvtt fragment needs of its
@@ -116,23 +120,22 @@ func (s *storeSink) Init(ctx context.Context, h ingest.TrackHeader) error {
 		}
 		s.wvtt[h.ID] = tr
 	}
-	key := layout.InitKey(s.channel, h.ID)
-	_, err := s.store.Put(ctx, key, h.Init, store.PutOptions{
-		ContentType: contentType(h.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
-	})
-	if errors.Is(err, store.ErrPreconditionFailed) {
-		s.log.Debug("init segment exists", "track", h.ID.String())
-		return nil
+	if encrypted, err := s.protectInit(h); encrypted || err != nil {
+		return err // an encrypted track's init segment is stored with its first fragment
 	}
+	stored, err := s.putInit(ctx, h.ID, h.Kind, h.Init)
 	if err != nil {
-		return &storeError{fmt.Errorf("channel %s track %s: %w", s.channel, h.ID, err)}
+		return err
 	}
-	return nil
+	return s.checkClear(h.ID, stored)
 }
 
 // Fragment stores a fragment, with what the manifest function needs to
 // place it: the start of the one before it, and a break before it.
 func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
+	if err := s.protectFragment(ctx, &f); err != nil {
+		return err
+	}
 	key := layout.FragmentKey(s.channel, f.ID, f.Start)
 	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag}
 	if f.HasPrev || f.Disc {

@@ -33,6 +33,7 @@ type stream struct {
 type trackInfo struct {
 	id         layout.TrackID
 	kind       timeline.Kind
+	protection string // "{scheme} {default KID}" of an encrypted track
 	fragments  int
 	duplicates int
 	last       time.Time // the last fragment's PUT answered
@@ -54,6 +55,17 @@ func (s *stream) announced(id layout.TrackID, kind timeline.Kind) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.track(id, kind)
+}
+
+// protected notes a track encrypted: its scheme and default KID.
+func (s *stream) protected(id layout.TrackID, protection string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.tracks {
+		if t.id == id {
+			t.protection = protection
+		}
+	}
 }
 
 // stored notes a fragment stored (or found stored: duplicate).
@@ -126,6 +138,9 @@ type TrackStatus struct {
 	// Duplicates are the fragments found stored already (counted in
 	// Fragments too).
 	Duplicates int `json:"duplicates"`
+	// Protection is an encrypted track's scheme and default key ID
+	// ("cbcs 0011…"); absent for a clear one.
+	Protection string `json:"protection,omitempty"`
 	// LastFragmentAge is the time since the last fragment was stored, in
 	// seconds; absent before the first.
 	LastFragmentAge *float64 `json:"last_fragment_age_seconds,omitempty"`
@@ -219,7 +234,7 @@ func (rl *Relay) Status() Status {
 			Seconds: now.Sub(st.started).Seconds(), Bytes: st.bytes.Load(), Tracks: []TrackStatus{}}
 		st.mu.Lock()
 		for _, t := range st.tracks {
-			ts := TrackStatus{Name: t.id.Name, Bitrate: t.id.Bitrate, Kind: string(t.kind), Fragments: t.fragments, Duplicates: t.duplicates}
+			ts := TrackStatus{Name: t.id.Name, Bitrate: t.id.Bitrate, Kind: string(t.kind), Fragments: t.fragments, Duplicates: t.duplicates, Protection: t.protection}
 			if !t.last.IsZero() {
 				age := now.Sub(t.last).Seconds()
 				ts.LastFragmentAge = &age
@@ -296,7 +311,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 {{range .Channels}}<h2>{{.Channel}}</h2>
 <table><tr><th>stream</th><th>kind</th><th>encoder</th><th>for</th><th>received</th><th>track</th><th>type</th><th>bitrate</th><th>fragments</th><th>last fragment</th><th>last error</th></tr>
 {{range .Streams}}{{$s := .}}{{$n := len .Tracks}}{{if eq $n 0}}<tr><td>{{.Stream}}</td><td>{{.Kind}}</td><td>{{.Remote}}</td><td class="n">{{secs .Seconds}}</td><td class="n">{{size .Bytes}}</td><td colspan="5" class="muted">no track yet</td><td class="err">{{with .LastError}}{{when .Time}} {{.Kind}}: {{.Message}}{{end}}</td></tr>
-{{end}}{{range $i, $t := .Tracks}}<tr>{{if eq $i 0}}<td rowspan="{{$n}}">{{$s.Stream}}</td><td rowspan="{{$n}}">{{$s.Kind}}</td><td rowspan="{{$n}}">{{$s.Remote}}</td><td rowspan="{{$n}}" class="n">{{secs $s.Seconds}}</td><td rowspan="{{$n}}" class="n">{{size $s.Bytes}}</td>{{end}}<td>{{$t.Name}}</td><td>{{$t.Kind}}</td><td class="n">{{kbps $t.Bitrate}}</td><td class="n">{{$t.Fragments}}</td><td class="n">{{age $t.LastFragmentAge}}</td>{{if eq $i 0}}<td rowspan="{{$n}}" class="err">{{with $s.LastError}}{{when .Time}} {{.Kind}}: {{.Message}}{{end}}</td>{{end}}</tr>
+{{end}}{{range $i, $t := .Tracks}}<tr>{{if eq $i 0}}<td rowspan="{{$n}}">{{$s.Stream}}</td><td rowspan="{{$n}}">{{$s.Kind}}</td><td rowspan="{{$n}}">{{$s.Remote}}</td><td rowspan="{{$n}}" class="n">{{secs $s.Seconds}}</td><td rowspan="{{$n}}" class="n">{{size $s.Bytes}}</td>{{end}}<td>{{$t.Name}}</td><td>{{$t.Kind}}{{with $t.Protection}} <span class="muted">encrypted {{.}}</span>{{end}}</td><td class="n">{{kbps $t.Bitrate}}</td><td class="n">{{$t.Fragments}}</td><td class="n">{{age $t.LastFragmentAge}}</td>{{if eq $i 0}}<td rowspan="{{$n}}" class="err">{{with $s.LastError}}{{when .Time}} {{.Kind}}: {{.Message}}{{end}}</td>{{end}}</tr>
 {{end}}{{end}}</table>
 {{else}}<p class="muted">No stream in progress.</p>
 {{end}}<h2>Recent errors</h2>
