@@ -2,9 +2,11 @@ package fmp4_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
@@ -37,11 +39,11 @@ func clearInit(t testing.TB, path string) []byte {
 	return init
 }
 
-// synthInits are the init segments of a synthetic stream's tracks: H.264
-// and AAC.
-func synthInits(t testing.TB) [][]byte {
+// synthStream is a synthetic stream of cfg, its moov and the init
+// segment of each of its tracks.
+func synthStream(t testing.TB, cfg synth.Config) (*synth.Stream, *mp4.MoovBox, [][]byte) {
 	t.Helper()
-	s, err := synth.New(synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	s, err := synth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +55,23 @@ func synthInits(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
+	var inits [][]byte
 	for _, trak := range f.Moov.Traks {
 		init, err := fmp4.InitSegment(f.Moov, trak.Tkhd.TrackID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, init)
+		inits = append(inits, init)
 	}
-	return out
+	return s, f.Moov, inits
+}
+
+// synthInits are the init segments of a synthetic stream's tracks: H.264
+// and AAC.
+func synthInits(t testing.TB) [][]byte {
+	t.Helper()
+	_, _, inits := synthStream(t, synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	return inits
 }
 
 func mustKID(t testing.TB, s string) cenc.KID {
@@ -197,4 +207,102 @@ func FuzzParseInitProtected(f *testing.F) {
 			}
 		}
 	})
+}
+
+// storedVideoFragment is fragment k of a synthetic video track at fps
+// frames per second in fragments of dur, as the relay stores it, and the
+// track's init segment.
+func storedVideoFragment(t testing.TB, fps int, dur time.Duration, k int) (init, frag []byte) {
+	t.Helper()
+	s, moov, inits := synthStream(t, synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 4_000_000}}, FrameRate: fps, FragmentDuration: dur})
+	b, err := s.AppendFragment(nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := binary.BigEndian.Uint32(b)
+	head, payload, _, err := fmp4.RewriteHead(nil, fmp4.Input{Moof: b[:n], MdatHeader: 8, Mdat: b[n+8 : n+binary.BigEndian.Uint32(b[n:])], Trex: moov.Mvex.Trex})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inits[0], append(head, payload...)
+}
+
+// Encryption grows a stored fragment's moof by its sample auxiliary
+// information (per sample: its IV, 8 bytes in cenc and none in cbcs, and
+// 2 + 6 bytes per subsample, and a byte of saiz) and, in a fragment of a
+// rotated key, a seig sample group and the period's pssh boxes: for a 2 s
+// fragment of 60 fps video, a few kilobytes, far within what the
+// manifest function reads at first (64 KiB) and MaxMoof; StoredHead and
+// Inspect read it as they read the clear one.
+func TestEncryptionGrowsTheMoofBySampleInfo(t *testing.T) {
+	init, clear := storedVideoFragment(t, 60, 2*time.Second, 1)
+	_, _, clearMoof, err := fmp4.StoredHead(clear)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := mustKID(t, "0123456789abcdef0123456789abcdef")
+	rotated := cenc.Key{KID: mustKID(t, "fedcba9876543210fedcba9876543210")}
+	pro := cenc.PSSH(cenc.PlayReady, []cenc.KID{rotated.KID}, bytes.Repeat([]byte{'x'}, 1500)) // a PlayReady Object's size
+	for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
+		for _, rotate := range []bool{false, true} {
+			_, p, err := fmp4test.Protect(init, scheme, kid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, pssh := cenc.Key{KID: kid}, [][]byte(nil)
+			if rotate {
+				key, pssh = rotated, [][]byte{cenc.ClearKeyPSSH(rotated.KID), pro}
+			}
+			enc, err := p.Fragment(clear, key, pssh...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, moof, err := fmp4.StoredHead(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := fmp4.Inspect(enc)
+			if err != nil || info.Samples != 120 {
+				t.Fatalf("Inspect: %+v, %v", info, err)
+			}
+			perSample, ivSize := int64(2+1), byte(0) // subsample count, saiz entry
+			if scheme == cenc.CENC {
+				perSample, ivSize = perSample+8, 8
+			}
+			subsamples := subsampleCount(t, enc, ivSize)
+			bound := int64(info.Samples)*perSample + int64(subsamples)*6 + 256 // senc, saiz, saio headers
+			if rotate {
+				bound += int64(len(pssh[0])+len(pssh[1])) + 128 // sgpd, sbgp
+			}
+			growth := moof - clearMoof
+			t.Logf("%s, rotated %v: moof %d → %d bytes (+%d; %d samples, %d subsamples)", scheme, rotate, clearMoof, moof, growth, info.Samples, subsamples)
+			if growth <= 0 || growth > bound || moof > 64<<10 {
+				t.Errorf("%s, rotated %v: moof grew by %d bytes to %d, want at most %d", scheme, rotate, growth, moof, bound)
+			}
+		}
+	}
+}
+
+// subsampleCount is how many subsamples the senc of a stored fragment
+// lists, its per-sample IVs ivSize bytes long.
+func subsampleCount(t testing.TB, frag []byte, ivSize byte) int {
+	t.Helper()
+	f, err := mp4.DecodeFile(bytes.NewReader(frag))
+	if err != nil || len(f.Segments) == 0 {
+		t.Fatal(err)
+	}
+	traf := f.Segments[0].Fragments[0].Moof.Traf
+	if traf.Senc == nil {
+		t.Fatal("no senc")
+	}
+	// A seig sample group gives mp4ff the IV size: it has parsed the
+	// senc already.
+	if err := traf.ParseReadSenc(ivSize, 0); err != nil && !strings.Contains(err.Error(), "already parsed") {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range traf.Senc.SubSamples {
+		n += len(s)
+	}
+	return n
 }

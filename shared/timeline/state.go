@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/bits"
+	"github.com/Eyevinn/mp4ff/mp4"
+
 	"github.com/smoothcast/smoothcast/shared/layout"
 )
 
@@ -99,6 +102,17 @@ type Protection struct {
 type ProtectionSystem struct {
 	ID   string `json:"id"`   // system ID, UUID form
 	PSSH []byte `json:"pssh"` // the whole pssh box
+}
+
+// Data is the data of the system's pssh box: the system's own header (a
+// PlayReady Object, a Widevine header; FairPlay's, smoothcast's
+// convention, the skd:// key URI). nil when PSSH is not a pssh box.
+func (s ProtectionSystem) Data() []byte {
+	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(s.PSSH))
+	if p, ok := box.(*mp4.PsshBox); ok && err == nil {
+		return p.Data
+	}
+	return nil
 }
 
 // Equal reports whether p and q describe the same protection (both nil:

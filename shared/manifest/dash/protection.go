@@ -3,9 +3,6 @@ package dash
 import (
 	"encoding/base64"
 
-	"github.com/Eyevinn/mp4ff/bits"
-	"github.com/Eyevinn/mp4ff/mp4"
-
 	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -54,23 +51,13 @@ func contentProtections(p *timeline.Protection) []contentProtection {
 		cp := contentProtection{SchemeIDURI: "urn:uuid:" + id.UUID(), PSSH: base64.StdEncoding.EncodeToString(s.PSSH)}
 		if id == cenc.PlayReady {
 			cp.Value = "MSPR 2.0"
-			if pro := psshData(s.PSSH); len(pro) > 0 {
+			if pro := s.Data(); len(pro) > 0 {
 				cp.PRO = base64.StdEncoding.EncodeToString(pro)
 			}
 		}
 		out = append(out, cp)
 	}
 	return out
-}
-
-// psshData is the data of a whole pssh box (PlayReady's: the PlayReady
-// Object), nil when the bytes are not one.
-func psshData(b []byte) []byte {
-	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
-	if p, ok := box.(*mp4.PsshBox); ok && err == nil {
-		return p.Data
-	}
-	return nil
 }
 
 // groupProtection is the protection every track of a group shares, and

@@ -5,9 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 
-	"github.com/Eyevinn/mp4ff/bits"
-	"github.com/Eyevinn/mp4ff/mp4"
-
 	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -68,11 +65,11 @@ func keyAttributes(p *timeline.Protection) []string {
 		case cenc.Widevine:
 			out = append(out, method+`,KEYFORMAT="`+keyFormatWidevine+`",KEYFORMATVERSIONS="1",URI="data:text/plain;base64,`+base64.StdEncoding.EncodeToString(s.PSSH)+`",KEYID=0x`+hex.EncodeToString(kid[:]))
 		case cenc.PlayReady:
-			if pro := psshData(s.PSSH); len(pro) > 0 {
+			if pro := s.Data(); len(pro) > 0 {
 				out = append(out, method+`,KEYFORMAT="`+keyFormatPlayReady+`",KEYFORMATVERSIONS="1",URI="data:text/plain;charset=UTF-16;base64,`+base64.StdEncoding.EncodeToString(pro)+`"`)
 			}
 		case cenc.FairPlay:
-			if uri := psshData(s.PSSH); p.Scheme == string(cenc.CBCS) && quotableURI(uri) {
+			if uri := s.Data(); p.Scheme == string(cenc.CBCS) && quotableURI(uri) {
 				out = append(out, method+`,KEYFORMAT="`+keyFormatFairPlay+`",KEYFORMATVERSIONS="1",URI="`+string(uri)+`"`)
 			}
 		}
@@ -92,16 +89,6 @@ func quotableURI(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// psshData is the data of a whole pssh box, nil when the bytes are not
-// one.
-func psshData(b []byte) []byte {
-	box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(b))
-	if p, ok := box.(*mp4.PsshBox); ok && err == nil {
-		return p.Data
-	}
-	return nil
 }
 
 // writeKeys writes the EXT-X-KEY tags of track tv's protection.

@@ -3,9 +3,6 @@ package smooth
 import (
 	"encoding/base64"
 
-	"github.com/Eyevinn/mp4ff/bits"
-	"github.com/Eyevinn/mp4ff/mp4"
-
 	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/manifest/xmlout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -38,9 +35,8 @@ func protection(streams [][]*timeline.TrackView) *Protection {
 			if !ok {
 				continue
 			}
-			box, err := mp4.DecodeBoxSR(0, bits.NewFixedSliceReader(s.PSSH))
-			if p, isPssh := box.(*mp4.PsshBox); err == nil && isPssh && len(p.Data) > 0 {
-				return &Protection{Headers: []ProtectionHeader{{SystemID: cenc.PlayReady.UUID(), Content: base64.StdEncoding.EncodeToString(p.Data)}}}
+			if pro := s.Data(); len(pro) > 0 {
+				return &Protection{Headers: []ProtectionHeader{{SystemID: cenc.PlayReady.UUID(), Content: base64.StdEncoding.EncodeToString(pro)}}}
 			}
 		}
 	}
