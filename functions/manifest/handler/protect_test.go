@@ -245,9 +245,8 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 		}
 	}
 	// The video the MPD lists, fetched from the encrypted channel and
-	// from the clear one, decrypted by mp4ff (ffmpeg 5.1's -decryption_key
-	// fails on mp4ff's cenc and cbcs alike: "leftover packet bytes after
-	// subsample processing"), decodes to the clear frames.
+	// from the clear one, decrypted by mp4ff, decodes to the clear frames
+	// (ffmpeg's own decryption: e2e TestEncryptedArchiveDecryptsToTheClearOne).
 	_, clearStore := newStore(t)
 	clearEvents := pushFixture(t, clearStore, "ch", base)
 	clearHandler := handled(t, clearStore, handler.DefaultConfig(), clearEvents)
