@@ -698,19 +698,21 @@ func ingressRules(s synthesized) []string {
 	return out
 }
 
+// relayPolicy is the relay role's policy document, as JSON.
+func relayPolicy(s synthesized) string {
+	for id, p := range s.of("AWS::IAM::Policy") {
+		if strings.HasPrefix(id, "RelayRole") {
+			return js(p.Properties)
+		}
+	}
+	return ""
+}
+
 // Ingest is TLS by default: HTTPS, RTMPS and SRT with a passphrase,
 // with a certificate the first relay makes and keeps in a parameter of
 // the stack's (or the operator's, TestTwoRelays' variant); plainIngest
 // turns it off: HTTP, RTMP, SRT in clear.
 func TestTLSIngest(t *testing.T) {
-	relayPolicy := func(s synthesized) string {
-		for id, p := range s.of("AWS::IAM::Policy") {
-			if strings.HasPrefix(id, "RelayRole") {
-				return js(p.Properties)
-			}
-		}
-		return ""
-	}
 	for _, tc := range []struct {
 		name string
 		s    synthesized
@@ -787,14 +789,6 @@ func TestTLSIngest(t *testing.T) {
 // SPEKE key server behind API Gateway, invoked with the relay role's
 // SigV4 (variant's); without either (the default), neither.
 func TestEncryptionSettings(t *testing.T) {
-	relayPolicy := func(s synthesized) string {
-		for id, p := range s.of("AWS::IAM::Policy") {
-			if strings.HasPrefix(id, "RelayRole") {
-				return js(p.Properties)
-			}
-		}
-		return ""
-	}
 	for _, tc := range []struct {
 		name      string
 		s         synthesized

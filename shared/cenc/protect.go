@@ -11,6 +11,8 @@ import (
 
 	"github.com/Eyevinn/mp4ff/bits"
 	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/smoothcast/smoothcast/shared/mp4box"
 )
 
 // ErrNotEncryptable is returned (wrapped) by NewTrack for a track
@@ -359,24 +361,17 @@ func splitBoxes(b []byte) (emsgEnd, moofEnd, mdatHdr int, mdatSize uint64, err e
 	return emsgEnd, moofEnd, hdr, size, nil
 }
 
-// boxAt reads the header of the box at b[at:]: its type, its size and
-// its header's size. A box that does not fit in b (but an mdat, whose
-// data follows) is an error.
+// boxAt reads the header of the box at b[at:] (mp4box.Header): its
+// type, its size and its header's size. A box that does not fit in b
+// (but an mdat, whose data follows) is an error.
 func boxAt(b []byte, at int) (typ string, size uint64, hdr int, err error) {
-	if len(b)-at < 8 {
-		return "", 0, 0, fmt.Errorf("%d bytes at %d: no box header", len(b)-at, at)
-	}
-	size, typ, hdr = uint64(binary.BigEndian.Uint32(b[at:])), string(b[at+4:at+8]), 8
-	if size == 1 {
-		if len(b)-at < 16 {
-			return "", 0, 0, fmt.Errorf("%q box at %d: short 64-bit size", typ, at)
-		}
-		size, hdr = binary.BigEndian.Uint64(b[at+8:]), 16
-	}
-	if size < uint64(hdr) {
-		return "", 0, 0, fmt.Errorf("%q box at %d: size field %d", typ, at, size)
-	}
-	if typ != "mdat" && size > uint64(len(b)-at) {
+	typ, size, hdr, err = mp4box.Header(b[at:])
+	switch {
+	case err != nil:
+		return "", 0, 0, fmt.Errorf("box at %d: %w", at, err)
+	case size == 0:
+		return "", 0, 0, fmt.Errorf("%q box at %d: size 0 (to the end of the file)", typ, at)
+	case typ != "mdat" && size > uint64(len(b)-at):
 		return "", 0, 0, fmt.Errorf("%q box at %d: %d bytes, %d left", typ, at, size, len(b)-at)
 	}
 	return typ, size, hdr, nil

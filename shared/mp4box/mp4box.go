@@ -77,6 +77,22 @@ func header(b []byte, pos uint64) (typ string, size uint64, hsize int, err error
 	return typ, size, hsize, nil
 }
 
+// Header decodes the header of the box at the start of b, which need
+// hold only the header (a fragment's head ends with its mdat's): the
+// box's type, its whole size (header included; 0: it runs to the end of
+// its file) and its header's size. A short b is ErrTruncated, a
+// malformed header ErrBadBox.
+func Header(b []byte) (typ string, size uint64, hsize int, err error) {
+	if len(b) < 8 {
+		return "", 0, 0, fmt.Errorf("%w: %d bytes of a box header", ErrTruncated, len(b))
+	}
+	typ, size, hsize, err = header(b, 0)
+	if errors.Is(err, errNeedLarge) {
+		return "", 0, 0, fmt.Errorf("%w: %s largesize", ErrTruncated, typ)
+	}
+	return typ, size, hsize, err
+}
+
 // printable reports whether b can be the type of a top-level box: letters,
 // digits and spaces (as in "url "); ©xyz style types are not top-level
 // boxes, and punctuation means the input is not MP4.
