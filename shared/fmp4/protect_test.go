@@ -306,3 +306,76 @@ func subsampleCount(t testing.TB, frag []byte, ivSize byte) int {
 	}
 	return n
 }
+
+// What shared/cenc's encryptor (the relay's) writes reads as mp4ff's
+// does: its init segments describe as the clear tracks plus their
+// protection, with the period's pssh boxes; its fragments, a rotated
+// key's among them (seig sample group, pssh in the moof), pass
+// StoredHead and Inspect with the clear fragment's timing.
+func TestTheRelaysEncryptionDescribesAndReads(t *testing.T) {
+	_, _, inits := synthStream(t, synth.Config{Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 500_000}, {Kind: timeline.Audio, Bitrate: 96_000}}})
+	videoInit, frag := storedVideoFragment(t, 60, 2*time.Second, 1)
+	key, err := cenc.ParseKey("0123456789abcdef0123456789abcdef:00112233445566778899aabbccddeeff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := key
+	next.KID[0] = 0xfe
+	period := func(k cenc.Key) cenc.Period {
+		return cenc.Period{Key: k, PSSH: [][]byte{cenc.ClearKeyPSSH(k.KID), cenc.PSSH(cenc.PlayReady, []cenc.KID{k.KID}, []byte("pro"))}}
+	}
+	clearInfo, err := fmp4.Inspect(frag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, moofAt, need, err := fmp4.StoredHead(frag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scheme := range []cenc.Scheme{cenc.CBCS, cenc.CENC} {
+		for i, init := range append(inits, videoInit) {
+			tr, err := cenc.NewTrack(init, scheme)
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := tr.Init(period(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := fmp4.ParseInit(init)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := fmp4.ParseInit(enc)
+			if err != nil {
+				t.Fatalf("%s init %d: %v", scheme, i, err)
+			}
+			want.Protection = &timeline.Protection{Scheme: string(scheme), KID: key.KID.UUID(), Systems: []timeline.ProtectionSystem{
+				{ID: cenc.ClearKey.UUID(), PSSH: period(key).PSSH[0]}, {ID: cenc.PlayReady.UUID(), PSSH: period(key).PSSH[1]}}}
+			if !got.Equal(want) {
+				t.Errorf("%s init %d:\n got %+v %+v\nwant %+v %+v", scheme, i, got, got.Protection, want, want.Protection)
+			}
+			if i < len(inits) {
+				continue
+			}
+			for _, k := range []cenc.Key{key, next} {
+				head, payload, err := tr.Fragment(frag[:need+8], frag[need+8:], period(k), key.KID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored := append(bytes.Clone(head), payload...)
+				info, err := fmp4.Inspect(stored)
+				if err != nil || info != clearInfo {
+					t.Errorf("%s, key %s: Inspect %+v, %v; the clear fragment's %+v", scheme, k.KID, info, err, clearInfo)
+				}
+				_, at, n, err := fmp4.StoredHead(stored)
+				if err != nil || at != moofAt || n <= need || n > 64<<10 {
+					t.Errorf("%s, key %s: StoredHead moof at %d, %d bytes (%v); clear %d bytes", scheme, k.KID, at, n, err, need)
+				}
+				if rotated := bytes.Contains(stored[at:n], []byte("sgpd")) && bytes.Contains(stored[at:n], []byte("pssh")); rotated != (k != key) {
+					t.Errorf("%s, key %s: seig and pssh in the moof %v", scheme, k.KID, rotated)
+				}
+			}
+		}
+	}
+}

@@ -7,16 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
 	"github.com/smoothcast/smoothcast/internal/testtool"
@@ -217,7 +213,8 @@ func serveChannel(t *testing.T, st *store.Store, h *handler.Handler) string {
 // ffmpeg reads an encrypted channel's HLS and DASH manifests and the
 // encrypted init segments they name: the streams, with their codecs and
 // sizes, are the clear channel's; and the video the MPD lists, decrypted
-// with the keys, decodes to the clear channel's frames.
+// by ffmpeg with the key (cenc; the rotated key has the same value),
+// decodes to the clear channel's frames.
 func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 	ffprobe := testtool.Require(t, "ffprobe")
 	ffmpeg := testtool.Require(t, "ffmpeg")
@@ -227,7 +224,7 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotated := k
-	rotated.KID[0] = 0xfe // another key ID
+	rotated.KID[0] = 0xfe // another key ID, the same value: ffmpeg takes one key
 	_, st := newStore(t)
 	evs := pushFixture(t, st, "ch", base)
 	encryptFixture(t, st, "ch", evs, cenc.CENC, k, rotated)
@@ -245,26 +242,21 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 		}
 	}
 	// The video the MPD lists, fetched from the encrypted channel and
-	// from the clear one, decrypted by mp4ff, decodes to the clear frames
-	// (ffmpeg's own decryption: e2e TestEncryptedArchiveDecryptsToTheClearOne).
+	// decrypted by ffmpeg with the key (read as a stream: ffmpeg 5.1
+	// given the file applies the last fragment's encryption information
+	// to every fragment, docs/limitations.md), decodes to the clear
+	// channel's frames; without the key it does not.
 	_, clearStore := newStore(t)
 	clearEvents := pushFixture(t, clearStore, "ch", base)
-	clearHandler := handled(t, clearStore, handler.DefaultConfig(), clearEvents)
-	clearURL := serveChannel(t, clearStore, clearHandler)
+	clearURL := serveChannel(t, clearStore, handled(t, clearStore, handler.DefaultConfig(), clearEvents))
 	enc := listedVideo(t, url)
-	dec, err := decrypt(enc, map[cenc.KID]cenc.Key{k.KID: k, rotated.KID: rotated})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(dec, enc) {
-		t.Fatal("decryption changed nothing")
-	}
-	clearFrames, decFrames := frameCRCs(t, ffmpeg, listedVideo(t, clearURL)), frameCRCs(t, ffmpeg, dec)
+	clearFrames := frameCRCs(t, ffmpeg, listedVideo(t, clearURL), nil)
+	decFrames := frameCRCs(t, ffmpeg, enc, k.Value[:])
 	if len(decFrames) < 100 || !slices.Equal(decFrames, clearFrames) {
 		t.Errorf("the decrypted video decodes to %d frames, the clear one to %d: not the same", len(decFrames), len(clearFrames))
 	}
-	if encFrames := frameCRCs(t, ffmpeg, enc); slices.Equal(encFrames, clearFrames) {
-		t.Errorf("the encrypted video decodes to the clear frames")
+	if encFrames := frameCRCs(t, ffmpeg, enc, nil); slices.Equal(encFrames, clearFrames) {
+		t.Errorf("the encrypted video decodes to the clear frames without its key")
 	}
 }
 
@@ -305,42 +297,18 @@ func listedVideo(t *testing.T, url string) []byte {
 	return media
 }
 
-// decrypt is the clear file of an encrypted one (init segment and
-// fragments), keys by KID, as mp4ff decrypts it.
-func decrypt(b []byte, keys map[cenc.KID]cenc.Key) ([]byte, error) {
-	f, err := mp4.DecodeFile(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	info, err := mp4.DecryptInit(f.Init)
-	if err != nil {
-		return nil, err
-	}
-	byKID := map[string][]byte{}
-	for kid, k := range keys {
-		byKID[hex.EncodeToString(kid[:])] = bytes.Clone(k.Value[:])
-	}
-	for _, seg := range f.Segments {
-		if err := mp4.DecryptSegmentWithKeys(seg, info, nil, byKID, true); err != nil {
-			return nil, err
-		}
-	}
-	var out bytes.Buffer
-	if err := f.Encode(&out); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
-
 // frameCRCs are the CRCs of the video frames ffmpeg decodes from file
-// bytes b (those of frames it cannot decode are left out).
-func frameCRCs(t *testing.T, ffmpeg string, b []byte) []string {
+// bytes b, read as a stream, decrypted with key when it is given (those
+// of frames it cannot decode are left out).
+func frameCRCs(t *testing.T, ffmpeg string, b, key []byte) []string {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "video.mp4")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		t.Fatal(err)
+	args := []string{"-v", "quiet"}
+	if key != nil {
+		args = append(args, "-decryption_key", hex.EncodeToString(key))
 	}
-	out, _ := exec.Command(ffmpeg, "-v", "quiet", "-i", file, "-map", "0:v:0", "-f", "framecrc", "-").Output()
+	cmd := exec.Command(ffmpeg, append(args, "-i", "-", "-map", "0:v:0", "-f", "framecrc", "-")...)
+	cmd.Stdin = bytes.NewReader(b)
+	out, _ := cmd.Output()
 	var crcs []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(line, "0, ") {
