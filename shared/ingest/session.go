@@ -403,6 +403,12 @@ func (s *Session) readMoov(box mp4box.Box) error {
 		if err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}
+		if desc.Protection != nil {
+			// The relay encrypts (a channel's keys); what an encoder
+			// encrypted itself would need its keys and its own boxes
+			// kept through the rewrite.
+			return protocolErr("track %d is encrypted by the encoder (%s): send it in the clear, and give the relay the channel's keys (-key-file, -speke-url)", id, desc.Protection.Scheme)
+		}
 		if err := fmp4.CheckTimescale(trak.Mdia.Mdhd.Timescale); err != nil {
 			return protocolErr("track %d: %w", id, err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/internal/testtool/chunked"
 	"github.com/smoothcast/smoothcast/internal/testtool/logtest"
+	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/fmp4"
 	"github.com/smoothcast/smoothcast/shared/ism"
 	"github.com/smoothcast/smoothcast/shared/layout"
@@ -567,5 +568,41 @@ func TestBoxesInHandAndReadFromAStreamAgree(t *testing.T) {
 	var perr *ProtocolError
 	if err := cut.Close(); !errors.As(err, &perr) {
 		t.Errorf("Close after a moof: %v, want a protocol error", err)
+	}
+}
+
+// A stream the encoder encrypted itself (encv/enca) is refused at its
+// moov, saying so: the relay encrypts, with the channel's keys.
+func TestEncoderEncryptedStreamIsRefused(t *testing.T) {
+	s, err := synth.New(synth.Config{CMAF: true, Tracks: []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := s.WriteTo(context.Background(), &b, synth.Range{Count: 1, End: true}); err != nil {
+		t.Fatal(err)
+	}
+	body := b.Bytes()
+	moof := bytes.Index(body, []byte("moof")) - 4
+	styp := bytes.Index(body, []byte("styp")) - 4
+	if styp > 0 && styp < moof {
+		moof = styp
+	}
+	tr, err := cenc.NewTrack(body[:moof], cenc.CBCS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, err := tr.Init(cenc.Period{Key: cenc.Key{KID: cenc.KID{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{}
+	_, err = run(NewSession(sink, quiet, Options{}), bytes.NewReader(append(init, body[moof:]...)))
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || !strings.Contains(err.Error(), "encrypted by the encoder") {
+		t.Fatalf("err = %v, want a ProtocolError saying the encoder encrypted it", err)
+	}
+	if len(sink.inits)+len(sink.frags) > 0 {
+		t.Errorf("the sink got %d init segments and %d fragments", len(sink.inits), len(sink.frags))
 	}
 }
