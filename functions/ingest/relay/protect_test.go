@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -338,5 +340,44 @@ func TestSPEKEKeysRotateEveryFragment(t *testing.T) {
 	}
 	if _, ok := rec.Find(slog.LevelInfo, "key rotated", nil); !ok {
 		t.Errorf("no log line says the key rotated")
+	}
+}
+
+// /status and /status.html show each encrypted track's scheme and key ID
+// (never a key) while its push is in progress.
+func TestStatusShowsEachTracksProtection(t *testing.T) {
+	body := fixture(t)
+	cfg := relay.DefaultConfig()
+	cfg.Keys = keys.NewStatic(map[string]cenc.Key{"enc": keyA}, cenc.CBCS)
+	hs, _, _, rl := newRelay(t, cfg)
+	admin := httptest.NewServer(rl.AdminHandler())
+	t.Cleanup(admin.Close)
+	p := testtool.OpenPush(t, hs.URL, "/live/enc.isml/Streams(enc1)")
+	second := nth(t, body, "mdat", 1)
+	p.Send(t, body[:second.at+second.size])
+	want := "cbcs " + keyA.KID.UUID()
+	waitStatus(t, admin.URL, "encrypted tracks", func(s relay.Status) bool {
+		if len(s.Channels) != 1 || len(s.Channels[0].Streams) != 1 || len(s.Channels[0].Streams[0].Tracks) == 0 {
+			return false
+		}
+		for _, tr := range s.Channels[0].Streams[0].Tracks {
+			if tr.Fragments == 0 || tr.Protection != want {
+				return false
+			}
+		}
+		return true
+	})
+	resp, err := http.Get(admin.URL + "/status.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "encrypted "+want) || strings.Contains(string(page), "0123456789abcdef") {
+		t.Errorf("status page: encrypted %v, a key's value %v", strings.Contains(string(page), "encrypted "+want), strings.Contains(string(page), "0123456789abcdef"))
+	}
+	p.Send(t, body[second.at+second.size:])
+	if code, msg := p.Finish(t); code != 200 {
+		t.Fatalf("push: %d %s", code, msg)
 	}
 }
