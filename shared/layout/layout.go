@@ -18,12 +18,12 @@
 package layout
 
 import (
-	"time"
-
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Prefixes of the two key spaces.
@@ -143,9 +143,41 @@ func EndKey(channel string, t TrackID, end uint64) string {
 }
 
 // InitKey is the key of the init segment (ftyp+moov of that track alone).
-func InitKey(channel string, t TrackID) string {
-	return qualityBase(channel, t) + "Init(" + t.Name + ").mp4"
+func InitKey(channel string, t TrackID) string { return InitKeyOf(channel, t, "") }
+
+// InitKeyOf is the key of the init segment of track t of version v: ""
+// is the track's first (InitKey); another is one whose protection
+// differs from the first's (the track was encrypted, or no longer is, or
+// with another scheme), named by InitVersion, which its fragments name
+// (MetaInit).
+func InitKeyOf(channel string, t TrackID, v string) string {
+	return qualityBase(channel, t) + initName(t.Name, v)
 }
+
+// initName is the file name of the init segment of tracks named name,
+// of version v.
+func initName(name, v string) string {
+	if v == "" {
+		return "Init(" + name + ").mp4"
+	}
+	return "Init(" + name + "," + v + ").mp4"
+}
+
+// ClearInit is the version of a clear init segment of a track whose
+// first one is encrypted (InitKeyOf).
+const ClearInit = "clear"
+
+// InitVersion is the version of an encrypted init segment of a track
+// whose first one is clear or encrypted otherwise (InitKeyOf): its scheme
+// and its default KID, "cbcs-00112233445566778899aabbccddeeff".
+func InitVersion(scheme string, kid [16]byte) string {
+	return scheme + "-" + hex.EncodeToString(kid[:])
+}
+
+// MetaInit is the object metadata key (x-amz-meta-init) that names the
+// version of a fragment's init segment (InitKeyOf) when it is not the
+// track's first; absent, the first.
+const MetaInit = "init"
 
 // SmoothManifestPath is the path of the Smooth Streaming client manifest.
 func SmoothManifestPath(channel string) string { return channelBase(channel) + "Manifest" }
@@ -177,7 +209,10 @@ func AppendFragmentRef(dst []byte, t TrackID, start uint64) []byte {
 }
 
 // InitRef is the URI of the init segment relative to the track's media playlist.
-func InitRef(t TrackID) string { return "Init(" + t.Name + ").mp4" }
+func InitRef(t TrackID) string { return InitRefOf(t, "") }
+
+// InitRefOf is InitRef of the init segment of version v (InitKeyOf).
+func InitRefOf(t TrackID, v string) string { return initName(t.Name, v) }
 
 // MediaPlaylistRef is the URI of a media playlist relative to the master playlist.
 func MediaPlaylistRef(t TrackID) string {
@@ -198,8 +233,12 @@ func FragmentPattern(name, bitrate, start string) string {
 
 // InitPattern is the path, relative to the channel, of the init segment of
 // tracks named name, with the bitrate replaced by the given string.
-func InitPattern(name, bitrate string) string {
-	return "QualityLevels(" + bitrate + ")/Init(" + name + ").mp4"
+func InitPattern(name, bitrate string) string { return InitPatternOf(name, bitrate, "") }
+
+// InitPatternOf is InitPattern of the init segments of version v
+// (InitKeyOf).
+func InitPatternOf(name, bitrate, v string) string {
+	return "QualityLevels(" + bitrate + ")/" + initName(name, v)
 }
 
 // MetaPrev is the object metadata key (x-amz-meta-prev) in which the relay
@@ -274,6 +313,9 @@ type Object struct {
 	Channel string
 	Track   TrackID // fragment, init and media playlist
 	Start   uint64  // fragment: its start; end marker: the end time
+	// InitVersion is an init segment's version (InitKeyOf): "" for the
+	// track's first.
+	InitVersion string
 }
 
 // ErrNotInLayout is returned by Parse for a key outside the layout.
@@ -337,11 +379,12 @@ func Parse(key string) (Object, error) {
 		}
 		obj.Track.Name, obj.Start = name, t
 	case strings.HasPrefix(rest, "Init("):
-		name, ok := enclosed(rest, "Init(", ").mp4")
-		if !ok || !ValidName(name) {
+		inner, ok := enclosed(rest, "Init(", ").mp4")
+		name, v, versioned := strings.Cut(inner, ",")
+		if !ok || !ValidName(name) || versioned && !ValidName(v) {
 			return bad()
 		}
-		obj.Kind, obj.Track.Name = KindInit, name
+		obj.Kind, obj.Track.Name, obj.InitVersion = KindInit, name, v
 	case strings.HasSuffix(rest, ".m3u8"):
 		name := strings.TrimSuffix(rest, ".m3u8")
 		if !ValidName(name) {

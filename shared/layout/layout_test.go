@@ -16,7 +16,7 @@ func key(o Object) string {
 	case KindFragmentInfo:
 		return FragmentInfoPath(o.Channel, o.Track, o.Start)
 	case KindInit:
-		return InitKey(o.Channel, o.Track)
+		return InitKeyOf(o.Channel, o.Track, o.InitVersion)
 	case KindSmoothManifest:
 		return SmoothManifestPath(o.Channel)
 	case KindMasterPlaylist:
@@ -39,6 +39,9 @@ func TestParse(t *testing.T) {
 		{"/live/ch1.isml/QualityLevels(800000)/Fragments(video=0)", Object{Kind: KindFragment, Channel: "ch1", Track: v}},
 		{"live/ch1.isml/QualityLevels(800000)/Fragments(video=18446744073709551615)", Object{Kind: KindFragment, Channel: "ch1", Track: v, Start: 1<<64 - 1}},
 		{"live/ch1.isml/QualityLevels(800000)/Init(video).mp4", Object{Kind: KindInit, Channel: "ch1", Track: v}},
+		{"live/ch1.isml/QualityLevels(800000)/Init(video,clear).mp4", Object{Kind: KindInit, Channel: "ch1", Track: v, InitVersion: ClearInit}},
+		{"live/ch1.isml/QualityLevels(800000)/Init(video,cbcs-00112233445566778899aabbccddeeff).mp4", Object{Kind: KindInit, Channel: "ch1", Track: v,
+			InitVersion: InitVersion("cbcs", [16]byte{0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff})}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video=40000000)", Object{Kind: KindEnd, Channel: "ch1", Track: v, Start: 40000000}},
 		{"/live/ch1.isml/QualityLevels(800000)/FragmentInfo(video=20000000)", Object{Kind: KindFragmentInfo, Channel: "ch1", Track: v, Start: 20000000}},
 		{"live/ch1.isml/QualityLevels(800000)/video.m3u8", Object{Kind: KindMediaPlaylist, Channel: "ch1", Track: v}},
@@ -58,6 +61,9 @@ func TestParse(t *testing.T) {
 		{"live/a/b.isml/Manifest", Object{}},
 		{"live/.isml/Manifest", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/Init(video)", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/Init(video,).mp4", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/Init(video,../x).mp4", Object{}},
+		{"live/ch1.isml/QualityLevels(800000)/Init(video,a,b).mp4", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video)", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/End(video=01)", Object{}},
 		{"live/ch1.isml/QualityLevels(800000)/FragmentInfo(video)", Object{}},
