@@ -222,7 +222,7 @@ func TestDescribeCodecs(t *testing.T) {
 			}
 			want := tc.want
 			want.CodecPrivateData, want.Timescale, want.Language = got.CodecPrivateData, got.Timescale, got.Language
-			if got != want {
+			if !got.Equal(want) {
 				t.Errorf("\n got %+v\nwant %+v", got, want)
 			}
 		})

@@ -59,7 +59,7 @@ func TestDescribe(t *testing.T) {
 			want.CodecPrivateData = got.CodecPrivateData
 		}
 		want.Language = got.Language
-		if got != want {
+		if !got.Equal(want) {
 			t.Errorf("track %d:\n got %+v\nwant %+v", i+1, got, want)
 		}
 		if br := DeclaredBitrate(moov.Traks[i]); br != ladder[i].Bitrate {
@@ -101,7 +101,7 @@ func TestInitSegmentHoldsOneTrack(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, _ := Describe(moov.Traks[id-1])
-		if got != want {
+		if !got.Equal(want) {
 			t.Errorf("track %d: init segment describes as %+v, want %+v", id, got, want)
 		}
 	}

@@ -129,7 +129,7 @@ func TestDescribeText(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !got.Equal(tc.want) {
 				t.Errorf("described\n%+v, %v; want\n%+v", got, err, tc.want)
 			}
 		})
@@ -163,7 +163,7 @@ func TestInitSegmentKeepsTextFlags(t *testing.T) {
 			}
 			got, err := ParseInit(b)
 			want := timeline.Track{Kind: timeline.Text, Timescale: 1000, Codecs: "wvtt", Language: "pt-BR", Role: "subtitle", Label: "Português", Default: tc.wantDefault}
-			if err != nil || got != want {
+			if err != nil || !got.Equal(want) {
 				t.Errorf("described\n%+v, %v; want\n%+v", got, err, want)
 			}
 			f, err := mp4.DecodeFile(bytes.NewReader(b))

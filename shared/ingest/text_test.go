@@ -69,7 +69,7 @@ func TestSmoothPushWithTimedTextIsStoredAsWebVTT(t *testing.T) {
 		}
 	}
 	want := timeline.Track{Kind: timeline.Text, Timescale: 10_000_000, Codecs: "wvtt", Language: "fra", Default: true}
-	if desc != want {
+	if !desc.Equal(want) {
 		t.Errorf("text track described\n%+v, want\n%+v", desc, want)
 	}
 	cues := vttCues(t, text, desc.Timescale)

@@ -129,7 +129,7 @@ func TestTextTracksDemuxBack(t *testing.T) {
 			}
 			want := timeline.Track{Kind: timeline.Text, Timescale: uint64(s.Timescale()), Codecs: tc.codecs, FourCC: tc.fourcc,
 				Language: "fra", Role: "subtitle", Label: "Français", Default: tr.Default}
-			if desc != want {
+			if !desc.Equal(want) {
 				t.Errorf("text track described\n%+v, want\n%+v", desc, want)
 			}
 			var got []int

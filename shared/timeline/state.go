@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -83,9 +85,25 @@ type Track struct {
 	// carries in its SEI, as Captions.Services reads them: "CC1=eng;SERVICE1".
 	Captions Captions `json:"cc,omitempty"`
 	// Protection is how the track's media is encrypted (Common
-	// Encryption, from its init segment's sinf and pssh boxes); nil for a
-	// clear track. A track is clear or encrypted for its whole life.
+	// Encryption, from its first init segment's sinf and pssh boxes); nil
+	// for a clear track.
 	Protection *Protection `json:"protection,omitempty"`
+	// Inits are the protections of the track's later init segments, by
+	// version (layout.InitKeyOf; v != ""): a track whose protection
+	// changed (clear to encrypted, encrypted to clear, another scheme)
+	// has one for each change, nil for a clear one. Its fragments name
+	// their version (Arrival.Init, Run.Init).
+	Inits map[string]*Protection `json:"inits,omitempty"`
+}
+
+// ProtectionOf is the protection of the track's init segment of version
+// v: Protection for "" (its first), else Inits[v] (nil: clear, or a
+// version not registered).
+func (t *Track) ProtectionOf(v string) *Protection {
+	if v == "" {
+		return t.Protection
+	}
+	return t.Inits[v]
 }
 
 // Protection is a track's Common Encryption (ISO/IEC 23001-7), as its
@@ -139,11 +157,14 @@ func (p *Protection) System(id string) (ProtectionSystem, bool) {
 }
 
 // Equal reports whether t and u describe the same track: the fields
-// compared with ==, the protection with Protection.Equal.
+// compared with ==, the protections (Protection, Inits) with
+// Protection.Equal.
 func (t Track) Equal(u Track) bool {
 	tp, up := t.Protection, u.Protection
-	t.Protection, u.Protection = nil, nil
-	return t == u && tp.Equal(up)
+	ti, ui := t.Inits, u.Inits
+	t.Protection, u.Protection, t.Inits, u.Inits = nil, nil, nil, nil
+	// Every other field is comparable: DeepEqual is == on them.
+	return reflect.DeepEqual(t, u) && tp.Equal(up) && maps.EqualFunc(ti, ui, (*Protection).Equal)
 }
 
 // RoleScheme is the scheme of the track roles (Track.Role) a CMAF kind
@@ -236,6 +257,12 @@ type Arrival struct {
 	// (the relay rebased a jump in the encoder's clock): it is published
 	// after a discontinuity even if it starts where the timeline ends.
 	Disc bool `json:"disc,omitempty"`
+	// Init is the version of the fragment's init segment, as its object
+	// metadata names it (layout.MetaInit): "" the track's first,
+	// layout.ClearInit or a layout.InitVersion for one whose protection
+	// changed. A fragment whose Init is not the last published run's is
+	// published after a break (Run.Break), Disc or not.
+	Init string `json:"init,omitempty"`
 }
 
 // End is the end of an encoder connection, as the relay's marker reports
@@ -421,7 +448,9 @@ var ErrBadArrival = errors.New("fragment has zero duration")
 // (ApplyEnd) with everything it stored published, or when it has waited
 // GapTimeout. A fragment marked Disc, or one that does not start where the
 // timeline ends without continuing its connection, is published after a
-// discontinuity (a gap). Nothing already published changes except by the
+// discontinuity (a gap); one whose Init differs from the last published
+// fragment's, after a break (its protection changed: HLS
+// EXT-X-DISCONTINUITY, DASH a new Period). Nothing already published changes except by the
 // window sliding past it. Applying the same arrival again is a no-op, and
 // any order of arrivals and ends gives the state of in-order delivery.
 //
@@ -515,12 +544,12 @@ func (s *TrackState) endedBefore(t, published uint64) bool {
 // how many fragments one event let through.
 func (s *TrackState) publish(a Arrival, gap bool, rules Rules) {
 	switch {
-	case a.Disc:
-		s.Timeline.AppendBreak(a.Fragment)
+	case a.Disc, !s.Timeline.Empty() && s.Timeline.lastInit() != a.Init:
+		s.Timeline.addBreak(a.Fragment, a.Init)
 	case rules.Sparse:
-		s.Timeline.AppendSparse(a.Fragment)
+		s.Timeline.addSparse(a.Fragment, a.Init)
 	default:
-		s.Timeline.Append(a.Fragment, gap)
+		s.Timeline.add(a.Fragment, gap, a.Init)
 	}
 	if rules.Window > 0 && s.Timeline.End() > rules.Window {
 		s.Timeline.TrimBefore(s.Timeline.End() - rules.Window)

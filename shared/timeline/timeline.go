@@ -33,7 +33,8 @@ func (f Fragment) End() uint64 { return f.Start + f.Duration }
 // all last the same, since 2 s is not a whole number of 1024-sample
 // frames, but their durations repeat (every 4 fragments at 48 kHz, 128 at
 // 44.1 kHz). Gap marks a discontinuity (missing media) before the run's
-// first fragment.
+// first fragment. Init is the init segment version of every fragment of
+// the run (Arrival.Init): runs merge only with the same Init.
 type Run struct {
 	Start    uint64 `json:"t"`
 	Duration uint64 `json:"d,omitempty"`
@@ -43,6 +44,9 @@ type Run struct {
 	// restarted, its clock jumped): DASH starts a new Period there.
 	Break bool     `json:"brk,omitempty"`
 	Cycle []uint64 `json:"c,omitempty"`
+	// Init is the version of the init segment of the run's fragments
+	// (layout.InitKeyOf): "" the track's first.
+	Init string `json:"init,omitempty"`
 }
 
 // MaxCycle is the longest cycle of durations a run keeps.
@@ -118,7 +122,7 @@ func (r Run) End() uint64 { return r.Start + r.offset(r.Count) }
 // markers.
 func (r *Run) equal(o *Run) bool {
 	return r.Start == o.Start && r.Duration == o.Duration && r.Count == o.Count &&
-		r.Gap == o.Gap && r.Break == o.Break && slices.Equal(r.Cycle, o.Cycle)
+		r.Gap == o.Gap && r.Break == o.Break && slices.Equal(r.Cycle, o.Cycle) && r.Init == o.Init
 }
 
 // Timeline is a track's published fragments in time order. FirstSeq is the
@@ -196,12 +200,25 @@ func (tl *Timeline) Contains(start uint64) bool {
 	return false
 }
 
+// lastInit is the Init of the last run ("" when empty).
+func (tl *Timeline) lastInit() string {
+	if tl.Empty() {
+		return ""
+	}
+	return tl.Runs[len(tl.Runs)-1].Init
+}
+
 // Append adds f after the last fragment. gap marks missing media before f
 // (ignored for the first fragment). The caller guarantees f.Start >= End()
 // and f.Duration > 0. A fragment that continues the last run's durations
 // extends it; otherwise it starts a run, and the end of the timeline is
-// folded into a cyclic run if its durations have begun to repeat.
-func (tl *Timeline) Append(f Fragment, gap bool) {
+// folded into a cyclic run if its durations have begun to repeat. f has
+// the last run's Init.
+func (tl *Timeline) Append(f Fragment, gap bool) { tl.add(f, gap, tl.lastInit()) }
+
+// add is Append of a fragment of init segment version init: it extends
+// or folds into only runs of that version.
+func (tl *Timeline) add(f Fragment, gap bool, init string) {
 	n := len(tl.Runs)
 	contiguous := n == 0 || tl.Runs[n-1].End() == f.Start
 	switch {
@@ -214,26 +231,26 @@ func (tl *Timeline) Append(f Fragment, gap bool) {
 		// folding never crosses and renderers give its own time.
 		gap = (f.Start-tl.Runs[n-1].End())*100 > f.Duration
 	}
-	if n > 0 && !gap && contiguous {
+	if n > 0 && !gap && contiguous && tl.Runs[n-1].Init == init {
 		last := &tl.Runs[n-1]
 		if last.End() == f.Start {
 			if last.DurationAt(last.Count) == f.Duration {
 				last.Count++
 				return
 			}
-			tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1})
+			tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Init: init})
 			tl.fold()
 			return
 		}
 	}
-	tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Gap: gap})
+	tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Gap: gap, Init: init})
 }
 
 // fold replaces the end of the timeline with one cyclic run when the
 // durations of its last fragments repeat with a period p <= MaxCycle at
 // least twice over. It looks back at most 2*MaxCycle fragments, and never
-// past a gap, a break or a hole, so its cost is bounded whatever the
-// window.
+// past a gap, a break, a hole or a change of Init, so its cost is bounded
+// whatever the window.
 func (tl *Timeline) fold() {
 	// The durations of the last fragments, newest first.
 	var back [2 * MaxCycle]uint64
@@ -245,7 +262,7 @@ func (tl *Timeline) fold() {
 			back[m] = r.DurationAt(r.Count - 1 - i)
 			m++
 		}
-		if r.Gap || r.Break || k < r.Count || ri > 0 && tl.Runs[ri-1].End() != r.Start {
+		if r.Gap || r.Break || k < r.Count || ri > 0 && (tl.Runs[ri-1].End() != r.Start || tl.Runs[ri-1].Init != r.Init) {
 			break
 		}
 	}
@@ -274,7 +291,7 @@ func (tl *Timeline) fold() {
 	}
 	first := &tl.Runs[j]
 	k := first.Count - rest // fragments of run j that stay before the fold
-	folded := Run{Start: first.Start + first.offset(k), Count: uint64(l)}
+	folded := Run{Start: first.Start + first.offset(k), Count: uint64(l), Init: first.Init}
 	if k == 0 {
 		folded.Gap, folded.Break = first.Gap, first.Break
 	}
@@ -303,23 +320,30 @@ func (tl *Timeline) fold() {
 // first fragment its time (Span.Follows is false); HLS, whose segments
 // follow each other, fills the pause (from the previous Entry's End to
 // this one's Start) with segments of no cue. The caller guarantees what
-// Append needs.
-func (tl *Timeline) AppendSparse(f Fragment) {
+// Append needs; f has the last run's Init.
+func (tl *Timeline) AppendSparse(f Fragment) { tl.addSparse(f, tl.lastInit()) }
+
+// addSparse is AppendSparse of a fragment of init segment version init.
+func (tl *Timeline) addSparse(f Fragment, init string) {
 	if n := len(tl.Runs); n > 0 && tl.Runs[n-1].End() != f.Start {
-		tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1})
+		tl.Runs = append(tl.Runs, Run{Start: f.Start, Duration: f.Duration, Count: 1, Init: init})
 		return
 	}
-	tl.Append(f, false)
+	tl.add(f, false, init)
 }
 
 // AppendBreak adds f after a break in the encoder's timeline (a gap that
-// starts a new DASH Period). The caller guarantees what Append needs.
-func (tl *Timeline) AppendBreak(f Fragment) {
+// starts a new DASH Period). The caller guarantees what Append needs; f
+// has the last run's Init.
+func (tl *Timeline) AppendBreak(f Fragment) { tl.addBreak(f, tl.lastInit()) }
+
+// addBreak is AppendBreak of a fragment of init segment version init.
+func (tl *Timeline) addBreak(f Fragment, init string) {
 	if len(tl.Runs) == 0 {
-		tl.Append(f, false)
+		tl.add(f, false, init)
 		return
 	}
-	tl.Append(f, true)
+	tl.add(f, true, init)
 	tl.Runs[len(tl.Runs)-1].Break = true
 }
 
@@ -434,8 +458,11 @@ type Entry struct {
 	Seq  uint64
 	Disc uint64
 	Gap  bool
-	// Break: the encoder's timeline breaks before this fragment.
+	// Break: the encoder's timeline breaks before this fragment, or its
+	// init segment version differs from the one before it.
 	Break bool
+	// Init is the version of the fragment's init segment (Run.Init).
+	Init string
 }
 
 // All yields every fragment in order.
@@ -451,7 +478,7 @@ func (tl *Timeline) All() iter.Seq[Entry] {
 					disc++
 				}
 				d := r.DurationAt(i)
-				e := Entry{Fragment: Fragment{Start: t, Duration: d}, Seq: seq, Disc: disc, Gap: gap, Break: i == 0 && r.Break}
+				e := Entry{Fragment: Fragment{Start: t, Duration: d}, Seq: seq, Disc: disc, Gap: gap, Break: i == 0 && r.Break, Init: r.Init}
 				if !yield(e) {
 					return
 				}
@@ -533,15 +560,18 @@ func Common(tls ...Timeline) Timeline {
 			for _, h := range heads {
 				brk, gap = brk || h.Break, gap || h.Gap
 			}
+			// A change of init segment version is a break, as the
+			// tracks' own timelines have it.
+			v := heads[0].Init
 			switch {
-			case brk && !first:
-				out.AppendBreak(heads[0].Fragment)
+			case (brk || v != out.lastInit()) && !first:
+				out.addBreak(heads[0].Fragment, v)
 			case !first && !gap && !skipped && (heads[0].Start-prevEnd)*100 > heads[0].Duration:
 				// Every timeline pauses here, none marks a gap: sparse
 				// tracks' pause (those that are not mark their holes).
-				out.AppendSparse(heads[0].Fragment)
+				out.addSparse(heads[0].Fragment, v)
 			default:
-				out.Append(heads[0].Fragment, !first && (heads[0].Start != prevEnd || heads[0].Gap))
+				out.add(heads[0].Fragment, !first && (heads[0].Start != prevEnd || heads[0].Gap), v)
 			}
 			first, skipped = false, false
 			prevEnd = heads[0].End()

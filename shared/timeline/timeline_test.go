@@ -45,11 +45,11 @@ func TestApplyRules(t *testing.T) {
 		want  []Outcome
 		runs  []Run
 	}{
-		{"in order publishes each", []int{0, 1, 2, 3}, []Outcome{Published, Published, Published, Published}, []Run{{0, 20, 4, false, false, nil}}},
-		{"duplicate event is a no-op", []int{0, 0, 1, 1}, []Outcome{Published, Duplicate, Published, Duplicate}, []Run{{0, 20, 2, false, false, nil}}},
-		{"fragment before a gap waits", []int{0, 2, 1}, []Outcome{Published, Waiting, Published}, []Run{{0, 20, 3, false, false, nil}}},
-		{"first fragment of a connection waits for nothing", []int{1, 0}, []Outcome{Waiting, Published}, []Run{{0, 20, 2, false, false, nil}}},
-		{"duplicate of a waiting fragment is a no-op", []int{0, 2, 2}, []Outcome{Published, Waiting, Duplicate}, []Run{{0, 20, 1, false, false, nil}}},
+		{"in order publishes each", []int{0, 1, 2, 3}, []Outcome{Published, Published, Published, Published}, []Run{{0, 20, 4, false, false, nil, ""}}},
+		{"duplicate event is a no-op", []int{0, 0, 1, 1}, []Outcome{Published, Duplicate, Published, Duplicate}, []Run{{0, 20, 2, false, false, nil, ""}}},
+		{"fragment before a gap waits", []int{0, 2, 1}, []Outcome{Published, Waiting, Published}, []Run{{0, 20, 3, false, false, nil, ""}}},
+		{"first fragment of a connection waits for nothing", []int{1, 0}, []Outcome{Waiting, Published}, []Run{{0, 20, 2, false, false, nil, ""}}},
+		{"duplicate of a waiting fragment is a no-op", []int{0, 2, 2}, []Outcome{Published, Waiting, Duplicate}, []Run{{0, 20, 1, false, false, nil, ""}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s TrackState
@@ -74,7 +74,7 @@ func TestGapTimeoutPublishesWithADiscontinuity(t *testing.T) {
 	}
 	// Any later event past the timeout releases it, marked as a gap.
 	apply(t, &s, fr[3], t0.Add(rules.GapTimeout))
-	want := []Run{{0, 20, 1, false, false, nil}, {40, 20, 2, true, false, nil}}
+	want := []Run{{0, 20, 1, false, false, nil, ""}, {40, 20, 2, true, false, nil, ""}}
 	if !reflect.DeepEqual(s.Timeline.Runs, want) {
 		t.Fatalf("runs %+v, want %+v", s.Timeline.Runs, want)
 	}
@@ -380,7 +380,7 @@ func TestConnectionEndsInAnyOrderGiveTheInOrderState(t *testing.T) {
 		}
 		// The second connection's first fragment goes at once (the first
 		// connection ended there), after a discontinuity.
-		wantRuns := []Run{{0, 20, 10, false, false, nil}, {260, 20, 10, true, true, nil}}
+		wantRuns := []Run{{0, 20, 10, false, false, nil, ""}, {260, 20, 10, true, true, nil, ""}}
 		if !reflect.DeepEqual(want.Timeline.Runs, wantRuns) || len(want.Pending) != 0 {
 			t.Fatalf("in order: runs %+v pending %d, want %+v", want.Timeline.Runs, len(want.Pending), wantRuns)
 		}

@@ -76,7 +76,7 @@ func TestCMAFPushWithTextTracks(t *testing.T) {
 			continue
 		}
 		got, err := fmp4.ParseInit(o.Body)
-		if err != nil || got != w.desc {
+		if err != nil || !got.Equal(w.desc) {
 			t.Errorf("%s: described\n%+v, %v; want\n%+v", obj.Track, got, err, w.desc)
 		}
 		if o.ContentType != "application/mp4" {
