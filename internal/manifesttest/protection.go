@@ -129,3 +129,25 @@ func VersionedState(durs []uint64, versions []string, bitrate int) timeline.Trac
 	}
 	return s
 }
+
+// ProtectionChangeEncryptedFirst is ProtectionChange the other way: its
+// tracks' first init is cbcs under KID, they go clear (layout.ClearInit)
+// for the fourth to sixth fragments, then cenc under OtherKID signalled
+// for ClearKey alone (its layout.InitVersion).
+func ProtectionChangeEncryptedFirst() *timeline.Presentation {
+	p := ProtectionChange()
+	cencV := layout.InitVersion(string(cenc.CENC), OtherKID)
+	versions := []string{"", "", "", layout.ClearInit, layout.ClearInit, layout.ClearInit, cencV, cencV, cencV}
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		tv.Protection = Protection(cenc.CBCS, KID)
+		tv.Inits = map[string]*timeline.Protection{layout.ClearInit: nil, cencV: {Scheme: "cenc", KID: OtherKID.UUID(),
+			Systems: []timeline.ProtectionSystem{{ID: cenc.ClearKey.UUID(), PSSH: cenc.ClearKeyPSSH(OtherKID)}}}}
+		var durs []uint64
+		for e := range tv.State.Timeline.All() {
+			durs = append(durs, e.Duration)
+		}
+		tv.State = VersionedState(durs, versions, tv.ID.Bitrate)
+	}
+	return p
+}

@@ -7,33 +7,9 @@ import (
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
-	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
-
-// encryptedFirst is ProtectionChange with the versions the other way:
-// the tracks' first init is cbcs, they go clear (layout.ClearInit), then
-// cenc under another key signalled for ClearKey alone.
-func encryptedFirst() *timeline.Presentation {
-	p := manifesttest.ProtectionChange()
-	cencV := layout.InitVersion(string(cenc.CENC), manifesttest.OtherKID)
-	for i := range p.Tracks {
-		tv := &p.Tracks[i]
-		tv.Protection = manifesttest.Protection(cenc.CBCS, manifesttest.KID)
-		tv.Inits = map[string]*timeline.Protection{layout.ClearInit: nil, cencV: {Scheme: "cenc", KID: manifesttest.OtherKID.UUID(),
-			Systems: []timeline.ProtectionSystem{{ID: cenc.ClearKey.UUID(), PSSH: cenc.ClearKeyPSSH(manifesttest.OtherKID)}}}}
-		var durs []uint64
-		var versions []string
-		for e := range tv.State.Timeline.All() {
-			durs = append(durs, e.Duration)
-			versions = append(versions, map[string]string{"": "", manifesttest.ChangeVersion: layout.ClearInit}[e.Init])
-		}
-		copy(versions[6:], []string{cencV, cencV, cencV})
-		tv.State = manifesttest.VersionedState(durs, versions, tv.ID.Bitrate)
-	}
-	return p
-}
 
 // Where a track's protection changes, its media playlist has a
 // discontinuity, then the EXT-X-MAP of the new version's init segment
@@ -56,7 +32,7 @@ func TestProtectionChangeStartsANewMapAndKeys(t *testing.T) {
 		{"protection-change", manifesttest.ProtectionChange, nil, true, 4, 1},
 		{"window from the encrypted part", manifesttest.ProtectionChange, short(10 * time.Second), false, 4, 1},
 		{"window past the encrypted part", manifesttest.ProtectionChange, short(5 * time.Second), false, 0, 0},
-		{"protection-change-encrypted-first", encryptedFirst, nil, true, 5, 1},
+		{"protection-change-encrypted-first", manifesttest.ProtectionChangeEncryptedFirst, nil, true, 5, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.p()
@@ -120,4 +96,10 @@ func TestProtectionChangeStartsANewMapAndKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// changesProtection reports whether a track of p has init segments of
+// more than one version: its playlists have a map and keys per version.
+func changesProtection(p *timeline.Presentation) bool {
+	return slices.ContainsFunc(p.Tracks, func(tv timeline.TrackView) bool { return len(tv.Inits) > 0 })
 }
