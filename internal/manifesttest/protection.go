@@ -3,9 +3,12 @@ package manifesttest
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"slices"
+	"time"
 	"unicode/utf16"
 
 	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -75,5 +78,76 @@ func EncryptedPerTrack() *timeline.Presentation {
 	p := Encrypted(cenc.CENC)
 	p.Tracks[1].Protection = &timeline.Protection{Scheme: "cenc", KID: OtherKID.UUID(),
 		Systems: []timeline.ProtectionSystem{{ID: cenc.ClearKey.UUID(), PSSH: cenc.ClearKeyPSSH(OtherKID)}}}
+	return p
+}
+
+// ChangeVersion is the init segment version of ProtectionChange's
+// encrypted middle: cbcs under KID (layout.InitVersion).
+var ChangeVersion = layout.InitVersion(string(cenc.CBCS), KID)
+
+// ProtectionChange is a channel whose protection changes twice: its
+// tracks (Presentation's two video renditions and AAC audio, without the
+// gap) begin clear (their first init segment, version ""), go cbcs under
+// one key (KID, no rotation; version ChangeVersion, each track's Inits)
+// for their fourth to sixth fragments and are clear again from the
+// seventh (their first init's protection: version ""), each session's
+// first fragment marked Disc, as the relay stores them. The states are
+// built by TrackState.Apply from the arrivals.
+func ProtectionChange() *timeline.Presentation {
+	p := Presentation(false)
+	versions := []string{"", "", "", ChangeVersion, ChangeVersion, ChangeVersion, "", "", ""}
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		durs := videoDurations
+		if tv.Kind == timeline.Audio {
+			durs = audioDurations
+		}
+		tv.Inits = map[string]*timeline.Protection{ChangeVersion: Protection(cenc.CBCS, KID)}
+		tv.State = VersionedState(slices.Concat(durs, durs)[:len(versions)], versions, tv.ID.Bitrate)
+	}
+	return p
+}
+
+// VersionedState is the track state TrackState.Apply makes of contiguous
+// fragments of the given durations (10 MHz ticks) from 0, one encoder
+// connection per run of equal versions (versions[i] the Init of fragment
+// i, the first of each connection after the first marked Disc), in order.
+func VersionedState(durs []uint64, versions []string, bitrate int) timeline.TrackState {
+	var s timeline.TrackState
+	var t uint64
+	rules := timeline.Rules{GapTimeout: time.Minute}
+	for i, d := range durs {
+		a := timeline.Arrival{Fragment: timeline.Fragment{Start: t, Duration: d}, Size: int64(bitrate) * int64(d) / 8e7, Samples: int(d / 400000), Init: versions[i]}
+		if i > 0 && versions[i] == versions[i-1] {
+			a.HasPrev, a.Prev = true, t-durs[i-1]
+		}
+		a.Disc = i > 0 && !a.HasPrev
+		if _, _, err := s.Apply(a, Epoch, rules); err != nil {
+			panic(err)
+		}
+		t += d
+	}
+	return s
+}
+
+// ProtectionChangeEncryptedFirst is ProtectionChange the other way: its
+// tracks' first init is cbcs under KID, they go clear (layout.ClearInit)
+// for the fourth to sixth fragments, then cenc under OtherKID signalled
+// for ClearKey alone (its layout.InitVersion).
+func ProtectionChangeEncryptedFirst() *timeline.Presentation {
+	p := ProtectionChange()
+	cencV := layout.InitVersion(string(cenc.CENC), OtherKID)
+	versions := []string{"", "", "", layout.ClearInit, layout.ClearInit, layout.ClearInit, cencV, cencV, cencV}
+	for i := range p.Tracks {
+		tv := &p.Tracks[i]
+		tv.Protection = Protection(cenc.CBCS, KID)
+		tv.Inits = map[string]*timeline.Protection{layout.ClearInit: nil, cencV: {Scheme: "cenc", KID: OtherKID.UUID(),
+			Systems: []timeline.ProtectionSystem{{ID: cenc.ClearKey.UUID(), PSSH: cenc.ClearKeyPSSH(OtherKID)}}}}
+		var durs []uint64
+		for e := range tv.State.Timeline.All() {
+			durs = append(durs, e.Duration)
+		}
+		tv.State = VersionedState(durs, versions, tv.ID.Bitrate)
+	}
 	return p
 }

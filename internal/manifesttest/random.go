@@ -40,7 +40,9 @@ func Fixtures() []func() *timeline.Presentation {
 	for _, c := range shortDriftCases() {
 		out = append(out, c.Presentation)
 	}
-	return out
+	// Protection that changes (after the drift cases: the fuzz corpus
+	// names fixtures by index).
+	return append(out, ProtectionChange, ProtectionChangeEncryptedFirst)
 }
 
 // shortDriftCases are the drift cases cut to their first 300 fragments.

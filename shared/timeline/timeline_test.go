@@ -103,14 +103,7 @@ func TestAnyOrderWithDuplicatesGivesTheInOrderState(t *testing.T) {
 		apply(t, &want, a, t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	for seed := range uint64(200) {
-		rng := rand.New(rand.NewPCG(seed, 7))
-		var evs []Arrival
-		for _, a := range fr {
-			for range 1 + rng.IntN(3) {
-				evs = append(evs, a)
-			}
-		}
-		rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		evs := deliveries(rand.New(rand.NewPCG(seed, 7)), fr)
 		var s TrackState
 		for i, a := range evs {
 			apply(t, &s, a, t0.Add(time.Duration(i)*time.Millisecond))
@@ -119,6 +112,19 @@ func TestAnyOrderWithDuplicatesGivesTheInOrderState(t *testing.T) {
 			t.Fatalf("seed %d: %+v (pending %d), want %+v", seed, s.Timeline, len(s.Pending), want.Timeline)
 		}
 	}
+}
+
+// deliveries are the events of arrivals fr as S3 may deliver them: each
+// one to three times, in an order rng shuffles.
+func deliveries(rng *rand.Rand, fr []Arrival) []Arrival {
+	var evs []Arrival
+	for _, a := range fr {
+		for range 1 + rng.IntN(3) {
+			evs = append(evs, a)
+		}
+	}
+	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	return evs
 }
 
 func TestWindowTrimAdvancesSequences(t *testing.T) {

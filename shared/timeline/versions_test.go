@@ -107,14 +107,7 @@ func TestInitChangesInAnyOrderGiveTheInOrderState(t *testing.T) {
 			t.Fatalf("disc %v: in order: runs %+v", disc, want.Timeline.Runs)
 		}
 		for seed := range uint64(200) {
-			rng := rand.New(rand.NewPCG(seed, 13))
-			var evs []Arrival
-			for _, a := range fr {
-				for range 1 + rng.IntN(3) {
-					evs = append(evs, a)
-				}
-			}
-			rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+			evs := deliveries(rand.New(rand.NewPCG(seed, 13)), fr)
 			var s TrackState
 			for i, a := range evs {
 				apply(t, &s, a, t0.Add(time.Duration(i)*time.Millisecond))

@@ -303,9 +303,8 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 		StartWithSAP:     1,
 		Roles:            []descriptor{{SchemeIDURI: timeline.RoleScheme, Value: cmp.Or(tv0.Role, "main")}},
 		SegmentTemplate: segmentTemplate{
-			Timescale:      ts,
-			Initialization: layout.InitPattern(g.Name, "$RepresentationID$"),
-			Media:          layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
+			Timescale: ts,
+			Media:     layout.FragmentPattern(g.Name, "$RepresentationID$", "$Time$"),
 		},
 	}
 	switch g.Kind {
@@ -325,19 +324,38 @@ func newAdaptationSet(g timeline.Group, id int, seen map[int]int) adaptationSet 
 	if carriesEvents(g) {
 		as.Inband = &inband
 	}
-	p, shared := groupProtection(g)
-	as.ContentProtection = contentProtections(p)
 	for _, tv := range g.Views {
 		if g.Kind == timeline.Video {
 			as.MaxWidth, as.MaxHeight = max(as.MaxWidth, tv.Width), max(as.MaxHeight, tv.Height)
 		}
-		r := newRepresentation(g, tv, seen[tv.ID.Bitrate] > 1)
-		if !shared {
-			r.ContentProtection = contentProtections(tv.Protection)
-		}
-		as.Representations = append(as.Representations, r)
+		as.Representations = append(as.Representations, newRepresentation(g, tv, seen[tv.ID.Bitrate] > 1))
 	}
+	as.setVersion(g, "")
 	return as
+}
+
+// setVersion makes as, the AdaptationSet of group g, that of the tracks'
+// init segments of version v (timeline.Run.Init): their Initialization
+// patterns (layout.InitPatternOf) and ContentProtection (ProtectionOf(v),
+// none for a clear version), on the AdaptationSet when the tracks share
+// one, else on each Representation. The Representations' SegmentTemplates
+// are copied, not written into: Periods share them.
+func (as *adaptationSet) setVersion(g timeline.Group, v string) {
+	as.SegmentTemplate.Initialization = layout.InitPatternOf(g.Name, "$RepresentationID$", v)
+	p, shared := groupProtection(g, v)
+	as.ContentProtection = contentProtections(p)
+	for i, tv := range g.Views {
+		r := &as.Representations[i]
+		r.ContentProtection = nil
+		if !shared {
+			r.ContentProtection = contentProtections(tv.ProtectionOf(v))
+		}
+		if r.SegmentTemplate != nil {
+			st := *r.SegmentTemplate
+			st.Initialization = layout.InitPatternOf(g.Name, strconv.Itoa(tv.ID.Bitrate), v)
+			r.SegmentTemplate = &st
+		}
+	}
 }
 
 // newRepresentation is the Representation of track tv of group g; shared
@@ -351,10 +369,10 @@ func newRepresentation(g timeline.Group, tv *timeline.TrackView, shared bool) re
 	if shared {
 		r.ID = tv.ID.Name + "_" + r.ID
 		b := strconv.Itoa(tv.ID.Bitrate)
+		// Its Initialization is the version's (setVersion).
 		r.SegmentTemplate = &segmentTemplate{
-			Timescale:      ts,
-			Initialization: layout.InitPattern(g.Name, b),
-			Media:          layout.FragmentPattern(g.Name, b, "$Time$"),
+			Timescale: ts,
+			Media:     layout.FragmentPattern(g.Name, b, "$Time$"),
 		}
 	}
 	switch g.Kind {
@@ -403,7 +421,10 @@ func audioChannels(tv *timeline.TrackView) *descriptor {
 // encoder break together, a few samples apart). A fragment belongs to the
 // last Period that begins no later than half a fragment after it starts.
 // Period ids are stable as the window slides: "0" for the first, then
-// "b" and the break's time in milliseconds since the epoch.
+// "b" and the break's time in milliseconds since the epoch. A change of a
+// track's protection is a break (timeline.Arrival.Init): each Period's
+// AdaptationSet is that of the init segment version of its first
+// fragment (setVersion).
 func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group, commons []timeline.Timeline, assets []adaptationSet, maxDur time.Duration) []period {
 	var breaks []time.Time
 	for i, c := range commons {
@@ -430,9 +451,9 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 	}
 	// [period][group]: with no break, one Period of the timelines as they
 	// are.
-	parts := [][]timeline.Timeline{commons}
+	parts, versions := [][]timeline.Timeline{commons}, [][]string{firstVersions(commons)}
 	if len(begins) > 0 {
-		parts = splitAt(p, begins, groups, commons, maxDur)
+		parts, versions = splitAt(p, begins, groups, commons, maxDur)
 	}
 	var out []period
 	evs := p.Events()
@@ -453,6 +474,9 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 			}
 			as := assets[i]
 			as.Representations = slices.Clone(as.Representations)
+			if v := versions[k][i]; v != "" {
+				as.setVersion(groups[i], v)
+			}
 			ts := groups[i].Views[0].Timescale
 			pto := p.MediaTime(begin, ts)
 			as.SegmentTemplate.Timeline = &part[i]
@@ -473,12 +497,27 @@ func periods(p *timeline.Presentation, origin time.Time, groups []timeline.Group
 	return out
 }
 
+// firstVersions are the init segment versions of the timelines' first
+// fragments ("" for an empty one).
+func firstVersions(tls []timeline.Timeline) []string {
+	vs := make([]string, len(tls))
+	for i := range tls {
+		if !tls[i].Empty() {
+			vs[i] = tls[i].Runs[0].Init
+		}
+	}
+	return vs
+}
+
 // splitAt cuts each group's timeline into the Periods that begins start:
-// parts[k][i] is group i's part of Period k.
-func splitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Group, commons []timeline.Timeline, maxDur time.Duration) [][]timeline.Timeline {
-	parts := make([][]timeline.Timeline, len(begins)+1)
+// parts[k][i] is group i's part of Period k, versions[k][i] the init
+// segment version of its first fragment.
+func splitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Group, commons []timeline.Timeline, maxDur time.Duration) (parts [][]timeline.Timeline, versions [][]string) {
+	parts = make([][]timeline.Timeline, len(begins)+1)
+	versions = make([][]string, len(begins)+1)
 	for k := range parts {
 		parts[k] = make([]timeline.Timeline, len(groups))
+		versions[k] = make([]string, len(groups))
 	}
 	for i, c := range commons {
 		ts := groups[i].Views[0].Timescale
@@ -489,12 +528,13 @@ func splitAt(p *timeline.Presentation, begins []time.Time, groups []timeline.Gro
 			tl := &parts[k][i]
 			if !started[k] {
 				tl.FirstSeq, started[k] = e.Seq, true
+				versions[k][i] = e.Init
 			}
 			tl.Append(e.Fragment, !tl.Empty() && (e.Gap || e.Start != prevEnd))
 			prevEnd = e.End()
 		}
 	}
-	return parts
+	return parts, versions
 }
 
 func ticksDuration(ticks, timescale uint64) time.Duration {

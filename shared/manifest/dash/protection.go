@@ -60,13 +60,13 @@ func contentProtections(p *timeline.Protection) []contentProtection {
 	return out
 }
 
-// groupProtection is the protection every track of a group shares, and
-// whether they share one: then the AdaptationSet carries it, else each
-// Representation its own.
-func groupProtection(g timeline.Group) (*timeline.Protection, bool) {
-	p := g.Views[0].Protection
+// groupProtection is the protection of version v (Track.ProtectionOf)
+// every track of a group shares, and whether they share one: then the
+// AdaptationSet carries it, else each Representation its own.
+func groupProtection(g timeline.Group, v string) (*timeline.Protection, bool) {
+	p := g.Views[0].ProtectionOf(v)
 	for _, tv := range g.Views[1:] {
-		if !tv.Protection.Equal(p) {
+		if !tv.ProtectionOf(v).Equal(p) {
 			return nil, false
 		}
 	}

@@ -55,7 +55,7 @@ func Master(p *timeline.Presentation) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(Version) + "\n#EXT-X-INDEPENDENT-SEGMENTS\n")
-	writeSessionKeys(&b, video, audio)
+	writeSessionKeys(&b, p, video, audio)
 	audioCodecs := ""
 	names, used := map[string]int{}, map[string]bool{}
 	for _, a := range audio {
@@ -218,7 +218,9 @@ func TargetDuration(maxDur, timescale uint64) uint64 {
 
 // Media renders the media playlist of track id, cut to the DVR window.
 // An encrypted track's key tags follow its EXT-X-MAP (protection.go): the
-// init segment is clear, its media segments encrypted.
+// init segment is clear, its media segments encrypted. A track whose
+// protection changed (Entry.Init) has, after the discontinuity where a
+// version begins, that version's EXT-X-MAP and key tags (writeInit).
 // ok is false when the channel has no such track.
 func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	tv, ok := p.Track(id)
@@ -240,9 +242,13 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 	}
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
 	vtt := webVTT(tv)
+	// version: the init segment version of the segments listed.
+	version := ""
+	if !tl.Empty() {
+		version = tl.Runs[0].Init
+	}
 	if !vtt {
-		fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", layout.InitRef(id))
-		writeKeys(&b, tv)
+		writeInit(&b, tv, version, nil)
 	}
 	first := true
 	var scratch []byte // one line's numbers, reused
@@ -259,6 +265,10 @@ func Media(p *timeline.Presentation, id layout.TrackID) (out []byte, ok bool) {
 			b.Write(scratch)
 		case e.Gap:
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if e.Init != version && !vtt {
+			writeInit(&b, tv, e.Init, tv.ProtectionOf(version))
+			version = e.Init
 		}
 		prevEnd = e.End()
 		if first || e.Gap || pause {

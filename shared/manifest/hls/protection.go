@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"slices"
 
 	"github.com/smoothcast/smoothcast/shared/cenc"
+	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
 
@@ -45,6 +48,18 @@ func keyMethod(scheme string) string {
 //
 // A system it does not know is left out. None for a clear track (nil p).
 func keyAttributes(p *timeline.Protection) []string {
+	var out []string
+	for _, k := range keyTags(p) {
+		out = append(out, k.attrs)
+	}
+	return out
+}
+
+// keyTag is one key tag's attribute list and its KEYFORMAT.
+type keyTag struct{ format, attrs string }
+
+// keyTags are keyAttributes with their KEYFORMATs.
+func keyTags(p *timeline.Protection) []keyTag {
 	if p == nil {
 		return nil
 	}
@@ -53,7 +68,10 @@ func keyAttributes(p *timeline.Protection) []string {
 		return nil
 	}
 	method := "METHOD=" + keyMethod(p.Scheme)
-	var out []string
+	var out []keyTag
+	add := func(format, rest string) {
+		out = append(out, keyTag{format, method + `,KEYFORMAT="` + format + `",KEYFORMATVERSIONS="1",URI="` + rest})
+	}
 	for _, s := range p.Systems {
 		id, err := cenc.ParseKID(s.ID)
 		if err != nil {
@@ -61,16 +79,16 @@ func keyAttributes(p *timeline.Protection) []string {
 		}
 		switch id {
 		case cenc.ClearKey:
-			out = append(out, method+`,KEYFORMAT="`+keyFormatClearKey+`",KEYFORMATVERSIONS="1",URI="data:text/plain;base64,`+base64.StdEncoding.EncodeToString(kid[:])+`"`)
+			add(keyFormatClearKey, `data:text/plain;base64,`+base64.StdEncoding.EncodeToString(kid[:])+`"`)
 		case cenc.Widevine:
-			out = append(out, method+`,KEYFORMAT="`+keyFormatWidevine+`",KEYFORMATVERSIONS="1",URI="data:text/plain;base64,`+base64.StdEncoding.EncodeToString(s.PSSH)+`",KEYID=0x`+hex.EncodeToString(kid[:]))
+			add(keyFormatWidevine, `data:text/plain;base64,`+base64.StdEncoding.EncodeToString(s.PSSH)+`",KEYID=0x`+hex.EncodeToString(kid[:]))
 		case cenc.PlayReady:
 			if pro := s.Data(); len(pro) > 0 {
-				out = append(out, method+`,KEYFORMAT="`+keyFormatPlayReady+`",KEYFORMATVERSIONS="1",URI="data:text/plain;charset=UTF-16;base64,`+base64.StdEncoding.EncodeToString(pro)+`"`)
+				add(keyFormatPlayReady, `data:text/plain;charset=UTF-16;base64,`+base64.StdEncoding.EncodeToString(pro)+`"`)
 			}
 		case cenc.FairPlay:
 			if uri := s.Data(); p.Scheme == string(cenc.CBCS) && quotableURI(uri) {
-				out = append(out, method+`,KEYFORMAT="`+keyFormatFairPlay+`",KEYFORMATVERSIONS="1",URI="`+string(uri)+`"`)
+				add(keyFormatFairPlay, string(uri)+`"`)
 			}
 		}
 	}
@@ -91,26 +109,65 @@ func quotableURI(b []byte) bool {
 	return true
 }
 
-// writeKeys writes the EXT-X-KEY tags of track tv's protection.
-func writeKeys(b *bytes.Buffer, tv *timeline.TrackView) {
-	for _, a := range keyAttributes(tv.Protection) {
-		b.WriteString("#EXT-X-KEY:" + a + "\n")
+// writeInit writes the EXT-X-MAP of track tv's init segment of version
+// v and the EXT-X-KEY tags of its protection (ProtectionOf(v)), where the
+// segments of that version begin: at the start of the playlist, with
+// prev nil, and after each change of version (a discontinuity), prev
+// being the protection of the version before. A key tag applies until
+// another of its KEYFORMAT replaces it (RFC 8216bis 4.4.4.4): when
+// a KEYFORMAT of prev's has no tag in v's (v is clear, or signalled for
+// fewer systems), #EXT-X-KEY:METHOD=NONE ends prev's keys first.
+func writeInit(b *bytes.Buffer, tv *timeline.TrackView, v string, prev *timeline.Protection) {
+	fmt.Fprintf(b, "#EXT-X-MAP:URI=%q\n", layout.InitRefOf(tv.ID, v))
+	tags := keyTags(tv.ProtectionOf(v))
+	for _, old := range keyTags(prev) {
+		if !slices.ContainsFunc(tags, func(k keyTag) bool { return k.format == old.format }) {
+			b.WriteString("#EXT-X-KEY:METHOD=NONE\n")
+			break
+		}
+	}
+	for _, k := range tags {
+		b.WriteString("#EXT-X-KEY:" + k.attrs + "\n")
 	}
 }
 
 // writeSessionKeys writes the multivariant playlist's EXT-X-SESSION-KEY
 // tags: each key tag of the tracks it lists once, in their order, so that
 // a client can start its DRM sessions before it loads a media playlist.
-func writeSessionKeys(b *bytes.Buffer, tracks ...[]*timeline.TrackView) {
+// A track whose protection changed has those of each version its window
+// lists (sessionVersions).
+func writeSessionKeys(b *bytes.Buffer, p *timeline.Presentation, tracks ...[]*timeline.TrackView) {
 	seen := map[string]bool{}
 	for _, list := range tracks {
 		for _, tv := range list {
-			for _, a := range keyAttributes(tv.Protection) {
-				if !seen[a] {
-					seen[a] = true
-					b.WriteString("#EXT-X-SESSION-KEY:" + a + "\n")
+			for _, v := range sessionVersions(p, tv) {
+				for _, a := range keyAttributes(tv.ProtectionOf(v)) {
+					if !seen[a] {
+						seen[a] = true
+						b.WriteString("#EXT-X-SESSION-KEY:" + a + "\n")
+					}
 				}
 			}
 		}
 	}
+}
+
+// sessionVersions are the init segment versions of track tv that its
+// media playlist lists, in order: its first ("") alone for a track whose
+// protection never changed, or whose window is empty.
+func sessionVersions(p *timeline.Presentation, tv *timeline.TrackView) []string {
+	if len(tv.Inits) == 0 {
+		return []string{""}
+	}
+	tl := p.Windowed(tv)
+	var vs []string
+	for _, r := range tl.Runs {
+		if !slices.Contains(vs, r.Init) {
+			vs = append(vs, r.Init)
+		}
+	}
+	if len(vs) == 0 {
+		return []string{""}
+	}
+	return vs
 }

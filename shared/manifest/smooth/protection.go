@@ -28,10 +28,17 @@ type ProtectionHeader struct {
 // support, ExoPlayer) read PlayReady's header only. nil when no track has
 // one: a channel signalled for ClearKey or Widevine alone is encrypted all
 // the same, and a Smooth client without its header cannot play it.
-func protection(streams [][]*timeline.TrackView) *Protection {
+//
+// A track whose protection changed (Track.Inits) counts with the
+// protection of its newest fragment listed (newestVersion): the manifest
+// has one Protection for all its fragments and no way to say where one
+// starts, so a Smooth client cannot follow a change of protection: it
+// sets up decryption from the Protection it read, and fragments of
+// another protection are not what it expects.
+func protection(p *timeline.Presentation, streams [][]*timeline.TrackView) *Protection {
 	for _, views := range streams {
 		for _, tv := range views {
-			s, ok := tv.Protection.System(cenc.PlayReady.UUID())
+			s, ok := tv.ProtectionOf(newestVersion(p, tv)).System(cenc.PlayReady.UUID())
 			if !ok {
 				continue
 			}
@@ -41,6 +48,20 @@ func protection(streams [][]*timeline.TrackView) *Protection {
 		}
 	}
 	return nil
+}
+
+// newestVersion is the init segment version (timeline.Run.Init) of the
+// newest fragment of track tv that p lists: "" (its first) for a track
+// whose protection never changed.
+func newestVersion(p *timeline.Presentation, tv *timeline.TrackView) string {
+	if len(tv.Inits) == 0 {
+		return ""
+	}
+	tl := p.Windowed(tv)
+	if tl.Empty() {
+		return ""
+	}
+	return tl.Runs[len(tl.Runs)-1].Init
 }
 
 // write writes the Protection element at depth.

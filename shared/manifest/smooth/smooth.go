@@ -128,7 +128,8 @@ func chunk(s timeline.Span) Chunk {
 // with its Subtype (textSubtype) and Language, its holes left between c
 // elements; a WebVTT one (no FourCC) is left out, as MS-SSTR knows no
 // WebVTT. An encrypted channel signalled for PlayReady has its Protection
-// element (protection.go).
+// element (protection.go): that of its newest fragments when its
+// protection changed, which a Smooth client cannot follow.
 func Render(p *timeline.Presentation) ([]byte, error) {
 	m, err := build(p)
 	if err != nil {
@@ -171,7 +172,7 @@ func build(p *timeline.Presentation) (*Manifest, error) {
 			listed = append(listed, g.Views)
 		}
 	}
-	m.Protection = protection(listed)
+	m.Protection = protection(p, listed)
 	if p.VOD() {
 		// A finished range: clients play it from its start to its end;
 		// nothing is ahead to look for, no window slides.
