@@ -82,8 +82,8 @@ func EncryptedPerTrack() *timeline.Presentation {
 }
 
 // ChangeVersion is the init segment version of ProtectionChange's
-// encrypted middle: cbcs under KID (layout.InitVersion).
-var ChangeVersion = layout.InitVersion(string(cenc.CBCS), KID)
+// encrypted middle: cbcs (its scheme names it, layout.InitKeyOf).
+var ChangeVersion = string(cenc.CBCS)
 
 // ProtectionChange is a channel whose protection changes twice: its
 // tracks (Presentation's two video renditions and AAC audio, without the
@@ -133,10 +133,10 @@ func VersionedState(durs []uint64, versions []string, bitrate int) timeline.Trac
 // ProtectionChangeEncryptedFirst is ProtectionChange the other way: its
 // tracks' first init is cbcs under KID, they go clear (layout.ClearInit)
 // for the fourth to sixth fragments, then cenc under OtherKID signalled
-// for ClearKey alone (its layout.InitVersion).
+// for ClearKey alone (version "cenc").
 func ProtectionChangeEncryptedFirst() *timeline.Presentation {
 	p := ProtectionChange()
-	cencV := layout.InitVersion(string(cenc.CENC), OtherKID)
+	cencV := string(cenc.CENC)
 	versions := []string{"", "", "", layout.ClearInit, layout.ClearInit, layout.ClearInit, cencV, cencV, cencV}
 	for i := range p.Tracks {
 		tv := &p.Tracks[i]

@@ -18,7 +18,6 @@
 package layout
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -148,7 +147,7 @@ func InitKey(channel string, t TrackID) string { return InitKeyOf(channel, t, ""
 // InitKeyOf is the key of the init segment of track t of version v: ""
 // is the track's first (InitKey); another is one whose protection
 // differs from the first's (the track was encrypted, or no longer is, or
-// with another scheme), named by InitVersion, which its fragments name
+// with another scheme), named ClearInit or by its scheme, which its fragments name
 // (MetaInit).
 func InitKeyOf(channel string, t TrackID, v string) string {
 	return qualityBase(channel, t) + initName(t.Name, v)
@@ -164,15 +163,10 @@ func initName(name, v string) string {
 }
 
 // ClearInit is the version of a clear init segment of a track whose
-// first one is encrypted (InitKeyOf).
+// first one is encrypted (InitKeyOf). An encrypted one of a track whose
+// first one is clear, or encrypted with another scheme, is named by its
+// scheme ("cbcs", "cenc").
 const ClearInit = "clear"
-
-// InitVersion is the version of an encrypted init segment of a track
-// whose first one is clear or encrypted otherwise (InitKeyOf): its scheme
-// and its default KID, "cbcs-00112233445566778899aabbccddeeff".
-func InitVersion(scheme string, kid [16]byte) string {
-	return scheme + "-" + hex.EncodeToString(kid[:])
-}
 
 // MetaInit is the object metadata key (x-amz-meta-init) that names the
 // version of a fragment's init segment (InitKeyOf) when it is not the

@@ -259,7 +259,7 @@ type Arrival struct {
 	Disc bool `json:"disc,omitempty"`
 	// Init is the version of the fragment's init segment, as its object
 	// metadata names it (layout.MetaInit): "" the track's first,
-	// layout.ClearInit or a layout.InitVersion for one whose protection
+	// layout.ClearInit or the scheme for one whose protection
 	// changed. A fragment whose Init is not the last published run's is
 	// published after a break (Run.Break), Disc or not.
 	Init string `json:"init,omitempty"`

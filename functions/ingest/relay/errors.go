@@ -93,8 +93,6 @@ func outcomeOf(err error) outcome {
 	case errors.As(err, &ke):
 		// Never stored in the clear: the encoder sends it again later.
 		return outcome{http.StatusServiceUnavailable, "failed: key server", errKey}
-	case errors.Is(err, errProtection):
-		return outcome{http.StatusConflict, "refused: protection", errConflict}
 	case errors.Is(err, upload.ErrConflict):
 		return outcome{http.StatusConflict, "refused: conflict", errConflict}
 	case errors.Is(err, upload.ErrTooLarge):

@@ -48,13 +48,20 @@ func liveChannel(t *testing.T, st *store.Store, channel string, played time.Dura
 // audio track, made with cfg's timing.
 func synthPush(t *testing.T, cfg synth.Config) []byte {
 	t.Helper()
+	return synthPushOf(t, cfg, synth.Range{Count: 3, End: true})
+}
+
+// synthPushOf is a push of the fragments r of a small video and an audio
+// track, made with cfg's timing.
+func synthPushOf(t *testing.T, cfg synth.Config, r synth.Range) []byte {
+	t.Helper()
 	cfg.Tracks = []synth.Track{{Kind: timeline.Video, Bitrate: 20_000, Width: 32, Height: 16}, {Kind: timeline.Audio, Bitrate: 8_000}}
 	s, err := synth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if _, err := s.WriteTo(context.Background(), &b, synth.Range{Count: 3, End: true}); err != nil {
+	if _, err := s.WriteTo(context.Background(), &b, r); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,15 +23,13 @@ import (
 // are derived, the period comes from media time), so a relay started
 // again, or a redundant one, writes the same objects.
 //
-// A track is clear or encrypted for its whole life: the init segment
-// stored first decides. A session that would add encrypted fragments to
-// a track stored clear, or clear ones to a track stored encrypted, is
-// refused (errProtection) before it stores anything of that track: a
-// player is never given clear fragments where encrypted ones were
-// promised, nor fragments it cannot decrypt with the init it has.
-
-// errProtection refuses a session whose protection is not its track's.
-var errProtection = errors.New("protection")
+// A track's protection may change (encryption turned on for a channel
+// already published, or off, or another scheme): its fragments already
+// stored stay as they are, and the session's init segment is stored as
+// a version of its own that its fragments name, where the manifests
+// start a new Period (storeInit). A player is never given a clear
+// fragment where the manifest promised encryption, nor one it cannot
+// decrypt with the init segment the manifest gives it.
 
 // keyError is a key the relay could not get: the key source failed and
 // had no earlier key of the channel to go on with. The fragment is not
@@ -163,54 +162,75 @@ func (s *storeSink) protectFragment(ctx context.Context, f *ingest.Fragment) err
 
 // storeProtectedInit stores the track's protected init segment, whose
 // default KID is the key of period p, the period of its first fragment.
-// One stored before (by an earlier session, or a redundant relay) stays:
-// its default KID is the one fragments are told apart from, and it must
-// be encrypted with the same scheme.
+// One stored before with the same protection (by an earlier session, or
+// a redundant relay) stays: its default KID is the one fragments are
+// told apart from.
 func (s *storeSink) storeProtectedInit(ctx context.Context, f *ingest.Fragment, pt *protectedTrack, p cenc.Period) error {
 	init, err := pt.enc.Init(p)
 	if err != nil {
 		return &ingest.ProtocolError{Err: fmt.Errorf("channel %s track %s: protect the init segment: %w", s.channel, f.ID, err)}
 	}
-	stored, err := s.putInit(ctx, f.ID, f.Kind, init)
+	v, stored, err := s.storeInit(ctx, f.ID, f.Kind, init, string(s.prot.plan.Scheme))
 	if err != nil {
 		return err
 	}
 	pt.defaultKID = p.Key.KID
 	if stored != nil {
-		scheme, kid, ok, err := cenc.InitProtection(stored)
-		switch {
-		case err != nil:
+		_, kid, _, err := cenc.InitProtection(stored)
+		if err != nil {
 			return &storeError{fmt.Errorf("channel %s track %s: the stored init segment: %w", s.channel, f.ID, err)}
-		case !ok:
-			return fmt.Errorf("channel %s track %s is stored in the clear: its fragments cannot continue encrypted (encrypt a new channel, or this one once its archive has expired): %w", s.channel, f.ID, errProtection)
-		case scheme != s.prot.plan.Scheme:
-			return fmt.Errorf("channel %s track %s is stored encrypted with %s, not %s: %w", s.channel, f.ID, scheme, s.prot.plan.Scheme, errProtection)
 		}
 		pt.defaultKID = kid
 	}
 	pt.stored, pt.init = true, nil
-	s.log.Info("track encrypted", "track", f.ID.String(), "scheme", string(s.prot.plan.Scheme), "default_kid", pt.defaultKID.UUID(), "period", keyPeriod(*f, s.prot.plan.RotateEvery))
+	s.log.Info("track encrypted", "track", f.ID.String(), "scheme", string(s.prot.plan.Scheme), "default_kid", pt.defaultKID.UUID(),
+		"period", keyPeriod(*f, s.prot.plan.RotateEvery), "init_version", v)
 	s.st.protected(f.ID, string(s.prot.plan.Scheme)+" "+pt.defaultKID.UUID())
 	return nil
 }
 
-// checkClear refuses a clear track whose stored init segment (stored is
-// it, nil when this session stored its own) is encrypted: its channel
-// had keys, and has none now.
-func (s *storeSink) checkClear(id layout.TrackID, stored []byte) error {
-	if stored == nil {
-		return nil
+// storeInit stores a track's init segment, whose protection is
+// protection ("" clear, else its scheme), where its fragments will find
+// it, and notes its version for them (initVersion). The track's first
+// init segment (InitKey) decides: one of the same protection stays as it
+// is (the session's fragments continue the track); with another, the
+// track's protection changes here, and the session's init segment is
+// stored as a version of its own (layout.InitKeyOf: "clear", or the
+// scheme), which each of its fragments names (layout.MetaInit) and the
+// manifests start a Period (HLS: a discontinuity, EXT-X-MAP and key
+// tags) at. Fragments already stored stay as they are. It returns the
+// version and the init segment stored before at its key (nil when this
+// session stored it).
+func (s *storeSink) storeInit(ctx context.Context, id layout.TrackID, kind timeline.Kind, init []byte, protection string) (string, []byte, error) {
+	first, err := s.putInit(ctx, id, kind, "", init)
+	if err != nil || first == nil {
+		return "", nil, err
 	}
-	if _, kid, ok, err := cenc.InitProtection(stored); err == nil && ok {
-		return fmt.Errorf("channel %s track %s is stored encrypted (key %s) and the relay has no key for the channel: its fragments cannot continue in the clear: %w", s.channel, id, kid.UUID(), errProtection)
+	scheme, _, encrypted, err := cenc.InitProtection(first)
+	if err != nil {
+		return "", nil, &storeError{fmt.Errorf("channel %s track %s: the stored init segment: %w", s.channel, id, err)}
 	}
-	return nil
+	if !encrypted && protection == "" || encrypted && string(scheme) == protection {
+		return "", first, nil
+	}
+	v := cmp.Or(protection, layout.ClearInit)
+	stored, err := s.putInit(ctx, id, kind, v, init)
+	if err != nil {
+		return "", nil, err
+	}
+	if s.initVersion == nil {
+		s.initVersion = map[layout.TrackID]string{}
+	}
+	s.initVersion[id] = v
+	was := cmp.Or(string(scheme), layout.ClearInit)
+	s.log.Info("track protection changes", "track", id.String(), "from", was, "to", v)
+	return v, stored, nil
 }
 
-// putInit stores an init segment unless one is stored: then it returns
-// the stored one.
-func (s *storeSink) putInit(ctx context.Context, id layout.TrackID, kind timeline.Kind, init []byte) ([]byte, error) {
-	key := layout.InitKey(s.channel, id)
+// putInit stores an init segment, the track's of version v (InitKeyOf),
+// unless one is stored: then it returns the stored one.
+func (s *storeSink) putInit(ctx context.Context, id layout.TrackID, kind timeline.Kind, v string, init []byte) ([]byte, error) {
+	key := layout.InitKeyOf(s.channel, id, v)
 	_, err := s.store.Put(ctx, key, init, store.PutOptions{
 		ContentType: contentType(kind), CacheControl: store.CacheImmutable, IfNoneMatch: true,
 	})
@@ -220,7 +240,7 @@ func (s *storeSink) putInit(ctx context.Context, id layout.TrackID, kind timelin
 	if !errors.Is(err, store.ErrPreconditionFailed) {
 		return nil, &storeError{fmt.Errorf("channel %s track %s: %w", s.channel, id, err)}
 	}
-	s.log.Debug("init segment exists", "track", id.String())
+	s.log.Debug("init segment exists", "track", id.String(), "version", v)
 	obj, err := s.store.Get(ctx, key)
 	if err != nil {
 		return nil, &storeError{fmt.Errorf("channel %s track %s: read the stored init segment: %w", s.channel, id, err)}

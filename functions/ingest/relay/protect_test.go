@@ -23,6 +23,7 @@ import (
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/mp4box"
 	"github.com/smoothcast/smoothcast/shared/store"
+	"github.com/smoothcast/smoothcast/shared/synth"
 )
 
 // The test keys.
@@ -137,41 +138,86 @@ func TestEncryptedChannelStoresNoClearMedia(t *testing.T) {
 	}
 }
 
-// A track is clear or encrypted for its whole life: a push that would
-// add encrypted fragments to a track stored clear, or clear ones to a
-// track stored encrypted (the relay lost the channel's key), is refused
-// with 409 and stores nothing.
-func TestATracksProtectionNeverChanges(t *testing.T) {
+// A track's protection may change: encryption turned on for a channel
+// already published, off, or another scheme. The fragments already
+// stored stay as they are, the track's first init segment too; the new
+// session's init segment is stored as a version of its own (Init(name,v):
+// "clear" or the scheme), and each of its fragments names it
+// (x-amz-meta-init) and is stored as that protection says.
+func TestATracksProtectionChangeIsAnInitVersion(t *testing.T) {
+	cbcs := keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CBCS)
+	cencKeys := keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CENC)
 	for _, tc := range []struct {
 		name          string
 		first, second keys.Source
+		version       string
+		encrypted     bool // the second session's fragments
 	}{
-		{"clear, then encrypted", nil, keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CBCS)},
-		{"encrypted, then clear", keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CBCS), nil},
-		{"cbcs, then cenc", keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CBCS), keys.NewStatic(map[string]cenc.Key{"ch": keyA}, cenc.CENC)},
+		{"clear, then encrypted", nil, cbcs, "cbcs", true},
+		{"encrypted, then clear", cbcs, nil, layout.ClearInit, false},
+		{"cbcs, then cenc", cbcs, cencKeys, "cenc", true},
+		{"cbcs, then cbcs again", cbcs, cbcs, "", true},
+		{"clear, then clear again", nil, nil, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, st := testtool.Store(t, "relay-test")
-			push := func(src keys.Source, stream string) (int, string) {
+			push := func(src keys.Source, stream string, r synth.Range) {
 				cfg := relay.DefaultConfig()
 				cfg.Keys = src
 				hs := httptest.NewServer(relay.New(st, cfg, quiet).Handler())
 				defer hs.Close()
-				return testtool.Do(t, "POST", hs.URL+"/live/ch.isml/Streams("+stream+")", fixture(t), true)
-			}
-			if code, msg := push(tc.first, "a"); code != 200 {
-				t.Fatalf("first push: %d %s", code, msg)
-			}
-			before := snapshot(t, st)
-			code, msg := push(tc.second, "b")
-			if code != 409 || !strings.Contains(msg, "protection") && !strings.Contains(msg, "clear") {
-				t.Errorf("second push: %d %q, want 409 saying why", code, msg)
-			}
-			after := snapshot(t, st)
-			for k := range after {
-				if _, ok := before[k]; !ok && !strings.Contains(k, "/End(") {
-					t.Errorf("the refused push stored %s", k)
+				if code, msg := testtool.Do(t, "POST", hs.URL+"/live/ch.isml/Streams("+stream+")", synthPushOf(t, synth.Config{SMIL: true}, r), true); code != 200 {
+					t.Fatalf("push %s: %d %s", stream, code, msg)
 				}
+			}
+			push(tc.first, "a", synth.Range{Count: 2})
+			before := snapshot(t, st)
+			push(tc.second, "b", synth.Range{From: 2, Count: 2, End: true})
+			after := snapshot(t, st)
+			for k, v := range before {
+				if after[k] != v {
+					t.Errorf("%s changed", k)
+				}
+			}
+			var versions, fragments int
+			for k := range after {
+				if _, ok := before[k]; ok {
+					continue
+				}
+				obj, err := layout.Parse(k)
+				if err != nil {
+					continue
+				}
+				o, err := st.Get(context.Background(), k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch obj.Kind {
+				case layout.KindInit:
+					versions++
+					_, _, ok, err := cenc.InitProtection(o.Body)
+					if obj.InitVersion != tc.version || err != nil || ok != tc.encrypted {
+						t.Errorf("%s: version %q encrypted %v (%v), want version %q encrypted %v", k, obj.InitVersion, ok, err, tc.version, tc.encrypted)
+					}
+				case layout.KindFragment:
+					fragments++
+					if got := o.Metadata[layout.MetaInit]; got != tc.version {
+						t.Errorf("%s names init version %q, want %q", k, got, tc.version)
+					}
+					init, err := st.Get(context.Background(), layout.InitKeyOf("ch", obj.Track, tc.version))
+					if err != nil {
+						t.Fatal(err)
+					}
+					dec, err := cenc.Decrypt(init.Body, o.Body, map[cenc.KID]cenc.Key{keyA.KID: keyA})
+					// A small synthetic picture may have no whole block of
+					// slice data to encrypt: its senc says it is encrypted.
+					if enc := bytes.Contains(o.Body, []byte("senc")) || err == nil && !bytes.Equal(mdatOf(t, dec), mdatOf(t, o.Body)); enc != tc.encrypted {
+						t.Errorf("%s encrypted %v (%v), want %v", k, enc, err, tc.encrypted)
+					}
+				}
+			}
+			if want := map[bool]int{true: 2, false: 0}[tc.version != ""]; versions != want || fragments == 0 {
+				t.Errorf("the second session stored %d init segments and %d fragments, want %d init segments (one per track)", versions, fragments, want)
 			}
 		})
 	}

@@ -90,6 +90,9 @@ type storeSink struct {
 	// prot encrypts the audio and video of a channel that has keys
 	// (protect.go).
 	prot protection
+	// initVersion is, for a track whose protection changed (storeInit),
+	// the version of its init segment, which its fragments name.
+	initVersion map[layout.TrackID]string
 }
 
 // wvttTrack is what the WebVTT file of a wvtt fragment needs of its
@@ -123,11 +126,8 @@ func (s *storeSink) Init(ctx context.Context, h ingest.TrackHeader) error {
 	if encrypted, err := s.protectInit(h); encrypted || err != nil {
 		return err // an encrypted track's init segment is stored with its first fragment
 	}
-	stored, err := s.putInit(ctx, h.ID, h.Kind, h.Init)
-	if err != nil {
-		return err
-	}
-	return s.checkClear(h.ID, stored)
+	_, _, err := s.storeInit(ctx, h.ID, h.Kind, h.Init, "")
+	return err
 }
 
 // Fragment stores a fragment, with what the manifest function needs to
@@ -138,8 +138,12 @@ func (s *storeSink) Fragment(ctx context.Context, f ingest.Fragment) error {
 	}
 	key := layout.FragmentKey(s.channel, f.ID, f.Start)
 	opts := store.PutOptions{ContentType: contentType(f.Kind), CacheControl: store.CacheImmutable, IfNoneMatch: true, Tagging: layout.ExpireTag}
-	if f.HasPrev || f.Disc {
+	v := s.initVersion[f.ID]
+	if f.HasPrev || f.Disc || v != "" {
 		opts.Metadata = map[string]string{}
+	}
+	if v != "" {
+		opts.Metadata[layout.MetaInit] = v
 	}
 	if f.HasPrev {
 		opts.Metadata[layout.MetaPrev] = strconv.FormatUint(f.Prev, 10)

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/url"
@@ -425,6 +426,12 @@ func (h *Handler) readArrival(ctx context.Context, key string, obj layout.Object
 		a.HasPrev, a.Prev = true, v
 	}
 	a.Disc = o.Metadata[layout.MetaDisc] == "1"
+	if v, ok := o.Metadata[layout.MetaInit]; ok {
+		if !layout.ValidName(v) {
+			return timeline.Arrival{}, nil, unreadable("fragment metadata %s=%q: no init segment version", layout.MetaInit, v)
+		}
+		a.Init = v
+	}
 	return a, emsgs, nil
 }
 
@@ -475,36 +482,53 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 	if cached != nil && !h.due(cached, now) {
 		// Safe to trust: an index written less than StateRefresh ago is
 		// neither expired nor started anew since.
-		if t, ok := cached.Track(obj.Track); ok {
+		if t, ok := cached.Track(obj.Track); ok && hasInit(t, arr.Init) {
 			return t, cached.Epoch, nil
 		}
 	}
-	var desc *timeline.Track
+	var desc, version *timeline.Track
 	ch, err := h.updateChannel(ctx, obj.Channel, stats, func(ch *timeline.Channel) (bool, error) {
 		changed := h.due(ch, now)
 		if h.forgotten(ch, now) {
 			log.Info("channel starts anew: nothing touched it for longer than the retention", "epoch", ch.Epoch, "touched", ch.Touched)
 			*ch = timeline.Channel{Version: timeline.StateVersion, Name: ch.Name}
 		}
-		if _, ok := ch.Track(obj.Track); ok {
+		t, ok := ch.Track(obj.Track)
+		if ok && hasInit(t, arr.Init) {
 			return changed, nil
 		}
-		if desc == nil {
-			init, err := h.Store.Get(ctx, layout.InitKey(obj.Channel, obj.Track))
-			if err != nil {
-				return false, fmt.Errorf("read init segment: %w", err)
+		if !ok {
+			if desc == nil {
+				d, err := h.describeInit(ctx, obj, "")
+				if err != nil {
+					return false, err
+				}
+				desc = &d
 			}
-			t, err := fmp4.ParseInit(init.Body)
-			if err != nil {
-				return false, unreadable("init segment: %w", err)
+			if ch.Epoch.IsZero() {
+				ch.Epoch = at.Add(-timeline.DurationOf(arr.End(), desc.Timescale)).Truncate(time.Millisecond).UTC()
 			}
-			t.ID = obj.Track
-			desc = &t
+			t = *desc
 		}
-		if ch.Epoch.IsZero() {
-			ch.Epoch = at.Add(-timeline.DurationOf(arr.End(), desc.Timescale)).Truncate(time.Millisecond).UTC()
+		if !hasInit(t, arr.Init) {
+			// The track's protection changed: its fragments from here on
+			// name the init segment of their version (layout.MetaInit),
+			// whose protection the manifests signal from there.
+			if version == nil {
+				v, err := h.describeInit(ctx, obj, arr.Init)
+				if err != nil {
+					return false, err
+				}
+				version = &v
+			}
+			t.Inits = maps.Clone(t.Inits)
+			if t.Inits == nil {
+				t.Inits = map[string]*timeline.Protection{}
+			}
+			t.Inits[arr.Init] = version.Protection
+			log.Info("track protection changes", "track", obj.Track.String(), "init_version", arr.Init, "encrypted", version.Protection != nil)
 		}
-		ch.AddTrack(*desc)
+		ch.AddTrack(t)
 		return true, nil
 	})
 	if err != nil {
@@ -512,6 +536,32 @@ func (h *Handler) track(ctx context.Context, obj layout.Object, arr timeline.Arr
 	}
 	t, _ := ch.Track(obj.Track)
 	return t, ch.Epoch, nil
+}
+
+// describeInit describes the fragment's track from its init segment of
+// version v (layout.InitKeyOf).
+func (h *Handler) describeInit(ctx context.Context, obj layout.Object, v string) (timeline.Track, error) {
+	what := "init segment"
+	if v != "" {
+		what += " " + v
+	}
+	init, err := h.Store.Get(ctx, layout.InitKeyOf(obj.Channel, obj.Track, v))
+	if err != nil {
+		return timeline.Track{}, fmt.Errorf("read %s: %w", what, err)
+	}
+	t, err := fmp4.ParseInit(init.Body)
+	if err != nil {
+		return timeline.Track{}, unreadable("%s: %w", what, err)
+	}
+	t.ID = obj.Track
+	return t, nil
+}
+
+// hasInit reports whether the channel index knows track t's init
+// segment of version v ("": its first, always known).
+func hasInit(t timeline.Track, v string) bool {
+	_, ok := t.Inits[v]
+	return v == "" || ok
 }
 
 // due reports whether the channel index must be written again to stay
