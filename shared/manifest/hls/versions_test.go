@@ -1,12 +1,17 @@
 package hls
 
 import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smoothcast/smoothcast/internal/manifesttest"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/shared/layout"
 	"github.com/smoothcast/smoothcast/shared/timeline"
 )
@@ -102,4 +107,59 @@ func TestProtectionChangeStartsANewMapAndKeys(t *testing.T) {
 // more than one version: its playlists have a map and keys per version.
 func changesProtection(p *timeline.Presentation) bool {
 	return slices.ContainsFunc(p.Tracks, func(tv timeline.TrackView) bool { return len(tv.Inits) > 0 })
+}
+
+// hlsJSVersionsScript prints what hls.js's parser makes of each fragment
+// of a media playlist: its init segment's URL and the methods of the
+// keys in force (KEYFORMAT=method, sorted; "" for none).
+const hlsJSVersionsScript = `
+import { M3U8Parser } from process.env.HLSJS;
+import { readFileSync } from 'node:fs';
+const media = M3U8Parser.parseLevelPlaylist(readFileSync(process.argv[1], 'utf8'), 'https://cdn.example/live/ch.isml/QualityLevels(800000)/video.m3u8', 0, 'main', 0, null);
+console.log(JSON.stringify(media.fragments.map(f => ({
+  init: f.initSegment ? f.initSegment.relurl : '',
+  keys: Object.entries(f.levelkeys || {}).filter(([, k]) => k.method !== 'NONE').map(([fmt, k]) => fmt + '=' + k.method).sort().join(' '),
+}))));
+`
+
+// hls.js, as the players' tests install it, follows a change of
+// protection: each fragment has the init segment of its version and
+// the keys of its protection, none once it is clear again.
+func TestHLSJSFollowsAProtectionChange(t *testing.T) {
+	node := testtool.Require(t, "node")
+	lib := hlsJS(t)
+	for _, f := range []func() *timeline.Presentation{manifesttest.ProtectionChange, manifesttest.ProtectionChangeEncryptedFirst} {
+		p := f()
+		tv := &p.Tracks[0]
+		video, _ := Media(p, tv.ID)
+		path := filepath.Join(t.TempDir(), "video.m3u8")
+		if err := os.WriteFile(path, video, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(node, "--input-type=module", "-e", strings.Replace(hlsJSVersionsScript, "process.env.HLSJS", `'file://`+lib+`'`, 1), path)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("node: %v\n%s", err, out)
+		}
+		var got []struct{ Init, Keys string }
+		if err := json.Unmarshal(out[strings.LastIndexByte(strings.TrimSpace(string(out)), '\n')+1:], &got); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		i := 0
+		for e := range tv.State.Timeline.All() {
+			if i >= len(got) {
+				t.Fatalf("hls.js reads %d fragments:\n%s", len(got), video)
+			}
+			var want []string
+			prot := tv.ProtectionOf(e.Init)
+			for _, k := range keyTags(prot) {
+				want = append(want, k.format+"="+keyMethod(prot.Scheme))
+			}
+			slices.Sort(want)
+			if got[i].Init != layout.InitRefOf(tv.ID, e.Init) || got[i].Keys != strings.Join(want, " ") {
+				t.Errorf("fragment %d (version %q): hls.js reads init %s, keys %q; want %s, %q", i, e.Init, got[i].Init, got[i].Keys, layout.InitRefOf(tv.ID, e.Init), strings.Join(want, " "))
+			}
+			i++
+		}
+	}
 }
