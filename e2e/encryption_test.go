@@ -10,12 +10,15 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/cenc"
 	"github.com/smoothcast/smoothcast/shared/keys"
+	"github.com/smoothcast/smoothcast/shared/manifest/dash"
 )
 
 // keysByChannel gives each channel its own key source: the tests encrypt
@@ -230,4 +233,98 @@ func framecrcOf(ffmpeg, file string, inputArgs ...string) (string, error) {
 func head(s string) string {
 	lines := strings.SplitN(s, "\n", 12)
 	return strings.Join(lines[:min(len(lines), 11)], "\n")
+}
+
+// switchableKeys is a channel's key source that can be turned on while
+// the stack runs: what restarting a relay with a new key file does.
+type switchableKeys struct {
+	on  atomic.Bool
+	src keys.Source
+}
+
+func (s *switchableKeys) Plan(channel string) (keys.Plan, bool) {
+	if !s.on.Load() {
+		return keys.Plan{}, false
+	}
+	return s.src.Plan(channel)
+}
+
+func (s *switchableKeys) Period(ctx context.Context, channel string, n uint64) (cenc.Period, error) {
+	return s.src.Period(ctx, channel, n)
+}
+
+// Encryption turned on for a channel already published: the fragments
+// stored stay clear, the encoder's next session is encrypted, and the
+// manifests say where protection starts (HLS: a discontinuity with the
+// encrypted init segment's EXT-X-MAP and EXT-X-KEY; DASH: a second
+// Period with its ContentProtection, the first with none). Playing
+// across the change is not asked of the browsers: Chromium fails about
+// one switch in two from clear to encrypted media in one stream
+// ("decoder reinitialization failed", docs/limitations.md), whatever
+// the manifest says.
+func TestEncryptionTurnedOnMidStreamIsSignalled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
+	besideAnother(t)
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	const channel = "drm-later"
+	ks := &switchableKeys{src: staticKey(t, channel, cbcsKey, cenc.CBCS)}
+	st := startStackWith(t, "", func(o *stack.Options) {
+		o.Relay.Keys = keysByChannel{channel: ks}
+		// The second session starts from zero again: 2 s behind what the
+		// channel published is a restart (rebased after it), not a
+		// reconnect resending its fragments.
+		o.Relay.MaxDrift = 2 * time.Second
+	})
+	base := st.EdgeURL + "/live/" + channel + ".isml/"
+	push := func(stream string) {
+		cmd := ffmpegPush(context.Background(), ffmpeg, st.IngestURL+"/live/"+channel+".isml/Streams("+stream+")", 8, true)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, out)
+		}
+	}
+	push("clear")
+	st.Settle(context.Background())
+	ks.on.Store(true)
+	push("encrypted")
+	waitForVOD(t, st, base)
+	for uri, pl := range mediaPlaylists(t, base) {
+		var maps []string
+		for _, m := range pl.Maps {
+			maps = append(maps, m.URI)
+		}
+		if len(maps) != 2 || strings.Contains(maps[0], ",") || !strings.Contains(maps[1], ",cbcs)") {
+			t.Errorf("%s: EXT-X-MAP %v, want the clear init segment, then the encrypted one", uri, maps)
+			continue
+		}
+		var clear, encrypted int
+		for _, s := range pl.Segments {
+			if len(s.Keys) == 0 || s.Keys[0].Method == "NONE" {
+				clear++
+			} else {
+				encrypted++
+			}
+		}
+		if clear == 0 || encrypted == 0 || discontinuitiesOf(pl) != 1 {
+			t.Errorf("%s: %d clear and %d encrypted segments, %d discontinuities; want both, and one", uri, clear, encrypted, discontinuitiesOf(pl))
+		}
+	}
+	_, b := get(t, base+"manifest.mpd")
+	mpd, err := dash.Parse(b)
+	if err != nil || len(mpd.Periods) != 2 {
+		t.Fatalf("the MPD (%v) does not have two Periods:\n%s", err, b)
+	}
+	for i, p := range mpd.Periods {
+		var protected bool
+		for _, as := range p.AdaptationSets {
+			protected = protected || len(as.ContentProtections) > 0
+			for _, r := range as.Representations {
+				protected = protected || len(r.ContentProtections) > 0
+			}
+		}
+		if protected != (i == 1) {
+			t.Errorf("Period %d protected %v, want %v", i, protected, i == 1)
+		}
+	}
 }
