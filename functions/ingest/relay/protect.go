@@ -42,10 +42,9 @@ func (e *keyError) Unwrap() error { return e.err }
 // protectedTrack is one encrypted track of a session: the sink's, used by
 // the session's goroutine only.
 type protectedTrack struct {
+	// enc encrypts the track; it holds the clear init segment until the
+	// first fragment says which key period the protected one is for.
 	enc *cenc.Track
-	// init is the clear init segment, until the first fragment says which
-	// key period the protected one is written for.
-	init []byte
 	// stored: the protected init segment is stored (or found stored), and
 	// defaultKID is its tenc's default KID.
 	stored     bool
@@ -96,7 +95,7 @@ func (s *storeSink) protectInit(h ingest.TrackHeader) (bool, error) {
 	if s.prot.tracks == nil {
 		s.prot.tracks = map[layout.TrackID]*protectedTrack{}
 	}
-	s.prot.tracks[h.ID] = &protectedTrack{enc: enc, init: append([]byte(nil), h.Init...)}
+	s.prot.tracks[h.ID] = &protectedTrack{enc: enc}
 	return true, nil
 }
 
@@ -182,7 +181,7 @@ func (s *storeSink) storeProtectedInit(ctx context.Context, f *ingest.Fragment, 
 		}
 		pt.defaultKID = kid
 	}
-	pt.stored, pt.init = true, nil
+	pt.stored = true
 	s.log.Info("track encrypted", "track", f.ID.String(), "scheme", string(s.prot.plan.Scheme), "default_kid", pt.defaultKID.UUID(),
 		"period", keyPeriod(*f, s.prot.plan.RotateEvery), "init_version", v)
 	s.st.protected(f.ID, string(s.prot.plan.Scheme)+" "+pt.defaultKID.UUID())
