@@ -69,10 +69,11 @@ func protocolErr(format string, args ...any) error {
 
 // TrackHeader announces a track before its first fragment.
 type TrackHeader struct {
-	ID      layout.TrackID
-	TrackID uint32 // the track_ID inside the MP4 boxes
-	Kind    timeline.Kind
-	Init    []byte // ftyp+moov of this track alone
+	ID        layout.TrackID
+	TrackID   uint32 // the track_ID inside the MP4 boxes
+	Kind      timeline.Kind
+	Timescale uint32 // the track's (its mdhd's): what Fragment times count
+	Init      []byte // ftyp+moov of this track alone
 }
 
 // Fragment is one complete fragment of one track, rewritten for storage.
@@ -776,7 +777,7 @@ func (s *Session) announce(ctx context.Context, t *track, id uint32, captions ti
 	if err != nil {
 		return &ProtocolError{Err: err}
 	}
-	h := TrackHeader{ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind, Init: init}
+	h := TrackHeader{ID: layout.TrackID{Name: t.name, Bitrate: t.bitrate}, TrackID: id, Kind: t.kind, Timescale: t.trak.Mdia.Mdhd.Timescale, Init: init}
 	if err := s.sink.Init(ctx, h); err != nil {
 		return err
 	}

@@ -49,6 +49,8 @@ type protectedTrack struct {
 	// defaultKID is its tenc's default KID.
 	stored     bool
 	defaultKID cenc.KID
+	// timescale is the track's: key periods are whole seconds of it.
+	timescale uint32
 	// period is the key period of the last fragment, and stale whether
 	// its key was the last one the source had rather than its own: a
 	// change of either is logged once.
@@ -95,17 +97,23 @@ func (s *storeSink) protectInit(h ingest.TrackHeader) (bool, error) {
 	if s.prot.tracks == nil {
 		s.prot.tracks = map[layout.TrackID]*protectedTrack{}
 	}
-	s.prot.tracks[h.ID] = &protectedTrack{enc: enc}
+	s.prot.tracks[h.ID] = &protectedTrack{enc: enc, timescale: h.Timescale}
 	return true, nil
 }
 
-// keyPeriod is the key period of a fragment: with rotation every n
-// fragments, its start over n fragment durations, in its timescale.
-func keyPeriod(f ingest.Fragment, n int) uint64 {
-	if n <= 0 || f.Duration == 0 {
+// keyPeriod is the key period of a fragment of a track of timescale:
+// with rotation every n fragments, its start over n times its duration
+// rounded to whole seconds (at least one). The rounding gives every
+// track of a channel the same periods, and periods that only rise: AAC
+// fragments last 1.984 or 2.005 s by turns, and a start over each one's
+// own duration would fall back now and then.
+func keyPeriod(f ingest.Fragment, n int, timescale uint32) uint64 {
+	if n <= 0 || timescale == 0 {
 		return 0
 	}
-	return f.Start / (uint64(n) * f.Duration)
+	ts := uint64(timescale)
+	seconds := max((f.Duration+ts/2)/ts, 1)
+	return f.Start / (uint64(n) * seconds * ts)
 }
 
 // protectFragment encrypts f if its track is encrypted, storing the
@@ -115,7 +123,7 @@ func (s *storeSink) protectFragment(ctx context.Context, f *ingest.Fragment) err
 	if !ok {
 		return nil
 	}
-	n := keyPeriod(*f, s.prot.plan.RotateEvery)
+	n := keyPeriod(*f, s.prot.plan.RotateEvery, pt.timescale)
 	p, err := s.prot.src.Period(ctx, s.channel, n)
 	var stale *keys.StaleError
 	switch {
@@ -183,7 +191,7 @@ func (s *storeSink) storeProtectedInit(ctx context.Context, f *ingest.Fragment, 
 	}
 	pt.stored = true
 	s.log.Info("track encrypted", "track", f.ID.String(), "scheme", string(s.prot.plan.Scheme), "default_kid", pt.defaultKID.UUID(),
-		"period", keyPeriod(*f, s.prot.plan.RotateEvery), "init_version", v)
+		"period", pt.period, "init_version", v)
 	s.st.protected(f.ID, string(s.prot.plan.Scheme)+" "+pt.defaultKID.UUID())
 	return nil
 }

@@ -365,10 +365,17 @@ func TestSPEKEKeysRotateEveryFragment(t *testing.T) {
 		if err != nil || info.Duration == 0 {
 			t.Fatalf("%s: %v", name, err)
 		}
-		n := obj.Start / info.Duration
+		init := inits[name[:strings.LastIndex(name, "/")]]
+		tr, err := fmp4.ParseInit(init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Rotation every fragment: a period is the fragment's duration
+		// in whole seconds.
+		ts := tr.Timescale
+		n := obj.Start / (max((info.Duration+ts/2)/ts, 1) * ts)
 		p := period(n)
 		kids[p.Key.KID] = true
-		init := inits[name[:strings.LastIndex(name, "/")]]
 		dec, err := cenc.Decrypt(init, body, map[cenc.KID]cenc.Key{p.Key.KID: p.Key})
 		if err != nil || !bytes.Equal(mdatOf(t, dec), mdatOf(t, clear[name])) {
 			t.Errorf("%s (period %d) does not decrypt with its period's key %s: %v", name, n, p.Key.KID, err)
