@@ -16,6 +16,7 @@ import (
 
 	"github.com/smoothcast/smoothcast/functions/ingest/relay"
 	"github.com/smoothcast/smoothcast/functions/manifest/handler"
+	"github.com/smoothcast/smoothcast/internal/testtool"
 	"github.com/smoothcast/smoothcast/local/stack"
 	"github.com/smoothcast/smoothcast/shared/synth"
 	"github.com/smoothcast/smoothcast/shared/timeline"
@@ -201,26 +202,11 @@ func proxy(t *testing.T, edge string, mutate func(path string, status int, body 
 	return srv.URL
 }
 
-// fetchBody GETs url from the stack.
-func fetchBody(t *testing.T, url string) []byte {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
-	}
-	return b
-}
-
 func TestRunFindsProblems(t *testing.T) {
 	edge := finishedStack(t)
 	const ch = "/live/smooth.isml/"
 	const frag = ch + "QualityLevels(300000)/Fragments(video=10000000)"
-	first := fetchBody(t, edge+ch+"QualityLevels(300000)/Fragments(video=0)")
+	first := testtool.Get(t, edge+ch+"QualityLevels(300000)/Fragments(video=0)")
 	type counts struct{ missing, bad int }
 	for _, tc := range []struct {
 		name   string

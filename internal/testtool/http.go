@@ -36,6 +36,16 @@ func Do(t testing.TB, method, url string, body []byte, chunked bool) (int, strin
 	return resp.StatusCode, string(msg)
 }
 
+// Get is the body of url, which must answer 200.
+func Get(t testing.TB, url string) []byte {
+	t.Helper()
+	code, body := Do(t, http.MethodGet, url, nil, false)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	return []byte(body)
+}
+
 // RawRequest opens a connection to addr (host:port, or an http:// URL)
 // and sends head as it is: a request line and headers, finished or not.
 // The connection is closed when the test ends.

@@ -265,7 +265,7 @@ func TestFFmpegReadsTheEncryptedChannel(t *testing.T) {
 func listedVideo(t *testing.T, url string) []byte {
 	t.Helper()
 	h := url + "/live/ch.isml/"
-	m, err := dash.Parse(get(t, url+"/"+layout.DASHManifestPath("ch")))
+	m, err := dash.Parse(testtool.Get(t, url+"/"+layout.DASHManifestPath("ch")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func listedVideo(t *testing.T, url string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		media = get(t, h+init)
+		media = testtool.Get(t, h+init)
 		segs, err := tmpl.Segments()
 		if err != nil {
 			t.Fatal(err)
@@ -288,7 +288,7 @@ func listedVideo(t *testing.T, url string) []byte {
 			if err != nil {
 				t.Fatal(err)
 			}
-			media = append(media, get(t, h+u)...)
+			media = append(media, testtool.Get(t, h+u)...)
 		}
 	}
 	if len(media) == 0 {
@@ -317,19 +317,4 @@ func frameCRCs(t *testing.T, ffmpeg string, b, key []byte) []string {
 		}
 	}
 	return crcs
-}
-
-// get is the body of url, which must be there.
-func get(t *testing.T, url string) []byte {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return b
 }
