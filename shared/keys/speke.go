@@ -258,13 +258,6 @@ func (s *SPEKE) Period(ctx context.Context, channel string, n uint64) (cenc.Peri
 	return f.p, nil
 }
 
-// Forget drops what is kept of channel (a channel that ended).
-func (s *SPEKE) Forget(channel string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.state, channel)
-}
-
 // channel is channel's state, made on first use. s.mu is held.
 func (s *SPEKE) channel(name string) *channelKeys {
 	ck := s.state[name]
@@ -307,7 +300,8 @@ func (s *SPEKE) start(ck *channelKeys, channel string, n uint64) *fetch {
 		ck := s.state[channel]
 		switch {
 		case ck == nil || ck.periods[n] != f:
-			// Forgotten meanwhile: the waiters get the answer, nothing is kept.
+			// Not this channel's fetch of n any more: the waiters get the
+			// answer, nothing is kept.
 		case err != nil:
 			delete(ck.periods, n) // asked again once the hold is over
 			ck.holdUntil, ck.lastErr = s.cfg.Now().Add(s.cfg.Hold), err
