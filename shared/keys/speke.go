@@ -102,6 +102,10 @@ type SPEKE struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// mu guards state, each channelKeys in it, and each fetch's p and err
+	// until its done is closed (after that they are read without it). It
+	// is the only lock: never held while waiting for a fetch or the key
+	// server.
 	mu    sync.Mutex
 	state map[string]*channelKeys
 }
